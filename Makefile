@@ -1,0 +1,36 @@
+# One-command set-up: `make demo` and `make test` both install what a fresh machine needs first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-all demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_system.sh
+	bash scripts/install_system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision first and pinned: these releases lie on this machine's disk (CUDA builds
+	# that also run on CPU); PyPI's torchvision cannot import beside the CPU-only 2.13 wheel.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	# Waymo's protos only: the package pins TensorFlow 2.13 and numpy 1.23, which we never need.
+	$(PY) -m pip install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q --runslow
+
+demo: setup
+	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo
+	$(VENV)/bin/dipir report runs/demo
+
+bench: setup
+	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
