@@ -1,0 +1,55 @@
+"""Shared test set-up: `gpu` and `slow` markers skip cleanly where they cannot run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+POLYHAVEN = REPO.parent / "shared" / "data" / "polyhaven"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    has_cuda = None
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "gpu" in item.keywords:
+            if has_cuda is None:
+                has_cuda = _has_cuda()
+            if not has_cuda:
+                item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def polyhaven_dir() -> Path:
+    """The four real Poly Haven HDRIs shipped beside the checkout; skip where absent."""
+    if not POLYHAVEN.is_dir():
+        pytest.skip(f"Poly Haven test data not found at {POLYHAVEN}")
+    return POLYHAVEN
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_env(tmp_path_factory):
+    # Ray writes its session files under RAY_TMPDIR; keep them inside pytest's temp tree.
+    os.environ.setdefault("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    yield
