@@ -1,0 +1,154 @@
+"""HDR image files and equirectangular geometry in Mitsuba's `envmap` convention.
+
+Convention (checked against Mitsuba 3.9's `envmap.eval` in tests/test_hdr.py):
+- world +Y up; u = atan2(x, -z) / 2π, so the image centre looks along +Z, u = 0.25 is +X and the
+  seam is at -Z;
+- column j sits at u = (j + 0.5) / W (the half-texel shift: Mitsuba pads the bitmap with one wrap
+  column on each side, so its `data` parameter is (H, W + 2, 3));
+- row i sits at θ = π · i / (H - 1): Mitsuba interpolates rows from pole to pole, so rows 0 and H-1
+  lie exactly on +Y and -Y. (FORMATS.md's "half-texel" applies to columns only.)
+
+Blender's world is +Z up with the image centre looking along +X; Blender (x, y, z) is Mitsuba
+(y, z, x).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dipir.errors import DipirError
+
+LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
+
+
+def equirect_angles(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polar angle θ per row (H,) and azimuth φ per column (W,) of the texel centres."""
+    theta = np.pi * np.arange(height, dtype=np.float64) / (height - 1)
+    phi = 2 * np.pi * (np.arange(width, dtype=np.float64) + 0.5) / width
+    return theta, phi
+
+
+def equirect_directions(height: int, width: int) -> np.ndarray:
+    """Unit world directions (H, W, 3) of each texel, float32."""
+    theta, phi = equirect_angles(height, width)
+    st, ct = np.sin(theta)[:, None], np.cos(theta)[:, None]
+    d = np.stack(np.broadcast_arrays(st * np.sin(phi)[None], ct, -st * np.cos(phi)[None]), axis=-1)
+    return d.astype(np.float32)
+
+
+def direction_to_uv(d: np.ndarray) -> np.ndarray:
+    """World directions (..., 3) -> (u, v) in [0, 1], v = θ/π (0 at +Y)."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    u = np.mod(np.arctan2(d[..., 0], -d[..., 2]) / (2 * np.pi), 1.0)
+    v = np.arccos(np.clip(d[..., 1], -1, 1)) / np.pi
+    return np.stack([u, v], axis=-1)
+
+
+def direction_to_pixel(d: np.ndarray, height: int, width: int) -> np.ndarray:
+    """World directions -> continuous (row, col) texel coordinates of this convention."""
+    uv = direction_to_uv(d)
+    return np.stack([uv[..., 1] * (height - 1), uv[..., 0] * width - 0.5], axis=-1)
+
+
+def solid_angles(height: int, width: int) -> np.ndarray:
+    """Solid angle (H, 1) of each texel's band: rows are centred on θ_i, clipped at the poles, so
+    the whole map sums to exactly 4π."""
+    theta, _ = equirect_angles(height, width)
+    half = np.pi / (2 * (height - 1))
+    lo, hi = np.clip(theta - half, 0, np.pi), np.clip(theta + half, 0, np.pi)
+    return ((np.cos(lo) - np.cos(hi)) * (2 * np.pi / width)).astype(np.float32)[:, None]
+
+
+def luminance(rgb):
+    """Relative luminance (Rec. 709) of linear RGB; works on numpy arrays and torch tensors."""
+    if isinstance(rgb, np.ndarray):
+        return rgb @ LUMA
+    import torch
+
+    return rgb @ torch.as_tensor(LUMA, dtype=rgb.dtype, device=rgb.device)
+
+
+def resample_equirect(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resample an equirect map to (height, width) by area averaging along rows and columns, so the
+    integral over the sphere is kept (a plain point sample would lose a small sun)."""
+    img = np.asarray(img, dtype=np.float32)
+    h0, w0 = img.shape[:2]
+    if (h0, w0) == (height, width):
+        return img.copy()
+    w_cols = _overlap_matrix(w0, width, periodic=True)
+    out = np.einsum("jw,hwc->hjc", w_cols, img)
+    # Rows: weight source rows by their solid angle so bright texels near the poles are not overweighted.
+    sa0 = solid_angles(h0, w0)[:, 0].astype(np.float64)
+    w_rows = _overlap_matrix_rows(h0, height) * sa0[None]
+    w_rows /= np.maximum(w_rows.sum(axis=1, keepdims=True), 1e-20)
+    return np.einsum("ih,hjc->ijc", w_rows, out).astype(np.float32)
+
+
+def _overlap_matrix(n_src: int, n_dst: int, periodic: bool) -> np.ndarray:
+    # Fraction of each destination cell covered by each source cell, cells on [0, 1).
+    e_src = np.linspace(0, 1, n_src + 1)
+    e_dst = np.linspace(0, 1, n_dst + 1)
+    lo = np.maximum(e_dst[:-1, None], e_src[None, :-1])
+    hi = np.minimum(e_dst[1:, None], e_src[None, 1:])
+    m = np.clip(hi - lo, 0, None)
+    return m / m.sum(axis=1, keepdims=True)
+
+
+def _overlap_matrix_rows(n_src: int, n_dst: int) -> np.ndarray:
+    # Rows are centred on θ = π i / (n - 1); their bands are half-width at the poles.
+    def edges(n):
+        c = np.arange(n) / (n - 1)
+        return np.clip(c - 0.5 / (n - 1), 0, 1), np.clip(c + 0.5 / (n - 1), 0, 1)
+
+    slo, shi = edges(n_src)
+    dlo, dhi = edges(n_dst)
+    return np.clip(np.minimum(dhi[:, None], shi[None]) - np.maximum(dlo[:, None], slo[None]), 0, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def read_hdr(path: str | Path) -> np.ndarray:
+    """Read a linear HDR image (.exr, .hdr, .pfm) as float32 (H, W, 3) with Mitsuba's Bitmap."""
+    path = Path(path)
+    if not path.is_file():
+        raise DipirError("HDR file not found", path)
+    if path.suffix.lower() not in (".exr", ".hdr", ".pfm"):
+        raise DipirError(f"unsupported HDR format {path.suffix!r} (use .exr, .hdr or .pfm)", path)
+    from dipir.mitsuba_setup import load_mitsuba
+
+    mi = load_mitsuba()
+    try:
+        bmp = mi.Bitmap(str(path))
+    except Exception as err:  # Mitsuba raises RuntimeError with a long C++ message
+        msg = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
+        raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
+    bmp = bmp.convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.Float32, srgb_gamma=False)
+    img = np.array(bmp, dtype=np.float32)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)
+    if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 2:
+        raise DipirError(f"expected an RGB image, got shape {img.shape}", path)
+    if not np.all(np.isfinite(img)):
+        raise DipirError("image holds NaN or infinite values", path)
+    return img
+
+
+def write_hdr(path: str | Path, img: np.ndarray) -> Path:
+    """Write float RGB (H, W, 3) as .exr (half float) or .hdr; atomic (temp file + rename)."""
+    path = Path(path)
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"write_hdr expects (H, W, 3), got {img.shape}")
+    from dipir.mitsuba_setup import load_mitsuba
+
+    mi = load_mitsuba()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    mi.Bitmap(img, mi.Bitmap.PixelFormat.RGB).write(str(tmp))
+    tmp.replace(path)
+    return path
