@@ -1,0 +1,97 @@
+"""The lighting terms of DiPIR's objective and the progressive fusion of its two env maps.
+
+All functions take equirect env maps as torch tensors (H, W, 3), linear HDR, in the convention of
+dipir/hdr.py, and weight texels by their solid angle ΔΩ (so the terms are integrals over the sphere
+and do not depend on the map's resolution).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dipir.hdr import luminance, solid_angles
+from dipir.optim_config import FusionSettings
+
+EPS = 1e-8
+
+
+def _omega(env: torch.Tensor) -> torch.Tensor:
+    h, w = env.shape[:2]
+    return torch.as_tensor(solid_angles(h, w), dtype=env.dtype, device=env.device)  # (H, 1)
+
+
+def normalized_luminance(env: torch.Tensor) -> torch.Tensor:
+    """L̃ = lum / ∫ lum dΩ: a probability density over the sphere (H, W)."""
+    lum = luminance(env)
+    return lum / ((lum * _omega(env)).sum() + EPS)
+
+
+def consistency_loss(env_fg: torch.Tensor, env_shadow: torch.Tensor) -> torch.Tensor:
+    """L_consistency = −Σ L̃_shadow · log L̃_fg · ΔΩ, with L̃_shadow detached.
+
+    A cross-entropy between the two maps' light distributions: it pulls the foreground map's
+    luminance layout towards the shadow map's (which the shadows pin down) and leaves the shadow map
+    alone. Its minimum over L_fg is at L̃_fg = L̃_shadow.
+    """
+    p = normalized_luminance(env_shadow).detach()
+    q = normalized_luminance(env_fg)
+    return -(p * torch.log(q + EPS) * _omega(env_fg)).sum()
+
+
+def reg_loss(env_shadow: torch.Tensor) -> torch.Tensor:
+    """L_reg = Σ log(1 + 2·L_shadow²) · ΔΩ on the shadow map's luminance.
+
+    A Cauchy penalty: it grows only logarithmically for large values, so it pushes the dim parts of
+    the map to zero while letting a few bright peaks survive, i.e. it favours sharp shadows.
+    """
+    lum = luminance(env_shadow)
+    return (torch.log1p(2.0 * lum * lum) * _omega(env_shadow)).sum()
+
+
+def fusion_alpha(step: int, total_steps: int, fusion: FusionSettings) -> float:
+    """0 before `fusion.start`, 1 from `fusion.end` on (fractions of the run), linear between.
+
+    Step `total_steps - 1` is always fully fused when fusion is enabled; disabled fusion is 0 always.
+    """
+    if not fusion.enabled:
+        return 0.0
+    if total_steps <= 1:
+        return 1.0
+    x = step / (total_steps - 1)
+    if x >= fusion.end:
+        return 1.0
+    if x <= fusion.start:
+        return 0.0
+    return (x - fusion.start) / (fusion.end - fusion.start)
+
+
+def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor) -> torch.Tensor:
+    """The one map both maps become: L_fg scaled by the relative luminance lum(L_shadow)/lum(L_fg).
+
+    It keeps L_fg's colour (what the object's shading found) and takes L_shadow's luminance (where
+    the light comes from and how strong, which the shadow pins down).
+    """
+    ratio = (luminance(env_shadow) + EPS) / (luminance(env_fg) + EPS)
+    return env_fg * ratio[..., None]
+
+
+def fuse(env_fg: torch.Tensor, env_shadow: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The maps the two renders use at fusion progress `alpha` in [0, 1].
+
+    Geometric interpolation from (L_fg, L_shadow) at alpha = 0 to (F, F) at alpha = 1, with F the
+    fused map: L_fg is scaled by (relative luminance)^alpha, L_shadow by (F / L_shadow)^alpha. At
+    alpha = 1 both renders get the very same tensor F.
+    """
+    if alpha <= 0.0:
+        return env_fg, env_shadow
+    f = fused_map(env_fg, env_shadow)
+    if alpha >= 1.0:
+        return f, f
+    log_ratio_fg = torch.log(f + EPS) - torch.log(env_fg + EPS)
+    log_ratio_sh = torch.log(f + EPS) - torch.log(env_shadow + EPS)
+    return env_fg * torch.exp(alpha * log_ratio_fg), env_shadow * torch.exp(alpha * log_ratio_sh)
+
+
+def pixel_loss(image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between two sRGB images (used by oracle guidance and dataset update)."""
+    return torch.mean((image - target.detach()) ** 2)

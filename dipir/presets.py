@@ -1,0 +1,51 @@
+"""Named DiPIR presets: the full method and its ablations (the paper's Table 3) as plain data.
+
+Each preset is the `dipir` default with exactly the fields its name says replaced
+(`dataclasses.replace`, through `replace_path` for nested fields). `PRESETS` maps the name to the
+fully resolved, frozen `DipirConfig`.
+"""
+
+from __future__ import annotations
+
+from dipir.errors import DipirError
+from dipir.optim_config import DipirConfig, replace_path
+
+DEFAULT_PRESET = "dipir"
+
+# name -> {dotted field: value}; the only place a preset is defined.
+PRESET_OVERRIDES: dict[str, dict[str, object]] = {
+    "dipir": {},
+    # Score distillation with classifier-free guidance on the base model (no personalization).
+    "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
+    # Score distillation with CFG on the personalized model.
+    "sds-lora": {"guidance.kind": "sds"},
+    # SDEdit-style targets from the personalized model, pulled towards by a pixel loss.
+    "dataset-update": {"guidance.kind": "dataset-update"},
+    # Tone curves stay the identity.
+    "no-tone-curves": {"tone_curves": False},
+    # L_fg and L_shadow stay two separate maps for the whole run.
+    "no-envmap-fusion": {"fusion.enabled": False},
+    # LoRA trained on the scene image only.
+    "no-concept-preservation": {"personalize.concept_preservation": False},
+    # Pixel loss to the ground-truth composite: no diffusion model (personalization is not used).
+    "oracle-guidance": {"guidance.kind": "oracle"},
+    # The paper's applications: also the object's roughness, base color and emission.
+    "dipir-material": {"optimize_material": True},
+}
+
+
+def _build(overrides: dict[str, object]) -> DipirConfig:
+    cfg = DipirConfig()
+    for dotted, value in overrides.items():
+        cfg = replace_path(cfg, dotted, value)
+    return cfg.validate()
+
+
+PRESETS: dict[str, DipirConfig] = {name: _build(o) for name, o in PRESET_OVERRIDES.items()}
+
+
+def get_preset(name: str) -> DipirConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise DipirError(f"unknown preset {name!r} (use one of {', '.join(PRESETS)})", field="preset") from None

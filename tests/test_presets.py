@@ -1,0 +1,63 @@
+"""Every preset differs from `dipir` in exactly the fields its name says."""
+
+import json
+
+import pytest
+
+from dipir.optim_config import DipirConfig, flat_fields, from_dict, to_dict
+from dipir.presets import PRESETS, get_preset
+
+# Written out independently of dipir/presets.py: what each name promises to change.
+EXPECTED = {
+    "dipir": {},
+    "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
+    "sds-lora": {"guidance.kind": "sds"},
+    "dataset-update": {"guidance.kind": "dataset-update"},
+    "no-tone-curves": {"tone_curves": False},
+    "no-envmap-fusion": {"fusion.enabled": False},
+    "no-concept-preservation": {"personalize.concept_preservation": False},
+    "oracle-guidance": {"guidance.kind": "oracle"},
+    "dipir-material": {"optimize_material": True},
+}
+
+
+def test_preset_names():
+    assert set(PRESETS) == set(EXPECTED)
+
+
+def test_dipir_defaults_are_the_papers():
+    c = PRESETS["dipir"]
+    assert c == DipirConfig()
+    assert c.iterations == 600 and c.lambda_consistency == 0.03 and c.lambda_reg == 0.01
+    assert (c.guidance.kind, c.guidance.t_max_start, c.guidance.t_max_end) == ("lds", 0.6, 0.3)
+    assert c.personalize.rank == 4 and c.personalize.enabled and c.personalize.concept_preservation
+    assert c.tone_bins == 5 and c.tone_curves and c.fusion.enabled and not c.optimize_material
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_differs_exactly_in_its_fields(name):
+    base, cfg = flat_fields(PRESETS["dipir"]), flat_fields(get_preset(name))
+    assert set(base) == set(cfg)
+    diff = {k: cfg[k] for k in base if cfg[k] != base[k]}
+    assert diff == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_roundtrips_as_plain_data(name):
+    cfg = PRESETS[name]
+    data = json.loads(json.dumps(to_dict(cfg)))
+    assert from_dict(data) == cfg
+
+
+def test_model_requirements():
+    assert not PRESETS["oracle-guidance"].needs_model()
+    assert PRESETS["dipir"].uses_lora() and not PRESETS["sds-no-lora"].uses_lora()
+
+
+def test_unknown_preset_and_key_are_user_errors():
+    from dipir.errors import DipirError
+
+    with pytest.raises(DipirError, match="preset"):
+        get_preset("nope")
+    with pytest.raises(DipirError, match="bogus"):
+        from_dict({"bogus": 1})
