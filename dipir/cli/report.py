@@ -1,0 +1,39 @@
+"""`dipir report RUN`: tables, figures and (with --study) preference tables from a results store.
+Only the report stage's light dependencies are imported, and only inside the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        run: Path = typer.Argument(..., help="Run folder (results store) written by `dipir run`."),
+        format: str = typer.Option("md,html,tex", "--format", help="Comma-separated: md, html, tex."),
+        study: Path = typer.Option(None, "--study", help="A study folder (`dipir study make`) whose answers to add."),
+        out: Path = typer.Option(None, "--out", help="Output folder (default RUN/report)."),
+        n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        main: str = typer.Option("dipir", "--main", help="Label of the DiPIR preset compared against all others."),
+        reference: str = typer.Option("oracle", "--reference", help="Comma-separated methods never bolded (GT lighting)."),
+        grid_scenes: int = typer.Option(6, "--grid-scenes", help="Comparison grids per dataset."),
+        link_images: bool = typer.Option(False, "--link-images", help="report.html links figures instead of embedding them."),
+    ) -> None:
+        """Write RUN/report/: report.md, report.html (self-contained), tables/*.tex (booktabs), figures/."""
+        from reports.build import ReportConfig, build_report, parse_formats
+        from reports.figures import FigureConfig
+        from reports.tables import TableConfig
+
+        cfg = ReportConfig(
+            formats=parse_formats(format),
+            tables=TableConfig(n_boot=n_boot, seed=seed, main_label=main,
+                               reference_methods=tuple(r.strip() for r in reference.split(",") if r.strip())),
+            figures=FigureConfig(max_grid_scenes=grid_scenes),
+            embed_images=not link_images,
+        )
+        res = build_report(run, cfg, study=study, out=out)
+        n = sum(len(v) for v in res.files.values())
+        typer.echo(f"wrote {n} files to {res.report_dir} in {res.seconds:.1f} s")

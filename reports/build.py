@@ -1,0 +1,110 @@
+"""`dipir report RUN`: read the results store, write RUN/report/{report.md, report.html,
+tables/*.tex, figures/*.png}."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dipir.errors import DipirError
+from reports.document import Document, Section
+from reports.figures import FigureConfig, make_figures
+from reports.render_html import render_html
+from reports.render_md import render_md
+from reports.render_tex import render_tex
+from reports.store import load_store
+from reports.tables import TableConfig, failure_table, metric_tables, pairwise_tables
+
+FORMATS = ("md", "html", "tex")
+
+
+@dataclass
+class ReportConfig:
+    formats: tuple[str, ...] = FORMATS
+    tables: TableConfig = field(default_factory=TableConfig)
+    figures: FigureConfig = field(default_factory=FigureConfig)
+    embed_images: bool = True  # report.html carries its figures as data URIs
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    fmts = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise DipirError(f"unknown format {bad[0] if bad else text!r} (choose from {', '.join(FORMATS)})",
+                         field="--format")
+    return fmts
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+@dataclass
+class ReportOutput:
+    report_dir: Path
+    files: dict[str, list[Path]]  # by kind: md, html, tex, figures
+    seconds: float
+
+
+def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | Path | None = None,
+                 out: str | Path | None = None) -> ReportOutput:
+    cfg = cfg or ReportConfig()
+    t0 = time.perf_counter()
+    store = load_store(run)
+    report_dir = Path(out) if out else store.run / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+
+    df = store.tasks
+    counts = df["status"].value_counts()
+    info = [("run", str(store.run.resolve())),
+            ("tasks", f"{len(df)} ({int(counts.get('done', 0))} done, {int(counts.get('failed', 0))} failed, "
+                      f"{int(counts.get('skipped', 0))} skipped)"),
+            ("datasets", ", ".join(sorted(df["dataset"].unique()))),
+            ("methods", ", ".join(sorted(df["label"].unique())))]
+    for key in ("git_hash", "git", "host", "gpu"):
+        if key in store.run_info:
+            info.append((key, str(store.run_info[key])))
+
+    sections = []
+    mt = metric_tables(store, cfg.tables)
+    sections.append(Section("Metrics", tables=mt))
+    pw = pairwise_tables(store, cfg.tables)
+    if pw:
+        sections.append(Section(f"Pairwise: {cfg.tables.main_label} against each method", tables=pw))
+    pref_tables = []
+    if study is not None:
+        from reports.study.analyze import analyze_study, study_sections
+
+        result = analyze_study(study)
+        study_secs = study_sections(result, store, cfg.tables)
+        sections += study_secs
+        pref_tables = [t for s in study_secs for t in s.tables]
+    ft = failure_table(store)
+    sections.append(Section("Failed, skipped and unavailable", tables=[ft] if ft else [],
+                            text=[] if ft else ["Every task finished and every metric is available."]))
+    figs = make_figures(store, report_dir, cfg.figures, cfg.tables)
+    sections.append(Section("Comparison grids", figures=figs["grids"]))
+    sections.append(Section("Metric distributions", figures=figs["distributions"]))
+    if figs["losses"]:
+        sections.append(Section("DiPIR loss curves", figures=figs["losses"]))
+    doc = Document(title=f"DiPIR bench report — {store.run.name}", info=info, sections=sections)
+
+    written: dict[str, list[Path]] = {"figures": [report_dir / f.path for fl in figs.values() for f in fl]}
+    if "md" in cfg.formats:
+        _atomic_write(report_dir / "report.md", render_md(doc))
+        written["md"] = [report_dir / "report.md"]
+    if "html" in cfg.formats:
+        _atomic_write(report_dir / "report.html", render_html(doc, report_dir, cfg.embed_images))
+        written["html"] = [report_dir / "report.html"]
+    if "tex" in cfg.formats:
+        tdir = report_dir / "tables"
+        tdir.mkdir(exist_ok=True)
+        written["tex"] = []
+        for t in [*mt, *pw, *pref_tables]:
+            _atomic_write(tdir / f"{t.key}.tex", render_tex(t))
+            written["tex"].append(tdir / f"{t.key}.tex")
+    return ReportOutput(report_dir, written, time.perf_counter() - t0)

@@ -1,0 +1,195 @@
+"""Report figures (matplotlib, Agg backend): per-scene comparison grids, metric distributions per
+method, and per-iteration loss curves of DiPIR tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.document import Figure
+from reports.images import load_thumb
+from reports.store import DIPIR, Store
+from reports.tables import TableConfig, _slug, label_order
+
+
+@dataclass(frozen=True)
+class FigureConfig:
+    max_grid_scenes: int = 6  # comparison grids per dataset (evenly spaced over sorted scene ids)
+    thumb: int = 256  # longer side of each grid panel, pixels
+    max_loss_tasks: int = 40  # losses.csv files read per DiPIR preset and dataset
+    dpi: int = 100
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _first_done(store: Store, d: pd.DataFrame) -> dict[str, pd.Series]:
+    """Lowest-seed done task per label."""
+    d = d[d["status"] == "done"].sort_values(["seed", "task_id"])
+    return {label: g.iloc[0] for label, g in d.groupby("label", sort=False)}
+
+
+def pick_scenes(store: Store, dataset: str, cfg: FigureConfig, tcfg: TableConfig) -> list[str]:
+    d = store.tasks
+    d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
+    if "artifact.composite" not in d.columns:
+        return []
+    main = d[(d["label"] == tcfg.main_label) & d["artifact.composite"].notna()]
+    scenes = sorted((main if len(main) else d)["scene_id"].unique())
+    if len(scenes) <= cfg.max_grid_scenes:
+        return scenes
+    idx = np.linspace(0, len(scenes) - 1, cfg.max_grid_scenes).round().astype(int)
+    return [scenes[i] for i in sorted(set(idx))]
+
+
+def comparison_grid(store: Store, dataset: str, scene: str, out: Path, cfg: FigureConfig,
+                    tcfg: TableConfig) -> bool:
+    d = store.tasks
+    d = d[(d["dataset"] == dataset) & (d["scene_id"] == scene)]
+    per_label = _first_done(store, d)
+    labels = [lab for lab in label_order(per_label, tcfg) if store.artifact_path(per_label[lab], "composite")]
+    if not labels:
+        return False
+    first = per_label[labels[0]]
+    bg = next((p for lab in labels if (p := store.artifact_path(per_label[lab], "background"))), None)
+    gt = next((p for lab in labels if (p := store.artifact_path(per_label[lab], "gt_composite"))), None)
+    top = [("background", bg), ("GT-lit composite", gt)] if gt else [("background", bg)]
+    top = [(t, p) for t, p in top if p] + [(lab, store.artifact_path(per_label[lab], "composite")) for lab in labels]
+    envs = {lab: store.artifact_path(per_label[lab], "envmap") for lab in labels}
+    has_env = any(envs.values())
+    ncol = len(top)
+    plt = _plt()
+    fig, axes = plt.subplots(2 if has_env else 1, ncol, figsize=(2.2 * ncol, 2.0 * (2 if has_env else 1) + 0.4),
+                             squeeze=False, dpi=cfg.dpi)
+    for j, (title, path) in enumerate(top):
+        ax = axes[0, j]
+        ax.imshow(load_thumb(path, cfg.thumb))
+        ax.set_title(title, fontsize=8)
+        if has_env:
+            env = envs.get(title)
+            if env:
+                axes[1, j].imshow(load_thumb(env, cfg.thumb))
+                axes[1, j].set_title(f"env: {title}", fontsize=7)
+    for ax in axes.ravel():
+        ax.axis("off")
+    cond = first.get("condition")
+    cond = f", {cond}" if isinstance(cond, str) and cond else ""
+    fig.suptitle(f"{dataset} / {scene}{cond}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
+def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: TableConfig) -> bool:
+    d = store.tasks
+    d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
+    metrics = [m for m in store.metrics if d[f"metric.{m}"].notna().any()]
+    if not metrics:
+        return False
+    labels = label_order(d["label"], tcfg)
+    ncols = min(3, len(metrics))
+    nrows = -(-len(metrics) // ncols)
+    plt = _plt()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.35 * len(labels) * nrows + 1.2 * nrows),
+                             squeeze=False, dpi=cfg.dpi)
+    groups = {lab: g for lab, g in d.groupby("label")}
+    for ax, m in zip(axes.ravel(), metrics):
+        data = [groups[lab][f"metric.{m}"].dropna().to_numpy() for lab in labels]
+        keep = [(lab, x) for lab, x in zip(labels, data) if len(x)]
+        ax.boxplot([x for _, x in keep], orientation="horizontal", tick_labels=[lab for lab, _ in keep],
+                   showfliers=len(d) < 5000, widths=0.6)
+        ax.invert_yaxis()
+        ax.set_title(f"{m} ({'lower' if store.meta[m].lower_is_better else 'higher'} is better)", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(f"Metric distributions — {dataset}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
+def _read_losses(path: Path) -> pd.DataFrame | None:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    return df if "iteration" in df.columns and len(df) else None
+
+
+def loss_curves(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: TableConfig) -> tuple[bool, int]:
+    """Median and inter-quartile band over tasks per DiPIR preset, one panel per loss column."""
+    if "artifact.losses" not in store.tasks.columns:
+        return False, 0
+    d = store.tasks
+    d = d[(d["dataset"] == dataset) & (d["status"] == "done") & (d["method"] == DIPIR) & d["artifact.losses"].notna()]
+    curves: dict[str, list[pd.DataFrame]] = {}
+    for label, g in d.groupby("label"):
+        for _, row in g.sort_values("task_id").head(cfg.max_loss_tasks).iterrows():
+            p = store.artifact_path(row, "losses")
+            df = _read_losses(p) if p else None
+            if df is not None:
+                curves.setdefault(label, []).append(df)
+    if not curves:
+        return False, 0
+    cols = sorted({c for dfs in curves.values() for df in dfs for c in df.columns
+                   if c.startswith("loss_") or c == "t_max"}, key=lambda c: (c != "loss_total", c == "t_max", c))
+    plt = _plt()
+    ncols = min(3, len(cols))
+    nrows = -(-len(cols) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False, dpi=cfg.dpi)
+    for ax, col in zip(axes.ravel(), cols):
+        for label in label_order(curves, tcfg):
+            frames = [df.set_index("iteration")[col] for df in curves[label] if col in df.columns]
+            if not frames:
+                continue
+            wide = pd.concat(frames, axis=1)
+            med = wide.median(axis=1)
+            ax.plot(med.index, med.to_numpy(), label=f"{label} (n={wide.shape[1]})", lw=1.2)
+            if wide.shape[1] > 1:
+                ax.fill_between(wide.index, wide.quantile(0.25, axis=1), wide.quantile(0.75, axis=1), alpha=0.2)
+        ax.set_title(col, fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7)
+    for ax in axes.ravel()[len(cols):]:
+        ax.axis("off")
+    fig.suptitle(f"DiPIR optimization — {dataset} (median, IQR band)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return True, sum(len(v) for v in curves.values())
+
+
+def make_figures(store: Store, report_dir: Path, cfg: FigureConfig, tcfg: TableConfig) -> dict[str, list[Figure]]:
+    """All figures, grouped by kind: {'grids': [...], 'distributions': [...], 'losses': [...]}."""
+    fig_dir = report_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[Figure]] = {"grids": [], "distributions": [], "losses": []}
+    for dataset in sorted(store.tasks["dataset"].unique()):
+        ds = _slug(dataset)
+        for scene in pick_scenes(store, dataset, cfg, tcfg):
+            name = f"figures/grid_{ds}_{_slug(scene)}.png"
+            if comparison_grid(store, dataset, scene, report_dir / name, cfg, tcfg):
+                out["grids"].append(Figure(name, f"{dataset} / {scene}: background, GT-lit composite where "
+                                                 "available, each method's composite; below, its env map (tone-mapped)."))
+        name = f"figures/metrics_{ds}.png"
+        if metric_distributions(store, dataset, report_dir / name, cfg, tcfg):
+            out["distributions"].append(Figure(name, f"Distribution of each metric per method on {dataset} (done tasks)."))
+        name = f"figures/losses_{ds}.png"
+        ok, n = loss_curves(store, dataset, report_dir / name, cfg, tcfg)
+        if ok:
+            out["losses"].append(Figure(name, f"Per-iteration losses of DiPIR tasks on {dataset} "
+                                              f"({n} tasks, at most {cfg.max_loss_tasks} per preset)."))
+    return out

@@ -1,0 +1,76 @@
+"""Which direction is better for each metric: read from `RUN/metrics_meta.json`, else a built-in
+table of the metric names the pipelines write."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from dipir.errors import DipirError
+
+# Base names; `_full` / `_region` variants inherit their base's direction.
+BUILTIN: dict[str, tuple[bool, str]] = {
+    "rmse": (True, "RMSE of the composite against the GT-lit composite"),
+    "si_rmse": (True, "scale-invariant RMSE against the GT-lit composite"),
+    "psnr": (False, "PSNR (dB) against the GT-lit composite"),
+    "ssim": (False, "SSIM against the GT-lit composite"),
+    "lpips": (True, "LPIPS distance against the GT-lit composite"),
+    "sphere_rmse": (True, "RMSE of rendered probe spheres (predicted vs GT env map)"),
+    "sphere_si_rmse": (True, "scale-invariant RMSE of probe spheres"),
+    "sphere_angular_deg": (True, "angular error (degrees) of probe spheres"),
+    "sphere_nrmse": (True, "normalized RMSE of probe spheres"),
+    "light_dir_err_deg": (True, "angle (degrees) between predicted and GT dominant light"),
+}
+SUFFIXES = ("_full", "_region")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str
+    lower_is_better: bool
+    description: str = ""
+
+
+def builtin_info(name: str) -> MetricInfo | None:
+    base = name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            break
+    if base not in BUILTIN:
+        return None
+    lower, desc = BUILTIN[base]
+    if base != name:
+        desc = f"{desc} ({name[len(base) + 1:]})"
+    return MetricInfo(name, lower, desc)
+
+
+def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
+    """Direction for every metric in `names`. A metric that is neither in `metrics_meta.json` nor in
+    the built-in table is an error: guessing a direction would bold the wrong value."""
+    path = Path(run) / "metrics_meta.json"
+    declared: dict = {}
+    if path.exists():
+        try:
+            declared = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
+        if not isinstance(declared, dict):
+            raise DipirError("expected an object {metric: {lower_is_better, description}}", path)
+    out: dict[str, MetricInfo] = {}
+    for name in names:
+        if name in declared:
+            entry = declared[name]
+            if not isinstance(entry, dict) or not isinstance(entry.get("lower_is_better"), bool):
+                raise DipirError("needs a boolean 'lower_is_better'", path, name)
+            out[name] = MetricInfo(name, entry["lower_is_better"], str(entry.get("description", "")))
+            continue
+        info = builtin_info(name)
+        if info is None:
+            where = path if path.exists() else Path(run) / "results.parquet"
+            raise DipirError(
+                "unknown metric: declare its direction in metrics_meta.json "
+                '({"NAME": {"lower_is_better": true}})', where, f"metric.{name}")
+        out[name] = info
+    return out

@@ -1,0 +1,137 @@
+"""Read a results store (a run folder) into one pandas table.
+
+Layout (written by `pipelines/`): `spec.yaml`, `run.json`, `tasks/<id>/result.json` with artifacts,
+and `results.parquet` (one row per task; `metric.<name>` float columns, NaN when unavailable;
+`artifact.<name>` paths relative to the run). When the parquet is missing (a run still going, or
+interrupted before the table was written) the table is rebuilt from the per-task `result.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dipir.errors import DipirError
+from reports.metrics_meta import MetricInfo, load_metrics_meta
+
+REQUIRED = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status")
+STATUSES = ("done", "failed", "skipped")
+DIPIR = "dipir"
+
+
+def method_label(method: str, preset) -> str:
+    """`dipir` for the main preset, `dipir:no-tone-curves` for an ablation, `khan06` for a baseline."""
+    if preset is None or (isinstance(preset, float) and np.isnan(preset)) or preset in ("", method, "default"):
+        return str(method)
+    return f"{method}:{preset}"
+
+
+@dataclass
+class Store:
+    run: Path
+    tasks: pd.DataFrame  # one row per task, plus a `label` column
+    metrics: list[str]  # metric names, without the `metric.` prefix
+    meta: dict[str, MetricInfo]
+    artifacts: list[str]  # artifact names, without the `artifact.` prefix
+    spec: dict = field(default_factory=dict)
+    run_info: dict = field(default_factory=dict)
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.run / "tasks" / task_id
+
+    def artifact_path(self, row, name: str) -> Path | None:
+        """Absolute path of a task's artifact, or None when absent or escaping the run folder."""
+        rel = row.get(f"artifact.{name}") if hasattr(row, "get") else None
+        if rel is None or (isinstance(rel, float) and np.isnan(rel)) or rel == "":
+            return None
+        path = (self.run / str(rel)).resolve()
+        if not path.is_relative_to(self.run.resolve()) or not path.is_file():
+            return None
+        return path
+
+    def unavailable_reasons(self, task_id: str) -> dict[str, str]:
+        path = self.task_dir(task_id) / "result.json"
+        try:
+            return dict(json.loads(path.read_text()).get("metrics_unavailable") or {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return {}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
+    if not isinstance(data, dict):
+        raise DipirError("expected a JSON object", path)
+    return data
+
+
+def _rows_from_task_folders(run: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted((run / "tasks").glob("*/result.json")):
+        res = _read_json(path)
+        row = {k: res.get(k) for k in (*REQUIRED, "error", "seconds", "condition")}
+        for name, value in (res.get("metrics") or {}).items():
+            row[f"metric.{name}"] = np.nan if value is None else float(value)
+        task_rel = path.parent.relative_to(run)
+        for name, rel in (res.get("artifacts") or {}).items():
+            row[f"artifact.{name}"] = str(task_rel / rel)
+        rows.append(row)
+    if not rows:
+        raise DipirError("no results.parquet and no tasks/*/result.json: is this a run folder?", run)
+    return pd.DataFrame(rows)
+
+
+def load_store(run: str | Path) -> Store:
+    run = Path(run)
+    if not run.is_dir():
+        raise DipirError("run folder not found", run)
+    parquet = run / "results.parquet"
+    if parquet.exists():
+        try:
+            df = pd.read_parquet(parquet)
+        except Exception as err:  # pyarrow raises several types for a corrupt file
+            raise DipirError(f"cannot read parquet: {err}", parquet) from err
+    else:
+        df = _rows_from_task_folders(run)
+        parquet = run / "tasks"
+    for col in REQUIRED:
+        if col not in df.columns:
+            raise DipirError("missing column", parquet, col)
+    bad = sorted(set(df["status"].dropna().astype(str)) - set(STATUSES))
+    if bad or df["status"].isna().any():
+        raise DipirError(f"status must be one of {', '.join(STATUSES)}, got {bad or ['null']}", parquet, "status")
+    if df["task_id"].duplicated().any():
+        dup = df.loc[df["task_id"].duplicated(), "task_id"].iloc[0]
+        raise DipirError(f"duplicate task_id {dup!r}", parquet, "task_id")
+    for col in ("error", "seconds", "condition"):
+        if col not in df.columns:
+            df[col] = None
+    metrics = [c[len("metric."):] for c in df.columns if c.startswith("metric.")]
+    for name in metrics:
+        try:
+            df[f"metric.{name}"] = pd.to_numeric(df[f"metric.{name}"], errors="raise").astype("float64")
+        except (TypeError, ValueError) as err:
+            raise DipirError(f"metric column is not numeric ({err})", parquet, f"metric.{name}") from err
+    artifacts = [c[len("artifact."):] for c in df.columns if c.startswith("artifact.")]
+    for col in ("dataset", "scene_id", "method", "task_id"):
+        df[col] = df[col].astype(str)
+    df["label"] = [method_label(m, p) for m, p in zip(df["method"], df["preset"])]
+    meta = load_metrics_meta(run, metrics)
+
+    spec: dict = {}
+    if (run / "spec.yaml").exists():
+        import yaml
+
+        try:
+            spec = yaml.safe_load((run / "spec.yaml").read_text()) or {}
+        except yaml.YAMLError as err:
+            raise DipirError(f"not valid YAML ({err})", run / "spec.yaml") from err
+    run_info = _read_json(run / "run.json") if (run / "run.json").exists() else {}
+    return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
+                 artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info)
