@@ -1,0 +1,256 @@
+"""SDS and LDS guidance: an image that requires grad in, a dict of `loss_*` terms and diagnostics out.
+
+- SDS (DreamFusion) with classifier-free guidance scale s: grad = w(t) (ε̂(z_t, t, c) − ε).
+- LDS (DiPIR eq. 6): grad = w(t) (ε_{θ+Δθ}(z_t, t, c) − ε_θ(z_t, t, ∅)), c = "a photo of a {class} in a
+  scene in the style of sks rendering"; the unconditional term runs with the LoRA disabled.
+
+The image goes through the VAE encoder with gradient; the gradient reaches the latent z through the
+surrogate loss 0.5·‖z − sg(z − grad)‖² / N, whose derivative w.r.t. z is exactly grad / N. The
+pipeline's modules are held in a plain attribute (this class is not an `nn.Module`), so they never
+enter a checkpoint or an optimizer group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from dipir.errors import DipirError
+from dipir.guidance import schedules
+
+LDS_PROMPT = "a photo of a {cls} in a scene in the style of sks rendering"
+
+WEIGHTINGS = ("sds", "uniform", "alpha")
+
+
+@dataclass
+class GuidanceConfig:
+    kind: str = "lds"  # "lds" | "sds"
+    guidance_scale: float = 7.5  # SDS classifier-free guidance scale s (LDS has none)
+    t_min: float = 0.02  # fraction of T
+    t_max_start: float = 0.6  # t_max fraction at step 0 ...
+    t_max_end: float = 0.3  # ... and at the last step (paper: 0.6 -> 0.3)
+    weighting: str = "sds"  # w(t): "sds" = 1 − ᾱ_t (DreamFusion), "uniform" = 1, "alpha" = ᾱ_t
+    grad_clip: float | None = None  # clamp each element of w(t)·Δε to ±grad_clip
+    resolution: int = 512  # short side of the image fed to the VAE
+    keep_aspect: bool = True  # False: resize to resolution x resolution
+    n_timesteps: int = 1  # timesteps drawn per image (the batch is repeated)
+    prompt: str = LDS_PROMPT  # "{cls}" is the object class
+    negative_prompt: str = ""  # the ∅ condition
+    use_lora: bool = True  # use the installed LoRA (LDS conditional branch; SDS both branches)
+    require_lora: bool = True  # LDS without an installed LoRA is an error (it would be plain CFG)
+    seed: int = 0
+    denoise_steps: int = 20  # DDIM steps of the full schedule for `denoise`
+    denoise_guidance_scale: float = 3.0
+
+    def validate(self) -> None:
+        if self.kind not in ("lds", "sds"):
+            raise DipirError(f"kind must be 'lds' or 'sds', not {self.kind!r}", field="guidance.kind")
+        if self.weighting not in WEIGHTINGS:
+            raise DipirError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}",
+                             field="guidance.weighting")
+        if not 0.0 <= self.t_min < max(self.t_max_start, self.t_max_end) <= 1.0:
+            raise DipirError("need 0 <= t_min < t_max <= 1", field="guidance.t_min")
+        if self.n_timesteps < 1:
+            raise DipirError("n_timesteps must be >= 1", field="guidance.n_timesteps")
+
+
+class Guidance:
+    """The diffusion judge for one object class. Call `update_step` once per optimization step."""
+
+    def __init__(self, pipe, cfg: GuidanceConfig | None = None, object_class: str = "object"):
+        from dipir.guidance.lora import encode_prompt
+
+        self.cfg = cfg = cfg or GuidanceConfig()
+        cfg.validate()
+        self.pipe = pipe
+        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+            module.requires_grad_(False)
+            module.eval()
+        self.object_class = object_class
+        self.device = pipe.unet.device
+        self.dtype = pipe.unet.dtype
+        self.sched = pipe.scheduler
+        self.T = int(self.sched.config.num_train_timesteps)
+        self.prediction_type = self.sched.config.prediction_type
+        self.alphas_cumprod = self.sched.alphas_cumprod.to(self.device, torch.float32)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        with torch.no_grad():
+            self.embed_cond = encode_prompt(pipe, [cfg.prompt.format(cls=object_class)])
+            self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
+        # Latent sides must survive the UNet's down-sampling: pixels are a multiple of this.
+        self.multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+        self.t_max = cfg.t_max_start
+        self.step = 0
+
+    # -- schedule ---------------------------------------------------------------------------
+    def update_step(self, step: int, total_steps: int) -> float:
+        """Anneal t_max linearly: t_max_start at step 0, t_max_end at step total_steps − 1."""
+        self.step = step
+        self.t_max = schedules.linear(step, total_steps, self.cfg.t_max_start, self.cfg.t_max_end)
+        return self.t_max
+
+    def timestep_range(self) -> tuple[int, int]:
+        lo = int(round(self.cfg.t_min * self.T))
+        hi = max(lo + 1, min(self.T - 1, int(round(self.t_max * self.T))))
+        return lo, hi
+
+    def sample_timesteps(self, n: int) -> torch.Tensor:
+        lo, hi = self.timestep_range()
+        return torch.randint(lo, hi + 1, (n,), generator=self.gen).to(self.device)
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        a = self.alphas_cumprod[t]
+        if self.cfg.weighting == "sds":
+            return 1 - a
+        if self.cfg.weighting == "alpha":
+            return a
+        return torch.ones_like(a)
+
+    # -- model calls ------------------------------------------------------------------------
+    def _lora_context(self, lora: bool):
+        from dipir.guidance.lora import adapters_disabled, has_adapter
+
+        if lora and has_adapter(self.pipe.unet):
+            return contextlib.nullcontext()
+        return adapters_disabled(self.pipe.unet)
+
+    def has_lora(self) -> bool:
+        from dipir.guidance.lora import has_adapter
+
+        return has_adapter(self.pipe.unet)
+
+    @torch.no_grad()
+    def predict_eps(self, z_t: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, lora: bool) -> torch.Tensor:
+        """ε prediction (v- and x0-prediction models converted), float32."""
+        from dipir.guidance.models import to_epsilon
+
+        emb = embeds.expand(z_t.shape[0], -1, -1) if embeds.shape[0] == 1 else embeds
+        with self._lora_context(lora):
+            pred = self.pipe.unet(z_t.to(self.dtype), t, encoder_hidden_states=emb).sample
+        return to_epsilon(pred.float(), z_t.float(), self.alphas_cumprod[t], self.prediction_type)
+
+    def fit(self, image: torch.Tensor) -> torch.Tensor:
+        """Resize (differentiably) to the working resolution."""
+        _, _, h, w = image.shape
+        r, m = self.cfg.resolution, self.multiple
+        if self.cfg.keep_aspect:
+            s = r / min(h, w)
+            size = (max(m, int(round(h * s / m)) * m), max(m, int(round(w * s / m)) * m))
+        else:
+            size = (r, r)
+        if (h, w) == size:
+            return image
+        return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=min(h, w) > r)
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """[B,3,H,W] in [0,1] -> scaled latent mean, with gradient."""
+        x = (image * 2 - 1).to(self.pipe.vae.dtype)
+        return self.pipe.vae.encode(x).latent_dist.mean * self.pipe.vae.config.scaling_factor
+
+    def _check_image(self, image: torch.Tensor) -> None:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise DipirError(f"guidance expects an image tensor [B,3,H,W], got {tuple(image.shape)}",
+                             field="image")
+        if not torch.isfinite(image).all():
+            raise DipirError(f"guidance input image has NaN/inf values (step {self.step})", field="image")
+
+    # -- losses -----------------------------------------------------------------------------
+    def __call__(self, image: torch.Tensor, t: torch.Tensor | None = None,
+                 noise: torch.Tensor | None = None) -> dict:
+        """Losses for an image in [0,1] that requires grad. Returns `loss_lds` or `loss_sds` plus
+        diagnostics `t`, `t_mean`, `t_max`, `grad_norm`, `w_mean`."""
+        self._check_image(image)
+        z = self.encode(self.fit(image.to(self.device)))
+        return self.loss_from_latents(z, t=t, noise=noise)
+
+    def loss_from_latents(self, z: torch.Tensor, t: torch.Tensor | None = None,
+                          noise: torch.Tensor | None = None) -> dict:
+        """The surrogate loss on latents z [B,4,h,w]; with n_timesteps = k each latent is repeated
+        k times (batched timesteps), N = B·k, and d loss / d z_i = Σ_k grad_ik / N."""
+        cfg = self.cfg
+        k = cfg.n_timesteps
+        zr = z.repeat_interleave(k, dim=0) if k > 1 else z
+        n = zr.shape[0]
+        t = self.sample_timesteps(n) if t is None else t.to(self.device).long().reshape(-1).expand(n)
+        if noise is None:
+            noise = torch.randn(zr.shape, generator=self.gen, dtype=torch.float32).to(self.device)
+        noise = noise.to(self.device, torch.float32)
+        with torch.no_grad():
+            z_t = self.sched.add_noise(zr.detach().float(), noise, t)
+            if cfg.kind == "lds":
+                if cfg.use_lora and cfg.require_lora and not self.has_lora():
+                    raise DipirError("LDS needs the personalized LoRA: run personalize() or load_lora() "
+                                     "first (or set require_lora=False)", field="guidance.kind")
+                eps_c = self.predict_eps(z_t, t, self.embed_cond, lora=cfg.use_lora)
+                eps_u = self.predict_eps(z_t, t, self.embed_uncond, lora=False)
+                delta = eps_c - eps_u
+            else:
+                eps = self.predict_eps(torch.cat([z_t, z_t]), torch.cat([t, t]),
+                                       torch.cat([self.embed_uncond.expand(n, -1, -1),
+                                                  self.embed_cond.expand(n, -1, -1)]), lora=cfg.use_lora)
+                eps_u, eps_c = eps.chunk(2)
+                delta = eps_u + cfg.guidance_scale * (eps_c - eps_u) - noise
+            w = self.weight(t).view(-1, 1, 1, 1)
+            grad = w * delta
+            if not torch.isfinite(grad).all():
+                raise DipirError(f"{cfg.kind.upper()} gradient has NaN/inf values at step {self.step} "
+                                 f"(t={t.tolist()}); check the model's dtype and the input image",
+                                 field="guidance")
+            grad_norm = grad.flatten(1).norm(dim=1).mean()
+            if cfg.grad_clip:
+                grad = grad.clamp(-cfg.grad_clip, cfg.grad_clip)
+        target = (zr.float() - grad).detach()
+        loss = 0.5 * F.mse_loss(zr.float(), target, reduction="sum") / n
+        return {
+            f"loss_{cfg.kind}": loss,
+            "t": t.detach(),
+            "t_mean": float(t.float().mean()),
+            "t_max": float(self.t_max),
+            "grad_norm": float(grad_norm),
+            "w_mean": float(w.mean()),
+        }
+
+    # -- SDEdit -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def denoise(self, image: torch.Tensor, strength: float = 0.5, steps: int | None = None,
+                guidance_scale: float | None = None, seed: int | None = None) -> torch.Tensor:
+        """SDEdit: noise the image to `strength`·T and denoise it with DDIM using the personalized
+        model and the class prompt. Same shape/device as the input, values in [0,1]."""
+        from diffusers import DDIMScheduler
+
+        self._check_image(image)
+        if not 0.0 <= strength <= 1.0:
+            raise DipirError(f"strength must be in [0,1], got {strength}", field="strength")
+        steps = steps or self.cfg.denoise_steps
+        scale = self.cfg.denoise_guidance_scale if guidance_scale is None else guidance_scale
+        n_run = min(int(round(steps * strength)), steps)
+        if n_run == 0:
+            return image.detach().clone()
+        sched = DDIMScheduler.from_config(self.sched.config)
+        sched.set_timesteps(steps, device=self.device)
+        timesteps = sched.timesteps[steps - n_run:]
+        x = self.fit(image.detach().to(self.device))
+        z = self.encode(x).float()
+        gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed if seed is None else seed)
+        noise = torch.randn(z.shape, generator=gen).to(self.device)
+        b = z.shape[0]
+        z = sched.add_noise(z, noise, timesteps[:1].repeat(b))
+        lora = self.cfg.use_lora
+        for t in timesteps:
+            tt = t.repeat(b)
+            with self._lora_context(lora):
+                emb = torch.cat([self.embed_uncond.expand(b, -1, -1), self.embed_cond.expand(b, -1, -1)])
+                out = self.pipe.unet(torch.cat([z, z]).to(self.dtype), torch.cat([tt, tt]),
+                                     encoder_hidden_states=emb).sample.float()
+            u, c = out.chunk(2)
+            pred = u + scale * (c - u)  # CFG in the model's own parameterization (ε or v)
+            z = sched.step(pred, t, z).prev_sample
+        dec = self.pipe.vae.decode((z / self.pipe.vae.config.scaling_factor).to(self.pipe.vae.dtype)).sample
+        out = ((dec.float() + 1) / 2).clamp(0, 1)
+        if out.shape[-2:] != image.shape[-2:]:
+            out = F.interpolate(out, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return out.to(image.device, image.dtype)

@@ -1,0 +1,385 @@
+"""LoRA personalization (DiPIR §4.2): teach the base model the target scene as "sks rendering".
+
+Rank-4 peft LoRA on the UNet attention projections, trained with the standard denoising loss on
+random crops/flips of the background ("a scene in the style of sks rendering") mixed with the class's
+concept images ("a photo of a {class}"). The result is a safetensors file cached by a content hash of
+(model, background bytes, concept set, class, config): the same inputs never train twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dipir.errors import DipirError
+from dipir.guidance.concepts import ConceptConfig, _progress, _valid_class, concept_key, generate_concepts
+
+TARGET_PROMPT = "a scene in the style of sks rendering"
+CONCEPT_PROMPT = "a photo of a {cls}"
+ADAPTER = "dipir_sks"
+LORA_FILE = "lora.safetensors"
+
+
+@dataclass
+class PersonalizeConfig:
+    rank: int = 4
+    alpha: float = 4.0  # LoRA scale is alpha / rank
+    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    steps: int = 400
+    lr: float = 1e-4
+    batch_size: int = 4
+    resolution: int = 512  # training crops are resolution x resolution
+    grad_clip: float = 1.0
+    target_prob: float = 0.5  # chance that a batch sample is the background (else a concept image)
+    target_weight: float = 1.0  # loss weight of background samples (concept samples weigh 1)
+    flip: bool = True  # random horizontal flips
+    crop_min: float = 0.8  # random square crops of this fraction..1 of the short side (1: centre crop only)
+    seed: int = 0
+    use_concepts: bool = True
+    concept_count: int = 40
+    concept_steps: int = 25
+    concept_guidance_scale: float = 7.5
+    concept_seed: int = 0
+    cache_dir: str | None = None  # default for `personalize(cache_dir=None)`; not part of the key
+
+    def concept_config(self) -> ConceptConfig:
+        return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
+                             steps=self.concept_steps, guidance_scale=self.concept_guidance_scale)
+
+    def key_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("cache_dir")
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, path: str | Path | None = None) -> "PersonalizeConfig":
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - known)
+        if bad:
+            raise DipirError(f"unknown personalization option(s) {bad}", path, "personalize")
+        d = dict(d)
+        if "target_modules" in d:
+            d["target_modules"] = tuple(d["target_modules"])
+        return cls(**d)
+
+
+@dataclass
+class PersonalizeResult:
+    lora_path: Path
+    cache_hit: bool
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+    key: str = ""
+    steps_taken: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapter plumbing.
+
+@contextlib.contextmanager
+def adapters_disabled(unet):
+    """Run the base weights: diffusers' `disable_adapters()` is a plain call, not a context
+    manager, so disable, yield, and re-enable even on error. A UNet without adapters is untouched."""
+    if not getattr(unet, "_hf_peft_config_loaded", False):
+        yield unet
+        return
+    unet.disable_adapters()
+    try:
+        yield unet
+    finally:
+        unet.enable_adapters()
+
+
+def has_adapter(unet, name: str = ADAPTER) -> bool:
+    return name in (getattr(unet, "peft_config", None) or {})
+
+
+def install_adapter(unet, rank: int = 4, alpha: float = 4.0,
+                    target_modules=("to_q", "to_k", "to_v", "to_out.0"), name: str = ADAPTER) -> list:
+    """A fresh LoRA on `unet` (replacing one of the same name); returns its parameters, in fp32.
+    peft initializes B = 0, so a fresh adapter leaves the output unchanged."""
+    from peft import LoraConfig
+
+    if has_adapter(unet, name):
+        unet.delete_adapters(name)
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
+                                target_modules=list(target_modules)), adapter_name=name)
+    unet.set_adapter(name)
+    params = [p for n, p in unet.named_parameters() if f".{name}." in n and "lora_" in n]
+    if not params:
+        raise DipirError(f"LoRA target modules {list(target_modules)} matched nothing in the UNet",
+                         field="target_modules")
+    for p in params:
+        p.data = p.data.float()
+    return params
+
+
+def freeze(unet) -> None:
+    unet.requires_grad_(False)
+    unet.eval()
+
+
+def save_lora(unet, path: str | Path, meta: dict, name: str = ADAPTER) -> Path:
+    """The adapter's weights (peft's state dict, adapter name stripped) plus its config as metadata."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = get_peft_model_state_dict(unet, adapter_name=name)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
+    cfg = unet.peft_config[name]
+    info = {"rank": cfg.r, "alpha": cfg.lora_alpha, "target_modules": sorted(cfg.target_modules), **meta}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    save_file(state, str(tmp), metadata={"dipir_lora": json.dumps(info, sort_keys=True)})
+    tmp.replace(path)
+    return path
+
+
+def read_lora_meta(path: str | Path) -> dict:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DipirError("LoRA file does not exist", path, "lora")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise DipirError(f"not a readable safetensors file ({err})", path, "lora") from err
+    if "dipir_lora" not in meta:
+        raise DipirError("safetensors file has no dipir_lora metadata (not written by dipir)", path, "lora")
+    return json.loads(meta["dipir_lora"])
+
+
+def load_lora(pipe, lora_path: str | Path, name: str = ADAPTER) -> dict:
+    """Install the saved adapter on `pipe.unet` (frozen, active). Returns the file's metadata."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    meta = read_lora_meta(lora_path)
+    unet = pipe.unet
+    install_adapter(unet, meta["rank"], meta["alpha"], meta["target_modules"], name)
+    state = load_file(str(lora_path))
+    result = set_peft_model_state_dict(unet, state, adapter_name=name)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise DipirError(f"LoRA weights do not fit this UNet ({len(unexpected)} unexpected keys, "
+                         f"e.g. {unexpected[0]})", lora_path, "lora")
+    dtype = unet.dtype
+    for n, p in unet.named_parameters():
+        if f".{name}." in n:
+            p.data = p.data.to(dtype)
+    freeze(unet)
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+@dataclass
+class Batch:
+    latents: torch.Tensor  # [B,4,h,w], scaled
+    noise: torch.Tensor
+    timesteps: torch.Tensor  # [B] long
+    embeds: torch.Tensor  # [B,77,D]
+    weights: torch.Tensor  # [B] loss weights
+
+
+def _to_float_image(img) -> np.ndarray:
+    """PIL or HxWx3 array (uint8, or float in [0,1]) -> float32 HxWx3 in [0,1]."""
+    arr = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise DipirError(f"background must be an HxWx3 image, got shape {arr.shape}", field="background")
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    return np.clip(arr.astype(np.float32), 0.0, 1.0)
+
+
+def image_bytes_hash(img) -> str:
+    arr = np.ascontiguousarray((_to_float_image(img) * 255.0 + 0.5).astype(np.uint8))
+    h = hashlib.sha256(str(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+class LoraTrainer:
+    """Owns the adapter's optimizer and the data; `step()` is one optimizer step."""
+
+    def __init__(self, pipe, background, object_class: str, cfg: PersonalizeConfig, concept_images=()):
+        self.pipe, self.cfg = pipe, cfg
+        self.cls = _valid_class(object_class)
+        self.device = pipe.unet.device
+        self.dtype = pipe.unet.dtype
+        self.sched = pipe.scheduler
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.background = torch.from_numpy(_to_float_image(background)).permute(2, 0, 1)
+        self.concepts = [torch.from_numpy(_to_float_image(c)).permute(2, 0, 1) for c in concept_images]
+        if cfg.resolution % pipe.vae_scale_factor:
+            raise DipirError(f"resolution must be a multiple of {pipe.vae_scale_factor}", field="resolution")
+        with torch.no_grad():
+            self.embed_target = encode_prompt(pipe, [TARGET_PROMPT])
+            self.embed_concept = encode_prompt(pipe, [CONCEPT_PROMPT.format(cls=self.cls)])
+        torch.manual_seed(cfg.seed)  # peft's gaussian init of A draws from the global generator
+        self.params = install_adapter(pipe.unet, cfg.rank, cfg.alpha, cfg.target_modules)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
+        self.steps_taken = 0
+
+    def _rand(self) -> float:
+        return float(torch.rand((), generator=self.gen))
+
+    def _augment(self, img: torch.Tensor) -> torch.Tensor:
+        """Random square crop (crop_min..1 of the short side), optional flip, resize to resolution."""
+        _, h, w = img.shape
+        side = int(round(min(h, w) * (self.cfg.crop_min + (1 - self.cfg.crop_min) * self._rand())))
+        y = int((h - side) * self._rand())
+        x = int((w - side) * self._rand())
+        crop = img[:, y:y + side, x:x + side]
+        if self.cfg.flip and self._rand() < 0.5:
+            crop = crop.flip(-1)
+        r = self.cfg.resolution
+        return torch.nn.functional.interpolate(crop[None], size=(r, r), mode="bilinear", antialias=True,
+                                               align_corners=False)[0]
+
+    @torch.no_grad()
+    def sample_batch(self) -> Batch:
+        cfg = self.cfg
+        imgs, embeds, weights = [], [], []
+        for _ in range(cfg.batch_size):
+            use_target = not self.concepts or self._rand() < cfg.target_prob
+            if use_target:
+                imgs.append(self._augment(self.background))
+                embeds.append(self.embed_target)
+                weights.append(cfg.target_weight)
+            else:
+                i = int(torch.randint(len(self.concepts), (), generator=self.gen))
+                imgs.append(self._augment(self.concepts[i]))
+                embeds.append(self.embed_concept)
+                weights.append(1.0)
+        x = torch.stack(imgs).to(self.device, self.dtype) * 2 - 1
+        dist = self.pipe.vae.encode(x).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=self.gen).to(self.device, self.dtype)
+        latents = (dist.mean + dist.std * eps) * self.pipe.vae.config.scaling_factor
+        noise = torch.randn(latents.shape, generator=self.gen).to(self.device, self.dtype)
+        t = torch.randint(0, self.sched.config.num_train_timesteps, (cfg.batch_size,), generator=self.gen)
+        return Batch(latents, noise, t.to(self.device), torch.cat(embeds),
+                     torch.tensor(weights, device=self.device, dtype=torch.float32))
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Weighted mean of the per-sample denoising MSE (target: ε or v, per the scheduler)."""
+        from dipir.guidance.models import training_target
+
+        alpha_bar = self.sched.alphas_cumprod.to(self.device)[batch.timesteps]
+        noisy = self.sched.add_noise(batch.latents, batch.noise, batch.timesteps)
+        pred = self.pipe.unet(noisy, batch.timesteps, encoder_hidden_states=batch.embeds).sample
+        target = training_target(batch.noise, batch.latents, alpha_bar, self.sched.config.prediction_type)
+        per = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
+        return (per * batch.weights).sum() / batch.weights.sum()
+
+    def step(self, batch: Batch | None = None) -> float:
+        self.pipe.unet.train()
+        batch = batch if batch is not None else self.sample_batch()
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise DipirError(f"LoRA training loss is not finite at step {self.steps_taken}", field="personalize")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.opt.step()
+        self.steps_taken += 1
+        return float(loss.detach())
+
+    def finish(self) -> None:
+        freeze(self.pipe.unet)
+
+
+def encode_prompt(pipe, prompts: list[str]) -> torch.Tensor:
+    """CLIP text embeddings [N,77,D] the way SD conditions on them (last hidden state)."""
+    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt")
+    ids = tok.input_ids.to(pipe.text_encoder.device)
+    return pipe.text_encoder(ids)[0].to(pipe.unet.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cached entry point.
+
+def lora_key(model_id: str, background, object_class: str, concepts_key: str | None, cfg: PersonalizeConfig) -> str:
+    payload = json.dumps({"model": model_id, "image": image_bytes_hash(background), "class": object_class,
+                          "concepts": concepts_key, "config": cfg.key_dict(),
+                          "prompts": [TARGET_PROMPT, CONCEPT_PROMPT]}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DIPIR_CACHE_DIR", Path.home() / ".cache" / "dipir"))
+
+
+def _train_step(trainer: LoraTrainer) -> float:
+    # Module-level so tests can prove a cache hit takes no step.
+    return trainer.step()
+
+
+def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | None = None,
+                cache_dir: str | Path | None = None, progress: bool = True,
+                model_id: str | None = None) -> PersonalizeResult:
+    """Train (or load from cache) the scene's LoRA and leave it installed and active on `pipe.unet`.
+
+    Cache: `cache_dir/lora/<key>/lora.safetensors` + `meta.json`; the key hashes the model, the
+    background's pixels, the class, the concept set and the config.
+    """
+    from dipir.guidance.models import model_fingerprint
+
+    cfg = cfg or PersonalizeConfig()
+    t0 = time.perf_counter()
+    cls = _valid_class(object_class)
+    cache = Path(cache_dir or cfg.cache_dir or default_cache_dir())
+    model_id = model_id or model_fingerprint(pipe)
+    ccfg = cfg.concept_config()
+    ckey = concept_key(model_id, cls, ccfg) if cfg.use_concepts else None
+    key = lora_key(model_id, background, cls, ckey, cfg)
+    folder = cache / "lora" / key
+    path = folder / LORA_FILE
+    if path.is_file():
+        load_lora(pipe, path)
+        return PersonalizeResult(path, True, time.perf_counter() - t0, [], key, 0)
+
+    concept_images = []
+    if cfg.use_concepts:
+        cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
+        concept_images = cset.images()
+    trainer = LoraTrainer(pipe, background, cls, cfg, concept_images)
+    losses = []
+    bar = _progress(progress, "personalizing (LoRA)", cfg.steps)
+    with bar as p:
+        task = p.add_task("lora", total=cfg.steps) if p else None
+        for _ in range(cfg.steps):
+            losses.append(_train_step(trainer))
+            if p:
+                p.update(task, advance=1, description=f"loss {losses[-1]:.4f}")
+    trainer.finish()
+    seconds = time.perf_counter() - t0
+    tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    save_lora(pipe.unet, tmp / LORA_FILE, {"key": key, "class": cls, "model": model_id})
+    (tmp / "meta.json").write_text(json.dumps({
+        "key": key, "model": model_id, "class": cls, "concepts": ckey, "config": cfg.key_dict(),
+        "seconds": seconds, "losses": losses}, indent=1) + "\n")
+    try:
+        tmp.rename(folder)
+    except OSError:  # a concurrent identical run won; its file is equivalent
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PersonalizeResult(path, False, seconds, losses, key, trainer.steps_taken)

@@ -1,0 +1,233 @@
+"""Loading Stable-Diffusion-family pipelines, and the tiny config-built pipeline for tests and demos.
+
+Every pipeline, the tiny one included, goes through `load_pipeline` -> `from_pretrained`, so tests
+exercise the same loading code as a real run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from dipir.errors import DipirError
+
+# The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction).
+DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+
+# Words the tiny tokenizer knows as whole tokens (anything else falls back to single characters,
+# which always exist): the prompt templates and the concept attributes.
+_TINY_WORDS = """
+a an the of in on at under with and photo scene style sks rendering image picture
+car truck bus van vehicle bicycle motorcycle person chair table vase bucket bottle plant lamp box
+red blue green white black silver gray grey yellow orange brown purple pink beige dark light
+street road parking lot driveway highway city garage grass field forest beach desert snow
+living room kitchen bedroom office floor wooden white background studio shelf
+bright sunlight sunny day overcast sky cloudy dusk dawn sunset night soft indoor lighting
+warm cool harsh shadows daylight lamp lit small large big tiny compact huge medium sized
+""".split()
+
+_DTYPES = {
+    "float32": torch.float32, "fp32": torch.float32,
+    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise DipirError(f"unknown dtype {dtype!r} (use one of {sorted(_DTYPES)})", field="dtype") from None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _looks_like_path(model: str) -> bool:
+    # Hub ids are "owner/name"; anything anchored or deeper is meant as a folder.
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+
+
+def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
+                  dtype: str | torch.dtype = "float32"):
+    """A frozen `StableDiffusionPipeline` from a local diffusers folder or a hub id.
+
+    All modules get `requires_grad_(False)` and eval mode: they never enter an optimizer group. Raises
+    `DipirError` (field `model`) when the weights are neither on disk nor downloadable.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    torch_dtype = resolve_dtype(dtype)
+    local = Path(model).expanduser()
+    if local.exists():
+        if not (local / "model_index.json").is_file():
+            raise DipirError("not a diffusers pipeline folder (no model_index.json)", local, "model")
+        source = str(local.resolve())
+    elif _looks_like_path(model):
+        raise DipirError("model folder does not exist", model, "model")
+    else:
+        source = model
+    import diffusers
+
+    # diffusers 0.42 renamed `torch_dtype` to `dtype`; older releases only know the former.
+    major_minor = tuple(int(x) for x in diffusers.__version__.split(".")[:2])
+    dtype_kw = "dtype" if major_minor >= (0, 42) else "torch_dtype"
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source, safety_checker=None, requires_safety_checker=False, **{dtype_kw: torch_dtype})
+    except (OSError, ValueError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+        why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
+                         f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first})",
+                         model, "model") from err
+    for name in ("unet", "vae", "text_encoder"):
+        module = getattr(pipe, name)
+        module.requires_grad_(False)
+        module.eval()
+    pipe.to(device or default_device())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def model_fingerprint(pipe) -> str:
+    """What identifies a pipeline's weights in cache keys: its id, plus size and mtime of the UNet
+    weights for local folders (so a rewritten model at the same path is a new model)."""
+    name = str(pipe.name_or_path)
+    local = Path(name)
+    if local.is_dir():
+        parts = [str(local.resolve())]
+        for f in sorted((local / "unet").glob("*.safetensors")) + sorted((local / "unet").glob("*.bin")):
+            st = f.stat()
+            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+        return "|".join(parts)
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# ε / v conversions (Salimans & Ho 2022): z_t = √ᾱ x0 + √(1-ᾱ) ε,  v = √ᾱ ε − √(1-ᾱ) x0.
+
+def to_epsilon(pred: torch.Tensor, z_t: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """Convert a model output of `prediction_type` to an ε prediction. `alpha_bar` is [B]."""
+    a = alpha_bar.to(z_t.dtype).view(-1, *([1] * (z_t.dim() - 1)))
+    if prediction_type == "epsilon":
+        return pred
+    if prediction_type == "v_prediction":
+        return a.sqrt() * pred + (1 - a).sqrt() * z_t
+    if prediction_type == "sample":
+        return (z_t - a.sqrt() * pred) / (1 - a).sqrt()
+    raise DipirError(f"unsupported prediction_type {prediction_type!r}", field="scheduler.prediction_type")
+
+
+def training_target(noise: torch.Tensor, x0: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """What the UNet should output for the standard denoising loss."""
+    a = alpha_bar.to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise DipirError(f"unsupported prediction_type {prediction_type!r}", field="scheduler.prediction_type")
+
+
+# ---------------------------------------------------------------------------------------------
+# The tiny pipeline.
+
+def _byte_alphabet() -> list[str]:
+    """The byte -> printable-unicode table of byte-level BPE (GPT-2 / CLIP): printable Latin-1 bytes
+    map to themselves, the rest to code points from 256 up, in byte order."""
+    keep = set(range(ord("!"), ord("~") + 1)) | set(range(0xA1, 0xAC + 1)) | set(range(0xAE, 0xFF + 1))
+    out, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
+            extra += 1
+    return out
+
+
+def tiny_vocab(words: list[str] = _TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """A CLIP-style BPE vocabulary: every byte symbol (bare and word-final), then each word built
+    left to right by merges, then the two special tokens."""
+    chars = _byte_alphabet()
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab[c] = len(vocab)
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    merges: list[tuple[str, str]] = []
+    seen = set()
+    for word in dict.fromkeys(words):
+        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        cur = symbols[0]
+        for s in symbols[1:]:
+            if (cur, s) not in seen:
+                seen.add((cur, s))
+                merges.append((cur, s))
+            cur = cur + s
+            vocab.setdefault(cur, len(vocab))
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return vocab, merges
+
+
+def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
+    """Write a tiny SD-like pipeline (random weights from `seed`) in diffusers format.
+
+    Latent factor 8 and 4 latent channels like SD, so 64 px images give 8x8 latents. The same seed
+    gives byte-identical weights.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise DipirError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}",
+                         field="prediction_type")
+    out = Path(out_dir)
+    vocab, merges = tiny_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    text_dim = 32
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=text_dim, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=text_dim, hidden_act="gelu",
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
+        block_out_channels=(32, 32, 64, 64), norm_num_groups=16,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    torch.manual_seed(seed + 2)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(32, 64), norm_num_groups=16, cross_attention_dim=text_dim,
+        attention_head_dim=8, use_linear_projection=True,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    # SD's training schedule; DDIM so few-step sampling (concept images, SDEdit) works.
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    tmp = out.with_name(out.name + ".tmp-write")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "dipir_tiny.json").write_text(json.dumps({"seed": seed, "prediction_type": prediction_type}) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
