@@ -1,0 +1,177 @@
+"""`dipir study report`: preferences per pair type and condition (Wilson intervals, two-sided
+binomial tests against 50 %), rater exclusion by catch trials, and agreement between raters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.document import Document, Section
+from reports.stats import fleiss_kappa, pairwise_agreement
+from reports.store import DIPIR, Store
+from reports.study.db import DB_NAME, StudyDB
+from reports.study.manifest import load_manifest
+from reports.tables import Cell, Table, TableConfig, _slug, decimals_for, fmt, preference_table
+
+CONDITION_ORDER = ("day", "twilight", "night")
+TABLE2_METRICS = ("rmse", "si_rmse", "ssim", "lpips")  # the paper's Table 2 columns (any suffix)
+
+
+@dataclass
+class StudyResult:
+    study: Path
+    manifest: dict
+    answers: pd.DataFrame  # one row per answer, joined with its pair
+    raters: pd.DataFrame  # rater_id, answers, catch_answered, catch_correct, catch_accuracy, kept
+    prefs: pd.DataFrame  # dataset, opponent, condition ('all' or a condition), k (main chosen), n
+    kappa: float = float("nan")
+    agreement: float = float("nan")
+    agreement_items: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def analyze_study(study: str | Path) -> StudyResult:
+    study = Path(study)
+    manifest = load_manifest(study)
+    cfg = manifest["config"]
+    pairs = pd.DataFrame([{"pair_id": p["pair_id"], "kind": p["kind"], "dataset": p["dataset"],
+                           "opponent": p["opponent"], "condition": p.get("condition")} for p in manifest["pairs"]])
+    rows = StudyDB(study / DB_NAME).answers() if (study / DB_NAME).exists() else []
+    ans = pd.DataFrame(rows, columns=["rater_id", "pair_id", "side", "chosen", "ms", "answered"])
+    ans = ans.merge(pairs, on="pair_id", how="inner")
+    ans["chose_main"] = ans["chosen"] == "a"  # item a is always DiPIR's (or the intact) composite
+
+    min_acc = float(cfg.get("min_catch_accuracy", 0.75))
+    has_catch = any(p["kind"] == "catch" for p in manifest["pairs"])
+    raters = []
+    for rid, g in ans.groupby("rater_id", sort=True):
+        c = g[g["kind"] == "catch"]
+        acc = float(c["chose_main"].mean()) if len(c) else float("nan")
+        kept = (not has_catch) or (len(c) > 0 and acc >= min_acc)
+        raters.append({"rater_id": rid, "answers": len(g), "test_answers": int((g["kind"] == "test").sum()),
+                       "catch_answered": len(c), "catch_correct": int(c["chose_main"].sum()),
+                       "catch_accuracy": acc, "kept": kept})
+    raters = pd.DataFrame(raters, columns=["rater_id", "answers", "test_answers", "catch_answered",
+                                           "catch_correct", "catch_accuracy", "kept"])
+    kept_ids = set(raters.loc[raters["kept"], "rater_id"]) if len(raters) else set()
+    test = ans[(ans["kind"] == "test") & ans["rater_id"].isin(kept_ids)]
+
+    prefs = []
+    for (dataset, opp), g in test.groupby(["dataset", "opponent"], sort=True):
+        prefs.append({"dataset": dataset, "opponent": opp, "condition": "all",
+                      "k": int(g["chose_main"].sum()), "n": len(g)})
+        for cond, gc in g.dropna(subset=["condition"]).groupby("condition", sort=True):
+            prefs.append({"dataset": dataset, "opponent": opp, "condition": cond,
+                          "k": int(gc["chose_main"].sum()), "n": len(gc)})
+    prefs = pd.DataFrame(prefs, columns=["dataset", "opponent", "condition", "k", "n"])
+
+    counts = test.groupby("pair_id")["chosen"].agg(a=lambda s: int((s == "a").sum()), b=lambda s: int((s == "b").sum()))
+    mat = counts[["a", "b"]].to_numpy() if len(counts) else np.zeros((0, 2))
+    items = int((mat.sum(axis=1) >= 2).sum()) if len(mat) else 0
+    return StudyResult(study, manifest, ans, raters, prefs, fleiss_kappa(mat) if items else float("nan"),
+                       pairwise_agreement(mat) if items else float("nan"), items)
+
+
+def _conditions(prefs: pd.DataFrame) -> list[str]:
+    conds = [c for c in prefs["condition"].unique() if c != "all"]
+    return ["all", *sorted(conds, key=lambda c: (CONDITION_ORDER.index(c) if c in CONDITION_ORDER else 99, c))]
+
+
+def _metric_extras(store: Store, dataset: str, labels: list[str]) -> tuple[list[str], dict[str, dict[str, Cell]]]:
+    """Table 2: the mean of each GT-referenced metric per method, best in bold."""
+    d = store.tasks
+    d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
+    names = [m for m in store.metrics if d[f"metric.{m}"].notna().any()
+             and any(m == b or m.startswith(b + "_") and m[len(b) + 1:] in ("full", "region") for b in TABLE2_METRICS)]
+    extras: dict[str, dict[str, Cell]] = {lab: {} for lab in labels}
+    cols = []
+    for m in names:
+        col = f"{m} {'↓' if store.meta[m].lower_is_better else '↑'}"
+        cols.append(col)
+        means = {lab: float(d.loc[d["label"] == lab, f"metric.{m}"].mean()) for lab in labels}
+        dec = decimals_for(list(means.values()))
+        vals = [round(v, dec) for v in means.values() if np.isfinite(v)]
+        best = (min(vals) if store.meta[m].lower_is_better else max(vals)) if vals else None
+        for lab, v in means.items():
+            extras[lab][col] = Cell(fmt(v, dec), bold=np.isfinite(v) and round(v, dec) == best, value=v)
+    return cols, extras
+
+
+def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> list[Section]:
+    cfg = res.manifest["config"]
+    main = cfg.get("main", DIPIR)
+    r = res.raters
+    n_kept = int(r["kept"].sum()) if len(r) else 0
+    text = [
+        f"Question: “{res.manifest.get('question', 'Which image looks more realistic?')}” — two-alternative "
+        f"forced choice, {main} against each method on the same scene; left/right and order randomized per rater.",
+        f"Raters who answered: {len(r)}; kept: {n_kept}; excluded: {len(r) - n_kept}. "
+        f"Exclusion rule: {res.manifest.get('exclusion_rule', '')}.",
+        f"Catch trials: {res.manifest.get('catch_rule', '')}.",
+        (f"Agreement between kept raters over {res.agreement_items} pairs with ≥ 2 answers: Fleiss' κ = "
+         f"{res.kappa:.3f}, mean pairwise agreement = {res.agreement:.3f}." if res.agreement_items
+         else "Agreement: no pair has answers from two kept raters yet."),
+    ]
+    tables: list[Table] = []
+    if len(r):
+        tables.append(Table("raters", "Raters and catch trials", ["rater", "answers", "test answers", "catch correct", "kept"],
+                            [[Cell(x.rater_id), Cell(str(x.answers)), Cell(str(x.test_answers)),
+                              Cell(f"{x.catch_correct}/{x.catch_answered}"), Cell("yes" if x.kept else "excluded")]
+                             for x in r.itertuples()]))
+    prefs = res.prefs
+    for dataset in sorted(prefs["dataset"].unique()) if len(prefs) else []:
+        p = prefs[prefs["dataset"] == dataset]
+        conds = _conditions(p)
+        is_abl = p["opponent"].str.split(":").str[0] == main.split(":")[0]
+        base, abl = p[~is_abl], p[is_abl]
+        ds = _slug(dataset)
+        if len(base):
+            cols, extras = ([], None)
+            labels = sorted(base["opponent"].unique())
+            if store is not None:
+                cols, extras = _metric_extras(store, dataset, [main, *labels])
+            t = preference_table(f"pref_baselines_{ds}", f"Preference for {main} over baselines — {dataset}",
+                                 base, conds, "baseline", extras, cols, tcfg.confidence)
+            if cols:  # Table 2 style: the main method's own metrics as the first row
+                t.rows.insert(0, [Cell(f"{main} (ours)"), *[Cell("–") for _ in conds], *[extras[main][c] for c in cols]])
+                t.notes.append("Metric columns: mean over done tasks of the run against the GT-lit reference.")
+            tables.append(t)
+        if len(abl):
+            tables.append(preference_table(f"pref_ablations_{ds}", f"Preference for {main} over its ablations — {dataset}",
+                                           abl, conds, "ablation", confidence=tcfg.confidence))
+    if not len(prefs):
+        text.append("No answers from kept raters yet: no preference tables.")
+    return [Section("Human study (2AFC)", text=text, tables=tables)]
+
+
+def write_study_report(study: str | Path, out: str | Path | None = None, tcfg: TableConfig | None = None) -> tuple[Path, StudyResult]:
+    from reports.build import _atomic_write
+    from reports.render_html import render_html
+    from reports.render_md import render_md
+    from reports.render_tex import render_tex
+    from reports.store import load_store
+
+    tcfg = tcfg or TableConfig()
+    res = analyze_study(study)
+    store = None
+    run = res.manifest.get("run")
+    if run and Path(run).is_dir():
+        try:
+            store = load_store(run)
+        except Exception:  # the study stands on its own; metrics are an extra
+            store = None
+    out = Path(out) if out else Path(study) / "report"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    secs = study_sections(res, store, tcfg)
+    doc = Document(f"2AFC study — {Path(study).resolve().name}",
+                   [("study", str(Path(study).resolve())), ("run", str(run))], secs)
+    _atomic_write(out / "study.md", render_md(doc))
+    _atomic_write(out / "study.html", render_html(doc, out))
+    for t in secs[0].tables:
+        _atomic_write(out / "tables" / f"{t.key}.tex", render_tex(t))
+    res.raters.to_csv(out / "raters.csv", index=False)
+    res.prefs.to_csv(out / "preferences.csv", index=False)
+    return out, res

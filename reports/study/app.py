@@ -1,0 +1,106 @@
+"""`dipir study serve`: the FastAPI app raters use.
+
+Security model: a rater is identified by a random id plus a secret kept in an HttpOnly cookie
+(only its SHA-256 is stored). Every answer must carry the rater id that matches the cookie, for a
+pair assigned to that rater, answered once. Only the study's own images are served, looked up by
+exact name in the manifest (no file system path is ever built from the URL).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Cookie, FastAPI, HTTPException, Response
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel, Field
+
+from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB
+from reports.study.manifest import IMAGES, load_manifest
+from reports.study.page import PAGE
+
+COOKIE = "dipir_rater"
+
+
+class Answer(BaseModel):
+    rater_id: str = Field(min_length=1, max_length=64)
+    pair_id: str = Field(min_length=1, max_length=64)
+    side: str = Field(pattern="^(left|right)$")
+    ms: int | None = Field(default=None, ge=0, le=3_600_000)
+
+
+def create_app(study: str | Path) -> FastAPI:
+    study = Path(study).resolve()
+    manifest = load_manifest(study)
+    cfg = manifest["config"]
+    pairs = {p["pair_id"]: p for p in manifest["pairs"]}
+    test_ids = [p["pair_id"] for p in manifest["pairs"] if p["kind"] == "test"]
+    catch_ids = [p["pair_id"] for p in manifest["pairs"] if p["kind"] == "catch"]
+    image_dir = (study / IMAGES).resolve()
+    images = {p[s]["image"] for p in manifest["pairs"] for s in ("a", "b")}
+    db = StudyDB(study / DB_NAME)
+    app = FastAPI(title="DiPIR 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def rater_from_cookie(cookie: str | None) -> str:
+        if not cookie or "." not in cookie:
+            raise HTTPException(401, "no rater cookie: open the study page first")
+        rater_id, _, secret = cookie.partition(".")
+        if not db.check_rater(rater_id, secret):
+            raise HTTPException(403, "unknown rater")
+        return rater_id
+
+    def state(rater_id: str) -> dict:
+        done, total, trial = db.progress(rater_id)
+        out = {"rater_id": rater_id, "done": done, "total": total, "trial": None}
+        if trial:
+            p = pairs[trial.pair_id]
+            other = "b" if trial.left_item == "a" else "a"
+            out["trial"] = {"pair_id": trial.pair_id, "left": f"/images/{p[trial.left_item]['image']}",
+                            "right": f"/images/{p[other]['image']}"}
+        return out
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+    @app.post("/api/rater")
+    def rater(response: Response, dipir_rater: str | None = Cookie(default=None)) -> dict:
+        """Returns the cookie's rater if valid, else makes a new one with its randomized assignment."""
+        if dipir_rater:
+            try:
+                return {"rater_id": rater_from_cookie(dipir_rater), "new": False}
+            except HTTPException:
+                pass  # stale cookie (e.g. a different study on this port): start afresh
+        rater_id, secret = db.create_rater(test_ids, catch_ids, cfg.get("per_rater"), int(cfg.get("seed", 0)))
+        response.set_cookie(COOKIE, f"{rater_id}.{secret}", httponly=True, samesite="strict",
+                            max_age=90 * 24 * 3600)
+        return {"rater_id": rater_id, "new": True}
+
+    @app.get("/api/next")
+    def next_trial(dipir_rater: str | None = Cookie(default=None)) -> dict:
+        return state(rater_from_cookie(dipir_rater))
+
+    @app.post("/api/answer")
+    def answer(ans: Answer, dipir_rater: str | None = Cookie(default=None)) -> dict:
+        rater_id = rater_from_cookie(dipir_rater)
+        if ans.rater_id != rater_id:
+            raise HTTPException(403, "rater id does not match this browser's rater")
+        if ans.pair_id not in pairs:
+            raise HTTPException(404, "unknown pair")
+        try:
+            db.record(rater_id, ans.pair_id, ans.side, ans.ms)
+        except NotAssigned:
+            raise HTTPException(404, "pair not assigned to this rater") from None
+        except DuplicateAnswer:
+            raise HTTPException(409, "this pair was already answered") from None
+        return state(rater_id)
+
+    @app.get("/images/{name}")
+    def image(name: str) -> FileResponse:
+        if name not in images:
+            raise HTTPException(404, "not found")
+        path = (image_dir / name).resolve()
+        if path.parent != image_dir or not path.is_file():
+            raise HTTPException(404, "not found")
+        return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    return app

@@ -1,0 +1,161 @@
+"""`dipir study make`: pairs of composites (DiPIR vs. each named method, same scene) and catch
+trials, copied into a self-contained study folder with `manifest.json`.
+
+Images are stored under content-hash names, so neither the file name nor the URL tells a rater
+which method made an image. Left/right and order are randomized per rater when the rater joins
+(see `db.assign`), from the study seed and the rater id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from dipir.errors import DipirError
+from reports.store import load_store
+from reports.study.catch import RULE as CATCH_RULE
+from reports.study.catch import broken_insert
+
+MANIFEST = "manifest.json"
+IMAGES = "images"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    against: tuple[str, ...]  # opponent labels: a method ("khan06") or "method:preset" ("dipir:sds-lora")
+    main: str = "dipir"
+    per_rater: int | None = None  # test pairs per rater (None: all)
+    n_catch: int = 4
+    min_catch_accuracy: float = 0.75
+    seed: int = 0
+
+
+def exclusion_rule(cfg: StudyConfig) -> str:
+    if cfg.n_catch == 0:
+        return "no catch trials: every rater is kept"
+    return (f"a rater is kept only if they answered at least one catch trial and chose the intact insert "
+            f"in >= {cfg.min_catch_accuracy:.0%} of the catch trials they answered; all answers of an "
+            "excluded rater are dropped")
+
+
+def _copy_image(src: Path, images: Path) -> str:
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
+    name = f"{digest}.png"
+    dst = images / name
+    if not dst.exists():
+        if src.suffix.lower() == ".png":
+            shutil.copyfile(src, dst)
+        else:
+            with Image.open(src) as im:
+                im.convert("RGB").save(dst)
+    return name
+
+
+def _save_array(img, images: Path) -> str:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    data = buf.getvalue()
+    name = f"{hashlib.sha256(data).hexdigest()[:16]}.png"
+    (images / name).write_bytes(data)
+    return name
+
+
+def _pair_id(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
+
+
+def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
+    store = load_store(run)
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        raise DipirError("a study already exists here (its answers would no longer match): choose a new --out",
+                         out / MANIFEST)
+    if not cfg.against:
+        raise DipirError("name at least one method to compare against", field="--against")
+    if cfg.per_rater is not None and cfg.per_rater < 1:
+        raise DipirError("must be >= 1", field="--per-rater")
+    df = store.tasks
+    df = df[(df["status"] == "done")]
+    if "artifact.composite" not in df.columns:
+        raise DipirError("no composite artifacts in this run", store.run / "results.parquet", "artifact.composite")
+    df = df[df["artifact.composite"].notna()].sort_values(["seed", "task_id"])
+    labels = set(df["label"])
+    for name, lab in [("--main", cfg.main), *[("--against", a) for a in cfg.against]]:
+        if lab not in labels:
+            raise DipirError(f"no done task with a composite for {lab!r} (have: {', '.join(sorted(labels))})",
+                             field=name)
+    images = out / IMAGES
+    images.mkdir(parents=True, exist_ok=True)
+    firsts = {key: g.iloc[0] for key, g in df.groupby(["dataset", "scene_id", "label"], sort=True)}
+    pairs = []
+    main_rows = {(d, s): r for (d, s, lab), r in firsts.items() if lab == cfg.main}
+    for opp in cfg.against:
+        for (dataset, scene), a in sorted(main_rows.items()):
+            b = firsts.get((dataset, scene, opp))
+            if b is None:
+                continue
+            pa, pb = store.artifact_path(a, "composite"), store.artifact_path(b, "composite")
+            if pa is None or pb is None:
+                continue
+            cond = a.get("condition")
+            pairs.append({
+                "pair_id": _pair_id(a["task_id"], b["task_id"]), "kind": "test", "dataset": dataset,
+                "scene_id": scene, "condition": cond if isinstance(cond, str) and cond else None,
+                "opponent": opp,
+                "a": {"image": _copy_image(pa, images), "task_id": a["task_id"], "label": cfg.main},
+                "b": {"image": _copy_image(pb, images), "task_id": b["task_id"], "label": opp},
+            })
+    if not pairs:
+        raise DipirError("no scene has both the main method and an opponent done", field="--against")
+    rng = random.Random(cfg.seed)
+    candidates = sorted(main_rows.items())
+    rng.shuffle(candidates)
+    for (dataset, scene), a in candidates[: cfg.n_catch]:
+        img, variant = broken_insert(store.artifact_path(a, "composite"), store.artifact_path(a, "background"))
+        pairs.append({
+            "pair_id": _pair_id("catch", a["task_id"]), "kind": "catch", "dataset": dataset, "scene_id": scene,
+            "condition": None, "opponent": f"catch ({variant})",
+            "a": {"image": _copy_image(store.artifact_path(a, "composite"), images), "task_id": a["task_id"],
+                  "label": cfg.main},
+            "b": {"image": _save_array(img, images), "task_id": a["task_id"], "label": f"broken:{variant}"},
+        })
+    n_catch = sum(p["kind"] == "catch" for p in pairs)
+    manifest = {
+        "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": str(store.run.resolve()), "config": {**asdict(cfg), "against": list(cfg.against), "n_catch": n_catch},
+        "catch_rule": CATCH_RULE, "exclusion_rule": exclusion_rule(StudyConfig(**{**asdict(cfg), "n_catch": n_catch})),
+        "question": "Which image looks more realistic?",
+        "pairs": pairs,
+    }
+    tmp = out / f".{MANIFEST}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(out / MANIFEST)
+    return manifest
+
+
+def load_manifest(study: str | Path) -> dict:
+    path = Path(study) / MANIFEST
+    if not path.exists():
+        raise DipirError("no study manifest (run `dipir study make` first)", path)
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
+    for key in ("pairs", "config"):
+        if key not in m:
+            raise DipirError("missing key", path, key)
+    for i, p in enumerate(m["pairs"]):
+        for key in ("pair_id", "kind", "a", "b", "opponent", "dataset"):
+            if key not in p:
+                raise DipirError("missing key", path, f"pairs[{i}].{key}")
+    return m
