@@ -1,0 +1,217 @@
+"""Spherical-Gaussian lighting, evaluated into equirect env maps in Mitsuba's `envmap` convention.
+
+One lobe k: G_k(v) = c_k · exp(−(1 − v·μ_k) / σ_k²), with colour c_k ∈ R³₊, unit axis μ_k and
+sharpness σ_k > 0 (small σ = sharp lobe; angular width ≈ σ radians). Its integral over the sphere is
+2π·c·σ²·(1 − e^(−2/σ²)) (`sg_integral`).
+
+`SGLighting` stores unconstrained raw parameters so any optimizer step stays valid: colours and σ as
+logarithms (exp keeps them positive and spans the sun-vs-sky dynamic range), axes as free 3-vectors
+normalized on use. `fit_sg` converts any HDR equirect map (ground truth, baselines) into SG lobes by
+solid-angle-weighted least squares, so every method can be expressed in the same parameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from dipir.hdr import equirect_directions, luminance, resample_equirect, solid_angles
+
+__all__ = ["SGLighting", "fit_sg", "dominant_direction", "sg_integral", "sg_eval"]
+
+
+def sg_integral(c, sigma):
+    """∫_{S²} c·exp(−(1 − v·μ)/σ²) dv = 2π·c·σ²·(1 − exp(−2/σ²)); numpy, torch or floats."""
+    if isinstance(c, torch.Tensor) or isinstance(sigma, torch.Tensor):
+        sigma = torch.as_tensor(sigma)
+        s2 = sigma * sigma
+        return 2 * math.pi * torch.as_tensor(c) * s2 * (1 - torch.exp(-2 / s2))
+    s2 = np.asarray(sigma, dtype=np.float64) ** 2
+    return 2 * np.pi * np.asarray(c, dtype=np.float64) * s2 * (1 - np.exp(-2 / s2))
+
+
+def sg_eval(dirs: torch.Tensor, colors: torch.Tensor, axes: torch.Tensor, sharpness: torch.Tensor) -> torch.Tensor:
+    """Sum of lobes at directions (..., 3) -> radiance (..., 3). axes must be unit vectors."""
+    cos = dirs @ axes.T  # (..., N)
+    w = torch.exp((cos - 1) / (sharpness * sharpness))
+    return w @ colors
+
+
+class SGLighting(nn.Module):
+    """N spherical Gaussians with raw (unconstrained) parameters.
+
+    raw_log_colors (N, 3), raw_axes (N, 3), raw_log_sharpness (N,). Use `colors`, `axes`,
+    `sharpness` for the actual values.
+    """
+
+    def __init__(self, n_lobes: int):
+        super().__init__()
+        self.n_lobes = int(n_lobes)
+        self.raw_log_colors = nn.Parameter(torch.zeros(n_lobes, 3))
+        self.raw_axes = nn.Parameter(torch.tensor([[0.0, 1.0, 0.0]]).repeat(n_lobes, 1))
+        self.raw_log_sharpness = nn.Parameter(torch.zeros(n_lobes))
+        self._dirs: dict[tuple[int, int], torch.Tensor] = {}
+
+    # -- constructors ------------------------------------------------------------------------
+    @classmethod
+    def from_params(cls, colors, axes, sharpness) -> "SGLighting":
+        """From actual values: colors (N, 3) > 0, axes (N, 3) (normalized here), sharpness (N,) > 0."""
+        colors = torch.as_tensor(np.asarray(colors, dtype=np.float32)).reshape(-1, 3)
+        axes = torch.as_tensor(np.asarray(axes, dtype=np.float32)).reshape(-1, 3)
+        sharp = torch.as_tensor(np.asarray(sharpness, dtype=np.float32)).reshape(-1)
+        if not (len(colors) == len(axes) == len(sharp)):
+            raise ValueError(f"lobe counts differ: colors {len(colors)}, axes {len(axes)}, sharpness {len(sharp)}")
+        if torch.any(colors <= 0) or torch.any(sharp <= 0):
+            raise ValueError("SG colors and sharpness must be > 0")
+        if torch.any(axes.norm(dim=-1) < 1e-8):
+            raise ValueError("SG axes must be non-zero")
+        sg = cls(len(colors))
+        with torch.no_grad():
+            sg.raw_log_colors.copy_(torch.log(colors))
+            sg.raw_axes.copy_(axes / axes.norm(dim=-1, keepdim=True))
+            sg.raw_log_sharpness.copy_(torch.log(sharp))
+        return sg
+
+    @classmethod
+    def init_random(cls, n_lobes: int, seed: int = 0, intensity: float = 1.0) -> "SGLighting":
+        """Random lobes: axes uniform on the sphere, sharpness in [0.3, 1], grey-ish colours whose total
+        integral is about `intensity`·4π·0.5 (a mid-grey sky), so renders start neither black nor white."""
+        g = np.random.default_rng(seed)
+        axes = g.normal(size=(n_lobes, 3))
+        sharp = g.uniform(0.3, 1.0, size=n_lobes)
+        colors = g.uniform(0.7, 1.3, size=(n_lobes, 3))
+        # Scale so the summed integral ≈ 2π·intensity per channel (a uniform sky of radiance 0.5).
+        total = sg_integral(colors, sharp[:, None]).sum(axis=0).mean()
+        colors = colors * (2 * np.pi * intensity / total)
+        return cls.from_params(colors, axes, sharp)
+
+    # -- actual values -----------------------------------------------------------------------
+    @property
+    def colors(self) -> torch.Tensor:
+        return torch.exp(self.raw_log_colors.clamp(-30, 30))
+
+    @property
+    def axes(self) -> torch.Tensor:
+        return self.raw_axes / self.raw_axes.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    @property
+    def sharpness(self) -> torch.Tensor:
+        return torch.exp(self.raw_log_sharpness.clamp(-10, 10))
+
+    def params(self) -> dict:
+        """Actual values as plain lists (JSON-ready): colors (N, 3), axes (N, 3), sharpness (N,)."""
+        with torch.no_grad():
+            return {"colors": self.colors.double().tolist(), "axes": self.axes.double().tolist(),
+                    "sharpness": self.sharpness.double().tolist()}
+
+    def integrals(self) -> torch.Tensor:
+        """Per-lobe integral over the sphere (N, 3)."""
+        return sg_integral(self.colors, self.sharpness[:, None])
+
+    def dominant(self) -> int:
+        """Index of the lobe with the largest luminance integral."""
+        with torch.no_grad():
+            return int(torch.argmax(luminance(self.integrals())))
+
+    # -- evaluation --------------------------------------------------------------------------
+    def directions(self, height: int, width: int) -> torch.Tensor:
+        key = (height, width)
+        if key not in self._dirs:
+            self._dirs[key] = torch.from_numpy(equirect_directions(height, width))
+        d = self._dirs[key]
+        return d.to(self.raw_axes.device)
+
+    def envmap(self, height: int = 64, width: int = 128) -> torch.Tensor:
+        """Equirect map (H, W, 3), differentiable w.r.t. the raw parameters."""
+        return sg_eval(self.directions(height, width), self.colors, self.axes, self.sharpness)
+
+    def forward(self, height: int = 64, width: int = 128) -> torch.Tensor:
+        return self.envmap(height, width)
+
+
+# ---------------------------------------------------------------------------------------------
+# From any HDR map
+
+
+def dominant_direction(envmap: np.ndarray, cone_deg: float = 15.0) -> np.ndarray:
+    """The brightest direction of an equirect map: the peak of luminance × solid angle after an
+    area-averaging downsample (a blur that keeps a small sun's energy), refined by the
+    energy-weighted mean direction within `cone_deg` of that peak. Returns a unit 3-vector."""
+    env = np.asarray(envmap, dtype=np.float32)
+    h, w = env.shape[:2]
+    hs, ws = min(h, 17), min(w, 32)
+    small = resample_equirect(env, hs, ws)
+    energy = luminance(small) * solid_angles(hs, ws)
+    i, j = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    peak = equirect_directions(hs, ws)[i, j].astype(np.float64)
+    dirs = equirect_directions(h, w).astype(np.float64)
+    e = (luminance(env) * solid_angles(h, w)).astype(np.float64)
+    near = dirs @ peak >= np.cos(np.radians(cone_deg))
+    d = (dirs[near] * e[near][:, None]).sum(axis=0)
+    if not np.all(np.isfinite(d)) or np.linalg.norm(d) < 1e-20:
+        d = peak
+    return d / np.linalg.norm(d)
+
+
+def _peaks(env: np.ndarray, n: int, min_sep_deg: float = 25.0) -> list[np.ndarray]:
+    """Up to n brightest texel directions (by luminance), at least min_sep_deg apart."""
+    h, w = env.shape[:2]
+    dirs = equirect_directions(h, w).reshape(-1, 3).astype(np.float64)
+    lum = luminance(env).reshape(-1).astype(np.float64)
+    order = np.argsort(-lum)
+    out: list[np.ndarray] = []
+    cos_sep = np.cos(np.radians(min_sep_deg))
+    for idx in order:
+        d = dirs[idx]
+        if all(d @ p < cos_sep for p in out):
+            out.append(d)
+            if len(out) == n:
+                break
+    return out
+
+
+def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int = 32, width: int = 64,
+           lr: float = 0.05, seed: int = 0) -> SGLighting:
+    """Fit N lobes to an HDR equirect map by solid-angle-weighted least squares (Adam, torch).
+
+    The map is first area-resampled to (height, width) so a small bright sun keeps its energy.
+    Lobes start at the brightest directions (the first at the blurred peak), with colours from
+    the map there. The loss is Σ ΔΩ·|L_sg − L|² / Σ ΔΩ·|L|²: relative, so the learning rate works
+    for any exposure.
+    """
+    env = resample_equirect(np.asarray(envmap, dtype=np.float32), height, width)
+    target = torch.from_numpy(env)
+    sa = torch.from_numpy(solid_angles(height, width))[..., None]  # (H, 1, 1)
+    peaks = [dominant_direction(envmap)] + _peaks(env, n_lobes)
+    axes = []
+    for p in peaks:
+        if all(float(p @ a) < np.cos(np.radians(10)) for a in axes):
+            axes.append(p)
+        if len(axes) == n_lobes:
+            break
+    g = np.random.default_rng(seed)
+    while len(axes) < n_lobes:
+        v = g.normal(size=3)
+        axes.append(v / np.linalg.norm(v))
+    axes = np.array(axes)
+    dirs = equirect_directions(height, width).reshape(-1, 3)
+    flat = env.reshape(-1, 3)
+    colors = []
+    for a in axes:
+        k = int(np.argmax(dirs @ a))
+        colors.append(np.maximum(flat[k], 1e-3 * max(float(flat.mean()), 1e-6)) / 2)
+    sharp = np.full(n_lobes, 0.5)
+    sg = SGLighting.from_params(np.array(colors), axes, sharp)
+    opt = torch.optim.Adam(sg.parameters(), lr=lr)
+    denom = (sa * target.square()).sum().clamp_min(1e-20)
+    for _ in range(int(iters)):
+        opt.zero_grad()
+        loss = (sa * (sg.envmap(height, width) - target).square()).sum() / denom
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        sg.raw_axes.copy_(sg.axes)
+    return sg
