@@ -1,0 +1,206 @@
+"""The one seam between the orchestration and `dipir`: run one task in the current process.
+
+Everything a task calls in `dipir` goes through here: scene preparation, `build_estimator`,
+`Requirements.unmet`, `estimate_and_render`, `evaluate`. The Ray worker and the in-process loop
+of the benchmark both call `TaskContext.run`.
+
+A method name is an estimator from `dipir.estimators.ESTIMATORS`, or `module:attribute` naming a
+class (or factory) importable on the workers — a user's own estimator, or a test's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import time
+import traceback
+from pathlib import Path
+
+from dipir.errors import DipirError
+from pipelines import store
+from pipelines.scenes import build_scene
+from pipelines.suite import RenderSettings
+from pipelines.tasks import Task
+
+# Methods assumed to use the diffusion model when their estimator cannot be inspected.
+_MODEL_METHODS = ("dipir",)
+
+
+def _import_attr(spec: str):
+    module, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as err:
+        raise DipirError(f"cannot import estimator module {module!r} ({err})", field="methods") from None
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise DipirError(f"module {module!r} has no attribute {attr!r}", field="methods") from None
+
+
+def _estimator_factory(method: str):
+    if ":" in method:
+        return _import_attr(method)
+    return None
+
+
+def uses_model(method: str) -> bool:
+    """Whether the suite's model id is part of a method's task identity (decided without
+    building the estimator, so planning stays cheap)."""
+    factory = _estimator_factory(method)
+    if factory is None:
+        try:
+            from dipir.estimators import ESTIMATORS
+
+            factory = ESTIMATORS.get(method)
+        except ImportError:
+            factory = None
+    req = getattr(factory, "requires", None)
+    if req is not None and hasattr(req, "model"):
+        return bool(req.model)
+    return method in _MODEL_METHODS or factory is None
+
+
+def build(method: str, options: dict):
+    """An estimator instance for a method name and its options (preset and model included)."""
+    factory = _estimator_factory(method)
+    if factory is not None:
+        return factory(**options)
+    try:
+        from dipir.estimators import build_estimator
+    except ImportError as err:
+        raise DipirError(f"estimators are not available in this installation ({err})", field="methods") from None
+    return build_estimator(method, options)
+
+
+def metrics_meta() -> dict:
+    """{metric: {"lower_is_better", "description"}} from dipir.evaluation.METRICS ({} if absent)."""
+    try:
+        from dipir.evaluation import METRICS
+    except ImportError:
+        return {}
+    out = {}
+    for name, meta in METRICS.items():
+        get = meta.get if isinstance(meta, dict) else (lambda k, d=None, m=meta: getattr(m, k, d))
+        out[name] = {"lower_is_better": bool(get("lower_is_better", True)), "description": str(get("description", ""))}
+    return out
+
+
+def render_config(r: RenderSettings):
+    from dipir.render import RenderConfig
+
+    return RenderConfig(**dataclasses.asdict(r))
+
+
+def error_message(err: BaseException) -> str:
+    if isinstance(err, DipirError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+class TaskContext:
+    """Per-process state, built once and reused by every task: the Mitsuba variant, the
+    estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
+
+    def __init__(self, run_dir: str | Path, render: RenderSettings, model: str | None, options: dict[str, dict],
+                 crash_marker: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.render = render
+        self.model = model
+        self.options = options
+        self.crash_marker = crash_marker  # tests only: see maybe_crash
+        self.estimators: dict[tuple[str, str | None], object] = {}
+        from dipir.mitsuba_setup import cuda_available, load_mitsuba
+
+        load_mitsuba()
+        self.has_gpu = cuda_available()
+        # Concept images sampled from the base model are shared by every task of the run.
+        self.concept_cache = self.run_dir / "cache" / "concepts"
+
+    def estimator(self, method: str, preset: str | None):
+        key = (method, preset)
+        if key not in self.estimators:
+            opts = dict(self.options.get(method, {}))
+            if preset is not None:
+                opts["preset"] = preset
+            if uses_model(method) and self.model is not None:
+                opts["model"] = self.model
+                opts.setdefault("cache_dir", str(self.concept_cache))
+            self.estimators[key] = build(method, opts)
+        return self.estimators[key]
+
+    def maybe_crash(self, task: Task) -> None:
+        """Fault injection for tests: the first task to claim the marker file kills its worker."""
+        if not self.crash_marker:
+            return
+        try:
+            fd = os.open(self.crash_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, task.task_id.encode())
+        os.close(fd)
+        os._exit(1)
+
+    def run(self, task: Task, attempt: int = 1) -> dict:
+        """Run one task and commit its folder; returns the result.json dict."""
+        t0 = time.perf_counter()
+        stage = store.staging_dir(self.run_dir, task.task_id)
+        result = {
+            "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
+            "preset": task.preset, "seed": task.seed, "status": "failed", "error": None, "traceback": None,
+            "attempts": attempt, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
+            "condition": None, "scene_key": task.scene_key,
+        }
+        try:
+            self.maybe_crash(task)
+            from dipir.scene import load_scene
+
+            scene = load_scene(build_scene(task.recipe, task.scene_key, self.run_dir))
+            result["condition"] = scene.provenance.get("condition")
+            est = self.estimator(task.method, task.preset)
+            reason = est.requires.unmet(scene, has_gpu=self.has_gpu, has_model=self.model is not None)
+            if reason:
+                result.update(status="skipped", error=reason)
+            else:
+                from dipir.evaluation import estimate_and_render, evaluate
+
+                cfg = render_config(self.render)
+                out = estimate_and_render(scene, est, cfg, task.seed, stage)
+                ev = evaluate(scene, stage, cfg, task.seed)
+                result["metrics"] = {k: (None if v is None or v != v else float(v)) for k, v in ev["metrics"].items()}
+                result["metrics_unavailable"] = dict(ev.get("metrics_unavailable") or {})
+                result["artifacts"] = _relative_artifacts(out.get("artifacts") or {}, stage)
+                result["seconds_estimate"] = out.get("seconds_estimate")
+                result["seconds_render"] = out.get("seconds_render")
+                result["status"] = "done"
+        except Exception as err:  # noqa: BLE001 - every failure becomes a row, the run goes on
+            result.update(status="failed", error=error_message(err), traceback=traceback.format_exc())
+        result["seconds"] = time.perf_counter() - t0
+        store.commit_task(self.run_dir, stage, result)
+        return result
+
+
+def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
+    out = {}
+    for name, path in artifacts.items():
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                p = p.relative_to(stage)
+            except ValueError:
+                continue  # outside the task folder: not a task artifact
+        out[name] = str(p)
+    return out
+
+
+def failed_result(task: Task, error: str, attempts: int) -> dict:
+    """The row for a task whose worker died on every attempt (written by the driver)."""
+    return {
+        "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
+        "preset": task.preset, "seed": task.seed, "status": "failed", "error": error, "traceback": None,
+        "attempts": attempts, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
+        "condition": None, "scene_key": task.scene_key,
+    }

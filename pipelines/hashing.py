@@ -1,0 +1,77 @@
+"""Content hashes: stable across processes and machines (no paths, times or hosts go in).
+
+File contents are hashed once and remembered in RUN/cache/file_hashes.json, keyed by
+(path, size, mtime_ns), so planning a rerun does not re-read large HDRIs or TFRecords.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def hash_json(data) -> str:
+    """sha256 of canonical JSON (sorted keys, no whitespace); the caller passes plain data only."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def hash_file_content(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FileHashCache:
+    """Content hashes of source files, cached on disk by (size, mtime_ns)."""
+
+    def __init__(self, cache_file: Path | None):
+        self.cache_file = cache_file
+        self.entries: dict[str, list] = {}
+        self.dirty = False
+        if cache_file is not None and cache_file.is_file():
+            try:
+                self.entries = json.loads(cache_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                self.entries = {}  # a damaged cache is only a slower plan
+
+    def file(self, path: Path) -> str:
+        """Content hash of a file; a missing file hashes as its name so the task still gets an id
+        (and then fails with a clear error when its scene is prepared)."""
+        try:
+            st = path.stat()
+        except OSError:
+            return hash_json({"missing": path.name})
+        key = str(path.resolve())
+        hit = self.entries.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        digest = hash_file_content(path)
+        self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.dirty = True
+        return digest
+
+    def tree(self, folder: Path) -> str:
+        """Content hash of every file under a folder (relative names + contents)."""
+        parts = []
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                p = Path(root) / name
+                parts.append([str(p.relative_to(folder)), self.file(p)])
+        return hash_json(parts)
+
+    def save(self) -> None:
+        if self.cache_file is None or not self.dirty:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.entries))
+        tmp.replace(self.cache_file)
+        self.dirty = False

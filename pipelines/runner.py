@@ -1,0 +1,190 @@
+"""The driver: plan a suite, skip finished tasks, feed the pending ones to Ray actors with
+backpressure, retry tasks whose worker died (a bounded number of times), show progress, and
+rebuild results.parquet. Ctrl-C stops cleanly; running the same suite again resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines import execute, store
+from pipelines.suite import Suite
+from pipelines.tasks import Task, plan
+
+CRASH_ENV = "DIPIR_TEST_CRASH_ONCE"  # tests only: a marker file path; see TaskContext.maybe_crash
+
+
+@dataclass
+class RunSummary:
+    total: int = 0  # tasks in the suite
+    already: int = 0  # finished before this run (skipped by resume)
+    executed: int = 0  # task executions completed by workers in this run
+    retried: int = 0  # attempts lost to a dead worker and tried again
+    counts: Counter = field(default_factory=Counter)  # status -> tasks finished in this run
+    interrupted: bool = False
+    workers: int = 0
+    seconds_plan: float = 0.0
+    seconds_total: float = 0.0
+
+    def line(self) -> str:
+        c = self.counts
+        return (f"{self.total} tasks: {self.already} already finished, {c['done']} done, {c['failed']} failed, "
+                f"{c['skipped']} skipped this run ({self.retried} retried after a worker died) "
+                f"in {self.seconds_total:.1f} s on {self.workers} worker(s)")
+
+
+def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task], list[Task]]:
+    """Plan the suite and write the run-level files: (all tasks, pending tasks)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tasks = plan(suite, run_dir, execute.uses_model)
+    store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
+    todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed))
+    return tasks, [t for t in tasks if t.task_id in todo]
+
+
+def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, workers: int | None = None,
+              retry_failed: bool = False, progress: bool = True) -> RunSummary:
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir).resolve()
+    tasks, todo = prepare(suite, run_dir, retry_failed)
+    summary = RunSummary(total=len(tasks), already=len(tasks) - len(todo), seconds_plan=time.perf_counter() - t0)
+    try:
+        if todo:
+            _execute(suite, run_dir, todo, address, workers, progress, summary)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        store.rebuild_results(run_dir)
+        summary.seconds_total = time.perf_counter() - t0
+    return summary
+
+
+def _connect(address: str | None, workers: int | None) -> bool:
+    """Join or start Ray; True when this call started it (and so must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
+             progress: bool, summary: RunSummary) -> None:
+    import ray
+    from ray.exceptions import RayError
+
+    from pipelines.worker import MAX_RESTARTS, make_actor_class
+
+    started = _connect(address, workers)
+    actors: list = []
+    try:
+        res = ray.cluster_resources()
+        gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
+        use_gpu = gpus > 0
+        slots = gpus if use_gpu else max(cpus, 1)
+        n = max(1, min(workers or slots, slots, len(todo)))
+        summary.workers = n
+        Actor = make_actor_class(use_gpu)
+        args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
+                None if use_gpu else 1)
+
+        def new_actor():
+            return Actor.remote(*args)
+
+        actors = [new_actor() for _ in range(n)]
+        deaths = [0] * n
+        queue = deque(todo)
+        attempts: Counter = Counter()
+        inflight: dict = {}  # ObjectRef -> (slot, task)
+        idle = list(range(n))
+        bar = _Progress(len(todo), enabled=progress)
+        with bar:
+            while queue or inflight:
+                # Backpressure: one task per actor in flight; the rest wait in the driver's queue.
+                while idle and queue:
+                    slot, task = idle.pop(), queue.popleft()
+                    attempts[task.task_id] += 1
+                    ref = actors[slot].run.remote(task.to_dict(), attempts[task.task_id])
+                    inflight[ref] = (slot, task)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+                for ref in ready:
+                    slot, task = inflight.pop(ref)
+                    idle.append(slot)
+                    try:
+                        out = ray.get(ref)
+                    except RayError as err:
+                        deaths[slot] += 1
+                        if deaths[slot] > MAX_RESTARTS:  # Ray gave up restarting it: start a fresh one
+                            ray.kill(actors[slot], no_restart=True)
+                            actors[slot], deaths[slot] = new_actor(), 0
+                        if attempts[task.task_id] < suite.max_attempts:
+                            summary.retried += 1
+                            queue.appendleft(task)
+                            continue
+                        msg = (f"worker died on each of {attempts[task.task_id]} attempts "
+                               f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+                        stage = store.staging_dir(run_dir, task.task_id)
+                        store.commit_task(run_dir, stage, execute.failed_result(task, msg, attempts[task.task_id]))
+                        out = {"status": "failed"}
+                    else:
+                        summary.executed += 1
+                    summary.counts[out["status"]] += 1
+                    bar.advance(out["status"])
+                bar.running(len(inflight))
+    finally:
+        for a in actors:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if started:
+            ray.shutdown()
+
+
+class _Progress:
+    """A rich progress bar: done, failed, skipped, running, ETA (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.enabled, self.total = enabled, total
+        self.counts: Counter = Counter()
+        self.n_running = 0
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("[bold]tasks"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                     TimeRemainingColumn())
+            self.task = self.progress.add_task(self._desc(), total=total)
+
+    def _desc(self) -> str:
+        c = self.counts
+        return (f"[green]done {c['done']}[/] [red]failed {c['failed']}[/] [yellow]skipped {c['skipped']}[/] "
+                f"running {self.n_running}")
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.stop()
+
+    def advance(self, status: str) -> None:
+        self.counts[status] += 1
+        if self.enabled:
+            self.progress.update(self.task, advance=1, description=self._desc())
+
+    def running(self, n: int) -> None:
+        self.n_running = n
+        if self.enabled:
+            self.progress.update(self.task, description=self._desc())

@@ -1,0 +1,202 @@
+"""Dataset entries -> scene references (planning, on the driver) -> scene folders (on a worker).
+
+Planning is cheap: it lists the sources and hashes their contents (cached), but builds nothing.
+A `SceneRef` carries a plain-data recipe; the worker that first needs a scene builds it into
+RUN/scenes/<key>/ (temp folder + rename, so concurrent workers never see half a scene) and every
+later task reuses it. A source that is missing or corrupt therefore fails only its own tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from dipir.errors import DipirError
+from pipelines.hashing import FileHashCache, hash_json
+from pipelines.suite import DatasetEntry, Suite
+
+# Bump when the way a recipe becomes a scene folder changes (it is part of every scene key).
+SCENE_BUILDER_VERSION = 1
+HDRI_SUFFIXES = (".hdr", ".exr")
+SCENE_FILE = "scene.yaml"
+
+
+@dataclass(frozen=True)
+class SceneRef:
+    dataset: str
+    scene_id: str  # human-readable, e.g. meadow_az090 or <segment>_f10_FRONT
+    key: str  # content hash of the recipe and of the source files' contents
+    recipe: dict  # plain data; `build_scene` turns it into a scene folder
+
+
+def _waymo_sources(entry: DatasetEntry, root: Path) -> list[tuple[str, list[Path], Path]]:
+    """(segment name, files whose contents define it, path handed to the loader)."""
+    if entry.format == "v2" or (root / "camera_image").is_dir():
+        names = list(entry.segments) or sorted(p.stem for p in (root / "camera_image").glob("*.parquet"))
+        out = []
+        for n in names:
+            files = sorted(root.glob(f"*/{n}.parquet")) or [root / "camera_image" / f"{n}.parquet"]
+            out.append((n, files, root / "camera_image" / f"{n}.parquet"))
+        return out
+    if root.is_file():
+        return [(root.stem, [root], root)]
+    if entry.segments:
+        paths = [root / (s if s.endswith(".tfrecord") else f"{s}.tfrecord") for s in entry.segments]
+    else:
+        paths = sorted(root.glob("*.tfrecord"))
+    return [(p.stem, [p], p) for p in paths]
+
+
+def _hdri_sources(entry: DatasetEntry, root: Path | None, suite_dir: Path) -> list[Path]:
+    if entry.hdris:
+        base = root if root is not None else suite_dir
+        return [Path(h) if Path(h).is_absolute() else base / h for h in entry.hdris]
+    if root is None or not root.is_dir():
+        raise DipirError("not a folder of HDRIs", root, "path")
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
+
+
+def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
+    """Write the synthetic sources of an entry once into RUN/sources/<hash>/ (driver side)."""
+    params = {"generator": entry.generator, "count": entry.count, "seed": entry.seed, "format": entry.format,
+              "frames": max(entry.frames) + 1, "builder": SCENE_BUILDER_VERSION}
+    out = run_dir / "sources" / hash_json(params)[:16]
+    if (out / ".complete").is_file():
+        return out
+    tmp = run_dir / "sources" / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir(parents=True)
+    if entry.generator == "polyhaven":
+        from dipir.data import synth_polyhaven
+
+        synth_polyhaven.write_hdris(tmp, count=entry.count, seed=entry.seed)
+    else:
+        from dipir.data import synth_waymo
+
+        synth_waymo.write_segments(tmp, format=entry.format, segments=entry.count, frames=max(entry.frames) + 1,
+                                   seed=entry.seed)
+    (tmp / ".complete").write_text("")
+    try:
+        tmp.rename(out)
+    except OSError:  # another planner won the race; its copy is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[SceneRef]:
+    suite_dir = suite.source.parent if suite.source else Path.cwd()
+    refs: list[SceneRef] = []
+    for i, entry in enumerate(suite.datasets):
+        where = f"datasets[{i}]"
+        kind, root = entry.kind, entry.path
+        if kind == "synthetic":
+            kind = entry.generator
+            root = synthetic_source_dir(entry, run_dir)
+        base = {"kind": kind, "object": entry.object, "builder": SCENE_BUILDER_VERSION, "where": where}
+        entry_refs: list[SceneRef] = []
+        if kind == "polyhaven":
+            try:
+                hdris = _hdri_sources(entry, root, suite_dir)
+            except DipirError as err:
+                raise DipirError(err.message, suite.source, f"{where}.path") from None
+            for hdri in hdris:
+                content = hashes.file(hdri)
+                for az in entry.azimuths_deg:
+                    recipe = dict(base, hdri=str(hdri), azimuth_deg=az, elevation_deg=entry.elevation_deg,
+                                  fov_deg=entry.fov_deg, width=entry.width, height=entry.height,
+                                  camera_height=entry.camera_height)
+                    key = _key(recipe, [content], drop=("hdri",))
+                    stem = hdri.name.split(".")[0]
+                    entry_refs.append(SceneRef(entry.name, f"{stem}_az{az:03.0f}", key, recipe))
+        elif kind == "waymo":
+            if root is None or not root.exists():
+                raise DipirError(f"Waymo path not found: {root}", suite.source, f"{where}.path")
+            for segment, files, path in _waymo_sources(entry, root):
+                contents = [hashes.file(f) for f in files]
+                for frame in entry.frames:
+                    for cam in entry.cameras:
+                        recipe = dict(base, path=str(path), frame_index=frame, camera=cam, width=entry.width,
+                                      format=entry.format)
+                        key = _key(recipe, contents, drop=("path",))
+                        entry_refs.append(SceneRef(entry.name, f"{segment}_f{frame}_{cam}", key, recipe))
+        elif kind == "scenes":
+            if root is None or not root.is_dir():
+                raise DipirError(f"not a folder of scene folders: {root}", suite.source, f"{where}.path")
+            folders = [root / s for s in entry.scenes] if entry.scenes else sorted(
+                p for p in root.iterdir() if (p / SCENE_FILE).is_file())
+            for folder in folders:
+                recipe = dict(base, folder=str(folder))
+                contents = [hashes.tree(folder)] if folder.is_dir() else [hash_json({"missing": folder.name})]
+                entry_refs.append(SceneRef(entry.name, folder.name, _key(recipe, contents, drop=("folder",)), recipe))
+        if entry.limit is not None:
+            entry_refs = entry_refs[: entry.limit]
+        refs.extend(entry_refs)
+    hashes.save()
+    return refs
+
+
+def _key(recipe: dict, contents: list[str], drop: tuple[str, ...]) -> str:
+    # Paths and the entry's position in the suite are where the inputs live, not what they are.
+    ident = {k: v for k, v in recipe.items() if k not in drop and k != "where"}
+    return hash_json({"recipe": ident, "contents": contents})[:20]
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker side
+
+
+def scene_dir(run_dir: Path, ref_key: str) -> Path:
+    return run_dir / "scenes" / ref_key
+
+
+def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
+    """The scene folder for a recipe, built once per run (atomic: temp folder + rename)."""
+    if recipe["kind"] == "scenes":
+        folder = Path(recipe["folder"])
+        if not (folder / SCENE_FILE).is_file():
+            raise DipirError("scene folder has no scene.yaml", folder)
+        return folder
+    out = scene_dir(run_dir, key)
+    if (out / SCENE_FILE).is_file():
+        return out
+    tmp = run_dir / "scenes" / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        _build_into(recipe, tmp)
+        if not (tmp / SCENE_FILE).is_file():
+            raise RuntimeError(f"the {recipe['kind']} loader wrote no {SCENE_FILE}")
+        try:
+            os.rename(tmp, out)
+        except OSError:  # built concurrently by another worker: keep theirs
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _build_into(recipe: dict, out: Path) -> None:
+    obj = recipe.get("object")
+    if recipe["kind"] == "polyhaven":
+        from dipir.data import polyhaven
+
+        hdri = Path(recipe["hdri"])
+        if not hdri.is_file():
+            raise DipirError("HDRI file not found", hdri)
+        kwargs = {k: recipe[k] for k in ("azimuth_deg", "elevation_deg", "fov_deg", "width", "height", "camera_height")}
+        if obj is not None:
+            kwargs["object"] = obj
+        polyhaven.make_scene(hdri, out, **kwargs)
+    elif recipe["kind"] == "waymo":
+        from dipir.data import waymo
+
+        path = Path(recipe["path"])
+        if not path.exists():
+            raise DipirError("Waymo segment file not found", path)
+        kwargs = {"frame_index": recipe["frame_index"], "camera": recipe["camera"], "width": recipe["width"]}
+        if obj is not None:
+            kwargs["object"] = obj
+        waymo.make_scene(path, out, **kwargs)
+    else:
+        raise DipirError(f"unknown scene kind {recipe['kind']!r}")

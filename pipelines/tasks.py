@@ -1,0 +1,73 @@
+"""Suite -> the full list of tasks (scene x method x preset x seed), each with a content-hash id.
+
+The id hashes what determines the result: the scene's content key (recipe + source contents),
+the method, preset, seed, the render settings, the method's options and (for methods that use
+one) the diffusion model id. Not the output path, the time, the host or the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.hashing import FileHashCache, hash_json
+from pipelines.scenes import SceneRef, plan_scenes
+from pipelines.suite import Suite
+
+# Bump when a change in the code makes old results incomparable (it is part of every id).
+TASK_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    dataset: str
+    scene_id: str
+    scene_key: str
+    recipe: dict
+    method: str
+    preset: str | None
+    seed: int
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        return cls(**d)
+
+
+def task_id(scene_key: str, method: str, preset: str | None, seed: int, render: dict, options: dict,
+            model: str | None) -> str:
+    return hash_json({"schema": TASK_SCHEMA, "scene": scene_key, "method": method, "preset": preset,
+                      "seed": seed, "render": render, "options": options, "model": model})[:16]
+
+
+def expand(suite: Suite, scenes: list[SceneRef], uses_model) -> list[Task]:
+    """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
+
+    `uses_model(method) -> bool` says whether the suite's model is part of a method's identity.
+    """
+    render = dataclasses.asdict(suite.render)
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    per_method = []
+    for m in suite.methods:
+        model = suite.model if uses_model(m) else None
+        per_method.append((m, suite.presets.get(m, (None,)), suite.options.get(m, {}), model))
+    for ref in scenes:
+        for method, presets, options, model in per_method:
+            for preset in presets:
+                for seed in suite.seeds:
+                    tid = task_id(ref.key, method, preset, seed, render, options, model)
+                    if tid in seen:  # the same scene listed twice is one task
+                        continue
+                    seen.add(tid)
+                    tasks.append(Task(tid, ref.dataset, ref.scene_id, ref.key, ref.recipe, method, preset, seed))
+    return tasks
+
+
+def plan(suite: Suite, run_dir: Path, uses_model) -> list[Task]:
+    hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
+    return expand(suite, plan_scenes(suite, run_dir, hashes), uses_model)

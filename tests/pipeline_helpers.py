@@ -1,0 +1,71 @@
+"""Test-only pieces for the pipeline tests: tiny scene folders and a counting estimator.
+
+Suites name the estimator as `pipeline_helpers:CountingEstimator`; Ray workers import it from the
+driver's sys.path (pytest puts tests/ on it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dipir.estimators.base import Lighting, Requirements
+
+TINY_RENDER = {"width": 32, "height": 32, "spp": 4, "max_depth": 2, "envmap_height": 16, "envmap_width": 32}
+
+
+class CountingEstimator:
+    """A constant env map at the background's mean colour (times `gain`); every estimate
+    appends one line `<scene id> <pid>` to `counter`, so tests count executions, not time."""
+
+    requires = Requirements()
+
+    def __init__(self, counter: str, gain: float = 1.0, preset: str | None = None, needs_gt: bool = False, **_):
+        self.name = "counting"
+        self.counter = counter
+        self.gain = {"dim": 0.5, "bright": 2.0}.get(preset, gain)
+        if needs_gt:
+            self.requires = Requirements(ground_truth=True)
+
+    def estimate(self, scene) -> Lighting:
+        from PIL import Image
+
+        with open(self.counter, "a") as f:
+            f.write(f"{scene.id} {os.getpid()}\n")
+        bg = np.asarray(Image.open(scene.background).convert("RGB"), dtype=np.float32) / 255.0
+        color = bg.reshape(-1, 3).mean(axis=0) ** 2.2 * self.gain
+        env = np.broadcast_to(color, (TINY_RENDER["envmap_height"], TINY_RENDER["envmap_width"], 3))
+        return Lighting(envmap=np.ascontiguousarray(env, dtype=np.float32))
+
+
+def count_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.is_file() else 0
+
+
+def write_scenes(root: Path, n: int, with_envmap: bool = True) -> Path:
+    """`n` tiny scene folders (48x32 background, a box on the ground plane, optional GT env map)."""
+    from PIL import Image
+
+    from dipir.hdr import write_hdr
+    from dipir.scene import Camera, ObjectSpec, Plane, Scene, look_at
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / f"scene{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        bg = (rng.uniform(0.2, 0.8, 3) * 255 * np.ones((32, 48, 3))).astype(np.uint8)
+        Image.fromarray(bg).save(d / "background.png")
+        env = None
+        if with_envmap:
+            env = d / "envmap.exr"
+            sky = np.ones((16, 32, 3), np.float32) * rng.uniform(0.5, 2.0, 3).astype(np.float32)
+            write_hdr(env, sky)
+        cam = Camera(to_world=look_at([0, 1.5, 0], [0, 0.5, 6]), width=48, height=32, fov_y_deg=60.0)
+        scene = Scene(id=f"scene{i}", background=d / "background.png", camera=cam,
+                      plane=Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0])),
+                      object=ObjectSpec(mesh="builtin:box", position=np.array([0.0, 0.0, 6.0]), cls="box"),
+                      envmap=env, provenance={"dataset": "test", "condition": "day"})
+        scene.save(d)
+    return root

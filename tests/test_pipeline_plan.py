@@ -1,0 +1,147 @@
+"""Suites, task expansion, task ids and the results store, without Ray."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dipir.errors import DipirError
+from pipelines import store
+from pipelines.suite import load_suite, parse_suite
+from pipelines.tasks import plan
+from pipeline_helpers import TINY_RENDER, write_scenes
+
+REPO = Path(__file__).resolve().parents[1]
+EST = "pipeline_helpers:CountingEstimator"
+
+
+def _uses_model(method: str) -> bool:
+    return method == "dipir"
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    return write_scenes(tmp_path_factory.mktemp("scenes"), 3)
+
+
+def _suite(tmp: Path, scenes: Path, **over) -> Path:
+    data = {"name": "t", "datasets": [{"kind": "scenes", "path": str(scenes)}], "methods": [EST, "dipir"],
+            "presets": {"dipir": ["dipir", "no-tone-curves"]}, "seeds": [0, 1], "render": TINY_RENDER,
+            "model": "tiny"}
+    data.update(over)
+    p = tmp / "suite.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_expansion_counts_and_unique_ids(tmp_path, scenes):
+    suite = load_suite(_suite(tmp_path, scenes))
+    tasks = plan(suite, tmp_path / "run", _uses_model)
+    # 3 scenes x (1 preset-less method + 2 dipir presets) x 2 seeds
+    assert len(tasks) == 3 * 3 * 2
+    assert len({t.task_id for t in tasks}) == len(tasks)
+    assert {t.preset for t in tasks if t.method == EST} == {None}
+    assert {t.scene_id for t in tasks} == {"scene0", "scene1", "scene2"}
+
+
+def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
+    ids = lambda p, run: [t.task_id for t in plan(load_suite(p), run, _uses_model)]  # noqa: E731
+    base = ids(_suite(tmp_path, scenes), tmp_path / "run1")
+    # Same scene contents elsewhere, another run folder: same ids.
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(scenes, moved)
+    (tmp_path / "b").mkdir()
+    assert ids(_suite(tmp_path / "b", moved), tmp_path / "run2") == base
+    # Result-relevant config changes the ids.
+    spp = ids(_suite(tmp_path, scenes, render={**TINY_RENDER, "spp": 8}), tmp_path / "run3")
+    assert not set(spp) & set(base)
+    # The model id only matters to methods that use a model.
+    other = plan(load_suite(_suite(tmp_path, scenes, model="some/hub-id")), tmp_path / "run4", _uses_model)
+    base_tasks = plan(load_suite(_suite(tmp_path, scenes)), tmp_path / "run1", _uses_model)
+    same = {t.task_id for t in other} & {t.task_id for t in base_tasks}
+    assert same == {t.task_id for t in base_tasks if t.method == EST}
+    # Changing a scene's content changes only that scene's ids.
+    (moved / "scene0" / "background.png").write_bytes((moved / "scene1" / "background.png").read_bytes())
+    changed = plan(load_suite(_suite(tmp_path / "b", moved)), tmp_path / "run5", _uses_model)
+    diff = {t.scene_id for t, b in zip(changed, base_tasks) if t.task_id != b.task_id}
+    assert diff == {"scene0"}
+
+
+def test_ids_stable_across_processes(tmp_path, scenes):
+    suite_path = _suite(tmp_path, scenes)
+    here = [t.task_id for t in plan(load_suite(suite_path), tmp_path / "run", _uses_model)]
+    code = ("import sys, json; sys.path.insert(0, 'tests');"
+            "from pipelines.suite import load_suite; from pipelines.tasks import plan; from pathlib import Path;"
+            f"ts = plan(load_suite({str(suite_path)!r}), Path({str(tmp_path / 'other')!r}), lambda m: m == 'dipir');"
+            "print(json.dumps([t.task_id for t in ts]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})
+    assert json.loads(out.stdout) == here
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"methods": "oracle"}, "methods"),
+    ({"datasets": [{"kind": "lidar", "path": "x"}]}, "datasets[0].kind"),
+    ({"datasets": [{"kind": "waymo", "path": "x", "frames": [0, "a"]}]}, "datasets[0].frames[1]"),
+    ({"datasets": [{"kind": "polyhaven", "path": "x", "colour": 1}]}, "datasets[0].colour"),
+    ({"presets": {"sh2": ["a"]}}, "presets.sh2"),
+    ({"render": {"spp": 0}}, "render.spp"),
+    ({"render": {"resolution": 3}}, "render.resolution"),
+    ({"seeds": [1, 1]}, "seeds"),
+    ({"colour": 1}, "colour"),
+])
+def test_suite_errors_name_the_field(tmp_path, change, field):
+    data = {"name": "t", "datasets": [{"kind": "scenes", "path": "."}], "methods": ["oracle"]}
+    data.update(change)
+    with pytest.raises(DipirError) as err:
+        parse_suite(data, tmp_path / "s.yaml")
+    assert err.value.field == field, str(err.value)
+    assert "s.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations"])
+def test_shipped_suites_parse(name):
+    suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
+    assert suite.methods and suite.datasets
+    if name == "ablations":
+        from dipir.presets import PRESETS
+
+        assert set(suite.presets["dipir"]) <= set(PRESETS)
+        assert len(suite.presets["dipir"]) >= 6
+
+
+def test_store_finished_and_parquet(tmp_path):
+    run = tmp_path / "run"
+    store.init_run(run, {"name": "x"}, {"rmse": {"lower_is_better": True, "description": "d"}})
+    assert json.loads((run / "run.json").read_text())["ray"]
+    for i, st in enumerate(["done", "failed", "skipped"]):
+        stage = store.staging_dir(run, f"t{i}")
+        (stage / "composite.png").write_bytes(b"png")
+        res = {"task_id": f"t{i}", "dataset": "d", "scene_id": f"s{i}", "method": "m", "preset": None, "seed": 0,
+               "status": st, "error": None if st == "done" else "why", "seconds": 1.5, "condition": None,
+               "metrics": {"rmse": 0.5 if st == "done" else None}, "metrics_unavailable": {},
+               "artifacts": {"composite": "composite.png"} if st == "done" else {}}
+        store.commit_task(run, stage, res)
+    assert store.finished(run) == {"t0": "done", "t1": "failed", "t2": "skipped"}
+    assert store.pending(["t0", "t1", "t2", "t3"], run, retry_failed=False) == ["t3"]
+    assert store.pending(["t0", "t1", "t2", "t3"], run, retry_failed=True) == ["t1", "t3"]
+
+    import pandas as pd
+
+    df = pd.read_parquet(store.rebuild_results(run))
+    assert list(df.columns[:10]) == list(store.BASE_COLUMNS)
+    assert len(df) == 3 and df["metric.rmse"].dtype == "float64"
+    row = df[df.task_id == "t1"].iloc[0]
+    assert row.status == "failed" and row.error == "why" and pd.isna(row["metric.rmse"])
+    done = df[df.task_id == "t0"].iloc[0]
+    assert done["metric.rmse"] == 0.5 and (run / done["artifact.composite"]).is_file()
+
+    shutil.rmtree(run / "tasks" / "t0")  # a deleted folder is unfinished even with its marker left
+    assert store.pending(["t0", "t1", "t2"], run, retry_failed=False) == ["t0"]
+    assert len(pd.read_parquet(store.rebuild_results(run))) == 2

@@ -1,0 +1,144 @@
+"""Runs on a local Ray with 2 CPU workers: completion, resume, fault injection, bad scenes.
+
+One Ray session serves the whole module (Ray start-up is slow on 2 cores). The estimator is the
+test's CountingEstimator (real renders through dipir.evaluation), so executions are counted in a
+file, not inferred from timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.runner import CRASH_ENV, run_suite
+from pipelines.suite import load_suite
+from pipeline_helpers import TINY_RENDER, count_lines, write_scenes
+
+TESTS = Path(__file__).resolve().parent
+EST = "pipeline_helpers:CountingEstimator"
+COLUMNS = ["task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds"]
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    ray = pytest.importorskip("ray")
+    # Workers inherit the environment of the Ray processes: make the test estimator importable.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    os.environ.setdefault("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
+    os.environ[CRASH_ENV] = ""  # read by the driver per run; tests set it where they inject a crash
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    return write_scenes(tmp_path_factory.mktemp("scenes"), 4)
+
+
+def _suite(tmp: Path, scenes: Path, counter: Path, datasets=None, name="t") -> Path:
+    data = {
+        "name": name,
+        "datasets": datasets or [{"kind": "scenes", "path": str(scenes), "name": "synthetic"}],
+        "methods": [EST, "constant"],
+        "presets": {EST: ["dim", "bright"]},
+        "options": {EST: {"counter": str(counter)}},
+        "seeds": [0],
+        "render": TINY_RENDER,
+    }
+    p = tmp / f"{name}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def _results(run: Path) -> pd.DataFrame:
+    return pd.read_parquet(run / "results.parquet")
+
+
+def test_suite_completes_then_resumes(ray_session, scenes, tmp_path):
+    counter = tmp_path / "count.txt"
+    suite = load_suite(_suite(tmp_path, scenes, counter))
+    run = tmp_path / "run"
+    s = run_suite(suite, run, workers=2, progress=False)
+    # 4 scenes x (2 presets of the counting estimator + constant) = 12 tasks
+    assert s.total == 12 and s.executed == 12 and s.workers == 2
+    df = _results(run)
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    assert len(df) == 12 and df.task_id.is_unique
+    assert (df.status == "done").all(), df[["method", "error"]]
+    assert count_lines(counter) == 8  # the counting estimator ran once per task of its own
+    assert len({line.split()[1] for line in counter.read_text().splitlines()}) == 2  # on two workers
+    metric_cols = [c for c in df.columns if c.startswith("metric.")]
+    assert metric_cols, "no metric columns"
+    for rel in df["artifact.composite"]:
+        assert (run / rel).is_file()
+    res = json.loads((run / "tasks" / df.task_id[0] / "result.json").read_text())
+    assert res["status"] == "done" and res["condition"] == "day" and res["attempts"] == 1
+    assert (run / "spec.yaml").is_file() and (run / "metrics_meta.json").is_file()
+    assert json.loads((run / "run.json").read_text())["ray"]
+
+    # Resume: nothing runs again.
+    s2 = run_suite(load_suite(_suite(tmp_path, scenes, counter)), run, workers=2, progress=False)
+    assert s2.executed == 0 and s2.already == 12
+    assert count_lines(counter) == 8
+    # Delete one task folder: exactly that task runs.
+    victim = df[df.method == EST].task_id.iloc[0]
+    shutil.rmtree(run / "tasks" / victim)
+    s3 = run_suite(suite, run, workers=2, progress=False)
+    assert s3.executed == 1 and count_lines(counter) == 9
+    df3 = _results(run)
+    assert len(df3) == 12 and df3.task_id.is_unique and (df3.status == "done").all()
+
+
+def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
+    counter = tmp_path / "count.txt"
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv(CRASH_ENV, str(marker))
+    run = tmp_path / "run"
+    s = run_suite(load_suite(_suite(tmp_path, scenes, counter)), run, workers=2, progress=False)
+    assert marker.is_file(), "the fault was not injected"
+    crashed = marker.read_text()
+    assert s.retried == 1
+    df = _results(run)
+    assert len(df) == 12 and df.task_id.is_unique and (df.status == "done").all(), df[["status", "error"]]
+    res = json.loads((run / "tasks" / crashed / "result.json").read_text())
+    assert res["attempts"] == 2 and res["status"] == "done"
+    assert not list((run / ".staging").iterdir()) or all(p.name.startswith(crashed) for p in (run / ".staging").iterdir())
+
+
+def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
+    from dipir.data import synth_polyhaven, synth_waymo
+
+    hdris = tmp_path / "hdris"
+    synth_polyhaven.write_hdris(hdris, count=1, seed=0)
+    good_hdri = sorted(hdris.iterdir())[0].name
+    wdir = tmp_path / "waymo"
+    wdir.mkdir()
+    (wdir / "corrupt.tfrecord").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage-not-a-record")
+    datasets = [
+        {"kind": "scenes", "path": str(scenes), "scenes": ["scene0"], "name": "synthetic"},
+        {"kind": "polyhaven", "path": str(hdris), "hdris": [good_hdri, "missing_sky.hdr"], "width": 32,
+         "height": 32},
+        {"kind": "waymo", "path": str(wdir), "frames": [0], "cameras": ["FRONT"], "width": 32},
+    ]
+    counter = tmp_path / "count.txt"
+    run = tmp_path / "run"
+    s = run_suite(load_suite(_suite(tmp_path, scenes, counter, datasets=datasets)), run, workers=2, progress=False)
+    df = _results(run)
+    assert len(df) == s.total == 4 * 3
+    bad = df[df.scene_id.str.startswith(("missing_sky", "corrupt"))]
+    assert len(bad) == 6 and (bad.status == "failed").all()
+    for err in bad[bad.scene_id.str.startswith("missing_sky")].error:
+        assert "missing_sky.hdr" in err and "not found" in err
+    for err in bad[bad.scene_id.str.startswith("corrupt")].error:
+        assert "corrupt.tfrecord" in err
+    good = df[~df.index.isin(bad.index)]
+    assert (good.status == "done").all(), good[["scene_id", "error"]]
+    res = json.loads((run / "tasks" / bad.task_id.iloc[0] / "result.json").read_text())
+    assert res["traceback"] and res["attempts"] == 1
