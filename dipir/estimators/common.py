@@ -1,0 +1,144 @@
+"""Shared pieces of the baseline estimators: the linearized background, the world direction of
+each background pixel, the camera frame, and map-size options.
+
+Camera convention (dipir/scene.py): the camera looks along its local +Z, local +Y is up and local
++X points to the image's LEFT; pixel (u, v) counts right and down from the top-left corner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dipir.errors import DipirError
+from dipir.scene import Camera, Scene
+
+DEFAULT_HEIGHT = 128  # declared map size of every baseline unless its options say otherwise
+
+
+def srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 sRGB decoding of values in [0, 1]."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+
+
+def load_background_srgb(scene: Scene) -> np.ndarray:
+    """The background as float32 (h, w, 3) sRGB values in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(scene.background) as im:
+            img = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DipirError(f"unreadable image ({err.__class__.__name__})", scene.background, "background") from None
+    return img
+
+
+def load_background_linear(scene: Scene) -> np.ndarray:
+    """The background decoded from sRGB to linear RGB (h, w, 3) float32."""
+    return srgb_to_linear(load_background_srgb(scene))
+
+
+def camera_for_image(camera: Camera, width: int, height: int) -> Camera:
+    return camera if (camera.width, camera.height) == (width, height) else camera.resized(width, height)
+
+
+def pixel_directions(camera: Camera, width: int, height: int) -> np.ndarray:
+    """Unit world direction (height, width, 3) through each pixel centre of an image of this size."""
+    cam = camera_for_image(camera, width, height)
+    K = cam.K()
+    u = np.arange(width, dtype=np.float64) + 0.5
+    v = np.arange(height, dtype=np.float64) + 0.5
+    uu, vv = np.meshgrid(u, v)
+    # local +X is the image's left and local +Y is up, so both pixel axes flip sign.
+    local = np.stack([-(uu - K[0, 2]) / K[0, 0], -(vv - K[1, 2]) / K[1, 1], np.ones_like(uu)], axis=-1)
+    d = local @ cam.to_world[:3, :3].T
+    return (d / np.linalg.norm(d, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def camera_frame(camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit (left, up, forward) world vectors of the camera."""
+    r = camera.to_world[:3, :3]
+    cols = [r[:, i] / np.linalg.norm(r[:, i]) for i in range(3)]
+    return cols[0], cols[1], cols[2]
+
+
+def project_to_pixels(camera: Camera, dirs: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous pixel coordinates (u, v) of world directions, and a mask of those in front of the
+    camera and inside the image."""
+    cam = camera_for_image(camera, width, height)
+    K = cam.K()
+    local = dirs @ cam.to_world[:3, :3]  # rows of R^T applied: world -> camera local (R orthonormal)
+    z = local[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = K[0, 2] - K[0, 0] * local[..., 0] / z
+        v = K[1, 2] - K[1, 1] * local[..., 1] / z
+    inside = (z > 1e-6) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    return np.stack([u, v], axis=-1), inside
+
+
+def bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear lookup at continuous pixel coordinates (u right, v down; pixel centres at +0.5),
+    clamped at the borders."""
+    h, w = img.shape[:2]
+    x = np.clip(u - 0.5, 0, w - 1)
+    y = np.clip(v - 0.5, 0, h - 1)
+    x0 = np.clip(np.floor(x).astype(int), 0, w - 2 if w > 1 else 0)
+    y0 = np.clip(np.floor(y).astype(int), 0, h - 2 if h > 1 else 0)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bot = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return (top * (1 - fy) + bot * fy).astype(np.float32)
+
+
+def area_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Box-filter downsampling (no-op when not smaller), so a wrap does not alias a large image."""
+    h, w = img.shape[:2]
+    if h <= height and w <= width:
+        return img
+
+    def weights(n_src, n_dst):
+        e_s, e_d = np.linspace(0, 1, n_src + 1), np.linspace(0, 1, n_dst + 1)
+        m = np.clip(np.minimum(e_d[1:, None], e_s[None, 1:]) - np.maximum(e_d[:-1, None], e_s[None, :-1]), 0, None)
+        return m / m.sum(axis=1, keepdims=True)
+
+    ry, rx = weights(h, min(h, height)), weights(w, min(w, width))
+    rows = np.einsum("ih,hwc->iwc", ry, img.astype(np.float64))
+    return np.einsum("jw,iwc->ijc", rx, rows).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MapSize:
+    height: int = DEFAULT_HEIGHT
+
+    @property
+    def width(self) -> int:
+        return 2 * self.height
+
+
+def map_size(options: dict, default: int = DEFAULT_HEIGHT) -> MapSize:
+    """`height` option (the width is always 2 x height), validated."""
+    h = options.get("height", default)
+    if isinstance(h, bool) or not isinstance(h, int) or h < 4:
+        raise DipirError(f"expected an integer >= 4, got {h!r}", field="options.height")
+    return MapSize(int(h))
+
+
+def check_options(name: str, options: dict, allowed: set[str]) -> None:
+    extra = sorted(set(options) - allowed)
+    if extra:
+        raise DipirError(f"unknown option for estimator {name!r} (allowed: {', '.join(sorted(allowed)) or 'none'})",
+                         field=f"options.{extra[0]}")
+
+
+def finalize(envmap: np.ndarray) -> np.ndarray:
+    """Contract of every estimate: finite, non-negative float32 (H, W, 3)."""
+    env = np.nan_to_num(np.asarray(envmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(np.clip(env, 0, None), dtype=np.float32)

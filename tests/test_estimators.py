@@ -1,0 +1,197 @@
+"""Baseline lighting estimators on small synthetic GT scenes (the background is a perspective crop of
+a known env map holding a sun)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dipir.errors import DipirError
+from dipir.estimators import ESTIMATORS, build_estimator
+from dipir.estimators.common import linear_to_srgb, pixel_directions
+from dipir.hdr import direction_to_pixel, equirect_directions, write_hdr
+from dipir.scene import Camera, ObjectSpec, Plane, Scene, look_at
+
+SUN_DIR = np.array([np.sin(np.radians(-15)) * np.cos(np.radians(15)), np.sin(np.radians(15)),
+                    np.cos(np.radians(-15)) * np.cos(np.radians(15))])  # in view: 15° up, 15° to the right
+
+
+def synthetic_envmap(height: int = 64, sun_dir=SUN_DIR, sun_strength: float = 4000.0) -> np.ndarray:
+    """Blue-ish sky brightening towards the horizon, a grey ground, and a small bright sun lobe."""
+    d = equirect_directions(height, 2 * height).astype(np.float64)
+    y = d[..., 1]
+    sky = np.stack([0.35 + 0.3 * (1 - y), 0.5 + 0.25 * (1 - y), 0.9 + 0.1 * (1 - y)], axis=-1)
+    env = np.where((y > 0)[..., None], sky, np.array([0.25, 0.22, 0.2]))
+    s = np.asarray(sun_dir, float) / np.linalg.norm(sun_dir)
+    env = env + sun_strength * np.exp(-(1 - d @ s) * 3000.0)[..., None]
+    return env.astype(np.float32)
+
+
+def crop_background(env: np.ndarray, cam: Camera, exposure: float = 0.6) -> np.ndarray:
+    """Perspective crop of the env map through `cam` (nearest texel), exposed, clipped, sRGB."""
+    h, w = env.shape[:2]
+    rc = direction_to_pixel(pixel_directions(cam, cam.width, cam.height), h, w)
+    r = np.clip(np.rint(rc[..., 0]).astype(int), 0, h - 1)
+    c = np.mod(np.rint(rc[..., 1]).astype(int), w)
+    return linear_to_srgb(env[r, c] * exposure)
+
+
+def make_scene(root: Path, with_gt: bool = True, env: np.ndarray | None = None, scene_id: str = "synth",
+               size=(96, 64), yaw_deg: float = 0.0) -> Scene:
+    """A small GT scene: camera 1.5 m up looking along +Z (yawed), a box 6 m ahead on the ground."""
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    env = synthetic_envmap() if env is None else env
+    yaw = np.radians(yaw_deg)
+    fwd = np.array([np.sin(yaw), 0.0, np.cos(yaw)])
+    to_world = look_at([0, 1.5, 0], np.array([0, 1.6, 0]) + fwd)
+    cam = Camera(to_world=to_world, width=size[0], height=size[1], fov_y_deg=60.0)
+    bg = crop_background(env, cam)
+    Image.fromarray((np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)).save(root / "background.png")
+    envmap = None
+    if with_gt:
+        envmap = write_hdr(root / "envmap.exr", env)
+    scene = Scene(id=scene_id, background=root / "background.png", camera=cam,
+                  plane=Plane(point=np.zeros(3), normal=np.array([0.0, 1, 0]), size=20.0),
+                  object=ObjectSpec(mesh="builtin:box", position=fwd * 6.0, cls="box"),
+                  envmap=envmap, source=root / "scene.yaml")
+    scene.save(root)
+    return scene
+
+
+def angle_deg(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Scene:
+    return make_scene(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def file_folder(tmp_path_factory, scene) -> Path:
+    folder = tmp_path_factory.mktemp("maps")
+    write_hdr(folder / f"{scene.id}.exr", synthetic_envmap(32))
+    return folder
+
+
+def _options(name: str, folder: Path) -> dict:
+    return {"height": 16, "folder": str(folder)} if name == "file" else {"height": 16}
+
+
+@pytest.mark.parametrize("name", ["oracle", "file", "constant", "khan06", "sunsky", "sh2"])
+def test_every_baseline_returns_finite_nonnegative_map_of_declared_size(name, scene, file_folder):
+    est = build_estimator(name, _options(name, file_folder))
+    assert est.name == name
+    assert est.requires.unmet(scene, has_gpu=False, has_model=False) is None
+    light = est.estimate(scene)
+    assert light.envmap.shape == (16, 32, 3)
+    assert light.envmap.dtype == np.float32
+    assert np.all(np.isfinite(light.envmap)) and light.envmap.min() >= 0
+    assert light.envmap.max() > 0
+    assert light.seconds >= 0
+
+
+def test_registry_is_explicit_and_rejects_unknowns(scene):
+    assert {"oracle", "file", "constant", "khan06", "sunsky", "sh2"} <= set(ESTIMATORS)
+    with pytest.raises(DipirError, match="unknown method"):
+        build_estimator("nope", {})
+    with pytest.raises(DipirError, match="options.bogus"):
+        build_estimator("constant", {"bogus": 1})
+    with pytest.raises(DipirError, match="options.height"):
+        build_estimator("khan06", {"height": "big"})
+
+
+def test_oracle_requires_ground_truth(tmp_path):
+    s = make_scene(tmp_path, with_gt=False)
+    est = build_estimator("oracle", {})
+    assert "ground-truth" in est.requires.unmet(s, has_gpu=False, has_model=False)
+    with pytest.raises(DipirError, match="ground-truth"):
+        est.estimate(s)
+
+
+def test_oracle_native_resolution_is_the_ground_truth(scene):
+    from dipir.hdr import read_hdr
+
+    light = build_estimator("oracle", {}).estimate(scene)
+    np.testing.assert_array_equal(light.envmap, read_hdr(scene.envmap))
+
+
+def test_constant_is_mean_linear_background(scene):
+    from dipir.estimators.common import load_background_linear
+
+    env = build_estimator("constant", {"height": 8}).estimate(scene).envmap
+    np.testing.assert_allclose(env[3, 5], load_background_linear(scene).reshape(-1, 3).mean(0), rtol=1e-5)
+    assert np.ptp(env.reshape(-1, 3), axis=0).max() == 0
+
+
+def test_khan06_front_hemisphere_is_the_image(scene):
+    """The direction the camera looks at gets the image centre's colour; behind is the mirror."""
+    from dipir.estimators.common import load_background_linear
+
+    env = build_estimator("khan06", {"height": 64}).estimate(scene).envmap
+    img = load_background_linear(scene)
+    fwd = scene.camera.to_world[:3, 2]
+    r, c = np.rint(direction_to_pixel(fwd, 64, 128)).astype(int)
+    np.testing.assert_allclose(env[r, c % 128], img[img.shape[0] // 2 - 1:img.shape[0] // 2 + 1,
+                                                    img.shape[1] // 2 - 1:img.shape[1] // 2 + 1].mean((0, 1)),
+                               rtol=0.15, atol=0.02)
+    rb, cb = np.rint(direction_to_pixel(-fwd, 64, 128)).astype(int)
+    np.testing.assert_allclose(env[rb, cb % 128], env[r, c % 128], rtol=0.05, atol=0.01)
+    # the sun (upper right in the image) is the brightest texel, up and to the camera's right (-X)
+    d = equirect_directions(64, 128).reshape(-1, 3)
+    front = d @ fwd > 0
+    brightest = d[front][np.argmax(env.reshape(-1, 3)[front].sum(-1))]
+    assert brightest[1] > 0.1 and brightest[0] < -0.1
+
+
+def test_sunsky_recovers_visible_sun_direction(scene):
+    light = build_estimator("sunsky", {"height": 64}).estimate(scene)
+    assert light.extras["sun_visible"]
+    assert angle_deg(light.extras["sun_direction"], SUN_DIR) < 10
+    # and the brightest texel of its map points there too
+    d = equirect_directions(64, 128).reshape(-1, 3)
+    assert angle_deg(d[np.argmax(light.envmap.sum(-1))], SUN_DIR) < 10
+    # sky above is brighter than the ground below; sky is blue-ish like the input
+    env = light.envmap
+    assert env[5].mean() > 0 and env[5, :, 2].mean() > env[5, :, 0].mean()
+
+
+def test_sunsky_visible_sun_with_yawed_camera(tmp_path):
+    yaw = 120.0
+    sun = np.array([np.sin(np.radians(yaw + 10)) * np.cos(np.radians(12)), np.sin(np.radians(12)),
+                    np.cos(np.radians(yaw + 10)) * np.cos(np.radians(12))])
+    s = make_scene(tmp_path, env=synthetic_envmap(64, sun), yaw_deg=yaw)
+    light = build_estimator("sunsky", {"height": 32}).estimate(s)
+    assert light.extras["sun_visible"] and angle_deg(light.extras["sun_direction"], sun) < 10
+
+
+def test_sunsky_without_visible_sun_still_gives_a_sky(tmp_path):
+    behind = np.array([0.0, 0.6, -0.8])
+    s = make_scene(tmp_path, env=synthetic_envmap(64, behind, sun_strength=0.0))
+    light = build_estimator("sunsky", {"height": 16}).estimate(s)
+    assert not light.extras["sun_visible"]
+    assert np.isfinite(light.envmap).all() and light.envmap.max() > 0
+
+
+def test_sh2_reproduces_a_low_order_field(tmp_path):
+    """A background that is exactly an order-1 function of direction is fitted closely in view."""
+    d = equirect_directions(64, 128).astype(np.float64)
+    env = (0.2 + 0.1 * d[..., 1:2] + 0.05 * d[..., 2:3]) * np.ones(3)
+    s = make_scene(tmp_path, env=env.astype(np.float32))
+    light = build_estimator("sh2", {"height": 32, "ridge": 1e-4}).estimate(s)
+    fwd = s.camera.to_world[:3, 2]
+    r, c = np.rint(direction_to_pixel(fwd, 32, 64)).astype(int)
+    want = (0.2 + 0.1 * fwd[1] + 0.05 * fwd[2]) * 0.6  # exposure of crop_background
+    assert abs(light.envmap[r, c, 0] - want) < 0.02
+
+
+def test_pixel_directions_follow_the_camera_convention():
+    cam = Camera(to_world=look_at([0, 0, 0], [0, 0, 1]), width=4, height=2, fov_y_deg=90)
+    d = pixel_directions(cam, 4, 2)
+    # left half of the image looks towards +X (Mitsuba camera: +X is the image's left), top towards +Y
+    assert d[0, 0, 0] > 0 and d[0, 3, 0] < 0 and d[0, 0, 1] > 0 and d[1, 0, 1] < 0
