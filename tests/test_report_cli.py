@@ -1,0 +1,172 @@
+"""`dipir report` on a fixture results store, in a subprocess where torch, mitsuba, drjit, ray and
+diffusers cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fixtures_store import FAILED, expected_values, write_fixture_store
+from reports.stats import bootstrap_mean_ci
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCKED = ("torch", "mitsuba", "drjit", "ray", "diffusers", "open3d", "transformers")
+
+BLOCKER = f"""
+import sys
+BLOCKED = {BLOCKED!r}
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError(f'{{name}} is blocked: the report stage must not import it')
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if block:
+        site = tmp_path / "blocker"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(BLOCKER)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    run = write_fixture_store(tmp / "run")
+    proc = run_dipir(["report", str(run), "--format", "md,html,tex", "--seed", "0"], tmp)
+    assert proc.returncode == 0, proc.stderr
+    return run, proc
+
+
+def test_blocker_really_blocks(tmp_path):
+    proc = run_dipir(["--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    site = tmp_path / "blocker"
+    env = dict(os.environ, PYTHONPATH=str(site))
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "blocked" in probe.stderr
+
+
+def test_all_files_written(report):
+    run, proc = report
+    out = run / "report"
+    assert "wrote" in proc.stdout
+    for name in ("report.md", "report.html", "tables/metrics_polyhaven.tex", "tables/metrics_waymo.tex",
+                 "tables/pairwise_polyhaven.tex", "tables/pairwise_waymo.tex"):
+        assert (out / name).stat().st_size > 0, name
+    figs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert "metrics_polyhaven.png" in figs and "losses_polyhaven.png" in figs
+    assert sum(f.startswith("grid_") for f in figs) == 8  # 4 Poly Haven + 4 Waymo scenes
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figs)  # self-contained
+    tex = (out / "tables/metrics_polyhaven.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"\textbf{" in tex
+
+
+def _md_row(md: str, title: str, label: str) -> list[str]:
+    section = md.split(f"### {title}")[1].split("###")[0]
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if cells and cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label} in {title}")
+
+
+@pytest.mark.parametrize("label", ["dipir", "dipir:no-tone-curves", "khan06", "sunsky", "oracle"])
+def test_tables_hold_known_means_and_cis(report, label):
+    run, _ = report
+    md = (run / "report" / "report.md").read_text()
+    row = _md_row(md, "Metrics — polyhaven", label)
+    header = _md_row(md, "Metrics — polyhaven", "method")
+    for metric in ("rmse_full", "ssim_full", "lpips_full"):
+        x = expected_values("polyhaven", label, metric)
+        cell = row[[i for i, h in enumerate(header) if h.startswith(metric)][0]]
+        m = re.match(r"(\*\*)?([-\d.]+)(\*\*)? <sub>\[([-\d.]+), ([-\d.]+)\] n=(\d+)", cell)
+        assert m, cell
+        mean, lo, hi, n = float(m[2]), float(m[4]), float(m[5]), int(m[6])
+        assert mean == pytest.approx(x.mean(), abs=6e-4)  # printed with 3 decimals
+        elo, ehi = bootstrap_mean_ci(x, 2000, 0.95, 0)
+        assert lo == pytest.approx(elo, abs=1.1e-3) and hi == pytest.approx(ehi, abs=1.1e-3)
+        assert n == len(x)
+
+
+def test_known_values_exactly_for_dipir(report):
+    run, _ = report
+    md = (run / "report" / "report.md").read_text()
+    row = _md_row(md, "Metrics — polyhaven", "dipir")
+    # rmse_full = 0.10 + 0.01·scene for 4 scenes: mean 0.115, best (bold) among non-oracle rows
+    assert row[5].startswith("**0.115**")
+    assert row[6].startswith("**0.870**")  # ssim: higher is better -> dipir bold although oracle is higher
+    oracle = _md_row(md, "Metrics — polyhaven", "oracle")
+    assert oracle[5].startswith("0.065") and "**" not in oracle[5]
+
+
+def test_failed_skipped_and_unavailable_counts_show(report):
+    run, _ = report
+    md = (run / "report" / "report.md").read_text()
+    khan = _md_row(md, "Metrics — polyhaven", "khan06")
+    assert khan[1:5] == ["4", "3", "1", "0"]  # tasks, done, failed, skipped
+    assert "n=3" in khan[5]
+    sunsky_wm = _md_row(md, "Metrics — waymo", "sunsky")
+    assert sunsky_wm[1:5] == ["4", "3", "0", "1"]
+    sunsky_ph = _md_row(md, "Metrics — polyhaven", "sunsky")
+    assert "n=3 (1 n/a)" in sunsky_ph[7]  # lpips unavailable for one scene
+    fail = md.split("### Failed, skipped and unavailable")[1]
+    assert "RuntimeError: boom ×1" in fail and "no sun at night ×1" in fail
+    assert "lpips weights not available ×1" in fail
+    assert len(FAILED) == 1
+
+
+def test_pairwise_sign_test(report):
+    run, _ = report
+    md = (run / "report" / "report.md").read_text()
+    row = _md_row(md, "dipir vs. each method — polyhaven", "khan06")
+    assert row[1] == "1.00 <sub>3/3, p=0.250</sub>"  # 3 paired scenes (one khan06 task failed)
+    row = _md_row(md, "dipir vs. each method — polyhaven", "oracle")
+    assert row[1] == "0.00 <sub>0/4, p=0.125</sub>"
+
+
+def test_report_without_parquet_or_metrics_meta(tmp_path):
+    """Rebuilt from tasks/*/result.json, directions from the built-in table."""
+    run = write_fixture_store(tmp_path / "run", parquet=False, meta=False)
+    proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (run / "report" / "report.md").read_text()
+    assert _md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
+    assert not (run / "report" / "report.html").exists()
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    run = write_fixture_store(tmp_path / "run")
+    df = pd.read_parquet(run / "results.parquet")
+    df["metric.mystery"] = 1.0
+    df.to_parquet(run / "results.parquet")
+    (run / "metrics_meta.json").unlink()
+    proc = run_dipir(["report", str(run)], tmp_path)
+    assert proc.returncode == 2 and "metric.mystery" in proc.stderr and "Traceback" not in proc.stderr
+    df.drop(columns=["status"]).to_parquet(run / "results.parquet")
+    proc = run_dipir(["report", str(run)], tmp_path)
+    assert proc.returncode == 2 and "results.parquet: status: missing column" in proc.stderr
+    proc = run_dipir(["report", str(run), "--format", "pdf"], tmp_path)
+    assert proc.returncode == 2 and "--format" in proc.stderr
+    (run / "metrics_meta.json").write_text(json.dumps({"mystery": {"lower_is_better": "yes"}}))
+    df.to_parquet(run / "results.parquet")
+    proc = run_dipir(["report", str(run)], tmp_path)
+    assert proc.returncode == 2 and "metrics_meta.json: mystery" in proc.stderr
+    proc = run_dipir(["report", str(tmp_path / "nope")], tmp_path)
+    assert proc.returncode == 2 and "run folder not found" in proc.stderr
