@@ -151,3 +151,50 @@ def expected_values(dataset: str, label: str, metric: str) -> np.ndarray:
         if v is not None:
             out.append(v)
     return np.array(out)
+
+
+# --- running `dipir study serve` in a subprocess (study tests) ---------------------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(study: Path, port: int, extra: list[str] | None = None):
+    """`dipir study serve STUDY --port PORT` as a subprocess; returns once it answers HTTP."""
+    import http.client
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    proc = subprocess.Popen([sys.executable, "-c", "from dipir.cli.main import main; main()", "study", "serve",
+                             str(study), "--port", str(port), *(extra or [])],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start in 60 s")
+
+
+def stop_server(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except Exception:
+        proc.kill()
+        proc.wait()

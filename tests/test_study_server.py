@@ -1,0 +1,127 @@
+"""The study server: rater identity, one answer per pair, persistence, and only the study's own
+images served (path traversal in raw and encoded forms against a real `dipir study serve`)."""
+
+from __future__ import annotations
+
+import http.client
+import sqlite3
+
+import psutil
+import pytest
+from fastapi.testclient import TestClient
+
+from fixtures_store import free_port, start_server, stop_server, write_fixture_store
+from reports.study.app import create_app
+from reports.study.manifest import StudyConfig, make_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    run = write_fixture_store(tmp / "run")
+    make_study(run, tmp / "study", StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=4))
+    return tmp / "study"
+
+
+def _client(study) -> TestClient:
+    return TestClient(create_app(study))
+
+
+def _join(c: TestClient) -> dict:
+    r = c.post("/api/rater")
+    assert r.status_code == 200
+    return c.get("/api/next").json()
+
+
+def test_page_and_rater(study):
+    c = _client(study)
+    r = c.get("/")
+    assert r.status_code == 200 and "ArrowLeft" in r.text and "progress" in r.text
+    s = _join(c)
+    assert s["done"] == 0 and s["total"] == 6  # 4 test pairs + 2 catch trials
+    assert c.post("/api/rater").json() == {"rater_id": s["rater_id"], "new": False}  # same browser, same rater
+    assert c.get(s["trial"]["left"]).headers["content-type"] == "image/png"
+
+
+def test_answers_rejections(study):
+    a, b = _client(study), _client(study)
+    sa, sb = _join(a), _join(b)
+    pa = sa["trial"]["pair_id"]
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": "left", "ms": 900})
+    assert r.status_code == 200 and r.json()["done"] == 1
+    # the same pair again, either side
+    for side in ("left", "right"):
+        r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": side})
+        assert r.status_code == 409
+    # unknown pair
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": "ffffffffffff", "side": "left"})
+    assert r.status_code == 404
+    # another rater's id (a's cookie, b's id) and b answering for a's pair under a's id
+    r = a.post("/api/answer", json={"rater_id": sb["rater_id"], "pair_id": sb["trial"]["pair_id"], "side": "left"})
+    assert r.status_code == 403
+    r = b.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": "left"})
+    assert r.status_code == 403
+    # forged ids / cookies
+    for cookie in ("deadbeef0000.secret", f"{sa['rater_id']}.wrong-secret", "garbage"):
+        c = TestClient(create_app(study))
+        c.cookies.set("dipir_rater", cookie)
+        assert c.get("/api/next").status_code in (401, 403)
+        r = c.post("/api/answer", json={"rater_id": cookie.split(".")[0], "pair_id": pa, "side": "left"})
+        assert r.status_code in (401, 403)
+    assert TestClient(create_app(study)).get("/api/next").status_code == 401
+    # a pair that exists but is not in this rater's assignment (per_rater=4 of 14)
+    con = sqlite3.connect(study / "answers.sqlite")
+    assigned = {p for (p,) in con.execute("SELECT pair_id FROM assignments WHERE rater_id = ?", (sa["rater_id"],))}
+    import json
+
+    all_ids = [p["pair_id"] for p in json.loads((study / "manifest.json").read_text())["pairs"]]
+    other = next(p for p in all_ids if p not in assigned)
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": other, "side": "left"})
+    assert r.status_code == 404
+    # malformed
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": sa["trial"]["pair_id"], "side": "up"})
+    assert r.status_code == 422
+    n = con.execute("SELECT COUNT(*) FROM answers WHERE rater_id = ?", (sa["rater_id"],)).fetchone()[0]
+    assert n == 1
+
+
+def test_answers_survive_a_new_app(study):
+    a = _client(study)
+    s = _join(a)
+    a.post("/api/answer", json={"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "right"})
+    cookie = a.cookies.get("dipir_rater")
+    b = TestClient(create_app(study))  # a "restarted" server on the same folder
+    b.cookies.set("dipir_rater", cookie)
+    s2 = b.get("/api/next").json()
+    assert s2["rater_id"] == s["rater_id"] and s2["done"] == 1 and s2["trial"]["pair_id"] != s["trial"]["pair_id"]
+
+
+TRAVERSALS = [
+    "/../../etc/passwd", "/images/../../etc/passwd", "/images/../manifest.json", "/%2e%2e/%2e%2e/etc/passwd",
+    "/images/%2e%2e/%2e%2e/etc/passwd", "/images/..%2f..%2fetc%2fpasswd", "/images/%2e%2e%2fmanifest.json",
+    "/images/%252e%252e%252fmanifest.json", "/images/..%5c..%5cetc%5cpasswd", "/images/%2fetc%2fpasswd",
+    "/images//etc/passwd", "/images/answers.sqlite", "/manifest.json", "/answers.sqlite", "/images/",
+    "/images/..", "/static/../../etc/passwd", "/images/%c0%ae%c0%ae/etc/passwd",
+]
+
+
+def test_path_traversal_on_real_server(study):
+    port = free_port()
+    proc = start_server(study, port)
+    try:
+        # bound to localhost only by default
+        addrs = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections() if c.status == "LISTEN"}
+        assert addrs == {"127.0.0.1"}
+        for path in TRAVERSALS:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.putrequest("GET", path, skip_accept_encoding=True)  # sent byte for byte, no normalization
+            conn.endheaders()
+            resp = conn.getresponse()
+            body = resp.read()
+            assert 400 <= resp.status < 500, (path, resp.status)
+            assert b"root:" not in body and b"pairs" not in body and b"SQLite" not in body, path
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+    finally:
+        stop_server(proc)
