@@ -24,6 +24,7 @@ class RunSummary:
     already: int = 0  # finished before this run (skipped by resume)
     executed: int = 0  # task executions completed by workers in this run
     retried: int = 0  # attempts lost to a dead worker and tried again
+    worker_errors: list = field(default_factory=list)  # (task_id, error class) per lost attempt
     counts: Counter = field(default_factory=Counter)  # status -> tasks finished in this run
     interrupted: bool = False
     workers: int = 0
@@ -69,8 +70,9 @@ def _connect(address: str | None, workers: int | None) -> bool:
 
     if ray.is_initialized():
         return False
-    if address:
-        ray.init(address=address, log_to_driver=True)
+    if address or os.environ.get("RAY_ADDRESS"):
+        # `ray job submit` sets RAY_ADDRESS: the entrypoint joins the cluster it runs on.
+        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=True)
     else:
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     return True
@@ -79,9 +81,9 @@ def _connect(address: str | None, workers: int | None) -> bool:
 def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
              progress: bool, summary: RunSummary) -> None:
     import ray
-    from ray.exceptions import RayError
+    from ray.exceptions import ActorUnavailableError, RayError
 
-    from pipelines.worker import MAX_RESTARTS, make_actor_class
+    from pipelines.worker import make_actor_class
 
     started = _connect(address, workers)
     actors: list = []
@@ -95,16 +97,16 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
                 None if use_gpu else 1)
-
-        def new_actor():
-            return Actor.remote(*args)
-
-        actors = [new_actor() for _ in range(n)]
-        deaths = [0] * n
+        actors = [Actor.remote(*args) for _ in range(n)]
         queue = deque(todo)
         attempts: Counter = Counter()
         inflight: dict = {}  # ObjectRef -> (slot, task)
+        pings: dict = {}  # ObjectRef -> slot: an actor that lost a task, until it answers again
         idle = list(range(n))
+
+        def recover(slot: int) -> None:
+            pings[actors[slot].pid.remote()] = slot
+
         bar = _Progress(len(todo), enabled=progress)
         with bar:
             while queue or inflight:
@@ -114,17 +116,29 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                     attempts[task.task_id] += 1
                     ref = actors[slot].run.remote(task.to_dict(), attempts[task.task_id])
                     inflight[ref] = (slot, task)
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+                ready, _ = ray.wait([*inflight, *pings], num_returns=1, timeout=0.5)
                 for ref in ready:
+                    if ref in pings:
+                        slot = pings.pop(ref)
+                        try:
+                            ray.get(ref)
+                            idle.append(slot)  # restarted by Ray: back to work
+                        except ActorUnavailableError:  # still restarting
+                            time.sleep(0.2)
+                            recover(slot)
+                        except RayError:  # Ray gave up restarting it: start a fresh one
+                            ray.kill(actors[slot], no_restart=True)
+                            actors[slot] = Actor.remote(*args)
+                            recover(slot)
+                        continue
                     slot, task = inflight.pop(ref)
-                    idle.append(slot)
                     try:
                         out = ray.get(ref)
                     except RayError as err:
-                        deaths[slot] += 1
-                        if deaths[slot] > MAX_RESTARTS:  # Ray gave up restarting it: start a fresh one
-                            ray.kill(actors[slot], no_restart=True)
-                            actors[slot], deaths[slot] = new_actor(), 0
+                        # The worker process died under this task (the task itself catches
+                        # every Python error and returns a failed result).
+                        summary.worker_errors.append((task.task_id, type(err).__name__))
+                        recover(slot)
                         if attempts[task.task_id] < suite.max_attempts:
                             summary.retried += 1
                             queue.appendleft(task)
@@ -135,6 +149,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                         store.commit_task(run_dir, stage, execute.failed_result(task, msg, attempts[task.task_id]))
                         out = {"status": "failed"}
                     else:
+                        idle.append(slot)
                         summary.executed += 1
                     summary.counts[out["status"]] += 1
                     bar.advance(out["status"])
