@@ -66,6 +66,7 @@ class RenderConfig:
     mask_spp_sqrt: int = 8  # mask: mask_spp_sqrt² stratified ray casts per pixel, once
     emissive: bool = False  # give the object an area emitter (radiance 0) so material["emission"] works
     plane_albedo: float = 0.5  # cancels in β; only used by render_separately
+    with_object: bool = True  # False: the plane alone (checks, background-only renders)
 
 
 @dataclass
@@ -146,29 +147,32 @@ class InsertionRenderer:
         blank = mi.Bitmap(np.full((cfg.envmap_height, cfg.envmap_width, 3), 0.5, dtype=np.float32))
 
         # Foreground scene: the object alone, emitters hidden (pixels hold radiance × coverage).
-        fg_obj = self._mi_mesh("object", with_bsdf=True, emissive=cfg.emissive)
-        self.scene_fg = mi.load_dict({
+        fg_dict = {
             "type": "scene",
             "integrator": {"type": "prb", "max_depth": cfg.max_depth + 1, "hide_emitters": True},
             "sensor": _sensor_dict(mi, self.camera, cfg.spp),
             "env": {"type": "envmap", "bitmap": blank},
-            "object": fg_obj,
-        })
+        }
+        if cfg.with_object:
+            fg_dict["object"] = self._mi_mesh("object", with_bsdf=True, emissive=cfg.emissive)
+        self.scene_fg = mi.load_dict(fg_dict)
         self.params_fg = mi.traverse(self.scene_fg)
         self.params_fg.keep([k for k in self.params_fg.keys()
                              if k == "env.data" or k in self._MATERIAL_PARAM.values()])
 
         # Shadow scene: object and plane (visibility and the plane's first hit only).
-        self.obj_sh = self._mi_mesh("object_shadow", with_bsdf=False)
+        self.obj_sh = self._mi_mesh("object_shadow", with_bsdf=False) if cfg.with_object else None
         self.plane = mi.load_dict(self._plane_dict())
-        self.scene_sh = mi.load_dict({
+        sh_dict = {
             "type": "scene",
             "integrator": {"type": "prb", "max_depth": 2, "hide_emitters": True},
             "sensor": _sensor_dict(mi, self.camera, cfg.spp),
             "env": {"type": "envmap", "bitmap": blank},
-            "object": self.obj_sh,
             "plane": self.plane,
-        })
+        }
+        if cfg.with_object:
+            sh_dict["object"] = self.obj_sh
+        self.scene_sh = mi.load_dict(sh_dict)
         self.params_sh = mi.traverse(self.scene_sh)
         self.params_sh.keep(["env.data"])
         self.env_sh = self.scene_sh.emitters()[0]
@@ -230,6 +234,8 @@ class InsertionRenderer:
     def _render_mask(self, sqrt_spp: int, seed: int) -> torch.Tensor:
         mi, dr, cfg = self.mi, self.dr, self.cfg
         spp = sqrt_spp * sqrt_spp
+        if self.obj_sh is None:
+            return torch.zeros(cfg.height, cfg.width, 1, device=self.device)
         with dr.suspend_grad():
             ray, pix, _ = self._camera_rays(spp, seed, stratified_sqrt=sqrt_spp)
             si = self.scene_sh.ray_intersect(ray)
@@ -279,9 +285,9 @@ class InsertionRenderer:
         npx = cfg.width * cfg.height
         num_acc = dr.zeros(mi.Float, npx * 3)
         den_acc = dr.zeros(mi.Float, npx * 3)
-        for c in range(3):
-            dr.scatter_reduce(dr.ReduceOp.Add, num_acc, num[c], pix * 3 + c)
-            dr.scatter_reduce(dr.ReduceOp.Add, den_acc, den[c], pix * 3 + c)
+        for c in range(3):  # per-pixel means
+            dr.scatter_reduce(dr.ReduceOp.Add, num_acc, num[c] / spp, pix * 3 + c)
+            dr.scatter_reduce(dr.ReduceOp.Add, den_acc, den[c] / spp, pix * 3 + c)
         return num_acc, den_acc
 
     # -- public API ------------------------------------------------------------------------------
@@ -330,7 +336,11 @@ class InsertionRenderer:
             self.params_fg["env.data"] = env_fg_pad
             for k, v in zip(mat_keys, mat):
                 key = self._MATERIAL_PARAM[k]
-                self.params_fg[key] = type(self.params_fg[key])(v) if k in ("base_color", "emission") else v[0]
+                a = v.array  # flat Float, AD-attached
+                if k in ("base_color", "emission"):
+                    self.params_fg[key] = mi.Color3f(*(dr.gather(mi.Float, a, i) for i in range(3)))
+                else:
+                    self.params_fg[key] = a
             self.params_fg.update()
             self.params_sh["env.data"] = env_sh_pad
             self.params_sh.update()
