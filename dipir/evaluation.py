@@ -1,0 +1,278 @@
+"""The bridge between estimators, the renderer and the metrics: what the batch runner calls per task.
+
+`estimate_and_render(scene, estimator, render_cfg, seed, out_dir)` runs the estimator and renders
+its map into the scene; `evaluate(scene, pred_dir, render_cfg, seed)` compares that with the ground
+truth. Files of a prediction folder (all names fixed):
+
+    envmap.exr        the estimated env map (Mitsuba convention, linear HDR)
+    composite.png     the object rendered with it into the background (8-bit sRGB)
+    sg.json           SG parameters, when the method has them
+    estimate.json     seconds and the estimator's plain-data extras
+    gt_composite.png  (written by evaluate) the same object rendered with the ground-truth map
+
+Composite metrics compare composite.png with gt_composite.png, both 8-bit sRGB read back as [0, 1]
+floats, on the whole image and inside the object ∪ shadow region: the object's coverage mask
+(> 0) united with the pixels where the shadow ratio under the ground-truth lighting differs from 1 by
+more than REGION_SHADOW_THRESHOLD in any channel (the object's visible shadow and reflections on
+the plane). Lighting metrics follow DiffusionLight's sphere protocol (dipir/metrics_lighting.py).
+Without a ground-truth map every metric is unavailable with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dipir.errors import DipirError
+from dipir.scene import Scene
+
+REGION_SHADOW_THRESHOLD = 0.05  # |β_gt - 1| above this (any channel) is "in the shadow"
+
+_COMPOSITE_SRC = {
+    "rmse": "root mean squared error of sRGB values in [0, 1]",
+    "si_rmse": "RMSE after the closed-form optimal scale α = <p,g>/<p,p> (Grosse et al. 2009)",
+    "psnr": "10 log10(1 / MSE), sRGB in [0, 1]; +inf for identical images",
+    "ssim": "SSIM, Gaussian 11x11 window σ = 1.5, K1 = 0.01, K2 = 0.03 (Wang et al. 2004)",
+    "lpips": "LPIPS v0.1, AlexNet backbone, spatial map averaged (Zhang et al. 2018; `lpips` package)",
+}
+_LOWER = {"rmse": True, "si_rmse": True, "psnr": False, "ssim": False, "lpips": True}
+_SPHERE_DESC = {
+    "rmse": ("RMSE (squared error summed over RGB, per pixel)", "DiffusionLight / StyleLight evaluation"),
+    "si_rmse": ("scale-invariant RMSE, closed-form scale", "Grosse et al. 2009; DiffusionLight / StyleLight evaluation"),
+    "angular_deg": ("mean per-pixel angle between RGB vectors, degrees", "DiffusionLight / StyleLight evaluation"),
+    "nrmse": ("RMSE after (x - P0.01) / (P99.9 - P0.01) normalization of each image",
+              "DiffusionLight evaluation (ExpandNet normalization)"),
+}
+_SPHERE_NAMES = {"diffuse": "diffuse", "matte_silver": "matte silver", "mirror": "mirror"}
+
+
+def _metrics_meta() -> dict[str, dict]:
+    meta: dict[str, dict] = {}
+    for m, src in _COMPOSITE_SRC.items():
+        for where, what in (("full", "whole image"), ("region", "object ∪ shadow region")):
+            meta[f"{m}_{where}"] = {
+                "lower_is_better": _LOWER[m],
+                "description": f"composite vs. ground-truth composite, {what}: {src}",
+                "source": src.split("(")[-1].rstrip(")") if "(" in src else "standard definition",
+            }
+    for k, (desc, src) in _SPHERE_DESC.items():
+        meta[f"sphere_{k}"] = {"lower_is_better": True,
+                               "description": f"spheres under predicted vs. GT map, mean of diffuse, matte silver "
+                                              f"and mirror: {desc}", "source": src}
+        for s, label in _SPHERE_NAMES.items():
+            meta[f"sphere_{s}_{k}"] = {"lower_is_better": True, "description": f"{label} sphere: {desc}",
+                                       "source": src}
+    meta["light_dir_err_deg"] = {
+        "lower_is_better": True,
+        "description": "angle between the dominant light directions of the predicted and GT maps, degrees",
+        "source": "dominant direction: dipir.lighting.dominant_direction (peak of luminance x solid angle)",
+    }
+    return meta
+
+
+METRICS: dict[str, dict] = _metrics_meta()
+GT_REASON = "the scene has no ground-truth env map"
+
+
+# ---------------------------------------------------------------------------------------------
+# estimate + render
+
+
+def _plain(x):
+    """JSON-safe copy of extras (numpy arrays and scalars become lists and floats)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_plain(data), indent=2))
+    tmp.replace(path)
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
+    tmp.replace(path)
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DipirError(f"unreadable image ({err.__class__.__name__})", path) from None
+
+
+def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path) -> dict:
+    """Run `estimator` on `scene`, write envmap.exr, sg.json (when SG params exist), estimate.json
+    and composite.png into `out_dir`. Returns seconds and artifact names relative to out_dir."""
+    from dipir.hdr import write_hdr
+    from dipir.render import render_insertion
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    light = estimator.estimate(scene)
+    seconds_estimate = time.perf_counter() - t0
+    env = np.asarray(light.envmap, dtype=np.float32)
+    if env.ndim != 3 or env.shape[2] != 3 or env.shape[1] != 2 * env.shape[0]:
+        raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)",
+                         field=f"method {getattr(estimator, 'name', '?')}")
+    if not np.isfinite(env).all() or env.min() < 0:
+        raise DipirError("estimator returned non-finite or negative radiance",
+                         field=f"method {getattr(estimator, 'name', '?')}")
+    artifacts = {"envmap": "envmap.exr", "composite": "composite.png", "estimate": "estimate.json"}
+    write_hdr(out_dir / "envmap.exr", env)
+    if light.sg:
+        _write_json(out_dir / "sg.json", light.sg)
+        artifacts["sg"] = "sg.json"
+    t1 = time.perf_counter()
+    res = render_insertion(scene, env, render_cfg, seed)
+    seconds_render = time.perf_counter() - t1
+    _write_png(out_dir / "composite.png", res["composite"])
+    _write_json(out_dir / "estimate.json", {
+        "method": getattr(estimator, "name", None), "seconds_estimate": seconds_estimate,
+        "seconds_estimator_reported": light.seconds, "seconds_render": seconds_render,
+        "envmap_shape": list(env.shape), "seed": int(seed), "extras": light.extras,
+    })
+    return {"seconds_estimate": seconds_estimate, "seconds_render": seconds_render, "artifacts": artifacts}
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+
+
+_LPIPS_CACHE: dict = {}
+
+
+def _lpips():
+    """(callable or None, reason); the model is built once per process."""
+    from dipir.metrics import Lpips, lpips_status
+
+    st = lpips_status()
+    if not st.available:
+        return None, st.reason
+    key = str(st.backbone)
+    if key not in _LPIPS_CACHE:
+        try:
+            _LPIPS_CACHE[key] = (Lpips(st), "")
+        except Exception as err:  # noqa: BLE001 - a broken weights file is "unavailable", not a crash
+            _LPIPS_CACHE[key] = (None, f"LPIPS could not be loaded from {st.backbone}: {err}")
+    return _LPIPS_CACHE[key]
+
+
+def object_shadow_region(mask: np.ndarray, shadow_ratio: np.ndarray,
+                         threshold: float = REGION_SHADOW_THRESHOLD) -> np.ndarray:
+    """(h, w) bool: object coverage > 0, or |β - 1| > threshold in any channel."""
+    m = np.asarray(mask, dtype=np.float32)
+    m = m[..., 0] if m.ndim == 3 else m
+    beta = np.asarray(shadow_ratio, dtype=np.float32)
+    return (m > 0) | (np.abs(beta - 1.0) > threshold).any(axis=-1)
+
+
+def composite_metrics(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> tuple[dict, dict]:
+    """The composite metrics (names of METRICS) for sRGB images in [0, 1]."""
+    from dipir import metrics as M
+
+    out: dict[str, float | None] = {}
+    unavailable: dict[str, str] = {}
+    for where, mask in (("full", None), ("region", region)):
+        if where == "region" and not region.any():
+            for m in _COMPOSITE_SRC:
+                out[f"{m}_region"] = None
+                unavailable[f"{m}_region"] = "the object and its shadow cover no pixel"
+            continue
+        out[f"rmse_{where}"] = M.rmse(pred, gt, mask)
+        out[f"si_rmse_{where}"] = M.si_rmse(pred, gt, mask)
+        out[f"psnr_{where}"] = M.psnr(pred, gt, mask)
+        out[f"ssim_{where}"] = M.ssim(pred, gt, mask)
+    lp, reason = _lpips()
+    for where, mask in (("full", None), ("region", region)):
+        if f"rmse_{where}" in out and out[f"rmse_{where}"] is None:
+            continue
+        if lp is None:
+            out[f"lpips_{where}"] = None
+            unavailable[f"lpips_{where}"] = reason
+        else:
+            out[f"lpips_{where}"] = lp(pred, gt, mask)
+    return out, unavailable
+
+
+_SPHERE_CACHE: dict = {}
+
+
+def _sphere_renderer(cfg, view: np.ndarray):
+    from dipir.metrics_lighting import SphereConfig, SphereRenderer
+
+    cfg = cfg or SphereConfig()
+    key = (tuple(sorted(vars(cfg).items())), tuple(np.round(np.asarray(view)[:3, :3], 9).ravel()))
+    if key not in _SPHERE_CACHE:
+        if len(_SPHERE_CACHE) > 8:
+            _SPHERE_CACHE.clear()
+        _SPHERE_CACHE[key] = SphereRenderer(cfg, view)
+    return _SPHERE_CACHE[key]
+
+
+def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=None,
+             write_sphere_renders: bool = False) -> dict:
+    """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
+    in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT."""
+    from dipir.hdr import read_hdr
+    from dipir.render import InsertionRenderer, render_insertion
+
+    pred_dir = Path(pred_dir)
+    metrics: dict[str, float | None] = {name: None for name in METRICS}
+    if not scene.has_ground_truth:
+        return {"metrics": metrics, "metrics_unavailable": {name: GT_REASON for name in METRICS}}
+
+    env_path, comp_path = pred_dir / "envmap.exr", pred_dir / "composite.png"
+    if not env_path.is_file():
+        raise DipirError("prediction folder has no envmap.exr (run `dipir estimate` first)", env_path)
+    pred_env = read_hdr(env_path)
+    gt_env = read_hdr(scene.envmap)
+    renderer = InsertionRenderer(scene, render_cfg)
+    gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
+    _write_png(pred_dir / "gt_composite.png", gt["composite"])
+    gt_img = _read_png(pred_dir / "gt_composite.png")
+    pred_img = _read_png(comp_path) if comp_path.is_file() else None
+    if pred_img is None or pred_img.shape != gt_img.shape:
+        # No composite, or one at another resolution: render the predicted map the same way.
+        res = render_insertion(scene, pred_env, render_cfg, seed, renderer=renderer)
+        _write_png(comp_path, res["composite"])
+        pred_img = _read_png(comp_path)
+
+    region = object_shadow_region(gt["mask"], gt["shadow_ratio"])
+    comp, unavailable = composite_metrics(pred_img, gt_img, region)
+    metrics.update(comp)
+
+    from dipir.metrics_lighting import lighting_metrics
+
+    light, light_unavailable, renders = lighting_metrics(
+        pred_env, gt_env, view=scene.camera.to_world, seed=seed,
+        renderer=_sphere_renderer(sphere_cfg, scene.camera.to_world))
+    metrics.update(light)
+    unavailable.update(light_unavailable)
+    if write_sphere_renders:
+        from dipir.hdr import write_hdr
+
+        for name, img in renders.items():
+            write_hdr(pred_dir / f"sphere_{name}.exr", img)
+    return {"metrics": metrics, "metrics_unavailable": unavailable,
+            "region_pixels": int(region.sum()), "region_threshold": REGION_SHADOW_THRESHOLD}

@@ -1,0 +1,199 @@
+"""Lighting metrics after the DiffusionLight evaluation protocol (Phongthawee et al. 2024, CVPR,
+"DiffusionLight: Light Probes for Free by Painting a Chrome Ball"; its code reuses StyleLight's,
+Wang et al. 2022): three spheres -- diffuse, matte silver, mirror -- are rendered under the predicted
+and under the ground-truth env map, and RMSE, scale-invariant RMSE, angular error and normalized
+RMSE are taken inside the sphere mask. Plus the angular error of the dominant light direction.
+
+What we keep from the protocol and what we change:
+- Both maps are area-resampled to 128 x 256 first (StyleLight / DiffusionLight `envmap2resize`).
+- Each map is tone-mapped on its own before rendering, as their `tonemap.py` does
+  (StyleLight `TonemapHDR(gamma=2.4, percentile=50, max_mapping=0.5)`): x -> α x^(1/2.4) with α
+  putting the median of the non-zero values at 0.5. `tonemap="none"` renders the linear maps.
+- Materials: diffuse = Lambertian, albedo 0.8; matte silver = principled BSDF, base colour 0.8,
+  metallic 1, roughness 0.3271 (their Blender principled node; we drop their extra glossy/Fresnel
+  mix); mirror = perfect conductor (reflectance 1).
+- Renderer: Mitsuba 3 (`path`, emitters hidden), not Blender Cycles, so absolute numbers differ
+  from the published tables by the renderer's differences; the ranking protocol is the same.
+- View: each sphere is seen along the scene camera's viewing direction (with its up vector) from
+  far enough that it fills 90% of a 20° field of view, so the mirror ball shows what is behind the
+  camera, as a chrome ball placed in the photo would. Without a scene: looking along +Z.
+- Mask: pixels whose four corners all hit the sphere (analytic), so edge pixels do not mix in the
+  black background.
+- Error formulas: `dipir.metrics` with `channel_sum=True` (their RMSE sums the squared error over
+  RGB and divides by the pixel count only); normalized RMSE percentiles are taken over the whole
+  render with a black background, as theirs are.
+- Dominant light direction: `dipir.lighting.dominant_direction` (the peak of luminance x solid angle,
+  refined by the energy-weighted mean direction within 15° of it) of each linear map; the error is
+  the angle between the two, in degrees. A uniform prediction has no dominant direction: unavailable.
+
+All renders of one evaluation share the seed, so prediction and ground truth see the same samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dipir import metrics as M
+from dipir.hdr import resample_equirect
+
+SPHERE_MATERIALS = {
+    "diffuse": {"type": "diffuse", "reflectance": {"type": "rgb", "value": [0.8, 0.8, 0.8]}},
+    "matte_silver": {"type": "principled", "base_color": {"type": "rgb", "value": [0.8, 0.8, 0.8]},
+                     "metallic": 1.0, "roughness": 0.3271},
+    "mirror": {"type": "conductor", "material": "none"},
+}
+SPHERE_METRICS = ("rmse", "si_rmse", "angular_deg", "nrmse")
+
+
+@dataclass
+class SphereConfig:
+    resolution: int = 64  # pixels per side of each sphere render
+    spp: int = 64
+    envmap_height: int = 128  # both maps are resampled to envmap_height x 2 envmap_height
+    tonemap: str = "diffusionlight"  # or "none"
+    fov_deg: float = 20.0
+    fill: float = 0.9  # fraction of the field of view the sphere's silhouette spans
+
+    def validate(self) -> "SphereConfig":
+        if self.tonemap not in ("diffusionlight", "none"):
+            raise ValueError(f"tonemap must be 'diffusionlight' or 'none', got {self.tonemap!r}")
+        if self.resolution < 8 or self.spp < 1 or self.envmap_height < 4:
+            raise ValueError("resolution >= 8, spp >= 1, envmap_height >= 4")
+        return self
+
+
+def diffusionlight_tonemap(env: np.ndarray, gamma: float = 2.4, percentile: float = 50.0,
+                           max_mapping: float = 0.5) -> np.ndarray:
+    """StyleLight's TonemapHDR as used by DiffusionLight's evaluation (no clipping)."""
+    x = np.power(np.clip(np.asarray(env, dtype=np.float64), 0, None), 1.0 / gamma)
+    nz = x[x > 0]
+    if nz.size == 0:
+        return x.astype(np.float32)
+    alpha = max_mapping / (np.percentile(nz, percentile) + 1e-10)
+    return (alpha * x).astype(np.float32)
+
+
+def _view_frame(view: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, up) unit vectors from a 3x3 camera rotation (columns left, up, forward)."""
+    if view is None:
+        return np.array([0.0, 0, 1]), np.array([0.0, 1, 0])
+    r = np.asarray(view, dtype=np.float64)[:3, :3]
+    fwd = r[:, 2] / np.linalg.norm(r[:, 2])
+    up = r[:, 1] - (r[:, 1] @ fwd) * fwd
+    return fwd, up / np.linalg.norm(up)
+
+
+def sphere_mask(cfg: SphereConfig) -> np.ndarray:
+    """(res, res) bool: pixels whose four corners see the unit sphere (pinhole, square pixels)."""
+    n = cfg.resolution
+    t = np.tan(np.radians(cfg.fov_deg) / 2)
+    dist = 1.0 / np.sin(cfg.fill * np.radians(cfg.fov_deg) / 2)
+    edges = (np.arange(n + 1) / n * 2 - 1) * t
+    xx, yy = np.meshgrid(edges, edges)
+    # ray (x, y, 1) from the origin hits a unit sphere at distance dist iff its angle to the axis
+    # is below asin(1 / dist)
+    hit = np.arctan(np.hypot(xx, yy)) < np.arcsin(1.0 / dist)
+    return hit[:-1, :-1] & hit[1:, :-1] & hit[:-1, 1:] & hit[1:, 1:]
+
+
+class SphereRenderer:
+    """Mitsuba scenes of the three spheres, built once; `render(env)` writes the map into each."""
+
+    def __init__(self, cfg: SphereConfig | None = None, view: np.ndarray | None = None):
+        from dipir.mitsuba_setup import load_mitsuba
+        from dipir.scene import look_at
+
+        self.cfg = (cfg or SphereConfig()).validate()
+        self.mi = mi = load_mitsuba()
+        fwd, up = _view_frame(view)
+        dist = 1.0 / np.sin(self.cfg.fill * np.radians(self.cfg.fov_deg) / 2)
+        to_world = look_at(-fwd * dist, np.zeros(3), up)
+        h = self.cfg.envmap_height
+        blank = np.ones((h, 2 * h, 3), dtype=np.float32)
+        self.scenes, self.params = {}, {}
+        for name, bsdf in SPHERE_MATERIALS.items():
+            scene = mi.load_dict({
+                "type": "scene",
+                "integrator": {"type": "path", "max_depth": 3, "hide_emitters": True},
+                "sensor": {
+                    "type": "perspective", "fov": float(self.cfg.fov_deg), "fov_axis": "y",
+                    "to_world": mi.ScalarTransform4f(to_world.tolist()),
+                    "film": {"type": "hdrfilm", "width": self.cfg.resolution, "height": self.cfg.resolution,
+                             "pixel_format": "rgb", "rfilter": {"type": "box"}},
+                    "sampler": {"type": "independent", "sample_count": int(self.cfg.spp)},
+                },
+                "sphere": {"type": "sphere", "radius": 1.0, "bsdf": bsdf},
+                "env": {"type": "envmap", "bitmap": mi.Bitmap(blank)},
+            })
+            self.scenes[name] = scene
+            self.params[name] = mi.traverse(scene)
+        self.mask = sphere_mask(self.cfg)
+
+    def prepare(self, env: np.ndarray) -> np.ndarray:
+        env = resample_equirect(np.asarray(env, dtype=np.float32), self.cfg.envmap_height,
+                                2 * self.cfg.envmap_height)
+        if self.cfg.tonemap == "diffusionlight":
+            env = diffusionlight_tonemap(env)
+        return env
+
+    def render(self, env: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+        """Linear renders (res, res, 3) of each sphere under `env` (any size, Mitsuba convention),
+        background zeroed outside the mask."""
+        mi = self.mi
+        env = self.prepare(env)
+        padded = np.concatenate([env[:, -1:], env, env[:, :1]], axis=1)  # Mitsuba's wrap columns
+        out = {}
+        for name, scene in self.scenes.items():
+            params = self.params[name]
+            params["env.data"] = mi.TensorXf(np.ascontiguousarray(padded))
+            params.update()
+            img = np.array(mi.render(scene, seed=int(seed)), dtype=np.float32)[..., :3]
+            out[name] = np.where(self.mask[..., None], img, 0.0).astype(np.float32)
+        return out
+
+
+def sphere_errors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """DiffusionLight's four numbers for one sphere render pair."""
+    return {
+        "rmse": M.rmse(pred, gt, mask, channel_sum=True),
+        "si_rmse": M.si_rmse(pred, gt, mask, channel_sum=True),
+        "angular_deg": M.angular_error_deg(pred, gt, mask),
+        "nrmse": M.normalized_rmse(pred, gt, mask, channel_sum=True),
+    }
+
+
+def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[float | None, str]:
+    """Angle between dominant light directions, or (None, reason) when the prediction has none."""
+    from dipir.hdr import luminance
+    from dipir.lighting import dominant_direction
+
+    lum = luminance(np.asarray(pred_env, dtype=np.float32))
+    if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):
+        return None, "the predicted map is uniform: it has no dominant light direction"
+    a, b = dominant_direction(pred_env), dominant_direction(gt_env)
+    return float(np.degrees(np.arccos(np.clip(float(a @ b), -1, 1)))), ""
+
+
+def lighting_metrics(pred_env: np.ndarray, gt_env: np.ndarray, cfg: SphereConfig | None = None,
+                     view: np.ndarray | None = None, seed: int = 0,
+                     renderer: SphereRenderer | None = None) -> tuple[dict, dict, dict]:
+    """(metrics, unavailable reasons, renders). Metrics: per sphere `sphere_<name>_<metric>`, the
+    mean over the three spheres as `sphere_<metric>`, and `light_dir_err_deg`."""
+    r = renderer or SphereRenderer(cfg, view)
+    gt_r = r.render(gt_env, seed)
+    pr_r = r.render(pred_env, seed)
+    out: dict[str, float | None] = {}
+    for name in SPHERE_MATERIALS:
+        for k, v in sphere_errors(pr_r[name], gt_r[name], r.mask).items():
+            out[f"sphere_{name}_{k}"] = v
+    for k in SPHERE_METRICS:
+        out[f"sphere_{k}"] = float(np.mean([out[f"sphere_{n}_{k}"] for n in SPHERE_MATERIALS]))
+    unavailable = {}
+    err, why = light_direction_error_deg(pred_env, gt_env)
+    out["light_dir_err_deg"] = err
+    if err is None:
+        unavailable["light_dir_err_deg"] = why
+    renders = {f"{n}_pred": pr_r[n] for n in SPHERE_MATERIALS} | {f"{n}_gt": gt_r[n] for n in SPHERE_MATERIALS}
+    return out, unavailable, renders
