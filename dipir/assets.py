@@ -106,3 +106,82 @@ def load_object_mesh(spec: ObjectSpec) -> Mesh:
         mesh = load_mesh_file(spec.mesh)
     mesh.material = {**mesh.material, **spec.material}
     return mesh
+
+
+# ---------------------------------------------------------------------------------------------
+# Automatic placement
+
+
+def place_in_front(camera, plane: Plane, mesh: str = "builtin:car", distance: float = 8.0, yaw_deg: float = 0.0,
+                   scale: float = 1.0, cls: str = "object", material: dict | None = None,
+                   lateral: float = 0.0) -> ObjectSpec:
+    """An ObjectSpec standing on the plane `distance` metres in front of the camera (measured along
+    the plane from the camera's foot point), `lateral` metres to its right, turned by `yaw_deg`
+    relative to facing the camera. Raises DipirError unless it is visible and on the plane."""
+    n = np.asarray(plane.normal, dtype=np.float64)
+    cam = np.asarray(camera.to_world, dtype=np.float64)
+    origin, fwd, left = cam[:3, 3], cam[:3, 2], cam[:3, 0]
+    foot = origin - ((origin - plane.point) @ n) * n
+    f = fwd - (fwd @ n) * n
+    if np.linalg.norm(f) < 1e-6:
+        raise DipirError("camera looks straight along the plane normal: no forward direction", field="object")
+    f /= np.linalg.norm(f)
+    right = -(left - (left @ n) * n)
+    right /= np.linalg.norm(right)
+    pos = foot + distance * f + lateral * right
+    # Yaw 0 turns the object's local +Z (its front) towards the camera.
+    to_cam = -f
+    base = rotation_between(np.array([0.0, 1, 0]), n)
+    z_local = base.T @ to_cam
+    yaw0 = np.degrees(np.arctan2(z_local[0], z_local[2]))
+    spec = ObjectSpec(mesh=mesh, position=pos, yaw_deg=float(yaw0 + yaw_deg), scale=scale, cls=cls,
+                      material=dict(material or {}))
+    check_placement(spec, camera, plane)
+    return spec
+
+
+def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = None, min_visible: float = 0.5) -> None:
+    """Raise DipirError unless the object stands on the plane and at least `min_visible` of its
+    bounding-box corners project inside the image in front of the camera."""
+    from dipir.geometry import in_view
+
+    off = float((np.asarray(spec.position) - plane.point) @ plane.normal)
+    if abs(off) > 1e-3:
+        raise DipirError(f"object is {off:.3f} m off the plane", field="object.position")
+    mesh = mesh or load_object_mesh(spec)
+    lo, hi = mesh.bounds()
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    m = object_to_world(spec, plane)
+    world = corners @ m[:3, :3].T + m[:3, 3]
+    frac = float(in_view(camera, world).mean())
+    if frac < min_visible:
+        raise DipirError(f"object is not visible from the camera ({frac:.0%} of its bounding box in view)",
+                         field="object.position")
+
+
+def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> ObjectSpec:
+    """Build an ObjectSpec from a plain dict: an explicit `position` [x, y, z] (snapped onto the
+    plane), or auto placement from `distance`, `lateral` and `yaw_deg`. Keys: mesh, class, scale,
+    material, position | distance, lateral, yaw_deg."""
+    cfg = {**default, **(d or {})}
+    unknown = set(cfg) - {"mesh", "class", "scale", "material", "position", "distance", "lateral", "yaw_deg"}
+    if unknown:
+        raise DipirError(f"unknown object key(s) {sorted(unknown)}", field="object")
+    mesh = str(cfg.get("mesh", "builtin:car"))
+    if mesh.startswith("builtin:"):
+        from dipir.procedural_assets import BUILTIN_ASSETS
+
+        if mesh.split(":", 1)[1] not in BUILTIN_ASSETS:
+            raise DipirError(f"unknown builtin asset {mesh!r}", field="object.mesh")
+    else:
+        mesh = str(Path(mesh).resolve())
+    common = dict(mesh=mesh, scale=float(cfg.get("scale", 1.0)), cls=str(cfg.get("class", "object")),
+                  material=dict(cfg.get("material") or {}))
+    if cfg.get("position") is not None:
+        p = np.asarray(cfg["position"], dtype=np.float64)
+        p = p - ((p - plane.point) @ plane.normal) * plane.normal
+        spec = ObjectSpec(position=p, yaw_deg=float(cfg.get("yaw_deg", 0.0)), **common)
+        check_placement(spec, camera, plane)
+        return spec
+    return place_in_front(camera, plane, distance=float(cfg.get("distance", 8.0)),
+                          yaw_deg=float(cfg.get("yaw_deg", 0.0)), lateral=float(cfg.get("lateral", 0.0)), **common)

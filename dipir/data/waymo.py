@@ -1,0 +1,121 @@
+"""Waymo frame -> scene folder (background.png, points.ply, scene.yaml), for v1 and v2 alike.
+
+The scene world (Mitsuba, +Y up) is camera-aligned: world = vehicle axes (y, z, x) after turning the
+camera's heading onto +Z, origin on the vehicle's z = 0 plane below the camera (dipir.geometry).
+The camera uses the calibration's pinhole intrinsics; lens distortion (k1, k2, p1, p2, k3) is
+ignored (recorded in provenance). The proxy plane is fitted to the LiDAR points in front of the
+camera (RANSAC + least squares) and written in that world, with the points in `points.ply`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dipir.errors import DipirError
+
+DEFAULT_OBJECT = {"mesh": "builtin:car", "class": "car", "distance": 10.0, "yaw_deg": 30.0}
+
+
+def detect_format(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_file():
+        return "v1"
+    if p.is_dir() and (p / "camera_image").is_dir():
+        return "v2"
+    if p.is_dir():
+        raise DipirError("folder is not a Waymo v2 root (no camera_image/ inside)", p)
+    raise DipirError("no such file or folder", p)
+
+
+def read_frame(path: str | Path, frame_index: int, camera: str = "FRONT", segment: str | None = None):
+    if detect_format(path) == "v1":
+        from dipir.data.waymo_v1 import read_frame as read_v1
+
+        return read_v1(path, frame_index, camera)
+    from dipir.data.waymo_v2 import read_frame as read_v2
+
+    return read_v2(path, frame_index, camera, segment=segment)
+
+
+def frame_camera(frame, width: int | None = None):
+    """The scene Camera (Mitsuba convention) and world_from_vehicle for this frame's camera."""
+    from dipir.geometry import waymo_cam_to_mitsuba_cam, world_from_vehicle
+    from dipir.scene import Camera
+
+    c = frame.camera
+    w_from_v = world_from_vehicle(c.extrinsic)
+    fu, fv, cu, cv = (float(x) for x in c.intrinsic[:4])
+    cam = Camera(to_world=w_from_v @ waymo_cam_to_mitsuba_cam(c.extrinsic), width=int(c.width), height=int(c.height),
+                 intrinsics=(fu, fv, cu, cv))
+    if width is not None and width != cam.width:
+        cam = cam.resized(int(width), max(1, int(round(cam.height * width / cam.width))))
+    return cam, w_from_v
+
+
+def ground_points(points_world: np.ndarray, camera, max_depth: float = 40.0, min_depth: float = 1.0) -> np.ndarray:
+    """Points in the camera's view (depth between min and max) and below the camera: the region
+    the proxy plane is fitted to."""
+    from dipir.geometry import project
+
+    uv, z = project(camera, points_world)
+    keep = (z > min_depth) & (z < max_depth) & (uv[:, 0] >= 0) & (uv[:, 0] <= camera.width) & \
+        (uv[:, 1] >= 0) & (uv[:, 1] <= camera.height)
+    keep &= points_world[:, 1] < camera.to_world[1, 3] - 0.3
+    return np.nonzero(keep)[0]
+
+
+def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, camera: str = "FRONT",
+               width: int | None = None, object: dict | None = None, segment: str | None = None,
+               seed: int = 0) -> Path:
+    """Write a scene folder for frame `frame_index` of a Waymo segment (v1 .tfrecord file or v2 root
+    folder, auto-detected) and return its scene.yaml path."""
+    from PIL import Image
+
+    from dipir.assets import object_from_dict
+    from dipir.data.synth_waymo import load_truth
+    from dipir.geometry import fit_plane, transform_plane, transform_points, write_ply_points
+    from dipir.scene import Plane, Scene
+
+    fmt = detect_format(path)
+    frame = read_frame(path, frame_index, camera, segment)
+    img = frame.decode_image()
+    cam, w_from_v = frame_camera(frame, width)
+    if img.shape[:2] != (frame.camera.height, frame.camera.width):
+        raise DipirError(f"image is {img.shape[1]}x{img.shape[0]} but the calibration says "
+                         f"{frame.camera.width}x{frame.camera.height}", frame.source, frame.where)
+    pts_v, intensity = frame.points()
+    pts_w = transform_points(w_from_v, pts_v)
+    sel = ground_points(pts_w, cam)
+    fit = fit_plane(pts_w[sel], seed=seed, source=f"{frame.source}: {frame.where}")
+    plane = Plane(point=fit.point, normal=fit.normal, size=60.0)
+    # Put the plane's reference point below the camera (nicer numbers, same plane).
+    o = cam.to_world[:3, 3]
+    plane.point = o - ((o - plane.point) @ plane.normal) * plane.normal
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bg = Image.fromarray(img)
+    if (cam.width, cam.height) != bg.size:
+        bg = bg.resize((cam.width, cam.height), Image.LANCZOS)
+    bg.save(out / "background.png")
+    write_ply_points(out / "points.ply", pts_w, intensity)
+    obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+
+    prov = {"dataset": "waymo", "format": fmt, "source": str(Path(path).resolve()), "segment": frame.segment,
+            "frame_index": int(frame_index), "timestamp_micros": int(frame.timestamp_micros), "camera": camera,
+            "distortion_ignored": [float(x) for x in frame.camera.intrinsic[4:]],
+            "world_from_vehicle": w_from_v.tolist(),
+            "plane_fit": {"inliers": int(len(fit.inliers)), "points": int(len(sel)), "rms_m": fit.rms}}
+    truth = load_truth(path, frame.segment)
+    if truth is not None:
+        ft = next((f for f in truth["frames"] if f["timestamp"] == frame.timestamp_micros), None)
+        if ft is not None:
+            n_v = np.asarray(ft["plane_normal_vehicle"])
+            p_w, n_w = transform_plane(w_from_v, -ft["plane_offset_vehicle"] * n_v, n_v)
+            prov["truth"] = {"synthetic": True, "seed": truth["seed"], "plane_point": p_w.tolist(),
+                             "plane_normal": n_w.tolist()}
+    scene = Scene(id=f"waymo_{frame.segment}_{frame_index:04d}_{camera.lower()}", background=out / "background.png",
+                  camera=cam, plane=plane, object=obj, points=out / "points.ply", provenance=prov)
+    return scene.save(out)

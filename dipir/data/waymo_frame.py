@@ -1,0 +1,65 @@
+"""One Waymo frame as the readers return it, whatever the on-disk format (v1 or v2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dipir.data.range_image import range_image_to_points
+from dipir.errors import DipirError
+
+
+@dataclass
+class CameraCalibration:
+    name: int
+    intrinsic: np.ndarray  # [f_u, f_v, c_u, c_v, k1, k2, p1, p2, k3]
+    extrinsic: np.ndarray  # 4x4 camera -> vehicle (Waymo camera frame: x forward, y left, z up)
+    width: int
+    height: int
+
+
+@dataclass
+class LaserScan:
+    name: int
+    range_image: np.ndarray  # [H, W, 4] first return: range, intensity, elongation, no-label-zone
+    extrinsic: np.ndarray  # 4x4 lidar -> vehicle
+    inclinations: np.ndarray  # (H,) radians, row 0 the highest
+    pixel_pose: np.ndarray | None = None  # [H, W, 6] vehicle -> global per pixel (TOP only)
+
+
+@dataclass
+class WaymoFrame:
+    segment: str
+    timestamp_micros: int
+    pose: np.ndarray  # 4x4 vehicle -> global
+    camera: CameraCalibration
+    image: bytes  # JPEG
+    lasers: list[LaserScan] = field(default_factory=list)
+    source: str = ""  # file or folder it came from
+    where: str = ""  # record offset (v1) or row key (v2), for error messages
+
+    def points(self) -> tuple[np.ndarray, np.ndarray]:
+        """All first-return LiDAR points (N, 3) in this frame's vehicle frame, and their intensity."""
+        if not self.lasers:
+            raise DipirError("frame has no LiDAR range images", self.source, self.where or None)
+        pts, inten = [], []
+        for scan in self.lasers:
+            p = range_image_to_points(scan.range_image, scan.extrinsic, scan.inclinations,
+                                      scan.pixel_pose, self.pose if scan.pixel_pose is not None else None)
+            pts.append(p)
+            inten.append(scan.range_image[..., 1][scan.range_image[..., 0] > 0])
+        return np.concatenate(pts), np.concatenate(inten).astype(np.float32)
+
+    def decode_image(self) -> np.ndarray:
+        """The camera image as uint8 (H, W, 3)."""
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(self.image)) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as err:
+            raise DipirError(f"camera image is not a readable JPEG ({err.__class__.__name__})",
+                             self.source, self.where or None) from None

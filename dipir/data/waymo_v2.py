@@ -1,0 +1,166 @@
+"""Waymo Open Dataset v2 reader: Parquet files, one folder per component, read with pyarrow.
+
+Layout `{root}/{tag}/{segment_context_name}.parquet`. Reads are column-projected and filtered by
+segment, timestamp, camera and laser. Numeric lists may be float32 or float64, `list` or
+`fixed_size_list`: both are accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dipir.data.range_image import row_inclinations
+from dipir.data.waymo_frame import CameraCalibration, LaserScan, WaymoFrame
+from dipir.data.waymo_protos import camera_id
+from dipir.errors import DipirError
+
+SEG, TS, CAM, LASER = "key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name", "key.laser_name"
+IMG = "[CameraImageComponent]"
+CCAL = "[CameraCalibrationComponent]"
+LID = "[LiDARComponent]"
+LCAL = "[LiDARCalibrationComponent]"
+LPOSE = "[LiDARPoseComponent]"
+VPOSE = "[VehiclePoseComponent]"
+INTRINSIC = ["f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3"]
+TOP = 1
+
+
+def segments(root: str | Path) -> list[str]:
+    """Segment context names that have camera images under `root`."""
+    folder = Path(root) / "camera_image"
+    if not folder.is_dir():
+        raise DipirError("not a Waymo v2 folder (no camera_image/ inside)", root)
+    return sorted(p.stem for p in folder.glob("*.parquet"))
+
+
+def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
+    import pyarrow.parquet as pq
+
+    path = root / tag / f"{segment}.parquet"
+    if not path.is_file():
+        raise DipirError(f"missing component file for segment {segment}", path)
+    try:
+        names = set(pq.read_schema(path).names)
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError for non-Parquet files
+        raise DipirError(f"not a Parquet file ({err.__class__.__name__})", path) from None
+    for c in columns + [f[0] for f in (filters or [])]:
+        if c not in names:
+            raise DipirError("missing required column", path, c)
+    table = pq.read_table(path, columns=columns, filters=filters or None)
+    return path, table
+
+
+def _floats(table, column: str, row: int = 0) -> np.ndarray:
+    """A list / fixed-size-list cell of float32 or float64 as a float64 array."""
+    cell = table.column(column)[row]
+    if not cell.is_valid:
+        return np.zeros(0)
+    return np.asarray(cell.values.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def _one(path, table, what: str):
+    if table.num_rows == 0:
+        raise DipirError(f"no row for {what}", path)
+    return table
+
+
+def frame_timestamps(root: str | Path, segment: str, camera: str | int = "FRONT") -> list[int]:
+    root = Path(root)
+    path, t = _read(root, "camera_image", segment, [TS], [(SEG, "=", segment), (CAM, "=", camera_id(camera))])
+    return sorted(int(x) for x in t.column(TS).to_pylist())
+
+
+def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segment: str | None = None,
+               timestamp: int | None = None) -> WaymoFrame:
+    """Frame `index` (in timestamp order) of `segment` (default: the first under root)."""
+    root = Path(root)
+    segment = segment or _first_segment(root)
+    cam = camera_id(camera)
+    if timestamp is None:
+        stamps = frame_timestamps(root, segment, cam)
+        if not 0 <= index < len(stamps):
+            raise DipirError(f"segment {segment} has {len(stamps)} frames, no frame {index}", root / "camera_image",
+                             "frame")
+        timestamp = stamps[index]
+    where = f"{SEG}={segment}, {TS}={timestamp}"
+    frame_f = [(SEG, "=", segment), (TS, "=", timestamp)]
+
+    path, t = _read(root, "camera_image", segment, [f"{IMG}.image"], frame_f + [(CAM, "=", cam)])
+    image = bytes(_one(path, t, where).column(f"{IMG}.image")[0].as_py())
+
+    cols = [f"{CCAL}.intrinsic.{k}" for k in INTRINSIC] + [f"{CCAL}.extrinsic.transform", f"{CCAL}.width",
+                                                           f"{CCAL}.height"]
+    path, t = _read(root, "camera_calibration", segment, cols, [(SEG, "=", segment), (CAM, "=", cam)])
+    _one(path, t, f"camera {cam}")
+    calib = CameraCalibration(
+        name=cam, intrinsic=np.array([float(t.column(f"{CCAL}.intrinsic.{k}")[0].as_py()) for k in INTRINSIC]),
+        extrinsic=_floats(t, f"{CCAL}.extrinsic.transform").reshape(4, 4),
+        width=int(t.column(f"{CCAL}.width")[0].as_py()), height=int(t.column(f"{CCAL}.height")[0].as_py()))
+
+    path, t = _read(root, "vehicle_pose", segment, [f"{VPOSE}.world_from_vehicle.transform"], frame_f)
+    pose = _floats(_one(path, t, where), f"{VPOSE}.world_from_vehicle.transform").reshape(4, 4)
+
+    return WaymoFrame(segment=segment, timestamp_micros=int(timestamp), pose=pose, camera=calib, image=image,
+                      lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where)
+
+
+def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
+    lpath, lid = _read(root, "lidar", segment, [LASER, f"{LID}.range_image_return1.values",
+                                                 f"{LID}.range_image_return1.shape"], frame_f)
+    cpath, cal = _read(root, "lidar_calibration", segment, [LASER, f"{LCAL}.extrinsic.transform",
+                                                             f"{LCAL}.beam_inclination.min",
+                                                             f"{LCAL}.beam_inclination.max",
+                                                             f"{LCAL}.beam_inclination.values"], [(SEG, "=", segment)])
+    cal_rows = {int(n): i for i, n in enumerate(cal.column(LASER).to_pylist())}
+    pose_table = None
+    lasers = []
+    for i, name in enumerate(lid.column(LASER).to_pylist()):
+        name = int(name)
+        shape = tuple(int(x) for x in _floats(lid, f"{LID}.range_image_return1.shape", i))
+        values = _floats(lid, f"{LID}.range_image_return1.values", i).astype(np.float32)
+        if len(shape) != 3 or int(np.prod(shape)) != values.size:
+            raise DipirError(f"range image of laser {name} has {values.size} values for shape {list(shape)}",
+                             lpath, f"{LID}.range_image_return1.values")
+        if name not in cal_rows:
+            raise DipirError(f"no calibration for laser {name}", cpath, LASER)
+        j = cal_rows[name]
+        vals = _floats(cal, f"{LCAL}.beam_inclination.values", j)
+        try:
+            incl = row_inclinations(shape[0], vals, float(cal.column(f"{LCAL}.beam_inclination.min")[j].as_py()),
+                                    float(cal.column(f"{LCAL}.beam_inclination.max")[j].as_py()))
+        except ValueError as err:
+            raise DipirError(str(err), cpath, f"{LCAL}.beam_inclination.values") from None
+        pixel_pose = None
+        if name == TOP:
+            if pose_table is None:
+                ppath, pose_table = _read(root, "lidar_pose", segment, [LASER, f"{LPOSE}.range_image_return1.values",
+                                                                       f"{LPOSE}.range_image_return1.shape"], frame_f)
+            rows = [k for k, n in enumerate(pose_table.column(LASER).to_pylist()) if int(n) == TOP]
+            if rows:
+                pshape = tuple(int(x) for x in _floats(pose_table, f"{LPOSE}.range_image_return1.shape", rows[0]))
+                pv = _floats(pose_table, f"{LPOSE}.range_image_return1.values", rows[0])
+                if pshape != shape[:2] + (6,) or pv.size != int(np.prod(pshape)):
+                    raise DipirError(f"range image pose has shape {list(pshape)}, expected {list(shape[:2]) + [6]}",
+                                     ppath, f"{LPOSE}.range_image_return1.shape")
+                pixel_pose = pv.reshape(pshape)
+        lasers.append(LaserScan(name=name, range_image=values.reshape(shape),
+                                extrinsic=_floats(cal, f"{LCAL}.extrinsic.transform", j).reshape(4, 4),
+                                inclinations=incl, pixel_pose=pixel_pose))
+    return lasers
+
+
+def _first_segment(root: Path) -> str:
+    segs = segments(root)
+    if not segs:
+        raise DipirError("no segments (no .parquet files in camera_image/)", root)
+    return segs[0]
+
+
+def iter_frames(root: str | Path, camera: str | int = "FRONT", segment: str | None = None):
+    """Frames of one segment in timestamp order, one frame's rows in memory at a time."""
+    root = Path(root)
+    segment = segment or _first_segment(root)
+    for ts in frame_timestamps(root, segment, camera):
+        yield read_frame(root, 0, camera, segment, timestamp=ts)
