@@ -86,6 +86,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
         why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first if len(first) <= 160 else first[:157] + "..."
         raise DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
                          f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first})",
                          model, "model") from err

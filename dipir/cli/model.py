@@ -1,0 +1,39 @@
+"""`dipir model ...`: the tiny offline pipeline, and a load check for any model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    model_app = typer.Typer(help="Diffusion models: write the tiny test pipeline, check a model loads.",
+                            no_args_is_help=True)
+    app.add_typer(model_app, name="model")
+
+    @model_app.command("tiny")
+    def tiny(
+        out_dir: Path = typer.Argument(..., help="Folder to write the diffusers pipeline into (replaced)."),
+        seed: int = typer.Option(0, "--seed", help="Weight seed: the same seed writes identical weights."),
+        prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
+    ) -> None:
+        """Write a tiny SD-like pipeline built from configs (random weights, offline tokenizer)."""
+        from dipir.guidance.models import write_tiny_pipeline
+
+        path = write_tiny_pipeline(out_dir, seed=seed, prediction_type=prediction_type)
+        typer.echo(f"wrote tiny pipeline ({prediction_type}, seed {seed}) to {path}")
+
+    @model_app.command("check")
+    def check(
+        model: str = typer.Argument(..., help="Local diffusers folder or hub id."),
+        device: str = typer.Option(None, "--device", help="cpu / cuda (default: cuda if available)."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
+    ) -> None:
+        """Load a model the way every command does and print what it is."""
+        from dipir.guidance.models import load_pipeline
+
+        pipe = load_pipeline(model, device=device, dtype=dtype)
+        n = sum(p.numel() for p in pipe.unet.parameters())
+        typer.echo(f"{model}: UNet {n / 1e6:.2f} M params, {pipe.scheduler.config.prediction_type}, "
+                   f"latent factor {pipe.vae_scale_factor}, {pipe.unet.dtype} on {pipe.unet.device}")

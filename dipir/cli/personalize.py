@@ -1,0 +1,67 @@
+"""`dipir personalize --scene DIR --model M --out DIR`: the scene's LoRA (cached by content hash)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("personalize")
+    def personalize_cmd(
+        scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or scene YAML file."),
+        model: str = typer.Option("stabilityai/stable-diffusion-2-1-base", "--model",
+                                  help="Local diffusers folder or hub id (`dipir model tiny DIR` for tests)."),
+        out: Path = typer.Option(..., "--out", help="Output folder: lora.safetensors + personalize.json."),
+        config: Path = typer.Option(None, "--config", help="YAML with PersonalizeConfig fields."),
+        steps: int = typer.Option(None, "--steps", help="Training steps (overrides the config)."),
+        resolution: int = typer.Option(None, "--resolution", help="Training resolution in pixels."),
+        concepts: int = typer.Option(None, "--concepts", help="Concept images per class (0: none)."),
+        seed: int = typer.Option(None, "--seed", help="Training seed."),
+        cache_dir: Path = typer.Option(None, "--cache-dir",
+                                       help="Cache for concept sets and LoRAs (default $DIPIR_CACHE_DIR or ~/.cache/dipir)."),
+        device: str = typer.Option(None, "--device", help="cpu / cuda (default: cuda if available)."),
+        dtype: str = typer.Option("float32", "--dtype", help="float32, float16 or bfloat16."),
+    ) -> None:
+        """Train the rank-4 LoRA on the scene's background plus concept images of its object class."""
+        import dataclasses
+
+        import yaml
+        from PIL import Image
+
+        from dipir.errors import DipirError
+        from dipir.guidance.lora import PersonalizeConfig, personalize
+        from dipir.guidance.models import load_pipeline
+        from dipir.scene import load_scene
+
+        cfg = PersonalizeConfig()
+        if config is not None:
+            if not config.is_file():
+                raise DipirError("config file not found", config)
+            try:
+                data = yaml.safe_load(config.read_text()) or {}
+            except yaml.YAMLError as err:
+                raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", config) from None
+            if not isinstance(data, dict):
+                raise DipirError("expected a mapping of PersonalizeConfig fields", config)
+            cfg = PersonalizeConfig.from_dict(data, config)
+        overrides = {"steps": steps, "resolution": resolution, "seed": seed}
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+        if concepts is not None:
+            cfg = dataclasses.replace(cfg, concept_count=max(concepts, 1), use_concepts=concepts > 0)
+        sc = load_scene(scene)
+        background = Image.open(sc.background).convert("RGB")
+        pipe = load_pipeline(model, device=device, dtype=dtype)
+        res = personalize(pipe, background, sc.object.cls, cfg, cache_dir=cache_dir, progress=True)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(res.lora_path, out / "lora.safetensors")
+        (out / "personalize.json").write_text(json.dumps({
+            "scene": sc.id, "class": sc.object.cls, "model": model, "key": res.key,
+            "cache_hit": res.cache_hit, "cached_file": str(res.lora_path), "seconds": res.seconds,
+            "steps_taken": res.steps_taken, "losses": res.losses,
+            "config": cfg.key_dict()}, indent=1) + "\n")
+        what = "cache hit" if res.cache_hit else f"trained {res.steps_taken} steps"
+        typer.echo(f"{sc.id}: LoRA ({what}, {res.seconds:.1f} s) -> {out / 'lora.safetensors'}")

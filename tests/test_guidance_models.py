@@ -1,0 +1,91 @@
+"""Model loading and the tiny config-built pipeline (`dipir model tiny`)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from dipir.errors import DipirError
+from dipir.guidance.models import load_pipeline, to_epsilon, training_target, write_tiny_pipeline
+from dipir.guidance.testing import tiny_model_dir, torch_one_thread  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_tiny_loads_with_from_pretrained_and_generates(tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from typer.testing import CliRunner
+
+    from dipir.cli.main import app
+
+    out = tmp_path / "tiny"
+    r = CliRunner().invoke(app, ["model", "tiny", str(out), "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    pipe = StableDiffusionPipeline.from_pretrained(out, safety_checker=None, requires_safety_checker=False)
+    assert pipe.tokenizer.model_max_length == 77
+    # The generated vocabulary knows the prompt words as whole tokens.
+    toks = pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer("a photo of a car").input_ids)
+    assert toks == ["<|startoftext|>", "a</w>", "photo</w>", "of</w>", "a</w>", "car</w>", "<|endoftext|>"]
+    img = pipe("a photo of a car", num_inference_steps=2, height=64, width=64, output_type="np",
+               generator=torch.Generator().manual_seed(0)).images
+    assert img.shape == (1, 64, 64, 3)
+    assert img.std() > 0 and (img >= 0).all() and (img <= 1).all()
+
+
+def test_tiny_is_deterministic_given_seed(tmp_path):
+    a = write_tiny_pipeline(tmp_path / "a", seed=1)
+    b = write_tiny_pipeline(tmp_path / "b", seed=1)
+    c = write_tiny_pipeline(tmp_path / "c", seed=2)
+    for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
+                 "text_encoder/model.safetensors"):
+        assert _digest(a / part) == _digest(b / part), part
+        assert _digest(a / part) != _digest(c / part), part
+
+
+def test_load_pipeline_freezes_and_sets_dtype(tiny_model_dir):
+    pipe = load_pipeline(str(tiny_model_dir), device="cpu", dtype="float32")
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder):
+        assert not any(p.requires_grad for p in m.parameters())
+        assert not m.training
+    assert pipe.unet.dtype == torch.float32
+    half = load_pipeline(str(tiny_model_dir), device="cpu", dtype="bf16")
+    assert half.unet.dtype == torch.bfloat16
+
+
+def test_v_prediction_tiny(tmp_path):
+    pipe = load_pipeline(str(write_tiny_pipeline(tmp_path / "v", prediction_type="v_prediction")), device="cpu")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
+def test_missing_model_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(DipirError) as err:
+        load_pipeline("stabilityai/stable-diffusion-2-1-base", device="cpu")
+    msg = str(err.value)
+    assert "stable-diffusion-2-1-base" in msg and "model" in msg and "offline" in msg
+    with pytest.raises(DipirError, match="does not exist"):
+        load_pipeline(str(tmp_path / "nowhere" / "model"), device="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DipirError, match="model_index.json"):
+        load_pipeline(str(tmp_path / "empty"), device="cpu")
+    with pytest.raises(DipirError, match="dtype"):
+        load_pipeline(str(tmp_path / "empty"), dtype="float8")
+
+
+def test_epsilon_v_conversions_are_consistent():
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    a = torch.tensor([0.9, 0.5, 0.05])
+    ab = a.view(-1, 1, 1, 1)
+    z_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    v = training_target(eps, x0, a, "v_prediction")
+    torch.testing.assert_close(to_epsilon(v, z_t, a, "v_prediction"), eps, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(to_epsilon(x0, z_t, a, "sample"), eps, atol=1e-4, rtol=1e-4)
+    assert to_epsilon(eps, z_t, a, "epsilon") is eps
