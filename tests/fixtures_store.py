@@ -198,3 +198,18 @@ def stop_server(proc) -> None:
     except Exception:
         proc.kill()
         proc.wait()
+
+
+# --- headless Debian Chromium through Playwright (browser tests) -------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def launch_chromium(playwright, user_data_dir: Path):
+    """A persistent context on a fresh profile folder, with the system Chromium (Playwright's own
+    browser download is not available here)."""
+    user_data_dir.mkdir(parents=True, exist_ok=True)
+    return playwright.chromium.launch_persistent_context(
+        str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
