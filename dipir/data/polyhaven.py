@@ -1,0 +1,149 @@
+"""Poly Haven HDRI -> scene folder: a perspective LDR crop as background, the HDRI rotated into the
+scene's world as the ground-truth env map, a ground plane at the camera height.
+
+Conventions
+- Equirect maps follow Mitsuba's envmap convention (dipir.hdr): +Y up, u = 0.5 looks along +Z.
+- `azimuth_deg` names the HDRI column the crop looks at: u = azimuth / 360 (180 = the image centre).
+  The scene world is the HDRI's world turned about +Y so that this direction becomes +Z: the camera
+  sits at (0, camera_height, 0), looks towards +Z pitched up by `elevation_deg`, and the env map is
+  saved already rotated (columns shifted by (azimuth/360 − 0.5)·W, linear interpolation), so the
+  oracle renders exactly what the crop saw.
+- `fov_deg` is the vertical field of view (default 60°, elevation 0, 720×480: LuxDiT's protocol).
+- Exposure: "auto" scales the crop so its log-average luminance is `key` (0.18, Reinhard's middle
+  grey); a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
+  8-bit. The saved env map is multiplied by the same scale, so its radiance is in the background's
+  linear units (before clipping). The scale is recorded in provenance.
+- The proxy plane is the ground y = 0, i.e. the camera is `camera_height` metres above it
+  (default 1.0 m; Poly Haven shoots from tripods at roughly 1–1.7 m: pass the right one if known).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dipir.errors import DipirError
+from dipir.hdr import LUMA, direction_to_pixel
+
+DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "distance": 2.5, "yaw_deg": 0.0}
+
+
+def azimuth_shift(azimuth_deg: float) -> float:
+    """Rotation Δ (radians) about +Y from HDRI world to scene world: φ_scene = φ_hdri − Δ."""
+    return 2 * np.pi * (azimuth_deg / 360.0 - 0.5)
+
+
+def hdri_to_scene_rotation(azimuth_deg: float) -> np.ndarray:
+    """3x3 R with d_scene = R · d_hdri (a rotation about +Y)."""
+    d = azimuth_shift(azimuth_deg)
+    c, s = np.cos(d), np.sin(d)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def rotate_equirect(img: np.ndarray, azimuth_deg: float) -> np.ndarray:
+    """The HDRI in the scene world: scene column j samples HDRI column j + (azimuth/360 − 0.5)·W."""
+    w = img.shape[1]
+    src = np.arange(w) + (azimuth_deg / 360.0 - 0.5) * w
+    j0 = np.floor(src).astype(np.int64)
+    t = (src - j0).astype(np.float32)[None, :, None]
+    return ((1 - t) * img[:, j0 % w] + t * img[:, (j0 + 1) % w]).astype(np.float32)
+
+
+def crop_camera(width: int, height: int, fov_deg: float, elevation_deg: float, camera_height: float):
+    from dipir.scene import Camera, look_at
+
+    e = np.radians(elevation_deg)
+    origin = np.array([0.0, camera_height, 0.0])
+    m = look_at(origin, origin + np.array([0.0, np.sin(e), np.cos(e)]), (0, 1, 0))
+    return Camera(to_world=m, width=width, height=height, fov_y_deg=float(fov_deg))
+
+
+def pixel_directions(camera) -> np.ndarray:
+    """World directions (H, W, 3) through the pixel centres of a scene Camera."""
+    k = camera.K()
+    u, v = np.meshgrid(np.arange(camera.width) + 0.5, np.arange(camera.height) + 0.5)
+    x, y = (u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1]
+    local = np.stack([-x, -y, np.ones_like(x)], axis=-1)  # Mitsuba camera: +X left, +Y up
+    d = local @ camera.to_world[:3, :3].T
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def sample_equirect(img: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of an equirect map (Mitsuba convention) at world directions (..., 3)."""
+    h, w = img.shape[:2]
+    rc = direction_to_pixel(dirs, h, w)
+    r = np.clip(rc[..., 0], 0, h - 1)
+    c = rc[..., 1]
+    r0 = np.clip(np.floor(r).astype(np.int64), 0, h - 2)
+    c0 = np.floor(c).astype(np.int64)
+    tr, tc = (r - r0)[..., None], (c - c0)[..., None]
+    a, b = img[r0, c0 % w], img[r0, (c0 + 1) % w]
+    cc, d = img[r0 + 1, c0 % w], img[r0 + 1, (c0 + 1) % w]
+    return ((1 - tr) * ((1 - tc) * a + tc * b) + tr * ((1 - tc) * cc + tc * d)).astype(np.float32)
+
+
+def exposure_scale(hdr_crop: np.ndarray, exposure: str | float = "auto", key: float = 0.18) -> float:
+    if exposure == "auto":
+        lum = hdr_crop @ LUMA
+        return float(key / np.exp(np.mean(np.log(np.maximum(lum, 0) + 1e-4))))
+    try:
+        return float(2.0 ** float(exposure))
+    except (TypeError, ValueError):
+        raise DipirError(f"exposure must be 'auto' or an EV number, got {exposure!r}", field="exposure") from None
+
+
+def tonemap(linear: np.ndarray) -> np.ndarray:
+    """Clip to [0, 1], sRGB OETF, 8-bit."""
+    x = np.clip(linear, 0, 1)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return (srgb * 255 + 0.5).astype(np.uint8)
+
+
+def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0, elevation_deg: float = 0.0,
+               fov_deg: float = 60.0, width: int = 720, height: int = 480, camera_height: float = 1.0,
+               object: dict | None = None, exposure: str | float = "auto") -> Path:
+    """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml."""
+    from PIL import Image
+
+    from dipir.assets import object_from_dict
+    from dipir.hdr import read_hdr, write_hdr
+    from dipir.scene import Plane, Scene
+
+    hdri_path = Path(hdri_path)
+    if not 0 < fov_deg < 180:
+        raise DipirError(f"fov must be in (0, 180) degrees, got {fov_deg}", field="fov")
+    if not -90 < elevation_deg < 90:
+        raise DipirError(f"elevation must be in (-90, 90) degrees, got {elevation_deg}", field="elevation")
+    if camera_height <= 0:
+        raise DipirError(f"camera height must be > 0, got {camera_height}", field="camera_height")
+    hdri = read_hdr(hdri_path)
+    env = rotate_equirect(hdri, azimuth_deg)
+    cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
+    crop = sample_equirect(env, pixel_directions(cam))
+    scale = exposure_scale(crop, exposure)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
+    write_hdr(out / "envmap.exr", env * scale)
+    plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)
+    obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
+            "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
+            "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),
+            "exposure_scale": scale, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
+            "hdri_to_scene_rotation": hdri_to_scene_rotation(azimuth_deg).tolist()}
+    sidecar = hdri_path.with_suffix(".json")
+    if sidecar.is_file():  # a synthetic HDRI: carry its truth over, in the scene world
+        truth = json.loads(sidecar.read_text())
+        r = hdri_to_scene_rotation(azimuth_deg)
+        if "sun_direction" in truth:
+            truth["sun_direction_scene"] = (r @ np.asarray(truth["sun_direction"])).tolist()
+        for light in truth.get("lights", []):
+            light["direction_scene"] = (r @ np.asarray(light["direction"])).tolist()
+        prov["truth"] = truth
+    scene = Scene(id=f"polyhaven_{hdri_path.stem}_az{azimuth_deg:g}_el{elevation_deg:g}", background=out / "background.png",
+                  camera=cam, plane=plane, object=obj, envmap=out / "envmap.exr", provenance=prov)
+    return scene.save(out)
