@@ -306,12 +306,16 @@ def generate_frames(street: Street, cfg: SynthWaymoConfig, frames: int, seed: in
                "lasers": lasers, "scans": scans}
 
 
-def frame_truth(street: Street, pose: np.ndarray) -> dict:
-    """The ground plane in this frame's vehicle frame."""
+def frame_truth(street: Street, fr: dict) -> dict:
+    """Per-frame truth: the ground plane in this frame's vehicle frame, the pose, the image hash."""
+    import hashlib
+
+    pose = fr["pose"]
     inv = np.linalg.inv(pose)
     n = inv[:3, :3] @ street.normal
     p = inv[:3, :3] @ street.point + inv[:3, 3]
-    return {"plane_normal_vehicle": n.tolist(), "plane_offset_vehicle": float(-n @ p)}
+    return {"timestamp": fr["timestamp"], "plane_normal_vehicle": n.tolist(), "plane_offset_vehicle": float(-n @ p),
+            "pose": pose.ravel().tolist(), "image_sha256": hashlib.sha256(fr["image"]).hexdigest()}
 
 
 def _frame_proto(fr: dict, segment: str):
@@ -354,7 +358,7 @@ def write_v1(path: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     with TFRecordWriter(path) as w:
         for fr in frames:
             w.write(_frame_proto(fr, segment).SerializeToString())
-            truth["frames"].append({"timestamp": fr["timestamp"], **frame_truth(street, fr["pose"])})
+            truth["frames"].append(frame_truth(street, fr))
     return path
 
 
@@ -377,7 +381,7 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     calib = lasers = None
     for fr in frames:
         ts, calib, lasers = fr["timestamp"], fr["calib"], fr["lasers"]
-        truth["frames"].append({"timestamp": ts, **frame_truth(street, fr["pose"])})
+        truth["frames"].append(frame_truth(street, fr))
         key = {"key.segment_context_name": segment, "key.frame_timestamp_micros": ts}
         add("camera_image", **key, **{"key.camera_name": calib["name"], "[CameraImageComponent].image": fr["image"],
                                       "[CameraImageComponent].pose.transform": fr["pose"].ravel().tolist(),

@@ -1,0 +1,295 @@
+"""Waymo v1/v2: TFRecord framing, range-image math, round trips of synthetic segments written in the
+real formats, scene folders, bad input, streaming memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dipir.data import waymo_v1, waymo_v2
+from dipir.data.range_image import column_azimuths, euler_to_rotation, range_image_to_points, row_inclinations
+from dipir.data.synth_waymo import SynthWaymoConfig, camera_calibration, laser_calibrations, load_truth, \
+    surface_distance, v1_filename, write_segments
+from dipir.data.tfrecord import TFRecordWriter, iter_records, masked_crc32c
+from dipir.errors import DipirError
+
+CFG = SynthWaymoConfig.small(image_width=96, image_height=64)
+
+
+@pytest.fixture(scope="module")
+def segs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("waymo")
+    v1 = write_segments(root / "v1", "v1", segments=1, frames=2, seed=3, config=CFG)[0]
+    v2 = write_segments(root / "v2", "v2", segments=1, frames=2, seed=3, config=CFG)[0]
+    v2b = write_segments(root / "v2b", "v2", segments=1, frames=2, seed=3, config=CFG, v2_float64=True)[0]
+    return {"v1": v1, "v2": v2, "v2_float64": v2b}
+
+
+def _read(segs, kind, index):
+    return (waymo_v1 if kind == "v1" else waymo_v2).read_frame(segs[kind], index)
+
+
+# --- TFRecord ---------------------------------------------------------------------------------
+
+def test_crc32c_is_castagnoli_and_masked():
+    import google_crc32c
+
+    assert google_crc32c.value(b"123456789") == 0xE3069283  # the CRC-32C check value
+    crc = 0xE3069283
+    assert masked_crc32c(b"123456789") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def test_tfrecord_round_trip_and_layout(tmp_path):
+    p = tmp_path / "x.tfrecord"
+    with TFRecordWriter(p) as w:
+        for r in (b"", b"abc", bytes(range(256)) * 10):
+            w.write(r)
+    raw = p.read_bytes()
+    assert struct.unpack("<Q", raw[:8])[0] == 0 and len(raw) == 3 * 16 + 3 + 2560
+    got = list(iter_records(p))
+    assert [d for _, d in got] == [b"", b"abc", bytes(range(256)) * 10]
+    assert [o for o, _ in got] == [0, 16, 35]
+
+
+# --- Range images -----------------------------------------------------------------------------
+
+def test_range_image_math_by_hand():
+    incl = row_inclinations(2, None, -0.2, 0.2)
+    assert np.allclose(incl, [0.1, -0.1])  # uniform bin centres, row 0 the highest
+    assert np.allclose(row_inclinations(3, [-0.3, -0.1, 0.05]), [0.05, -0.1, -0.3])
+    e = np.eye(4)
+    e[:3, :3] = euler_to_rotation(0.0, 0.0, 0.3)
+    e[:3, 3] = [1.0, 2.0, 3.0]
+    az = column_azimuths(4, e)
+    assert np.allclose(az, [(2 * (4 - j - 0.5) / 4 - 1) * np.pi - 0.3 for j in range(4)])
+    ri = np.zeros((2, 4, 4), np.float32)
+    ri[1, 2, 0] = 5.0
+    ri[0, 0, 0] = -1.0  # no return
+    p = range_image_to_points(ri, e, incl)
+    a, i = az[2], -0.1
+    expect = e[:3, :3] @ (5 * np.array([np.cos(a) * np.cos(i), np.sin(a) * np.cos(i), np.sin(i)])) + e[:3, 3]
+    assert p.shape == (1, 3) and np.allclose(p[0], expect, atol=1e-5)
+    # In the vehicle frame the column azimuth does not depend on the sensor's mounting yaw.
+    assert np.isclose(np.arctan2(p[0, 1] - 2, p[0, 0] - 1), (2 * (4 - 2 - 0.5) / 4 - 1) * np.pi, atol=1e-5)
+
+
+def test_pixel_pose_motion_compensation():
+    incl = row_inclinations(1, None, 0.0, 0.0)
+    ri = np.zeros((1, 2, 4), np.float32)
+    ri[0, :, 0] = 10.0
+    frame_pose = np.eye(4)
+    frame_pose[:3, 3] = [100.0, 0, 0]
+    pix = np.zeros((1, 2, 6), np.float32)
+    pix[0, :, 3] = [100.0, 101.5]  # the second column was captured 1.5 m further along x
+    p = range_image_to_points(ri, np.eye(4), incl, pix, frame_pose)
+    p0 = range_image_to_points(ri, np.eye(4), incl)
+    assert np.allclose(p[0], p0[0], atol=1e-4) and np.allclose(p[1] - p0[1], [1.5, 0, 0], atol=1e-4)
+
+
+# --- Round trips ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["v1", "v2", "v2_float64"])
+def test_round_trip_images_calibrations_points(segs, kind):
+    truth = None
+    for index in (0, 1):
+        fr = _read(segs, kind, index)
+        truth = truth or load_truth(segs[kind], fr.segment)
+        ft = truth["frames"][index]
+        assert fr.timestamp_micros == ft["timestamp"]
+        assert hashlib.sha256(fr.image).hexdigest() == ft["image_sha256"]
+        assert np.allclose(fr.pose.ravel(), ft["pose"])
+        cal = camera_calibration(CFG)
+        assert np.allclose(fr.camera.intrinsic, cal["intrinsic"]) and np.allclose(fr.camera.extrinsic, cal["extrinsic"])
+        assert (fr.camera.width, fr.camera.height) == (96, 64) and fr.decode_image().shape == (64, 96, 3)
+        lasers = {s.name: s for s in fr.lasers}
+        for lc in laser_calibrations(CFG):
+            s = lasers[lc["name"]]
+            assert s.range_image.shape == (lc["height"], lc["width"], 4)  # shape read from the data
+            assert np.allclose(s.extrinsic, lc["extrinsic"])
+            assert (s.pixel_pose is not None) == (lc["name"] == 1)
+        pts, _ = fr.points()
+        d = surface_distance(truth, pts, fr.pose)
+        assert len(pts) > 1000 and np.median(d) < 0.02 and np.percentile(d, 95) < 0.05
+
+
+def test_v1_and_v2_agree(segs):
+    a, b = _read(segs, "v1", 1), _read(segs, "v2", 1)
+    assert a.image == b.image and np.allclose(a.points()[0], b.points()[0], atol=1e-4)
+
+
+def test_scene_from_waymo_frame(segs, tmp_path):
+    from PIL import Image
+
+    from dipir.data.waymo import make_scene
+    from dipir.geometry import project
+    from dipir.scene import load_scene
+
+    for kind in ("v1", "v2"):
+        s = load_scene(make_scene(segs[kind], tmp_path / kind, frame_index=1))
+        assert s.points is not None and s.points.is_file() and s.object.mesh == "builtin:car"
+        prov = s.provenance
+        assert prov["dataset"] == "waymo" and prov["format"] == kind and prov["camera"] == "FRONT"
+        assert prov["timestamp_micros"] == load_truth(segs[kind], prov["segment"])["frames"][1]["timestamp"]
+        t = prov["truth"]
+        assert np.degrees(np.arccos(np.dot(t["plane_normal"], s.plane.normal))) < 0.5
+        # Scene world: camera above the origin looking roughly +Z, +Y up.
+        assert np.allclose(s.camera.to_world[[0, 2], 3], 0) and s.camera.to_world[2, 2] > 0.95
+        assert abs(float((s.object.position - s.plane.point) @ s.plane.normal)) < 1e-6
+    # The camera sees the boxes where the LiDAR says they are: box returns (intensity 0.6) project onto
+    # coloured pixels, ground returns (0.25) onto grey ones. This pins the camera/LiDAR conventions.
+    pts, inten = _read_ply(s.points)
+    uv, z = project(s.camera, pts)
+    img = np.asarray(Image.open(s.background), dtype=np.float64)
+    ok = (z > 0) & (uv[:, 0] >= 1) & (uv[:, 0] < s.camera.width - 1) & (uv[:, 1] >= 1) & (uv[:, 1] < s.camera.height - 1)
+    px = img[uv[ok, 1].astype(int), uv[ok, 0].astype(int)]
+    sat = (px.max(1) - px.min(1)) / np.maximum(px.max(1), 1)
+    box, ground = np.isclose(inten[ok], 0.6), np.isclose(inten[ok], 0.25)
+    assert box.sum() > 10 and ground.sum() > 10
+    assert np.median(sat[box]) > 2 * np.median(sat[ground])
+
+
+def _read_ply(path):
+    raw = path.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    n = int([ln for ln in raw[:end].decode().splitlines() if ln.startswith("element vertex")][0].split()[-1])
+    rec = np.frombuffer(raw[end:], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")], count=n)
+    return np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float64), rec["intensity"]
+
+
+# --- Bad input: one line naming the file and the record offset / column, exit code 2 ---------
+
+def _cli(argv, capsys):
+    from dipir.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def _frames_file(segs):
+    return segs["v1"]
+
+
+def test_truncated_tfrecord(segs, tmp_path, capsys):
+    raw = _frames_file(segs).read_bytes()
+    first = struct.unpack("<Q", raw[:8])[0] + 16
+    bad = tmp_path / "trunc.tfrecord"
+    bad.write_bytes(raw[: first + 100])
+    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")], capsys)
+    assert str(bad) in err and f"record at byte {first}" in err and "truncated" in err
+    with pytest.raises(DipirError):  # --debug lets the exception through (traceback)
+        from dipir.cli.main import main
+
+        main(["--debug", "scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")])
+
+
+def test_crc_mismatch(segs, tmp_path, capsys):
+    raw = bytearray(_frames_file(segs).read_bytes())
+    raw[40] ^= 0xFF  # inside the first record's data
+    bad = tmp_path / "crc.tfrecord"
+    bad.write_bytes(bytes(raw))
+    err = _cli(["scene", "waymo", str(bad), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
+    assert str(bad) in err and "record at byte 0" in err and "CRC mismatch" in err
+
+
+def test_frame_without_lidar(segs, tmp_path, capsys):
+    from dipir.data.waymo_protos import dataset_pb2
+
+    _, data = next(iter_records(_frames_file(segs)))
+    f = dataset_pb2().Frame.FromString(data)
+    del f.lasers[:]
+    bad = tmp_path / "nolidar.tfrecord"
+    with TFRecordWriter(bad) as w:
+        w.write(data)
+        w.write(f.SerializeToString())
+    second = 16 + len(data)
+    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")], capsys)
+    assert str(bad) in err and f"record at byte {second}" in err and "no LiDAR" in err
+
+
+def test_parquet_missing_column(segs, tmp_path, capsys):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "v2"
+    shutil.copytree(segs["v2"], root)
+    f = next((root / "lidar_calibration").glob("*.parquet"))
+    t = pq.read_table(f)
+    col = "[LiDARCalibrationComponent].extrinsic.transform"
+    pq.write_table(t.drop_columns([col]), f)
+    err = _cli(["scene", "waymo", str(root), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
+    assert str(f) in err and col in err and "missing" in err
+
+
+def test_no_ground_plane_is_a_clear_error():
+    from dipir.geometry import fit_plane
+
+    rng = np.random.default_rng(0)
+    wall = np.stack([rng.uniform(-5, 5, 2000), rng.uniform(0, 4, 2000), np.full(2000, 6.0)], 1)
+    with pytest.raises(DipirError, match="no ground plane.*tilted"):
+        fit_plane(wall + rng.normal(0, 0.01, wall.shape))
+    with pytest.raises(DipirError, match="no ground plane.*inliers"):
+        fit_plane(rng.uniform(-5, 5, (2000, 3)))
+
+
+# --- Streaming --------------------------------------------------------------------------------
+
+def test_v1_reader_memory_stays_flat(segs, tmp_path):
+    """200 frames, each carrying a 32x1024 range image of random ranges (~140 kB compressed): reading them all must not grow
+    the peak RSS by more than a small fraction of the file."""
+    from dipir.data.range_image import encode_matrix_float
+    from dipir.data.waymo_protos import dataset_pb2
+
+    _, data = next(iter_records(segs["v1"]))
+    f = dataset_pb2().Frame.FromString(data)
+    rng = np.random.default_rng(0)
+    top = next(la for la in f.lasers if la.name == 1)
+    h, w = 32, 1024
+    ri = np.zeros((h, w, 4), np.float32)
+    ri[..., 0] = rng.uniform(1, 70, (h, w))
+    top.ri_return1.range_image_compressed = encode_matrix_float(ri)
+    top.ri_return1.range_image_pose_compressed = encode_matrix_float(np.zeros((h, w, 6), np.float32))
+    cal = next(c for c in f.context.laser_calibrations if c.name == 1)
+    del cal.beam_inclinations[:]
+    path = tmp_path / v1_filename("long")
+    with TFRecordWriter(path) as wr:
+        for k in range(200):
+            f.timestamp_micros = 1_000_000 + k * 100_000
+            wr.write(f.SerializeToString())
+    size_mb = path.stat().st_size / 2**20
+    assert size_mb > 20
+    # VmHWM (peak resident set) is per address space, so unlike ru_maxrss it is fresh after exec.
+    code = textwrap.dedent(f"""
+        import json
+        from dipir.data.waymo_v1 import iter_frames
+        from dipir.data.waymo_protos import dataset_pb2
+        dataset_pb2()
+
+        def hwm():
+            line = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+            return int(line.split()[1]) / 1024
+
+        n, peaks = 0, [hwm()]
+        for fr in iter_frames({str(path)!r}):
+            pts, _ = fr.points()
+            n += 1
+            if n in (1, 200):
+                peaks.append(hwm())
+        print(json.dumps({{"n": n, "peaks": peaks}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    per_frame_growth = res["peaks"][2] - res["peaks"][1]  # frames 2..200 add (almost) nothing
+    total = res["peaks"][2] - res["peaks"][0]  # a reader holding the file would add >= its size
+    print("peak RSS MB before, after 1 and after 200 frames:", res["peaks"], "file MB:", size_mb)
+    assert res["n"] == 200 and per_frame_growth < 0.2 * size_mb and total < 0.7 * size_mb, (res, size_mb)
