@@ -56,11 +56,15 @@ def tonemap(env: np.ndarray, key: float = 0.25) -> np.ndarray:
 
 
 def load_thumb(path: Path, max_side: int) -> np.ndarray:
-    """Any LDR image or EXR env map as uint8 RGB, downscaled so the longer side <= max_side."""
+    """Any LDR image or EXR env map as uint8 RGB, resized so the longer side is max_side."""
     if path.suffix.lower() == ".exr":
         img = Image.fromarray(tonemap(read_exr(path)))
     else:
         with Image.open(path) as im:
             img = im.convert("RGB")
-    img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    # Exactly max_side on the longer side: shrink large images, enlarge tiny ones (nearest, so
+    # pixels stay visible) so every grid panel has the same width.
+    scale = max_side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    img = img.resize(size, Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.NEAREST)
     return np.asarray(img)

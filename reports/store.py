@@ -54,11 +54,15 @@ class Store:
         return path
 
     def unavailable_reasons(self, task_id: str) -> dict[str, str]:
-        path = self.task_dir(task_id) / "result.json"
-        try:
-            return dict(json.loads(path.read_text()).get("metrics_unavailable") or {})
-        except (OSError, json.JSONDecodeError, AttributeError):
-            return {}
+        """`metrics_unavailable` of a task's result.json (read once per task)."""
+        cache = self.__dict__.setdefault("_reasons", {})
+        if task_id not in cache:
+            path = self.task_dir(task_id) / "result.json"
+            try:
+                cache[task_id] = dict(json.loads(path.read_text()).get("metrics_unavailable") or {})
+            except (OSError, json.JSONDecodeError, AttributeError):
+                cache[task_id] = {}
+        return cache[task_id]
 
 
 def _read_json(path: Path) -> dict:
