@@ -39,17 +39,18 @@ def crop_background(env: np.ndarray, cam: Camera, exposure: float = 0.6) -> np.n
 
 
 def make_scene(root: Path, with_gt: bool = True, env: np.ndarray | None = None, scene_id: str = "synth",
-               size=(96, 64), yaw_deg: float = 0.0) -> Scene:
-    """A small GT scene: camera 1.5 m up looking along +Z (yawed), a box 6 m ahead on the ground."""
+               size=(96, 64), yaw_deg: float = 0.0, pitch_deg: float = 3.8, exposure: float = 0.6) -> Scene:
+    """A small GT scene: camera 1.5 m up looking along +Z (yawed, pitched up), a box 6 m ahead."""
     from PIL import Image
 
     root.mkdir(parents=True, exist_ok=True)
     env = synthetic_envmap() if env is None else env
     yaw = np.radians(yaw_deg)
     fwd = np.array([np.sin(yaw), 0.0, np.cos(yaw)])
-    to_world = look_at([0, 1.5, 0], np.array([0, 1.6, 0]) + fwd)
+    view = fwd * np.cos(np.radians(pitch_deg)) + np.array([0, np.sin(np.radians(pitch_deg)), 0])
+    to_world = look_at([0, 1.5, 0], np.array([0, 1.5, 0]) + view)
     cam = Camera(to_world=to_world, width=size[0], height=size[1], fov_y_deg=60.0)
-    bg = crop_background(env, cam)
+    bg = crop_background(env, cam, exposure)
     Image.fromarray((np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)).save(root / "background.png")
     envmap = None
     if with_gt:
@@ -195,3 +196,35 @@ def test_pixel_directions_follow_the_camera_convention():
     d = pixel_directions(cam, 4, 2)
     # left half of the image looks towards +X (Mitsuba camera: +X is the image's left), top towards +Y
     assert d[0, 0, 0] > 0 and d[0, 3, 0] < 0 and d[0, 0, 1] > 0 and d[1, 0, 1] < 0
+
+
+def _real_scene(root: Path, hdr: Path, size=(240, 160)) -> tuple[Scene, np.ndarray]:
+    """A crop of a real Poly Haven HDRI, looking 10° beside the sun and pitched up to see it,
+    auto-exposed so the crop's median linear luminance is 0.18."""
+    from dipir.estimators.common import load_background_linear
+    from dipir.hdr import luminance, read_hdr
+    from dipir.lighting import dominant_direction
+
+    env = read_hdr(hdr)
+    sun = dominant_direction(env)
+    yaw = np.degrees(np.arctan2(sun[0], sun[2])) + 10
+    pitch = max(3.8, np.degrees(np.arcsin(sun[1])) - 15)
+    s = make_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=1.0)
+    exposure = 0.18 / float(np.median(luminance(load_background_linear(s))))
+    return make_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=exposure), sun
+
+
+def test_sunsky_on_real_polyhaven_sun(polyhaven_dir, tmp_path):
+    """immenstadter_horn: a high sun clipped in the crop; its direction comes back within 10°."""
+    s, sun = _real_scene(tmp_path, polyhaven_dir / "immenstadter_horn_1k.hdr")
+    light = build_estimator("sunsky", {"height": 64}).estimate(s)
+    assert light.extras["sun_visible"]
+    assert angle_deg(light.extras["sun_direction"], sun) < 10
+
+
+def test_sunsky_on_real_polyhaven_low_sun_uses_the_sky_fit(polyhaven_dir, tmp_path):
+    """venice_sunset: at this exposure the setting sun is no brighter than the sky around it, so it
+    is not taken as visible; the Preetham fit's sun direction still lands near it."""
+    s, sun = _real_scene(tmp_path, polyhaven_dir / "venice_sunset_1k.hdr")
+    light = build_estimator("sunsky", {"height": 32}).estimate(s)
+    assert angle_deg(light.extras["sun_direction"], sun) < 15

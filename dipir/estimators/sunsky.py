@@ -12,9 +12,10 @@ Estimate:
    perspective crop). "Up" is the proxy plane's normal.
 2. Sky pixels: above the horizon (elevation > `min_elevation_deg`) and bright: linear luminance at
    least `sky_quantile` of the above-horizon pixels (the sky is the bright part of an outdoor crop).
-3. Sun: when the brightest sky pixels are clipped (sRGB value >= `saturation` in every channel), the
-   sun is visible: its direction is the mean direction of the connected clipped blob holding the
-   brightest pixel (found at the background's full resolution). Otherwise the sun direction is the one whose Preetham sky best
+3. Sun: when sky pixels are clipped (sRGB value >= `saturation` in every channel, or in one channel
+   while `peak_ratio` x brighter than the median above-horizon pixel: a low, orange sun), the sun is
+   visible: its direction is the mean direction of the connected clipped blob with the most
+   glare around it (`_sun_blob`, found at the background's full resolution). Otherwise the sun direction is the one whose Preetham sky best
    explains the visible sky's brightness gradient (a grid search over the upper hemisphere); with no
    sky visible it falls back to 45° elevation behind the camera.
 4. The sky: turbidity T from a small grid and a per-channel scale (closed-form least squares) fitted to
@@ -98,11 +99,17 @@ def _scale_fit(model: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, float]:
     return s, float(res)
 
 
-def _connected_blob(mask: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
-    from scipy.ndimage import label
+def _sun_blob(clipped: np.ndarray, lum: np.ndarray) -> np.ndarray:
+    """The clipped connected component most likely to be the sun: all clipped pixels look alike in
+    LDR, so rank components by their summed glare, the luminance blurred over ~2% of the image
+    (the sun's component is large and sits in the brightest halo; a clipped cloud edge is not)."""
+    from scipy.ndimage import gaussian_filter, label
 
-    lab, _ = label(mask)
-    return lab == lab[seed] if lab[seed] > 0 else np.zeros_like(mask)
+    lab, n = label(clipped)
+    glare = gaussian_filter(lum.astype(np.float64), sigma=max(1.0, 0.02 * max(lum.shape)))
+    scores = np.bincount(lab.ravel(), weights=glare.ravel(), minlength=n + 1)
+    scores[0] = -1
+    return lab == int(np.argmax(scores))
 
 
 class SunSkyEstimator:
@@ -110,16 +117,17 @@ class SunSkyEstimator:
     requires = Requirements()
 
     def __init__(self, height: int, min_elevation_deg: float = 2.0, sky_quantile: float = 0.5,
-                 saturation: float = 0.98, sun_to_sky: float = 4.0, fit_pixels: int = 160,
+                 saturation: float = 0.98, peak_ratio: float = 8.0, sun_to_sky: float = 4.0, fit_pixels: int = 160,
                  turbidities: tuple[float, ...] = (2.0, 3.0, 4.5, 6.0, 8.0, 10.0), sun_candidates: int = 400):
         self.height, self.width = height, 2 * height
         self.min_elev = np.radians(min_elevation_deg)
         self.sky_quantile, self.saturation, self.sun_to_sky = sky_quantile, saturation, sun_to_sky
+        self.peak_ratio = peak_ratio
         self.fit_pixels, self.turbidities, self.sun_candidates = fit_pixels, tuple(turbidities), sun_candidates
 
     @classmethod
     def from_options(cls, options: dict) -> "SunSkyEstimator":
-        keys = {"height", "min_elevation_deg", "sky_quantile", "saturation", "sun_to_sky", "fit_pixels",
+        keys = {"height", "min_elevation_deg", "sky_quantile", "saturation", "peak_ratio", "sun_to_sky", "fit_pixels",
                 "turbidities", "sun_candidates"}
         check_options(cls.name, options, keys)
         kw = {k: options[k] for k in keys - {"height"} if k in options}
@@ -147,13 +155,17 @@ class SunSkyEstimator:
         # The sun: a clipped blob at full resolution is the most reliable cue.
         sun = None
         if above.any():
-            clipped = (srgb >= self.saturation).all(axis=-1)
             fdirs = pixel_directions(scene.camera, w, h).astype(np.float64)
-            clipped &= (fdirs @ up) > np.sin(self.min_elev)
+            f_above = (fdirs @ up) > np.sin(self.min_elev)
+            clipped = (srgb >= self.saturation).all(axis=-1)
+            # A low, coloured sun clips only some channels: also take pixels with one clipped
+            # channel that are far brighter than the typical sky.
+            flin_lum = srgb_to_linear(srgb) @ LUMA
+            typical = float(np.median(flin_lum[f_above])) if f_above.any() else 0.0
+            clipped |= (srgb.max(axis=-1) >= self.saturation) & (flin_lum >= self.peak_ratio * typical)
+            clipped &= f_above
             if clipped.any():
-                flum = srgb @ LUMA
-                seed = np.unravel_index(np.argmax(np.where(clipped, flum, -1)), clipped.shape)
-                blob = _connected_blob(clipped, seed)
+                blob = _sun_blob(clipped, srgb @ LUMA)
                 v = (fdirs[blob]).sum(axis=0)
                 sun = v / np.linalg.norm(v)
                 extras.update(sun_visible=True, sun_blob_pixels=int(blob.sum()))
