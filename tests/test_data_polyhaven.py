@@ -1,0 +1,162 @@
+"""Poly Haven: perspective crops, the rotated ground-truth env map, procedural HDRIs with known
+truth, real HDRIs, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dipir.data.polyhaven import (crop_camera, hdri_to_scene_rotation, make_scene, pixel_directions, rotate_equirect,
+                                  sample_equirect)
+from dipir.data.synth_polyhaven import SynthHDRIConfig, direction, sky_hdri, write_hdris
+from dipir.errors import DipirError
+from dipir.geometry import project
+from dipir.hdr import direction_to_pixel, equirect_directions, read_hdr
+
+
+def _centroid(img, frac=0.5):
+    lum = img.sum(-1)
+    m = lum >= frac * lum.max()
+    rr, cc = np.nonzero(m)
+    w = lum[m]
+    return np.array([(cc + 0.5) @ w / w.sum(), (rr + 0.5) @ w / w.sum()])  # (u, v) pixel coordinates
+
+
+@pytest.mark.parametrize("sun_el,sun_az,cam_az,cam_el", [(20, 100, 110, 5), (35, 350, 5, 20), (10, 200, 190, 0)])
+def test_sun_appears_at_predicted_pixel(sun_el, sun_az, cam_az, cam_el):
+    cfg = SynthHDRIConfig(width=512, height=256, sun_radius_deg=1.0)
+    sun = direction(sun_el, sun_az)
+    hdri = sky_hdri(cfg, sun)
+    cam = crop_camera(128, 96, 60.0, cam_el, 1.0)
+    crop = sample_equirect(rotate_equirect(hdri, cam_az), pixel_directions(cam))
+    d_scene = hdri_to_scene_rotation(cam_az) @ sun
+    uv, z = project(cam, cam.to_world[:3, 3] + 1e4 * d_scene[None])
+    assert z[0] > 0
+    assert np.linalg.norm(_centroid(crop) - uv[0]) < 1.0, (_centroid(crop), uv[0])
+
+
+def test_rotation_matrix_matches_column_shift():
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 128, 3)).astype(np.float32)
+    for az in (0.0, 90.0, 180.0, 271.25):
+        rot = rotate_equirect(img, az)
+        d = equirect_directions(64, 128)[10:50:7, ::9].reshape(-1, 3)
+        r = hdri_to_scene_rotation(az)
+        # The scene map at R·d shows what the HDRI shows at d (to interpolation error on a 128-wide map).
+        a = sample_equirect(rot, d @ r.T)
+        b = sample_equirect(img, d)
+        shift = (az / 360 - 0.5) * 128
+        if float(shift).is_integer():
+            assert np.allclose(a, b, atol=1e-5)
+        else:
+            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.5
+    assert np.allclose(rotate_equirect(img, 180.0), img)
+
+
+def test_synthetic_hdris_and_truth(tmp_path):
+    paths = write_hdris(tmp_path, count=4, seed=2, config=SynthHDRIConfig(width=256, height=128))
+    assert {p.suffix for p in paths} == {".exr", ".hdr"}
+    for p in paths:
+        img = read_hdr(p)
+        truth = json.loads(p.with_suffix(".json").read_text())
+        d = np.asarray(truth["sun_direction"] if truth["kind"] == "sky" else truth["dominant_direction"])
+        if truth["kind"] == "sky":
+            r, c = np.unravel_index(img.sum(-1).argmax(), img.shape[:2])
+            pred = direction_to_pixel(d, 128, 256)
+            assert abs(r - pred[0]) <= 1.5 and min(abs(c - pred[1]), 256 - abs(c - pred[1])) <= 1.5
+        else:
+            assert truth["lights"] and np.isclose(np.linalg.norm(d), 1)
+            # The brightest texel lies inside one of the listed lights.
+            r, c = np.unravel_index(img.sum(-1).argmax(), img.shape[:2])
+            bright = equirect_directions(128, 256)[r, c]
+            assert any(np.degrees(np.arccos(np.clip(bright @ L["direction"], -1, 1))) < 20 for L in truth["lights"])
+
+
+def test_scene_and_oracle_render_reproduce_the_sun(tmp_path):
+    """The oracle env map, rendered by Mitsuba through the scene's camera over the empty ground
+    plane, puts the sun where the crop has it (within 2°)."""
+    from PIL import Image
+
+    from dipir.hdr import write_hdr
+    from dipir.mitsuba_setup import load_mitsuba
+    from dipir.scene import load_scene
+
+    cfg = SynthHDRIConfig(width=512, height=256, sun_radius_deg=1.0)
+    sun = direction(18.0, 140.0)
+    hdri = tmp_path / "sun.exr"
+    write_hdr(hdri, sky_hdri(cfg, sun))
+    hdri.with_suffix(".json").write_text(json.dumps({"kind": "sky", "sun_direction": sun.tolist()}))
+    s = load_scene(make_scene(hdri, tmp_path / "scene", azimuth_deg=150.0, elevation_deg=5.0, fov_deg=60.0,
+                              width=96, height=64, camera_height=1.0))
+    assert s.envmap.is_file() and s.object.mesh == "builtin:vase"
+    assert np.allclose(s.plane.normal, [0, 1, 0]) and np.isclose(s.camera.to_world[1, 3], 1.0)
+    bg = np.asarray(Image.open(s.background))
+    assert bg.shape == (64, 96, 3) and 40 < bg.mean() < 220  # auto exposure keeps the crop mid-grey
+    d_truth = np.asarray(s.provenance["truth"]["sun_direction_scene"])
+
+    mi = load_mitsuba()
+    fov = float(s.camera.fov_y_deg)
+    scene = mi.load_dict({
+        "type": "scene", "integrator": {"type": "direct"},
+        "sensor": {"type": "perspective", "fov": fov, "fov_axis": "y",
+                   "to_world": mi.ScalarTransform4f(s.camera.to_world),
+                   "film": {"type": "hdrfilm", "width": 96, "height": 64, "rfilter": {"type": "box"}},
+                   "sampler": {"type": "independent", "sample_count": 16}},
+        "env": {"type": "envmap", "filename": str(s.envmap)},
+        "ground": {"type": "rectangle", "to_world": mi.ScalarTransform4f(
+            np.array([[20, 0, 0, 0], [0, 0, 20, 0], [0, -20, 0, 0], [0, 0, 0, 1.0]])), "bsdf": {"type": "diffuse"}},
+    })
+    img = np.asarray(mi.render(scene), dtype=np.float32)[..., :3]
+    crop = sample_equirect(read_hdr(s.envmap), pixel_directions(s.camera))
+
+    def pixel_dir(uv):
+        k = s.camera.K()
+        local = np.array([-(uv[0] - k[0, 2]) / k[0, 0], -(uv[1] - k[1, 2]) / k[1, 1], 1.0])
+        d = s.camera.to_world[:3, :3] @ local
+        return d / np.linalg.norm(d)
+
+    ang = lambda a, b: np.degrees(np.arccos(np.clip(a @ b, -1, 1)))  # noqa: E731
+    assert ang(pixel_dir(_centroid(img)), pixel_dir(_centroid(crop))) < 2.0
+    assert ang(pixel_dir(_centroid(img)), d_truth) < 2.0
+    # The saved background (LDR, sun clipped to white) has the sun there too.
+    white = (bg.min(-1) >= 250).astype(np.float32)[..., None].repeat(3, -1)
+    assert ang(pixel_dir(_centroid(white)), d_truth) < 2.0
+    # Above the horizon Mitsuba sees the env map itself: the same sky as the crop.
+    sky = slice(0, 20)
+    assert np.isclose(np.median(img[sky]), np.median(crop[sky]), rtol=0.1)
+
+
+def test_real_polyhaven_hdris(polyhaven_dir, tmp_path):
+    from dipir.scene import load_scene
+
+    hdris = sorted(polyhaven_dir.glob("*.hdr"))[:4]
+    assert hdris
+    for i, h in enumerate(hdris):
+        s = load_scene(make_scene(h, tmp_path / h.stem, azimuth_deg=90.0 * i, width=72, height=48))
+        env = read_hdr(s.envmap)
+        assert env.shape == read_hdr(h).shape and np.isfinite(s.provenance["exposure_scale"])
+        assert s.provenance["hdri_id"] == h.stem and s.camera.width == 72
+
+
+def test_unreadable_hdr_via_cli(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    bad = tmp_path / "broken.hdr"
+    bad.write_bytes(b"#?RADIANCE\nnot really\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["scene", "polyhaven", str(bad), "--out", str(tmp_path / "o"), "--width", "32", "--height", "24"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and str(bad) in err and "unreadable HDR" in err and "\n" not in err
+    with pytest.raises(DipirError):
+        main(["--debug", "scene", "polyhaven", str(bad), "--out", str(tmp_path / "o")])
+
+
+def test_synth_polyhaven_cli(tmp_path):
+    from dipir.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "polyhaven", str(tmp_path), "--count", "2", "--size", "64x32"])
+    assert exc.value.code == 0
+    assert len(list(tmp_path.glob("*.json"))) == 2 and len(list(tmp_path.glob("*.exr"))) == 2
