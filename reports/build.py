@@ -87,8 +87,10 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     sections.append(Section("Failed, skipped and unavailable", tables=[ft] if ft else [],
                             text=[] if ft else ["Every task finished and every metric is available."]))
     figs = make_figures(store, report_dir, cfg.figures, cfg.tables)
-    sections.append(Section("Comparison grids", figures=figs["grids"]))
-    sections.append(Section("Metric distributions", figures=figs["distributions"]))
+    none = ["No figure: no done task with the artifacts it needs."]
+    sections.append(Section("Comparison grids", figures=figs["grids"], text=[] if figs["grids"] else none))
+    sections.append(Section("Metric distributions", figures=figs["distributions"],
+                            text=[] if figs["distributions"] else none))
     if figs["losses"]:
         sections.append(Section("DiPIR loss curves", figures=figs["losses"]))
     doc = Document(title=f"DiPIR bench report — {store.run.name}", info=info, sections=sections)

@@ -140,7 +140,7 @@ def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfi
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
     fig.suptitle(f"Metric distributions — {dataset}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
     fig.savefig(out)
     plt.close(fig)
     return True
@@ -192,7 +192,7 @@ def loss_curves(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: 
     for ax in axes.ravel()[len(cols):]:
         ax.axis("off")
     fig.suptitle(f"DiPIR optimization — {dataset} (median, IQR band)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
     fig.savefig(out)
     plt.close(fig)
     return True, sum(len(v) for v in curves.values())

@@ -170,3 +170,22 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "metrics_meta.json: mystery" in proc.stderr
     proc = run_dipir(["report", str(tmp_path / "nope")], tmp_path)
     assert proc.returncode == 2 and "run folder not found" in proc.stderr
+
+
+def test_all_failed_store_still_reports(tmp_path):
+    from reports.build import ReportConfig, build_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame([
+        {"task_id": "t1", "dataset": "waymo", "scene_id": "s", "method": "dipir", "preset": "dipir", "seed": 0,
+         "status": "failed", "error": "CUDA out of memory\nTraceback...", "seconds": 1.0, "condition": None,
+         "metric.rmse_full": np.nan},
+        {"task_id": "t2", "dataset": "waymo", "scene_id": "s", "method": "khan06", "preset": None, "seed": 0,
+         "status": "failed", "error": None, "seconds": 1.0, "condition": None, "metric.rmse_full": np.nan},
+    ]).to_parquet(run / "results.parquet")
+    res = build_report(run, ReportConfig(formats=("md", "tex")))
+    md = (res.report_dir / "report.md").read_text()
+    assert _md_row(md, "Metrics — waymo", "dipir")[1:5] == ["1", "0", "1", "0"]
+    assert "CUDA out of memory ×1" in md and "(no message) ×1" in md
+    assert "No figure" in md and res.files["figures"] == []
