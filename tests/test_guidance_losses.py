@@ -189,3 +189,19 @@ def test_config_is_plain_data():
     cfg = GuidanceConfig(kind="sds", guidance_scale=100.0)
     d = dataclasses.asdict(cfg)
     assert GuidanceConfig(**d) == cfg
+
+
+def test_forward_process_does_not_depend_on_the_pipelines_sampler(tiny_model_dir):
+    # SD checkpoints ship various samplers (DDIM, PNDM, Euler); Euler's add_noise works in σ-space.
+    from diffusers import EulerDiscreteScheduler
+
+    pipe = _perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
+    grads = []
+    for sched in (None, EulerDiscreteScheduler):
+        if sched is not None:
+            pipe.scheduler = sched.from_config(pipe.scheduler.config)
+        g = Guidance(pipe, GuidanceConfig(kind="lds"), "car")
+        z, noise, t = _latent_case(2)
+        g.loss_from_latents(z, t=t, noise=noise)["loss_lds"].backward()
+        grads.append(z.grad)
+    torch.testing.assert_close(grads[0], grads[1])

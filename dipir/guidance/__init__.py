@@ -1,10 +1,24 @@
 """The diffusion judge: model loading, concept images, LoRA personalization, SDS/LDS guidance.
 
-Submodules import diffusers/peft lazily at their own import, so `import dipir.guidance` is cheap.
+Submodules import diffusers/peft only where needed, so `import dipir.guidance` is cheap.
 
-- `models`: `load_pipeline`, `write_tiny_pipeline`, ε/v conversions.
-- `concepts`: "a photo of a {class}" concept images, cached on disk.
+- `models`: `load_pipeline`, `write_tiny_pipeline`, ε/v conversions, `noise_scheduler`.
+- `concepts`: "a photo of a {class}" concept images, cached on disk, shared across scenes.
 - `lora`: `PersonalizeConfig`, `personalize`, `load_lora`, `adapters_disabled`.
 - `guidance`: `GuidanceConfig`, `Guidance` (SDS / LDS losses, SDEdit `denoise`).
 - `schedules`: t_max annealing.
+
+Typical use by an optimizer::
+
+    from dipir.guidance.models import load_pipeline
+    from dipir.guidance.lora import PersonalizeConfig, personalize
+    from dipir.guidance.guidance import Guidance, GuidanceConfig
+
+    pipe = load_pipeline(model, device="cuda", dtype="float16")
+    personalize(pipe, background_pil, scene.object.cls, PersonalizeConfig(), cache_dir)  # installs LoRA
+    judge = Guidance(pipe, GuidanceConfig(kind="lds"), scene.object.cls)
+    for step in range(iters):
+        judge.update_step(step, iters)
+        out = judge(composite)            # composite: [1,3,H,W] in [0,1], requires grad
+        loss = out["loss_lds"] + ...      # diagnostics: out["t_mean"], out["grad_norm"], ...
 """

@@ -73,7 +73,9 @@ class Guidance:
         self.object_class = object_class
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
-        self.sched = pipe.scheduler
+        from dipir.guidance.models import noise_scheduler
+
+        self.sched = noise_scheduler(pipe)
         self.T = int(self.sched.config.num_train_timesteps)
         self.prediction_type = self.sched.config.prediction_type
         self.alphas_cumprod = self.sched.alphas_cumprod.to(self.device, torch.float32)

@@ -22,6 +22,7 @@ import torch
 
 from dipir.errors import DipirError
 from dipir.guidance.concepts import ConceptConfig, _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.models import noise_scheduler
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
@@ -176,11 +177,7 @@ def load_lora(pipe, lora_path: str | Path, name: str = ADAPTER) -> dict:
     if unexpected:
         raise DipirError(f"LoRA weights do not fit this UNet ({len(unexpected)} unexpected keys, "
                          f"e.g. {unexpected[0]})", lora_path, "lora")
-    dtype = unet.dtype
-    for n, p in unet.named_parameters():
-        if f".{name}." in n:
-            p.data = p.data.to(dtype)
-    freeze(unet)
+    freeze(unet)  # adapter weights stay float32, exactly as trained (peft casts inputs per layer)
     return meta
 
 
@@ -222,7 +219,7 @@ class LoraTrainer:
         self.cls = _valid_class(object_class)
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
-        self.sched = pipe.scheduler
+        self.sched = noise_scheduler(pipe)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.background = torch.from_numpy(_to_float_image(background)).permute(2, 0, 1)
         self.concepts = [torch.from_numpy(_to_float_image(c)).permute(2, 0, 1) for c in concept_images]

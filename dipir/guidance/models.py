@@ -113,6 +113,15 @@ def model_fingerprint(pipe) -> str:
     return name
 
 
+def noise_scheduler(pipe):
+    """The training-time forward process of `pipe` (its betas and prediction type) as a DDPM
+    scheduler: `add_noise` is then z_t = √ᾱ z + √(1-ᾱ) ε whatever sampler the pipeline ships
+    (Euler-type samplers' `add_noise` works in σ-space and would be wrong here)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(pipe.scheduler.config)
+
+
 # ---------------------------------------------------------------------------------------------
 # ε / v conversions (Salimans & Ho 2022): z_t = √ᾱ x0 + √(1-ᾱ) ε,  v = √ᾱ ε − √(1-ᾱ) x0.
 
