@@ -293,3 +293,29 @@ def test_v1_reader_memory_stays_flat(segs, tmp_path):
     total = res["peaks"][2] - res["peaks"][0]  # a reader holding the file would add >= its size
     print("peak RSS MB before, after 1 and after 200 frames:", res["peaks"], "file MB:", size_mb)
     assert res["n"] == 200 and per_frame_growth < 0.2 * size_mb and total < 0.7 * size_mb, (res, size_mb)
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
+def test_synth_and_scene_cli(tmp_path, fmt):
+    from dipir.cli.main import main
+    from dipir.scene import load_scene
+
+    out = tmp_path / "seg"
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "waymo", str(out), "--format", fmt, "--small", "--frames", "2", "--segments", "2",
+              "--image-size", "40x24"])
+    assert exc.value.code == 0
+    target = sorted(out.glob("*.tfrecord"))[1] if fmt == "v1" else out
+    if fmt == "v1":
+        assert len(list(out.glob("segment-*_with_camera_labels.tfrecord"))) == 2
+    else:
+        assert len(list((out / "lidar").glob("*.parquet"))) == 2
+    args = ["scene", "waymo", str(target), "--frame", "1", "--out", str(tmp_path / "s"), "--object", "builtin:bucket",
+            "--class", "bucket", "--distance", "6", "--width", "20"]
+    if fmt == "v2":
+        args += ["--segment", "synth0000_001"]
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0
+    s = load_scene(tmp_path / "s")
+    assert s.provenance["segment"] == "synth0000_001" and s.object.cls == "bucket" and s.camera.width == 20
