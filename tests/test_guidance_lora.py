@@ -204,3 +204,37 @@ def test_cli_personalize(tiny_model_dir, tmp_path):
     assert read_lora_meta(tmp_path / "out" / "lora.safetensors")["rank"] == 4
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0 and "cache hit" in r.output
+
+
+def test_concepts_come_from_the_base_model_even_with_a_lora_installed(tiny_model_dir, tmp_path, monkeypatch):
+    import contextlib
+
+    cfg = ConceptConfig(count=2, seed=3, resolution=32, steps=2)
+    base = generate_concepts(load_pipeline(str(tiny_model_dir), device="cpu"), "car", cfg, tmp_path / "a")
+    pipe = load_pipeline(str(tiny_model_dir), device="cpu")
+    lora_mod.install_adapter(pipe.unet)
+    for n, p in pipe.unet.named_parameters():
+        if "lora_B" in n:
+            p.data = 0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1))
+    probe = _probe(pipe)
+    with_lora = _out(pipe, probe)
+    other = generate_concepts(pipe, "car", cfg, tmp_path / "b")
+    assert not other.cache_hit
+    for x, y in zip(base.images(), other.images()):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert torch.equal(_out(pipe, probe), with_lora)  # the LoRA is active again afterwards
+    # Not vacuous: had the LoRA stayed on, the images would differ.
+    monkeypatch.setattr(lora_mod, "adapters_disabled", lambda unet: contextlib.nullcontext())
+    leaked = generate_concepts(pipe, "car", cfg, tmp_path / "c")
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(base.images(), leaked.images()))
+
+
+def test_image_hash_is_exact():
+    a = _background()
+    f = a.astype(np.float32) / 255
+    g = f.copy()
+    g[0, 0, 0] += 1e-4
+    assert lora_mod.image_bytes_hash(f) != lora_mod.image_bytes_hash(g)
+    from PIL import Image
+
+    assert lora_mod.image_bytes_hash(Image.fromarray(a)) == lora_mod.image_bytes_hash(a)

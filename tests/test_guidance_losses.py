@@ -139,6 +139,8 @@ def test_t_max_schedule_and_sampling_range(tiny_model_dir):
         t = g.sample_timesteps(4000)
         assert int(t.min()) >= 20 and int(t.max()) <= hi
         assert int(t.max()) >= hi - 10  # the range is used up to t_max
+    out = g(torch.rand(1, 3, 32, 32), step=total - 1, total_steps=total)
+    assert out["t_max"] == pytest.approx(0.3) and int(out["t"].max()) <= 300
 
 
 def test_batched_timesteps(tiny_model_dir):

@@ -161,10 +161,13 @@ class Guidance:
             raise DipirError(f"guidance input image has NaN/inf values (step {self.step})", field="image")
 
     # -- losses -----------------------------------------------------------------------------
-    def __call__(self, image: torch.Tensor, t: torch.Tensor | None = None,
-                 noise: torch.Tensor | None = None) -> dict:
+    def __call__(self, image: torch.Tensor, step: int | None = None, total_steps: int | None = None,
+                 t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict:
         """Losses for an image in [0,1] that requires grad. Returns `loss_lds` or `loss_sds` plus
-        diagnostics `t`, `t_mean`, `t_max`, `grad_norm`, `w_mean`."""
+        diagnostics `t`, `t_mean`, `t_max`, `grad_norm`, `w_mean`. Passing `step` and `total_steps`
+        is the same as calling `update_step(step, total_steps)` first."""
+        if step is not None and total_steps is not None:
+            self.update_step(step, total_steps)
         self._check_image(image)
         z = self.encode(self.fit(image.to(self.device)))
         return self.loss_from_latents(z, t=t, noise=noise)

@@ -205,8 +205,11 @@ def _to_float_image(img) -> np.ndarray:
 
 
 def image_bytes_hash(img) -> str:
-    arr = np.ascontiguousarray((_to_float_image(img) * 255.0 + 0.5).astype(np.uint8))
-    h = hashlib.sha256(str(arr.shape).encode())
+    """Hash of the pixels exactly as training sees them (uint8 bytes, or float32 bytes)."""
+    arr = np.asarray(img.convert("RGB") if hasattr(img, "convert") else img)
+    arr = arr if arr.dtype == np.uint8 else _to_float_image(arr)
+    arr = np.ascontiguousarray(arr)
+    h = hashlib.sha256(f"{arr.shape}{arr.dtype}".encode())
     h.update(arr.tobytes())
     return h.hexdigest()
 
