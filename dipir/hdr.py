@@ -79,12 +79,13 @@ def resample_equirect(img: np.ndarray, height: int, width: int) -> np.ndarray:
     if (h0, w0) == (height, width):
         return img.copy()
     w_cols = _overlap_matrix(w0, width, periodic=True)
-    out = np.einsum("jw,hwc->hjc", w_cols, img)
+    # One GEMM per axis: (J, W) @ (W, H*C); numpy's einsum here was ~100x slower on 1k maps.
+    out = (w_cols.astype(np.float32) @ img.transpose(1, 0, 2).reshape(w0, -1)).reshape(width, h0, -1).transpose(1, 0, 2)
     # Rows: weight source rows by their solid angle so bright texels near the poles are not overweighted.
     sa0 = solid_angles(h0, w0)[:, 0].astype(np.float64)
     w_rows = _overlap_matrix_rows(h0, height) * sa0[None]
     w_rows /= np.maximum(w_rows.sum(axis=1, keepdims=True), 1e-20)
-    return np.einsum("ih,hjc->ijc", w_rows, out).astype(np.float32)
+    return (w_rows.astype(np.float32) @ out.reshape(h0, -1)).reshape(height, width, -1).astype(np.float32)
 
 
 def _overlap_matrix(n_src: int, n_dst: int, periodic: bool) -> np.ndarray:
