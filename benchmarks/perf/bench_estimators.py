@@ -6,7 +6,8 @@ The scene is synthetic (a perspective crop of a procedural sky with a sun, like 
 background the size of LuxDiT's Poly Haven crops (720 x 480). `oracle` and `file` read a 1k x 2k
 EXR. Metric timings: composite metrics on a 256 x 256 composite; sphere metrics (DiffusionLight
 protocol) with both maps resampled to the map size, 64 px spheres at 64 spp; the first sphere call
-includes building the three Mitsuba scenes (JIT), reported separately.
+includes building the three Mitsuba scenes (JIT), reported separately. Last, one whole `evaluate()`
+call (GT composite render + every metric) at RenderConfig's defaults.
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def main() -> None:
     first = time.perf_counter() - t0
     med, mn = timed(lambda: lighting_metrics(maps["sunsky"], maps["oracle"], cfg, seed=0, renderer=r), args.reps)
     print(f"{'sphere metrics (3 spheres x 2 maps)':24s} {med:9.4f} {mn:9.4f}   first call incl. build: {first:.2f}")
+
+    # The whole per-task evaluation the batch runner calls (render GT composite + all metrics), at
+    # RenderConfig's defaults and the default sphere settings.
+    from dipir.evaluation import estimate_and_render, evaluate
+    from dipir.render import RenderConfig
+
+    rcfg = RenderConfig()
+    estimate_and_render(scene, build_estimator("sh2", {"height": H}), rcfg, 0, tmp / "pred")
+    evaluate(scene, tmp / "pred", rcfg, 0)  # warm-up: JIT and sphere scenes
+    med, mn = timed(lambda: evaluate(scene, tmp / "pred", rcfg, 0), args.reps)
+    print(f"\n# evaluate() per task, render {rcfg.width}x{rcfg.height} @ {rcfg.spp} spp, env {rcfg.envmap_height}x"
+          f"{rcfg.envmap_width}, default spheres: median {med:.3f} s, min {mn:.3f} s")
 
 
 if __name__ == "__main__":
