@@ -46,9 +46,25 @@ def builtin_info(name: str) -> MetricInfo | None:
     return MetricInfo(name, lower, desc)
 
 
+def metric_order(names: list[str], declared: dict) -> list[str]:
+    """Table column order: as declared in metrics_meta.json, then the built-in table's order (each
+    base with its _full / _region variants), then alphabetical; never the parquet's column order."""
+    builtin = [b + s for b in BUILTIN for s in ("", *SUFFIXES)]
+
+    def key(name: str):
+        if name in declared:
+            return (0, list(declared).index(name), name)
+        if name in builtin:
+            return (1, builtin.index(name), name)
+        return (2, 0, name)
+
+    return sorted(names, key=key)
+
+
 def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
-    """Direction for every metric in `names`. A metric that is neither in `metrics_meta.json` nor in
-    the built-in table is an error: guessing a direction would bold the wrong value."""
+    """{name: MetricInfo} for every metric in `names`, in table column order (see metric_order).
+    A metric that is neither in `metrics_meta.json` nor in the built-in table is an error: guessing
+    a direction would bold the wrong value."""
     path = Path(run) / "metrics_meta.json"
     declared: dict = {}
     if path.exists():
@@ -59,7 +75,7 @@ def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
         if not isinstance(declared, dict):
             raise DipirError("expected an object {metric: {lower_is_better, description}}", path)
     out: dict[str, MetricInfo] = {}
-    for name in names:
+    for name in metric_order(names, declared):
         if name in declared:
             entry = declared[name]
             if not isinstance(entry, dict) or not isinstance(entry.get("lower_is_better"), bool):

@@ -25,9 +25,17 @@ DIPIR = "dipir"
 
 def method_label(method: str, preset) -> str:
     """`dipir` for the main preset, `dipir:no-tone-curves` for an ablation, `khan06` for a baseline."""
-    if preset is None or (isinstance(preset, float) and np.isnan(preset)) or preset in ("", method, "default"):
+    if _missing(preset) or str(preset) in ("", str(method), "default"):
         return str(method)
     return f"{method}:{preset}"
+
+
+def _missing(v) -> bool:
+    """None, NaN or pd.NA (the pipelines write pandas 'string' columns, whose nulls are pd.NA)."""
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):  # arrays and other non-scalars
+        return False
 
 
 @dataclass
@@ -46,7 +54,7 @@ class Store:
     def artifact_path(self, row, name: str) -> Path | None:
         """Absolute path of a task's artifact, or None when absent or escaping the run folder."""
         rel = row.get(f"artifact.{name}") if hasattr(row, "get") else None
-        if rel is None or (isinstance(rel, float) and np.isnan(rel)) or rel == "":
+        if _missing(rel) or str(rel) == "":
             return None
         path = (self.run / str(rel)).resolve()
         if not path.is_relative_to(self.run.resolve()) or not path.is_file():
@@ -127,6 +135,7 @@ def load_store(run: str | Path) -> Store:
         df[col] = df[col].astype(str)
     df["label"] = [method_label(m, p) for m, p in zip(df["method"], df["preset"])]
     meta = load_metrics_meta(run, metrics)
+    metrics = list(meta)  # column order of every table: declared, then built-in, then alphabetical
 
     spec: dict = {}
     if (run / "spec.yaml").exists():

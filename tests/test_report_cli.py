@@ -189,3 +189,24 @@ def test_all_failed_store_still_reports(tmp_path):
     assert _md_row(md, "Metrics — waymo", "dipir")[1:5] == ["1", "0", "1", "0"]
     assert "CUDA out of memory ×1" in md and "(no message) ×1" in md
     assert "No figure" in md and res.files["figures"] == []
+
+
+def test_report_on_parquet_written_by_the_pipelines(tmp_path):
+    """The same fixture, with results.parquet rebuilt by `pipelines.store.rebuild_results` (pandas
+    'string' columns, pd.NA nulls, Int64 seeds): the tables must not change."""
+    pstore = pytest.importorskip("pipelines.store")
+    run = write_fixture_store(tmp_path / "run", parquet=False)
+    pstore.rebuild_results(run)
+    assert (run / "results.parquet").exists()
+    proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (run / "report" / "report.md").read_text()
+    ref = write_fixture_store(tmp_path / "ref")
+    proc = run_dipir(["report", str(ref), "--format", "md"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md_ref = (ref / "report" / "report.md").read_text()
+    body = lambda s: s.split("\n## Metrics\n")[1].split("\n## Comparison grids\n")[0]  # noqa: E731
+    assert "Metrics — polyhaven" in body(md) and "RuntimeError: boom" in body(md)
+    assert body(md) == body(md_ref)
+    assert _md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
+    assert len(list((run / "report" / "figures").glob("grid_*.png"))) == 8
