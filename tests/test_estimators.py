@@ -228,3 +228,11 @@ def test_sunsky_on_real_polyhaven_low_sun_uses_the_sky_fit(polyhaven_dir, tmp_pa
     s, sun = _real_scene(tmp_path, polyhaven_dir / "venice_sunset_1k.hdr")
     light = build_estimator("sunsky", {"height": 32}).estimate(s)
     assert angle_deg(light.extras["sun_direction"], sun) < 15
+
+
+def test_area_resize_is_a_block_average():
+    from dipir.estimators.common import area_resize
+
+    x = np.random.default_rng(0).random((8, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(area_resize(x, 4, 6), x.reshape(4, 2, 6, 2, 3).mean((1, 3)), atol=1e-6)
+    assert area_resize(x, 16, 16) is x  # never upsamples
