@@ -120,6 +120,26 @@ def _read_png(path: Path) -> np.ndarray:
         raise DipirError(f"unreadable image ({err.__class__.__name__})", path) from None
 
 
+def _render_settings(render_cfg) -> dict:
+    import dataclasses
+
+    return _plain(dataclasses.asdict(render_cfg)) if dataclasses.is_dataclass(render_cfg) else {}
+
+
+def _composite_is_current(pred_dir: Path, render_cfg, seed: int) -> bool:
+    """composite.png was rendered with these settings and seed (per estimate.json), or nothing
+    says otherwise (a folder written by hand)."""
+    path = pred_dir / "estimate.json"
+    if not path.is_file():
+        return True
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    same_render = "render" not in info or info["render"] == _render_settings(render_cfg)
+    return same_render and int(info.get("seed", seed)) == int(seed)
+
+
 def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path) -> dict:
     """Run `estimator` on `scene`, write envmap.exr, sg.json (when SG params exist), estimate.json
     and composite.png into `out_dir`. Returns seconds and artifact names relative to out_dir."""
@@ -150,7 +170,8 @@ def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir:
     _write_json(out_dir / "estimate.json", {
         "method": getattr(estimator, "name", None), "seconds_estimate": seconds_estimate,
         "seconds_estimator_reported": light.seconds, "seconds_render": seconds_render,
-        "envmap_shape": list(env.shape), "seed": int(seed), "extras": light.extras,
+        "envmap_shape": list(env.shape), "seed": int(seed), "render": _render_settings(render_cfg),
+        "extras": light.extras,
     })
     return {"seconds_estimate": seconds_estimate, "seconds_render": seconds_render, "artifacts": artifacts}
 
@@ -252,8 +273,8 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     _write_png(pred_dir / "gt_composite.png", gt["composite"])
     gt_img = _read_png(pred_dir / "gt_composite.png")
     pred_img = _read_png(comp_path) if comp_path.is_file() else None
-    if pred_img is None or pred_img.shape != gt_img.shape:
-        # No composite, or one at another resolution: render the predicted map the same way.
+    if pred_img is None or pred_img.shape != gt_img.shape or not _composite_is_current(pred_dir, render_cfg, seed):
+        # No composite, or one rendered with other settings: render the predicted map the same way.
         res = render_insertion(scene, pred_env, render_cfg, seed, renderer=renderer)
         _write_png(comp_path, res["composite"])
         pred_img = _read_png(comp_path)

@@ -313,3 +313,15 @@ def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
     m_kh = evaluate(scene, tmp_path / "khan06", cfg, 1, sphere_cfg=sphere_cfg)["metrics"]
     assert m_or["si_rmse_region"] == pytest.approx(0, abs=1e-6) and m_or["sphere_si_rmse"] == pytest.approx(0, abs=1e-6)
     assert m_kh["si_rmse_region"] > 0.005 and m_kh["sphere_si_rmse"] > 0.01
+
+
+def test_evaluate_rerenders_a_composite_made_with_other_settings(scene, cfg, sphere_cfg, tmp_path):
+    """composite.png rendered at other spp/seed is re-rendered so the comparison is like for like."""
+    import dataclasses
+
+    from dipir.evaluation import estimate_and_render, evaluate
+
+    other = dataclasses.replace(cfg, spp=1)
+    estimate_and_render(scene, build_estimator("oracle", {"height": 32}), other, 5, tmp_path)
+    m = evaluate(scene, tmp_path, cfg, 3, sphere_cfg=sphere_cfg)["metrics"]
+    assert m["rmse_full"] == pytest.approx(0, abs=1e-6)

@@ -54,8 +54,9 @@ def register(app: typer.Typer) -> None:
         sc = load_scene(scene)
         opts = _parse_options(option)
         est = build_estimator(method, opts)
-        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=bool(opts.get("model")) or
-                                    not est.requires.model)
+        # A model-based method loads its model itself (option `model`, else its default hub id) and
+        # fails with its own error when that is unavailable.
+        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
         if reason:
             raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
         res = estimate_and_render(sc, est, _render_cfg(width, height, spp, envmap_height), seed, out)
