@@ -43,7 +43,9 @@ class GuidanceSettings:
     t_max_end: float = 0.3
     update_every: int = 50  # dataset-update only
     update_strength: float = 0.4  # dataset-update only: SDEdit noise level
-    pixel_weight: float = 1.0  # weight of the pixel loss (dataset-update, oracle)
+    # Weight of the pixel MSE (dataset-update, oracle): an MSE on [0, 1] images is ~1e-3..1e-2, x100
+    # brings it to the scale where λ_c and λ_r keep the meaning they have next to the LDS term.
+    pixel_weight: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,9 @@ class FusionSettings:
 
 @dataclass(frozen=True)
 class LearningRates:
-    sg_color: float = 0.03
-    sg_axis: float = 0.01
-    sg_sharpness: float = 0.02
+    sg_color: float = 0.05
+    sg_axis: float = 0.02
+    sg_sharpness: float = 0.03
     tone: float = 0.01
     material: float = 0.01
 

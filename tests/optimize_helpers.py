@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-SUN = np.array([0.55, 0.75, -0.37])
+SUN = np.array([0.7, 0.65, 0.2])
 SUN = SUN / np.linalg.norm(SUN)
 
 
 def sun_envmap(height: int = 64, width: int = 128, sun=SUN, sun_color=(14.0, 13.0, 11.0),
-               sharpness: float = 0.2, sky=(0.35, 0.4, 0.5)) -> np.ndarray:
+               sharpness: float = 0.2, sky=(0.12, 0.14, 0.18)) -> np.ndarray:
     """One SG sun lobe plus a uniform sky, in the dipir.hdr convention."""
     from dipir.hdr import equirect_directions
 

@@ -108,10 +108,23 @@ def register(app: typer.Typer) -> None:
         spp: int = typer.Option(64, "--spp", help="samples per pixel"),
         seed: int = typer.Option(0, "--seed"),
         max_depth: int = typer.Option(4, "--max-depth", help="foreground path length D (surface interactions)"),
-        method: str = typer.Option("envmap", "--method", help="where the lighting comes from"),
+        method: str = typer.Option("envmap", "--method", help="where the lighting comes from: envmap, or dipir (optimize it)"),
+        preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.presets)"),
+        model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, or 'tiny'"),
+        iterations: Optional[int] = typer.Option(None, "--iterations", help="--method dipir: optimization steps (default: the preset's)"),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method dipir: models, LoRAs, concept images (default ~/.cache/dipir)"),
     ) -> None:
         """Render the scene's object into its background: composite.png, foreground.exr, shadow_ratio.exr, mask.png."""
         w, h = parse_resolution(resolution, (0, 0))
+        if method == "dipir":  # the optimizer writes its own outputs (dipir/optim_outputs.py); --spp is the preset's
+            from dipir.optimize import insert_dipir
+
+            res = insert_dipir(scene, out, preset=preset, model=model, iterations=iterations,
+                               resolution=(w, h) if w else None, seed=seed, cache_dir=cache_dir)
+            typer.echo(f"{res.status}: {res.iterations_done} iterations, outputs in {res.out_dir}")
+            if res.status == "interrupted":
+                raise typer.Exit(130)
+            return
         paths = run_insert(InsertArgs(scene=scene, envmap=envmap, out=out, width=w, height=h, spp=spp, seed=seed,
                                       max_depth=max_depth), method=method)
         for p in paths.values():

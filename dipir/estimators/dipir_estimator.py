@@ -1,0 +1,95 @@
+"""`dipir`: the DiPIR optimizer (any of its presets) as a lighting estimator.
+
+Options (all optional): `preset` (a name from dipir.presets, default "dipir"), `model` (a diffusers
+folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([width, height]),
+`spp`, `seed`, `height` (of the returned map; width is 2x), `out_dir` (keep the optimizer's outputs
+under `<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts),
+`device`.
+
+Requirements follow the preset: the diffusion presets need a model; `oracle-guidance` needs the
+scene's ground-truth env map instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from dipir.errors import DipirError
+from dipir.estimators.base import Lighting, Requirements
+from dipir.scene import Scene
+
+OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device"}
+
+
+class DipirEstimator:
+    name = "dipir"
+
+    def __init__(self, preset: str = "dipir", model: str | None = None, iterations: int | None = None,
+                 resolution: tuple[int, int] | None = None, spp: int | None = None, seed: int | None = None,
+                 height: int = 128, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                 device: str | None = None):
+        from dipir.presets import get_preset
+
+        cfg = get_preset(preset)
+        if iterations is not None:
+            cfg = dataclasses.replace(cfg, iterations=int(iterations))
+        if seed is not None:
+            cfg = dataclasses.replace(cfg, seed=int(seed))
+        render = cfg.render
+        if resolution is not None:
+            render = dataclasses.replace(render, resolution=(int(resolution[0]), int(resolution[1])))
+        if spp is not None:
+            render = dataclasses.replace(render, spp=int(spp))
+        render = dataclasses.replace(render, output_envmap_height=int(height), output_envmap_width=2 * int(height))
+        self.cfg = dataclasses.replace(cfg, render=render).validate()
+        self.preset = preset
+        self.model = model
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.cache_dir = cache_dir
+        self.device = device
+        self.requires = Requirements(model=True) if self.cfg.needs_model() else Requirements(ground_truth=True)
+        self._pipe = None  # loaded once, reused across scenes
+
+    @classmethod
+    def from_options(cls, options: dict) -> "DipirEstimator":
+        extra = sorted(set(options) - OPTIONS)
+        if extra:
+            raise DipirError(f"unknown option for estimator 'dipir' (allowed: {', '.join(sorted(OPTIONS))})",
+                             field=f"options.{extra[0]}")
+        opts = dict(options)
+        for key in ("iterations", "spp", "seed", "height"):
+            v = opts.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1)):
+                raise DipirError(f"expected a positive integer, got {v!r}", field=f"options.{key}")
+        res = opts.get("resolution")
+        if res is not None and (not isinstance(res, (list, tuple)) or len(res) != 2
+                                or not all(isinstance(v, int) and v >= 8 for v in res)):
+            raise DipirError(f"expected [width, height] integers >= 8, got {res!r}", field="options.resolution")
+        return cls(**opts)
+
+    def _pipeline(self):
+        if self._pipe is None and self.cfg.needs_model():
+            from dipir.guidance.models import DEFAULT_MODEL
+            from dipir.optimize import load_model
+
+            self._pipe = load_model(self.model or DEFAULT_MODEL, device=self.device, cache_dir=self.cache_dir)
+        return self._pipe
+
+    def estimate(self, scene: Scene) -> Lighting:
+        from dipir.estimators.common import finalize
+        from dipir.optimize import run_dipir
+
+        t0 = time.perf_counter()
+        pipe = self._pipeline()
+        with tempfile.TemporaryDirectory(prefix="dipir-") as tmp:
+            out = (self.out_dir / scene.id) if self.out_dir is not None else Path(tmp)
+            res = run_dipir(scene, self.cfg, out, pipe=pipe, cache_dir=self.cache_dir, preset=self.preset)
+        if res.status != "done":
+            raise DipirError(f"DiPIR stopped early ({res.status}): {res.error}", scene.source)
+        return Lighting(envmap=finalize(res.envmap), sg=None, seconds=time.perf_counter() - t0,
+                        extras={"preset": self.preset, "timings": res.timings, "final_losses": res.final_losses,
+                                "sg_fg": res.sg["fg"], "sg_shadow": res.sg["shadow"],
+                                "out_dir": str(out) if self.out_dir is not None else None})

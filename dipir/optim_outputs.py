@@ -1,0 +1,101 @@
+"""What a DiPIR optimization leaves in its output folder (fixed file names, atomic writes).
+
+    composite.png            final composite (sRGB)
+    envmap.exr               the fused env map (the method's lighting estimate)
+    envmap_fg.exr            L_fg and L_shadow as optimized (equal to envmap.exr once fully fused)
+    envmap_shadow.exr
+    sg_params.json           SG parameters of both maps + the fusion progress reached
+    tone_curves.json/.png    tone-curve parameters and their plot
+    material.json            optimized material (dipir-material only)
+    losses.csv               one row per iteration, written as it goes (survives Ctrl-C and crashes)
+    intermediate/composite_NNNN.png   every `snapshot_every` iterations
+    timings.json             personalization and optimization seconds
+    config.json              the resolved DipirConfig (plain data)
+    optimize.json            status (done | interrupted | failed), error, iterations done
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+LOSS_COLUMNS = ["iteration", "loss_total", "loss_guidance", "loss_consistency", "loss_reg", "t_max",
+                "fusion_alpha", "seconds", "seconds_render", "seconds_composite", "seconds_guidance",
+                "seconds_backward", "seconds_step"]
+
+
+def write_json(path: Path, data) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def write_png(path: Path, srgb: np.ndarray) -> Path:
+    """Write an sRGB float image in [0, 1] (H, W, 3) as 8-bit PNG."""
+    from PIL import Image
+
+    img = np.clip(np.nan_to_num(np.asarray(srgb, dtype=np.float32)), 0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(tmp)
+    tmp.replace(path)
+    return path
+
+
+class LossLog:
+    """losses.csv, one flushed row per iteration."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._f = open(path, "w", newline="")
+        self._w = csv.DictWriter(self._f, fieldnames=LOSS_COLUMNS, extrasaction="ignore")
+        self._w.writeheader()
+        self._f.flush()
+
+    def write(self, row: dict) -> None:
+        self._w.writerow({k: row.get(k, "") for k in LOSS_COLUMNS})
+        self._f.flush()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def read_losses(path: str | Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+class OutputWriter:
+    def __init__(self, out_dir: str | Path):
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.losses = LossLog(self.dir / "losses.csv")
+
+    def snapshot(self, iteration: int, srgb: np.ndarray) -> Path:
+        return write_png(self.dir / "intermediate" / f"composite_{iteration:04d}.png", srgb)
+
+    def composite(self, srgb: np.ndarray) -> Path:
+        return write_png(self.dir / "composite.png", srgb)
+
+    def lighting(self, fused: np.ndarray, env_fg: np.ndarray, env_shadow: np.ndarray, sg: dict) -> None:
+        from dipir.hdr import write_hdr
+
+        write_hdr(self.dir / "envmap.exr", fused)
+        write_hdr(self.dir / "envmap_fg.exr", env_fg)
+        write_hdr(self.dir / "envmap_shadow.exr", env_shadow)
+        write_json(self.dir / "sg_params.json", sg)
+
+    def tone_curves(self, tone) -> None:
+        write_json(self.dir / "tone_curves.json", tone.params())
+        tone.plot(self.dir / "tone_curves.png")
+
+    def json(self, name: str, data) -> Path:
+        return write_json(self.dir / name, data)
+
+    def close(self) -> None:
+        self.losses.close()

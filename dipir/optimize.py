@@ -1,0 +1,467 @@
+"""The DiPIR optimizer (DESIGN.md, "The method", step 6).
+
+Per iteration:
+    maps    L_fg, L_shadow  = SG lobes evaluated on the sphere (two `SGLighting` modules)
+    fusion  (E_fg, E_shadow) = fuse(L_fg, L_shadow, alpha(step))   one map once alpha = 1
+    render  I_fg, β, V       = InsertionRenderer.render(E_fg, E_shadow, seed=step)
+    image   I                = composite(I_bg, render, tone curves)
+    loss    L = L_guidance(I) + λ_c·L_consistency(L_fg, L_shadow) + λ_r·L_reg(L_shadow)
+    step    Adam, one parameter group per kind (SG colours, axes, sharpness, tone, material)
+
+L_guidance is LDS on the personalized model (the paper), SDS, the SDEdit "dataset update" pixel
+loss, or the oracle pixel loss to the ground-truth composite, as the config's `guidance.kind` says.
+
+Nothing crosses iterations but the parameters and Adam's moments: every iteration builds a fresh
+graph and the floats logged are `.item()`s, so memory stays flat. A non-finite gradient stops the
+run with `OptimizationError`; Ctrl-C stops it with status "interrupted". Either way the outputs of
+the iterations done so far are written (see dipir/optim_outputs.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from dipir.errors import DipirError
+from dipir.optim_config import DipirConfig
+from dipir.optim_losses import consistency_loss, fuse, fused_map, fusion_alpha, pixel_loss, reg_loss
+from dipir.optim_outputs import OutputWriter
+from dipir.scene import Scene
+
+
+class OptimizationError(DipirError):
+    """The optimization cannot go on (non-finite loss or gradient); outputs so far are kept."""
+
+
+@dataclass
+class OptimizeResult:
+    out_dir: Path
+    status: str  # "done" | "interrupted" | "failed"
+    iterations_done: int
+    envmap: np.ndarray  # fused map at output resolution (H, W, 3)
+    sg: dict
+    timings: dict
+    error: str | None = None
+    final_losses: dict = field(default_factory=dict)
+    optimizer: "DipirOptimizer | None" = field(default=None, repr=False)  # final state, for callers
+
+
+def render_size(scene: Scene, cfg: DipirConfig) -> tuple[int, int]:
+    """(width, height): the config's, else the scene's aspect with the long side 512, both multiples
+    of 8 (the VAE downsamples by 8)."""
+    if cfg.render.resolution is not None:
+        return tuple(int(v) for v in cfg.render.resolution)
+    w, h = scene.camera.width, scene.camera.height
+    s = 512 / max(w, h)
+    return max(8, int(round(w * s / 8)) * 8), max(8, int(round(h * s / 8)) * 8)
+
+
+def _is_emitter(material: dict | None) -> bool:
+    """An asset marks an emitter (lamp, headlights) with `emitter: true` or an `emission` colour."""
+    m = material or {}
+    return bool(m.get("emitter")) or m.get("emission") is not None
+
+
+def t_max_at(step: int, total: int, cfg: DipirConfig) -> float:
+    from dipir.guidance.schedules import linear
+
+    return linear(step, total, cfg.guidance.t_max_start, cfg.guidance.t_max_end)
+
+
+class _Timer:
+    """Wall time per phase of one iteration (for losses.csv and the benchmark)."""
+
+    def __init__(self):
+        self.t = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.t[name] = self.t.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+class DipirOptimizer:
+    """One scene's optimization state: renderer, lights, tone curves, guidance and Adam.
+
+    `guidance` may be passed in (a model-backed object with `update_step`, `__call__` and
+    `denoise`, as `dipir.guidance.guidance.Guidance`); otherwise it is built from `pipe`.
+    """
+
+    def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None,
+                 personalization_seconds: float = 0.0):
+        from dipir.lighting import SGLighting
+        from dipir.render import InsertionRenderer, RenderConfig, load_background
+        from dipir.tonemap import ToneCurves
+
+        self.scene, self.cfg = scene, cfg.validate()
+        torch.manual_seed(cfg.seed)
+        self.width, self.height = render_size(scene, cfg)
+        r = cfg.render
+        self.renderer = InsertionRenderer(scene, RenderConfig(
+            width=self.width, height=self.height, spp=r.spp, max_depth=r.max_depth,
+            envmap_height=r.envmap_height, envmap_width=r.envmap_width,
+            emissive=cfg.optimize_material and _is_emitter(scene.object.material)))
+        self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
+        # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
+        # far as the shading and the shadow disagree.
+        self.light_fg = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
+        self.light_shadow = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
+        self.tone = ToneCurves(bins=cfg.tone_bins)
+        self.tone.requires_grad_(cfg.tone_curves)
+        self.material = self._init_material() if cfg.optimize_material else None
+        self.optimizer = torch.optim.Adam(self._param_groups())
+        self.personalization_seconds = personalization_seconds
+        self.guidance = guidance
+        self.target = None
+        if cfg.guidance.kind == "oracle":
+            self.target = self.ground_truth_composite()
+        elif guidance is None:
+            if pipe is None:
+                raise DipirError(f"guidance kind {cfg.guidance.kind!r} needs a diffusion model", field="model")
+            self.guidance = build_guidance(pipe, cfg, scene.object.cls, self.width, self.height)
+        self.step_index = 0
+        self.last_composite: torch.Tensor | None = None
+        self.last_losses: dict = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _init_material(self) -> dict[str, torch.Tensor]:
+        """Unconstrained material parameters, initialized from the asset's material."""
+        m = {**self.renderer.mesh.material, **(self.scene.object.material or {})}
+        base = np.clip(np.asarray(m.get("base_color", [0.5, 0.5, 0.5]), dtype=np.float32), 1e-3, 1 - 1e-3)
+        rough = float(np.clip(m.get("roughness", 0.5), 1e-3, 1 - 1e-3))
+        params = {"base_color": torch.logit(torch.from_numpy(base)),
+                  "roughness": torch.logit(torch.tensor([rough]))}
+        if _is_emitter(m):
+            em = np.asarray(m.get("emission", [1.0, 1.0, 1.0]), dtype=np.float32).reshape(-1)
+            params["emission"] = torch.log(torch.from_numpy(np.maximum(em, 1e-3)))
+        return {k: v.clone().requires_grad_(True) for k, v in params.items()}
+
+    def _asset_emission(self) -> dict | None:
+        # An emissive renderer starts at radiance 0: give the GT render the asset's own emission.
+        if not self.renderer.cfg.emissive:
+            return None
+        m = self.scene.object.material or {}
+        return {"emission": torch.as_tensor(np.asarray(m.get("emission", [1.0, 1.0, 1.0]), np.float32).reshape(-1))}
+
+    def material_values(self) -> dict[str, torch.Tensor] | None:
+        if self.material is None:
+            return None
+        out = {"base_color": torch.sigmoid(self.material["base_color"]),
+               "roughness": torch.sigmoid(self.material["roughness"])}
+        if "emission" in self.material:
+            out["emission"] = torch.exp(self.material["emission"])
+        return out
+
+    def _param_groups(self) -> list[dict]:
+        lr = self.cfg.lr
+        groups = [
+            {"name": "sg_color", "lr": lr.sg_color,
+             "params": [self.light_fg.raw_log_colors, self.light_shadow.raw_log_colors]},
+            {"name": "sg_axis", "lr": lr.sg_axis, "params": [self.light_fg.raw_axes, self.light_shadow.raw_axes]},
+            {"name": "sg_sharpness", "lr": lr.sg_sharpness,
+             "params": [self.light_fg.raw_log_sharpness, self.light_shadow.raw_log_sharpness]},
+        ]
+        if self.cfg.tone_curves:
+            groups.append({"name": "tone", "lr": lr.tone, "params": list(self.tone.parameters())})
+        if self.material is not None:
+            groups.append({"name": "material", "lr": lr.material, "params": list(self.material.values())})
+        return groups
+
+    def ground_truth_composite(self) -> torch.Tensor:
+        """The scene lit by its ground-truth env map (identity tone curves), at 4x the spp."""
+        from dipir.composite import composite
+        from dipir.hdr import read_hdr, resample_equirect
+        from dipir.render import InsertionRenderer, RenderConfig
+
+        if self.scene.envmap is None:
+            raise DipirError("oracle guidance needs a ground-truth env map; the scene has none",
+                             self.scene.source, "envmap")
+        r = self.cfg.render
+        env = resample_equirect(read_hdr(self.scene.envmap), r.envmap_height, r.envmap_width)
+        gt = InsertionRenderer(self.scene, RenderConfig(
+            width=self.width, height=self.height, spp=4 * r.spp, max_depth=r.max_depth,
+            envmap_height=r.envmap_height, envmap_width=r.envmap_width))
+        with torch.no_grad():
+            out = gt.render(torch.from_numpy(env), seed=2**20 + self.cfg.seed, material=self._asset_emission())
+            return composite(self.background, out, None).detach()
+
+    # -- maps ----------------------------------------------------------------------------------
+    def maps(self, height: int, width: int, alpha: float):
+        """(raw L_fg, raw L_shadow, rendered E_fg, rendered E_shadow) at a resolution."""
+        fg, sh = self.light_fg.envmap(height, width), self.light_shadow.envmap(height, width)
+        e_fg, e_sh = fuse(fg, sh, alpha)
+        return fg, sh, e_fg, e_sh
+
+    # -- one iteration -------------------------------------------------------------------------
+    def step(self, i: int) -> dict:
+        """One optimization step; returns the logged floats (one row of losses.csv)."""
+        from dipir.composite import composite
+
+        cfg, n = self.cfg, self.cfg.iterations
+        tm = _Timer()
+        alpha = fusion_alpha(i, n, cfg.fusion)
+        r = cfg.render
+        fg, sh, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
+        out = self.renderer.render(e_fg, e_sh, seed=cfg.seed * 1_000_003 + i, material=self.material_values())
+        tm.lap("render")
+        image = composite(self.background, out, self.tone if cfg.tone_curves else None)
+        tm.lap("composite")
+        loss_g, t_max = self.guidance_loss(i, image)
+        tm.lap("guidance")
+        loss_c, loss_r = consistency_loss(fg, sh), reg_loss(sh)
+        total = loss_g + cfg.lambda_consistency * loss_c + cfg.lambda_reg * loss_r
+        if not torch.isfinite(total):
+            raise OptimizationError(f"non-finite loss at iteration {i}: guidance {float(loss_g)}, "
+                                    f"consistency {float(loss_c)}, reg {float(loss_r)}", field="loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        tm.lap("backward")
+        self._check_gradients(i)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        self.optimizer.step()
+        tm.lap("step")
+        self.last_composite = image.detach()
+        self.step_index = i + 1
+        row = {"iteration": i, "loss_total": total.item(), "loss_guidance": loss_g.item(),
+               "loss_consistency": loss_c.item(), "loss_reg": loss_r.item(), "t_max": t_max,
+               "fusion_alpha": alpha, "seconds": sum(tm.t.values())}
+        row.update({f"seconds_{k}": v for k, v in tm.t.items()})
+        self.last_losses = row
+        return row
+
+    def guidance_loss(self, i: int, image: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The diffusion (or pixel) term for the composite (H, W, 3) sRGB; returns (loss, t_max)."""
+        g, n = self.cfg.guidance, self.cfg.iterations
+        if g.kind == "oracle":
+            return g.pixel_weight * pixel_loss(image, self.target), float("nan")
+        t_max = t_max_at(i, n, self.cfg)
+        batch = image.permute(2, 0, 1)[None].clamp(0, 1)  # [1, 3, H, W] in [0, 1]
+        if g.kind == "dataset-update":
+            if self.target is None or i % max(1, g.update_every) == 0:
+                with torch.no_grad():
+                    self.target = self.guidance.denoise(batch.detach(), g.update_strength).detach()
+            return g.pixel_weight * pixel_loss(batch, self.target), t_max
+        t_max = self.guidance.update_step(i, n)
+        res = self.guidance(batch)
+        return res[f"loss_{g.kind}"], float(t_max)
+
+    def _check_gradients(self, i: int) -> None:
+        for group in self.optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    raise OptimizationError(
+                        f"non-finite gradient at iteration {i} in parameter group {group['name']!r} "
+                        "(the guidance or the renderer produced NaN/inf); stopping, outputs so far are kept",
+                        field="gradient")
+
+    # -- results -------------------------------------------------------------------------------
+    def render_composite(self, spp: int, seed: int = 2**21) -> np.ndarray:
+        """The composite of the current parameters (fusion as reached), rendered at `spp`: the
+        clean final image, free of the per-iteration render noise. sRGB (H, W, 3)."""
+        from dipir.composite import composite
+
+        cfg, r = self.cfg, self.cfg.render
+        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.fusion) if self.step_index else 0.0
+        with torch.no_grad():
+            _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
+            out = self.renderer.render(e_fg, e_sh, seed=seed, spp=spp, material=self.material_values())
+            return composite(self.background, out, self.tone if cfg.tone_curves else None).cpu().numpy()
+
+    def final_lighting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """(fused map, L_fg, L_shadow) at output resolution, and the fusion progress reached."""
+        r, cfg = self.cfg.render, self.cfg
+        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.fusion) if self.step_index else 0.0
+        with torch.no_grad():
+            fg = self.light_fg.envmap(r.output_envmap_height, r.output_envmap_width)
+            sh = self.light_shadow.envmap(r.output_envmap_height, r.output_envmap_width)
+            fused = fused_map(fg, sh)
+        return fused.numpy(), fg.numpy(), sh.numpy(), alpha
+
+    def sg_params(self, alpha: float) -> dict:
+        return {"fg": self.light_fg.params(), "shadow": self.light_shadow.params(), "fusion_alpha": alpha,
+                "fused": "fg colours x relative luminance lum(shadow)/lum(fg), texel by texel (envmap.exr)"}
+
+
+def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
+    """The diffusion judge, working at the render's own resolution (no resize before the VAE)."""
+    from dipir.guidance.guidance import Guidance, GuidanceConfig
+
+    g = cfg.guidance
+    kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
+    gcfg = GuidanceConfig(kind=kind, guidance_scale=g.guidance_scale, t_min=g.t_min,
+                          t_max_start=g.t_max_start, t_max_end=g.t_max_end, resolution=min(width, height),
+                          use_lora=cfg.uses_lora(), seed=cfg.seed)
+    return Guidance(pipe, gcfg, object_class)
+
+
+TINY_MODEL = "tiny"
+
+
+def default_cache_dir() -> Path:
+    """Models, LoRAs and concept images: $DIPIR_CACHE_DIR or ~/.cache/dipir (as the guidance's)."""
+    from dipir.guidance.lora import default_cache_dir as guidance_cache
+
+    return guidance_cache()
+
+
+def load_model(model: str, device: str | None = None, dtype: str = "float32", cache_dir: str | Path | None = None):
+    """A diffusers pipeline from a folder or hub id; "tiny" is the tiny test pipeline, written once to
+    `<cache>/models/tiny` and loaded back with `from_pretrained` like any other model."""
+    from dipir.guidance.models import load_pipeline, write_tiny_pipeline
+
+    if model == TINY_MODEL:
+        folder = Path(cache_dir or default_cache_dir()) / "models" / "tiny"
+        if not (folder / "model_index.json").is_file():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            write_tiny_pipeline(folder, seed=0)
+        model = str(folder)
+    return load_pipeline(model, device=device, dtype=dtype)
+
+
+def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: int,
+                      cache_dir: str | Path | None, progress: bool) -> dict:
+    """Train or load the scene's LoRA on `pipe` (left active). Returns timing/caching facts."""
+    if not cfg.uses_lora():
+        return {"personalization_s": 0.0, "personalization_cache_hit": None}
+    from dipir.guidance.lora import PersonalizeConfig, personalize
+
+    p = cfg.personalize
+    from dipir.render import load_background
+
+    background = (load_background(scene, width, height) * 255 + 0.5).astype(np.uint8)
+    pcfg = PersonalizeConfig(rank=p.rank, alpha=float(p.rank), steps=p.steps, use_concepts=p.concept_preservation,
+                             concept_count=p.n_concept_images, resolution=min(512, width, height) // 8 * 8,
+                             seed=cfg.seed)
+    res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
+    return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
+            "lora_path": str(res.lora_path)}
+
+
+def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, guidance=None,
+              cache_dir: str | Path | None = None, progress: bool = False,
+              on_iteration: Callable[[int, dict], None] | None = None, preset: str | None = None) -> OptimizeResult:
+    """Personalize (when the config says so), optimize, and write every output to `out_dir`.
+
+    A non-finite gradient raises `OptimizationError` after the outputs are written; Ctrl-C returns
+    a result with status "interrupted" (outputs written).
+    """
+    cfg = cfg.validate()
+    writer = OutputWriter(out_dir)
+    writer.json("config.json", {"preset": preset, **cfg.to_dict()})
+    timings = {"personalization_s": 0.0}
+    if cfg.needs_model() and guidance is None:
+        if pipe is None:
+            raise DipirError(f"guidance kind {cfg.guidance.kind!r} needs a diffusion model (--model)", field="model")
+        w, h = render_size(scene, cfg)
+        timings.update(personalize_scene(pipe, scene, cfg, w, h, cache_dir, progress))
+    t_setup = time.perf_counter()
+    opt = DipirOptimizer(scene, cfg, pipe=pipe, guidance=guidance)
+    timings["setup_s"] = time.perf_counter() - t_setup
+    status, error, raised = "done", None, None
+    t0 = time.perf_counter()
+    bar = _ProgressBar(cfg.iterations, enabled=progress)
+    try:
+        with bar:
+            for i in range(cfg.iterations):
+                row = opt.step(i)
+                writer.losses.write(row)
+                if cfg.snapshot_every and (i % cfg.snapshot_every == 0 or i == cfg.iterations - 1):
+                    writer.snapshot(i, opt.last_composite.cpu().numpy())
+                bar.update(row)
+                if on_iteration is not None:
+                    on_iteration(i, row)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Exception as err:  # noqa: BLE001 - any failure: keep the outputs so far, then re-raise
+        status, error, raised = "failed", f"{type(err).__name__}: {err}", err
+    finally:
+        timings["optimization_s"] = time.perf_counter() - t0
+        timings["iterations_done"] = opt.step_index
+        timings["seconds_per_iteration"] = timings["optimization_s"] / max(opt.step_index, 1)
+        result = _write_outputs(writer, opt, status, error, timings)
+    if raised is not None:
+        raise raised
+    return result
+
+
+def _write_outputs(writer: OutputWriter, opt: DipirOptimizer, status: str, error: str | None,
+                   timings: dict) -> OptimizeResult:
+    fused, fg, sh, alpha = opt.final_lighting()
+    sg = opt.sg_params(alpha)
+    writer.lighting(fused, fg, sh, sg)
+    if opt.step_index > 0:
+        try:
+            writer.composite(opt.render_composite(spp=4 * opt.cfg.render.spp))
+        except Exception:  # noqa: BLE001 - a broken renderer must not hide the run's own error
+            writer.composite(opt.last_composite.cpu().numpy())
+    writer.tone_curves(opt.tone)
+    mat = opt.material_values()
+    if mat is not None:
+        writer.json("material.json", {k: v.detach().reshape(-1).tolist() for k, v in mat.items()})
+    writer.json("timings.json", timings)
+    final = {k: v for k, v in opt.last_losses.items() if isinstance(v, float) and math.isfinite(v)}
+    writer.json("optimize.json", {"status": status, "error": error, "iterations_done": opt.step_index,
+                                  "iterations": opt.cfg.iterations, "final_losses": final,
+                                  "width": opt.width, "height": opt.height})
+    writer.close()
+    return OptimizeResult(writer.dir, status, opt.step_index, fused, sg, timings, error, final, opt)
+
+
+class _ProgressBar:
+    """rich progress bar with the loss and the ETA; a no-op when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self._p = self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self._p = Progress(TextColumn("dipir"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                               TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                               TimeRemainingColumn())
+            self._p.__enter__()
+            self._task = self._p.add_task("optimize", total=self.total, loss="-")
+        return self
+
+    def update(self, row: dict) -> None:
+        if self._p is not None:
+            self._p.update(self._task, advance=1, loss=f"{row['loss_total']:.4g}")
+
+    def __exit__(self, *exc):
+        if self._p is not None:
+            self._p.__exit__(*exc)
+        return False
+
+
+def insert_dipir(scene_path: str | Path, out: str | Path, preset: str = "dipir", model: str | None = None,
+                 iterations: int | None = None, resolution: tuple[int, int] | None = None, seed: int | None = None,
+                 cache_dir: str | Path | None = None, device: str | None = None, progress: bool = True) -> OptimizeResult:
+    """`dipir insert --method dipir`: the preset with the command line's overrides, run on one scene."""
+    import dataclasses
+
+    from dipir.guidance.models import DEFAULT_MODEL
+    from dipir.presets import get_preset
+    from dipir.scene import load_scene
+
+    cfg = get_preset(preset)
+    if iterations is not None:
+        cfg = dataclasses.replace(cfg, iterations=int(iterations))
+    if seed is not None:
+        cfg = dataclasses.replace(cfg, seed=int(seed))
+    if resolution is not None:
+        cfg = dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, resolution=tuple(resolution)))
+    cfg = cfg.validate()
+    scene = load_scene(scene_path)
+    pipe = load_model(model or DEFAULT_MODEL, device=device, cache_dir=cache_dir) if cfg.needs_model() else None
+    return run_dipir(scene, cfg, out, pipe=pipe, cache_dir=cache_dir, progress=progress, preset=preset)
