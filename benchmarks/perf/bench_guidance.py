@@ -89,13 +89,15 @@ def bench_sd21_meta() -> None:
           f"VAE {sum(p.numel() for p in vae.parameters()) / 1e6:.1f} M params")
 
 
-def bench_sd21_gpu(dtype_name: str, reps: int, lora_steps: int, concepts: int, concept_steps: int) -> None:
-    """Guidance (LDS-like: 2 UNet passes + VAE encode/backward) and LoRA step at 512 px on CUDA."""
+def bench_sd21(dtype_name: str, reps: int, lora_steps: int, concepts: int, concept_steps: int,
+               dev: str = "cuda", res: int = 512) -> None:
+    """Guidance (LDS-like: 2 UNet passes + VAE encode/backward) and LoRA step at `res` px.
+    Meant for CUDA; `--sd21-cpu-smoke` runs the same code on CPU at 64 px to check it works."""
     from peft import LoraConfig
 
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name]
-    dev = "cuda"
-    sync = torch.cuda.synchronize
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    lat = res // 8
     unet, vae = sd21_modules(dev, dtype)
     unet.requires_grad_(False)
     vae.requires_grad_(False)
@@ -107,7 +109,7 @@ def bench_sd21_gpu(dtype_name: str, reps: int, lora_steps: int, concepts: int, c
         p.data = p.data.float()
         p.requires_grad_(True)
     ac = torch.tensor(np.cumprod(1 - np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000) ** 2), device=dev)
-    img = torch.rand(1, 3, 512, 512, device=dev)
+    img = torch.rand(1, 3, res, res, device=dev)
 
     def guidance_step():
         x = img.clone().requires_grad_(True)
@@ -128,13 +130,13 @@ def bench_sd21_gpu(dtype_name: str, reps: int, lora_steps: int, concepts: int, c
     opt = torch.optim.AdamW(lora_params, lr=1e-4)
 
     def lora_step(bs=1):
-        x = torch.rand(bs, 3, 512, 512, device=dev, dtype=dtype) * 2 - 1
+        x = torch.rand(bs, 3, res, res, device=dev, dtype=dtype) * 2 - 1
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample() * 0.18215
         noise = torch.randn_like(z)
         t = torch.randint(0, 1000, (bs,), device=dev)
         a = ac[t].view(-1, 1, 1, 1).to(dtype)
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(dev, dtype=dtype, enabled=dtype != torch.float32):
             pred = unet(a.sqrt() * z + (1 - a).sqrt() * noise, t, encoder_hidden_states=emb.expand(bs, -1, -1)).sample
         loss = ((pred.float() - noise.float()) ** 2).mean()
         opt.zero_grad()
@@ -143,14 +145,16 @@ def bench_sd21_gpu(dtype_name: str, reps: int, lora_steps: int, concepts: int, c
 
     def unet_cfg_fwd():
         with torch.no_grad():
-            z = torch.randn(2, 4, 64, 64, device=dev, dtype=dtype)
+            z = torch.randn(2, 4, lat, lat, device=dev, dtype=dtype)
             unet(z, torch.tensor([500, 500], device=dev), encoder_hidden_states=emb.expand(2, -1, -1))
 
-    g_med, _ = _time(guidance_step, reps, sync=sync)
-    l_med, _ = _time(lora_step, reps, sync=sync)
-    l4_med, _ = _time(lambda: lora_step(4), reps, sync=sync)
-    u_med, _ = _time(unet_cfg_fwd, reps, sync=sync)
-    print(f"SD-2.1-sized, {torch.cuda.get_device_name()}, {dtype_name}, 512 px:")
+    warm = 2 if dev == "cuda" else 0
+    g_med, _ = _time(guidance_step, reps, warm, sync=sync)
+    l_med, _ = _time(lora_step, reps, warm, sync=sync)
+    l4_med, _ = _time(lambda: lora_step(4), reps, warm, sync=sync)
+    u_med, _ = _time(unet_cfg_fwd, reps, warm, sync=sync)
+    name = torch.cuda.get_device_name() if dev == "cuda" else "CPU"
+    print(f"SD-2.1-sized, {name}, {dtype_name}, {res} px:")
     print(f"  guidance LDS step (VAE enc+bwd, 2 UNet passes): {g_med:.4f} s")
     print(f"  LoRA step batch 1: {l_med:.4f} s   batch 4: {l4_med:.4f} s")
     print(f"  UNet CFG forward (batch 2): {u_med:.4f} s")
@@ -167,6 +171,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: leave as is)")
     ap.add_argument("--sd21-meta", action="store_true", help="count SD-2.1-sized parameters (CPU, no memory)")
     ap.add_argument("--gpu", action="store_true", help="run the SD-2.1-sized GPU benchmark (needs CUDA)")
+    ap.add_argument("--sd21-cpu-smoke", action="store_true",
+                    help="run the SD-2.1-sized benchmark code once on CPU at 64 px (checks it works)")
+    ap.add_argument("--no-tiny", action="store_true", help="skip the tiny-model CPU benchmark")
     ap.add_argument("--dtypes", default="fp16,bf16")
     ap.add_argument("--lora-steps", type=int, default=400)
     ap.add_argument("--concepts", type=int, default=200)
@@ -174,15 +181,18 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    bench_tiny([int(s) for s in args.sizes.split(",")], args.reps, [int(b) for b in args.batch_sizes.split(",")])
+    if not args.no_tiny:
+        bench_tiny([int(s) for s in args.sizes.split(",")], args.reps, [int(b) for b in args.batch_sizes.split(",")])
     if args.sd21_meta:
         bench_sd21_meta()
+    if args.sd21_cpu_smoke:
+        bench_sd21("bf16", 1, args.lora_steps, args.concepts, args.concept_steps, dev="cpu", res=64)
     if args.gpu or torch.cuda.is_available():
         if not torch.cuda.is_available():
             print("no CUDA device: SD-2.1-sized GPU benchmark skipped")
             return
         for d in args.dtypes.split(","):
-            bench_sd21_gpu(d, args.reps, args.lora_steps, args.concepts, args.concept_steps)
+            bench_sd21(d, args.reps, args.lora_steps, args.concepts, args.concept_steps)
 
 
 if __name__ == "__main__":

@@ -231,8 +231,9 @@ class LoraTrainer:
         with torch.no_grad():
             self.embed_target = encode_prompt(pipe, [TARGET_PROMPT])
             self.embed_concept = encode_prompt(pipe, [CONCEPT_PROMPT.format(cls=self.cls)])
-        torch.manual_seed(cfg.seed)  # peft's gaussian init of A draws from the global generator
-        self.params = install_adapter(pipe.unet, cfg.rank, cfg.alpha, cfg.target_modules)
+        with torch.random.fork_rng(devices=[]):  # peft's init of A draws from the global generator
+            torch.manual_seed(cfg.seed)
+            self.params = install_adapter(pipe.unet, cfg.rank, cfg.alpha, cfg.target_modules)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
         self.steps_taken = 0
 
