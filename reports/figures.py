@@ -41,9 +41,9 @@ def _first_done(store: Store, d: pd.DataFrame) -> dict[str, pd.Series]:
 def pick_scenes(store: Store, dataset: str, cfg: FigureConfig, tcfg: TableConfig) -> list[str]:
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
-    if "artifact.composite" not in d.columns:
-        return []
-    main = d[(d["label"] == tcfg.main_label) & d["artifact.composite"].notna()]
+    if "artifact.composite" in d.columns:
+        d = d[d["artifact.composite"].notna()]
+    main = d[d["label"] == tcfg.main_label]
     scenes = sorted((main if len(main) else d)["scene_id"].unique())
     if len(scenes) <= cfg.max_grid_scenes:
         return scenes
@@ -156,17 +156,18 @@ def _read_losses(path: Path) -> pd.DataFrame | None:
 
 def loss_curves(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: TableConfig) -> tuple[bool, int]:
     """Median and inter-quartile band over tasks per DiPIR preset, one panel per loss column."""
-    if "artifact.losses" not in store.tasks.columns:
-        return False, 0
     d = store.tasks
-    d = d[(d["dataset"] == dataset) & (d["status"] == "done") & (d["method"] == DIPIR) & d["artifact.losses"].notna()]
+    d = d[(d["dataset"] == dataset) & (d["status"] == "done") & (d["method"] == DIPIR)]
     curves: dict[str, list[pd.DataFrame]] = {}
     for label, g in d.groupby("label"):
-        for _, row in g.sort_values("task_id").head(cfg.max_loss_tasks).iterrows():
+        # look at a bounded number of tasks: a store without loss logs must not cost a scan of all
+        for _, row in g.sort_values("task_id").head(4 * cfg.max_loss_tasks).iterrows():
             p = store.artifact_path(row, "losses")
             df = _read_losses(p) if p else None
             if df is not None:
                 curves.setdefault(label, []).append(df)
+                if len(curves[label]) >= cfg.max_loss_tasks:
+                    break
     if not curves:
         return False, 0
     cols = sorted({c for dfs in curves.values() for df in dfs for c in df.columns

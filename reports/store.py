@@ -21,6 +21,9 @@ from reports.metrics_meta import MetricInfo, load_metrics_meta
 REQUIRED = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status")
 STATUSES = ("done", "failed", "skipped")
 DIPIR = "dipir"
+# File names tasks conventionally use for each artifact (fallback when not listed in artifacts).
+CONVENTIONAL = {"composite": ("composite.png",), "envmap": ("envmap.exr",), "gt_composite": ("gt_composite.png",),
+                "background": ("background.png", "background.jpg"), "losses": ("losses.csv",)}
 
 
 def method_label(method: str, preset) -> str:
@@ -52,14 +55,53 @@ class Store:
         return self.run / "tasks" / task_id
 
     def artifact_path(self, row, name: str) -> Path | None:
-        """Absolute path of a task's artifact, or None when absent or escaping the run folder."""
+        """Absolute path of a task's artifact, or None when absent or outside the run folder.
+
+        Looks at the `artifact.<name>` column first; failing that, at the conventional file name in
+        the task folder (or one folder below it), and for `background` at the task's scene folder
+        (`RUN/scenes/<scene_key>/scene.yaml`), so a store whose tasks do not list every artifact
+        still gets its figures."""
+        cache = self.__dict__.setdefault("_artifacts", {})
+        key = (row.get("task_id"), name)
+        if key not in cache:
+            cache[key] = self._find_artifact(row, name)
+        return cache[key]
+
+    def _inside(self, path: Path) -> Path | None:
+        path = path.resolve()
+        return path if path.is_relative_to(self.run.resolve()) and path.is_file() else None
+
+    def _find_artifact(self, row, name: str) -> Path | None:
         rel = row.get(f"artifact.{name}") if hasattr(row, "get") else None
-        if _missing(rel) or str(rel) == "":
+        if not _missing(rel) and str(rel) != "":
+            return self._inside(self.run / str(rel))
+        tid = row.get("task_id")
+        if _missing(tid):
             return None
-        path = (self.run / str(rel)).resolve()
-        if not path.is_relative_to(self.run.resolve()) or not path.is_file():
+        tdir = self.task_dir(str(tid))
+        for pattern in CONVENTIONAL.get(name, ()):
+            for cand in (tdir / pattern, *sorted(tdir.glob(f"*/{pattern}"))):
+                if (found := self._inside(cand)) is not None:
+                    return found
+        if name == "background":
+            return self._scene_background(str(tid))
+        return None
+
+    def _scene_background(self, task_id: str) -> Path | None:
+        try:
+            key = json.loads((self.task_dir(task_id) / "result.json").read_text()).get("scene_key")
+        except (OSError, json.JSONDecodeError, AttributeError):
             return None
-        return path
+        if not key:
+            return None
+        scene_yaml = self.run / "scenes" / str(key) / "scene.yaml"
+        try:
+            import yaml
+
+            bg = (yaml.safe_load(scene_yaml.read_text()) or {}).get("background")
+        except Exception:  # a broken scene folder only costs the figure its background
+            return None
+        return self._inside(scene_yaml.parent / str(bg)) if bg else None
 
     def unavailable_reasons(self, task_id: str) -> dict[str, str]:
         """`metrics_unavailable` of a task's result.json (read once per task)."""

@@ -64,7 +64,10 @@ def _png(path: Path, img: np.ndarray) -> None:
     Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True) -> Path:
+def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True, list_all: bool = True) -> Path:
+    """`list_all=False` writes what dipir.evaluation lists today: only composite and envmap in
+    `artifacts`; gt_composite.png and losses.csv just lie in the task folder, and the background is
+    only in the scene folder RUN/scenes/<scene_key>/ (found through result.json's scene_key)."""
     run.mkdir(parents=True, exist_ok=True)
     (run / "spec.yaml").write_text("name: fixture\ndatasets: [polyhaven, waymo]\nseeds: [0]\n")
     (run / "run.json").write_text(json.dumps({"git_hash": "abc1234", "host": "fixture-host", "gpu": None,
@@ -99,9 +102,15 @@ def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True) -> P
                     unavailable[m] = reason or "no ground-truth composite"
                 metrics[m] = v
             artifacts = {}
+            scene_key = f"{dataset}-{scene}"
+            if not list_all and not (run / "scenes" / scene_key).exists():
+                (run / "scenes" / scene_key).mkdir(parents=True)
+                _png(run / "scenes" / scene_key / "bg.png", bg)
+                (run / "scenes" / scene_key / "scene.yaml").write_text(f"id: {scene}\nbackground: bg.png\n")
             if status == "done":
-                _png(tdir / "background.png", bg)
-                artifacts["background"] = "background.png"
+                if list_all:
+                    _png(tdir / "background.png", bg)
+                    artifacts["background"] = "background.png"
                 colour = (0.8 - 0.1 * mi, 0.2 + 0.1 * mi, 0.2)
                 _png(tdir / "composite.png", _composite(bg, colour, 0.5 + 0.05 * mi))
                 artifacts["composite"] = "composite.png"
@@ -122,7 +131,10 @@ def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True) -> P
             res = {"task_id": tid, "dataset": dataset, "scene_id": scene, "method": method, "preset": preset,
                    "seed": 0, "status": status, "error": error, "traceback": traceback, "seconds": 1.5 + mi,
                    "metrics": metrics, "metrics_unavailable": unavailable, "artifacts": artifacts,
-                   "condition": cond}
+                   "condition": cond, "scene_key": scene_key}
+            if not list_all:
+                artifacts = {k: v for k, v in artifacts.items() if k in ("composite", "envmap")}
+                res["artifacts"] = artifacts
             (tdir / "result.json").write_text(json.dumps(res, indent=1))
             row = {k: res[k] for k in ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status",
                                        "error", "seconds", "condition")}

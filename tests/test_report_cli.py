@@ -210,3 +210,23 @@ def test_report_on_parquet_written_by_the_pipelines(tmp_path):
     assert body(md) == body(md_ref)
     assert _md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
     assert len(list((run / "report" / "figures").glob("grid_*.png"))) == 8
+
+
+def test_artifacts_found_without_listing(tmp_path):
+    """Tasks that list only composite and envmap (as dipir.evaluation does): gt_composite and
+    losses are found in the task folder, the background through the scene folder."""
+    from reports.build import ReportConfig, build_report
+    from reports.store import load_store
+    from reports.study.manifest import StudyConfig, make_study
+
+    run = write_fixture_store(tmp_path / "run", list_all=False)
+    store = load_store(run)
+    row = store.tasks[(store.tasks["label"] == "dipir") & (store.tasks["scene_id"] == "ph_a")].iloc[0]
+    assert store.artifact_path(row, "background") == (run / "scenes" / "polyhaven-ph_a" / "bg.png").resolve()
+    assert store.artifact_path(row, "gt_composite").name == "gt_composite.png"
+    assert store.artifact_path(row, "losses").name == "losses.csv"
+    res = build_report(run, ReportConfig(formats=("md",)))
+    names = {p.name for p in res.files["figures"]}
+    assert {"losses_polyhaven.png", "grid_polyhaven_ph_a.png"} <= names
+    m = make_study(run, tmp_path / "study", StudyConfig(against=("khan06",), n_catch=2))
+    assert [p["opponent"] for p in m["pairs"] if p["kind"] == "catch"] == ["catch (floating)"] * 2

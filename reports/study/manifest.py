@@ -86,9 +86,11 @@ def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
         raise DipirError("must be >= 1", field="--per-rater")
     df = store.tasks
     df = df[(df["status"] == "done")]
-    if "artifact.composite" not in df.columns:
-        raise DipirError("no composite artifacts in this run", store.run / "results.parquet", "artifact.composite")
-    df = df[df["artifact.composite"].notna()].sort_values(["seed", "task_id"])
+    df = df[[store.artifact_path(r, "composite") is not None for _, r in df.iterrows()]]
+    if df.empty:
+        raise DipirError("no done task with a composite image in this run", store.run / "results.parquet",
+                         "artifact.composite")
+    df = df.sort_values(["seed", "task_id"])
     labels = set(df["label"])
     for name, lab in [("--main", cfg.main), *[("--against", a) for a in cfg.against]]:
         if lab not in labels:
