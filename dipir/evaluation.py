@@ -39,6 +39,13 @@ _COMPOSITE_SRC = {
     "lpips": "LPIPS v0.1, AlexNet backbone, spatial map averaged (Zhang et al. 2018; `lpips` package)",
 }
 _LOWER = {"rmse": True, "si_rmse": True, "psnr": False, "ssim": False, "lpips": True}
+_SOURCE = {
+    "rmse": "standard definition",
+    "si_rmse": "Grosse et al. 2009, ICCV (closed-form scale)",
+    "psnr": "standard definition (data range 1)",
+    "ssim": "Wang, Bovik, Sheikh, Simoncelli 2004, IEEE TIP",
+    "lpips": "Zhang et al. 2018, CVPR; `lpips` package v0.1, AlexNet",
+}
 _SPHERE_DESC = {
     "rmse": ("RMSE (squared error summed over RGB, per pixel)", "DiffusionLight / StyleLight evaluation"),
     "si_rmse": ("scale-invariant RMSE, closed-form scale", "Grosse et al. 2009; DiffusionLight / StyleLight evaluation"),
@@ -56,7 +63,7 @@ def _metrics_meta() -> dict[str, dict]:
             meta[f"{m}_{where}"] = {
                 "lower_is_better": _LOWER[m],
                 "description": f"composite vs. ground-truth composite, {what}: {src}",
-                "source": src.split("(")[-1].rstrip(")") if "(" in src else "standard definition",
+                "source": _SOURCE[m],
             }
     for k, (desc, src) in _SPHERE_DESC.items():
         meta[f"sphere_{k}"] = {"lower_is_better": True,

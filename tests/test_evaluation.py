@@ -44,6 +44,7 @@ def test_metrics_metadata_covers_the_contract():
              "sphere_angular_deg", "sphere_nrmse", "light_dir_err_deg"]
     for n in names:
         assert set(METRICS[n]) >= {"lower_is_better", "description", "source"}
+        assert METRICS[n]["source"] and METRICS[n]["description"]
     assert METRICS["psnr_full"]["lower_is_better"] is False and METRICS["ssim_region"]["lower_is_better"] is False
     assert METRICS["rmse_full"]["lower_is_better"] is True and METRICS["sphere_si_rmse"]["lower_is_better"] is True
     json.dumps(METRICS)
