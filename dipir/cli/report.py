@@ -23,7 +23,13 @@ def register(app: typer.Typer) -> None:
         link_images: bool = typer.Option(False, "--link-images", help="report.html links figures instead of embedding them."),
     ) -> None:
         """Write RUN/report/: report.md, report.html (self-contained), tables/*.tex (booktabs), figures/."""
+        from dipir.errors import DipirError
         from reports.build import ReportConfig, build_report, parse_formats
+
+        if n_boot < 100:
+            raise DipirError("needs at least 100 resamples for a 95% interval", field="--bootstrap")
+        if grid_scenes < 0:
+            raise DipirError("must be >= 0", field="--grid-scenes")
         from reports.figures import FigureConfig
         from reports.tables import TableConfig
 

@@ -44,6 +44,8 @@ def serve(
     from reports.study.app import create_app
 
     app = create_app(study)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: anyone who can reach this address can take part", err=True)
     typer.echo(f"study at http://{host}:{port}/ (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
