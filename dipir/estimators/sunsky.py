@@ -203,7 +203,8 @@ class SunSkyEstimator:
             best = (float("nan"), s_dir, T, s)
         res, sun_dir, T, chan_scale = best
         sun_dir = sun_dir / np.linalg.norm(sun_dir)
-        extras.update(sun_direction=sun_dir.tolist(), turbidity=T, sky_fit_residual=res,
+        extras.update(sun_direction=sun_dir.tolist(), turbidity=T,
+                      sky_fit_residual=None if res != res else res,  # None: no sky to fit
                       sky_scale=np.asarray(chan_scale).tolist())
 
         H, W = self.height, self.width
