@@ -236,3 +236,12 @@ def test_area_resize_is_a_block_average():
     x = np.random.default_rng(0).random((8, 12, 3)).astype(np.float32)
     np.testing.assert_allclose(area_resize(x, 4, 6), x.reshape(4, 2, 6, 2, 3).mean((1, 3)), atol=1e-6)
     assert area_resize(x, 16, 16) is x  # never upsamples
+
+
+def test_sunsky_with_no_sky_in_view_falls_back_to_a_prior(tmp_path):
+    s = make_scene(tmp_path, pitch_deg=-45.0)  # only ground in view
+    light = build_estimator("sunsky", {"height": 16}).estimate(s)
+    assert not light.extras["sun_visible"] and light.extras["sky_fit_residual"] is None
+    sun = np.asarray(light.extras["sun_direction"])
+    assert sun[1] == pytest.approx(np.sqrt(0.5), abs=1e-6) and sun[2] < 0  # 45° up, behind the camera
+    assert np.isfinite(light.envmap).all() and light.envmap.max() > 0
