@@ -92,7 +92,7 @@ class PlaneFit:
 
 def fit_plane(points: np.ndarray, distance_threshold: float = 0.08, num_iterations: int = 500,
               min_inliers: int = 50, min_inlier_fraction: float = 0.2, up=(0.0, 1.0, 0.0),
-              max_tilt_deg: float = 30.0, seed: int = 0, source=None) -> PlaneFit:
+              max_tilt_deg: float = 30.0, seed: int = 0, source=None, ransac_points: int = 8000) -> PlaneFit:
     """Ground plane through `points` (N, 3): open3d RANSAC, then a least-squares (SVD) plane on the
     RANSAC inliers, re-selected once with the refined plane. Raises DipirError when the best plane
     has too few inliers or is tilted more than `max_tilt_deg` from `up` (e.g. a wall fills the view)."""
@@ -103,11 +103,18 @@ def fit_plane(points: np.ndarray, distance_threshold: float = 0.08, num_iteratio
         raise DipirError(f"no ground plane: only {len(pts)} LiDAR points in front of the camera "
                          f"(need {max(3, min_inliers)})", source, "points")
     o3d.utility.random.seed(int(seed))
-    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    # RANSAC only needs a hypothesis: run it on at most `ransac_points` points, refine on all of them.
+    sub = pts
+    if len(pts) > ransac_points:
+        sub = pts[np.random.default_rng(seed).choice(len(pts), ransac_points, replace=False)]
+    pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sub))
     model, idx = pc.segment_plane(distance_threshold=distance_threshold, ransac_n=3, num_iterations=num_iterations)
     idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) < 3:
+        raise DipirError("no ground plane: RANSAC found no plane", source, "points")
+    pts_sub = sub
     up = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
-    normal, offset = _least_squares_plane(pts[idx])
+    normal, offset = _least_squares_plane(pts_sub[idx])
     # One re-selection with the refined plane tightens the inlier set without RANSAC's noise.
     idx = np.nonzero(np.abs(pts @ normal + offset) < distance_threshold)[0]
     if len(idx) >= 3:

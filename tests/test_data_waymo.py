@@ -319,3 +319,33 @@ def test_synth_and_scene_cli(tmp_path, fmt):
     assert exc.value.code == 0
     s = load_scene(tmp_path / "s")
     assert s.provenance["segment"] == "synth0000_001" and s.object.cls == "bucket" and s.camera.width == 20
+
+
+def test_matrix_float_packed_and_unpacked_encodings():
+    """proto2 repeated fields without [packed=true]: writers may emit either wire encoding."""
+    import zlib
+
+    from dipir.data.range_image import decode_matrix_float, encode_matrix_float
+
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) * 0.5
+
+    def varint(n):
+        out = b""
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out += bytes([b | (0x80 if n else 0)])
+            if not n:
+                return out
+
+    dims = b"".join(varint(d) for d in a.shape)
+    shape_packed = b"\x0a" + varint(len(dims)) + dims  # TensorShape.dims = 1, packed
+    data = a.tobytes()
+    packed = b"\x0a" + varint(len(data)) + data + b"\x12" + varint(len(shape_packed)) + shape_packed
+    unpacked = b"".join(b"\x0d" + struct.pack("<f", x) for x in a.ravel())
+    shape_unpacked = b"".join(b"\x08" + varint(d) for d in a.shape)
+    unpacked += b"\x12" + varint(len(shape_unpacked)) + shape_unpacked
+    for raw in (packed, unpacked):
+        assert np.array_equal(decode_matrix_float(zlib.compress(raw)), a)
+    assert np.array_equal(decode_matrix_float(encode_matrix_float(a)), a)
+    with pytest.raises(DipirError, match="zlib"):
+        decode_matrix_float(b"not zlib", "f.tfrecord", "record at byte 0")

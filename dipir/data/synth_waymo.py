@@ -411,7 +411,8 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
                                      type=types[k])
             else:
                 arrays[k] = pa.array(v, type=types[k])
-        _write_parquet(root / tag / f"{segment}.parquet", pa.table(arrays))
+        # Small row groups (a few frames each) let readers skip by timestamp statistics.
+        _write_parquet(root / tag / f"{segment}.parquet", pa.table(arrays), row_group_size=4 * len(lasers))
     ccal = "[CameraCalibrationComponent]"
     cal = {"key.segment_context_name": pa.array([segment]), "key.camera_name": pa.array([calib["name"]], pa.int8())}
     for name, v in zip(["f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3"], calib["intrinsic"]):
@@ -434,12 +435,12 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     return root
 
 
-def _write_parquet(path: Path, table) -> None:
+def _write_parquet(path: Path, table, row_group_size: int | None = None) -> None:
     import pyarrow.parquet as pq
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, row_group_size=row_group_size)
     tmp.replace(path)
 
 
