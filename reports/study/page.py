@@ -11,7 +11,7 @@ header{padding:12px}#q{font-size:20px;margin:6px}
 #pair{display:flex;gap:16px;justify-content:center;padding:8px}
 #pair button{background:none;border:3px solid #555;padding:0;cursor:pointer;max-width:46vw}
 #pair button:hover,#pair button:focus{border-color:#4caf50}
-#pair img{display:block;max-width:100%;max-height:70vh}
+#pair img{display:block;width:44vw;max-width:900px;height:auto;max-height:75vh;object-fit:contain}
 .hint{color:#aaa;font-size:14px}#msg{min-height:1.5em;color:#f88}
 </style></head><body>
 <header><div id="q">Which image looks more realistic?</div>
