@@ -349,3 +349,47 @@ def test_matrix_float_packed_and_unpacked_encodings():
     assert np.array_equal(decode_matrix_float(encode_matrix_float(a)), a)
     with pytest.raises(DipirError, match="zlib"):
         decode_matrix_float(b"not zlib", "f.tfrecord", "record at byte 0")
+
+
+def test_v2_files_match_the_official_component_schemas(segs):
+    """Every column of Waymo's own v2 component dataclasses (waymo_open_dataset.v2.perception) is in
+    our files with the same Arrow type. The package's `v2/__init__` needs dask and TensorFlow, so a
+    subprocess imports only the component modules, with a stand-in `tensorflow` module (used there
+    only in type annotations)."""
+    code = textwrap.dedent(f"""
+        import importlib.util, json, os, sys, types
+        import pyarrow.parquet as pq
+
+        class Stub(types.ModuleType):
+            def __getattr__(self, name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                return Stub(self.__name__ + "." + name)
+
+        sys.modules["tensorflow"] = Stub("tensorflow")
+        root = list(importlib.util.find_spec("waymo_open_dataset").submodule_search_locations)[0]
+        for name, sub in (("waymo_open_dataset.v2", "v2"), ("waymo_open_dataset.v2.perception", "v2/perception")):
+            m = types.ModuleType(name)
+            m.__path__ = [os.path.join(root, sub)]
+            sys.modules[name] = m
+        from waymo_open_dataset.v2.perception import camera_image, context, lidar, pose
+
+        comps = {{"camera_image": camera_image.CameraImageComponent, "camera_calibration": context.CameraCalibrationComponent,
+                  "lidar": lidar.LiDARComponent, "lidar_calibration": context.LiDARCalibrationComponent,
+                  "lidar_pose": lidar.LiDARPoseComponent, "vehicle_pose": pose.VehiclePoseComponent}}
+        problems, n = [], 0
+        for tag, comp in comps.items():
+            path = next(iter(sorted(os.scandir(os.path.join({str(segs["v2"])!r}, tag)), key=lambda e: e.name))).path
+            ours = pq.read_schema(path)
+            for f in comp.schema():
+                n += 1
+                if f.name not in ours.names:
+                    problems.append(f"{{tag}}: missing {{f.name}}")
+                elif ours.field(f.name).type != f.type:
+                    problems.append(f"{{tag}}: {{f.name}} is {{ours.field(f.name).type}}, official {{f.type}}")
+        print(json.dumps({{"n": n, "problems": problems}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["n"] > 40 and res["problems"] == []

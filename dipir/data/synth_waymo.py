@@ -175,6 +175,13 @@ def raycast(street: Street, origins: np.ndarray, dirs: np.ndarray, max_range: fl
     return np.where(np.isfinite(best), best, NO_RETURN), np.where(np.isfinite(best), inten, 0.0)
 
 
+def _second_return(ri: np.ndarray) -> np.ndarray:
+    """The second-return range image: this street has no semi-transparent surfaces, so none."""
+    out = np.zeros_like(ri)
+    out[..., 0] = NO_RETURN
+    return out
+
+
 def _pose6(m: np.ndarray) -> np.ndarray:
     from dipir.data.range_image import rotation_to_euler
 
@@ -301,7 +308,8 @@ def generate_frames(street: Street, cfg: SynthWaymoConfig, frames: int, seed: in
         t = k * cfg.frame_dt
         pose = street.vehicle_pose(t, cfg.speed)
         scans = [scan(street, cfg, laser, t, rng) for laser in lasers]
-        yield {"index": k, "timestamp": t0_micros + int(round(t * 1e6)), "pose": pose,
+        velocity = cfg.speed * pose[:3, 0]  # global frame, along the heading
+        yield {"index": k, "timestamp": t0_micros + int(round(t * 1e6)), "pose": pose, "velocity": velocity,
                "image": renderer.jpeg(pose, seed * 1000 + k) if renderer else flat, "calib": calib,
                "lasers": lasers, "scans": scans}
 
@@ -342,6 +350,7 @@ def _frame_proto(fr: dict, segment: str):
         las = f.lasers.add()
         las.name = laser["name"]
         las.ri_return1.range_image_compressed = encode_matrix_float(ri)
+        las.ri_return2.range_image_compressed = encode_matrix_float(_second_return(ri))
         if pose_img is not None:
             las.ri_return1.range_image_pose_compressed = encode_matrix_float(pose_img)
     im = f.images.add()
@@ -349,6 +358,9 @@ def _frame_proto(fr: dict, segment: str):
     im.image = fr["image"]
     im.pose.transform.extend(fr["pose"].ravel().tolist())
     im.pose_timestamp = fr["timestamp"] / 1e6
+    im.velocity.v_x, im.velocity.v_y, im.velocity.v_z = (float(v) for v in fr["velocity"])
+    im.shutter = 0.005
+    im.camera_trigger_time, im.camera_readout_done_time = fr["timestamp"] / 1e6 - 0.01, fr["timestamp"] / 1e6 + 0.01
     return f
 
 
@@ -383,14 +395,26 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
         ts, calib, lasers = fr["timestamp"], fr["calib"], fr["lasers"]
         truth["frames"].append(frame_truth(street, fr))
         key = {"key.segment_context_name": segment, "key.frame_timestamp_micros": ts}
-        add("camera_image", **key, **{"key.camera_name": calib["name"], "[CameraImageComponent].image": fr["image"],
-                                      "[CameraImageComponent].pose.transform": fr["pose"].ravel().tolist(),
-                                      "[CameraImageComponent].pose_timestamp": ts / 1e6})
+        vel = fr["velocity"]
+        img_cols = {"key.camera_name": calib["name"], "[CameraImageComponent].image": fr["image"],
+                    "[CameraImageComponent].pose.transform": fr["pose"].ravel().tolist()}
+        for axis, v in zip("xyz", vel):
+            img_cols[f"[CameraImageComponent].velocity.linear_velocity.{axis}"] = float(v)
+        for axis in "xyz":
+            img_cols[f"[CameraImageComponent].velocity.angular_velocity.{axis}"] = 0.0
+        img_cols.update({"[CameraImageComponent].pose_timestamp": ts / 1e6,
+                         "[CameraImageComponent].rolling_shutter_params.shutter": 0.005,
+                         "[CameraImageComponent].rolling_shutter_params.camera_trigger_time": ts / 1e6 - 0.01,
+                         "[CameraImageComponent].rolling_shutter_params.camera_readout_done_time": ts / 1e6 + 0.01})
+        add("camera_image", **key, **img_cols)
         add("vehicle_pose", **key, **{"[VehiclePoseComponent].world_from_vehicle.transform": fr["pose"].ravel().tolist()})
         for laser, (ri, pose_img) in zip(lasers, fr["scans"]):
+            second = _second_return(ri)
             add("lidar", **key, **{"key.laser_name": laser["name"],
                                    "[LiDARComponent].range_image_return1.values": ri.ravel(),
-                                   "[LiDARComponent].range_image_return1.shape": list(ri.shape)})
+                                   "[LiDARComponent].range_image_return1.shape": list(ri.shape),
+                                   "[LiDARComponent].range_image_return2.values": second.ravel(),
+                                   "[LiDARComponent].range_image_return2.shape": list(second.shape)})
             if pose_img is not None:
                 add("lidar_pose", **key, **{"key.laser_name": laser["name"],
                                             "[LiDARPoseComponent].range_image_return1.values": pose_img.ravel(),
@@ -401,8 +425,15 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
              "[VehiclePoseComponent].world_from_vehicle.transform": tf16,
              "[LiDARComponent].range_image_return1.values": pa.list_(ftype),
              "[LiDARComponent].range_image_return1.shape": shp,
+             "[LiDARComponent].range_image_return2.values": pa.list_(ftype),
+             "[LiDARComponent].range_image_return2.shape": shp,
              "[LiDARPoseComponent].range_image_return1.values": pa.list_(ftype),
              "[LiDARPoseComponent].range_image_return1.shape": shp}
+    for k in ("linear_velocity", "angular_velocity"):
+        for axis in "xyz":
+            types[f"[CameraImageComponent].velocity.{k}.{axis}"] = pa.float32() if k == "linear_velocity" else pa.float64()
+    for k in ("shutter", "camera_trigger_time", "camera_readout_done_time"):
+        types[f"[CameraImageComponent].rolling_shutter_params.{k}"] = pa.float64()
     for tag, cols in rows.items():
         arrays = {}
         for k, v in cols.items():
