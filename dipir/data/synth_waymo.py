@@ -256,22 +256,15 @@ class _Renderer:
                                                                             "value": colors[i % len(colors)]}}}
         self.scene = mi.load_dict(scene)
         self.params = mi.traverse(self.scene)
-        self.key = next(k for k in self.params.keys() if k.endswith("to_world") and "sensor" in k.lower()) \
-            if any("sensor" in k.lower() and k.endswith("to_world") for k in self.params.keys()) else None
+        self.key = "sensor.to_world"  # moved per frame: one scene, no reload or recompile
 
     def jpeg(self, vehicle_pose: np.ndarray, seed: int) -> bytes:
         from PIL import Image
 
         mi = self.mi
-        to_world = mi.ScalarTransform4f(vehicle_pose @ self.cam_local)
-        if self.key is not None:
-            self.params[self.key] = to_world
-            self.params.update()
-            sensor = self.scene.sensors()[0]
-        else:  # sensor transform not exposed: build a fresh sensor
-            sensor = mi.load_dict({"type": "perspective", "fov": self.scene.sensors()[0].x_fov(),
-                                   "to_world": to_world})
-        img = np.asarray(mi.render(self.scene, sensor=sensor, seed=seed), dtype=np.float32)[..., :3]
+        self.params[self.key] = mi.ScalarTransform4f(vehicle_pose @ self.cam_local)
+        self.params.update()
+        img = np.asarray(mi.render(self.scene, seed=seed), dtype=np.float32)[..., :3]
         srgb = np.where(img <= 0.0031308, 12.92 * img, 1.055 * np.power(np.clip(img, 0, None), 1 / 2.4) - 0.055)
         buf = io.BytesIO()
         Image.fromarray((np.clip(srgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(buf, format="JPEG", quality=92)
