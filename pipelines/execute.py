@@ -25,6 +25,8 @@ from pipelines.tasks import Task
 
 # Methods assumed to use the diffusion model when their estimator cannot be inspected.
 _MODEL_METHODS = ("dipir",)
+# Methods whose estimator takes a `seed` option (stochastic optimization).
+_SEEDED_METHODS = ("dipir",)
 
 
 def _import_attr(spec: str):
@@ -118,10 +120,15 @@ class TaskContext:
         # Concept images sampled from the base model are shared by every task of the run.
         self.concept_cache = self.run_dir / "cache" / "concepts"
 
-    def estimator(self, method: str, preset: str | None):
-        key = (method, preset)
+    def estimator(self, method: str, preset: str | None, seed: int):
+        # Optimizing methods take the task's seed (one instance per seed); the others are
+        # deterministic given the scene, and the render seed goes to the renderer.
+        seeded = method in _SEEDED_METHODS
+        key = (method, preset, seed if seeded else None)
         if key not in self.estimators:
             opts = dict(self.options.get(method, {}))
+            if seeded:
+                opts["seed"] = seed
             if preset is not None:
                 opts["preset"] = preset
             if uses_model(method) and self.model is not None:
@@ -158,7 +165,7 @@ class TaskContext:
 
             scene = load_scene(build_scene(task.recipe, task.scene_key, self.run_dir))
             result["condition"] = scene.provenance.get("condition")
-            est = self.estimator(task.method, task.preset)
+            est = self.estimator(task.method, task.preset, task.seed)
             reason = est.requires.unmet(scene, has_gpu=self.has_gpu, has_model=self.model is not None)
             if reason:
                 result.update(status="skipped", error=reason)

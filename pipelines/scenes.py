@@ -32,22 +32,22 @@ class SceneRef:
     recipe: dict  # plain data; `build_scene` turns it into a scene folder
 
 
-def _waymo_sources(entry: DatasetEntry, root: Path) -> list[tuple[str, list[Path], Path]]:
-    """(segment name, files whose contents define it, path handed to the loader)."""
-    if entry.format == "v2" or (root / "camera_image").is_dir():
+def _waymo_sources(entry: DatasetEntry, root: Path) -> list[tuple[str, list[Path], Path, str | None]]:
+    """(segment name, files whose contents define it, path handed to the loader, v2 segment)."""
+    if (root / "camera_image").is_dir():  # v2: one Parquet file per component and segment
         names = list(entry.segments) or sorted(p.stem for p in (root / "camera_image").glob("*.parquet"))
         out = []
         for n in names:
             files = sorted(root.glob(f"*/{n}.parquet")) or [root / "camera_image" / f"{n}.parquet"]
-            out.append((n, files, root / "camera_image" / f"{n}.parquet"))
+            out.append((n, files, root, n))
         return out
     if root.is_file():
-        return [(root.stem, [root], root)]
+        return [(root.stem, [root], root, None)]
     if entry.segments:
         paths = [root / (s if s.endswith(".tfrecord") else f"{s}.tfrecord") for s in entry.segments]
     else:
         paths = sorted(root.glob("*.tfrecord"))
-    return [(p.stem, [p], p) for p in paths]
+    return [(p.stem, [p], p, None) for p in paths]
 
 
 def _hdri_sources(entry: DatasetEntry, root: Path | None, suite_dir: Path) -> list[Path]:
@@ -113,12 +113,12 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
         elif kind == "waymo":
             if root is None or not root.exists():
                 raise DipirError(f"Waymo path not found: {root}", suite.source, f"{where}.path")
-            for segment, files, path in _waymo_sources(entry, root):
+            for segment, files, path, v2_segment in _waymo_sources(entry, root):
                 contents = [hashes.file(f) for f in files]
                 for frame in entry.frames:
                     for cam in entry.cameras:
-                        recipe = dict(base, path=str(path), frame_index=frame, camera=cam, width=entry.width,
-                                      format=entry.format)
+                        recipe = dict(base, path=str(path), segment=v2_segment, frame_index=frame, camera=cam,
+                                      width=entry.width)
                         key = _key(recipe, contents, drop=("path",))
                         entry_refs.append(SceneRef(entry.name, f"{segment}_f{frame}_{cam}", key, recipe))
         elif kind == "scenes":
@@ -179,22 +179,24 @@ def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
 def _build_into(recipe: dict, out: Path) -> None:
     obj = recipe.get("object")
     if recipe["kind"] == "polyhaven":
-        from dipir.data import polyhaven
-
         hdri = Path(recipe["hdri"])
         if not hdri.is_file():
             raise DipirError("HDRI file not found", hdri)
+        from dipir.data import polyhaven
+
         kwargs = {k: recipe[k] for k in ("azimuth_deg", "elevation_deg", "fov_deg", "width", "height", "camera_height")}
         if obj is not None:
             kwargs["object"] = obj
         polyhaven.make_scene(hdri, out, **kwargs)
     elif recipe["kind"] == "waymo":
-        from dipir.data import waymo
-
         path = Path(recipe["path"])
         if not path.exists():
             raise DipirError("Waymo segment file not found", path)
+        from dipir.data import waymo
+
         kwargs = {"frame_index": recipe["frame_index"], "camera": recipe["camera"], "width": recipe["width"]}
+        if recipe.get("segment"):
+            kwargs["segment"] = recipe["segment"]
         if obj is not None:
             kwargs["object"] = obj
         waymo.make_scene(path, out, **kwargs)

@@ -211,8 +211,11 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
         f.fail("generator", f"missing required key (one of {', '.join(GENERATORS)})")
     path = f.path("path", required=kind in ("polyhaven", "waymo", "scenes") and not f.has("hdris"))
     obj = f.data.get("object")
-    if obj is not None and not isinstance(obj, (str, dict)):
-        f.fail("object", f"expected a builtin name, a mesh path or a mapping, got {obj!r}")
+    if isinstance(obj, str):  # shorthand: just the mesh
+        obj = {"mesh": obj}
+    if obj is not None and not isinstance(obj, dict):
+        f.fail("object", f"expected a mapping (mesh, class, scale, material, position | distance, lateral, "
+                         f"yaw_deg) or a mesh name, got {obj!r}")
     e = DatasetEntry(
         kind=kind,
         name=f.string("name", generator if kind == "synthetic" else kind),

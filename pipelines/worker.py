@@ -29,11 +29,9 @@ class TaskWorker:
                 torch.set_num_threads(threads)
             except ImportError:
                 pass
+        # Dr.Jit keeps its own pool: `dr.set_thread_count(1)` deadlocks Mitsuba's LLVM renders, so
+        # the render threads are left to Dr.Jit.
         self.ctx = TaskContext(run_dir, RenderSettings(**render), model, options, crash_marker)
-        if threads:
-            import drjit as dr
-
-            dr.set_thread_count(threads)
 
     def run(self, task: dict, attempt: int) -> dict:
         res = self.ctx.run(Task.from_dict(task), attempt)

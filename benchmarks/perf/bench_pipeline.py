@@ -1,0 +1,145 @@
+"""Pipeline overhead and scaling, and the cost of planning a 10,000-task suite.
+
+    .venv/bin/python benchmarks/perf/bench_pipeline.py [--tasks 16] [--size 64] [--spp 16]
+
+1. Throughput: the same N CPU-bound baseline tasks (constant estimator + the real Mitsuba render
+   and metrics) run (a) in a plain in-process loop, (b) on 1 Ray worker, (c) on 2 Ray workers.
+   Each variant writes its own run folder; Ray is started once before (b) and (c) and its start-up
+   is reported separately.
+2. Planning: expand a 10,000-task suite (500 scene folders x 4 methods x 5 seeds), cold (file
+   hashes computed) and warm (hash cache hit), and check resume against 10,000 finished task
+   folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+def _scenes(root: Path, n: int) -> Path:
+    from pipeline_helpers import write_scenes
+
+    return write_scenes(root, n)
+
+
+def _suite(tmp: Path, scenes: Path, n_scenes: int, methods, seeds, render: dict) -> Path:
+    data = {"name": "bench", "datasets": [{"kind": "scenes", "path": str(scenes), "limit": n_scenes}],
+            "methods": list(methods), "seeds": list(seeds), "render": render}
+    p = tmp / f"suite-{len(list(tmp.glob('suite-*')))}.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def bench_throughput(tmp: Path, n_tasks: int, size: int, spp: int) -> None:
+    from pipelines.execute import TaskContext
+    from pipelines.runner import run_suite
+    from pipelines.suite import load_suite
+    from pipelines.tasks import plan
+
+    render = {"width": size, "height": size, "spp": spp, "max_depth": 3, "envmap_height": 32, "envmap_width": 64}
+    scenes = _scenes(tmp / "scenes", n_tasks)
+    suite = load_suite(_suite(tmp, scenes, n_tasks, ["constant"], [0], render))
+
+    # (a) in-process loop
+    t0 = time.perf_counter()
+    run_a = tmp / "run_a"
+    tasks = plan(suite, run_a, lambda m: False)
+    from pipelines import store
+
+    store.init_run(run_a, suite.to_dict(), {})
+    ctx = TaskContext(run_a, suite.render, None, {})
+    for t in tasks:
+        res = ctx.run(t)
+        assert res["status"] == "done", res["error"]
+    ta = time.perf_counter() - t0
+
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t_ray = time.perf_counter() - t0
+    times = {}
+    for w in (1, 2):
+        t0 = time.perf_counter()
+        s = run_suite(suite, tmp / f"run_ray{w}", workers=w, progress=False)
+        times[w] = time.perf_counter() - t0
+        assert s.counts["done"] == n_tasks, s.line()
+    ray.shutdown()
+    tb, tc = times[1], times[2]
+    print(f"throughput, {n_tasks} tasks (constant, {size}x{size}, {spp} spp), tasks/s:")
+    print(f"  (a) in-process loop : {n_tasks / ta:6.3f}  ({ta:.1f} s)")
+    print(f"  (b) Ray, 1 worker   : {n_tasks / tb:6.3f}  ({tb:.1f} s; Ray start-up {t_ray:.1f} s not included)")
+    print(f"  (c) Ray, 2 workers  : {n_tasks / tc:6.3f}  ({tc:.1f} s)")
+    print(f"  overhead b vs a     : {100 * (tb / ta - 1):+.1f} %   (goal <= 5 %)")
+    print(f"  speed-up c vs b     : {tb / tc:.2f}x     (goal >= 1.8x)")
+
+
+def bench_planning(tmp: Path, n_scenes: int = 500, methods=("constant", "sh2", "khan06", "oracle"),
+                   seeds=range(5)) -> None:
+    from pipelines import store
+    from pipelines.runner import prepare
+    from pipelines.suite import load_suite
+
+    # 500 scene folders: copies of a few real ones with distinct ids (distinct contents).
+    src = _scenes(tmp / "src", 2)
+    root = tmp / "many"
+    for i in range(n_scenes):
+        d = root / f"s{i:04d}"
+        shutil.copytree(src / f"scene{i % 2}", d)
+        (d / "scene.yaml").write_text((d / "scene.yaml").read_text().replace(f"scene{i % 2}", f"s{i:04d}"))
+    suite = load_suite(_suite(tmp, root, n_scenes, methods, list(seeds), {}))
+    run = tmp / "plan_run"
+    t0 = time.perf_counter()
+    tasks, todo = prepare(suite, run, retry_failed=False)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    tasks, todo = prepare(suite, run, retry_failed=False)
+    warm = time.perf_counter() - t0
+    # 10,000 finished tasks: folders + status markers as the workers leave them.
+    for t in tasks:
+        (run / "tasks" / t.task_id).mkdir()
+        (run / "tasks" / t.task_id / "result.json").write_text("{}")
+        (run / "status" / f"{t.task_id}.done").touch()
+    t0 = time.perf_counter()
+    tasks, todo = prepare(suite, run, retry_failed=False)
+    resumed = time.perf_counter() - t0
+    assert len(todo) == 0
+    t0 = time.perf_counter()
+    store.pending([t.task_id for t in tasks], run, retry_failed=True)
+    pend = time.perf_counter() - t0
+    print(f"planning {len(tasks)} tasks ({n_scenes} scenes x {len(methods)} methods x {len(list(seeds))} seeds):")
+    print(f"  plan + run files, cold hash cache : {cold:.2f} s")
+    print(f"  plan + run files, warm hash cache : {warm:.2f} s")
+    print(f"  plan + resume, all 10k finished   : {resumed:.2f} s (of which the finished check {pend:.3f} s)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tasks", type=int, default=16)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--spp", type=int, default=16)
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args()
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), str(REPO),
+                                                             os.environ.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
+        os.environ.setdefault("RAY_TMPDIR", str(Path(tmp) / "ray"))
+        bench_planning(Path(tmp))
+        if not args.skip_throughput:
+            bench_throughput(Path(tmp), args.tasks, args.size, args.spp)
+
+
+if __name__ == "__main__":
+    main()
