@@ -393,3 +393,13 @@ def test_v2_files_match_the_official_component_schemas(segs):
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["n"] > 40 and res["problems"] == []
+
+
+def test_frame_and_camera_errors(segs, tmp_path, capsys):
+    err = _cli(["scene", "waymo", str(segs["v1"]), "--frame", "7", "--out", str(tmp_path / "o")], capsys)
+    assert str(segs["v1"]) in err and "has 2 frames" in err
+    err = _cli(["scene", "waymo", str(segs["v2"]), "--frame", "0", "--camera", "SIDE_LEFT", "--out",
+                str(tmp_path / "o")], capsys)
+    assert "camera_image" in err and "no images from camera SIDE_LEFT" in err
+    err = _cli(["scene", "waymo", str(segs["v1"]), "--camera", "BACK", "--out", str(tmp_path / "o")], capsys)
+    assert "unknown camera 'BACK'" in err

@@ -80,6 +80,9 @@ def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segmen
     cam = camera_id(camera)
     if timestamp is None:
         stamps = frame_timestamps(root, segment, cam)
+        if not stamps:
+            raise DipirError(f"segment {segment} has no images from camera {camera}",
+                             root / "camera_image" / f"{segment}.parquet", CAM)
         if not 0 <= index < len(stamps):
             raise DipirError(f"segment {segment} has {len(stamps)} frames, no frame {index}", root / "camera_image",
                              "frame")
