@@ -185,3 +185,16 @@ def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> Obj
         return spec
     return place_in_front(camera, plane, distance=float(cfg.get("distance", 8.0)),
                           yaw_deg=float(cfg.get("yaw_deg", 0.0)), lateral=float(cfg.get("lateral", 0.0)), **common)
+
+
+def points_inside(spec: ObjectSpec, plane: Plane, points: np.ndarray, margin: float = 0.3,
+                  min_height: float = 0.2, mesh: Mesh | None = None) -> int:
+    """How many scene points (N, 3) fall inside the object's footprint box (grown by `margin`) more
+    than `min_height` above the plane: obstacles the object would intersect."""
+    mesh = mesh or load_object_mesh(spec)
+    lo, hi = mesh.bounds()
+    m = object_to_world(spec, plane)
+    local = (np.asarray(points, dtype=np.float64) - m[:3, 3]) @ m[:3, :3] / spec.scale ** 2
+    lo, hi = lo - margin / spec.scale, hi + margin / spec.scale
+    inside = np.all((local >= lo) & (local <= hi), axis=1) & (local[:, 1] * spec.scale > min_height)
+    return int(inside.sum())

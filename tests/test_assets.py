@@ -105,3 +105,51 @@ def test_mesh_without_faces_via_cli(tmp_path, capsys):
               "--object", str(pts)])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and str(pts) in err and "no faces" in err and "\n" not in err
+
+
+def test_points_inside_footprint():
+    from dipir.assets import points_inside
+
+    plane = Plane(point=np.zeros(3), normal=np.array([0, 1.0, 0]))
+    cam = _camera()
+    spec = place_in_front(cam, plane, "builtin:car", distance=8.0, yaw_deg=90.0)
+    p = spec.position
+    pts = np.array([p + [0, 1.0, 0], p + [0, 0.05, 0], p + [5, 1.0, 0], p + [0, 1.0, 2.0]])
+    # Yaw 90: the 4.5 m car lies across the view (along x), so x + 2.0 is inside, z + 2.0 is not.
+    pts[2] = p + [2.0, 1.0, 0]
+    assert points_inside(spec, plane, pts) == 2  # the ground point (5 cm) does not count
+
+
+def test_waymo_auto_placement_avoids_obstacles(tmp_path):
+    """Asking for the spot where a box stands moves the car to a free one nearby."""
+    from dipir.assets import points_inside
+    from dipir.data.synth_waymo import SynthWaymoConfig, make_street, write_segments
+    from dipir.data.waymo import make_scene
+    from dipir.scene import load_scene
+
+    cfg = SynthWaymoConfig.small(render=False, top_height=48, top_width=512, front_height=2, front_width=8)
+    for seed in range(50):  # a street with a box well inside the camera's view (segment seed = seed * 1000)
+        street = make_street(cfg, np.random.default_rng(seed * 1000))
+        c, s_ = np.cos(-street.heading), np.sin(-street.heading)
+        rel = [np.array([[c, -s_], [s_, c]]) @ np.asarray(b.center[:2]) for b in street.boxes]
+        hit = [r for r in rel if 8 < r[0] < 16 and abs(r[1]) < 0.25 * r[0]]
+        if hit:
+            break
+    fwd, left = hit[0]
+    seg = write_segments(tmp_path / "w", "v1", 1, 1, seed=seed, config=cfg)[0]
+    # Vehicle (fwd, left) -> scene world: X = left − camera y (0), Z = fwd − camera x (1.5).
+    ask = {"distance": float(fwd - 1.5), "lateral": float(-left), "yaw_deg": 90.0}
+    s = load_scene(make_scene(seg, tmp_path / "scene", object=ask))
+    pts = _read_ply_points(s.points)
+    wanted = object_from_dict({"mesh": "builtin:car", **ask}, s.camera, s.plane, {})
+    assert points_inside(wanted, s.plane, pts) > 20  # the requested spot is taken by the box
+    assert points_inside(s.object, s.plane, pts) <= 3
+    assert np.linalg.norm(s.object.position - wanted.position) > 2.0
+
+
+def _read_ply_points(path):
+    raw = path.read_bytes()
+    end = raw.index(b"end_header\n") + len(b"end_header\n")
+    n = int([ln for ln in raw[:end].decode().splitlines() if ln.startswith("element vertex")][0].split()[-1])
+    rec = np.frombuffer(raw[end:], dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4")], count=n)
+    return np.stack([rec["x"], rec["y"], rec["z"]], 1).astype(np.float64)

@@ -66,6 +66,32 @@ def ground_points(points_world: np.ndarray, camera, max_depth: float = 40.0, min
     return np.nonzero(keep)[0]
 
 
+def _place_clear(object: dict | None, cam, plane, points_world: np.ndarray):
+    """Auto placement that avoids obstacles: try the requested spot, then nearby ones (further,
+    nearer, to the sides) until the object's footprint holds no LiDAR points above the ground.
+    An explicit `position` is used as given."""
+    from dipir.assets import load_object_mesh, object_from_dict, points_inside
+
+    req = {**DEFAULT_OBJECT, **(object or {})}
+    if req.get("position") is not None:
+        return object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    d0, l0 = float(req.get("distance", 10.0)), float(req.get("lateral", 0.0))
+    first_err, mesh = None, None
+    for dd, dl in [(0, 0), (3, 0), (-3, 0), (0, -2.5), (0, 2.5), (6, 0), (3, -2.5), (3, 2.5), (-3, -2.5), (-3, 2.5)]:
+        if d0 + dd <= 1.0:
+            continue
+        try:
+            spec = object_from_dict({**req, "distance": d0 + dd, "lateral": l0 + dl}, cam, plane, {})
+        except DipirError as err:
+            first_err = first_err or err
+            continue
+        mesh = mesh or load_object_mesh(spec)
+        if points_inside(spec, plane, points_world, mesh=mesh) <= 3:
+            return spec
+    raise first_err or DipirError(f"no free spot for the object near {d0:g} m in front of the camera "
+                                  "(LiDAR points inside its footprint everywhere tried)", field="object")
+
+
 def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, camera: str = "FRONT",
                width: int | None = None, object: dict | None = None, segment: str | None = None,
                seed: int = 0) -> Path:
@@ -73,7 +99,6 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     folder, auto-detected) and return its scene.yaml path."""
     from PIL import Image
 
-    from dipir.assets import object_from_dict
     from dipir.data.synth_waymo import load_truth
     from dipir.geometry import fit_plane, transform_plane, transform_points, write_ply_points
     from dipir.scene import Plane, Scene
@@ -101,7 +126,7 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
         bg = bg.resize((cam.width, cam.height), Image.LANCZOS)
     bg.save(out / "background.png")
     write_ply_points(out / "points.ply", pts_w, intensity)
-    obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    obj = _place_clear(object, cam, plane, pts_w)
 
     prov = {"dataset": "waymo", "format": fmt, "source": str(Path(path).resolve()), "segment": frame.segment,
             "frame_index": int(frame_index), "timestamp_micros": int(frame.timestamp_micros), "camera": camera,
