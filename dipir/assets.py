@@ -187,14 +187,24 @@ def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> Obj
                           yaw_deg=float(cfg.get("yaw_deg", 0.0)), lateral=float(cfg.get("lateral", 0.0)), **common)
 
 
-def points_inside(spec: ObjectSpec, plane: Plane, points: np.ndarray, margin: float = 0.3,
-                  min_height: float = 0.2, mesh: Mesh | None = None) -> int:
-    """How many scene points (N, 3) fall inside the object's footprint box (grown by `margin`) more
-    than `min_height` above the plane: obstacles the object would intersect."""
+def footprint_counts(spec: ObjectSpec, plane: Plane, points: np.ndarray, margin: float = 0.3,
+                     min_height: float = 0.2, mesh: Mesh | None = None) -> tuple[int, int]:
+    """Scene points (N, 3) over the object's footprint (its box grown by `margin`): how many are more
+    than `min_height` above the plane (obstacles it would intersect) and how many lie on the ground."""
     mesh = mesh or load_object_mesh(spec)
     lo, hi = mesh.bounds()
     m = object_to_world(spec, plane)
     local = (np.asarray(points, dtype=np.float64) - m[:3, 3]) @ m[:3, :3] / spec.scale ** 2
     lo, hi = lo - margin / spec.scale, hi + margin / spec.scale
-    inside = np.all((local >= lo) & (local <= hi), axis=1) & (local[:, 1] * spec.scale > min_height)
-    return int(inside.sum())
+    over = np.all((local[:, [0, 2]] >= lo[[0, 2]]) & (local[:, [0, 2]] <= hi[[0, 2]]), axis=1)
+    height = local[:, 1] * spec.scale
+    above = over & (height > min_height) & (local[:, 1] <= hi[1])
+    ground = over & (np.abs(height) <= min_height)
+    return int(above.sum()), int(ground.sum())
+
+
+def points_inside(spec: ObjectSpec, plane: Plane, points: np.ndarray, margin: float = 0.3,
+                  min_height: float = 0.2, mesh: Mesh | None = None) -> int:
+    """How many scene points fall inside the object's box (grown by `margin`) more than `min_height`
+    above the plane: obstacles the object would intersect."""
+    return footprint_counts(spec, plane, points, margin, min_height, mesh)[0]
