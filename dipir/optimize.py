@@ -15,6 +15,10 @@ Nothing crosses iterations but the parameters and Adam's moments: every iteratio
 graph and the floats logged are `.item()`s, so memory stays flat. A non-finite gradient stops the
 run with `OptimizationError`; Ctrl-C stops it with status "interrupted". Either way the outputs of
 the iterations done so far are written (see dipir/optim_outputs.py).
+
+Determinism: the config's seed fixes the initial lobes, every render's seed (seed·1000003 + step)
+and the guidance's timestep/noise generator. Runs agree up to float rounding: Dr.Jit sums the
+env-map gradient with parallel atomic adds, whose order can change the last bit.
 """
 
 from __future__ import annotations
@@ -107,6 +111,8 @@ class DipirOptimizer:
         self.renderer = InsertionRenderer(scene, RenderConfig(
             width=self.width, height=self.height, spp=r.spp, max_depth=r.max_depth,
             envmap_height=r.envmap_height, envmap_width=r.envmap_width,
+            # Only dipir-material touches emission (see the report on issue 5: the renderer's emissive
+            # mode is used for nothing else).
             emissive=cfg.optimize_material and _is_emitter(scene.object.material)))
         self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
         # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
@@ -151,8 +157,9 @@ class DipirOptimizer:
         return {"emission": torch.as_tensor(np.asarray(m.get("emission", [1.0, 1.0, 1.0]), np.float32).reshape(-1))}
 
     def material_values(self) -> dict[str, torch.Tensor] | None:
+        """What the renders use: the optimized material, else the asset's own emission (emitters)."""
         if self.material is None:
-            return None
+            return self._asset_emission()
         out = {"base_color": torch.sigmoid(self.material["base_color"]),
                "roughness": torch.sigmoid(self.material["roughness"])}
         if "emission" in self.material:
@@ -187,7 +194,7 @@ class DipirOptimizer:
         env = resample_equirect(read_hdr(self.scene.envmap), r.envmap_height, r.envmap_width)
         gt = InsertionRenderer(self.scene, RenderConfig(
             width=self.width, height=self.height, spp=4 * r.spp, max_depth=r.max_depth,
-            envmap_height=r.envmap_height, envmap_width=r.envmap_width))
+            envmap_height=r.envmap_height, envmap_width=r.envmap_width, emissive=self.renderer.cfg.emissive))
         with torch.no_grad():
             out = gt.render(torch.from_numpy(env), seed=2**20 + self.cfg.seed, material=self._asset_emission())
             return composite(self.background, out, None).detach()
