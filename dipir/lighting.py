@@ -136,23 +136,36 @@ class SGLighting(nn.Module):
 # From any HDR map
 
 
-def dominant_direction(envmap: np.ndarray, cone_deg: float = 15.0) -> np.ndarray:
-    """The brightest direction of an equirect map: the peak of luminance × solid angle after an
-    area-averaging downsample (a blur that keeps a small sun's energy), refined by the
-    energy-weighted mean direction within `cone_deg` of that peak. Returns a unit 3-vector."""
+def dominant_direction(envmap: np.ndarray, kernel: float = 0.1, max_iters: int = 200) -> np.ndarray:
+    """The brightest direction of an equirect map, returned as a unit 3-vector.
+
+    Start at the brightest texel of an area-averaged 17 × 32 copy (a blur that keeps a small sun's
+    energy; radiance, not radiance × solid angle, so the poles' small texels do not bias it), then
+    mean-shift on the sphere: the next estimate is the mean direction weighted by L·ΔΩ·K, with an
+    SG kernel K(x) = exp((x·d − 1)/kernel²). It converges to the mode of the map blurred by K, which
+    is the axis of any symmetric lobe. Works on a ≤ 128 × 256 area-resampled copy.
+    """
     env = np.asarray(envmap, dtype=np.float32)
     h, w = env.shape[:2]
+    if h > 128:
+        env = resample_equirect(env, 128, 256)
+        h, w = env.shape[:2]
     hs, ws = min(h, 17), min(w, 32)
     small = resample_equirect(env, hs, ws)
-    energy = luminance(small) * solid_angles(hs, ws)
-    i, j = np.unravel_index(int(np.argmax(energy)), energy.shape)
-    peak = equirect_directions(hs, ws)[i, j].astype(np.float64)
-    dirs = equirect_directions(h, w).astype(np.float64)
-    e = (luminance(env) * solid_angles(h, w)).astype(np.float64)
-    near = dirs @ peak >= np.cos(np.radians(cone_deg))
-    d = (dirs[near] * e[near][:, None]).sum(axis=0)
-    if not np.all(np.isfinite(d)) or np.linalg.norm(d) < 1e-20:
-        d = peak
+    i, j = np.unravel_index(int(np.argmax(luminance(small))), small.shape[:2])
+    d = equirect_directions(hs, ws)[i, j].astype(np.float64)
+    dirs = equirect_directions(h, w).reshape(-1, 3).astype(np.float64)
+    e = (luminance(env) * solid_angles(h, w)).reshape(-1).astype(np.float64)
+    for _ in range(int(max_iters)):
+        k = e * np.exp((dirs @ d - 1) / kernel**2)
+        m = k @ dirs
+        if not np.all(np.isfinite(m)) or np.linalg.norm(m) < 1e-30:
+            break
+        new = m / np.linalg.norm(m)
+        done = new @ d > 1 - 1e-10
+        d = new
+        if done:
+            break
     return d / np.linalg.norm(d)
 
 

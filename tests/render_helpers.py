@@ -65,3 +65,24 @@ def plane_points(scene: Scene, width: int, height: int) -> np.ndarray:
     p = o + t[..., None] * d
     p[t <= 0] = np.nan
     return p
+
+
+def uv_sphere(radius: float = 0.5, n_lat: int = 24, n_lon: int = 48, material: dict | None = None):
+    """A smooth sphere Mesh resting on y = 0 (vertex normals), for tests that need every normal."""
+    from dipir.assets import Mesh
+
+    th = np.linspace(0, np.pi, n_lat + 1)
+    ph = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)
+    t, p = np.meshgrid(th, ph, indexing="ij")
+    n = np.stack([np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)], -1).reshape(-1, 3)
+    faces = []
+    for i in range(n_lat):
+        for j in range(n_lon):
+            a, b = i * n_lon + j, i * n_lon + (j + 1) % n_lon
+            c, d = a + n_lon, b + n_lon
+            faces += [(a, b, c), (b, d, c)]  # counter-clockwise seen from outside
+    f = np.array(faces, np.int32)
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+    v = (n * radius + np.array([0, radius, 0])).astype(np.float32)
+    return Mesh(vertices=v, faces=f, normals=n.astype(np.float32),
+                material=material or {"base_color": [0.7, 0.7, 0.7], "roughness": 0.6, "metallic": 0.0}, name="sphere")
