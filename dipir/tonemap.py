@@ -11,7 +11,9 @@ K bins (K_s = 5). Per channel: K widths and K heights (softmax of raw values, wi
 scaled to B), K − 1 interior knot derivatives (exp of raw values; the two boundary derivatives are 1).
 All raw parameters are zero at init: equal widths and heights and unit derivatives, where the curve is
 exactly the identity. The evaluation is written as `x + Δ(x)` with every term of Δ an exact zero at
-init, so `f(x) == x` bit for bit, not just within rounding.
+init, so `f(x) == x` bit for bit, not just within rounding. It runs in float64 and rounds back to the
+input's dtype: rounding is monotone, so float32 outputs never step backwards (in float32 the
+x + Δ form could, by one ulp, where the curve is very flat).
 """
 
 from __future__ import annotations
@@ -57,10 +59,10 @@ class ToneCurve(nn.Module):
         """Apply per channel. x (..., C') with C' == channels, or channels == 1 (one curve for all)."""
         if self.channels != 1 and x.shape[-1] != self.channels:
             raise ValueError(f"expected last dimension {self.channels}, got {tuple(x.shape)}")
-        shape = x.shape
+        shape, dtype = x.shape, x.dtype
         c = self.channels
-        flat = x.reshape(-1, shape[-1]) if c > 1 else x.reshape(-1, 1)
-        xs, ys, d = self.knots()  # (C, K+1)
+        flat = (x.reshape(-1, shape[-1]) if c > 1 else x.reshape(-1, 1)).double()
+        xs, ys, d = (k.double() for k in self.knots())  # (C, K+1)
         inside = (flat >= 0) & (flat <= self.bound)
         xc = flat.clamp(0, self.bound)
         # Bin index per value and channel: number of interior knots <= x.
@@ -79,7 +81,7 @@ class ToneCurve(nn.Module):
         # Durkan eq. 4 rewritten as y = y0 + h·ξ + h·t·(d0 − s − δξ)/(s + δt); relative to x:
         dy = (y0 - x0) + (xc - x0) * (s - 1) + h * t * (d0 - s - delta * xi) / (s + delta * t)
         y = torch.where(inside, xc + dy, flat)
-        return y.reshape(shape)
+        return y.reshape(shape).to(dtype)
 
     def params(self) -> dict:
         """Plain data: the raw parameters and the knots they give."""
