@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -89,6 +90,21 @@ def metrics_meta() -> dict:
     return out
 
 
+def model_cache_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "cache" / "dipir"
+
+
+def prepare_model(suite_model: str | None, methods, run_dir: Path) -> None:
+    """Write the tiny test model once on the driver, before actors race to create it."""
+    if suite_model != "tiny" or not any(uses_model(m) for m in methods):
+        return
+    try:
+        from dipir.optimize import load_model
+    except ImportError:
+        return  # no optimizer installed: the dipir tasks fail with their own clear error
+    load_model("tiny", cache_dir=model_cache_dir(run_dir))
+
+
 def render_config(r: RenderSettings):
     from dipir.render import RenderConfig
 
@@ -117,8 +133,8 @@ class TaskContext:
 
         load_mitsuba()
         self.has_gpu = cuda_available()
-        # Concept images sampled from the base model are shared by every task of the run.
-        self.concept_cache = self.run_dir / "cache" / "concepts"
+        # Models, LoRAs and concept images sampled from the base model: shared by every task of the run.
+        self.concept_cache = model_cache_dir(self.run_dir)
 
     def estimator(self, method: str, preset: str | None, seed: int):
         # Optimizing methods take the task's seed (one instance per seed); the others are
@@ -129,6 +145,9 @@ class TaskContext:
             opts = dict(self.options.get(method, {}))
             if seeded:
                 opts["seed"] = seed
+                # The optimizer writes its outputs (losses.csv, tone curves, ...) under
+                # <out_dir>/<scene id>; one folder per actor process, moved into the task folder.
+                opts["out_dir"] = str(self.optimizer_dir(method, preset, seed))
             if preset is not None:
                 opts["preset"] = preset
             if uses_model(method) and self.model is not None:
@@ -136,6 +155,9 @@ class TaskContext:
                 opts.setdefault("cache_dir", str(self.concept_cache))
             self.estimators[key] = build(method, opts)
         return self.estimators[key]
+
+    def optimizer_dir(self, method: str, preset: str | None, seed: int) -> Path:
+        return self.run_dir / "cache" / "optimizer" / f"{method}-{preset}-{seed}-{os.getpid()}"
 
     def maybe_crash(self, task: Task) -> None:
         """Fault injection for tests: the first task to claim the marker file kills its worker."""
@@ -173,11 +195,23 @@ class TaskContext:
                 from dipir.evaluation import estimate_and_render, evaluate
 
                 cfg = render_config(self.render)
+                opt_dir = None
+                if task.method in _SEEDED_METHODS:
+                    opt_dir = self.optimizer_dir(task.method, task.preset, task.seed) / scene.id
+                    shutil.rmtree(opt_dir, ignore_errors=True)  # left by an attempt that died
                 out = estimate_and_render(scene, est, cfg, task.seed, stage)
                 ev = evaluate(scene, stage, cfg, task.seed)
                 result["metrics"] = {k: (None if v is None or v != v else float(v)) for k, v in ev["metrics"].items()}
                 result["metrics_unavailable"] = dict(ev.get("metrics_unavailable") or {})
-                result["artifacts"] = _relative_artifacts(out.get("artifacts") or {}, stage)
+                artifacts = _relative_artifacts(out.get("artifacts") or {}, stage)
+                if (stage / "gt_composite.png").is_file():
+                    artifacts["gt_composite"] = "gt_composite.png"
+                artifacts["background"] = _link_background(scene.background, stage)
+                if opt_dir is not None and opt_dir.is_dir():
+                    shutil.move(str(opt_dir), str(stage / "optimizer"))
+                    if (stage / "optimizer" / "losses.csv").is_file():
+                        artifacts["losses"] = "optimizer/losses.csv"
+                result["artifacts"] = artifacts
                 result["seconds_estimate"] = out.get("seconds_estimate")
                 result["seconds_render"] = out.get("seconds_render")
                 result["status"] = "done"
@@ -186,6 +220,16 @@ class TaskContext:
         result["seconds"] = time.perf_counter() - t0
         store.commit_task(self.run_dir, stage, result)
         return result
+
+
+def _link_background(background: Path, stage: Path) -> str:
+    """The background beside the results (a hard link where possible: same bytes, no copy)."""
+    dst = stage / f"background{background.suffix.lower()}"
+    try:
+        os.link(background, dst)
+    except OSError:
+        shutil.copyfile(background, dst)
+    return dst.name
 
 
 def _relative_artifacts(artifacts: dict, stage: Path) -> dict:

@@ -55,6 +55,7 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     summary = RunSummary(total=len(tasks), already=len(tasks) - len(todo), seconds_plan=time.perf_counter() - t0)
     try:
         if todo:
+            execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
             _execute(suite, run_dir, todo, address, workers, progress, summary)
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -81,7 +82,7 @@ def _connect(address: str | None, workers: int | None) -> bool:
 def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
              progress: bool, summary: RunSummary) -> None:
     import ray
-    from ray.exceptions import ActorUnavailableError, RayError
+    from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
     from pipelines.worker import make_actor_class
 
@@ -134,6 +135,15 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                     slot, task = inflight.pop(ref)
                     try:
                         out = ray.get(ref)
+                    except RayTaskError as err:
+                        # A Python error outside the task's own handler (e.g. writing its folder):
+                        # the worker is alive and a retry would fail the same way.
+                        cause = getattr(err, "cause", None) or err
+                        res = execute.failed_result(task, execute.error_message(cause), attempts[task.task_id])
+                        res["traceback"] = str(err)
+                        store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
+                        idle.append(slot)
+                        out = {"status": "failed"}
                     except RayError as err:
                         # The worker process died under this task (the task itself catches
                         # every Python error and returns a failed result).

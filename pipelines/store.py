@@ -39,7 +39,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+    # Metrics may be infinite (PSNR of identical images): written as JSON's common `Infinity`
+    # extension, which Python's json and pandas read back. NaN never occurs (it becomes null).
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

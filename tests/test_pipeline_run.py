@@ -76,8 +76,10 @@ def test_suite_completes_then_resumes(ray_session, scenes, tmp_path):
     assert len({line.split()[1] for line in counter.read_text().splitlines()}) == 2  # on two workers
     metric_cols = [c for c in df.columns if c.startswith("metric.")]
     assert metric_cols, "no metric columns"
-    for rel in df["artifact.composite"]:
-        assert (run / rel).is_file()
+    for name in ("composite", "envmap", "gt_composite", "background"):
+        for rel in df[f"artifact.{name}"]:
+            assert (run / rel).is_file(), rel
+    assert df["metric.rmse_full"].notna().all()
     res = json.loads((run / "tasks" / df.task_id[0] / "result.json").read_text())
     assert res["status"] == "done" and res["condition"] == "day" and res["attempts"] == 1
     assert (run / "spec.yaml").is_file() and (run / "metrics_meta.json").is_file()
@@ -117,7 +119,7 @@ def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
 
     hdris = tmp_path / "hdris"
     synth_polyhaven.write_hdris(hdris, count=1, seed=0)
-    good_hdri = sorted(hdris.iterdir())[0].name
+    good_hdri = sorted(p.name for p in hdris.iterdir() if p.suffix in (".hdr", ".exr"))[0]
     wdir = tmp_path / "waymo"
     wdir.mkdir()
     (wdir / "corrupt.tfrecord").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00garbage-not-a-record")
@@ -142,3 +144,19 @@ def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
     assert (good.status == "done").all(), good[["scene_id", "error"]]
     res = json.loads((run / "tasks" / bad.task_id.iloc[0] / "result.json").read_text())
     assert res["traceback"] and res["attempts"] == 1
+
+    # Through the CLI: a plain rerun executes nothing; --retry-failed runs exactly the 6 failed ones.
+    from typer.testing import CliRunner
+
+    from dipir.cli.main import app
+
+    n = count_lines(counter)
+    suite_file = tmp_path / "t.yaml"
+    out = CliRunner().invoke(app, ["run", str(suite_file), "--out", str(run), "--no-progress"])
+    assert out.exit_code == 0, out.output
+    assert "12 already finished" in out.output and count_lines(counter) == n
+    out = CliRunner().invoke(app, ["run", str(suite_file), "--out", str(run), "--no-progress", "--retry-failed"])
+    assert out.exit_code == 0, out.output
+    assert "6 already finished, 0 done, 6 failed" in out.output, out.output
+    df2 = _results(run)
+    assert len(df2) == 12 and (df2.set_index("task_id").status == df.set_index("task_id").status).all()
