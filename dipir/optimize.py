@@ -376,9 +376,12 @@ def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, gu
     status, error, raised = "done", None, None
     t0 = time.perf_counter()
     bar = _ProgressBar(cfg.iterations, enabled=progress)
+    stop = _StopOnSigint()
     try:
-        with bar:
+        with bar, stop:
             for i in range(cfg.iterations):
+                if stop.requested:
+                    raise KeyboardInterrupt
                 row = opt.step(i)
                 writer.losses.write(row)
                 if cfg.snapshot_every and (i % cfg.snapshot_every == 0 or i == cfg.iterations - 1):
@@ -421,6 +424,39 @@ def _write_outputs(writer: OutputWriter, opt: DipirOptimizer, status: str, error
                                   "width": opt.width, "height": opt.height})
     writer.close()
     return OptimizeResult(writer.dir, status, opt.step_index, fused, sg, timings, error, final, opt)
+
+
+class _StopOnSigint:
+    """Ctrl-C asks the loop to stop after the current iteration instead of raising inside a render
+    (Dr.Jit would turn a KeyboardInterrupt raised in its custom op into a RuntimeError). A second
+    Ctrl-C interrupts at once. Only installed in the main thread (signal handlers live there)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)  # the next Ctrl-C is a plain KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
 
 
 class _ProgressBar:

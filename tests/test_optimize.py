@@ -316,3 +316,35 @@ def test_dipir_as_a_lighting_estimator(scene, tmp_path):
 
     with pytest.raises(DipirError, match="options.bogus"):
         build_estimator("dipir", {"bogus": 1})
+
+
+def test_cli_ctrl_c_keeps_outputs(scene, tmp_path):
+    """A real SIGINT to `dipir insert --method dipir`: exit code 130, the outputs so far are written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dipir.cli.main", "insert", "--scene", str(scene.source), "--method", "dipir",
+           "--preset", "oracle-guidance", "--iterations", "100000", "--resolution", "32x32", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (out / "losses.csv").is_file() and len((out / "losses.csv").read_text().splitlines()) > 3:
+                break
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stdout
+    summary = json.loads((out / "optimize.json").read_text())
+    assert summary["status"] == "interrupted" and summary["iterations_done"] >= 3
+    assert len(read_losses(out / "losses.csv")) == summary["iterations_done"]
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
