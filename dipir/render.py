@@ -349,7 +349,13 @@ class InsertionRenderer:
             return fg, mi.TensorXf(num, (h, w, 3)), mi.TensorXf(den, (h, w, 3))
 
         fg, num, den = _render(pad_envmap(env_fg), pad_envmap(env_shadow), *mat_vals)
-        return self._finish(fg, num, den, self.mask)
+        out = self._finish(fg, num, den, self.mask)
+        if "emission" in mat_keys:
+            # hide_emitters also hides the object's own emitter where the camera sees it directly;
+            # that term is the emitted radiance itself, added here (indirect self-emission is traced).
+            e = mat_vals[mat_keys.index("emission")]
+            out.fg = out.fg + (self.mask > 0).to(out.fg.dtype) * e
+        return out
 
     def _finish(self, fg, num, den, mask) -> RenderOutput:
         safe_mask = mask.clamp_min(1e-6)

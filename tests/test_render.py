@@ -192,3 +192,22 @@ def test_render_insertion_returns_numpy(box_scene):
     assert 0 <= res["composite"].min() and res["composite"].max() <= 1
     # Far from the object, the composite is the background (flat 128 grey).
     assert res["composite"][0, 0] == pytest.approx(np.full(3, 128 / 255), abs=2e-3)
+
+
+def test_emission_override(box_scene):
+    r = renderer(box_scene, spp=4, emissive=True)
+    e = torch.tensor([0.5, 1.0, 2.0], requires_grad=True)
+    out = r.render(torch.zeros(*ENV, 3), seed=1, material={"emission": e})  # no light: only emission
+    inside = out.mask[..., 0] == 1
+    torch.testing.assert_close(out.fg[inside].mean(0), e.detach())
+    out.fg[inside].mean(0).sum().backward()
+    assert torch.all(e.grad > 0)
+    with pytest.raises(ValueError, match="emissive=True"):
+        renderer(box_scene, spp=4).render(torch.zeros(*ENV, 3), material={"emission": e})
+
+
+def test_seed_gives_fresh_noise_and_is_reproducible(box_renderer):
+    env = env_of(sun_and_sky([1.0, 0.45, 0.0]))
+    a, b, c = (box_renderer.render(env, seed=s) for s in (1, 1, 2))
+    assert torch.equal(a.fg, b.fg) and torch.equal(a.shadow_ratio, b.shadow_ratio)
+    assert not torch.equal(a.fg, c.fg) and not torch.equal(a.shadow_ratio, c.shadow_ratio)
