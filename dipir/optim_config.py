@@ -7,13 +7,17 @@ Choices that the paper does not state, and why we picked them:
 - 16 SG lobes per env map: enough for a sun, a sky gradient and a few bounce regions; the env map
   is evaluated at 32x64 for rendering (cheap next to the path tracer) and the per-lobe parameters
   stay well conditioned.
-- Adam learning rates per group: colors 0.03, axes 0.01, sharpness 0.02, tone curves 0.01,
-  material 0.01. They act on the renderer's unconstrained parameters (log-colors, raw axis vectors
-  normalised in the forward pass, log-sharpness), so they are relative steps, comparable across
-  scenes. They were set on the oracle test (a 5x RMSE drop in ~100 steps) and kept small enough that
-  the noisy LDS gradient does not throw lobes across the sphere.
-- Fusion: the two maps start apart and are blended linearly (in log space, see optim_losses.fuse)
-  from 30 % to 80 % of the iterations; the last 20 % optimize one fused map.
+- Adam learning rates per group: SG colours 0.05, axes 0.02, sharpness 0.03, tone curves 0.01,
+  material 0.01. They act on the renderer's unconstrained parameters (log-colours, raw axis vectors
+  normalized in the forward pass, log-sharpness), so with Adam they are roughly the relative change
+  per step (a colour can grow e^30 over 600 steps; an axis turns ~1 degree per step). They were set
+  on the oracle test (tests/test_optimize.py: a sun found within 5 degrees and a >5x RMSE drop in 100
+  steps at 64 px); the paper does not state its values.
+- The global gradient norm is clipped to 1 before each Adam step, against the occasional huge
+  gradient of a noisy render or a large-t LDS sample.
+- Fusion: both maps start from the same random lobes and are optimized separately for the first
+  30 % of the iterations; from 30 % to 80 % the rendered maps are blended geometrically (fusion
+  progress linear in the step, see optim_losses.fuse) into one map; the last 20 % render one map.
 """
 
 from __future__ import annotations

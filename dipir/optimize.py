@@ -98,8 +98,7 @@ class DipirOptimizer:
     `denoise`, as `dipir.guidance.guidance.Guidance`); otherwise it is built from `pipe`.
     """
 
-    def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None,
-                 personalization_seconds: float = 0.0):
+    def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None):
         from dipir.lighting import SGLighting
         from dipir.render import InsertionRenderer, RenderConfig, load_background
         from dipir.tonemap import ToneCurves
@@ -123,7 +122,6 @@ class DipirOptimizer:
         self.tone.requires_grad_(cfg.tone_curves)
         self.material = self._init_material() if cfg.optimize_material else None
         self.optimizer = torch.optim.Adam(self._param_groups())
-        self.personalization_seconds = personalization_seconds
         self.guidance = guidance
         self.target = None
         if cfg.guidance.kind == "oracle":
