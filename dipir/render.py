@@ -28,7 +28,9 @@ What a call renders (h × w, `cfg.spp` samples per pixel):
 together-vs-separately benchmark and as a cross-check of `_shadow_pass` in the tests.
 
 Gradients reach torch through `@dr.wrap(source="torch", target="drjit")`. Each call takes a seed;
-the PRB gradient pass uses a different one (`seed + 2**30`), as Mitsuba recommends.
+the PRB gradient pass uses a different one (`seed + 2**30`), as Mitsuba recommends, and the shadow
+pass its own (`seed + 2**31`); seeds are taken mod 2^32 and passed opaquely, so a new seed never
+recompiles a kernel.
 
 Env maps: (He, We, 3) linear, in Mitsuba's envmap convention (`dipir.hdr`). Mitsuba's envmap stores
 them as (He, We + 2, 3) with one wrap column on each side; `pad_envmap` writes that layout. An
@@ -51,7 +53,12 @@ __all__ = ["RenderConfig", "RenderOutput", "InsertionRenderer", "render_insertio
 
 # Differentiable material overrides accepted by `render(..., material=...)`.
 MATERIAL_KEYS = ("base_color", "roughness", "metallic", "emission")
-_GRAD_SEED_OFFSET = 2**30
+_GRAD_SEED_OFFSET = 2**30  # PRB's gradient pass: seed + 2^30 (mod 2^32)
+_SHADOW_SEED_OFFSET = 2**31  # the shadow pass's own sampler: seed + 2^31, so its noise is not the fg's
+
+
+def _seed(seed: int, offset: int = 0) -> int:
+    return (int(seed) + offset) % 2**32
 
 
 @dataclass
@@ -344,8 +351,8 @@ class InsertionRenderer:
             self.params_fg.update()
             self.params_sh["env.data"] = env_sh_pad
             self.params_sh.update()
-            fg = mi.render(self.scene_fg, self.params_fg, seed=seed, seed_grad=seed + _GRAD_SEED_OFFSET, spp=spp)
-            num, den = self._shadow_pass(spp, seed)
+            fg = mi.render(self.scene_fg, self.params_fg, seed=_seed(seed), seed_grad=_seed(seed, _GRAD_SEED_OFFSET), spp=spp)
+            num, den = self._shadow_pass(spp, _seed(seed, _SHADOW_SEED_OFFSET))
             return fg, mi.TensorXf(num, (h, w, 3)), mi.TensorXf(den, (h, w, 3))
 
         fg, num, den = _render(pad_envmap(env_fg), pad_envmap(env_shadow), *mat_vals)
@@ -389,13 +396,13 @@ class InsertionRenderer:
             def _r(env_pad):
                 params["env.data"] = env_pad
                 params.update()
-                return mi.render(scene, params, seed=seed, seed_grad=seed + _GRAD_SEED_OFFSET, spp=spp)
+                return mi.render(scene, params, seed=_seed(seed), seed_grad=_seed(seed, _GRAD_SEED_OFFSET), spp=spp)
             return _r
 
         fg = one(self.scene_fg, self.params_fg)(pad_envmap(env_fg))
         num = one(self.scene_sh, self.params_sh)(pad_envmap(env_shadow))
         den = one(self._scene_plane, self._params_plane)(pad_envmap(env_shadow))
-        mask = self._render_mask(int(round(math.sqrt(spp))) or 1, seed)
+        mask = self._render_mask(int(round(math.sqrt(spp))) or 1, _seed(seed))
         # Pixels where the object is seen: the plane-only render still sees the plane there.
         den = torch.where(mask > 0, torch.zeros_like(den), den)
         return self._finish(fg, num, den, mask)
