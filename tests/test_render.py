@@ -211,3 +211,24 @@ def test_seed_gives_fresh_noise_and_is_reproducible(box_renderer):
     a, b, c = (box_renderer.render(env, seed=s) for s in (1, 1, 2))
     assert torch.equal(a.fg, b.fg) and torch.equal(a.shadow_ratio, b.shadow_ratio)
     assert not torch.equal(a.fg, c.fg) and not torch.equal(a.shadow_ratio, c.shadow_ratio)
+
+
+def test_new_seeds_and_env_values_reuse_compiled_kernels(box_scene):
+    """The scene is built once; later iterations (new seed, new lighting) compile nothing."""
+    import drjit as dr
+
+    r = renderer(box_scene, spp=2)
+    sg = SGLighting.init_random(3, seed=0)
+    dr.set_flag(dr.JitFlag.KernelHistory, True)
+    try:
+        for i in range(3):
+            dr.kernel_history()  # clears
+            with torch.no_grad():
+                sg.raw_log_colors += 0.1
+            out = r.render(sg.envmap(*ENV), seed=1000 + i)
+            (out.fg.sum() + out.shadow_ratio.sum()).backward()
+            jit = [k for k in dr.kernel_history() if k.get("type") == dr.KernelType.JIT]
+            if i > 0:
+                assert jit and all(k.get("cache_hit") and not k.get("cache_disk") for k in jit), i
+    finally:
+        dr.set_flag(dr.JitFlag.KernelHistory, False)
