@@ -123,13 +123,38 @@ def _sensor_dict(mi, cam: Camera, spp: int) -> dict:
     }
 
 
-def _bsdf_dict(material: dict) -> dict:
-    def rgb(v):
-        return {"type": "rgb", "value": [float(x) for x in np.broadcast_to(np.asarray(v, float), 3)]}
+MATERIAL_FILE_KEYS = ("base_color", "roughness", "metallic", "emission", "emitter")
 
-    m = material or {}
-    return {"type": "principled", "base_color": rgb(m.get("base_color", [0.6, 0.6, 0.6])),
-            "roughness": float(m.get("roughness", 0.5)), "metallic": float(m.get("metallic", 0.0))}
+
+def _bsdf_dict(material: dict, source=None) -> dict:
+    """Mitsuba principled BSDF from a material mapping; bad values raise DipirError naming
+    `object.material.<key>` in the scene file."""
+    from dipir.errors import DipirError
+
+    m = dict(material or {})
+
+    def fail(key, msg):
+        raise DipirError(msg, source, f"object.material.{key}")
+
+    for key in m:
+        if key not in MATERIAL_FILE_KEYS:
+            fail(key, f"unknown material key (allowed: {', '.join(MATERIAL_FILE_KEYS)})")
+
+    def number(key, default):
+        v = m.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            fail(key, f"expected a number in [0, 1], got {v!r}")
+        return float(v)
+
+    c = m.get("base_color", [0.6, 0.6, 0.6])
+    try:
+        rgb = np.broadcast_to(np.asarray(c, dtype=np.float64), 3)
+    except (TypeError, ValueError):
+        fail("base_color", f"expected 3 numbers in [0, 1], got {c!r}")
+    if not np.all(np.isfinite(rgb)) or rgb.min() < 0 or rgb.max() > 1:
+        fail("base_color", f"expected 3 numbers in [0, 1], got {c!r}")
+    return {"type": "principled", "base_color": {"type": "rgb", "value": [float(x) for x in rgb]},
+            "roughness": number("roughness", 0.5), "metallic": number("metallic", 0.0)}
 
 
 class InsertionRenderer:
@@ -194,7 +219,7 @@ class InsertionRenderer:
         vw = v @ self.to_world[:3, :3].T + self.to_world[:3, 3]
         has_n = m.normals is not None
         props = mi.Properties()
-        props["bsdf"] = mi.load_dict(_bsdf_dict(m.material) if with_bsdf else {"type": "diffuse"})
+        props["bsdf"] = mi.load_dict(_bsdf_dict(m.material, self.scene.source) if with_bsdf else {"type": "diffuse"})
         if emissive:
             props["emitter"] = mi.load_dict({"type": "area", "radiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]}})
         mesh = mi.Mesh(name, len(vw), len(m.faces), props, has_vertex_normals=has_n)

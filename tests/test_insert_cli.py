@@ -53,7 +53,7 @@ def test_insert_writes_the_four_outputs(scene_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing_envmap", "unreadable_envmap", "no_envmap", "bad_mesh", "bad_key",
-                                  "missing_scene", "bad_resolution", "bad_spp"])
+                                  "missing_scene", "bad_resolution", "bad_spp", "bad_material"])
 def test_insert_errors_name_file_and_field(case, scene_dir, tmp_path, capsys):
     scene, env = scene_dir, scene_dir / "env.exr"
     extra = []
@@ -85,6 +85,11 @@ def test_insert_errors_name_file_and_field(case, scene_dir, tmp_path, capsys):
         (sd / "scene.yaml").write_text(yaml.safe_dump(data))
         scene = sd
         want = ["scene.yaml", "plane.colour", "unknown key"]
+    elif case == "bad_material":
+        sd = tmp_path / "s"
+        write_scene(sd, material={"base_color": [0.5, 2.0, 0.1]})
+        scene = sd
+        want = ["scene.yaml", "object.material.base_color", "[0, 1]"]
     elif case == "missing_scene":
         scene = tmp_path / "nowhere"
         want = ["nowhere", "scene file not found"]
