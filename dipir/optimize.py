@@ -118,7 +118,7 @@ class DipirOptimizer:
         # far as the shading and the shadow disagree.
         self.light_fg = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
         self.light_shadow = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
-        self.tone = ToneCurves(bins=cfg.tone_bins)
+        self.tone = ToneCurves(bins=cfg.tone_bins).to(self.renderer.device)  # the composite's device
         self.tone.requires_grad_(cfg.tone_curves)
         self.material = self._init_material() if cfg.optimize_material else None
         self.optimizer = torch.optim.Adam(self._param_groups())

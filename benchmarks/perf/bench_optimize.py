@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/perf/bench_optimize.py [--sizes 64 128] [--iterations 20] [--spp 4]
 
-Phases as the loop times them (dipir/optimize.py): render (forward), composite, guidance (VAE encode +
+Medians over the timed iterations (the machine is shared; means are hostage to spikes). Phases as
+the loop times them (dipir/optimize.py): render (forward), composite, guidance (VAE encode +
 UNet calls), backward (through guidance, composite AND the renderer's reverse pass), step (clip +
 Adam). Because `backward` mixes guidance and render gradients, the renderer's reverse pass is also
 timed on its own (forward + backward with a random upstream gradient), to report the share of each
@@ -42,13 +43,13 @@ def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
     opt = DipirOptimizer(scene, cfg, pipe=pipe)
     rows = [opt.step(i) for i in range(cfg.iterations)][3:]  # the first calls compile the kernels
     phases = ["render", "composite", "guidance", "backward", "step"]
-    mean = {p: statistics.mean(r[f"seconds_{p}"] for r in rows) for p in phases}
-    total = statistics.mean(r["seconds"] for r in rows)
+    mean = {p: statistics.median(r[f"seconds_{p}"] for r in rows) for p in phases}
+    total = statistics.median(r["seconds"] for r in rows)
 
     # The renderer alone: forward, then backward with a random upstream gradient.
     r = cfg.render
     fwd, bwd = [], []
-    for i in range(iterations):
+    for i in range(iterations + 3):
         env = opt.light_fg.envmap(r.envmap_height, r.envmap_width)
         t0 = time.perf_counter()
         out = opt.renderer.render(env, env, seed=10_000 + i)
@@ -56,12 +57,13 @@ def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
         loss = (out.fg * torch.rand_like(out.fg)).sum() + (out.shadow_ratio * torch.rand_like(out.shadow_ratio)).sum()
         loss.backward()
         t2 = time.perf_counter()
-        fwd.append(t1 - t0)
-        bwd.append(t2 - t1)
+        if i >= 3:  # the first calls compile this graph's kernels
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
         opt.light_fg.zero_grad(set_to_none=True)
-    render_bwd = statistics.mean(bwd)
+    render_bwd = statistics.median(bwd)
     share = (mean["render"] + render_bwd) / total
-    return {"size": size, "spp": spp, "total": total, **mean, "render_fwd_alone": statistics.mean(fwd),
+    return {"size": size, "spp": spp, "total": total, **mean, "render_fwd_alone": statistics.median(fwd),
             "render_bwd_alone": render_bwd, "render_share": share}
 
 
@@ -69,7 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
     ap.add_argument("--iterations", type=int, default=20)
-    ap.add_argument("--spp", type=int, default=4)
+    ap.add_argument("--spp", type=int, nargs="+", default=[4, 16])
     args = ap.parse_args()
 
     import torch
@@ -84,8 +86,8 @@ def main() -> None:
         pipe = load_model("tiny", cache_dir=tmp / "cache")
         print(f"{'px':>4} {'spp':>4} {'iter s':>8} {'render':>8} {'compos':>8} {'guid':>8} {'backward':>9} "
               f"{'step':>8} | {'r.fwd':>7} {'r.bwd':>7} {'render share':>12}")
-        for size in args.sizes:
-            b = bench(size, args.iterations, args.spp, tmp, pipe)
+        for size, spp in [(s, p) for p in args.spp for s in args.sizes]:
+            b = bench(size, args.iterations, spp, tmp, pipe)
             print(f"{b['size']:>4} {b['spp']:>4} {b['total']:8.4f} {b['render']:8.4f} {b['composite']:8.4f} "
                   f"{b['guidance']:8.4f} {b['backward']:9.4f} {b['step']:8.4f} | {b['render_fwd_alone']:7.4f} "
                   f"{b['render_bwd_alone']:7.4f} {100 * b['render_share']:11.1f}%")
