@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from dipir.optim_config import replace_path
 from dipir.optim_outputs import read_losses
