@@ -1,7 +1,11 @@
 """What a DiPIR optimization leaves in its output folder (fixed file names, atomic writes).
 
     composite.png            final composite (sRGB)
-    envmap.exr               the fused env map (the method's lighting estimate)
+    envmap.exr               the fused env map F = L_fg * lum(L_shadow) / lum(L_fg), the method's
+                             lighting estimate (what both renders use once fusion is complete; for
+                             no-envmap-fusion, or a run stopped before fusion ended, the same
+                             formula applied to the maps as they are; sg_params.json has the
+                             fusion progress reached)
     envmap_fg.exr            L_fg and L_shadow as optimized (equal to envmap.exr once fully fused)
     envmap_shadow.exr
     sg_params.json           SG parameters of both maps + the fusion progress reached
