@@ -1,6 +1,7 @@
 """What a DiPIR optimization leaves in its output folder (fixed file names, atomic writes).
 
-    composite.png            final composite (sRGB)
+    composite.png            final composite (sRGB), rendered at 4x the optimization's spp
+    foreground.exr, shadow_ratio.exr, mask.png   its render layers (as `dipir insert` writes them)
     envmap.exr               the fused env map F = L_fg * lum(L_shadow) / lum(L_fg), the method's
                              lighting estimate (what both renders use once fusion is complete; for
                              no-envmap-fusion, or a run stopped before fusion ended, the same
@@ -85,6 +86,19 @@ class OutputWriter:
 
     def composite(self, srgb: np.ndarray) -> Path:
         return write_png(self.dir / "composite.png", srgb)
+
+    def render_layers(self, layers: dict) -> None:
+        """fg and β as linear EXR, the coverage mask as 8-bit PNG (names as `dipir insert`'s)."""
+        from dipir.hdr import write_hdr
+
+        write_hdr(self.dir / "foreground.exr", layers["fg"])
+        write_hdr(self.dir / "shadow_ratio.exr", layers["shadow_ratio"])
+        from PIL import Image
+
+        mask = np.clip(np.asarray(layers["mask"], dtype=np.float32)[..., 0], 0, 1)
+        tmp = self.dir / ".mask.tmp.png"
+        Image.fromarray((mask * 255 + 0.5).astype(np.uint8), "L").save(tmp)
+        tmp.replace(self.dir / "mask.png")
 
     def lighting(self, fused: np.ndarray, env_fg: np.ndarray, env_shadow: np.ndarray, sg: dict) -> None:
         from dipir.hdr import write_hdr

@@ -272,6 +272,10 @@ class DipirOptimizer:
     def render_composite(self, spp: int, seed: int = 2**21) -> np.ndarray:
         """The composite of the current parameters (fusion as reached), rendered at `spp`: the
         clean final image, free of the per-iteration render noise. sRGB (H, W, 3)."""
+        return self.render_final(spp, seed)[0]
+
+    def render_final(self, spp: int, seed: int = 2**21):
+        """(composite sRGB (H, W, 3), RenderOutput) of the current parameters at `spp`."""
         from dipir.composite import composite
 
         cfg, r = self.cfg, self.cfg.render
@@ -279,7 +283,7 @@ class DipirOptimizer:
         with torch.no_grad():
             _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
             out = self.renderer.render(e_fg, e_sh, seed=seed, spp=spp, material=self.material_values())
-            return composite(self.background, out, self.tone if cfg.tone_curves else None).cpu().numpy()
+            return composite(self.background, out, self.tone if cfg.tone_curves else None).cpu().numpy(), out
 
     def final_lighting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """(fused map, L_fg, L_shadow) at output resolution, and the fusion progress reached."""
@@ -408,7 +412,9 @@ def _write_outputs(writer: OutputWriter, opt: DipirOptimizer, status: str, error
     writer.lighting(fused, fg, sh, sg)
     if opt.step_index > 0:
         try:
-            writer.composite(opt.render_composite(spp=4 * opt.cfg.render.spp))
+            image, out = opt.render_final(spp=4 * opt.cfg.render.spp)
+            writer.composite(image)
+            writer.render_layers(out.numpy())
         except Exception:  # noqa: BLE001 - a broken renderer must not hide the run's own error
             writer.composite(opt.last_composite.cpu().numpy())
     writer.tone_curves(opt.tone)

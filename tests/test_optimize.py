@@ -15,7 +15,7 @@ from dipir.optim_outputs import read_losses
 from dipir.presets import get_preset
 from optimize_helpers import SUN, make_scene
 
-OUTPUTS = ["composite.png", "envmap.exr", "envmap_fg.exr", "envmap_shadow.exr", "sg_params.json",
+OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "envmap.exr", "envmap_fg.exr", "envmap_shadow.exr", "sg_params.json",
            "tone_curves.json", "tone_curves.png", "losses.csv", "timings.json", "config.json", "optimize.json"]
 
 
