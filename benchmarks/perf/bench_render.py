@@ -6,7 +6,8 @@ versus separately (three prb renders and a mask ray cast, each its own call).
     .venv/bin/python benchmarks/perf/bench_render.py [--sizes 128 256] [--spp 4 16 64] [--repeats 3]
 
 Prints one line per configuration. The first call of each configuration compiles kernels and is
-reported separately ("compile"); after one more warm-up call the median of `--repeats` calls is shown.
+reported separately ("compile"); after one more warm-up call, `--repeats` calls of each mode are
+timed alternately and their min and median printed (the min is the least disturbed by other load).
 """
 
 from __future__ import annotations
@@ -46,17 +47,21 @@ def step(renderer, sg, tone, bg, seed, separately=False):
     return loss.item()
 
 
-def timed(fn, repeats):
-    t0 = time.perf_counter()
-    fn(0)
-    compile_s = time.perf_counter() - t0
-    fn(0)  # a second warm-up: the first backward may still compile
-    times = []
-    for i in range(repeats):
+def timed_pair(fa, fb, repeats):
+    """Compile (first call) and per-call times of two functions, alternated call by call so that load
+    from other processes hits both alike. Returns (compile_a, times_a, compile_b, times_b)."""
+    def once(fn, i):
         t0 = time.perf_counter()
-        fn(i + 1)
-        times.append(time.perf_counter() - t0)
-    return compile_s, float(np.median(times))
+        fn(i)
+        return time.perf_counter() - t0
+
+    ca, cb = once(fa, 0), once(fb, 0)
+    once(fa, 0), once(fb, 0)  # a second warm-up: the first backward may still compile
+    ta, tb = [], []
+    for i in range(repeats):
+        ta.append(once(fa, i + 1))
+        tb.append(once(fb, i + 1))
+    return ca, ta, cb, tb
 
 
 def main() -> None:
@@ -64,7 +69,6 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--spp", type=int, nargs="+", default=[4, 16, 64])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--separately", action="store_true", default=True)
     args = ap.parse_args()
 
     from dipir.lighting import SGLighting
@@ -86,12 +90,12 @@ def main() -> None:
                 sg = SGLighting.init_random(4, seed=0)
                 tone = ToneCurves()
                 bg = torch.full((size, size, 3), 0.5)
-                c_tog, t_tog = timed(lambda s: step(r, sg, tone, bg, s), args.repeats)
-                line = f"{size}x{size} spp {spp:3d}: together {t_tog:7.3f} s/iter (compile {c_tog:6.2f} s)"
-                if args.separately:
-                    c_sep, t_sep = timed(lambda s: step(r, sg, tone, bg, s, separately=True), args.repeats)
-                    line += f" | separately {t_sep:7.3f} s/iter (compile {c_sep:6.2f} s) | together/separately {t_tog / t_sep:5.2f}"
-                print(line, flush=True)
+                c_tog, t_tog, c_sep, t_sep = timed_pair(lambda s: step(r, sg, tone, bg, s),
+                                                        lambda s: step(r, sg, tone, bg, s, separately=True),
+                                                        args.repeats)
+                print(f"{size}x{size} spp {spp:3d}: together min {min(t_tog):6.3f} median {np.median(t_tog):6.3f} s/iter "
+                      f"(compile {c_tog:5.2f} s) | separately min {min(t_sep):6.3f} median {np.median(t_sep):6.3f} s/iter "
+                      f"(compile {c_sep:5.2f} s) | together/separately (min) {min(t_tog) / min(t_sep):4.2f}", flush=True)
                 del r
 
 
