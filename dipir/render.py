@@ -71,7 +71,7 @@ class RenderConfig:
     envmap_width: int = 128
     variant: str | None = None  # None: cuda_ad_rgb with CUDA, else llvm_ad_rgb
     mask_spp_sqrt: int = 8  # mask: mask_spp_sqrt² stratified ray casts per pixel, once
-    emissive: bool = False  # give the object an area emitter (radiance 0) so material["emission"] works
+    emissive: bool = False  # the object has an emission term: render(material={"emission": ...}) allowed
     plane_albedo: float = 0.5  # cancels in β; only used by render_separately
     with_object: bool = True  # False: the plane alone (checks, background-only renders)
 
@@ -186,7 +186,7 @@ class InsertionRenderer:
             "env": {"type": "envmap", "bitmap": blank},
         }
         if cfg.with_object:
-            fg_dict["object"] = self._mi_mesh("object", with_bsdf=True, emissive=cfg.emissive)
+            fg_dict["object"] = self._mi_mesh("object", with_bsdf=True)
         self.scene_fg = mi.load_dict(fg_dict)
         self.params_fg = mi.traverse(self.scene_fg)
         self.params_fg.keep([k for k in self.params_fg.keys()
@@ -213,15 +213,13 @@ class InsertionRenderer:
         self.mask = self._render_mask(cfg.mask_spp_sqrt, seed=0)
 
     # -- scene pieces ----------------------------------------------------------------------------
-    def _mi_mesh(self, name: str, with_bsdf: bool, emissive: bool = False):
+    def _mi_mesh(self, name: str, with_bsdf: bool):
         mi, m = self.mi, self.mesh
         v = np.asarray(m.vertices, dtype=np.float64)
         vw = v @ self.to_world[:3, :3].T + self.to_world[:3, 3]
         has_n = m.normals is not None
         props = mi.Properties()
         props["bsdf"] = mi.load_dict(_bsdf_dict(m.material, self.scene.source) if with_bsdf else {"type": "diffuse"})
-        if emissive:
-            props["emitter"] = mi.load_dict({"type": "area", "radiance": {"type": "rgb", "value": [0.0, 0.0, 0.0]}})
         mesh = mi.Mesh(name, len(vw), len(m.faces), props, has_vertex_normals=has_n)
         p = mi.traverse(mesh)
         p["vertex_positions"] = mi.Float(vw.astype(np.float32).ravel())
@@ -348,7 +346,7 @@ class InsertionRenderer:
         return out
 
     _MATERIAL_PARAM = {"base_color": "object.bsdf.base_color.value", "roughness": "object.bsdf.roughness.value",
-                       "metallic": "object.bsdf.metallic.value", "emission": "object.emitter.radiance.value"}
+                       "metallic": "object.bsdf.metallic.value"}
 
     def render(self, env_fg: torch.Tensor, env_shadow: torch.Tensor | None = None, seed: int = 0,
                spp: int | None = None, material: dict | None = None) -> RenderOutput:
@@ -367,9 +365,11 @@ class InsertionRenderer:
         def _render(env_fg_pad, env_sh_pad, *mat):
             self.params_fg["env.data"] = env_fg_pad
             for k, v in zip(mat_keys, mat):
+                if k == "emission":
+                    continue  # added in torch below
                 key = self._MATERIAL_PARAM[k]
                 a = v.array  # flat Float, AD-attached
-                if k in ("base_color", "emission"):
+                if k == "base_color":
                     self.params_fg[key] = mi.Color3f(*(dr.gather(mi.Float, a, i) for i in range(3)))
                 else:
                     self.params_fg[key] = a
@@ -383,8 +383,10 @@ class InsertionRenderer:
         fg, num, den = _render(pad_envmap(env_fg), pad_envmap(env_shadow), *mat_vals)
         out = self._finish(fg, num, den, self.mask)
         if "emission" in mat_keys:
-            # hide_emitters also hides the object's own emitter where the camera sees it directly;
-            # that term is the emitted radiance itself, added here (indirect self-emission is traced).
+            # Emission is the radiance the camera sees leaving the object, added to fg here. It is not
+            # a Mitsuba area emitter: with hide_emitters, Mitsuba ends every camera path whose first
+            # hit is an emitter, which would also drop the object's reflected env light. So the
+            # object's light on itself (concave parts) and on the plane is not traced.
             e = mat_vals[mat_keys.index("emission")]
             out.fg = out.fg + (self.mask > 0).to(out.fg.dtype) * e
         return out

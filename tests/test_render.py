@@ -250,3 +250,13 @@ def test_written_envmap_evaluates_to_the_input_texels(box_renderer):
         got = np.array(emitter.eval(si))
         got = (got.T if got.shape[0] == 3 else got).reshape(*ENV, 3)
         np.testing.assert_allclose(got[1:-1], want.numpy()[1:-1], rtol=1e-4, atol=1e-4)
+
+
+def test_emissive_object_still_reflects_the_env_map(box_scene):
+    env = env_of(sun_and_sky([1.0, 0.45, 0.0]))
+    plain = renderer(box_scene, spp=4).render(env, seed=1).fg
+    r = renderer(box_scene, spp=4, emissive=True)
+    torch.testing.assert_close(r.render(env, seed=1, material={"emission": torch.zeros(3)}).fg, plain)
+    glow = r.render(env, seed=1, material={"emission": torch.full((3,), 0.25)}).fg
+    inside = r.mask[..., 0] > 0
+    torch.testing.assert_close(glow[inside], plain[inside] + 0.25)
