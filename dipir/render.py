@@ -23,6 +23,11 @@ What a call renders (h × w, `cfg.spp` samples per pixel):
 - **mask** `V`: the fraction of each pixel where the first hit is the object. It depends only on
   geometry, so it is computed once at construction from stratified ray casts (8 × 8 per pixel).
 
+Material: `render(..., material={...})` overrides the object's principled BSDF `base_color` (3),
+`roughness`, `metallic` with torch values, differentiably (PRB); `emission` (3, needs
+`RenderConfig(emissive=True)`) is added to fg as the directly seen emitted radiance (not traced as a
+light: the object's glow on itself and on the plane is not rendered).
+
 `render_separately()` renders the same quantities the obvious way — three `mi.render` calls with
 `prb` on X, X ∪ P and P (max_depth 2 for the last two) plus a mask ray cast per call — for the
 together-vs-separately benchmark and as a cross-check of `_shadow_pass` in the tests.
