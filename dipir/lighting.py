@@ -186,43 +186,61 @@ def _peaks(env: np.ndarray, n: int, min_sep_deg: float = 25.0) -> list[np.ndarra
     return out
 
 
-def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int = 32, width: int = 64,
-           lr: float = 0.05, seed: int = 0) -> SGLighting:
+def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int = 64, width: int = 128,
+           lr: float = 0.05, seed: int = 0, energy_weight: float = 1.0) -> SGLighting:
     """Fit N lobes to an HDR equirect map by solid-angle-weighted least squares (Adam, torch).
 
-    The map is first area-resampled to (height, width) so a small bright sun keeps its energy.
-    Lobes start at the brightest directions (the first at the blurred peak), with colours from
-    the map there. The loss is Σ ΔΩ·|L_sg − L|² / Σ ΔΩ·|L|²: relative, so the learning rate works
-    for any exposure.
+    The map is first area-resampled to (height, width) (default: the renderer's env resolution), so
+    a small bright sun keeps its energy. Initialization: N − 1 lobes at the brightest directions
+    (the first at `dominant_direction`, the others at least 15° apart), each with the colour of the
+    map there above the median (the background) and the σ whose integral matches the energy above
+    the background within 20°; the last lobe is a broad ambient lobe (σ = 2, the median colour).
+    Loss: Σ ΔΩ·|L_sg − L|² / Σ ΔΩ·|L|² (relative, so one learning rate fits any exposure) plus
+    `energy_weight` × the squared relative error of the total energy per channel (a one-texel sun
+    barely moves the L2 term, but its energy is what lights the object).
     """
     env = resample_equirect(np.asarray(envmap, dtype=np.float32), height, width)
     target = torch.from_numpy(env)
-    sa = torch.from_numpy(solid_angles(height, width))[..., None]  # (H, 1, 1)
-    peaks = [dominant_direction(envmap)] + _peaks(env, n_lobes)
-    axes = []
-    for p in peaks:
-        if all(float(p @ a) < np.cos(np.radians(10)) for a in axes):
+    sa_np = solid_angles(height, width)
+    sa = torch.from_numpy(sa_np)[..., None]  # (H, 1, 1)
+    dirs = equirect_directions(height, width).reshape(-1, 3).astype(np.float64)
+    flat = env.reshape(-1, 3).astype(np.float64)
+    texel_sa = np.broadcast_to(sa_np, (height, width)).reshape(-1).astype(np.float64)
+    background = np.median(flat, axis=0)
+    floor = 1e-4 * max(float(flat.mean()), 1e-6)
+    n_peaks = max(n_lobes - 1, 1)
+    axes: list[np.ndarray] = []
+    for p in [dominant_direction(envmap)] + _peaks(env, 4 * n_peaks):
+        if all(float(p @ a) < np.cos(np.radians(15)) for a in axes):
             axes.append(p)
-        if len(axes) == n_lobes:
+        if len(axes) == n_peaks:
             break
     g = np.random.default_rng(seed)
-    while len(axes) < n_lobes:
+    while len(axes) < n_peaks:
         v = g.normal(size=3)
         axes.append(v / np.linalg.norm(v))
-    axes = np.array(axes)
-    dirs = equirect_directions(height, width).reshape(-1, 3)
-    flat = env.reshape(-1, 3)
-    colors = []
+    colors, sharp = [], []
     for a in axes:
-        k = int(np.argmax(dirs @ a))
-        colors.append(np.maximum(flat[k], 1e-3 * max(float(flat.mean()), 1e-6)) / 2)
-    sharp = np.full(n_lobes, 0.5)
-    sg = SGLighting.from_params(np.array(colors), axes, sharp)
+        c = np.maximum(flat[int(np.argmax(dirs @ a))] - background, floor)
+        cap = dirs @ a > np.cos(np.radians(20))
+        e = float(luminance((np.maximum(flat[cap] - background, 0) * texel_sa[cap, None]).sum(0).astype(np.float32)))
+        s = np.sqrt(max(e, 1e-12) / (2 * np.pi * max(float(luminance(c.astype(np.float32))), 1e-12)))
+        colors.append(c)
+        sharp.append(float(np.clip(s, 0.03, 1.0)))
+    if n_lobes > 1:
+        mean_dir = ((flat.sum(1) * texel_sa)[:, None] * dirs).sum(0)
+        axes.append(mean_dir / np.linalg.norm(mean_dir) if np.linalg.norm(mean_dir) > 1e-12 else np.array([0.0, 1, 0]))
+        colors.append(np.maximum(background, floor))
+        sharp.append(2.0)
+    sg = SGLighting.from_params(np.array(colors), np.array(axes), np.array(sharp))
     opt = torch.optim.Adam(sg.parameters(), lr=lr)
     denom = (sa * target.square()).sum().clamp_min(1e-20)
+    energy = (sa * target).sum((0, 1)).clamp_min(1e-20)
     for _ in range(int(iters)):
         opt.zero_grad()
-        loss = (sa * (sg.envmap(height, width) - target).square()).sum() / denom
+        est = sg.envmap(height, width)
+        loss = (sa * (est - target).square()).sum() / denom
+        loss = loss + energy_weight * (((sa * est).sum((0, 1)) - energy) / energy).square().sum()
         loss.backward()
         opt.step()
     with torch.no_grad():

@@ -108,14 +108,14 @@ def test_fit_sg_recovers_a_two_lobe_map():
     assert rel < 0.02
 
 
-def test_fit_sg_on_a_real_polyhaven_map(polyhaven_dir):
-    path = sorted(polyhaven_dir.glob("*.hdr"))[0]
-    env = read_hdr(path)
-    fit = fit_sg(env, n_lobes=8, iters=200)
-    got = fit.envmap(64, 128).detach().numpy()
+def test_fit_sg_on_real_polyhaven_maps(polyhaven_dir):
     from dipir.hdr import resample_equirect
 
-    small = resample_equirect(env, 64, 128)
-    # Keeps the energy and the brightest direction of the real map.
-    np.testing.assert_allclose(luminance(_integral(got)), luminance(_integral(small)), rtol=0.15)
-    assert _angle(dominant_direction(got), dominant_direction(env)) < 10
+    for name in ("venice_sunset_1k.hdr", "immenstadter_horn_1k.hdr"):  # low sun; a small bright sun
+        env = read_hdr(polyhaven_dir / name)
+        fit = fit_sg(env, n_lobes=8, iters=200)
+        got = fit.envmap(64, 128).detach().numpy()
+        small = resample_equirect(env, 64, 128)
+        # Keeps the energy and the brightest direction of the real map.
+        np.testing.assert_allclose(_integral(got), _integral(small), rtol=0.05)
+        assert _angle(dominant_direction(got), dominant_direction(env)) < 3, name
