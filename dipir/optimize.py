@@ -110,9 +110,8 @@ class DipirOptimizer:
         self.renderer = InsertionRenderer(scene, RenderConfig(
             width=self.width, height=self.height, spp=r.spp, max_depth=r.max_depth,
             envmap_height=r.envmap_height, envmap_width=r.envmap_width,
-            # Only dipir-material touches emission (see the report on issue 5: the renderer's emissive
-            # mode is used for nothing else).
-            emissive=cfg.optimize_material and _is_emitter(scene.object.material)))
+            # An emitter asset (lamp, headlights) glows in every preset; dipir-material optimizes it.
+            emissive=_is_emitter(scene.object.material)))
         self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
         # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
         # far as the shading and the shadow disagree.
