@@ -111,6 +111,28 @@ def render_config(r: RenderSettings):
     return RenderConfig(**dataclasses.asdict(r))
 
 
+_CONDITIONS = {"day": "day", "dawn/dusk": "twilight", "dawn": "twilight", "dusk": "twilight", "twilight": "twilight",
+               "night": "night"}
+
+
+def scene_condition(provenance: dict) -> str | None:
+    """day | twilight | night from the scene's provenance (`condition`, or Waymo's `time_of_day`)."""
+    raw = provenance.get("condition") or provenance.get("time_of_day")
+    return _CONDITIONS.get(str(raw).strip().lower()) if raw else None
+
+
+def check_methods(methods, where) -> None:
+    """Fail fast on a misspelt method name (before any task runs)."""
+    try:
+        from dipir.estimators import ESTIMATORS
+    except ImportError:
+        return
+    for i, m in enumerate(methods):
+        if ":" not in m and m not in ESTIMATORS:
+            raise DipirError(f"unknown method {m!r} (have: {', '.join(sorted(ESTIMATORS))}, or module:Class)",
+                             where, f"methods[{i}]")
+
+
 def error_message(err: BaseException) -> str:
     if isinstance(err, DipirError):
         return str(err)
@@ -186,7 +208,7 @@ class TaskContext:
             from dipir.scene import load_scene
 
             scene = load_scene(build_scene(task.recipe, task.scene_key, self.run_dir))
-            result["condition"] = scene.provenance.get("condition")
+            result["condition"] = scene_condition(scene.provenance)
             est = self.estimator(task.method, task.preset, task.seed)
             reason = est.requires.unmet(scene, has_gpu=self.has_gpu, has_model=self.model is not None)
             if reason:

@@ -40,6 +40,7 @@ class RunSummary:
 
 def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task], list[Task]]:
     """Plan the suite and write the run-level files: (all tasks, pending tasks)."""
+    execute.check_methods(suite.methods, suite.source)
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = plan(suite, run_dir, execute.uses_model)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
@@ -49,6 +50,7 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task]
 
 def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, workers: int | None = None,
               retry_failed: bool = False, progress: bool = True) -> RunSummary:
+    """Run the pending tasks of `suite` into `run_dir` (see the module docstring)."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir).resolve()
     tasks, todo = prepare(suite, run_dir, retry_failed)
@@ -98,7 +100,10 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
                 None if use_gpu else 1)
-        actors = [Actor.remote(*args) for _ in range(n)]
+        def new_actor(slot: int):
+            return Actor.remote(*args)
+
+        actors = [new_actor(i) for i in range(n)]
         queue = deque(todo)
         attempts: Counter = Counter()
         inflight: dict = {}  # ObjectRef -> (slot, task)
@@ -129,7 +134,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                             recover(slot)
                         except RayError:  # Ray gave up restarting it: start a fresh one
                             ray.kill(actors[slot], no_restart=True)
-                            actors[slot] = Actor.remote(*args)
+                            actors[slot] = new_actor(slot)
                             recover(slot)
                         continue
                     slot, task = inflight.pop(ref)

@@ -29,8 +29,8 @@ class TaskWorker:
                 torch.set_num_threads(threads)
             except ImportError:
                 pass
-        # Dr.Jit keeps its own pool: `dr.set_thread_count(1)` deadlocks Mitsuba's LLVM renders, so
-        # the render threads are left to Dr.Jit.
+        # Dr.Jit keeps its own pool over all cores: `dr.set_thread_count(1)` (or a one-core affinity
+        # mask) hangs Mitsuba's LLVM variant here, so render threads are not capped per actor.
         self.ctx = TaskContext(run_dir, RenderSettings(**render), model, options, crash_marker)
 
     def run(self, task: dict, attempt: int) -> dict:

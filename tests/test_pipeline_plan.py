@@ -145,3 +145,22 @@ def test_store_finished_and_parquet(tmp_path):
     shutil.rmtree(run / "tasks" / "t0")  # a deleted folder is unfinished even with its marker left
     assert store.pending(["t0", "t1", "t2"], run, retry_failed=False) == ["t0"]
     assert len(pd.read_parquet(store.rebuild_results(run))) == 2
+
+
+def test_unknown_method_fails_before_running(tmp_path, scenes):
+    from pipelines.runner import prepare
+
+    suite = load_suite(_suite(tmp_path, scenes, methods=["constant", "khan6"], presets={}))
+    with pytest.raises(DipirError) as err:
+        prepare(suite, tmp_path / "run", retry_failed=False)
+    assert err.value.field == "methods[1]" and "khan6" in str(err.value)
+    assert not (tmp_path / "run" / "tasks").exists()
+
+
+def test_condition_from_provenance():
+    from pipelines.execute import scene_condition
+
+    assert scene_condition({"condition": "night"}) == "night"
+    assert scene_condition({"time_of_day": "Dawn/Dusk"}) == "twilight"
+    assert scene_condition({"time_of_day": "Day"}) == "day"
+    assert scene_condition({}) is None and scene_condition({"time_of_day": "?"}) is None
