@@ -67,6 +67,15 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     return summary
 
 
+def actor_plan(resources: dict, workers: int | None, n_tasks: int) -> tuple[bool, int]:
+    """(GPU actors?, how many): one actor per GPU when the cluster has GPUs, else one per CPU;
+    never more than --workers or than there are tasks."""
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    use_gpu = gpus > 0
+    slots = gpus if use_gpu else max(cpus, 1)
+    return use_gpu, max(1, min(workers or slots, slots, n_tasks))
+
+
 def _connect(address: str | None, workers: int | None) -> bool:
     """Join or start Ray; True when this call started it (and so must stop it)."""
     import ray
@@ -91,11 +100,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
     started = _connect(address, workers)
     actors: list = []
     try:
-        res = ray.cluster_resources()
-        gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-        use_gpu = gpus > 0
-        slots = gpus if use_gpu else max(cpus, 1)
-        n = max(1, min(workers or slots, slots, len(todo)))
+        use_gpu, n = actor_plan(ray.cluster_resources(), workers, len(todo))
         summary.workers = n
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
@@ -160,8 +165,9 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                             continue
                         msg = (f"worker died on each of {attempts[task.task_id]} attempts "
                                f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
-                        stage = store.staging_dir(run_dir, task.task_id)
-                        store.commit_task(run_dir, stage, execute.failed_result(task, msg, attempts[task.task_id]))
+                        res = execute.failed_result(task, msg, attempts[task.task_id])
+                        res["traceback"] = str(err)  # no Python traceback from a dead process: Ray's report
+                        store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
                         out = {"status": "failed"}
                     else:
                         idle.append(slot)

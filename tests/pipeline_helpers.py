@@ -69,3 +69,16 @@ def write_scenes(root: Path, n: int, with_envmap: bool = True) -> Path:
                       envmap=env, provenance={"dataset": "test", "condition": "day"})
         scene.save(d)
     return root
+
+
+class CrashingEstimator:
+    """Kills its worker process on every estimate (a scene that always takes the worker down)."""
+
+    requires = Requirements()
+    name = "crashing"
+
+    def __init__(self, **_):
+        pass
+
+    def estimate(self, scene) -> Lighting:
+        os._exit(1)

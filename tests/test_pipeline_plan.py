@@ -164,3 +164,13 @@ def test_condition_from_provenance():
     assert scene_condition({"time_of_day": "Dawn/Dusk"}) == "twilight"
     assert scene_condition({"time_of_day": "Day"}) == "day"
     assert scene_condition({}) is None and scene_condition({"time_of_day": "?"}) is None
+
+
+def test_actor_plan_one_per_gpu_else_per_cpu():
+    from pipelines.runner import actor_plan
+
+    assert actor_plan({"CPU": 64.0, "GPU": 8.0}, None, 1000) == (True, 8)
+    assert actor_plan({"CPU": 64.0, "GPU": 8.0}, 3, 1000) == (True, 3)
+    assert actor_plan({"CPU": 2.0}, None, 1000) == (False, 2)
+    assert actor_plan({"CPU": 16.0}, None, 5) == (False, 5)
+    assert actor_plan({"CPU": 16.0, "GPU": 0.0}, 4, 1000) == (False, 4)

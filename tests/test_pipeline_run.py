@@ -114,6 +114,22 @@ def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
     assert not list((run / ".staging").iterdir()) or all(p.name.startswith(crashed) for p in (run / ".staging").iterdir())
 
 
+def test_task_that_always_kills_its_worker(ray_session, scenes, tmp_path):
+    data = {"name": "crash", "datasets": [{"kind": "scenes", "path": str(scenes), "scenes": ["scene0", "scene1"]}],
+            "methods": ["pipeline_helpers:CrashingEstimator", "constant"], "render": TINY_RENDER, "max_attempts": 2}
+    (tmp_path / "crash.yaml").write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    s = run_suite(load_suite(tmp_path / "crash.yaml"), run, workers=2, progress=False)
+    assert s.retried == 2  # each crashing task: 2 attempts, the second one final
+    df = _results(run).set_index("method")
+    assert (df.loc["constant"].status == "done").all()
+    bad = df.loc["pipeline_helpers:CrashingEstimator"]
+    assert len(bad) == 2 and (bad.status == "failed").all()
+    assert bad.error.str.startswith("worker died on each of 2 attempts").all(), bad.error.tolist()
+    res = json.loads((run / "tasks" / bad.task_id.iloc[0] / "result.json").read_text())
+    assert res["attempts"] == 2 and res["traceback"]
+
+
 def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
     from dipir.data import synth_polyhaven, synth_waymo
 
