@@ -28,13 +28,19 @@ COLUMNS = ["task_id", "dataset", "scene_id", "method", "preset", "seed", "status
 @pytest.fixture(scope="module")
 def ray_session(tmp_path_factory):
     ray = pytest.importorskip("ray")
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", CRASH_ENV)}
     # Workers inherit the environment of the Ray processes: make the test estimator importable.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
-    os.environ[CRASH_ENV] = ""  # read by the driver per run; tests set it where they inject a crash
+    os.environ.pop(CRASH_ENV, None)  # read by the driver per run; one test sets it
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
