@@ -22,7 +22,9 @@ class CountingEstimator:
 
     requires = Requirements()
 
-    def __init__(self, counter: str, gain: float = 1.0, preset: str | None = None, needs_gt: bool = False, **_):
+    def __init__(self, counter: str, gain: float = 1.0, preset: str | None = None, needs_gt: bool = False,
+                 delay: float = 0.0, **_):
+        self.delay = delay  # seconds of sleep per estimate (a task that takes a while)
         self.name = "counting"
         self.counter = counter
         self.gain = {"dim": 0.5, "bright": 2.0}.get(preset, gain)
@@ -32,6 +34,9 @@ class CountingEstimator:
     def estimate(self, scene) -> Lighting:
         from PIL import Image
 
+        import time
+
+        time.sleep(self.delay)
         with open(self.counter, "a") as f:
             f.write(f"{scene.id} {os.getpid()}\n")
         bg = np.asarray(Image.open(scene.background).convert("RGB"), dtype=np.float32) / 255.0
