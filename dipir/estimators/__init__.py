@@ -7,62 +7,33 @@ module (dipir_estimator.py, the optimizer issue) through the "dipir" entry.
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from dipir.errors import DipirError
 from dipir.estimators.base import LightingEstimator, Lighting, Requirements
 
 
-def _oracle(options: dict):
-    from dipir.estimators.oracle import OracleEstimator
+def _lazy(module: str, cls: str) -> Callable[[dict], LightingEstimator]:
+    """A factory that imports its estimator's module only when it is built, so `dipir --help` and
+    suite planning never import torch or Mitsuba."""
 
-    return OracleEstimator.from_options(options)
+    def build(options: dict) -> LightingEstimator:
+        return getattr(importlib.import_module(module), cls).from_options(options)
 
-
-def _file(options: dict):
-    from dipir.estimators.file import FileEstimator
-
-    return FileEstimator.from_options(options)
-
-
-def _constant(options: dict):
-    from dipir.estimators.constant import ConstantEstimator
-
-    return ConstantEstimator.from_options(options)
-
-
-def _khan06(options: dict):
-    from dipir.estimators.khan06 import Khan06Estimator
-
-    return Khan06Estimator.from_options(options)
-
-
-def _sunsky(options: dict):
-    from dipir.estimators.sunsky import SunSkyEstimator
-
-    return SunSkyEstimator.from_options(options)
-
-
-def _sh2(options: dict):
-    from dipir.estimators.sh2 import SH2Estimator
-
-    return SH2Estimator.from_options(options)
-
-
-def _dipir(options: dict):
-    from dipir.estimators.dipir_estimator import DipirEstimator
-
-    return DipirEstimator.from_options(options)
+    build.__qualname__ = build.__name__ = f"build_{cls}"
+    return build
 
 
 ESTIMATORS: dict[str, Callable[[dict], LightingEstimator]] = {
-    "oracle": _oracle,
-    "file": _file,
-    "constant": _constant,
-    "khan06": _khan06,
-    "sunsky": _sunsky,
-    "sh2": _sh2,
-    "dipir": _dipir,  # the optimizer and its presets (dipir/estimators/dipir_estimator.py)
+    "oracle": _lazy("dipir.estimators.oracle", "OracleEstimator"),
+    "file": _lazy("dipir.estimators.file", "FileEstimator"),
+    "constant": _lazy("dipir.estimators.constant", "ConstantEstimator"),
+    "khan06": _lazy("dipir.estimators.khan06", "Khan06Estimator"),
+    "sunsky": _lazy("dipir.estimators.sunsky", "SunSkyEstimator"),
+    "sh2": _lazy("dipir.estimators.sh2", "SH2Estimator"),
+    # the optimizer and its presets
+    "dipir": _lazy("dipir.estimators.dipir_estimator", "DipirEstimator"),
 }
 
 
@@ -70,10 +41,9 @@ def build_estimator(name: str, options: dict | None = None) -> LightingEstimator
     """The estimator `name` configured by `options` (plain data from a suite YAML)."""
     if name not in ESTIMATORS:
         raise DipirError(f"unknown method {name!r} (have: {', '.join(sorted(ESTIMATORS))})", field="method")
-    options = dict(options or {})
-    if not isinstance(options, dict):
-        raise DipirError("expected a mapping of options", field="options")
-    return ESTIMATORS[name](options)
+    if options is not None and not isinstance(options, dict):
+        raise DipirError(f"expected a mapping of options, got {type(options).__name__}", field="options")
+    return ESTIMATORS[name](dict(options or {}))
 
 
 __all__ = ["ESTIMATORS", "Lighting", "LightingEstimator", "Requirements", "build_estimator"]
