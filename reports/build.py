@@ -93,6 +93,13 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
                             text=[] if figs["distributions"] else none))
     if figs["losses"]:
         sections.append(Section("DiPIR loss curves", figures=figs["losses"]))
+    # Appendix: the metric groups that are not headline (the per-sphere breakdown), same statistics.
+    mt_detail = metric_tables(store, cfg.tables, detail=True)
+    pw_detail = pairwise_tables(store, cfg.tables, detail=True)
+    if mt_detail or pw_detail:
+        sections.append(Section("Appendix: detail metrics", tables=[*mt_detail, *pw_detail], text=[
+            "The breakdown behind the headline tables' aggregates (e.g. each probe sphere of the "
+            "lighting metrics); same statistics as above."]))
     doc = Document(title=f"DiPIR bench report — {store.run.name}", info=info, sections=sections)
 
     written: dict[str, list[Path]] = {"figures": [report_dir / f.path for fl in figs.values() for f in fl]}
@@ -106,7 +113,7 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         tdir = report_dir / "tables"
         tdir.mkdir(exist_ok=True)
         written["tex"] = []
-        for t in [*mt, *pw, *pref_tables]:
+        for t in [*mt, *pw, *mt_detail, *pw_detail, *pref_tables]:
             _atomic_write(tdir / f"{t.key}.tex", render_tex(t))
             written["tex"].append(tdir / f"{t.key}.tex")
     return ReportOutput(report_dir, written, time.perf_counter() - t0)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from reports.document import Figure
 from reports.images import load_thumb
+from reports.metrics_meta import metric_group
 from reports.store import DIPIR, Store
 from reports.tables import TableConfig, _slug, label_order
 
@@ -119,7 +120,10 @@ def _compose_grid(title: str, row1, row2, thumb: int, out: Path) -> None:
 def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: TableConfig) -> bool:
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
-    metrics = [m for m in store.metrics if d[f"metric.{m}"].notna().any()]
+    # Headline metrics only (the per-sphere breakdown would triple the figure); finite values only:
+    # a box plot cannot place ±inf, so the panel title says how many were left out.
+    metrics = [m for m in store.metrics if d[f"metric.{m}"].notna().any()
+               and metric_group(store.meta[m].group).headline]
     if not metrics:
         return False
     labels = label_order(d["label"], tcfg)
@@ -130,12 +134,16 @@ def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfi
                              squeeze=False, dpi=cfg.dpi)
     groups = {lab: g for lab, g in d.groupby("label")}
     for ax, m in zip(axes.ravel(), metrics):
-        data = [groups[lab][f"metric.{m}"].dropna().to_numpy() for lab in labels]
-        keep = [(lab, x) for lab, x in zip(labels, data) if len(x)]
-        ax.boxplot([x for _, x in keep], orientation="horizontal", tick_labels=[lab for lab, _ in keep],
-                   showfliers=len(d) < 5000, widths=0.6)
-        ax.invert_yaxis()
-        ax.set_title(f"{m} ({'lower' if store.meta[m].lower_is_better else 'higher'} is better)", fontsize=9)
+        data = [groups[lab][f"metric.{m}"].dropna().to_numpy(dtype=float) for lab in labels]
+        n_inf = sum(int(np.isinf(x).sum()) for x in data)
+        keep = [(lab, x[np.isfinite(x)]) for lab, x in zip(labels, data)]
+        keep = [(lab, x) for lab, x in keep if len(x)]
+        if keep:
+            ax.boxplot([x for _, x in keep], orientation="horizontal", tick_labels=[lab for lab, _ in keep],
+                       showfliers=len(d) < 5000, widths=0.6)
+            ax.invert_yaxis()
+        title = f"{m} ({'lower' if store.meta[m].lower_is_better else 'higher'} is better)"
+        ax.set_title(title + (f"\n{n_inf} infinite value{'s' * (n_inf != 1)} not shown" if n_inf else ""), fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")

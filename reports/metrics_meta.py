@@ -24,26 +24,73 @@ BUILTIN: dict[str, tuple[bool, str]] = {
 }
 SUFFIXES = ("_full", "_region")
 
+# Metric groups, as data: each headline group is one table per dataset in the report's main
+# sections; a group with headline=False (e.g. the per-sphere breakdown) goes to the appendix.
+@dataclass(frozen=True)
+class MetricGroup:
+    key: str
+    title: str
+    headline: bool = True
+
+
+GROUPS: dict[str, MetricGroup] = {g.key: g for g in (
+    MetricGroup("composite", "composite vs GT-lit reference"),
+    MetricGroup("lighting", "lighting (DiffusionLight sphere protocol)"),
+    MetricGroup("lighting_per_sphere", "lighting per probe sphere", headline=False),
+    MetricGroup("other", "other metrics"),
+)}
+# Base name -> group; `_full` / `_region` variants inherit their base's group.
+BASE_GROUP: dict[str, str] = {
+    "rmse": "composite", "si_rmse": "composite", "psnr": "composite", "ssim": "composite", "lpips": "composite",
+    "sphere_rmse": "lighting", "sphere_si_rmse": "lighting", "sphere_angular_deg": "lighting",
+    "sphere_nrmse": "lighting", "light_dir_err_deg": "lighting",
+}
+# `sphere_<sphere>_<stat>` where `sphere_<stat>` is a lighting aggregate (sphere_diffuse_rmse,
+# sphere_matte_silver_si_rmse, ...) is that aggregate's per-sphere breakdown.
+PER_SPHERE = "lighting_per_sphere"
+
 
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
     lower_is_better: bool
     description: str = ""
+    group: str = "other"  # a key of GROUPS, or a group named in metrics_meta.json
+
+
+def _base(name: str) -> str:
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def group_of(name: str) -> str:
+    """The group a metric's name puts it in; names the tables do not know go to 'other'."""
+    base = _base(name)
+    if base in BASE_GROUP:
+        return BASE_GROUP[base]
+    for agg, group in BASE_GROUP.items():
+        stat = agg[len("sphere_"):] if agg.startswith("sphere_") else None
+        if group == "lighting" and stat and name.startswith("sphere_") and name.endswith("_" + stat) \
+                and len(name) > len("sphere_") + len(stat) + 1:
+            return PER_SPHERE
+    return "other"
+
+
+def metric_group(key: str) -> MetricGroup:
+    """A group by key; a group only metrics_meta.json names is a headline group titled by its key."""
+    return GROUPS.get(key) or MetricGroup(key, key.replace("_", " "))
 
 
 def builtin_info(name: str) -> MetricInfo | None:
-    base = name
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            base = name[: -len(suffix)]
-            break
+    base = _base(name)
     if base not in BUILTIN:
         return None
     lower, desc = BUILTIN[base]
     if base != name:
         desc = f"{desc} ({name[len(base) + 1:]})"
-    return MetricInfo(name, lower, desc)
+    return MetricInfo(name, lower, desc, group_of(name))
 
 
 def metric_order(names: list[str], declared: dict) -> list[str]:
@@ -64,7 +111,8 @@ def metric_order(names: list[str], declared: dict) -> list[str]:
 def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
     """{name: MetricInfo} for every metric in `names`, in table column order (see metric_order).
     A metric that is neither in `metrics_meta.json` nor in the built-in table is an error: guessing
-    a direction would bold the wrong value."""
+    a direction would bold the wrong value. An entry may name its table group (`"group": "lighting"`);
+    otherwise the group comes from the name (see group_of)."""
     path = Path(run) / "metrics_meta.json"
     declared: dict = {}
     if path.exists():
@@ -80,7 +128,10 @@ def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
             entry = declared[name]
             if not isinstance(entry, dict) or not isinstance(entry.get("lower_is_better"), bool):
                 raise DipirError("needs a boolean 'lower_is_better'", path, name)
-            out[name] = MetricInfo(name, entry["lower_is_better"], str(entry.get("description", "")))
+            group = entry.get("group", group_of(name))
+            if not isinstance(group, str) or not group.strip():
+                raise DipirError("'group' must be a non-empty string", path, name)
+            out[name] = MetricInfo(name, entry["lower_is_better"], str(entry.get("description", "")), group.strip())
             continue
         info = builtin_info(name)
         if info is None:

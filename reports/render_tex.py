@@ -6,7 +6,8 @@ from reports.tables import Cell, Table
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-        "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "×": r"$\times$", "<": r"$<$", ">": r"$>$"}
+        "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "×": r"$\times$", "<": r"$<$", ">": r"$>$",
+        "∞": r"$\infty$"}
 
 
 def tex_escape(s: str) -> str:

@@ -4,7 +4,7 @@
 - `binom_test_two_sided`: exact two-sided binomial test (the "minimum likelihood" rule scipy uses:
   sum the probabilities of all outcomes no more likely than the observed one);
 - `sign_test`: binomial test on wins vs losses, ties dropped;
-- `bootstrap_mean_ci`: percentile bootstrap of the mean with a fixed seed;
+- `bootstrap_mean_ci`: percentile bootstrap of the mean with a fixed seed (±inf kept as limits);
 - `fleiss_kappa` / `pairwise_agreement`: agreement between raters.
 """
 
@@ -81,9 +81,42 @@ def sign_test(a, b, lower_is_better: bool) -> SignTest:
     return SignTest(wins, losses, ties, p)
 
 
+def mean_with_inf(x) -> float:
+    """Mean of the non-NaN values, with infinities as limits: any +inf (and no -inf) gives +inf,
+    any -inf (and no +inf) gives -inf, both give NaN (undefined); no RuntimeWarning either way."""
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return float("nan")
+    pos, neg = bool(np.any(x == np.inf)), bool(np.any(x == -np.inf))
+    if pos or neg:
+        return float("nan") if pos and neg else float(np.inf if pos else -np.inf)
+    return float(x.mean())
+
+
+def _quantile_with_inf(v: np.ndarray, q: float) -> float:
+    """np.quantile's default ('linear') rule on a sorted array that may hold ±inf: interpolating
+    towards an infinite neighbour gives that infinity, landing exactly on a value gives the value."""
+    h = (len(v) - 1) * q
+    lo = int(math.floor(h))
+    hi = min(lo + 1, len(v) - 1)
+    t = h - lo
+    a, b = float(v[lo]), float(v[hi])
+    if t == 0 or a == b:
+        return a
+    if math.isinf(a):
+        return a  # -inf (sorted, so a finite or +inf b cannot be below it)
+    if math.isinf(b):
+        return b  # +inf
+    return a + t * (b - a)
+
+
 def bootstrap_mean_ci(x, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean. Resamples are drawn as one (n_boot, n) integer matrix
-    from `np.random.default_rng(seed).integers(0, n, ...)`, so a fixed seed gives a fixed CI."""
+    from `np.random.default_rng(seed).integers(0, n, ...)`, so a fixed seed gives a fixed CI.
+    Infinite values (PSNR of identical images) stay infinite: a resample's mean is +inf when it
+    drew a +inf (see mean_with_inf), and the bounds are quantiles of those means, so they are +inf
+    only where that many resamples are; a sample holding both +inf and -inf gives NaN bounds."""
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]
     n = len(x)
@@ -93,10 +126,19 @@ def bootstrap_mean_ci(x, n_boot: int = 2000, confidence: float = 0.95, seed: int
         return (float(x[0]), float(x[0]))
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    means = x[idx].mean(axis=1)
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(means, [alpha, 1 - alpha])
-    return (float(lo), float(hi))
+    if np.all(np.isfinite(x)):
+        means = x[idx].mean(axis=1)
+        lo, hi = np.quantile(means, [alpha, 1 - alpha])
+        return (float(lo), float(hi))
+    pos, neg = x == np.inf, x == -np.inf
+    if pos.any() and neg.any():
+        return (float("nan"), float("nan"))
+    means = np.where(pos | neg, 0.0, x)[idx].mean(axis=1)
+    means[pos[idx].any(axis=1)] = np.inf
+    means[neg[idx].any(axis=1)] = -np.inf
+    means.sort()
+    return (_quantile_with_inf(means, alpha), _quantile_with_inf(means, 1 - alpha))
 
 
 def fleiss_kappa(counts) -> float:

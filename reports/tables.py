@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from reports.stats import binom_test_two_sided, bootstrap_mean_ci, sign_test, wilson_interval
+from reports.metrics_meta import MetricGroup, metric_group
+from reports.stats import binom_test_two_sided, bootstrap_mean_ci, mean_with_inf, sign_test, wilson_interval
 from reports.store import DIPIR, Store
 
 
@@ -48,8 +49,10 @@ def decimals_for(values) -> int:
 
 
 def fmt(v: float | None, d: int) -> str:
-    if v is None or not np.isfinite(v):
+    if v is None or np.isnan(v):
         return "–"
+    if np.isinf(v):
+        return "∞" if v > 0 else "-∞"
     return f"{v:.{d}f}"
 
 
@@ -80,9 +83,28 @@ def metric_header(store: Store, name: str) -> str:
     return f"{name} {'↓' if store.meta[name].lower_is_better else '↑'}"
 
 
-def metric_tables(store: Store, cfg: TableConfig) -> list[Table]:
-    """Per dataset: rows are methods (× preset), columns task counts and each metric's mean with a
-    bootstrap CI over tasks and the n used."""
+def metric_groups(store: Store, metrics: list[str], detail: bool) -> list[tuple[MetricGroup, list[str]]]:
+    """`metrics` split by their group (store.meta[m].group), keeping column order; only headline
+    groups (detail=False) or only appendix groups (detail=True). Group order: first metric's column."""
+    out: dict[str, list[str]] = {}
+    for m in metrics:
+        out.setdefault(store.meta[m].group, []).append(m)
+    groups = [(metric_group(k), ms) for k, ms in out.items()]
+    return [(g, ms) for g, ms in groups if g.headline != detail]
+
+
+def _inf_note(values) -> list[str]:
+    if not any(v is not None and np.isinf(v) for v in values):
+        return []
+    return ["∞: the metric is infinite on some tasks (e.g. PSNR of identical images); a mean over "
+            "values holding +∞ is +∞, and each CI bound is a bootstrap quantile with ∞ kept as ∞."]
+
+
+def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[Table]:
+    """Per dataset and metric group (see metrics_meta.GROUPS): rows are methods (× preset),
+    columns each metric's mean with a bootstrap CI over tasks and the n used. detail=False gives
+    the headline groups, the first table of a dataset (key `metrics_<dataset>`) also holding the
+    task counts; detail=True the appendix groups (the per-sphere breakdown)."""
     out = []
     df = store.tasks
     for dataset in sorted(df["dataset"].unique()):
@@ -91,65 +113,100 @@ def metric_tables(store: Store, cfg: TableConfig) -> list[Table]:
         metrics = [m for m in store.metrics if done[f"metric.{m}"].notna().any()]
         empty = [m for m in store.metrics if m not in metrics]
         labels = label_order(d["label"], cfg)
+        groups = metric_groups(store, metrics, detail)
+        if not detail and not groups:
+            groups = [(None, [])]  # still one table: the task counts
         stats = {}  # (label, metric) -> (mean, lo, hi, n, n_done)
         for label in labels:
             g = done[done["label"] == label]
-            for m in metrics:
+            for m in [m for _, ms in groups for m in ms]:
                 x = g[f"metric.{m}"].to_numpy(dtype=float)
                 x = x[~np.isnan(x)]
-                mean = float(x.mean()) if len(x) else float("nan")
                 lo, hi = bootstrap_mean_ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
-                stats[(label, m)] = (mean, lo, hi, len(x), len(g))
-        rows = []
-        for label in labels:
-            g = d[d["label"] == label]
-            counts = g["status"].value_counts()
-            row = [Cell(label), Cell(str(len(g))), Cell(str(int(counts.get("done", 0)))),
-                   Cell(str(int(counts.get("failed", 0)))), Cell(str(int(counts.get("skipped", 0))))]
-            rows.append(row)
-        for m in metrics:
-            dec = decimals_for([stats[(lab, m)][0] for lab in labels])
-            eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
-                        and stats[(lab, m)][3] > 0]
-            best = None
-            if eligible:
-                means = [round(stats[(lab, m)][0], dec) for lab in eligible]
-                best = min(means) if store.meta[m].lower_is_better else max(means)
-            for row, label in zip(rows, labels):
-                mean, lo, hi, n, n_done = stats[(label, m)]
-                sub = f"[{fmt(lo, dec)}, {fmt(hi, dec)}] n={n}"
-                if n < n_done:
-                    sub += f" ({n_done - n} n/a)"
-                bold = label in eligible and best is not None and round(mean, dec) == best
-                row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean))
-        notes = [
-            f"Mean over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
-            f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value; "
-            "'n/a' = done tasks whose metric was unavailable.",
-            "Best value per column in bold (↓ lower is better, ↑ higher is better)"
-            + (f"; {', '.join(cfg.reference_methods)} uses ground-truth lighting and is never bolded."
-               if cfg.reference_methods else "."),
-        ]
-        if empty:
-            notes.append(f"Metrics with no value on this dataset: {', '.join(empty)}.")
-        out.append(Table(
-            key=f"metrics_{_slug(dataset)}", title=f"Metrics — {dataset}",
-            columns=["method", "tasks", "done", "failed", "skipped", *[metric_header(store, m) for m in metrics]],
-            rows=rows, notes=notes))
+                stats[(label, m)] = (mean_with_inf(x), lo, hi, len(x), len(g))
+        for gi, (group, ms) in enumerate(groups):
+            counts = gi == 0 and not detail
+            rows = []
+            for label in labels:
+                row = [Cell(label)]
+                if counts:
+                    g = d[d["label"] == label]
+                    c = g["status"].value_counts()
+                    row += [Cell(str(len(g))), Cell(str(int(c.get("done", 0)))),
+                            Cell(str(int(c.get("failed", 0)))), Cell(str(int(c.get("skipped", 0))))]
+                rows.append(row)
+            for m in ms:
+                _metric_column(store, cfg, m, labels, stats, rows)
+            notes = [
+                f"Mean over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
+                f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value; "
+                "'n/a' = done tasks whose metric was unavailable.",
+                "Best value per column in bold (↓ lower is better, ↑ higher is better)"
+                + (f"; {', '.join(cfg.reference_methods)} uses ground-truth lighting and is never bolded."
+                   if cfg.reference_methods else "."),
+                *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)]),
+            ]
+            if not counts:
+                notes.append(f"Task counts: table 'Metrics — {dataset}'.")
+            if counts:
+                shown = [m for m in empty if not detail and metric_group(store.meta[m].group).headline]
+                hidden = len(empty) - len(shown)
+                if empty and not metrics:
+                    notes.append(f"No metric has a value on this dataset (all {len(empty)}; reasons in "
+                                 "'Failed, skipped and unavailable').")
+                elif shown or hidden:
+                    notes.append("Metrics with no value on this dataset: " + ", ".join(shown)
+                                 + (f"{' (and ' if shown else ''}{hidden} appendix metric{'s' * (hidden != 1)}"
+                                    f"{')' if shown else ''}" if hidden else "") + ".")
+            key = f"metrics_{_slug(dataset)}" if counts else f"metrics_{_slug(dataset)}_{_slug(group.key)}"
+            title = f"Metrics — {dataset}" + (f": {group.title}" if group else "")
+            out.append(Table(
+                key=key, title=title,
+                columns=["method", *(["tasks", "done", "failed", "skipped"] if counts else []),
+                         *[metric_header(store, m) for m in ms]],
+                rows=rows, notes=notes))
     return out
 
 
+def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], stats: dict,
+                   rows: list[list[Cell]]) -> None:
+    """Append metric m's cell to each row: mean, CI, n; the best non-reference mean in bold."""
+    dec = decimals_for([stats[(lab, m)][0] for lab in labels])
+    eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
+                and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]
+    best = None
+    if eligible:
+        means = [round(stats[(lab, m)][0], dec) for lab in eligible]
+        best = min(means) if store.meta[m].lower_is_better else max(means)
+    for row, label in zip(rows, labels):
+        mean, lo, hi, n, n_done = stats[(label, m)]
+        sub = f"[{fmt(lo, dec)}, {fmt(hi, dec)}] n={n}"
+        if n < n_done:
+            sub += f" ({n_done - n} n/a)"
+        bold = label in eligible and best is not None and round(mean, dec) == best
+        row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean))
+
+
 def scene_means(store: Store, dataset: str) -> pd.DataFrame:
-    """Per (scene, label) mean of each metric over seeds, done tasks only."""
+    """Per (scene, label) mean of each metric over seeds, done tasks only (±inf as limits)."""
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
     cols = [f"metric.{m}" for m in store.metrics]
-    return d.groupby(["scene_id", "label"])[cols].mean()
+    keys = ["scene_id", "label"]
+    x = d[cols].astype(float)
+    # Vectorised mean_with_inf: pandas' own mean warns on +inf + -inf, so infinities are counted apart.
+    pos = (x == np.inf).groupby([d[k] for k in keys]).any()
+    neg = (x == -np.inf).groupby([d[k] for k in keys]).any()
+    out = x.where(np.isfinite(x)).groupby([d[k] for k in keys]).mean()
+    out = out.mask(pos, np.inf).mask(neg, -np.inf).mask(pos & neg, np.nan)
+    return out
 
 
-def pairwise_tables(store: Store, cfg: TableConfig) -> list[Table]:
-    """Per dataset: for each other method, the fraction of scenes where DiPIR's main preset beats
-    it on each metric (seeds averaged per scene), with a two-sided sign test (ties dropped)."""
+def pairwise_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[Table]:
+    """Per dataset and metric group: for each other method, the fraction of scenes where DiPIR's
+    main preset beats it on each metric (seeds averaged per scene), with a two-sided sign test
+    (ties dropped). detail=False: headline groups, the first one keyed `pairwise_<dataset>`;
+    detail=True: the appendix groups."""
     out = []
     for dataset in sorted(store.tasks["dataset"].unique()):
         sm = scene_means(store, dataset)
@@ -158,28 +215,32 @@ def pairwise_tables(store: Store, cfg: TableConfig) -> list[Table]:
         wide = sm.unstack("label")  # rows scenes, columns (metric col, label)
         labels = [lab for lab in label_order(sm.index.get_level_values("label"), cfg) if lab != cfg.main_label]
         metrics = [m for m in store.metrics if sm[f"metric.{m}"].notna().any()]
-        if not labels or not metrics:
+        groups = metric_groups(store, metrics, detail)
+        if not labels or not groups:
             continue
-        rows = []
-        for label in labels:
-            row = [Cell(label)]
-            for m in metrics:
-                a = wide[(f"metric.{m}", cfg.main_label)].to_numpy(float)
-                b = wide[(f"metric.{m}", label)].to_numpy(float) if (f"metric.{m}", label) in wide else np.full_like(a, np.nan)
-                st = sign_test(a, b, store.meta[m].lower_is_better)
-                if st.n == 0:
-                    row.append(Cell("–", "no paired scenes"))
-                    continue
-                frac = st.wins / st.n
-                sub = f"{st.wins}/{st.n}" + (f" ({st.ties} ties)" if st.ties else "") + f", {fmt_p(st.p_value)}"
-                row.append(Cell(f"{frac:.2f}", sub, bold=st.p_value < 0.05 and st.wins > st.losses, value=frac))
-            rows.append(row)
-        out.append(Table(
-            key=f"pairwise_{_slug(dataset)}", title=f"{cfg.main_label} vs. each method — {dataset}",
-            columns=["opponent", *[metric_header(store, m) for m in metrics]], rows=rows,
-            notes=[f"Fraction of scenes where {cfg.main_label} is better (wins / paired scenes; metrics "
-                   "averaged over seeds per scene). Two-sided sign test on wins vs. losses, ties dropped. "
-                   "Bold: significant win at p < 0.05."]))
+        for gi, (group, ms) in enumerate(groups):
+            rows = []
+            for label in labels:
+                row = [Cell(label)]
+                for m in ms:
+                    a = wide[(f"metric.{m}", cfg.main_label)].to_numpy(float)
+                    b = wide[(f"metric.{m}", label)].to_numpy(float) if (f"metric.{m}", label) in wide else np.full_like(a, np.nan)
+                    st = sign_test(a, b, store.meta[m].lower_is_better)
+                    if st.n == 0:
+                        row.append(Cell("–", "no paired scenes"))
+                        continue
+                    frac = st.wins / st.n
+                    sub = f"{st.wins}/{st.n}" + (f" ({st.ties} ties)" if st.ties else "") + f", {fmt_p(st.p_value)}"
+                    row.append(Cell(f"{frac:.2f}", sub, bold=st.p_value < 0.05 and st.wins > st.losses, value=frac))
+                rows.append(row)
+            first = gi == 0 and not detail
+            out.append(Table(
+                key=f"pairwise_{_slug(dataset)}" if first else f"pairwise_{_slug(dataset)}_{_slug(group.key)}",
+                title=f"{cfg.main_label} vs. each method — {dataset}: {group.title}",
+                columns=["opponent", *[metric_header(store, m) for m in ms]], rows=rows,
+                notes=[f"Fraction of scenes where {cfg.main_label} is better (wins / paired scenes; metrics "
+                       "averaged over seeds per scene). Two-sided sign test on wins vs. losses, ties dropped "
+                       "(equal values, ∞ = ∞ included). Bold: significant win at p < 0.05."]))
     return out
 
 
@@ -207,7 +268,8 @@ def failure_table(store: Store, max_errors: int = 3) -> Table | None:
             text = "; ".join(f"{r} ×{c}" for r, c in sorted(rs.items(), key=lambda kv: -kv[1])[:max_errors])
             grouped.setdefault((dataset, label, text, len(g)), []).append(m)
     for (dataset, label, text, n), ms in sorted(grouped.items()):
-        rows.append([Cell(dataset), Cell(label), Cell(f"{', '.join(ms)} unavailable"), Cell(str(n)), Cell(text)])
+        what = f"all {len(ms)} metrics" if len(ms) == len(store.metrics) > 2 else ", ".join(ms)
+        rows.append([Cell(dataset), Cell(label), Cell(f"{what} unavailable"), Cell(str(n)), Cell(text)])
     if not rows:
         return None
     return Table(key="failures", title="Failed, skipped and unavailable",
