@@ -85,6 +85,13 @@ def metric_group(key: str) -> MetricGroup:
 
 def builtin_info(name: str) -> MetricInfo | None:
     base = _base(name)
+    if base not in BUILTIN and group_of(name) == PER_SPHERE:
+        # The longest matching statistic: sphere_mirror_si_rmse is si_rmse, not rmse.
+        agg = max((a for a, g in BASE_GROUP.items() if g == "lighting" and a.startswith("sphere_")
+                   and name.endswith("_" + a[len("sphere_"):])), key=len)
+        lower, desc = BUILTIN[agg]
+        sphere = name[len("sphere_"):-len(agg) + len("sphere_") - 1].replace("_", " ")
+        return MetricInfo(name, lower, f"{desc}: {sphere} sphere only", PER_SPHERE)
     if base not in BUILTIN:
         return None
     lower, desc = BUILTIN[base]
@@ -95,7 +102,8 @@ def builtin_info(name: str) -> MetricInfo | None:
 
 def metric_order(names: list[str], declared: dict) -> list[str]:
     """Table column order: as declared in metrics_meta.json, then the built-in table's order (each
-    base with its _full / _region variants), then alphabetical; never the parquet's column order."""
+    base with its _full / _region variants, a lighting aggregate followed by its per-sphere
+    metrics), then alphabetical; never the parquet's column order."""
     builtin = [b + s for b in BUILTIN for s in ("", *SUFFIXES)]
 
     def key(name: str):
@@ -103,6 +111,10 @@ def metric_order(names: list[str], declared: dict) -> list[str]:
             return (0, list(declared).index(name), name)
         if name in builtin:
             return (1, builtin.index(name), name)
+        info = builtin_info(name)
+        if info is not None and info.group == PER_SPHERE:  # right after its aggregate, spheres A-Z
+            agg = max((a for a in BASE_GROUP if a.startswith("sphere_") and name.endswith("_" + a[7:])), key=len)
+            return (1, builtin.index(agg) + 0.5, name)
         return (2, 0, name)
 
     return sorted(names, key=key)

@@ -268,12 +268,32 @@ def failure_table(store: Store, max_errors: int = 3) -> Table | None:
             text = "; ".join(f"{r} ×{c}" for r, c in sorted(rs.items(), key=lambda kv: -kv[1])[:max_errors])
             grouped.setdefault((dataset, label, text, len(g)), []).append(m)
     for (dataset, label, text, n), ms in sorted(grouped.items()):
-        what = f"all {len(ms)} metrics" if len(ms) == len(store.metrics) > 2 else ", ".join(ms)
+        what = _metric_list(store, ms)
         rows.append([Cell(dataset), Cell(label), Cell(f"{what} unavailable"), Cell(str(n)), Cell(text)])
     if not rows:
         return None
     return Table(key="failures", title="Failed, skipped and unavailable",
                  columns=["dataset", "method", "what", "count", "most frequent reasons"], rows=rows)
+
+
+def _metric_list(store: Store, ms: list[str]) -> str:
+    """Metric names, a whole group of more than two said in a few words ("all 12 lighting per probe
+    sphere metrics"), so a dataset without ground truth does not list every metric."""
+    if len(ms) == len(store.metrics) > 2:
+        return f"all {len(ms)} metrics"
+    parts, done = [], set()
+    for m in ms:
+        if m in done:
+            continue
+        group = store.meta[m].group
+        members = [x for x in store.metrics if store.meta[x].group == group]
+        if len(members) > 2 and set(members) <= set(ms):
+            parts.append(f"all {len(members)} {metric_group(group).title} metrics")
+            done.update(members)
+        else:
+            parts.append(m)
+            done.add(m)
+    return ", ".join(parts)
 
 
 def preference_table(key: str, title: str, prefs: pd.DataFrame, conditions: list[str],
