@@ -146,6 +146,8 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                    if cfg.reference_methods else "."),
                 *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)]),
             ]
+            if not ms:
+                notes = []  # a count-only table: the statistics notes would describe nothing
             if not counts:
                 notes.append(f"Task counts: table 'Metrics — {dataset}'.")
             if counts:
