@@ -120,6 +120,17 @@ def metric_order(names: list[str], declared: dict) -> list[str]:
     return sorted(names, key=key)
 
 
+def read_json_object(path: Path, expected: str = "a JSON object") -> dict:
+    """A JSON file that must hold an object; bad JSON or another type is a one-line DipirError."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
+    if not isinstance(data, dict):
+        raise DipirError(f"expected {expected}", path)
+    return data
+
+
 def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
     """{name: MetricInfo} for every metric in `names`, in table column order (see metric_order).
     A metric that is neither in `metrics_meta.json` nor in the built-in table is an error: guessing
@@ -128,12 +139,7 @@ def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
     path = Path(run) / "metrics_meta.json"
     declared: dict = {}
     if path.exists():
-        try:
-            declared = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
-        if not isinstance(declared, dict):
-            raise DipirError("expected an object {metric: {lower_is_better, description}}", path)
+        declared = read_json_object(path, "an object {metric: {lower_is_better, description}}")
     out: dict[str, MetricInfo] = {}
     for name in metric_order(names, declared):
         if name in declared:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dipir.errors import DipirError
-from reports.metrics_meta import MetricInfo, load_metrics_meta
+from reports.metrics_meta import MetricInfo, load_metrics_meta, read_json_object
 
 REQUIRED = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status")
 STATUSES = ("done", "failed", "skipped")
@@ -115,20 +115,10 @@ class Store:
         return cache[task_id]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
-    if not isinstance(data, dict):
-        raise DipirError("expected a JSON object", path)
-    return data
-
-
 def _rows_from_task_folders(run: Path) -> pd.DataFrame:
     rows = []
     for path in sorted((run / "tasks").glob("*/result.json")):
-        res = _read_json(path)
+        res = read_json_object(path)
         row = {k: res.get(k) for k in (*REQUIRED, "error", "seconds", "condition")}
         for name, value in (res.get("metrics") or {}).items():
             row[f"metric.{name}"] = np.nan if value is None else float(value)
@@ -187,6 +177,6 @@ def load_store(run: str | Path) -> Store:
             spec = yaml.safe_load((run / "spec.yaml").read_text()) or {}
         except yaml.YAMLError as err:
             raise DipirError(f"not valid YAML ({err})", run / "spec.yaml") from err
-    run_info = _read_json(run / "run.json") if (run / "run.json").exists() else {}
+    run_info = read_json_object(run / "run.json") if (run / "run.json").exists() else {}
     return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
                  artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info)
