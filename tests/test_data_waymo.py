@@ -376,7 +376,8 @@ def test_v2_files_match_the_official_component_schemas(segs):
 
         comps = {{"camera_image": camera_image.CameraImageComponent, "camera_calibration": context.CameraCalibrationComponent,
                   "lidar": lidar.LiDARComponent, "lidar_calibration": context.LiDARCalibrationComponent,
-                  "lidar_pose": lidar.LiDARPoseComponent, "vehicle_pose": pose.VehiclePoseComponent}}
+                  "lidar_pose": lidar.LiDARPoseComponent, "vehicle_pose": pose.VehiclePoseComponent,
+                  "stats": context.StatsComponent}}
         problems, n = [], 0
         for tag, comp in comps.items():
             path = next(iter(sorted(os.scandir(os.path.join({str(segs["v2"])!r}, tag)), key=lambda e: e.name))).path

@@ -47,6 +47,9 @@ class SynthWaymoConfig:
     outlier_fraction: float = 0.0  # fraction of returns moved to a random range in front of the surface
     max_range: float = 75.0
     render: bool = True  # False: a flat grey JPEG (only for format/memory tests that need many frames)
+    # Segment stats written as Waymo does ("Day", "Dawn/Dusk", "Night"; "" = unset). Only a label:
+    # the rendered image is lit the same whatever it says.
+    time_of_day: str = "Day"
 
     @staticmethod
     def small(**kw) -> "SynthWaymoConfig":
@@ -304,7 +307,7 @@ def generate_frames(street: Street, cfg: SynthWaymoConfig, frames: int, seed: in
         velocity = cfg.speed * pose[:3, 0]  # global frame, along the heading
         yield {"index": k, "timestamp": t0_micros + int(round(t * 1e6)), "pose": pose, "velocity": velocity,
                "image": renderer.jpeg(pose, seed * 1000 + k) if renderer else flat, "calib": calib,
-               "lasers": lasers, "scans": scans}
+               "lasers": lasers, "scans": scans, "time_of_day": cfg.time_of_day}
 
 
 def frame_truth(street: Street, fr: dict) -> dict:
@@ -325,6 +328,8 @@ def _frame_proto(fr: dict, segment: str):
     pb = dataset_pb2()
     f = pb.Frame()
     f.context.name = segment
+    f.context.stats.time_of_day = fr["time_of_day"]
+    f.context.stats.location, f.context.stats.weather = "location_synth", "sunny"
     f.timestamp_micros = fr["timestamp"]
     f.pose.transform.extend(fr["pose"].ravel().tolist())
     c = fr["calib"]
@@ -377,7 +382,8 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     ftype = pa.float64() if float64 else pa.float32()
     tf16 = pa.list_(pa.float64()) if float64 else pa.list_(pa.float64(), 16)
     shp = pa.list_(pa.int32()) if float64 else pa.list_(pa.int32(), 3)
-    rows: dict[str, dict[str, list]] = {k: {} for k in ("camera_image", "lidar", "lidar_pose", "vehicle_pose")}
+    rows: dict[str, dict[str, list]] = {k: {} for k in ("camera_image", "lidar", "lidar_pose", "vehicle_pose",
+                                                          "stats")}
 
     def add(tag, **cols):
         for k, v in cols.items():
@@ -401,6 +407,13 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
                          "[CameraImageComponent].rolling_shutter_params.camera_readout_done_time": ts / 1e6 + 0.01})
         add("camera_image", **key, **img_cols)
         add("vehicle_pose", **key, **{"[VehiclePoseComponent].world_from_vehicle.transform": fr["pose"].ravel().tolist()})
+        # The stats component (one row per frame, segment-level values); no object labels, so no counts.
+        add("stats", **key, **{"[StatsComponent].time_of_day": fr["time_of_day"],
+                               "[StatsComponent].location": "location_synth", "[StatsComponent].weather": "sunny",
+                               "[StatsComponent].lidar_object_counts.types": None,
+                               "[StatsComponent].lidar_object_counts.counts": None,
+                               "[StatsComponent].camera_object_counts.types": None,
+                               "[StatsComponent].camera_object_counts.counts": None})
         for laser, (ri, pose_img) in zip(lasers, fr["scans"]):
             second = _second_return(ri)
             add("lidar", **key, **{"key.laser_name": laser["name"],
@@ -422,6 +435,11 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
              "[LiDARComponent].range_image_return2.shape": shp,
              "[LiDARPoseComponent].range_image_return1.values": pa.list_(ftype),
              "[LiDARPoseComponent].range_image_return1.shape": shp}
+    for k in ("time_of_day", "location", "weather"):
+        types[f"[StatsComponent].{k}"] = pa.string()
+    for k in ("lidar_object_counts", "camera_object_counts"):
+        types[f"[StatsComponent].{k}.types"] = pa.list_(pa.int8())
+        types[f"[StatsComponent].{k}.counts"] = pa.list_(pa.int32())
     for k in ("linear_velocity", "angular_velocity"):
         for axis in "xyz":
             types[f"[CameraImageComponent].velocity.{k}.{axis}"] = pa.float32() if k == "linear_velocity" else pa.float64()

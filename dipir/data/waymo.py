@@ -103,6 +103,7 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     from PIL import Image
 
     from dipir.data.synth_waymo import load_truth
+    from dipir.data.waymo_frame import time_of_day_condition
     from dipir.geometry import fit_plane, transform_plane, transform_points, write_ply_points
     from dipir.scene import Plane, Scene
 
@@ -136,6 +137,11 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
             "distortion_ignored": [float(x) for x in frame.camera.intrinsic[4:]],
             "world_from_vehicle": w_from_v.tolist(),
             "plane_fit": {"inliers": int(len(fit.inliers)), "points": int(len(sel)), "rms_m": fit.rms}}
+    # Lighting condition for the report's day / twilight / night split (the batch runner reads it).
+    if frame.time_of_day:
+        prov["time_of_day"] = frame.time_of_day
+        if (cond := time_of_day_condition(frame.time_of_day)) is not None:
+            prov["condition"] = cond
     truth = load_truth(path, frame.segment)
     if truth is not None:
         ft = next((f for f in truth["frames"] if f["timestamp"] == frame.timestamp_micros), None)

@@ -10,6 +10,15 @@ from dipir.data.range_image import range_image_to_points
 from dipir.errors import DipirError
 
 
+# Waymo's stats.time_of_day (set from the sun's elevation) -> the report's lighting condition.
+_CONDITIONS = {"day": "day", "dawn/dusk": "twilight", "dawn": "twilight", "dusk": "twilight", "night": "night"}
+
+
+def time_of_day_condition(time_of_day: str | None) -> str | None:
+    """"day" | "twilight" | "night" for a Waymo time_of_day string; None if empty or unknown."""
+    return _CONDITIONS.get(str(time_of_day or "").strip().lower())
+
+
 @dataclass
 class CameraCalibration:
     name: int
@@ -38,6 +47,7 @@ class WaymoFrame:
     lasers: list[LaserScan] = field(default_factory=list)
     source: str = ""  # file or folder it came from
     where: str = ""  # record offset (v1) or row key (v2), for error messages
+    time_of_day: str = ""  # the segment's stats: "Day", "Dawn/Dusk", "Night" ("" when unknown)
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """All first-return LiDAR points (N, 3) in this frame's vehicle frame, and their intensity."""

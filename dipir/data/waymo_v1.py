@@ -72,7 +72,7 @@ def parse_frame(data: bytes, camera: str | int = "FRONT", path: str | Path = "",
                                     path, field), inclinations=incl, pixel_pose=pose))
     return WaymoFrame(segment=frame.context.name, timestamp_micros=int(frame.timestamp_micros),
                       pose=_matrix4(frame.pose.transform, path, where), camera=cc, image=bytes(image.image),
-                      lasers=lasers, source=str(path), where=where)
+                      lasers=lasers, source=str(path), where=where, time_of_day=frame.context.stats.time_of_day)
 
 
 def iter_frames(path: str | Path, camera: str | int = "FRONT", with_lidar: bool = True) -> Iterator[WaymoFrame]:

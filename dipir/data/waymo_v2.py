@@ -23,6 +23,7 @@ LID = "[LiDARComponent]"
 LCAL = "[LiDARCalibrationComponent]"
 LPOSE = "[LiDARPoseComponent]"
 VPOSE = "[VehiclePoseComponent]"
+STATS = "[StatsComponent]"
 INTRINSIC = ["f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3"]
 TOP = 1
 
@@ -106,7 +107,22 @@ def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segmen
     pose = _floats(_one(path, t, where), f"{VPOSE}.world_from_vehicle.transform").reshape(4, 4)
 
     return WaymoFrame(segment=segment, timestamp_micros=int(timestamp), pose=pose, camera=calib, image=image,
-                      lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where)
+                      lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where,
+                      time_of_day=read_time_of_day(root, segment, timestamp))
+
+
+def read_time_of_day(root: str | Path, segment: str, timestamp: int | None = None) -> str:
+    """The segment's `[StatsComponent].time_of_day` ("Day", "Dawn/Dusk", "Night"), or "" when the
+    optional stats component (or this segment's file in it) is absent. The value is per frame in the
+    files but set per segment; the frame's own row is preferred, else the segment's first non-empty."""
+    root = Path(root)
+    if not (root / "stats" / f"{segment}.parquet").is_file():
+        return ""
+    _, t = _read(root, "stats", segment, [TS, f"{STATS}.time_of_day"], [(SEG, "=", segment)])
+    stamps, values = t.column(TS).to_pylist(), t.column(f"{STATS}.time_of_day").to_pylist()
+    rows = [(int(ts), str(v or "")) for ts, v in zip(stamps, values)]
+    own = [v for ts, v in rows if ts == timestamp and v]
+    return own[0] if own else next((v for _, v in rows if v), "")
 
 
 def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
