@@ -111,14 +111,11 @@ def render_config(r: RenderSettings):
     return RenderConfig(**dataclasses.asdict(r))
 
 
-_CONDITIONS = {"day": "day", "dawn/dusk": "twilight", "dawn": "twilight", "dusk": "twilight", "twilight": "twilight",
-               "night": "night"}
-
-
 def scene_condition(provenance: dict) -> str | None:
     """day | twilight | night from the scene's provenance (`condition`, or Waymo's `time_of_day`)."""
-    raw = provenance.get("condition") or provenance.get("time_of_day")
-    return _CONDITIONS.get(str(raw).strip().lower()) if raw else None
+    from dipir.data.waymo_frame import time_of_day_condition
+
+    return time_of_day_condition(provenance.get("condition") or provenance.get("time_of_day"))
 
 
 def check_methods(methods, where) -> None:
