@@ -303,7 +303,7 @@ def test_synth_and_scene_cli(tmp_path, fmt):
     out = tmp_path / "seg"
     with pytest.raises(SystemExit) as exc:
         main(["synth", "waymo", str(out), "--format", fmt, "--small", "--frames", "2", "--segments", "2",
-              "--image-size", "40x24"])
+              "--image-size", "40x24", "--time-of-day", "Night"])
     assert exc.value.code == 0
     target = sorted(out.glob("*.tfrecord"))[1] if fmt == "v1" else out
     if fmt == "v1":
@@ -319,6 +319,7 @@ def test_synth_and_scene_cli(tmp_path, fmt):
     assert exc.value.code == 0
     s = load_scene(tmp_path / "s")
     assert s.provenance["segment"] == "synth0000_001" and s.object.cls == "bucket" and s.camera.width == 20
+    assert s.provenance["time_of_day"] == "Night" and s.provenance["condition"] == "night"
 
 
 def test_matrix_float_packed_and_unpacked_encodings():

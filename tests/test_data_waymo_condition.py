@@ -126,3 +126,12 @@ def test_condition_reaches_the_pipeline_result(tmp_path):
     store.init_run(run, suite.to_dict(), metrics_meta())
     res = TaskContext(run, suite.render, None, suite.options).run(tasks[0])
     assert res["status"] == "done" and res["condition"] == "night", res.get("error")
+
+
+def test_synth_cli_rejects_an_unknown_time_of_day(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "waymo", str(tmp_path / "seg"), "--small", "--time-of-day", "Noon"])
+    assert exc.value.code == 2
+    assert "--time-of-day" in capsys.readouterr().err

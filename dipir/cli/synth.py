@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         lidar_size: str = typer.Option(None, "--lidar-size", help="TOP range image HxW (real: 64x2650)."),
         noise: float = typer.Option(0.0, "--noise", help="LiDAR range noise (std, metres)."),
         outliers: float = typer.Option(0.0, "--outliers", help="Fraction of outlier LiDAR returns."),
+        time_of_day: str = typer.Option("Day", "--time-of-day",
+                                        help="stats.time_of_day label: Day, Dawn/Dusk or Night (a label only)."),
     ) -> None:
         """Procedural street segments (ground plane, boxes; Mitsuba camera images; ray-cast LiDAR)."""
         from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
@@ -30,7 +32,9 @@ def register(app: typer.Typer) -> None:
 
         if format not in ("v1", "v2"):
             raise DipirError(f"format must be v1 or v2, got {format!r}", field="--format")
-        kw: dict = {"noise_std": noise, "outlier_fraction": outliers}
+        if time_of_day not in ("Day", "Dawn/Dusk", "Night"):
+            raise DipirError(f"expected Day, Dawn/Dusk or Night, got {time_of_day!r}", field="--time-of-day")
+        kw: dict = {"noise_std": noise, "outlier_fraction": outliers, "time_of_day": time_of_day}
         if image_size:
             w, h = _pair(image_size, "--image-size")
             kw.update(image_width=w, image_height=h)
