@@ -145,12 +145,7 @@ def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfi
         title = f"{m} ({'lower' if store.meta[m].lower_is_better else 'higher'} is better)"
         ax.set_title(title + (f"\n{n_inf} infinite value{'s' * (n_inf != 1)} not shown" if n_inf else ""), fontsize=9)
         ax.tick_params(labelsize=7)
-    for ax in axes.ravel()[len(metrics):]:
-        ax.axis("off")
-    fig.suptitle(f"Metric distributions — {dataset}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
-    fig.savefig(out)
-    plt.close(fig)
+    _finish_grid(fig, axes, len(metrics), f"Metric distributions — {dataset}", out)
     return True
 
 
@@ -198,12 +193,7 @@ def loss_curves(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: 
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7)
-    for ax in axes.ravel()[len(cols):]:
-        ax.axis("off")
-    fig.suptitle(f"DiPIR optimization — {dataset} (median, IQR band)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
-    fig.savefig(out)
-    plt.close(fig)
+    _finish_grid(fig, axes, len(cols), f"DiPIR optimization — {dataset} (median, IQR band)", out)
     return True, sum(len(v) for v in curves.values())
 
 
@@ -228,3 +218,15 @@ def make_figures(store: Store, report_dir: Path, cfg: FigureConfig, tcfg: TableC
             out["losses"].append(Figure(name, f"Per-iteration losses of DiPIR tasks on {dataset} "
                                               f"({n} tasks, at most {cfg.max_loss_tasks} per preset)."))
     return out
+
+
+def _finish_grid(fig, axes, used: int, title: str, out: Path) -> None:
+    """Hide the panels past `used`, title the figure, lay it out, save and close it."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes.ravel()[used:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # room for the suptitle
+    fig.savefig(out)
+    plt.close(fig)
