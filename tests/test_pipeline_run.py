@@ -137,7 +137,7 @@ def test_task_that_always_kills_its_worker(ray_session, scenes, tmp_path):
 
 
 def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
-    from dipir.data import synth_polyhaven, synth_waymo
+    from dipir.data import synth_polyhaven
 
     hdris = tmp_path / "hdris"
     synth_polyhaven.write_hdris(hdris, count=1, seed=0)

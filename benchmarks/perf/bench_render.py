@@ -90,8 +90,8 @@ def main() -> None:
                 sg = SGLighting.init_random(4, seed=0)
                 tone = ToneCurves()
                 bg = torch.full((size, size, 3), 0.5)
-                c_tog, t_tog, c_sep, t_sep = timed_pair(lambda s: step(r, sg, tone, bg, s),
-                                                        lambda s: step(r, sg, tone, bg, s, separately=True),
+                c_tog, t_tog, c_sep, t_sep = timed_pair(lambda s, r=r: step(r, sg, tone, bg, s),
+                                                        lambda s, r=r: step(r, sg, tone, bg, s, separately=True),
                                                         args.repeats)
                 print(f"{size}x{size} spp {spp:3d}: together min {min(t_tog):6.3f} median {np.median(t_tog):6.3f} s/iter "
                       f"(compile {c_tog:5.2f} s) | separately min {min(t_sep):6.3f} median {np.median(t_sep):6.3f} s/iter "

@@ -377,7 +377,6 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     """Write one segment's components. `float64=True` writes the other real variant (float64
     values, plain lists for transforms) so readers are tested on both."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     ftype = pa.float64() if float64 else pa.float32()
     tf16 = pa.list_(pa.float64()) if float64 else pa.list_(pa.float64(), 16)
