@@ -78,9 +78,9 @@ def build(method: str, options: dict):
 
 
 def metrics_meta() -> dict:
-    """{metric: {"lower_is_better", "description"}} from dipir.evaluation.METRICS ({} if absent)."""
+    """{metric: {"lower_is_better", "description"}} from dipir.evaluation.evaluate.METRICS ({} if absent)."""
     try:
-        from dipir.evaluation import METRICS
+        from dipir.evaluation.evaluate import METRICS
     except ImportError:
         return {}
     out = {}
@@ -99,14 +99,14 @@ def prepare_model(suite_model: str | None, methods, run_dir: Path) -> None:
     if suite_model != "tiny" or not any(uses_model(m) for m in methods):
         return
     try:
-        from dipir.optimize import load_model
+        from dipir.optim.optimizer import load_model
     except ImportError:
         return  # no optimizer installed: the dipir tasks fail with their own clear error
     load_model("tiny", cache_dir=model_cache_dir(run_dir))
 
 
 def render_config(r: RenderSettings):
-    from dipir.render import RenderConfig
+    from dipir.rendering.renderer import RenderConfig
 
     return RenderConfig(**dataclasses.asdict(r))
 
@@ -148,7 +148,7 @@ class TaskContext:
         self.options = options
         self.crash_marker = crash_marker  # tests only: see maybe_crash
         self.estimators: dict[tuple[str, str | None], object] = {}
-        from dipir.mitsuba_setup import cuda_available, load_mitsuba
+        from dipir.rendering.mitsuba_setup import cuda_available, load_mitsuba
 
         load_mitsuba()
         self.has_gpu = cuda_available()
@@ -202,7 +202,7 @@ class TaskContext:
         }
         try:
             self.maybe_crash(task)
-            from dipir.scene import load_scene
+            from dipir.scene.contract import load_scene
 
             scene = load_scene(build_scene(task.recipe, task.scene_key, self.run_dir))
             result["condition"] = scene_condition(scene.provenance)
@@ -211,7 +211,7 @@ class TaskContext:
             if reason:
                 result.update(status="skipped", error=reason)
             else:
-                from dipir.evaluation import estimate_and_render, evaluate
+                from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
                 cfg = render_config(self.render)
                 opt_dir = None

@@ -42,7 +42,7 @@ GENERATORS = ("polyhaven", "waymo")
 
 @dataclass(frozen=True)
 class RenderSettings:
-    """Mirrors dipir.render.RenderConfig; part of every task id."""
+    """Mirrors dipir.rendering.renderer.RenderConfig; part of every task id."""
 
     width: int = 128
     height: int = 96

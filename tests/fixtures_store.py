@@ -65,7 +65,7 @@ def _png(path: Path, img: np.ndarray) -> None:
 
 
 def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True, list_all: bool = True) -> Path:
-    """`list_all=False` writes what dipir.evaluation lists today: only composite and envmap in
+    """`list_all=False` writes what dipir.evaluation.evaluate lists today: only composite and envmap in
     `artifacts`; gt_composite.png and losses.csv just lie in the task folder, and the background is
     only in the scene folder RUN/scenes/<scene_key>/ (found through result.json's scene_key)."""
     run.mkdir(parents=True, exist_ok=True)

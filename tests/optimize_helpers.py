@@ -12,8 +12,8 @@ SUN = SUN / np.linalg.norm(SUN)
 
 def sun_envmap(height: int = 64, width: int = 128, sun=SUN, sun_color=(14.0, 13.0, 11.0),
                sharpness: float = 0.2, sky=(0.12, 0.14, 0.18)) -> np.ndarray:
-    """One SG sun lobe plus a uniform sky, in the dipir.hdr convention."""
-    from dipir.hdr import equirect_directions
+    """One SG sun lobe plus a uniform sky, in the dipir.rendering.hdr convention."""
+    from dipir.rendering.hdr import equirect_directions
 
     d = equirect_directions(height, width).astype(np.float64)
     g = np.exp((d @ np.asarray(sun, float) - 1) / sharpness**2)[..., None]
@@ -25,7 +25,7 @@ def make_scene(root: Path, size: int = 64, with_envmap: bool = True, background=
     import yaml
     from PIL import Image
 
-    from dipir.hdr import write_hdr
+    from dipir.rendering.hdr import write_hdr
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

@@ -53,8 +53,8 @@ def write_scenes(root: Path, n: int, with_envmap: bool = True) -> Path:
     """`n` tiny scene folders (48x32 background, a box on the ground plane, optional GT env map)."""
     from PIL import Image
 
-    from dipir.hdr import write_hdr
-    from dipir.scene import Camera, ObjectSpec, Plane, Scene, look_at
+    from dipir.rendering.hdr import write_hdr
+    from dipir.scene.contract import Camera, ObjectSpec, Plane, Scene, look_at
 
     rng = np.random.default_rng(0)
     for i in range(n):

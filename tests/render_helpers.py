@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from dipir.scene import Scene, load_scene
+from dipir.scene.contract import Scene, load_scene
 
 
 def write_scene(folder: Path, size=(64, 64), origin=(3.0, 3.0, -5.0), target=(0.0, 0.4, 0.0), fov=40.0,
@@ -69,7 +69,7 @@ def plane_points(scene: Scene, width: int, height: int) -> np.ndarray:
 
 def uv_sphere(radius: float = 0.5, n_lat: int = 24, n_lon: int = 48, material: dict | None = None):
     """A smooth sphere Mesh resting on y = 0 (vertex normals), for tests that need every normal."""
-    from dipir.assets import Mesh
+    from dipir.scene.mesh import Mesh
 
     th = np.linspace(0, np.pi, n_lat + 1)
     ph = np.linspace(0, 2 * np.pi, n_lon, endpoint=False)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.composite import composite, linear_to_srgb, srgb_to_linear
-from dipir.render import RenderOutput
-from dipir.tonemap import ToneCurves
+from dipir.rendering.composite import composite, linear_to_srgb, srgb_to_linear
+from dipir.rendering.renderer import RenderOutput
+from dipir.rendering.tonemap import ToneCurves
 
 
 def test_srgb_reference_values_and_round_trip():

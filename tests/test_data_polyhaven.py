@@ -12,8 +12,8 @@ from dipir.data.polyhaven import (crop_camera, hdri_to_scene_rotation, make_scen
                                   sample_equirect)
 from dipir.data.synth_polyhaven import SynthHDRIConfig, direction, sky_hdri, write_hdris
 from dipir.errors import DipirError
-from dipir.geometry import project
-from dipir.hdr import direction_to_pixel, equirect_directions, read_hdr
+from dipir.scene.geometry import project
+from dipir.rendering.hdr import direction_to_pixel, equirect_directions, read_hdr
 
 
 def _centroid(img, frac=0.5):
@@ -79,9 +79,9 @@ def test_scene_and_oracle_render_reproduce_the_sun(tmp_path):
     plane, puts the sun where the crop has it (within 2°)."""
     from PIL import Image
 
-    from dipir.hdr import write_hdr
-    from dipir.mitsuba_setup import load_mitsuba
-    from dipir.scene import load_scene
+    from dipir.rendering.hdr import write_hdr
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+    from dipir.scene.contract import load_scene
 
     cfg = SynthHDRIConfig(width=512, height=256, sun_radius_deg=1.0)
     sun = direction(18.0, 140.0)
@@ -129,7 +129,7 @@ def test_scene_and_oracle_render_reproduce_the_sun(tmp_path):
 
 
 def test_real_polyhaven_hdris(polyhaven_dir, tmp_path):
-    from dipir.scene import load_scene
+    from dipir.scene.contract import load_scene
 
     hdris = sorted(polyhaven_dir.glob("*.hdr"))[:4]
     assert hdris

@@ -128,8 +128,8 @@ def test_scene_from_waymo_frame(segs, tmp_path):
     from PIL import Image
 
     from dipir.data.waymo import make_scene
-    from dipir.geometry import project
-    from dipir.scene import load_scene
+    from dipir.scene.geometry import project
+    from dipir.scene.contract import load_scene
 
     for kind in ("v1", "v2"):
         s = load_scene(make_scene(segs[kind], tmp_path / kind, frame_index=1))
@@ -232,7 +232,7 @@ def test_parquet_missing_column(segs, tmp_path, capsys):
 
 
 def test_no_ground_plane_is_a_clear_error():
-    from dipir.geometry import fit_plane
+    from dipir.scene.geometry import fit_plane
 
     rng = np.random.default_rng(0)
     wall = np.stack([rng.uniform(-5, 5, 2000), rng.uniform(0, 4, 2000), np.full(2000, 6.0)], 1)
@@ -298,7 +298,7 @@ def test_v1_reader_memory_stays_flat(segs, tmp_path):
 @pytest.mark.parametrize("fmt", ["v1", "v2"])
 def test_synth_and_scene_cli(tmp_path, fmt):
     from dipir.cli.main import main
-    from dipir.scene import load_scene
+    from dipir.scene.contract import load_scene
 
     out = tmp_path / "seg"
     with pytest.raises(SystemExit) as exc:

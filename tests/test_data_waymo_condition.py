@@ -12,7 +12,7 @@ from dipir.data import waymo, waymo_v1, waymo_v2
 from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
 from dipir.data.waymo_frame import time_of_day_condition
 from dipir.errors import DipirError
-from dipir.scene import load_scene
+from dipir.scene.contract import load_scene
 
 # Flat grey images: only the stats and the geometry matter here.
 CFG = SynthWaymoConfig.small(render=False)

@@ -11,8 +11,8 @@ import pytest
 from dipir.errors import DipirError
 from dipir.estimators import ESTIMATORS, build_estimator
 from dipir.estimators.common import linear_to_srgb, pixel_directions
-from dipir.hdr import direction_to_pixel, equirect_directions, write_hdr
-from dipir.scene import Camera, ObjectSpec, Plane, Scene, look_at
+from dipir.rendering.hdr import direction_to_pixel, equirect_directions, write_hdr
+from dipir.scene.contract import Camera, ObjectSpec, Plane, Scene, look_at
 
 SUN_DIR = np.array([np.sin(np.radians(-15)) * np.cos(np.radians(15)), np.sin(np.radians(15)),
                     np.cos(np.radians(-15)) * np.cos(np.radians(15))])  # in view: 15° up, 15° to the right
@@ -116,7 +116,7 @@ def test_oracle_requires_ground_truth(tmp_path):
 
 
 def test_oracle_native_resolution_is_the_ground_truth(scene):
-    from dipir.hdr import read_hdr
+    from dipir.rendering.hdr import read_hdr
 
     light = build_estimator("oracle", {}).estimate(scene)
     np.testing.assert_array_equal(light.envmap, read_hdr(scene.envmap))
@@ -202,8 +202,8 @@ def _real_scene(root: Path, hdr: Path, size=(240, 160)) -> tuple[Scene, np.ndarr
     """A crop of a real Poly Haven HDRI, looking 10° beside the sun and pitched up to see it,
     auto-exposed so the crop's median linear luminance is 0.18."""
     from dipir.estimators.common import load_background_linear
-    from dipir.hdr import luminance, read_hdr
-    from dipir.lighting import dominant_direction
+    from dipir.rendering.hdr import luminance, read_hdr
+    from dipir.rendering.lighting import dominant_direction
 
     env = read_hdr(hdr)
     sun = dominant_direction(env)

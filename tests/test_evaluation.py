@@ -12,21 +12,21 @@ import pytest
 from dipir.errors import DipirError
 from dipir.estimators import build_estimator
 from dipir.estimators.base import Lighting, Requirements
-from dipir.hdr import equirect_directions, read_hdr, write_hdr
+from dipir.rendering.hdr import equirect_directions, read_hdr, write_hdr
 
 from test_estimators import make_scene, synthetic_envmap  # noqa: E402 (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    from dipir.render import RenderConfig
+    from dipir.rendering.renderer import RenderConfig
 
     return RenderConfig(width=48, height=32, spp=4, envmap_height=32, envmap_width=64, mask_spp_sqrt=2)
 
 
 @pytest.fixture(scope="module")
 def sphere_cfg():
-    from dipir.metrics_lighting import SphereConfig
+    from dipir.evaluation.sphere_metrics import SphereConfig
 
     return SphereConfig(resolution=24, spp=4, envmap_height=32)
 
@@ -37,7 +37,7 @@ def scene(tmp_path_factory):
 
 
 def test_metrics_metadata_covers_the_contract():
-    from dipir.evaluation import METRICS
+    from dipir.evaluation.evaluate import METRICS
 
     names = ["rmse_full", "rmse_region", "si_rmse_full", "si_rmse_region", "psnr_full", "psnr_region",
              "ssim_full", "ssim_region", "lpips_full", "lpips_region", "sphere_rmse", "sphere_si_rmse",
@@ -51,7 +51,7 @@ def test_metrics_metadata_covers_the_contract():
 
 
 def test_oracle_scores_zero_and_writes_artifacts(scene, cfg, sphere_cfg, tmp_path):
-    from dipir.evaluation import estimate_and_render, evaluate
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
     out = estimate_and_render(scene, build_estimator("oracle", {"height": 32}), cfg, 3, tmp_path)
     assert out["seconds_estimate"] >= 0 and out["seconds_render"] > 0
@@ -72,7 +72,7 @@ def test_oracle_scores_zero_and_writes_artifacts(scene, cfg, sphere_cfg, tmp_pat
 
 
 def test_a_wrong_lighting_scores_worse_than_oracle(scene, cfg, sphere_cfg, tmp_path):
-    from dipir.evaluation import estimate_and_render, evaluate
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
     est = build_estimator("constant", {"height": 16})
     estimate_and_render(scene, est, cfg, 3, tmp_path)
@@ -82,7 +82,7 @@ def test_a_wrong_lighting_scores_worse_than_oracle(scene, cfg, sphere_cfg, tmp_p
 
 
 def test_lpips_is_a_reason_not_a_number_without_weights(scene, cfg, sphere_cfg, tmp_path, monkeypatch):
-    from dipir import evaluation
+    from dipir.evaluation import evaluate as evaluation
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_torch_home"))
     monkeypatch.delenv("DIPIR_LPIPS_BACKBONE", raising=False)
@@ -94,7 +94,7 @@ def test_lpips_is_a_reason_not_a_number_without_weights(scene, cfg, sphere_cfg, 
 
 
 def test_scene_without_ground_truth_gives_reasons_not_exceptions(tmp_path, cfg):
-    from dipir.evaluation import METRICS, estimate_and_render, evaluate
+    from dipir.evaluation.evaluate import METRICS, estimate_and_render, evaluate
 
     s = make_scene(tmp_path / "scene", with_gt=False)
     estimate_and_render(s, build_estimator("khan06", {"height": 16}), cfg, 0, tmp_path / "pred")
@@ -106,7 +106,7 @@ def test_scene_without_ground_truth_gives_reasons_not_exceptions(tmp_path, cfg):
 
 
 def test_region_is_mask_union_shadow():
-    from dipir.evaluation import object_shadow_region
+    from dipir.evaluation.evaluate import object_shadow_region
 
     mask = np.zeros((3, 4, 1))
     mask[0, 0] = 0.5
@@ -118,7 +118,7 @@ def test_region_is_mask_union_shadow():
 
 
 def test_sg_params_are_written(scene, cfg, tmp_path):
-    from dipir.evaluation import estimate_and_render
+    from dipir.evaluation.evaluate import estimate_and_render
 
     class WithSG:
         name = "sg-test"
@@ -172,8 +172,8 @@ def test_file_blender_convention_lands_where_mitsuba_would(tmp_path, scene):
 
 
 def test_file_blender_and_mitsuba_render_the_same_composite(tmp_path, scene, cfg):
-    from dipir.evaluation import estimate_and_render
-    from dipir.metrics import rmse
+    from dipir.evaluation.evaluate import estimate_and_render
+    from dipir.evaluation.image_metrics import rmse
 
     h = 32
     for sub, dirs in (("m", equirect_directions(h, 2 * h).astype(np.float64)), ("b", _blender_grid_directions(h, 2 * h))):
@@ -287,8 +287,8 @@ def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
     view: sunsky finds the sun within 10°, oracle scores zero, khan06 scores worse."""
     from dipir.data.polyhaven import hdri_to_scene_rotation, make_scene as make_ph_scene
     from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
-    from dipir.evaluation import estimate_and_render, evaluate
-    from dipir.scene import load_scene
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
+    from dipir.scene.contract import load_scene
 
     from test_estimators import angle_deg
 
@@ -319,7 +319,7 @@ def test_evaluate_rerenders_a_composite_made_with_other_settings(scene, cfg, sph
     """composite.png rendered at other spp/seed is re-rendered so the comparison is like for like."""
     import dataclasses
 
-    from dipir.evaluation import estimate_and_render, evaluate
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
     other = dataclasses.replace(cfg, spp=1)
     estimate_and_render(scene, build_estimator("oracle", {"height": 32}), other, 5, tmp_path)

@@ -7,7 +7,7 @@ import pytest
 
 from dipir.data.range_image import euler_to_rotation
 from dipir.errors import DipirError
-from dipir.geometry import (WAYMO_CAM_TO_OPENCV, fit_plane, project, transform_points, waymo_cam_to_mitsuba_cam,
+from dipir.scene.geometry import (WAYMO_CAM_TO_OPENCV, fit_plane, project, transform_points, waymo_cam_to_mitsuba_cam,
                             world_from_vehicle)
 
 
@@ -31,7 +31,7 @@ def test_waymo_camera_to_mitsuba_axes():
 
 @pytest.mark.parametrize("yaw", [0.0, 0.8, -2.0])
 def test_scene_projection_matches_waymo_pinhole(yaw):
-    from dipir.scene import Camera
+    from dipir.scene.contract import Camera
 
     e = _extrinsic(yaw, 0.05, (1.2, -0.3, 1.7))
     f_u, f_v, c_u, c_v = 900.0, 880.0, 640.0, 400.0
@@ -56,7 +56,7 @@ def test_scene_projection_matches_waymo_pinhole(yaw):
 def test_plane_fit_on_synthetic_segments_with_outliers_and_noise(tmp_path, seed):
     from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
     from dipir.data.waymo import make_scene
-    from dipir.scene import load_scene
+    from dipir.scene.contract import load_scene
 
     cfg = SynthWaymoConfig.small(render=False, top_height=64, top_width=512, noise_std=0.02, outlier_fraction=0.10,
                                  tilt_deg=3.0, pitch_deg=1.0)

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from dipir.errors import DipirError
-from dipir.hdr import (direction_to_pixel, equirect_directions, read_hdr, resample_equirect,
+from dipir.rendering.hdr import (direction_to_pixel, equirect_directions, read_hdr, resample_equirect,
                        solid_angles, write_hdr)
 
 
 def _eval_mitsuba_envmap(img, dirs):
     import drjit as dr
 
-    from dipir.mitsuba_setup import load_mitsuba
+    from dipir.rendering.mitsuba_setup import load_mitsuba
 
     mi = load_mitsuba()
     em = mi.load_dict({"type": "envmap", "bitmap": mi.Bitmap(img)})

@@ -10,8 +10,8 @@ from PIL import Image
 from dipir.cli.insert import default_resolution, parse_resolution
 from dipir.cli.main import main
 from dipir.errors import DipirError
-from dipir.hdr import read_hdr, write_hdr
-from dipir.lighting import SGLighting
+from dipir.rendering.hdr import read_hdr, write_hdr
+from dipir.rendering.lighting import SGLighting
 from render_helpers import write_scene
 
 

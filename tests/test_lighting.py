@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.hdr import direction_to_pixel, equirect_directions, luminance, read_hdr, solid_angles
-from dipir.lighting import SGLighting, dominant_direction, fit_sg, sg_integral
-from dipir.render import RenderConfig
+from dipir.rendering.hdr import direction_to_pixel, equirect_directions, luminance, read_hdr, solid_angles
+from dipir.rendering.lighting import SGLighting, dominant_direction, fit_sg, sg_integral
+from dipir.rendering.renderer import RenderConfig
 
 
 def _integral(env):
@@ -109,7 +109,7 @@ def test_fit_sg_recovers_a_two_lobe_map():
 
 
 def test_fit_sg_on_real_polyhaven_maps(polyhaven_dir):
-    from dipir.hdr import resample_equirect
+    from dipir.rendering.hdr import resample_equirect
 
     for name in ("venice_sunset_1k.hdr", "immenstadter_horn_1k.hdr"):  # low sun; a small bright sun
         env = read_hdr(polyhaven_dir / name)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dipir import metrics as M
+from dipir.evaluation import image_metrics as M
 
 
 def _img(vals):

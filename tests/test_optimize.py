@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.optim_config import replace_path
-from dipir.optim_outputs import read_losses
-from dipir.presets import get_preset
+from dipir.optim.config import replace_path
+from dipir.optim.outputs import read_losses
+from dipir.optim.presets import get_preset
 from optimize_helpers import SUN, make_scene
 
 OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "envmap.exr", "envmap_fg.exr", "envmap_shadow.exr", "sg_params.json",
@@ -31,14 +31,14 @@ def small(cfg, **over):
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    from dipir.scene import load_scene
+    from dipir.scene.contract import load_scene
 
     return load_scene(make_scene(tmp_path_factory.mktemp("optscene") / "sun"))
 
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tmp_path_factory):
-    from dipir.optimize import load_model
+    from dipir.optim.optimizer import load_model
 
     return load_model("tiny", cache_dir=tmp_path_factory.mktemp("models"))
 
@@ -52,10 +52,10 @@ def test_oracle_guidance_recovers_the_sun(scene, tmp_path):
     """Pixel loss to the GT composite: the fused map's dominant lobe ends within 5° of the sun and the
     composite's RMSE to the GT falls >= 5x. Composites are compared at 256 spp so render noise (the
     same for any lighting) does not hide the lighting error."""
-    from dipir.composite import composite
-    from dipir.hdr import read_hdr, resample_equirect, luminance
-    from dipir.lighting import dominant_direction
-    from dipir.optimize import DipirOptimizer, run_dipir
+    from dipir.rendering.composite import composite
+    from dipir.rendering.hdr import read_hdr, resample_equirect, luminance
+    from dipir.rendering.lighting import dominant_direction
+    from dipir.optim.optimizer import DipirOptimizer, run_dipir
 
     cfg = small(get_preset("oracle-guidance"), iterations=100, render__spp=16)
     start = DipirOptimizer(scene, cfg)
@@ -101,13 +101,13 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     assert sorted(p.name for p in (out / "intermediate").iterdir()) == ["composite_0000.png", "composite_0019.png"]
     from PIL import Image
 
-    from dipir.hdr import read_hdr
+    from dipir.rendering.hdr import read_hdr
 
     assert Image.open(out / "composite.png").size == (64, 64)
     env = read_hdr(out / "envmap.exr")
     assert env.shape == (128, 256, 3) and np.all(np.isfinite(env)) and env.min() >= 0
     # envmap.exr is the fused map of the two written maps (half-float files: loose tolerance).
-    from dipir.optim_losses import fused_map
+    from dipir.optim.losses import fused_map
 
     fg, sh = (torch.from_numpy(read_hdr(out / f"envmap_{n}.exr")) for n in ("fg", "shadow"))
     assert np.allclose(fused_map(fg, sh).numpy(), env, rtol=5e-3, atol=1e-4)
@@ -151,8 +151,8 @@ def _nan_grad(x):
 
 
 def test_nan_in_guidance_gradient_stops_with_clear_error_and_keeps_outputs(scene, tiny_pipe, tmp_path):
-    from dipir.hdr import read_hdr
-    from dipir.optimize import OptimizationError, build_guidance, run_dipir
+    from dipir.rendering.hdr import read_hdr
+    from dipir.optim.optimizer import OptimizationError, build_guidance, run_dipir
 
     cfg = small(get_preset("sds-no-lora"), iterations=10)
     guid = _NanAfter(build_guidance(tiny_pipe, cfg, "car", 64, 64), k=3)
@@ -170,7 +170,7 @@ def test_nan_in_guidance_gradient_stops_with_clear_error_and_keeps_outputs(scene
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_outputs(scene, tmp_path):
-    from dipir.optimize import run_dipir
+    from dipir.optim.optimizer import run_dipir
 
     def interrupt(i, row):
         if i == 2:
@@ -186,7 +186,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_outputs(scene, tmp_path):
 
 
 def test_deterministic_given_a_seed(scene, tiny_pipe, tmp_path):
-    from dipir.optimize import run_dipir
+    from dipir.optim.optimizer import run_dipir
 
     cfg = small(get_preset("sds-no-lora"), iterations=3)
     a = run_dipir(scene, cfg, tmp_path / "a", pipe=tiny_pipe)
@@ -202,7 +202,7 @@ def test_deterministic_given_a_seed(scene, tiny_pipe, tmp_path):
 
 
 def test_both_renders_get_the_same_map_once_fused(scene):
-    from dipir.optimize import DipirOptimizer
+    from dipir.optim.optimizer import DipirOptimizer
 
     cfg = small(get_preset("oracle-guidance"), iterations=6, fusion__start=0.2, fusion__end=0.6)
     opt = DipirOptimizer(scene, cfg)
@@ -221,7 +221,7 @@ def test_both_renders_get_the_same_map_once_fused(scene):
 
 
 def test_no_fusion_keeps_two_maps(scene):
-    from dipir.optimize import DipirOptimizer
+    from dipir.optim.optimizer import DipirOptimizer
 
     cfg = replace_path(small(get_preset("no-envmap-fusion"), iterations=3), "guidance.kind", "oracle")
     opt = DipirOptimizer(scene, cfg)
@@ -231,7 +231,7 @@ def test_no_fusion_keeps_two_maps(scene):
 
 
 def test_no_tone_curves_keeps_identity(scene):
-    from dipir.optimize import DipirOptimizer
+    from dipir.optim.optimizer import DipirOptimizer
 
     opt = DipirOptimizer(scene, small(get_preset("oracle-guidance"), iterations=3, tone_curves=False))
     for i in range(3):
@@ -244,7 +244,7 @@ def test_no_tone_curves_keeps_identity(scene):
 
 
 def test_material_is_optimized_and_written(scene, tmp_path):
-    from dipir.optimize import run_dipir
+    from dipir.optim.optimizer import run_dipir
 
     cfg = small(get_preset("oracle-guidance"), iterations=4, optimize_material=True)
     res = run_dipir(scene, cfg, tmp_path / "out")
@@ -258,8 +258,8 @@ def test_material_is_optimized_and_written(scene, tmp_path):
 def test_emitter_asset_gets_an_emission_term(tmp_path):
     import yaml
 
-    from dipir.optimize import DipirOptimizer
-    from dipir.scene import load_scene
+    from dipir.optim.optimizer import DipirOptimizer
+    from dipir.scene.contract import load_scene
 
     root = make_scene(tmp_path / "lamp")
     data = yaml.safe_load((root / "scene.yaml").read_text())
@@ -276,7 +276,7 @@ def test_emitter_asset_gets_an_emission_term(tmp_path):
 
 
 def test_dataset_update_pulls_towards_sdedit_targets(scene, tiny_pipe):
-    from dipir.optimize import DipirOptimizer
+    from dipir.optim.optimizer import DipirOptimizer
 
     cfg = small(get_preset("dataset-update"), iterations=4, personalize__enabled=False, guidance__update_every=2)
     opt = DipirOptimizer(scene, cfg, pipe=tiny_pipe)
@@ -290,8 +290,8 @@ def test_dataset_update_pulls_towards_sdedit_targets(scene, tiny_pipe):
 
 def test_oracle_without_ground_truth_is_a_user_error(tmp_path):
     from dipir.errors import DipirError
-    from dipir.optimize import DipirOptimizer
-    from dipir.scene import load_scene
+    from dipir.optim.optimizer import DipirOptimizer
+    from dipir.scene.contract import load_scene
 
     s = load_scene(make_scene(tmp_path / "nogt", with_envmap=False))
     with pytest.raises(DipirError, match="envmap: oracle guidance needs a ground-truth env map"):
@@ -352,8 +352,8 @@ def test_emitter_asset_glows_in_every_preset(tmp_path):
     """Without material optimization an emitter asset renders with its own (fixed) emission."""
     import yaml
 
-    from dipir.optimize import DipirOptimizer
-    from dipir.scene import load_scene
+    from dipir.optim.optimizer import DipirOptimizer
+    from dipir.scene.contract import load_scene
 
     root = make_scene(tmp_path / "lamp")
     data = yaml.safe_load((root / "scene.yaml").read_text())

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from dipir.hdr import equirect_directions, luminance
-from dipir.optim_config import FusionSettings
-from dipir.optim_losses import (consistency_loss, fuse, fused_map, fusion_alpha, normalized_luminance,
+from dipir.rendering.hdr import equirect_directions, luminance
+from dipir.optim.config import FusionSettings
+from dipir.optim.losses import (consistency_loss, fuse, fused_map, fusion_alpha, normalized_luminance,
                                 reg_loss)
 
 H, W = 16, 32
@@ -22,7 +22,7 @@ def _lobe_map(axis, color, sharp=0.3, ambient=0.05):
 
 
 def test_normalized_luminance_integrates_to_one():
-    from dipir.hdr import solid_angles
+    from dipir.rendering.hdr import solid_angles
 
     env = _lobe_map([1, 1, 0], [3.0, 2.0, 1.0])
     p = normalized_luminance(env)
@@ -40,7 +40,7 @@ def test_consistency_minimum_is_at_shadow_distribution_and_shadow_is_detached():
     # At the minimum (same distribution) the gradient w.r.t. the fg map vanishes.
     assert float(fg_same.grad.abs().max()) < 1e-4 * float(fg_other.grad.abs().max()) + 1e-6
     # Cross-entropy at the minimum equals the entropy of L̃_shadow: −∫ p log p dΩ.
-    from dipir.hdr import solid_angles
+    from dipir.rendering.hdr import solid_angles
 
     p = normalized_luminance(sh.detach())
     ent = -(p * torch.log(p) * torch.as_tensor(solid_angles(H, W))).sum()
@@ -55,7 +55,7 @@ def test_reg_of_uniform_map_is_analytic():
 def test_reg_prefers_a_peak_to_the_same_energy_spread_out():
     # Above the quadratic zone (lum > 1/√2) the penalty is concave: concentrating energy is cheaper.
     peak = _lobe_map([0, 1, 0], [200.0] * 3, sharp=0.15, ambient=0.0)
-    from dipir.hdr import solid_angles
+    from dipir.rendering.hdr import solid_angles
 
     energy = float((luminance(peak) * torch.as_tensor(solid_angles(H, W))).sum())
     flat = torch.full((H, W, 3), energy / (4 * math.pi))

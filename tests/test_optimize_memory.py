@@ -14,10 +14,10 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from pathlib import Path
     from optimize_helpers import make_scene
-    from dipir.optim_config import replace_path
-    from dipir.optimize import load_model, run_dipir
-    from dipir.presets import get_preset
-    from dipir.scene import load_scene
+    from dipir.optim.config import replace_path
+    from dipir.optim.optimizer import load_model, run_dipir
+    from dipir.optim.presets import get_preset
+    from dipir.scene.contract import load_scene
 
     tmp = Path({tmp!r})
     scene = load_scene(make_scene(tmp / "scene"))

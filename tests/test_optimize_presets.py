@@ -7,16 +7,16 @@ import math
 
 import pytest
 
-from dipir.optim_config import replace_path
-from dipir.optim_outputs import read_losses
-from dipir.presets import PRESETS, get_preset
+from dipir.optim.config import replace_path
+from dipir.optim.outputs import read_losses
+from dipir.optim.presets import PRESETS, get_preset
 from optimize_helpers import make_scene
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from dipir.optimize import load_model
-    from dipir.scene import load_scene
+    from dipir.optim.optimizer import load_model
+    from dipir.scene.contract import load_scene
 
     tmp = tmp_path_factory.mktemp("presets")
     return {"scene": load_scene(make_scene(tmp / "scene", size=32)), "cache": tmp / "cache",
@@ -26,7 +26,7 @@ def env(tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_runs_and_does_what_it_says(name, env, tmp_path, monkeypatch):
     import dipir.guidance.lora as lora
-    from dipir.optimize import run_dipir
+    from dipir.optim.optimizer import run_dipir
 
     calls = []
     real = lora.personalize

@@ -110,7 +110,7 @@ def test_shipped_suites_parse(name):
     suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
     assert suite.methods and suite.datasets
     if name == "ablations":
-        from dipir.presets import PRESETS
+        from dipir.optim.presets import PRESETS
 
         assert set(suite.presets["dipir"]) <= set(PRESETS)
         assert len(suite.presets["dipir"]) >= 6

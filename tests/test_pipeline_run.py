@@ -1,7 +1,7 @@
 """Runs on a local Ray with 2 CPU workers: completion, resume, fault injection, bad scenes.
 
 One Ray session serves the whole module (Ray start-up is slow on 2 cores). The estimator is the
-test's CountingEstimator (real renders through dipir.evaluation), so executions are counted in a
+test's CountingEstimator (real renders through dipir.evaluation.evaluate), so executions are counted in a
 file, not inferred from timing.
 """
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from dipir.optim_config import DipirConfig, flat_fields, from_dict, to_dict
-from dipir.presets import PRESETS, get_preset
+from dipir.optim.config import DipirConfig, flat_fields, from_dict, to_dict
+from dipir.optim.presets import PRESETS, get_preset
 
-# Written out independently of dipir/presets.py: what each name promises to change.
+# Written out independently of dipir/optim/presets.py: what each name promises to change.
 EXPECTED = {
     "dipir": {},
     "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.hdr import equirect_directions, solid_angles
-from dipir.lighting import SGLighting
-from dipir.render import InsertionRenderer, RenderConfig, pad_envmap, render_insertion
+from dipir.rendering.hdr import equirect_directions, solid_angles
+from dipir.rendering.lighting import SGLighting
+from dipir.rendering.renderer import InsertionRenderer, RenderConfig, pad_envmap, render_insertion
 from render_helpers import make_scene, plane_points, project
 
 W = H = 64

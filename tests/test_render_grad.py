@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.composite import composite
-from dipir.hdr import luminance
-from dipir.lighting import SGLighting, dominant_direction
-from dipir.render import InsertionRenderer, RenderConfig
-from dipir.tonemap import ToneCurves
+from dipir.rendering.composite import composite
+from dipir.rendering.hdr import luminance
+from dipir.rendering.lighting import SGLighting, dominant_direction
+from dipir.rendering.renderer import InsertionRenderer, RenderConfig
+from dipir.rendering.tonemap import ToneCurves
 from render_helpers import make_scene, uv_sphere
 
 ENV = (32, 64)

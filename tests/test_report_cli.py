@@ -213,7 +213,7 @@ def test_report_on_parquet_written_by_the_pipelines(tmp_path):
 
 
 def test_artifacts_found_without_listing(tmp_path):
-    """Tasks that list only composite and envmap (as dipir.evaluation does): gt_composite and
+    """Tasks that list only composite and envmap (as dipir.evaluation.evaluate does): gt_composite and
     losses are found in the task folder, the background through the scene folder."""
     from reports.build import ReportConfig, build_report
     from reports.store import load_store

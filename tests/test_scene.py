@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from dipir.errors import DipirError
-from dipir.scene import load_scene, look_at
+from dipir.scene.contract import load_scene, look_at
 from render_helpers import write_scene
 
 

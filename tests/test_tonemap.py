@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dipir.tonemap import ToneCurve, ToneCurves
+from dipir.rendering.tonemap import ToneCurve, ToneCurves
 
 
 def _randomize(module, seed, scale):

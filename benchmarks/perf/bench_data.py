@@ -30,7 +30,7 @@ def main() -> None:
     from dipir.data import waymo_v1, waymo_v2
     from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
     from dipir.data.waymo import frame_camera, ground_points
-    from dipir.geometry import fit_plane, transform_points
+    from dipir.scene.geometry import fit_plane, transform_points
 
     out = args.out or Path(tempfile.mkdtemp(prefix="bench_data_"))
     cfg = SynthWaymoConfig(image_width=1920, image_height=1280, render=False, noise_std=0.02, outlier_fraction=0.05)

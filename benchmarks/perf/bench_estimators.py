@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dipir.estimators import build_estimator  # noqa: E402
-from dipir.hdr import write_hdr  # noqa: E402
+from dipir.rendering.hdr import write_hdr  # noqa: E402
 
 
 def timed(fn, reps: int) -> tuple[float, float]:
@@ -63,8 +63,8 @@ def main() -> None:
         med, mn = timed(lambda: maps.__setitem__(name, est.estimate(scene).envmap), args.reps)
         print(f"{name:10s} {med:9.4f} {mn:9.4f}")
 
-    from dipir import metrics as M
-    from dipir.metrics_lighting import SphereConfig, SphereRenderer, light_direction_error_deg, lighting_metrics
+    from dipir.evaluation import image_metrics as M
+    from dipir.evaluation.sphere_metrics import SphereConfig, SphereRenderer, light_direction_error_deg, lighting_metrics
 
     rng = np.random.default_rng(0)
     a = rng.random((256, 256, 3)).astype(np.float32)
@@ -99,8 +99,8 @@ def main() -> None:
 
     # The whole per-task evaluation the batch runner calls (render GT composite + all metrics), at
     # RenderConfig's defaults and the default sphere settings.
-    from dipir.evaluation import estimate_and_render, evaluate
-    from dipir.render import RenderConfig
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
+    from dipir.rendering.renderer import RenderConfig
 
     rcfg = RenderConfig()
     estimate_and_render(scene, build_estimator("sh2", {"height": H}), rcfg, 0, tmp / "pred")

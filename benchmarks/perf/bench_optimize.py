@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/perf/bench_optimize.py [--sizes 64 128] [--iterations 20] [--spp 4]
 
 Medians over the timed iterations (the machine is shared; means are hostage to spikes). Phases as
-the loop times them (dipir/optimize.py): render (forward), composite, guidance (VAE encode +
+the loop times them (dipir/optim/optimizer.py): render (forward), composite, guidance (VAE encode +
 UNet calls), backward (through guidance, composite AND the renderer's reverse pass), step (clip +
 Adam). Because `backward` mixes guidance and render gradients, the renderer's reverse pass is also
 timed on its own (forward + backward with a random upstream gradient), to report the share of each
@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
     import torch
 
-    from dipir.optim_config import replace_path
-    from dipir.optimize import DipirOptimizer, personalize_scene
-    from dipir.presets import get_preset
-    from dipir.scene import load_scene
+    from dipir.optim.config import replace_path
+    from dipir.optim.optimizer import DipirOptimizer, personalize_scene
+    from dipir.optim.presets import get_preset
+    from dipir.scene.contract import load_scene
     from optimize_helpers import make_scene
 
     scene = load_scene(make_scene(tmp / f"scene{size}", size=size))
@@ -76,8 +76,8 @@ def main() -> None:
 
     import torch
 
-    from dipir.mitsuba_setup import load_mitsuba
-    from dipir.optimize import load_model
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+    from dipir.optim.optimizer import load_model
 
     mi = load_mitsuba()
     print(f"variant {mi.variant()}, torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")

@@ -25,7 +25,7 @@ from PIL import Image
 
 
 def make_scene(folder: Path):
-    from dipir.scene import load_scene
+    from dipir.scene.contract import load_scene
 
     Image.fromarray(np.full((256, 256, 3), 128, np.uint8)).save(folder / "bg.png")
     (folder / "scene.yaml").write_text(yaml.safe_dump({
@@ -38,7 +38,7 @@ def make_scene(folder: Path):
 
 
 def step(renderer, sg, tone, bg, seed, separately=False):
-    from dipir.composite import composite
+    from dipir.rendering.composite import composite
 
     env = sg.envmap(renderer.cfg.envmap_height, renderer.cfg.envmap_width)
     out = renderer.render_separately(env, seed=seed) if separately else renderer.render(env, seed=seed)
@@ -71,10 +71,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from dipir.lighting import SGLighting
-    from dipir.mitsuba_setup import load_mitsuba
-    from dipir.render import InsertionRenderer, RenderConfig
-    from dipir.tonemap import ToneCurves
+    from dipir.rendering.lighting import SGLighting
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+    from dipir.rendering.renderer import InsertionRenderer, RenderConfig
+    from dipir.rendering.tonemap import ToneCurves
 
     mi = load_mitsuba()
     import drjit as dr

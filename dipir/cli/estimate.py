@@ -23,7 +23,7 @@ def _parse_options(items: list[str]) -> dict:
 
 
 def _render_cfg(width: int, height: int, spp: int, envmap_height: int):
-    from dipir.render import RenderConfig
+    from dipir.rendering.renderer import RenderConfig
 
     return RenderConfig(width=width, height=height, spp=spp, envmap_height=envmap_height,
                         envmap_width=2 * envmap_height)
@@ -47,9 +47,9 @@ def register(app: typer.Typer) -> None:
         """Estimate the lighting of a scene with one method and render the object with it."""
         from dipir.errors import DipirError
         from dipir.estimators import build_estimator
-        from dipir.evaluation import estimate_and_render
-        from dipir.mitsuba_setup import cuda_available
-        from dipir.scene import load_scene
+        from dipir.evaluation.evaluate import estimate_and_render
+        from dipir.rendering.mitsuba_setup import cuda_available
+        from dipir.scene.contract import load_scene
 
         sc = load_scene(scene)
         opts = _parse_options(option)
@@ -81,9 +81,9 @@ def register(app: typer.Typer) -> None:
         Use the same render settings and seed as `dipir estimate`."""
         import json
 
-        from dipir.evaluation import METRICS, evaluate as run_evaluate
-        from dipir.metrics_lighting import SphereConfig
-        from dipir.scene import load_scene
+        from dipir.evaluation.evaluate import METRICS, evaluate as run_evaluate
+        from dipir.evaluation.sphere_metrics import SphereConfig
+        from dipir.scene.contract import load_scene
 
         sc = load_scene(scene)
         res = run_evaluate(sc, pred, _render_cfg(width, height, spp, envmap_height), seed,

@@ -32,7 +32,7 @@ class InsertArgs:
 
 
 def _envmap_method(scene, args: InsertArgs):
-    from dipir.hdr import read_hdr
+    from dipir.rendering.hdr import read_hdr
 
     if args.envmap is None:
         raise DipirError("--envmap is required for --method envmap", field="--envmap")
@@ -67,9 +67,9 @@ def run_insert(args: InsertArgs, method: str = "envmap") -> dict:
     import numpy as np
     from PIL import Image
 
-    from dipir.hdr import write_hdr
-    from dipir.render import RenderConfig, render_insertion
-    from dipir.scene import load_scene
+    from dipir.rendering.hdr import write_hdr
+    from dipir.rendering.renderer import RenderConfig, render_insertion
+    from dipir.scene.contract import load_scene
 
     if method not in METHODS:
         raise DipirError(f"unknown method {method!r} (have: {', '.join(sorted(METHODS))})", field="--method")
@@ -109,15 +109,15 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         max_depth: int = typer.Option(4, "--max-depth", help="foreground path length D (surface interactions)"),
         method: str = typer.Option("envmap", "--method", help="where the lighting comes from: envmap, or dipir (optimize it)"),
-        preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.presets)"),
+        preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.optim.presets)"),
         model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, or 'tiny'"),
         iterations: Optional[int] = typer.Option(None, "--iterations", help="--method dipir: optimization steps (default: the preset's)"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method dipir: models, LoRAs, concept images (default ~/.cache/dipir)"),
     ) -> None:
         """Render the scene's object into its background: composite.png, foreground.exr, shadow_ratio.exr, mask.png."""
         w, h = parse_resolution(resolution, (0, 0))
-        if method == "dipir":  # the optimizer writes its own outputs (dipir/optim_outputs.py); --spp is the preset's
-            from dipir.optimize import insert_dipir
+        if method == "dipir":  # the optimizer writes its own outputs (dipir/optim/outputs.py); --spp is the preset's
+            from dipir.optim.optimizer import insert_dipir
 
             res = insert_dipir(scene, out, preset=preset, model=model, iterations=iterations,
                                resolution=(w, h) if w else None, seed=seed, cache_dir=cache_dir)

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from dipir.errors import DipirError
         from dipir.guidance.lora import PersonalizeConfig, personalize
         from dipir.guidance.models import load_pipeline
-        from dipir.scene import load_scene
+        from dipir.scene.contract import load_scene
 
         cfg = PersonalizeConfig()
         if config is not None:

@@ -2,7 +2,7 @@
 scene's world as the ground-truth env map, a ground plane at the camera height.
 
 Conventions
-- Equirect maps follow Mitsuba's envmap convention (dipir.hdr): +Y up, u = 0.5 looks along +Z.
+- Equirect maps follow Mitsuba's envmap convention (dipir.rendering.hdr): +Y up, u = 0.5 looks along +Z.
 - `azimuth_deg` names the HDRI column the crop looks at: u = azimuth / 360 (180 = the image centre).
   The scene world is the HDRI's world turned about +Y so that this direction becomes +Z: the camera
   sits at (0, camera_height, 0), looks towards +Z pitched up by `elevation_deg`, and the env map is
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.hdr import LUMA, direction_to_pixel
+from dipir.rendering.hdr import LUMA, direction_to_pixel
 
 DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "distance": 2.5, "yaw_deg": 0.0}
 
@@ -52,7 +52,7 @@ def rotate_equirect(img: np.ndarray, azimuth_deg: float) -> np.ndarray:
 
 
 def crop_camera(width: int, height: int, fov_deg: float, elevation_deg: float, camera_height: float):
-    from dipir.scene import Camera, look_at
+    from dipir.scene.contract import Camera, look_at
 
     e = np.radians(elevation_deg)
     origin = np.array([0.0, camera_height, 0.0])
@@ -107,9 +107,9 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml."""
     from PIL import Image
 
-    from dipir.assets import object_from_dict
-    from dipir.hdr import read_hdr, write_hdr
-    from dipir.scene import Plane, Scene
+    from dipir.scene.assets import object_from_dict
+    from dipir.rendering.hdr import read_hdr, write_hdr
+    from dipir.scene.contract import Plane, Scene
 
     hdri_path = Path(hdri_path)
     if not 0 < fov_deg < 180:

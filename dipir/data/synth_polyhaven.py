@@ -4,7 +4,7 @@
   angular radius `sun_radius_deg` at a known direction.
 - "indoor": a dim room (floor, walls, ceiling by elevation) with 2–3 rectangular area lights on the
   ceiling and one window near the horizon; the brightest is listed first.
-Directions are in Mitsuba's envmap convention (+Y up, u = 0.5 looks along +Z; dipir.hdr), as unit
+Directions are in Mitsuba's envmap convention (+Y up, u = 0.5 looks along +Z; dipir.rendering.hdr), as unit
 vectors and as (elevation, azimuth u·360) in degrees, in the sidecar `<name>.json`.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dipir.hdr import equirect_directions
+from dipir.rendering.hdr import equirect_directions
 
 CONVENTION = "mitsuba envmap: +Y up, image centre (u=0.5) looks along +Z, u=0.25 is +X, row 0 is +Y"
 
@@ -84,7 +84,7 @@ def indoor_hdri(cfg: SynthHDRIConfig, rng: np.random.Generator) -> tuple[np.ndar
 
 def write_hdris(out: str | Path, count: int = 4, seed: int = 0, config: SynthHDRIConfig | None = None) -> list[Path]:
     """Write `count` procedural HDRIs (alternating kinds and formats) with `<name>.json` sidecars."""
-    from dipir.hdr import write_hdr
+    from dipir.rendering.hdr import write_hdr
 
     cfg = config or SynthHDRIConfig()
     out = Path(out)

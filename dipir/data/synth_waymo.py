@@ -227,8 +227,8 @@ def scan(street: Street, cfg: SynthWaymoConfig, laser: dict, t: float, rng: np.r
 
 class _Renderer:
     def __init__(self, street: Street, cfg: SynthWaymoConfig, calib: dict):
-        from dipir.geometry import waymo_cam_to_mitsuba_cam
-        from dipir.mitsuba_setup import load_mitsuba
+        from dipir.scene.geometry import waymo_cam_to_mitsuba_cam
+        from dipir.rendering.mitsuba_setup import load_mitsuba
 
         self.mi = mi = load_mitsuba()
         self.cfg, self.calib = cfg, calib

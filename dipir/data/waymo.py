@@ -1,7 +1,7 @@
 """Waymo frame -> scene folder (background.png, points.ply, scene.yaml), for v1 and v2 alike.
 
 The scene world (Mitsuba, +Y up) is camera-aligned: world = vehicle axes (y, z, x) after turning the
-camera's heading onto +Z, origin on the vehicle's z = 0 plane below the camera (dipir.geometry).
+camera's heading onto +Z, origin on the vehicle's z = 0 plane below the camera (dipir.scene.geometry).
 The camera uses the calibration's pinhole intrinsics; lens distortion (k1, k2, p1, p2, k3) is
 ignored (recorded in provenance). The proxy plane is fitted to the LiDAR points in front of the
 camera (RANSAC + least squares) and written in that world, with the points in `points.ply`.
@@ -41,8 +41,8 @@ def read_frame(path: str | Path, frame_index: int, camera: str = "FRONT", segmen
 
 def frame_camera(frame, width: int | None = None):
     """The scene Camera (Mitsuba convention) and world_from_vehicle for this frame's camera."""
-    from dipir.geometry import waymo_cam_to_mitsuba_cam, world_from_vehicle
-    from dipir.scene import Camera
+    from dipir.scene.geometry import waymo_cam_to_mitsuba_cam, world_from_vehicle
+    from dipir.scene.contract import Camera
 
     c = frame.camera
     w_from_v = world_from_vehicle(c.extrinsic)
@@ -57,7 +57,7 @@ def frame_camera(frame, width: int | None = None):
 def ground_points(points_world: np.ndarray, camera, max_depth: float = 40.0, min_depth: float = 1.0) -> np.ndarray:
     """Points in the camera's view (depth between min and max) and below the camera: the region
     the proxy plane is fitted to."""
-    from dipir.geometry import project
+    from dipir.scene.geometry import project
 
     uv, z = project(camera, points_world)
     keep = (z > min_depth) & (z < max_depth) & (uv[:, 0] >= 0) & (uv[:, 0] <= camera.width) & \
@@ -70,7 +70,7 @@ def _place_clear(object: dict | None, cam, plane, points_world: np.ndarray):
     """Auto placement that avoids obstacles: try the requested spot, then nearby ones (further,
     nearer, to the sides) until the LiDAR over the object's footprint sees mostly ground.
     An explicit `position` is used as given."""
-    from dipir.assets import footprint_counts, load_object_mesh, object_from_dict
+    from dipir.scene.assets import footprint_counts, load_object_mesh, object_from_dict
 
     req = {**DEFAULT_OBJECT, **(object or {})}
     if req.get("position") is not None:
@@ -104,8 +104,8 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
 
     from dipir.data.synth_waymo import load_truth
     from dipir.data.waymo_frame import time_of_day_condition
-    from dipir.geometry import fit_plane, transform_plane, transform_points, write_ply_points
-    from dipir.scene import Plane, Scene
+    from dipir.scene.geometry import fit_plane, transform_plane, transform_points, write_ply_points
+    from dipir.scene.contract import Plane, Scene
 
     fmt = detect_format(path)
     frame = read_frame(path, frame_index, camera, segment)

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dipir.scene import Scene
+from dipir.scene.contract import Scene
 
 
 @dataclass

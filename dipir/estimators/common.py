@@ -1,7 +1,7 @@
 """Shared pieces of the baseline estimators: the linearized background, the world direction of
 each background pixel, the camera frame, and map-size options.
 
-Camera convention (dipir/scene.py): the camera looks along its local +Z, local +Y is up and local
+Camera convention (dipir/scene/contract.py): the camera looks along its local +Z, local +Y is up and local
 +X points to the image's LEFT; pixel (u, v) counts right and down from the top-left corner.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.scene import Camera, Scene
+from dipir.scene.contract import Camera, Scene
 
 DEFAULT_HEIGHT = 128  # declared map size of every baseline unless its options say otherwise
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size
-from dipir.scene import Scene
+from dipir.scene.contract import Scene
 
 
 class ConstantEstimator:

@@ -1,6 +1,6 @@
 """`dipir`: the DiPIR optimizer (any of its presets) as a lighting estimator.
 
-Options (all optional): `preset` (a name from dipir.presets, default "dipir"), `model` (a diffusers
+Options (all optional): `preset` (a name from dipir.optim.presets, default "dipir"), `model` (a diffusers
 folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([width, height]),
 `spp`, `seed`, `height` (of the returned map; width is 2x), `out_dir` (keep the optimizer's outputs
 under `<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts),
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
-from dipir.scene import Scene
+from dipir.scene.contract import Scene
 
 OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device"}
 
@@ -31,7 +31,7 @@ class DipirEstimator:
                  resolution: tuple[int, int] | None = None, spp: int | None = None, seed: int | None = None,
                  height: int = 128, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                  device: str | None = None):
-        from dipir.presets import get_preset
+        from dipir.optim.presets import get_preset
 
         cfg = get_preset(preset)
         if iterations is not None:
@@ -73,14 +73,14 @@ class DipirEstimator:
     def _pipeline(self):
         if self._pipe is None and self.cfg.needs_model():
             from dipir.guidance.models import DEFAULT_MODEL
-            from dipir.optimize import load_model
+            from dipir.optim.optimizer import load_model
 
             self._pipe = load_model(self.model or DEFAULT_MODEL, device=self.device, cache_dir=self.cache_dir)
         return self._pipe
 
     def estimate(self, scene: Scene) -> Lighting:
         from dipir.estimators.common import finalize
-        from dipir.optimize import run_dipir
+        from dipir.optim.optimizer import run_dipir
 
         t0 = time.perf_counter()
         pipe = self._pipeline()

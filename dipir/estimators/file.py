@@ -32,8 +32,8 @@ import numpy as np
 from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size, pixel_directions
-from dipir.hdr import equirect_directions, read_hdr, resample_equirect
-from dipir.scene import Scene
+from dipir.rendering.hdr import equirect_directions, read_hdr, resample_equirect
+from dipir.scene.contract import Scene
 
 CONVENTIONS = ("mitsuba", "blender")
 EXTENSIONS = (".exr", ".hdr")
@@ -67,7 +67,7 @@ def mitsuba_to_blender(img: np.ndarray) -> np.ndarray:
     el = (0.5 - v_top) * np.pi
     bx, by, bz = np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)
     d = np.stack([by, bz, bx], axis=-1)  # Mitsuba world
-    from dipir.hdr import direction_to_pixel
+    from dipir.rendering.hdr import direction_to_pixel
 
     rc = direction_to_pixel(d, h, w)
     r, c = np.clip(rc[..., 0], 0, h - 1), rc[..., 1]
@@ -141,7 +141,7 @@ class FileEstimator:
 
 def background_exposure_scale(env: np.ndarray, scene: Scene, samples: int = 48) -> float:
     """Scale making the map's mean over the camera's view equal the linear background's mean."""
-    from dipir.hdr import direction_to_pixel
+    from dipir.rendering.hdr import direction_to_pixel
 
     bg = load_background_linear(scene)
     h, w = env.shape[:2]

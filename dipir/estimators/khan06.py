@@ -18,8 +18,8 @@ import numpy as np
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import (area_resize, bilinear, camera_frame, check_options, finalize, load_background_linear,
                                      map_size)
-from dipir.hdr import equirect_directions
-from dipir.scene import Scene
+from dipir.rendering.hdr import equirect_directions
+from dipir.scene.contract import Scene
 
 
 def wrap_image_on_sphere(img: np.ndarray, left: np.ndarray, up: np.ndarray, forward: np.ndarray,

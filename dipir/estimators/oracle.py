@@ -7,8 +7,8 @@ import time
 from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, map_size
-from dipir.hdr import read_hdr, resample_equirect
-from dipir.scene import Scene
+from dipir.rendering.hdr import read_hdr, resample_equirect
+from dipir.scene.contract import Scene
 
 
 class OracleEstimator:

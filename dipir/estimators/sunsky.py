@@ -37,8 +37,8 @@ import numpy as np
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import (area_resize, check_options, finalize, load_background_srgb, map_size,
                                      pixel_directions, srgb_to_linear)
-from dipir.hdr import LUMA, equirect_directions, solid_angles
-from dipir.scene import Scene
+from dipir.rendering.hdr import LUMA, equirect_directions, solid_angles
+from dipir.scene.contract import Scene
 
 # Preetham et al. 1999, Appendix A.2: Perez coefficients [A, B, C, D, E] = M @ [T, 1].
 _PEREZ_Y = np.array([[0.1787, -1.4630], [-0.3554, 0.4275], [-0.0227, 5.3251], [0.1206, -2.5771], [-0.0670, 0.3703]])

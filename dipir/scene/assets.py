@@ -7,28 +7,13 @@ normal, then translation to `spec.position`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.scene import ObjectSpec, Plane
-
-DEFAULT_MATERIAL = {"base_color": [0.6, 0.6, 0.6], "roughness": 0.5, "metallic": 0.0}
-
-
-@dataclass
-class Mesh:
-    vertices: np.ndarray  # (V, 3) float32, local frame
-    faces: np.ndarray  # (F, 3) int32
-    normals: np.ndarray | None = None  # (V, 3) per-vertex, optional
-    material: dict = field(default_factory=lambda: dict(DEFAULT_MATERIAL))
-    name: str = "object"
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.vertices.min(axis=0), self.vertices.max(axis=0)
-
+from dipir.scene.contract import ObjectSpec, Plane
+from dipir.scene.mesh import DEFAULT_MATERIAL, Mesh
 
 def normalize_local(mesh: Mesh) -> Mesh:
     """Centre the mesh on x/z, put its base at y = 0."""
@@ -95,7 +80,7 @@ def load_mesh_file(path: str | Path) -> Mesh:
 def load_object_mesh(spec: ObjectSpec) -> Mesh:
     """The mesh an ObjectSpec names, with the spec's material overriding the file's."""
     if spec.mesh.startswith("builtin:"):
-        from dipir.procedural_assets import BUILTIN_ASSETS
+        from dipir.scene.procedural import BUILTIN_ASSETS
 
         name = spec.mesh.split(":", 1)[1]
         if name not in BUILTIN_ASSETS:
@@ -143,7 +128,7 @@ def place_in_front(camera, plane: Plane, mesh: str = "builtin:car", distance: fl
 def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = None, min_visible: float = 0.5) -> None:
     """Raise DipirError unless the object stands on the plane and at least `min_visible` of its
     bounding-box corners project inside the image in front of the camera."""
-    from dipir.geometry import in_view
+    from dipir.scene.geometry import in_view
 
     off = float((np.asarray(spec.position) - plane.point) @ plane.normal)
     if abs(off) > 1e-3:
@@ -169,7 +154,7 @@ def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> Obj
         raise DipirError(f"unknown object key(s) {sorted(unknown)}", field="object")
     mesh = str(cfg.get("mesh", "builtin:car"))
     if mesh.startswith("builtin:"):
-        from dipir.procedural_assets import BUILTIN_ASSETS
+        from dipir.scene.procedural import BUILTIN_ASSETS
 
         if mesh.split(":", 1)[1] not in BUILTIN_ASSETS:
             raise DipirError(f"unknown builtin asset {mesh!r}", field="object.mesh")

@@ -37,7 +37,7 @@ the PRB gradient pass uses a different one (`seed + 2**30`), as Mitsuba recommen
 pass its own (`seed + 2**31`); seeds are taken mod 2^32 and passed opaquely, so a new seed never
 recompiles a kernel.
 
-Env maps: (He, We, 3) linear, in Mitsuba's envmap convention (`dipir.hdr`). Mitsuba's envmap stores
+Env maps: (He, We, 3) linear, in Mitsuba's envmap convention (`dipir.rendering.hdr`). Mitsuba's envmap stores
 them as (He, We + 2, 3) with one wrap column on each side; `pad_envmap` writes that layout. An
 (He, We, 3) array written directly would be accepted and render wrongly.
 """
@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dipir.assets import Mesh, load_object_mesh, object_to_world, rotation_between
-from dipir.scene import Camera, Scene
+from dipir.scene.assets import load_object_mesh, object_to_world, rotation_between
+from dipir.scene.mesh import Mesh
+from dipir.scene.contract import Camera, Scene
 
 __all__ = ["RenderConfig", "RenderOutput", "InsertionRenderer", "render_insertion", "pad_envmap",
            "MATERIAL_KEYS"]
@@ -167,7 +168,7 @@ class InsertionRenderer:
 
     def __init__(self, scene: Scene, cfg: RenderConfig | None = None, mesh: Mesh | None = None):
         from dipir.errors import DipirError
-        from dipir.mitsuba_setup import load_mitsuba
+        from dipir.rendering.mitsuba_setup import load_mitsuba
 
         self.cfg = cfg = cfg or RenderConfig()
         if cfg.width < 1 or cfg.height < 1 or cfg.spp < 1 or cfg.max_depth < 1:
@@ -445,8 +446,8 @@ def render_insertion(scene: Scene, envmap_np: np.ndarray, cfg: RenderConfig | No
     """Non-differentiable convenience: render `envmap_np` (any size; area-resampled to the config's
     env resolution) into the scene's background. Returns numpy arrays: composite (h, w, 3) sRGB in
     [0, 1], fg (h, w, 3) linear, shadow_ratio (h, w, 3), mask (h, w, 1)."""
-    from dipir.composite import composite
-    from dipir.hdr import resample_equirect
+    from dipir.rendering.composite import composite
+    from dipir.rendering.hdr import resample_equirect
 
     cfg = cfg or RenderConfig()
     r = renderer or InsertionRenderer(scene, cfg)

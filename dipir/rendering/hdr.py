@@ -120,7 +120,7 @@ def read_hdr(path: str | Path) -> np.ndarray:
         raise DipirError("HDR file not found", path)
     if path.suffix.lower() not in (".exr", ".hdr", ".pfm"):
         raise DipirError(f"unsupported HDR format {path.suffix!r} (use .exr, .hdr or .pfm)", path)
-    from dipir.mitsuba_setup import load_mitsuba
+    from dipir.rendering.mitsuba_setup import load_mitsuba
 
     mi = load_mitsuba()
     try:
@@ -145,7 +145,7 @@ def write_hdr(path: str | Path, img: np.ndarray) -> Path:
     img = np.ascontiguousarray(img, dtype=np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"write_hdr expects (H, W, 3), got {img.shape}")
-    from dipir.mitsuba_setup import load_mitsuba
+    from dipir.rendering.mitsuba_setup import load_mitsuba
 
     mi = load_mitsuba()
     path.parent.mkdir(parents=True, exist_ok=True)

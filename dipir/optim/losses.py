@@ -1,7 +1,7 @@
 """The lighting terms of DiPIR's objective and the progressive fusion of its two env maps.
 
 All functions take equirect env maps as torch tensors (H, W, 3), linear HDR, in the convention of
-dipir/hdr.py, and weight texels by their solid angle ΔΩ (so the terms are integrals over the sphere
+dipir/rendering/hdr.py, and weight texels by their solid angle ΔΩ (so the terms are integrals over the sphere
 and do not depend on the map's resolution).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from dipir.hdr import luminance, solid_angles
-from dipir.optim_config import FusionSettings
+from dipir.rendering.hdr import luminance, solid_angles
+from dipir.optim.config import FusionSettings
 
 EPS = 1e-8
 

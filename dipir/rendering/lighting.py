@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dipir.hdr import equirect_directions, luminance, resample_equirect, solid_angles
+from dipir.rendering.hdr import equirect_directions, luminance, resample_equirect, solid_angles
 
 __all__ = ["SGLighting", "fit_sg", "dominant_direction", "sg_integral", "sg_eval"]
 

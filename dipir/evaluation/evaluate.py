@@ -14,7 +14,7 @@ Composite metrics compare composite.png with gt_composite.png, both 8-bit sRGB r
 floats, on the whole image and inside the object ∪ shadow region: the object's coverage mask
 (> 0) united with the pixels where the shadow ratio under the ground-truth lighting differs from 1 by
 more than REGION_SHADOW_THRESHOLD in any channel (the object's visible shadow and reflections on
-the plane). Lighting metrics follow DiffusionLight's sphere protocol (dipir/metrics_lighting.py).
+the plane). Lighting metrics follow DiffusionLight's sphere protocol (dipir/evaluation/sphere_metrics.py).
 Without a ground-truth map every metric is unavailable with a reason.
 """
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.scene import Scene
+from dipir.scene.contract import Scene
 
 REGION_SHADOW_THRESHOLD = 0.05  # |β_gt - 1| above this (any channel) is "in the shadow"
 
@@ -75,7 +75,7 @@ def _metrics_meta() -> dict[str, dict]:
     meta["light_dir_err_deg"] = {
         "lower_is_better": True,
         "description": "angle between the dominant light directions of the predicted and GT maps, degrees",
-        "source": "dominant direction: dipir.lighting.dominant_direction (peak of luminance x solid angle)",
+        "source": "dominant direction: dipir.rendering.lighting.dominant_direction (peak of luminance x solid angle)",
     }
     return meta
 
@@ -150,8 +150,8 @@ def _composite_is_current(pred_dir: Path, render_cfg, seed: int) -> bool:
 def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path) -> dict:
     """Run `estimator` on `scene`, write envmap.exr, sg.json (when SG params exist), estimate.json
     and composite.png into `out_dir`. Returns seconds and artifact names relative to out_dir."""
-    from dipir.hdr import write_hdr
-    from dipir.render import render_insertion
+    from dipir.rendering.hdr import write_hdr
+    from dipir.rendering.renderer import render_insertion
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,7 +192,7 @@ _LPIPS_CACHE: dict = {}
 
 def _lpips():
     """(callable or None, reason); the model is built once per process."""
-    from dipir.metrics import Lpips, lpips_status
+    from dipir.evaluation.image_metrics import Lpips, lpips_status
 
     st = lpips_status()
     if not st.available:
@@ -217,7 +217,7 @@ def object_shadow_region(mask: np.ndarray, shadow_ratio: np.ndarray,
 
 def composite_metrics(pred: np.ndarray, gt: np.ndarray, region: np.ndarray) -> tuple[dict, dict]:
     """The composite metrics (names of METRICS) for sRGB images in [0, 1]."""
-    from dipir import metrics as M
+    from dipir.evaluation import image_metrics as M
 
     out: dict[str, float | None] = {}
     unavailable: dict[str, str] = {}
@@ -247,7 +247,7 @@ _SPHERE_CACHE: dict = {}
 
 
 def _sphere_renderer(cfg, view: np.ndarray):
-    from dipir.metrics_lighting import SphereConfig, SphereRenderer
+    from dipir.evaluation.sphere_metrics import SphereConfig, SphereRenderer
 
     cfg = cfg or SphereConfig()
     key = (tuple(sorted(vars(cfg).items())), tuple(np.round(np.asarray(view)[:3, :3], 9).ravel()))
@@ -262,8 +262,8 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
              write_sphere_renders: bool = False) -> dict:
     """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
     in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT."""
-    from dipir.hdr import read_hdr
-    from dipir.render import InsertionRenderer, render_insertion
+    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.renderer import InsertionRenderer, render_insertion
 
     pred_dir = Path(pred_dir)
     metrics: dict[str, float | None] = {name: None for name in METRICS}
@@ -290,7 +290,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     comp, unavailable = composite_metrics(pred_img, gt_img, region)
     metrics.update(comp)
 
-    from dipir.metrics_lighting import lighting_metrics
+    from dipir.evaluation.sphere_metrics import lighting_metrics
 
     light, light_unavailable, renders = lighting_metrics(
         pred_env, gt_env, view=scene.camera.to_world, seed=seed,
@@ -298,7 +298,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     metrics.update(light)
     unavailable.update(light_unavailable)
     if write_sphere_renders:
-        from dipir.hdr import write_hdr
+        from dipir.rendering.hdr import write_hdr
 
         for name, img in renders.items():
             write_hdr(pred_dir / f"sphere_{name}.exr", img)

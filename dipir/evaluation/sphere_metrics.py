@@ -19,10 +19,10 @@ What we keep from the protocol and what we change:
   camera, as a chrome ball placed in the photo would. Without a scene: looking along +Z.
 - Mask: pixels whose four corners all hit the sphere (analytic), so edge pixels do not mix in the
   black background.
-- Error formulas: `dipir.metrics` with `channel_sum=True` (their RMSE sums the squared error over
+- Error formulas: `dipir.evaluation.image_metrics` with `channel_sum=True` (their RMSE sums the squared error over
   RGB and divides by the pixel count only); normalized RMSE percentiles are taken over the whole
   render with a black background, as theirs are.
-- Dominant light direction: `dipir.lighting.dominant_direction` (the peak of luminance x solid angle,
+- Dominant light direction: `dipir.rendering.lighting.dominant_direction` (the peak of luminance x solid angle,
   refined by the energy-weighted mean direction within 15° of it) of each linear map; the error is
   the angle between the two, in degrees. A uniform prediction has no dominant direction: unavailable.
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dipir import metrics as M
-from dipir.hdr import resample_equirect
+from dipir.evaluation import image_metrics as M
+from dipir.rendering.hdr import resample_equirect
 
 SPHERE_MATERIALS = {
     "diffuse": {"type": "diffuse", "reflectance": {"type": "rgb", "value": [0.8, 0.8, 0.8]}},
@@ -102,8 +102,8 @@ class SphereRenderer:
     """Mitsuba scenes of the three spheres, built once; `render(env)` writes the map into each."""
 
     def __init__(self, cfg: SphereConfig | None = None, view: np.ndarray | None = None):
-        from dipir.mitsuba_setup import load_mitsuba
-        from dipir.scene import look_at
+        from dipir.rendering.mitsuba_setup import load_mitsuba
+        from dipir.scene.contract import look_at
 
         self.cfg = (cfg or SphereConfig()).validate()
         self.mi = mi = load_mitsuba()
@@ -166,8 +166,8 @@ def sphere_errors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[st
 
 def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[float | None, str]:
     """Angle between dominant light directions, or (None, reason) when the prediction has none."""
-    from dipir.hdr import luminance
-    from dipir.lighting import dominant_direction
+    from dipir.rendering.hdr import luminance
+    from dipir.rendering.lighting import dominant_direction
 
     lum = luminance(np.asarray(pred_env, dtype=np.float32))
     if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):

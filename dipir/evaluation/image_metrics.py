@@ -3,7 +3,7 @@
 Every function takes float arrays (H, W, 3) and an optional boolean mask (H, W) selecting the pixels
 that count; each definition names its source. Composite images are compared in display space
 (sRGB-encoded values in [0, 1], what a viewer and LPIPS see); sphere renders are compared in linear
-HDR (see `dipir/metrics_lighting.py`).
+HDR (see `dipir/evaluation/sphere_metrics.py`).
 
 Sources
 - RMSE / PSNR: the usual definitions; PSNR = 10 log10(R² / MSE) with data range R (1 for [0, 1]).

@@ -8,7 +8,7 @@ fully resolved, frozen `DipirConfig`.
 from __future__ import annotations
 
 from dipir.errors import DipirError
-from dipir.optim_config import DipirConfig, replace_path
+from dipir.optim.config import DipirConfig, replace_path
 
 DEFAULT_PRESET = "dipir"
 

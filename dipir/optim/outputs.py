@@ -89,7 +89,7 @@ class OutputWriter:
 
     def render_layers(self, layers: dict) -> None:
         """fg and β as linear EXR, the coverage mask as 8-bit PNG (names as `dipir insert`'s)."""
-        from dipir.hdr import write_hdr
+        from dipir.rendering.hdr import write_hdr
 
         write_hdr(self.dir / "foreground.exr", layers["fg"])
         write_hdr(self.dir / "shadow_ratio.exr", layers["shadow_ratio"])
@@ -101,7 +101,7 @@ class OutputWriter:
         tmp.replace(self.dir / "mask.png")
 
     def lighting(self, fused: np.ndarray, env_fg: np.ndarray, env_shadow: np.ndarray, sg: dict) -> None:
-        from dipir.hdr import write_hdr
+        from dipir.rendering.hdr import write_hdr
 
         write_hdr(self.dir / "envmap.exr", fused)
         write_hdr(self.dir / "envmap_fg.exr", env_fg)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dipir.assets import Mesh
+from dipir.scene.mesh import Mesh
 
 _GREY = {"base_color": [0.7, 0.7, 0.7], "roughness": 0.5, "metallic": 0.0}
 

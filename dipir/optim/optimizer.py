@@ -14,7 +14,7 @@ loss, or the oracle pixel loss to the ground-truth composite, as the config's `g
 Nothing crosses iterations but the parameters and Adam's moments: every iteration builds a fresh
 graph and the floats logged are `.item()`s, so memory stays flat. A non-finite gradient stops the
 run with `OptimizationError`; Ctrl-C stops it with status "interrupted". Either way the outputs of
-the iterations done so far are written (see dipir/optim_outputs.py).
+the iterations done so far are written (see dipir/optim/outputs.py).
 
 Determinism: the config's seed fixes the initial lobes, every render's seed (seed·1000003 + step)
 and the guidance's timestep/noise generator. Runs agree up to float rounding: Dr.Jit sums the
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from dipir.errors import DipirError
-from dipir.optim_config import DipirConfig
-from dipir.optim_losses import consistency_loss, fuse, fused_map, fusion_alpha, pixel_loss, reg_loss
-from dipir.optim_outputs import OutputWriter
-from dipir.scene import Scene
+from dipir.optim.config import DipirConfig
+from dipir.optim.losses import consistency_loss, fuse, fused_map, fusion_alpha, pixel_loss, reg_loss
+from dipir.optim.outputs import OutputWriter
+from dipir.scene.contract import Scene
 
 
 class OptimizationError(DipirError):
@@ -99,9 +99,9 @@ class DipirOptimizer:
     """
 
     def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None):
-        from dipir.lighting import SGLighting
-        from dipir.render import InsertionRenderer, RenderConfig, load_background
-        from dipir.tonemap import ToneCurves
+        from dipir.rendering.lighting import SGLighting
+        from dipir.rendering.renderer import InsertionRenderer, RenderConfig, load_background
+        from dipir.rendering.tonemap import ToneCurves
 
         self.scene, self.cfg = scene, cfg.validate()
         torch.manual_seed(cfg.seed)
@@ -180,9 +180,9 @@ class DipirOptimizer:
 
     def ground_truth_composite(self) -> torch.Tensor:
         """The scene lit by its ground-truth env map (identity tone curves), at 4x the spp."""
-        from dipir.composite import composite
-        from dipir.hdr import read_hdr, resample_equirect
-        from dipir.render import InsertionRenderer, RenderConfig
+        from dipir.rendering.composite import composite
+        from dipir.rendering.hdr import read_hdr, resample_equirect
+        from dipir.rendering.renderer import InsertionRenderer, RenderConfig
 
         if self.scene.envmap is None:
             raise DipirError("oracle guidance needs a ground-truth env map; the scene has none",
@@ -206,7 +206,7 @@ class DipirOptimizer:
     # -- one iteration -------------------------------------------------------------------------
     def step(self, i: int) -> dict:
         """One optimization step; returns the logged floats (one row of losses.csv)."""
-        from dipir.composite import composite
+        from dipir.rendering.composite import composite
 
         cfg, n = self.cfg, self.cfg.iterations
         tm = _Timer()
@@ -275,7 +275,7 @@ class DipirOptimizer:
 
     def render_final(self, spp: int, seed: int = 2**21):
         """(composite sRGB (H, W, 3), RenderOutput) of the current parameters at `spp`."""
-        from dipir.composite import composite
+        from dipir.rendering.composite import composite
 
         cfg, r = self.cfg, self.cfg.render
         alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.fusion) if self.step_index else 0.0
@@ -343,7 +343,7 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     from dipir.guidance.lora import PersonalizeConfig, personalize
 
     p = cfg.personalize
-    from dipir.render import load_background
+    from dipir.rendering.renderer import load_background
 
     background = (load_background(scene, width, height) * 255 + 0.5).astype(np.uint8)
     pcfg = PersonalizeConfig(rank=p.rank, alpha=float(p.rank), steps=p.steps, use_concepts=p.concept_preservation,
@@ -497,8 +497,8 @@ def insert_dipir(scene_path: str | Path, out: str | Path, preset: str = "dipir",
     import dataclasses
 
     from dipir.guidance.models import DEFAULT_MODEL
-    from dipir.presets import get_preset
-    from dipir.scene import load_scene
+    from dipir.optim.presets import get_preset
+    from dipir.scene.contract import load_scene
 
     cfg = get_preset(preset)
     if iterations is not None:

@@ -1,0 +1,1 @@
+"""Scoring an insertion: render what an estimator produced, image metrics, sphere metrics."""

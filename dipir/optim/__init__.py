@@ -1,0 +1,1 @@
+"""The DiPIR optimizer: its config, presets, losses, the loop and its outputs."""

@@ -1,0 +1,1 @@
+"""The insertion problem: the scene contract (scene.yaml), object assets, plane geometry."""
