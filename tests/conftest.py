@@ -1,4 +1,5 @@
-"""Shared test set-up: `gpu` and `slow` markers skip cleanly where they cannot run."""
+"""Shared test set-up: the `gpu` marker skips cleanly without CUDA, `slow` marks the long tests
+(`make test-fast` leaves them out); session fixtures shared by several test modules."""
 
 from __future__ import annotations
 
@@ -53,3 +54,29 @@ def _quiet_env(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from helpers.models import ensure_tiny
+
+    return ensure_tiny(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def tiny_vpred_dir(tmp_path_factory) -> Path:
+    from helpers.models import ensure_tiny
+
+    return ensure_tiny(tmp_path_factory.getbasetemp(), prediction_type="v_prediction")
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """The tiny models are too small to gain from intra-op threads, and on a shared 2-core CI
+    machine extra threads only contend: run them on one and restore the setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

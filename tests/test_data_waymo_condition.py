@@ -106,7 +106,7 @@ def test_v2_stats_file_without_the_column_names_it(tmp_path):
 def test_condition_reaches_the_pipeline_result(tmp_path):
     """A waymo suite entry over a Night v2 segment: the task's result has condition "night"
     (TaskContext.run in-process, the same call the Ray workers make)."""
-    from pipeline_helpers import TINY_RENDER
+    from helpers.pipeline import TINY_RENDER
     from pipelines import store
     from pipelines.execute import TaskContext, metrics_meta
     from pipelines.suite import load_suite
@@ -116,8 +116,8 @@ def test_condition_reaches_the_pipeline_result(tmp_path):
     suite_file = tmp_path / "suite.yaml"
     suite_file.write_text(yaml.safe_dump({
         "name": "cond", "datasets": [{"kind": "waymo", "path": str(root), "frames": [1], "width": 24}],
-        "methods": ["pipeline_helpers:CountingEstimator"], "options": {
-            "pipeline_helpers:CountingEstimator": {"counter": str(tmp_path / "count.txt")}},
+        "methods": ["helpers.pipeline:CountingEstimator"], "options": {
+            "helpers.pipeline:CountingEstimator": {"counter": str(tmp_path / "count.txt")}},
         "seeds": [0], "render": TINY_RENDER}))
     suite = load_suite(suite_file)
     run = tmp_path / "run"

@@ -10,73 +10,21 @@ import pytest
 
 from dipir.errors import DipirError
 from dipir.estimators import ESTIMATORS, build_estimator
-from dipir.estimators.common import linear_to_srgb, pixel_directions
+from dipir.estimators.common import pixel_directions
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, write_hdr
-from dipir.scene.contract import Camera, ObjectSpec, Plane, Scene, look_at
-
-SUN_DIR = np.array([np.sin(np.radians(-15)) * np.cos(np.radians(15)), np.sin(np.radians(15)),
-                    np.cos(np.radians(-15)) * np.cos(np.radians(15))])  # in view: 15° up, 15° to the right
-
-
-def synthetic_envmap(height: int = 64, sun_dir=SUN_DIR, sun_strength: float = 4000.0) -> np.ndarray:
-    """Blue-ish sky brightening towards the horizon, a grey ground, and a small bright sun lobe."""
-    d = equirect_directions(height, 2 * height).astype(np.float64)
-    y = d[..., 1]
-    sky = np.stack([0.35 + 0.3 * (1 - y), 0.5 + 0.25 * (1 - y), 0.9 + 0.1 * (1 - y)], axis=-1)
-    env = np.where((y > 0)[..., None], sky, np.array([0.25, 0.22, 0.2]))
-    s = np.asarray(sun_dir, float) / np.linalg.norm(sun_dir)
-    env = env + sun_strength * np.exp(-(1 - d @ s) * 3000.0)[..., None]
-    return env.astype(np.float32)
-
-
-def crop_background(env: np.ndarray, cam: Camera, exposure: float = 0.6) -> np.ndarray:
-    """Perspective crop of the env map through `cam` (nearest texel), exposed, clipped, sRGB."""
-    h, w = env.shape[:2]
-    rc = direction_to_pixel(pixel_directions(cam, cam.width, cam.height), h, w)
-    r = np.clip(np.rint(rc[..., 0]).astype(int), 0, h - 1)
-    c = np.mod(np.rint(rc[..., 1]).astype(int), w)
-    return linear_to_srgb(env[r, c] * exposure)
-
-
-def make_scene(root: Path, with_gt: bool = True, env: np.ndarray | None = None, scene_id: str = "synth",
-               size=(96, 64), yaw_deg: float = 0.0, pitch_deg: float = 3.8, exposure: float = 0.6) -> Scene:
-    """A small GT scene: camera 1.5 m up looking along +Z (yawed, pitched up), a box 6 m ahead."""
-    from PIL import Image
-
-    root.mkdir(parents=True, exist_ok=True)
-    env = synthetic_envmap() if env is None else env
-    yaw = np.radians(yaw_deg)
-    fwd = np.array([np.sin(yaw), 0.0, np.cos(yaw)])
-    view = fwd * np.cos(np.radians(pitch_deg)) + np.array([0, np.sin(np.radians(pitch_deg)), 0])
-    to_world = look_at([0, 1.5, 0], np.array([0, 1.5, 0]) + view)
-    cam = Camera(to_world=to_world, width=size[0], height=size[1], fov_y_deg=60.0)
-    bg = crop_background(env, cam, exposure)
-    Image.fromarray((np.clip(bg, 0, 1) * 255 + 0.5).astype(np.uint8)).save(root / "background.png")
-    envmap = None
-    if with_gt:
-        envmap = write_hdr(root / "envmap.exr", env)
-    scene = Scene(id=scene_id, background=root / "background.png", camera=cam,
-                  plane=Plane(point=np.zeros(3), normal=np.array([0.0, 1, 0]), size=20.0),
-                  object=ObjectSpec(mesh="builtin:box", position=fwd * 6.0, cls="box"),
-                  envmap=envmap, source=root / "scene.yaml")
-    scene.save(root)
-    return scene
-
-
-def angle_deg(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
-
+from dipir.scene.contract import Camera, Scene, look_at
+from dipir.scene.synthetic import SUN_DIR, crop_scene, sky_envmap
+from helpers import angle_deg
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Scene:
-    return make_scene(tmp_path_factory.mktemp("synth"))
+    return crop_scene(tmp_path_factory.mktemp("synth"))
 
 
 @pytest.fixture(scope="module")
 def file_folder(tmp_path_factory, scene) -> Path:
     folder = tmp_path_factory.mktemp("maps")
-    write_hdr(folder / f"{scene.id}.exr", synthetic_envmap(32))
+    write_hdr(folder / f"{scene.id}.exr", sky_envmap(32))
     return folder
 
 
@@ -108,7 +56,7 @@ def test_registry_is_explicit_and_rejects_unknowns(scene):
 
 
 def test_oracle_requires_ground_truth(tmp_path):
-    s = make_scene(tmp_path, with_gt=False)
+    s = crop_scene(tmp_path, with_gt=False)
     est = build_estimator("oracle", {})
     assert "ground-truth" in est.requires.unmet(s, has_gpu=False, has_model=False)
     with pytest.raises(DipirError, match="ground-truth"):
@@ -166,14 +114,14 @@ def test_sunsky_visible_sun_with_yawed_camera(tmp_path):
     yaw = 120.0
     sun = np.array([np.sin(np.radians(yaw + 10)) * np.cos(np.radians(12)), np.sin(np.radians(12)),
                     np.cos(np.radians(yaw + 10)) * np.cos(np.radians(12))])
-    s = make_scene(tmp_path, env=synthetic_envmap(64, sun), yaw_deg=yaw)
+    s = crop_scene(tmp_path, env=sky_envmap(64, sun), yaw_deg=yaw)
     light = build_estimator("sunsky", {"height": 32}).estimate(s)
     assert light.extras["sun_visible"] and angle_deg(light.extras["sun_direction"], sun) < 10
 
 
 def test_sunsky_without_visible_sun_still_gives_a_sky(tmp_path):
     behind = np.array([0.0, 0.6, -0.8])
-    s = make_scene(tmp_path, env=synthetic_envmap(64, behind, sun_strength=0.0))
+    s = crop_scene(tmp_path, env=sky_envmap(64, behind, sun_strength=0.0))
     light = build_estimator("sunsky", {"height": 16}).estimate(s)
     assert not light.extras["sun_visible"]
     assert np.isfinite(light.envmap).all() and light.envmap.max() > 0
@@ -183,7 +131,7 @@ def test_sh2_reproduces_a_low_order_field(tmp_path):
     """A background that is exactly an order-1 function of direction is fitted closely in view."""
     d = equirect_directions(64, 128).astype(np.float64)
     env = (0.2 + 0.1 * d[..., 1:2] + 0.05 * d[..., 2:3]) * np.ones(3)
-    s = make_scene(tmp_path, env=env.astype(np.float32))
+    s = crop_scene(tmp_path, env=env.astype(np.float32))
     light = build_estimator("sh2", {"height": 32, "ridge": 1e-4}).estimate(s)
     fwd = s.camera.to_world[:3, 2]
     r, c = np.rint(direction_to_pixel(fwd, 32, 64)).astype(int)
@@ -209,9 +157,9 @@ def _real_scene(root: Path, hdr: Path, size=(240, 160)) -> tuple[Scene, np.ndarr
     sun = dominant_direction(env)
     yaw = np.degrees(np.arctan2(sun[0], sun[2])) + 10
     pitch = max(3.8, np.degrees(np.arcsin(sun[1])) - 15)
-    s = make_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=1.0)
+    s = crop_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=1.0)
     exposure = 0.18 / float(np.median(luminance(load_background_linear(s))))
-    return make_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=exposure), sun
+    return crop_scene(root, env=env, size=size, yaw_deg=yaw, pitch_deg=pitch, exposure=exposure), sun
 
 
 def test_sunsky_on_real_polyhaven_sun(polyhaven_dir, tmp_path):
@@ -239,7 +187,7 @@ def test_area_resize_is_a_block_average():
 
 
 def test_sunsky_with_no_sky_in_view_falls_back_to_a_prior(tmp_path):
-    s = make_scene(tmp_path, pitch_deg=-45.0)  # only ground in view
+    s = crop_scene(tmp_path, pitch_deg=-45.0)  # only ground in view
     light = build_estimator("sunsky", {"height": 16}).estimate(s)
     assert not light.extras["sun_visible"] and light.extras["sky_fit_residual"] is None
     sun = np.asarray(light.extras["sun_direction"])

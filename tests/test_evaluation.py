@@ -14,7 +14,7 @@ from dipir.estimators import build_estimator
 from dipir.estimators.base import Lighting, Requirements
 from dipir.rendering.hdr import equirect_directions, read_hdr, write_hdr
 
-from test_estimators import make_scene, synthetic_envmap  # noqa: E402 (tests/ is on sys.path)
+from dipir.scene.synthetic import crop_scene, sky_envmap
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def sphere_cfg():
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    return make_scene(tmp_path_factory.mktemp("gt_scene"))
+    return crop_scene(tmp_path_factory.mktemp("gt_scene"))
 
 
 def test_metrics_metadata_covers_the_contract():
@@ -96,7 +96,7 @@ def test_lpips_is_a_reason_not_a_number_without_weights(scene, cfg, sphere_cfg, 
 def test_scene_without_ground_truth_gives_reasons_not_exceptions(tmp_path, cfg):
     from dipir.evaluation.evaluate import METRICS, estimate_and_render, evaluate
 
-    s = make_scene(tmp_path / "scene", with_gt=False)
+    s = crop_scene(tmp_path / "scene", with_gt=False)
     estimate_and_render(s, build_estimator("khan06", {"height": 16}), cfg, 0, tmp_path / "pred")
     ev = evaluate(s, tmp_path / "pred", cfg, 0)
     assert set(ev["metrics"]) == set(METRICS)
@@ -209,7 +209,7 @@ def test_file_convention_round_trip():
 def test_file_exposure(tmp_path, scene):
     from dipir.estimators.common import load_background_linear
 
-    write_hdr(tmp_path / f"{scene.id}.exr", synthetic_envmap(32) * 7.0)
+    write_hdr(tmp_path / f"{scene.id}.exr", sky_envmap(32) * 7.0)
     plain = build_estimator("file", {"folder": str(tmp_path)}).estimate(scene)
     stops = build_estimator("file", {"folder": str(tmp_path), "exposure": -1}).estimate(scene)
     np.testing.assert_allclose(stops.envmap, plain.envmap * 0.5, rtol=1e-6)
@@ -272,7 +272,7 @@ def test_cli_estimate_then_evaluate(scene, tmp_path):
 def test_cli_estimate_reports_an_unmet_requirement(tmp_path):
     from dipir.cli.main import main
 
-    s = make_scene(tmp_path / "s", with_gt=False)
+    s = crop_scene(tmp_path / "s", with_gt=False)
     with pytest.raises(SystemExit) as e:
         main(["estimate", "--scene", str(s.source.parent), "--method", "oracle", "--out", str(tmp_path / "o")])
     assert e.value.code == 2
@@ -283,14 +283,14 @@ def test_cli_estimate_reports_an_unmet_requirement(tmp_path):
 
 
 def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
-    """A procedural sky HDRI (known sun) cropped by dipir.data.polyhaven.make_scene with the sun in
+    """A procedural sky HDRI (known sun) cropped by dipir.data.polyhaven.crop_scene with the sun in
     view: sunsky finds the sun within 10°, oracle scores zero, khan06 scores worse."""
-    from dipir.data.polyhaven import hdri_to_scene_rotation, make_scene as make_ph_scene
+    from dipir.data.polyhaven import hdri_to_scene_rotation, crop_scene as make_ph_scene
     from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
     from dipir.evaluation.evaluate import estimate_and_render, evaluate
     from dipir.scene.contract import load_scene
 
-    from test_estimators import angle_deg
+    from helpers import angle_deg
 
     hdri = write_hdris(tmp_path / "hdris", count=1, seed=3, config=SynthHDRIConfig(
         width=256, height=128, kinds=("sky",), formats=("exr",), sun_elevation_deg=(15.0, 30.0)))[0]

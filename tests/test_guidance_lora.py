@@ -16,7 +16,7 @@ from dipir.guidance.lora import (
     LoraTrainer, PersonalizeConfig, adapters_disabled, load_lora, personalize, read_lora_meta, save_lora,
 )
 from dipir.guidance.models import load_pipeline
-from dipir.guidance.testing import ensure_tiny, tiny_model_dir, torch_one_thread  # noqa: F401  (fixtures)
+from helpers.models import ensure_tiny
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -12,7 +12,6 @@ from dipir.guidance import schedules
 from dipir.guidance.guidance import Guidance, GuidanceConfig
 from dipir.guidance.lora import LoraTrainer, PersonalizeConfig, adapters_disabled, has_adapter, install_adapter
 from dipir.guidance.models import load_pipeline
-from dipir.guidance.testing import tiny_model_dir, tiny_vpred_dir, torch_one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -9,7 +9,6 @@ import torch
 
 from dipir.errors import DipirError
 from dipir.guidance.models import load_pipeline, to_epsilon, training_target, write_tiny_pipeline
-from dipir.guidance.testing import tiny_model_dir, torch_one_thread  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

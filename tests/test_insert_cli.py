@@ -12,7 +12,7 @@ from dipir.cli.main import main
 from dipir.errors import DipirError
 from dipir.rendering.hdr import read_hdr, write_hdr
 from dipir.rendering.lighting import SGLighting
-from render_helpers import write_scene
+from helpers.render import write_scene
 
 
 @pytest.fixture(scope="module")

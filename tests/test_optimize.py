@@ -13,7 +13,7 @@ import torch
 from dipir.optim.config import replace_path
 from dipir.optim.outputs import read_losses
 from dipir.optim.presets import get_preset
-from optimize_helpers import SUN, make_scene
+from dipir.scene.synthetic import SUN, box_scene
 
 OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "envmap.exr", "envmap_fg.exr", "envmap_shadow.exr", "sg_params.json",
            "tone_curves.json", "tone_curves.png", "losses.csv", "timings.json", "config.json", "optimize.json"]
@@ -33,7 +33,7 @@ def small(cfg, **over):
 def scene(tmp_path_factory):
     from dipir.scene.contract import load_scene
 
-    return load_scene(make_scene(tmp_path_factory.mktemp("optscene") / "sun"))
+    return load_scene(box_scene(tmp_path_factory.mktemp("optscene") / "sun"))
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +261,7 @@ def test_emitter_asset_gets_an_emission_term(tmp_path):
     from dipir.optim.optimizer import DipirOptimizer
     from dipir.scene.contract import load_scene
 
-    root = make_scene(tmp_path / "lamp")
+    root = box_scene(tmp_path / "lamp")
     data = yaml.safe_load((root / "scene.yaml").read_text())
     data["object"]["material"]["emission"] = [0.5, 0.4, 0.3]
     (root / "scene.yaml").write_text(yaml.safe_dump(data))
@@ -293,7 +293,7 @@ def test_oracle_without_ground_truth_is_a_user_error(tmp_path):
     from dipir.optim.optimizer import DipirOptimizer
     from dipir.scene.contract import load_scene
 
-    s = load_scene(make_scene(tmp_path / "nogt", with_envmap=False))
+    s = load_scene(box_scene(tmp_path / "nogt", with_envmap=False))
     with pytest.raises(DipirError, match="envmap: oracle guidance needs a ground-truth env map"):
         DipirOptimizer(s, small(get_preset("oracle-guidance"), iterations=2))
 
@@ -355,12 +355,12 @@ def test_emitter_asset_glows_in_every_preset(tmp_path):
     from dipir.optim.optimizer import DipirOptimizer
     from dipir.scene.contract import load_scene
 
-    root = make_scene(tmp_path / "lamp")
+    root = box_scene(tmp_path / "lamp")
     data = yaml.safe_load((root / "scene.yaml").read_text())
     data["object"]["material"]["emission"] = [5.0, 4.0, 3.0]
     (root / "scene.yaml").write_text(yaml.safe_dump(data))
     lamp = DipirOptimizer(load_scene(root), small(get_preset("oracle-guidance"), iterations=2))
-    plain = DipirOptimizer(load_scene(make_scene(tmp_path / "plain")), small(get_preset("oracle-guidance"), iterations=2))
+    plain = DipirOptimizer(load_scene(box_scene(tmp_path / "plain")), small(get_preset("oracle-guidance"), iterations=2))
     assert lamp.material is None and torch.equal(lamp.material_values()["emission"], torch.tensor([5.0, 4.0, 3.0]))
     mask = lamp.renderer.mask[..., 0] > 0.99
     assert float(lamp.target[mask].mean()) > float(plain.target[mask].mean()) + 0.1  # GT composite glows

@@ -13,14 +13,14 @@ SCRIPT = textwrap.dedent("""
     import json, resource, sys
     sys.path.insert(0, {tests!r})
     from pathlib import Path
-    from optimize_helpers import make_scene
+    from dipir.scene.synthetic import box_scene
     from dipir.optim.config import replace_path
     from dipir.optim.optimizer import load_model, run_dipir
     from dipir.optim.presets import get_preset
     from dipir.scene.contract import load_scene
 
     tmp = Path({tmp!r})
-    scene = load_scene(make_scene(tmp / "scene"))
+    scene = load_scene(box_scene(tmp / "scene"))
     cfg = get_preset("dipir")
     for k, v in {{"iterations": 200, "render.resolution": (64, 64), "render.spp": 4, "render.envmap_height": 16,
                  "render.envmap_width": 32, "snapshot_every": 0, "personalize.steps": 10,

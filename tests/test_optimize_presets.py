@@ -10,7 +10,7 @@ import pytest
 from dipir.optim.config import replace_path
 from dipir.optim.outputs import read_losses
 from dipir.optim.presets import PRESETS, get_preset
-from optimize_helpers import make_scene
+from dipir.scene.synthetic import box_scene
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def env(tmp_path_factory):
     from dipir.scene.contract import load_scene
 
     tmp = tmp_path_factory.mktemp("presets")
-    return {"scene": load_scene(make_scene(tmp / "scene", size=32)), "cache": tmp / "cache",
+    return {"scene": load_scene(box_scene(tmp / "scene", size=32)), "cache": tmp / "cache",
             "pipe": load_model("tiny", cache_dir=tmp / "cache")}
 
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline_helpers import TINY_RENDER, count_lines, write_scenes
+from helpers.pipeline import TINY_RENDER, count_lines
+
+from dipir.scene.synthetic import tiny_scenes
 
 TESTS = Path(__file__).resolve().parent
-EST = "pipeline_helpers:CountingEstimator"
+EST = "helpers.pipeline:CountingEstimator"
 
 
 def _dipir(args: list[str], env: dict) -> subprocess.Popen:
@@ -26,7 +28,7 @@ def _dipir(args: list[str], env: dict) -> subprocess.Popen:
 
 
 def test_ctrl_c_stops_cleanly_then_resumes(tmp_path):
-    scenes = write_scenes(tmp_path / "scenes", 4)
+    scenes = tiny_scenes(tmp_path / "scenes", 4)
     counter = tmp_path / "count.txt"
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({

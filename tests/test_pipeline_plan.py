@@ -15,10 +15,11 @@ from dipir.errors import DipirError
 from pipelines import store
 from pipelines.suite import load_suite, parse_suite
 from pipelines.tasks import plan
-from pipeline_helpers import TINY_RENDER, write_scenes
+from helpers.pipeline import TINY_RENDER
+from dipir.scene.synthetic import tiny_scenes
 
 REPO = Path(__file__).resolve().parents[1]
-EST = "pipeline_helpers:CountingEstimator"
+EST = "helpers.pipeline:CountingEstimator"
 
 
 def _uses_model(method: str) -> bool:
@@ -27,7 +28,7 @@ def _uses_model(method: str) -> bool:
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
-    return write_scenes(tmp_path_factory.mktemp("scenes"), 3)
+    return tiny_scenes(tmp_path_factory.mktemp("scenes"), 3)
 
 
 def _suite(tmp: Path, scenes: Path, **over) -> Path:

@@ -18,10 +18,11 @@ import yaml
 
 from pipelines.runner import CRASH_ENV, run_suite
 from pipelines.suite import load_suite
-from pipeline_helpers import TINY_RENDER, count_lines, write_scenes
+from helpers.pipeline import TINY_RENDER, count_lines
+from dipir.scene.synthetic import tiny_scenes
 
 TESTS = Path(__file__).resolve().parent
-EST = "pipeline_helpers:CountingEstimator"
+EST = "helpers.pipeline:CountingEstimator"
 COLUMNS = ["task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds"]
 
 
@@ -45,7 +46,7 @@ def ray_session(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory) -> Path:
-    return write_scenes(tmp_path_factory.mktemp("scenes"), 4)
+    return tiny_scenes(tmp_path_factory.mktemp("scenes"), 4)
 
 
 def _suite(tmp: Path, scenes: Path, counter: Path, datasets=None, name="t") -> Path:
@@ -122,14 +123,14 @@ def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
 
 def test_task_that_always_kills_its_worker(ray_session, scenes, tmp_path):
     data = {"name": "crash", "datasets": [{"kind": "scenes", "path": str(scenes), "scenes": ["scene0", "scene1"]}],
-            "methods": ["pipeline_helpers:CrashingEstimator", "constant"], "render": TINY_RENDER, "max_attempts": 2}
+            "methods": ["helpers.pipeline:CrashingEstimator", "constant"], "render": TINY_RENDER, "max_attempts": 2}
     (tmp_path / "crash.yaml").write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
     s = run_suite(load_suite(tmp_path / "crash.yaml"), run, workers=2, progress=False)
     assert s.retried == 2  # each crashing task: 2 attempts, the second one final
     df = _results(run).set_index("method")
     assert (df.loc["constant"].status == "done").all()
-    bad = df.loc["pipeline_helpers:CrashingEstimator"]
+    bad = df.loc["helpers.pipeline:CrashingEstimator"]
     assert len(bad) == 2 and (bad.status == "failed").all()
     assert bad.error.str.startswith("worker died on each of 2 attempts").all(), bad.error.tolist()
     res = json.loads((run / "tasks" / bad.task_id.iloc[0] / "result.json").read_text())

@@ -9,7 +9,7 @@ import torch
 from dipir.rendering.hdr import equirect_directions, solid_angles
 from dipir.rendering.lighting import SGLighting
 from dipir.rendering.renderer import InsertionRenderer, RenderConfig, pad_envmap, render_insertion
-from render_helpers import make_scene, plane_points, project
+from helpers.render import make_scene, plane_points, project
 
 W = H = 64
 ENV = (32, 64)

@@ -13,7 +13,7 @@ from dipir.rendering.hdr import luminance
 from dipir.rendering.lighting import SGLighting, dominant_direction
 from dipir.rendering.renderer import InsertionRenderer, RenderConfig
 from dipir.rendering.tonemap import ToneCurves
-from render_helpers import make_scene, uv_sphere
+from helpers.render import make_scene, uv_sphere
 
 ENV = (32, 64)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures_store import CHROMIUM, launch_chromium, write_fixture_store
+from helpers.store import CHROMIUM, launch_chromium, write_fixture_store
 from reports.build import ReportConfig, build_report
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")

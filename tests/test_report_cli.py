@@ -8,41 +8,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from fixtures_store import FAILED, expected_values, write_fixture_store
+from helpers.cli import md_row, run_dipir
+from helpers.store import FAILED, expected_values, write_fixture_store
 from reports.stats import bootstrap_mean_ci
-
-REPO = Path(__file__).resolve().parents[1]
-BLOCKED = ("torch", "mitsuba", "drjit", "ray", "diffusers", "open3d", "transformers")
-
-BLOCKER = f"""
-import sys
-BLOCKED = {BLOCKED!r}
-class _Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in BLOCKED:
-            raise ImportError(f'{{name}} is blocked: the report stage must not import it')
-        return None
-sys.meta_path.insert(0, _Block())
-"""
-
-
-def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    if block:
-        site = tmp_path / "blocker"
-        site.mkdir(exist_ok=True)
-        (site / "sitecustomize.py").write_text(BLOCKER)
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
-    env["MPLBACKEND"] = "Agg"
-    return subprocess.run([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
@@ -78,21 +51,12 @@ def test_all_files_written(report):
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"\textbf{" in tex
 
 
-def _md_row(md: str, title: str, label: str) -> list[str]:
-    section = md.split(f"### {title}")[1].split("###")[0]
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if cells and cells[0] == label:
-            return cells
-    raise AssertionError(f"no row {label} in {title}")
-
-
 @pytest.mark.parametrize("label", ["dipir", "dipir:no-tone-curves", "khan06", "sunsky", "oracle"])
 def test_tables_hold_known_means_and_cis(report, label):
     run, _ = report
     md = (run / "report" / "report.md").read_text()
-    row = _md_row(md, "Metrics — polyhaven", label)
-    header = _md_row(md, "Metrics — polyhaven", "method")
+    row = md_row(md, "Metrics — polyhaven", label)
+    header = md_row(md, "Metrics — polyhaven", "method")
     for metric in ("rmse_full", "ssim_full", "lpips_full"):
         x = expected_values("polyhaven", label, metric)
         cell = row[[i for i, h in enumerate(header) if h.startswith(metric)][0]]
@@ -108,23 +72,23 @@ def test_tables_hold_known_means_and_cis(report, label):
 def test_known_values_exactly_for_dipir(report):
     run, _ = report
     md = (run / "report" / "report.md").read_text()
-    row = _md_row(md, "Metrics — polyhaven", "dipir")
+    row = md_row(md, "Metrics — polyhaven", "dipir")
     # rmse_full = 0.10 + 0.01·scene for 4 scenes: mean 0.115, best (bold) among non-oracle rows
     assert row[5].startswith("**0.115**")
     assert row[6].startswith("**0.870**")  # ssim: higher is better -> dipir bold although oracle is higher
-    oracle = _md_row(md, "Metrics — polyhaven", "oracle")
+    oracle = md_row(md, "Metrics — polyhaven", "oracle")
     assert oracle[5].startswith("0.065") and "**" not in oracle[5]
 
 
 def test_failed_skipped_and_unavailable_counts_show(report):
     run, _ = report
     md = (run / "report" / "report.md").read_text()
-    khan = _md_row(md, "Metrics — polyhaven", "khan06")
+    khan = md_row(md, "Metrics — polyhaven", "khan06")
     assert khan[1:5] == ["4", "3", "1", "0"]  # tasks, done, failed, skipped
     assert "n=3" in khan[5]
-    sunsky_wm = _md_row(md, "Metrics — waymo", "sunsky")
+    sunsky_wm = md_row(md, "Metrics — waymo", "sunsky")
     assert sunsky_wm[1:5] == ["4", "3", "0", "1"]
-    sunsky_ph = _md_row(md, "Metrics — polyhaven", "sunsky")
+    sunsky_ph = md_row(md, "Metrics — polyhaven", "sunsky")
     assert "n=3 (1 n/a)" in sunsky_ph[7]  # lpips unavailable for one scene
     fail = md.split("### Failed, skipped and unavailable")[1]
     assert "RuntimeError: boom ×1" in fail and "no sun at night ×1" in fail
@@ -135,9 +99,9 @@ def test_failed_skipped_and_unavailable_counts_show(report):
 def test_pairwise_sign_test(report):
     run, _ = report
     md = (run / "report" / "report.md").read_text()
-    row = _md_row(md, "dipir vs. each method — polyhaven", "khan06")
+    row = md_row(md, "dipir vs. each method — polyhaven", "khan06")
     assert row[1] == "1.00 <sub>3/3, p=0.250</sub>"  # 3 paired scenes (one khan06 task failed)
-    row = _md_row(md, "dipir vs. each method — polyhaven", "oracle")
+    row = md_row(md, "dipir vs. each method — polyhaven", "oracle")
     assert row[1] == "0.00 <sub>0/4, p=0.125</sub>"
 
 
@@ -147,7 +111,7 @@ def test_report_without_parquet_or_metrics_meta(tmp_path):
     proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (run / "report" / "report.md").read_text()
-    assert _md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
+    assert md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
     assert not (run / "report" / "report.html").exists()
 
 
@@ -186,7 +150,7 @@ def test_all_failed_store_still_reports(tmp_path):
     ]).to_parquet(run / "results.parquet")
     res = build_report(run, ReportConfig(formats=("md", "tex")))
     md = (res.report_dir / "report.md").read_text()
-    assert _md_row(md, "Metrics — waymo", "dipir")[1:5] == ["1", "0", "1", "0"]
+    assert md_row(md, "Metrics — waymo", "dipir")[1:5] == ["1", "0", "1", "0"]
     assert "CUDA out of memory ×1" in md and "(no message) ×1" in md
     assert "No figure" in md and res.files["figures"] == []
 
@@ -208,7 +172,7 @@ def test_report_on_parquet_written_by_the_pipelines(tmp_path):
     body = lambda s: s.split("\n## Metrics\n")[1].split("\n## Comparison grids\n")[0]  # noqa: E731
     assert "Metrics — polyhaven" in body(md) and "RuntimeError: boom" in body(md)
     assert body(md) == body(md_ref)
-    assert _md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
+    assert md_row(md, "Metrics — polyhaven", "dipir")[5].startswith("**0.115**")
     assert len(list((run / "report" / "figures").glob("grid_*.png"))) == 8
 
 

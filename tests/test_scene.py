@@ -8,7 +8,7 @@ import yaml
 
 from dipir.errors import DipirError
 from dipir.scene.contract import load_scene, look_at
-from render_helpers import write_scene
+from helpers.render import write_scene
 
 
 def _edit(path, fn):

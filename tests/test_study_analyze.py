@@ -7,12 +7,12 @@ import sqlite3
 
 import pytest
 
-from fixtures_store import write_fixture_store
+from helpers.store import write_fixture_store
 from reports.stats import binom_test_two_sided, wilson_interval
 from reports.study.analyze import analyze_study, write_study_report
 from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study
-from test_report_cli import _md_row, run_dipir
+from helpers.cli import md_row, run_dipir
 
 
 def _answer(db: StudyDB, con, rater: str, pair: str, item: str) -> None:
@@ -65,7 +65,7 @@ def test_study_report_files(answered):
     out, res = write_study_report(study)
     md = (out / "study.md").read_text()
     assert "excluded: 1" in md and "catch trial" in md and "Fleiss" in md
-    row = _md_row(md, "Preference for dipir over baselines — polyhaven", "khan06")
+    row = md_row(md, "Preference for dipir over baselines — polyhaven", "khan06")
     lo, hi = wilson_interval(6, 6)
     assert row[1] == f"**100.0%** <sub>[{100 * lo:.1f}, {100 * hi:.1f}] n=6, p={binom_test_two_sided(6, 6):.3f}</sub>"
     assert (out / "tables" / "pref_baselines_waymo.tex").exists()
@@ -79,17 +79,17 @@ def test_dipir_report_with_study_has_paper_tables(answered, tmp_path):
     assert proc.returncode == 0, proc.stderr
     md = (run / "report" / "report.md").read_text()
     # Table 1 style: Waymo, split by condition
-    header = _md_row(md, "Preference for dipir over baselines — waymo", "baseline")
+    header = md_row(md, "Preference for dipir over baselines — waymo", "baseline")
     assert header[:5] == ["baseline", "all", "day", "twilight", "night"]
-    sunsky = _md_row(md, "Preference for dipir over baselines — waymo", "sunsky")
+    sunsky = md_row(md, "Preference for dipir over baselines — waymo", "sunsky")
     assert sunsky[1].startswith("50.0% <sub>") and "n=6, p=1.000" in sunsky[1]
     # Table 2 style: Poly Haven preference plus GT metrics, DiPIR's own row first
-    header = _md_row(md, "Preference for dipir over baselines — polyhaven", "baseline")
+    header = md_row(md, "Preference for dipir over baselines — polyhaven", "baseline")
     assert header[2:] == ["rmse_full ↓", "ssim_full ↑", "lpips_full ↓"]
-    ours = _md_row(md, "Preference for dipir over baselines — polyhaven", "dipir (ours)")
+    ours = md_row(md, "Preference for dipir over baselines — polyhaven", "dipir (ours)")
     assert ours[2] == "**0.115**"
     # Table 3 style: ablations
-    abl = _md_row(md, "Preference for dipir over its ablations — polyhaven", "dipir:no-tone-curves")
+    abl = md_row(md, "Preference for dipir over its ablations — polyhaven", "dipir:no-tone-curves")
     assert abl[1].startswith("**100.0%**") and "n=8" in abl[1]
     assert (run / "report" / "tables" / "pref_ablations_waymo.tex").exists()
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dipir.errors import DipirError
-from fixtures_store import OBJ, write_fixture_store
+from helpers.store import OBJ, write_fixture_store
 from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from fastapi.testclient import TestClient
 
-from fixtures_store import free_port, start_server, stop_server, write_fixture_store
+from helpers.store import free_port, start_server, stop_server, write_fixture_store
 from reports.study.app import create_app
 from reports.study.manifest import StudyConfig, make_study
 

@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from dipir.estimators import build_estimator  # noqa: E402
-from dipir.rendering.hdr import write_hdr  # noqa: E402
+from dipir.estimators import build_estimator
+from dipir.rendering.hdr import write_hdr
 
 
 def timed(fn, reps: int) -> tuple[float, float]:
@@ -44,13 +40,13 @@ def main() -> None:
     ap.add_argument("--bg", default="720x480", help="background WxH")
     ap.add_argument("--map-height", type=int, default=256)
     args = ap.parse_args()
-    from test_estimators import make_scene, synthetic_envmap
+    from dipir.scene.synthetic import crop_scene, sky_envmap
 
     bw, bh = (int(v) for v in args.bg.split("x"))
     H = args.map_height
     tmp = Path(tempfile.mkdtemp(prefix="bench_est_"))
-    gt = synthetic_envmap(1024 // 2)  # 512 x 1024 ground truth
-    scene = make_scene(tmp / "scene", env=gt, size=(bw, bh))
+    gt = sky_envmap(1024 // 2)  # 512 x 1024 ground truth
+    scene = crop_scene(tmp / "scene", env=gt, size=(bw, bh))
     write_hdr(tmp / "maps" / f"{scene.id}.exr", gt)
 
     print(f"# estimators: background {bw}x{bh}, output map {H}x{2 * H}, median/min of {args.reps} runs (s)")

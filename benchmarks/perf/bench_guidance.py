@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from dipir.guidance.guidance import Guidance, GuidanceConfig  # noqa: E402
-from dipir.guidance.lora import LoraTrainer, PersonalizeConfig  # noqa: E402
-from dipir.guidance.models import load_pipeline, write_tiny_pipeline  # noqa: E402
+from dipir.guidance.guidance import Guidance, GuidanceConfig
+from dipir.guidance.lora import LoraTrainer, PersonalizeConfig
+from dipir.guidance.models import load_pipeline, write_tiny_pipeline
 
 
 def _time(fn, reps: int, warmup: int = 2, sync=lambda: None) -> tuple[float, float]:

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
@@ -32,9 +29,9 @@ def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
     from dipir.optim.optimizer import DipirOptimizer, personalize_scene
     from dipir.optim.presets import get_preset
     from dipir.scene.contract import load_scene
-    from optimize_helpers import make_scene
+    from dipir.scene.synthetic import box_scene
 
-    scene = load_scene(make_scene(tmp / f"scene{size}", size=size))
+    scene = load_scene(box_scene(tmp / f"scene{size}", size=size))
     cfg = get_preset("dipir")
     for k, v in {"iterations": iterations + 3, "render.resolution": (size, size), "render.spp": spp,
                  "personalize.steps": 10, "personalize.n_concept_images": 2}.items():

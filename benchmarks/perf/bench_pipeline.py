@@ -27,14 +27,12 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 
 def _scenes(root: Path, n: int) -> Path:
-    from pipeline_helpers import write_scenes
+    from dipir.scene.synthetic import tiny_scenes
 
-    return write_scenes(root, n)
+    return tiny_scenes(root, n)
 
 
 def _suite(tmp: Path, scenes: Path, n_scenes: int, methods, seeds, render: dict) -> Path:
@@ -172,7 +170,7 @@ def main() -> None:
     ap.add_argument("--skip-planning", action="store_true")
     ap.add_argument("--which", choices=("render", "busy", "both"), default="both")
     args = ap.parse_args()
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), str(REPO), str(Path(__file__).parent),
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(Path(__file__).parent),
                                                              os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as tmp:
         os.environ.setdefault("RAY_TMPDIR", str(Path(tmp) / "ray"))

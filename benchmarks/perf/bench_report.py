@@ -25,9 +25,8 @@ import pandas as pd
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from reports.images import write_exr  # noqa: E402
+from reports.images import write_exr
 
 METHODS = [("dipir", "dipir"), ("dipir", "sds-lora"), ("dipir", "no-tone-curves"), ("dipir", "single-envmap"),
            ("khan06", "khan06"), ("sunsky", "sunsky"), ("sh2", "sh2"), ("constant", "constant"),

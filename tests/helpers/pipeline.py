@@ -1,6 +1,6 @@
-"""Test-only pieces for the pipeline tests: tiny scene folders and a counting estimator.
+"""Test-only estimators for the pipeline tests: one that counts its runs, one that kills its worker.
 
-Suites name the estimator as `pipeline_helpers:CountingEstimator`; Ray workers import it from the
+Suites name the estimator as `helpers.pipeline:CountingEstimator`; Ray workers import it from the
 driver's sys.path (pytest puts tests/ on it).
 """
 
@@ -47,33 +47,6 @@ class CountingEstimator:
 
 def count_lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
-
-
-def write_scenes(root: Path, n: int, with_envmap: bool = True) -> Path:
-    """`n` tiny scene folders (48x32 background, a box on the ground plane, optional GT env map)."""
-    from PIL import Image
-
-    from dipir.rendering.hdr import write_hdr
-    from dipir.scene.contract import Camera, ObjectSpec, Plane, Scene, look_at
-
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        d = root / f"scene{i}"
-        d.mkdir(parents=True, exist_ok=True)
-        bg = (rng.uniform(0.2, 0.8, 3) * 255 * np.ones((32, 48, 3))).astype(np.uint8)
-        Image.fromarray(bg).save(d / "background.png")
-        env = None
-        if with_envmap:
-            env = d / "envmap.exr"
-            sky = np.ones((16, 32, 3), np.float32) * rng.uniform(0.5, 2.0, 3).astype(np.float32)
-            write_hdr(env, sky)
-        cam = Camera(to_world=look_at([0, 1.5, 0], [0, 0.5, 6]), width=48, height=32, fov_y_deg=60.0)
-        scene = Scene(id=f"scene{i}", background=d / "background.png", camera=cam,
-                      plane=Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0])),
-                      object=ObjectSpec(mesh="builtin:box", position=np.array([0.0, 0.0, 6.0]), cls="box"),
-                      envmap=env, provenance={"dataset": "test", "condition": "day"})
-        scene.save(d)
-    return root
 
 
 class CrashingEstimator:

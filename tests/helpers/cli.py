@@ -1,0 +1,44 @@
+"""Running `dipir` in a subprocess as a user would, optionally with the report stage's import
+blocker (torch, mitsuba, ray … cannot be imported), and reading rows back from report.md."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BLOCKED = ("torch", "mitsuba", "drjit", "ray", "diffusers", "open3d", "transformers")
+
+BLOCKER = f"""
+import sys
+BLOCKED = {BLOCKED!r}
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError(f'{{name}} is blocked: the report stage must not import it')
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if block:
+        site = tmp_path / "blocker"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(BLOCKER)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def md_row(md: str, title: str, label: str) -> list[str]:
+    section = md.split(f"### {title}")[1].split("###")[0]
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if cells and cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label} in {title}")
