@@ -1,7 +1,7 @@
 """The LightingEstimator interface every method shares (DiPIR, its presets, baselines, oracle, file).
 
 An estimator turns a Scene into Lighting: an HDR equirect map in the scene's world, in Mitsuba's
-envmap convention (FORMATS.md), so every method is rendered by the same renderer.
+envmap convention (docs/FORMATS.md), so every method is rendered by the same renderer.
 """
 
 from __future__ import annotations

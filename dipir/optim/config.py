@@ -1,4 +1,4 @@
-"""Typed configuration of the DiPIR optimizer (DESIGN.md, "The method", step 6).
+"""Typed configuration of the DiPIR optimizer (docs/DESIGN.md, "The method", step 6).
 
 Plain frozen dataclasses with no heavy imports, so presets, task hashing and the CLI can read them
 without torch or Mitsuba. `to_dict` / `from_dict` give the plain-data form written to `config.json`.

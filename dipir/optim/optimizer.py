@@ -1,4 +1,4 @@
-"""The DiPIR optimizer (DESIGN.md, "The method", step 6).
+"""The DiPIR optimizer (docs/DESIGN.md, "The method", step 6).
 
 Per iteration:
     maps    L_fg, L_shadow  = SG lobes evaluated on the sphere (two `SGLighting` modules)

@@ -6,7 +6,7 @@ Convention (checked against Mitsuba 3.9's `envmap.eval` in tests/test_hdr.py):
 - column j sits at u = (j + 0.5) / W (the half-texel shift: Mitsuba pads the bitmap with one wrap
   column on each side, so its `data` parameter is (H, W + 2, 3));
 - row i sits at θ = π · i / (H - 1): Mitsuba interpolates rows from pole to pole, so rows 0 and H-1
-  lie exactly on +Y and -Y. (FORMATS.md's "half-texel" applies to columns only.)
+  lie exactly on +Y and -Y (docs/FORMATS.md, "Coordinate frames": the half-texel shift is for columns only).
 
 Blender's world is +Z up with the image centre looking along +X; Blender (x, y, z) is Mitsuba
 (y, z, x).

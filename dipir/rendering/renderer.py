@@ -1,4 +1,4 @@
-"""The differentiable insertion renderer on Mitsuba 3 (DiPIR's image formation, DESIGN.md steps 2–3).
+"""The differentiable insertion renderer on Mitsuba 3 (DiPIR's image formation, docs/DESIGN.md steps 2–3).
 
 One `InsertionRenderer` per scene builds its Mitsuba scenes ONCE; each `render()` call only writes the
 env maps (and optionally the material) into the scene parameters, so the LLVM / CUDA kernels are

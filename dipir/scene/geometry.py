@@ -1,7 +1,7 @@
 """Frames and planes: Waymo vehicle/camera frames -> the scene world (Mitsuba, +Y up), camera
 projection, and the proxy-plane fit (open3d RANSAC + least-squares refinement).
 
-Frames (FORMATS.md):
+Frames (docs/FORMATS.md):
 - Waymo vehicle frame: x forward, y left, z up. Waymo camera frame: x forward (optical axis),
   y left, z up.
 - OpenCV camera: x right, y down, z forward. Mitsuba camera: z forward, y up, x left
@@ -19,7 +19,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 
-# Waymo camera frame -> OpenCV camera frame, as a right-multiplied change of basis (FORMATS.md).
+# Waymo camera frame -> OpenCV camera frame, as a right-multiplied change of basis (docs/FORMATS.md).
 WAYMO_CAM_TO_OPENCV = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 OPENCV_TO_MITSUBA_CAM = np.diag([-1.0, -1.0, 1.0, 1.0])
 # Vehicle axes -> scene-world axes: world X = vehicle y (left), Y = z (up), Z = x (forward). det = +1.
