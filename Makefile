@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all demo bench clean
+.PHONY: setup test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml scripts/install_system.sh
 	$(PY) -m pip install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
 	touch $(STAMP)
 
+# Everything (CI runs this): slow tests included, gpu tests skip without CUDA.
 test: setup
 	$(PY) -m pytest -q
 
-test-all: setup
-	$(PY) -m pytest -q --runslow
+# The edit-test loop: leaves out the tests marked slow (each has a fast smoke test of its path).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 demo: setup
 	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo

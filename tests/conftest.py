@@ -12,10 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 POLYHAVEN = REPO.parent / "shared" / "data" / "polyhaven"
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
-
-
 def _has_cuda() -> bool:
     try:
         import torch
@@ -26,12 +22,9 @@ def _has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
     has_cuda = None
     for item in items:
-        if "slow" in item.keywords and not config.getoption("--runslow"):
-            item.add_marker(skip_slow)
         if "gpu" in item.keywords:
             if has_cuda is None:
                 has_cuda = _has_cuda()
