@@ -5,7 +5,6 @@ from __future__ import annotations
 from reports.document import Document
 from reports.tables import Cell, Table
 
-
 # Every string from a run (dataset, scene and method names, error messages) is text, never markup:
 # HTML specials as entities (no raw <script> in a renderer that passes HTML through), Markdown's
 # code/link/table specials backslash-escaped, line breaks and control characters as spaces.

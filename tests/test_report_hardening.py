@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
 from fixtures_store import write_fixture_store
+
 from reports.build import ReportConfig, build_report
 
 EVIL = "evil\n\\input{x}\n%<script>alert(1)</script>&"
@@ -32,13 +32,13 @@ def test_tex_md_html_escape_a_hostile_dataset_name(tmp_path):
         assert "<script>" not in tex
         # each line is either the one comment line or starts as a table line we wrote
         for line in tex.splitlines():
-            assert not line.startswith("evil") and not line.startswith("%<"), line
+            assert not line.startswith(("evil", "%<")), line
         assert tex.splitlines()[0].startswith("% ") and "\\textbackslash{}input\\{x\\}" in tex
     md = res.files["md"][0].read_text()
     assert "<script>" not in md and "&lt;script&gt;" in md
     assert "\\input{x}" not in md.replace("\\\\input", "")  # the backslash itself is escaped
     assert "s<b>" not in md
-    assert not any(line.startswith("\\input") or line.startswith("%<") for line in md.splitlines())
+    assert not any(line.startswith(("\\input", "%<")) for line in md.splitlines())
     html = res.files["html"][0].read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import time
 from collections import defaultdict, deque
@@ -21,7 +22,7 @@ class ServerLimits:
 
 def inline_hashes(page: str, tag: str) -> list[str]:
     """CSP source expressions ('sha256-…') for each inline <tag>…</tag> block of the page."""
-    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
     return [f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks]
 
 
@@ -57,7 +58,7 @@ class Guard:
         self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
     async def _reply(self, send, status: int, detail: str) -> None:
-        body = ('{"detail": "%s"}' % detail).encode()
+        body = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 *self.headers]})
