@@ -58,7 +58,7 @@ def test_frame_without_lidar_gets_the_calibration_ground(data, kind, tmp_path, c
         assert s.points is None and not (out / "points.ply").exists()
         g = s.provenance["ground"]
         assert g["requested"] == ground and g["source"] == "calibration" and g["camera_height_m"] == pytest.approx(CAM_Z)
-        assert g["lidar_frames"] is False
+        assert g["range_images"] is False
         assert abs(float((s.object.position - s.plane.point) @ s.plane.normal)) < 1e-6
     # asking for the LiDAR plane on such a frame: one line naming the file
     code, err = _main(["scene", "waymo", str(data[kind]), "--ground", "lidar", "--out", str(tmp_path / "l")], capsys)
@@ -88,6 +88,7 @@ def test_lidar_and_calibration_grounds_agree_on_a_lidar_frame(data, tmp_path, ca
         assert code == 0, err
         s = load_scene(tmp_path / ground / "scene.yaml")
         assert s.provenance["ground"]["source"] == ground
+        assert s.points is not None and s.points.is_file()  # the LiDAR points either way
         heights[ground] = _height(s)
     assert heights["calibration"] == pytest.approx(CAM_Z)
     assert abs(heights["lidar"] - heights["calibration"]) < 0.15

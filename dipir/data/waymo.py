@@ -126,9 +126,10 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     source = "lidar" if ground == "lidar" or (ground == "auto" and frame.lasers) else "calibration"
     ground_prov: dict = {"requested": ground, "source": source}
     pts_w = intensity = None
-    if source == "lidar":  # frame.points() names the file when the frame has no range images
+    if source == "lidar" or frame.lasers:  # frame.points() names the file when there are no range images
         pts_v, intensity = frame.points()
         pts_w = transform_points(w_from_v, pts_v)
+    if source == "lidar":
         sel = ground_points(pts_w, cam)
         fit = fit_plane(pts_w[sel], seed=seed, source=f"{frame.source}: {frame.where}")
         plane = Plane(point=fit.point, normal=fit.normal, size=60.0)
@@ -139,7 +140,7 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
         p_w, n_w = transform_plane(w_from_v, np.zeros(3), np.array([0.0, 0.0, 1.0]))
         plane = Plane(point=p_w, normal=n_w, size=60.0)
         ground_prov["camera_height_m"] = float(frame.camera.extrinsic[2, 3])
-        ground_prov["lidar_frames"] = bool(frame.lasers)
+        ground_prov["range_images"] = bool(frame.lasers)  # with them, points.ply is still written
     # Put the plane's reference point below the camera (nicer numbers, same plane).
     o = cam.to_world[:3, 3]
     plane.point = o - ((o - plane.point) @ plane.normal) * plane.normal
