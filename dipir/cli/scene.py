@@ -52,13 +52,16 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Scene folder to write."),
         width: int = typer.Option(None, "--width", help="Resize the background to this width."),
         segment: str = typer.Option(None, "--segment", help="v2: segment context name (default: the first)."),
+        ground: str = typer.Option("auto", "--ground", help="Ground plane from: lidar (fit to the range images), "
+                                   "calibration (the vehicle frame's z = 0 plane), auto (lidar when the frame "
+                                   "has range images, else calibration)."),
         mesh: str = mesh_opt, cls: str = cls_opt, distance: float = dist_opt, yaw: float = yaw_opt,
         scale: float = scale_opt, position: str = pos_opt,
     ) -> None:
-        """Scene from one Waymo frame: camera image, calibration, LiDAR points and fitted ground plane."""
+        """Scene from one Waymo frame: camera image, calibration, and the ground plane (LiDAR fit or calibration)."""
         from dipir.data.waymo import make_scene
 
-        p = make_scene(path, out, frame_index=frame, camera=camera, width=width, segment=segment,
+        p = make_scene(path, out, frame_index=frame, camera=camera, width=width, segment=segment, ground=ground,
                        object=_object(mesh, cls, distance, yaw, scale, position))
         typer.echo(f"wrote {p}")
 
