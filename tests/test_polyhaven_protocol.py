@@ -4,15 +4,17 @@ shadow there under the sunny maps. Placement errors name the fields to change.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from dipir.assets import check_placement, object_from_dict, shadow_disk
 from dipir.errors import DipirError
 from dipir.geometry import in_view
-from dipir.scene import Camera, ObjectSpec, Plane, load_scene
+from dipir.scene import ObjectSpec, Plane, load_scene
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 SUNNY = ("immenstadter_horn_1k", "venice_sunset_1k")  # outdoor, sun (README of the shared data)
 

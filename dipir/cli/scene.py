@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(scene_app, name="scene")
 
     mesh_opt = typer.Option(None, "--object", help="Mesh file or builtin:car|vase|bucket|box.")
-    cls_opt = typer.Option(None, "--class", help="Object class name for prompts (builtins: their name; mesh files need it).")
+    cls_opt = typer.Option(None, "--class",
+                           help="Object class name for prompts (builtins: their name; mesh files need it).")
     dist_opt = typer.Option(None, "--distance", help="Auto placement: metres in front of the camera.")
     yaw_opt = typer.Option(None, "--yaw", help="Object yaw in degrees (0 = facing the camera).")
     scale_opt = typer.Option(None, "--scale", help="Object scale.")
