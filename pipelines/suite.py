@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
@@ -60,11 +61,11 @@ class DatasetEntry:
     # polyhaven: which HDRIs and which perspective crops of each
     hdris: tuple[str, ...] = ()
     azimuths_deg: tuple[float, ...] = (0.0,)
-    elevation_deg: float = 0.0
-    fov_deg: float = 60.0
+    elevation_deg: float = PH.elevation_deg  # the Poly Haven crop protocol (dipir.data.polyhaven)
+    fov_deg: float = PH.fov_deg
     width: int = 160
     height: int = 120
-    camera_height: float = 1.5
+    camera_height: float = PH.camera_height
     # waymo: which segments, frames and cameras
     segments: tuple[str, ...] = ()
     frames: tuple[int, ...] = (0,)
@@ -222,11 +223,11 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
         path=path,
         hdris=f.items("hdris", str),
         azimuths_deg=f.items("azimuths_deg", float, (0.0,)),
-        elevation_deg=f.number("elevation_deg", 0.0),
-        fov_deg=f.number("fov_deg", 60.0),
+        elevation_deg=f.number("elevation_deg", PH.elevation_deg),
+        fov_deg=f.number("fov_deg", PH.fov_deg),
         width=f.integer("width", 160, minimum=8),
         height=f.integer("height", 120, minimum=8),
-        camera_height=f.number("camera_height", 1.5),
+        camera_height=f.number("camera_height", PH.camera_height),
         segments=f.items("segments", str),
         frames=f.items("frames", int, (0,)),
         cameras=f.items("cameras", str, ("FRONT",)),

@@ -34,11 +34,14 @@ def _object(mesh: str | None, cls: str | None, distance: float | None, yaw: floa
 
 
 def register(app: typer.Typer) -> None:
+    from dipir.data.polyhaven import PROTOCOL as ph  # the Poly Haven crop protocol's defaults
+
     scene_app = typer.Typer(help="Make scene folders from datasets.", no_args_is_help=True)
     app.add_typer(scene_app, name="scene")
 
     mesh_opt = typer.Option(None, "--object", help="Mesh file or builtin:car|vase|bucket|box.")
-    cls_opt = typer.Option(None, "--class", help="Object class name (used in prompts).")
+    cls_opt = typer.Option(None, "--class",
+                           help="Object class name for prompts (builtins: their name; mesh files need it).")
     dist_opt = typer.Option(None, "--distance", help="Auto placement: metres in front of the camera.")
     yaw_opt = typer.Option(None, "--yaw", help="Object yaw in degrees (0 = facing the camera).")
     scale_opt = typer.Option(None, "--scale", help="Object scale.")
@@ -70,11 +73,12 @@ def register(app: typer.Typer) -> None:
         hdri: Path = typer.Argument(..., help="Equirectangular .hdr / .exr file."),
         out: Path = typer.Option(..., "--out", help="Scene folder to write."),
         azimuth: float = typer.Option(180.0, "--azimuth", help="Degrees; the crop looks at HDRI column u = azimuth/360."),
-        elevation: float = typer.Option(0.0, "--elevation", help="Camera pitch in degrees."),
-        fov: float = typer.Option(60.0, "--fov", help="Vertical field of view in degrees."),
-        width: int = typer.Option(720, "--width"),
-        height: int = typer.Option(480, "--height"),
-        camera_height: float = typer.Option(1.0, "--camera-height", help="Metres above the ground plane."),
+        elevation: float = typer.Option(ph.elevation_deg, "--elevation",
+                                        help="Camera pitch in degrees (negative: down, to see the ground)."),
+        fov: float = typer.Option(ph.fov_deg, "--fov", help="Vertical field of view in degrees."),
+        width: int = typer.Option(ph.width, "--width"),
+        height: int = typer.Option(ph.height, "--height"),
+        camera_height: float = typer.Option(ph.camera_height, "--camera-height", help="Metres above the ground plane."),
         exposure: str = typer.Option("auto", "--exposure", help="'auto' (log-average to 0.18) or an EV number."),
         mesh: str = mesh_opt, cls: str = cls_opt, distance: float = dist_opt, yaw: float = yaw_opt,
         scale: float = scale_opt, position: str = pos_opt,

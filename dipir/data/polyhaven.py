@@ -8,18 +8,26 @@ Conventions
   sits at (0, camera_height, 0), looks towards +Z pitched up by `elevation_deg`, and the env map is
   saved already rotated (columns shifted by (azimuth/360 − 0.5)·W, linear interpolation), so the
   oracle renders exactly what the crop saw.
-- `fov_deg` is the vertical field of view (default 60°, elevation 0, 720×480: LuxDiT's protocol).
+- The crop protocol (README, "Poly Haven protocol"; `PROTOCOL` below owns the numbers that the CLI,
+  the suites and `make_scene` default to): 60° vertical FOV at 720×480 as LuxDiT crops Poly Haven;
+  the camera 1.5 m above the ground and pitched 15° down (`elevation_deg` −15), so that the ground
+  from the object's contact point out to 1 m around it is in the frame with margin; the default
+  object 3 m away. LuxDiT's elevation 0 puts the horizon mid-frame and a 1.5 m camera then sees
+  the ground only from 2.6 m on (30° below the horizon), so an object's contact shadow falls
+  below the frame.
 - Exposure: "auto" scales the crop so its log-average luminance is `key` (0.18, Reinhard's middle
   grey); a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
   8-bit. The saved env map is multiplied by the same scale, so its radiance is in the background's
   linear units (before clipping). The scale is recorded in provenance.
 - The proxy plane is the ground y = 0, i.e. the camera is `camera_height` metres above it
-  (default 1.0 m; Poly Haven shoots from tripods at roughly 1–1.7 m: pass the right one if known).
+  (Poly Haven publishes no capture height; its HDRIs are shot from tripods at roughly eye level:
+  pass the right one if known).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +35,24 @@ import numpy as np
 from dipir.errors import DipirError
 from dipir.rendering.hdr import LUMA, direction_to_pixel
 
-DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "distance": 2.5, "yaw_deg": 0.0}
+
+
+@dataclass(frozen=True)
+class CropProtocol:
+    """The Poly Haven crop protocol; the reasons for each number are in the README."""
+
+    fov_deg: float = 60.0  # vertical, as LuxDiT (and DiffusionLight's Poly Haven crops)
+    width: int = 720
+    height: int = 480
+    elevation_deg: float = -15.0  # pitched down: the ground around the object is in view
+    camera_height: float = 1.5  # metres above the ground: a tripod at eye level
+    distance: float = 3.0  # the default object's distance along the ground
+
+
+PROTOCOL = CropProtocol()
+# A floor vase (0.8 m): big enough in a 720×480 crop for its contact shadow to be judged.
+DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "scale": 2.0, "distance": PROTOCOL.distance,
+                  "yaw_deg": 0.0}
 
 
 def azimuth_shift(azimuth_deg: float) -> float:
@@ -101,10 +126,14 @@ def tonemap(linear: np.ndarray) -> np.ndarray:
     return (srgb * 255 + 0.5).astype(np.uint8)
 
 
-def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0, elevation_deg: float = 0.0,
-               fov_deg: float = 60.0, width: int = 720, height: int = 480, camera_height: float = 1.0,
-               object: dict | None = None, exposure: str | float = "auto") -> Path:
-    """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml."""
+def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0,
+               elevation_deg: float = PROTOCOL.elevation_deg, fov_deg: float = PROTOCOL.fov_deg,
+               width: int = PROTOCOL.width, height: int = PROTOCOL.height,
+               camera_height: float = PROTOCOL.camera_height, object: dict | None = None,
+               exposure: str | float = "auto") -> Path:
+    """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml.
+    Raises DipirError (naming the object and crop fields) when the object, its contact point or the
+    ground around it is out of the crop."""
     from PIL import Image
 
     from dipir.scene.assets import object_from_dict
@@ -129,7 +158,13 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
     write_hdr(out / "envmap.exr", env * scale)
     plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)
-    obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    try:
+        obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    except DipirError as err:
+        if err.field not in ("object.distance", "object.position"):
+            raise
+        raise DipirError(f"{err.message} (crop of {hdri_path.name}: elevation_deg={elevation_deg:g}, "
+                         f"camera_height={camera_height:g}, fov_deg={fov_deg:g})", err.path, err.field) from None
     prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
             "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
             "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),

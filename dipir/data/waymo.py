@@ -76,9 +76,9 @@ def _place_clear(object: dict | None, cam, plane, points_world: np.ndarray):
     """Auto placement that avoids obstacles: try the requested spot, then nearby ones (further,
     nearer, to the sides) until the LiDAR over the object's footprint sees mostly ground.
     An explicit `position` is used as given."""
-    from dipir.scene.assets import footprint_counts, load_object_mesh, object_from_dict
+    from dipir.scene.assets import footprint_counts, load_object_mesh, merge_object, object_from_dict
 
-    req = {**DEFAULT_OBJECT, **(object or {})}
+    req = merge_object(object, DEFAULT_OBJECT)
     if req.get("position") is not None:
         return object_from_dict(object, cam, plane, DEFAULT_OBJECT)
     d0, l0 = float(req.get("distance", 10.0)), float(req.get("lateral", 0.0))

@@ -20,7 +20,7 @@ object:
   position: [0, 0, 6]             # base of the object, on the plane
   yaw_deg: 30                     # about the plane normal
   scale: 1.0
-  class: car
+  class: car                      # names it in prompts; builtins default to their name
   material:                       # optional principled BSDF parameters
     base_color: [0.5, 0.05, 0.05]
     roughness: 0.3
@@ -310,8 +310,12 @@ def _read_object(r: _Reader) -> ObjectSpec:
     material = r.data.get("material") or {}
     if not isinstance(material, dict):
         r.fail("material", "expected a mapping")
+    # The class names the object in DiPIR's prompts: a builtin's default is its name; a file must say.
+    if not r.has("class") and not mesh.startswith("builtin:"):
+        r.fail("class", f"missing: what {Path(mesh).name} is (e.g. car, vase); prompts read 'a photo of a {{class}}'")
+    cls = r.string("class", mesh.split(":", 1)[-1])
     return ObjectSpec(mesh=mesh, position=r.vector("position", 3), yaw_deg=r.number("yaw_deg", 0.0),
-                      scale=r.number("scale", 1.0, positive=True), cls=r.string("class", "object"),
+                      scale=r.number("scale", 1.0, positive=True), cls=cls,
                       material=dict(material))
 
 
