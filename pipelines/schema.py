@@ -54,9 +54,9 @@ def _check(value, tp, where: str) -> None:
         for option in options:
             try:
                 return _check(value, option, where)
-            except SchemaError as err:
+            except SchemaError:
                 if len(options) == 1 or (isinstance(value, (dict, list)) and typing.get_origin(option)):
-                    raise err  # the right kind of container with a bad item: say which
+                    raise  # the right kind of container with a bad item: say which
         names = " or ".join(_type_name(o) for o in options)
         raise SchemaError(f"expected {names}, got {type(value).__name__} {value!r:.40}", where)
     origin = typing.get_origin(tp)
@@ -146,14 +146,14 @@ class TaskResult:
     actor: str | None = None  # the actor that ran it
 
     @classmethod
-    def start(cls, task, attempts: int = 1) -> "TaskResult":
+    def start(cls, task, attempts: int = 1) -> TaskResult:
         """A failed result for `task` (a pipelines.tasks.Task), filled in as the task runs."""
         return cls(task_id=task.task_id, dataset=task.dataset, scene_id=task.scene_id, method=task.method,
                    preset=task.preset, seed=task.seed, status="failed", scene_key=task.scene_key,
                    attempts=attempts)
 
     @classmethod
-    def from_dict(cls, data) -> "TaskResult":
+    def from_dict(cls, data) -> TaskResult:
         res = _from_dict(cls, data)
         if res.status not in STATUSES:
             raise SchemaError(f"must be one of {', '.join(STATUSES)}, got {res.status!r}", "status")
@@ -235,7 +235,7 @@ class RunInfo:
     started: str | None = None  # UTC, ISO 8601
 
     @classmethod
-    def from_dict(cls, data) -> "RunInfo":
+    def from_dict(cls, data) -> RunInfo:
         return _from_dict(cls, data)
 
     def to_dict(self) -> dict:
@@ -266,7 +266,7 @@ class MetricMeta:
     source: str = ""  # where the definition comes from (paper, package)
 
     @classmethod
-    def from_dict(cls, data, name: str) -> "MetricMeta":
+    def from_dict(cls, data, name: str) -> MetricMeta:
         try:
             meta = _from_dict(cls, data, name)
         except SchemaError as err:

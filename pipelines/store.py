@@ -29,7 +29,9 @@ import yaml
 
 from dipir.errors import DipirError
 from pipelines import schema
-from pipelines.schema import RESULT as RESULT_FILE, ROW_COLUMNS as BASE_COLUMNS, TaskResult  # noqa: F401
+from pipelines.schema import RESULT as RESULT_FILE
+from pipelines.schema import ROW_COLUMNS as BASE_COLUMNS  # noqa: F401 - the row's columns, for callers
+from pipelines.schema import TaskResult
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures_store import PH_SCENES, write_fixture_store
+
 from reports.build import ReportConfig, build_report
 from reports.metrics_meta import GROUPS, load_metrics_meta
 from reports.stats import bootstrap_mean_ci, mean_with_inf

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from pipeline_helpers import TINY_RENDER, count_lines, write_scenes
 
 from dipir.errors import DipirError
-from pipeline_helpers import TINY_RENDER, count_lines, write_scenes
 from pipelines import schema, store
 from pipelines.suite import load_suite
 
@@ -94,9 +94,8 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path):
         assert previous == {}
         holder = json.loads((run / schema.LOCK).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
-        with pytest.raises(DipirError) as err:
-            with store.run_lock(run):
-                pass
+        with pytest.raises(DipirError) as err, store.run_lock(run):
+            pass
         assert f"pid {os.getpid()} on host {socket.gethostname()}" in str(err.value)
         assert str(run) in str(err.value)
     with store.run_lock(run) as previous:  # let go cleanly: free, nothing to take over
@@ -111,9 +110,8 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout.readline().strip() == "locked"
-        with pytest.raises(DipirError, match=f"pid {proc.pid} "):
-            with store.run_lock(run):
-                pass
+        with pytest.raises(DipirError, match=f"pid {proc.pid} "), store.run_lock(run):
+            pass
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
