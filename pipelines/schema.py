@@ -181,6 +181,9 @@ def read_result(path: Path) -> TaskResult:
 
 ROW_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
                "condition")
+# The columns a results table cannot do without: TaskResult's fields without a default.
+REQUIRED_COLUMNS = tuple(f.name for f in dataclasses.fields(TaskResult)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 METRIC_PREFIX = "metric."
 ARTIFACT_PREFIX = "artifact."
 

@@ -16,10 +16,10 @@ import pandas as pd
 
 from dipir.errors import DipirError
 from pipelines import schema
+from pipelines.schema import REQUIRED_COLUMNS as REQUIRED
 from pipelines.schema import STATUSES
 from reports.metrics_meta import MetricInfo, load_metrics_meta, read_json_object
 
-REQUIRED = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status")
 DIPIR = "dipir"
 # File names tasks conventionally use for each artifact (fallback when not listed in artifacts).
 CONVENTIONAL = {"composite": ("composite.png",), "envmap": ("envmap.exr",), "gt_composite": ("gt_composite.png",),
