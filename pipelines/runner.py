@@ -81,8 +81,9 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            store.rebuild_results(run_dir)
-            summary.final = Counter(store.finished(run_dir).values())
+            found = store.results(run_dir)
+            store.rebuild_results(run_dir, found)
+            summary.final = Counter(r.status for r in found.values() if r is not None)
             summary.seconds_total = time.perf_counter() - t0
     return summary
 

@@ -18,6 +18,7 @@ RUN/.staging/            task folders being written (renamed into tasks/ when co
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -89,10 +90,54 @@ def _check(value, tp, where: str) -> None:
         raise SchemaError(f"expected {_type_name(tp)}, got {type(value).__name__} {value!r:.40}", where)
 
 
+@functools.cache
+def _valid(tp):
+    """A fast yes/no check of a value against `tp` (compiled once per annotation); `_check`
+    says what is wrong when it answers no."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = typing.get_args(tp)
+        if len(args) == 2 and type(None) in args:  # X | None, the common case
+            inner = _valid(next(a for a in args if a is not type(None)))
+            return lambda v: v is None or inner(v)
+        opts = tuple(_valid(o) for o in args)
+        return lambda v: any(ok(v) for ok in opts)
+    origin = typing.get_origin(tp)
+    if origin is dict:
+        kt, vt = map(_valid, typing.get_args(tp))
+
+        def valid_dict(v) -> bool:
+            if not isinstance(v, dict):
+                return False
+            for k, x in v.items():
+                if not (kt(k) and vt(x)):
+                    return False
+            return True
+
+        return valid_dict
+    if origin is list:
+        it = _valid(typing.get_args(tp)[0])
+        return lambda v: isinstance(v, list) and all(it(x) for x in v)
+    if tp is type(None):
+        return lambda v: v is None
+    if tp is float:
+        return lambda v: type(v) is float or (isinstance(v, (int, float)) and not isinstance(v, bool))
+    if tp is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if tp is typing.Any:
+        return lambda v: True
+    return lambda v: isinstance(v, tp)
+
+
 def _type_name(tp) -> str:
     if tp is type(None):
         return "null"
     return getattr(typing.get_origin(tp) or tp, "__name__", str(tp))
+
+
+@functools.cache
+def _fields_of(cls) -> tuple[dict, dict]:
+    """(type hints, fields) of a dataclass, resolved once (get_type_hints is slow)."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
 
 
 def _from_dict(cls, data, where: str = ""):
@@ -100,8 +145,7 @@ def _from_dict(cls, data, where: str = ""):
     its declared type, no unknown keys."""
     if not isinstance(data, dict):
         raise SchemaError(f"expected a JSON object, got {type(data).__name__}", where or None)
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _fields_of(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise SchemaError(f"unknown key (not in pipelines/schema.py {cls.__name__})", unknown[0])
@@ -111,7 +155,8 @@ def _from_dict(cls, data, where: str = ""):
             if required:
                 raise SchemaError("missing key", name)
             continue
-        _check(data[name], hints[name], name)
+        if not _valid(hints[name])(data[name]):
+            _check(data[name], hints[name], name)  # raises, naming what is wrong
     return cls(**data)
 
 

@@ -253,10 +253,12 @@ def commit_task(run: Path, stage: Path, result: dict | TaskResult) -> Path:
 # results.parquet
 
 
-def rebuild_results(run: Path) -> Path:
-    """Rebuild RUN/results.parquet from the task folders (it can always be regenerated); a folder
-    without a whole result has no row (its task is pending)."""
-    df = schema.results_frame([r for r in results(run).values() if r is not None])
+def rebuild_results(run: Path, found: dict[str, TaskResult | None] | None = None) -> Path:
+    """Rebuild RUN/results.parquet from the task folders (it can always be regenerated; `found`:
+    `results(run)` when the caller has just read it); a folder without a whole result has no row
+    (its task is pending)."""
+    found = results(run) if found is None else found
+    df = schema.results_frame([r for r in found.values() if r is not None])
     out = run / schema.RESULTS
     tmp = run / f".results.{uuid.uuid4().hex[:8]}.parquet"
     df.to_parquet(tmp, index=False)
