@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -135,9 +136,14 @@ def _type_name(tp) -> str:
 
 
 @functools.cache
-def _fields_of(cls) -> tuple[dict, dict]:
-    """(type hints, fields) of a dataclass, resolved once (get_type_hints is slow)."""
-    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+def _fields_of(cls) -> tuple[dict, frozenset]:
+    """({field: (type, fast check)}, required fields) of a dataclass, resolved once
+    (get_type_hints is slow and resume reads every result)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: (hints[f.name], _valid(hints[f.name])) for f in dataclasses.fields(cls)}
+    required = frozenset(f.name for f in dataclasses.fields(cls)
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return fields, required
 
 
 def _from_dict(cls, data, where: str = ""):
@@ -145,18 +151,16 @@ def _from_dict(cls, data, where: str = ""):
     its declared type, no unknown keys."""
     if not isinstance(data, dict):
         raise SchemaError(f"expected a JSON object, got {type(data).__name__}", where or None)
-    hints, fields = _fields_of(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SchemaError(f"unknown key (not in pipelines/schema.py {cls.__name__})", unknown[0])
-    for name, f in fields.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if name not in data:
-            if required:
-                raise SchemaError("missing key", name)
-            continue
-        if not _valid(hints[name])(data[name]):
-            _check(data[name], hints[name], name)  # raises, naming what is wrong
+    fields, required = _fields_of(cls)
+    for name, value in data.items():
+        if name not in fields:
+            raise SchemaError(f"unknown key (not in pipelines/schema.py {cls.__name__})", name)
+        tp, valid = fields[name]
+        if not valid(value):
+            _check(value, tp, name)  # raises, naming what is wrong
+    missing = required.difference(data)
+    if missing:
+        raise SchemaError("missing key", min(missing))
     return cls(**data)
 
 
@@ -208,15 +212,17 @@ class TaskResult:
         return dataclasses.asdict(self)
 
 
-def read_result(path: Path) -> TaskResult:
+def read_result(path: str | Path) -> TaskResult:
     """RUN/tasks/<id>/result.json; SchemaError (or OSError) when it is not a whole result."""
     try:
-        data = json.loads(Path(path).read_text())
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise SchemaError(f"not valid JSON ({err})") from None
     res = TaskResult.from_dict(data)
-    if res.task_id != Path(path).parent.name:
-        raise SchemaError(f"{res.task_id!r} is not the folder's name {Path(path).parent.name!r}", "task_id")
+    folder = os.path.basename(os.path.dirname(os.fspath(path)))
+    if res.task_id != folder:
+        raise SchemaError(f"{res.task_id!r} is not the folder's name {folder!r}", "task_id")
     return res
 
 

@@ -206,7 +206,7 @@ def results(run: Path) -> dict[str, TaskResult | None]:
         if not e.is_dir() or e.name.startswith("."):
             continue
         try:
-            out[e.name] = schema.read_result(Path(e.path) / RESULT_FILE)
+            out[e.name] = schema.read_result(os.path.join(e.path, RESULT_FILE))
         except (OSError, schema.SchemaError):
             out[e.name] = None
     return out
