@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 
 from dipir.errors import DipirError
-from pipelines import store
+from pipelines import schema, store
 from pipelines.scenes import build_scene
 from pipelines.suite import RenderSettings
 from pipelines.tasks import Task
@@ -78,16 +78,8 @@ def build(method: str, options: dict):
 
 
 def metrics_meta() -> dict:
-    """{metric: {"lower_is_better", "description"}} from dipir.evaluation.evaluate.METRICS ({} if absent)."""
-    try:
-        from dipir.evaluation.evaluate import METRICS
-    except ImportError:
-        return {}
-    out = {}
-    for name, meta in METRICS.items():
-        get = meta.get if isinstance(meta, dict) else (lambda k, d=None, m=meta: getattr(m, k, d))
-        out[name] = {"lower_is_better": bool(get("lower_is_better", True)), "description": str(get("description", ""))}
-    return out
+    """RUN/metrics_meta.json: dipir.evaluation's metric declarations in the schema's form."""
+    return schema.metrics_meta_dict(schema.declared_metrics())
 
 
 def model_cache_dir(run_dir: Path) -> Path:
@@ -194,12 +186,7 @@ class TaskContext:
         """Run one task and commit its folder; returns the result.json dict."""
         t0 = time.perf_counter()
         stage = store.staging_dir(self.run_dir, task.task_id)
-        result = {
-            "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
-            "preset": task.preset, "seed": task.seed, "status": "failed", "error": None, "traceback": None,
-            "attempts": attempt, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-            "condition": None, "scene_key": task.scene_key,
-        }
+        result = schema.TaskResult.start(task, attempt).to_dict()
         try:
             self.maybe_crash(task)
             from dipir.scene.contract import load_scene
@@ -268,9 +255,4 @@ def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
 
 def failed_result(task: Task, error: str, attempts: int) -> dict:
     """The row for a task whose worker died on every attempt (written by the driver)."""
-    return {
-        "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
-        "preset": task.preset, "seed": task.seed, "status": "failed", "error": error, "traceback": None,
-        "attempts": attempts, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-        "condition": None, "scene_key": task.scene_key,
-    }
+    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error}

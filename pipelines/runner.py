@@ -27,6 +27,9 @@ class RunSummary:
     worker_errors: list = field(default_factory=list)  # (task_id, error class) per lost attempt
     counts: Counter = field(default_factory=Counter)  # status -> tasks finished in this run
     interrupted: bool = False
+    final: Counter = field(default_factory=Counter)  # status -> tasks of the suite after this run
+    stale: int = 0  # task folders of tasks no longer in the suite, moved to RUN/stale/
+    took_over: dict = field(default_factory=dict)  # the dead holder of the run folder's lock, if any
     workers: int = 0
     seconds_plan: float = 0.0
     seconds_total: float = 0.0
@@ -37,13 +40,25 @@ class RunSummary:
                 f"{c['skipped']} skipped this run ({self.retried} retried after a worker died) "
                 f"in {self.seconds_total:.1f} s on {self.workers} worker(s)")
 
+    def exit_code(self) -> int:
+        """`dipir run`'s exit status: 0 when every task of the suite is done or skipped, 3 when
+        some failed (or has no result), 130 when interrupted."""
+        if self.interrupted:
+            return 130
+        return 0 if self.final["done"] + self.final["skipped"] == self.total else 3
 
-def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task], list[Task]]:
-    """Plan the suite and write the run-level files: (all tasks, pending tasks)."""
+
+def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary | None = None
+            ) -> tuple[list[Task], list[Task]]:
+    """Plan the suite and write the run-level files: (all tasks, pending tasks). Call with the
+    run folder's lock held (store.run_lock)."""
     execute.check_methods(suite.methods, suite.source)
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = plan(suite, run_dir, execute.uses_model)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
+    aside, _ = store.set_aside_stale(run_dir, [t.task_id for t in tasks])
+    if summary is not None:
+        summary.stale = len(aside)
     todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed))
     return tasks, [t for t in tasks if t.task_id in todo]
 
@@ -53,17 +68,23 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     """Run the pending tasks of `suite` into `run_dir` (see the module docstring)."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir).resolve()
-    tasks, todo = prepare(suite, run_dir, retry_failed)
-    summary = RunSummary(total=len(tasks), already=len(tasks) - len(todo), seconds_plan=time.perf_counter() - t0)
-    try:
-        if todo:
-            execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
-            _execute(suite, run_dir, todo, address, workers, progress, summary)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        store.rebuild_results(run_dir)
-        summary.seconds_total = time.perf_counter() - t0
+    summary = RunSummary()
+    # One writer per run folder: nothing in it is written or deleted before the lock is held.
+    with store.run_lock(run_dir) as summary.took_over:
+        tasks, todo = prepare(suite, run_dir, retry_failed, summary)
+        summary.total, summary.already = len(tasks), len(tasks) - len(todo)
+        summary.seconds_plan = time.perf_counter() - t0
+        try:
+            if todo:
+                execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
+                _execute(suite, run_dir, todo, address, workers, progress, summary)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            found = store.results(run_dir)
+            store.rebuild_results(run_dir, found)
+            summary.final = Counter(r.status for r in found.values() if r is not None)
+            summary.seconds_total = time.perf_counter() - t0
     return summary
 
 

@@ -244,6 +244,28 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     return e
 
 
+def _check_estimator_class(f: _Fields, key: str, method: str) -> None:
+    """A `module:Class` method must name an estimator class (a class with `requires` and
+    `estimate`), so a suite cannot make the workers call any function it likes. Importing the
+    module runs its code: a suite that names a module trusts it."""
+    if ":" not in method:
+        return  # a registry name: pipelines.execute.check_methods knows the estimators
+    import importlib
+    import inspect
+
+    module, _, attr = method.partition(":")
+    if not all(p.isidentifier() for p in (*module.split("."), attr)):
+        f.fail(key, f"expected an estimator name or module:Class, got {method!r}")
+    try:
+        cls = getattr(importlib.import_module(module), attr, None)
+    except Exception as err:  # noqa: BLE001 - any error importing a user's module is bad input
+        f.fail(key, f"cannot import {module!r} ({type(err).__name__}: {err})")
+    if cls is None:
+        f.fail(key, f"module {module!r} has no attribute {attr!r}")
+    if not inspect.isclass(cls) or not hasattr(cls, "requires") or not callable(getattr(cls, "estimate", None)):
+        f.fail(key, f"{method!r} is not an estimator class (a class with `requires` and `estimate(scene)`)")
+
+
 def parse_suite(data: Any, path: Path) -> Suite:
     top = _Fields(data, path, "")
     top.only({"name", "datasets", "methods", "presets", "seeds", "render", "model", "options", "max_attempts"})
@@ -256,6 +278,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
     if not top.has("methods"):
         top.fail("methods", "missing required list of estimator names")
     methods = top.items("methods", str, allow_scalar=False)
+    for i, m in enumerate(methods):
+        _check_estimator_class(top, f"methods[{i}]", m)
 
     presets: dict[str, tuple[str, ...]] = {}
     if top.has("presets"):

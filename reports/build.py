@@ -65,9 +65,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
                       f"{int(counts.get('skipped', 0))} skipped)"),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
             ("methods", ", ".join(sorted(df["label"].unique())))]
-    for key in ("git_hash", "git", "host", "gpu"):
-        if key in store.run_info:
-            info.append((key, str(store.run_info[key])))
+    ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
+    info += [("git", ri.git or "unknown"), ("host", str(ri.host.get("hostname") or "unknown")),
+             ("GPUs", ri.gpu_summary())]
 
     sections = []
     mt = metric_tables(store, cfg.tables)

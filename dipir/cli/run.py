@@ -19,15 +19,29 @@ def register(app: typer.Typer) -> None:
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed tasks again."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
-        """Run every unfinished task of SUITE; results land in RUN/tasks/ and RUN/results.parquet."""
+        """Run every unfinished task of SUITE; results land in RUN/tasks/ and RUN/results.parquet.
+
+        Exit status: 0 when every task is done or skipped, 3 when some failed (the run still
+        completes and writes results.parquet), 2 for bad input (or a run folder in use), 130 on Ctrl-C."""
         from pipelines.runner import run_suite
+        from pipelines.store import describe_holder
         from pipelines.suite import load_suite
 
         spec = load_suite(suite)
         summary = run_suite(spec, out, address=address, workers=workers, retry_failed=retry_failed,
                             progress=progress)
+        if summary.took_over:
+            typer.echo(f"took over the run folder's lock from {describe_holder(summary.took_over)}, "
+                       "which is no longer running", err=True)
+        if summary.stale:
+            typer.echo(f"{summary.stale} task folder(s) of tasks no longer in the suite moved to "
+                       f"{Path(out) / 'stale'}", err=True)
         typer.echo(summary.line())
         typer.echo(f"results: {Path(out) / 'results.parquet'}")
         if summary.interrupted:
             typer.echo("interrupted: run the same command again to resume", err=True)
-            raise typer.Exit(130)
+        elif summary.exit_code():
+            typer.echo(f"{summary.total - summary.final['done'] - summary.final['skipped']} task(s) failed: "
+                       "see results.parquet (`--retry-failed` runs them again)", err=True)
+        if summary.exit_code():
+            raise typer.Exit(summary.exit_code())

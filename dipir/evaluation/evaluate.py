@@ -57,25 +57,28 @@ _SPHERE_NAMES = {"diffuse": "diffuse", "matte_silver": "matte silver", "mirror":
 
 
 def _metrics_meta() -> dict[str, dict]:
+    """{metric: {lower_is_better, description, group, source}}, in the report's column order; the
+    format is pipelines/schema.py's MetricMeta, `group` picks the report's table."""
     meta: dict[str, dict] = {}
     for m, src in _COMPOSITE_SRC.items():
         for where, what in (("full", "whole image"), ("region", "object ∪ shadow region")):
             meta[f"{m}_{where}"] = {
                 "lower_is_better": _LOWER[m],
                 "description": f"composite vs. ground-truth composite, {what}: {src}",
-                "source": _SOURCE[m],
+                "source": _SOURCE[m], "group": "composite",
             }
     for k, (desc, src) in _SPHERE_DESC.items():
         meta[f"sphere_{k}"] = {"lower_is_better": True,
                                "description": f"spheres under predicted vs. GT map, mean of diffuse, matte silver "
-                                              f"and mirror: {desc}", "source": src}
+                                              f"and mirror: {desc}", "source": src, "group": "lighting"}
         for s, label in _SPHERE_NAMES.items():
             meta[f"sphere_{s}_{k}"] = {"lower_is_better": True, "description": f"{label} sphere: {desc}",
-                                       "source": src}
+                                       "source": src, "group": "lighting_per_sphere"}
     meta["light_dir_err_deg"] = {
         "lower_is_better": True,
         "description": "angle between the dominant light directions of the predicted and GT maps, degrees",
         "source": "dominant direction: dipir.rendering.lighting.dominant_direction (peak of luminance x solid angle)",
+        "group": "lighting",
     }
     return meta
 
