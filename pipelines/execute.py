@@ -141,8 +141,9 @@ class TaskContext:
     estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
 
     def __init__(self, run_dir: str | Path, render: RenderSettings, model: str | None, options: dict[str, dict],
-                 crash_marker: str | None = None):
+                 crash_marker: str | None = None, placement: dict | None = None):
         self.run_dir = Path(run_dir)
+        self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
         self.render = render
         self.model = model
         self.options = options
@@ -198,7 +199,7 @@ class TaskContext:
             "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
             "preset": task.preset, "seed": task.seed, "status": "failed", "error": None, "traceback": None,
             "attempts": attempt, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-            "condition": None, "scene_key": task.scene_key,
+            "condition": None, "scene_key": task.scene_key, **self.placement,
         }
         try:
             self.maybe_crash(task)
@@ -266,11 +267,12 @@ def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
     return out
 
 
-def failed_result(task: Task, error: str, attempts: int) -> dict:
-    """The row for a task whose worker died on every attempt (written by the driver)."""
+def failed_result(task: Task, error: str, attempts: int, placement: dict | None = None) -> dict:
+    """The row for a task whose worker died on every attempt (written by the driver); `placement`
+    names the node and actor of the last attempt."""
     return {
         "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
         "preset": task.preset, "seed": task.seed, "status": "failed", "error": error, "traceback": None,
         "attempts": attempts, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-        "condition": None, "scene_key": task.scene_key,
+        "condition": None, "scene_key": task.scene_key, **(placement or {}),
     }

@@ -2,7 +2,8 @@
 
 ```
 RUN/spec.yaml            the suite as resolved
-RUN/run.json             git hash, package versions, host, GPU, Ray version
+RUN/run.json             git hash, package versions, host, GPU, Ray version; `nodes`: the Ray
+                         nodes the run used, with their GPUs and actors
 RUN/metrics_meta.json    {metric: {"lower_is_better": bool, "description": str}}
 RUN/tasks/<id>/          result.json + artifacts of one task (appears complete or not at all)
 RUN/status/<id>.<status> empty markers, so resume is two directory listings, not N JSON reads
@@ -116,6 +117,17 @@ def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = N
         shutil.rmtree(p, ignore_errors=True)
 
 
+def record_nodes(run: Path, nodes: list[dict]) -> None:
+    """Add the Ray nodes a run used (id, address, CPUs, GPUs, the actors placed there) to run.json."""
+    path = run / "run.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    info["nodes"] = nodes
+    write_json_atomic(path, info)
+
+
 # ---------------------------------------------------------------------------------------------
 # Resume: which tasks are finished (two listings, independent of the number of tasks' files)
 
@@ -182,6 +194,7 @@ def commit_task(run: Path, stage: Path, result: dict) -> Path:
 
 BASE_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
                 "condition")
+PLACEMENT_COLUMNS = ("node", "actor")  # the Ray node and actor that ran the task (absent: run in-process)
 
 
 def rebuild_results(run: Path) -> Path:
@@ -196,24 +209,25 @@ def rebuild_results(run: Path) -> Path:
             res = json.loads((tasks_dir / tid / RESULT_FILE).read_text())
         except (OSError, ValueError):
             continue
-        row = {k: res.get(k) for k in BASE_COLUMNS}
+        row = {k: res.get(k) for k in BASE_COLUMNS + PLACEMENT_COLUMNS}
         for name, value in (res.get("metrics") or {}).items():
             row[f"metric.{name}"] = float("nan") if value is None else float(value)
         for name, rel in (res.get("artifacts") or {}).items():
             if rel:
                 row[f"artifact.{name}"] = f"tasks/{tid}/{rel}"
         rows.append(row)
-    df = pd.DataFrame(rows, columns=list(BASE_COLUMNS) if not rows else None)
-    for col in BASE_COLUMNS:
+    df = pd.DataFrame(rows, columns=list(BASE_COLUMNS + PLACEMENT_COLUMNS) if not rows else None)
+    for col in BASE_COLUMNS + PLACEMENT_COLUMNS:
         if col not in df.columns:
             df[col] = None
     metric_cols = sorted(c for c in df.columns if c.startswith("metric."))
     artifact_cols = sorted(c for c in df.columns if c.startswith("artifact."))
-    df = df[list(BASE_COLUMNS) + metric_cols + artifact_cols]
+    df = df[list(BASE_COLUMNS + PLACEMENT_COLUMNS) + metric_cols + artifact_cols]
     for c in metric_cols + ["seconds"]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-    for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", *artifact_cols):
+    for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition",
+              *PLACEMENT_COLUMNS, *artifact_cols):
         df[c] = df[c].astype("string")
     out = run / "results.parquet"
     tmp = run / f".results.{uuid.uuid4().hex[:8]}.parquet"
