@@ -79,9 +79,6 @@ class TaskWorker:
         res = self.ctx.run(Task.from_dict(task), attempt)
         return {k: res.get(k) for k in ("task_id", "status", "error", "seconds", "node", "actor")}
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 def make_actor_class(use_gpu: bool):
     import ray

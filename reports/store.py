@@ -119,7 +119,7 @@ def _rows_from_task_folders(run: Path) -> pd.DataFrame:
     rows = []
     for path in sorted((run / "tasks").glob("*/result.json")):
         res = read_json_object(path)
-        row = {k: res.get(k) for k in (*REQUIRED, "error", "seconds", "condition")}
+        row = {k: res.get(k) for k in (*REQUIRED, "error", "seconds", "condition", "node", "actor")}
         for name, value in (res.get("metrics") or {}).items():
             row[f"metric.{name}"] = np.nan if value is None else float(value)
         task_rel = path.parent.relative_to(run)

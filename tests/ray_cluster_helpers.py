@@ -49,6 +49,9 @@ class Node:
     temp_dir: Path
     log: Path
     manager_port: int
+    cmd: list = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    starts: int = 1
     node_id: str | None = None  # Ray's id, known once the node is up
     pids: set = field(default_factory=set)  # every process of this node seen so far (workers included)
 
@@ -70,7 +73,9 @@ class Node:
         self.remember()
         for pid in sorted(self.pids, reverse=True):
             try:
-                psutil.Process(pid).kill()
+                p = psutil.Process(pid)
+                if p.environ().get("RAY_TMPDIR") == str(self.temp_dir.parent):  # still ours, not a reused pid
+                    p.kill()
             except psutil.Error:
                 pass
         try:
@@ -110,7 +115,7 @@ class LocalCluster:
         with open(log, "w") as f:
             proc = subprocess.Popen(cmd, env=env or self.env, stdout=f, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-        node = Node(proc, temp, log, manager_port)
+        node = Node(proc, temp, log, manager_port, cmd, env or self.env)
         self.nodes.append(node)
         return node
 
@@ -141,8 +146,18 @@ class LocalCluster:
         last = ""
         while time.time() < deadline:
             for node in self.nodes:
-                if node.proc.poll() is not None:
-                    raise RuntimeError(f"ray start exited:\n{node.log.read_text()[-3000:]}")
+                if node.proc.poll() is None:
+                    continue
+                text = node.log.read_text()
+                if "timed out during startup" in text and node.starts < 3 and node is not self.nodes[0]:
+                    # Ray gives a raylet 30 s to register, too little on a loaded 2-core machine: retry.
+                    node.kill()
+                    with open(node.log, "a") as f:
+                        node.proc = subprocess.Popen(node.cmd, env=node.env, stdout=f, stderr=subprocess.STDOUT,
+                                                     start_new_session=True)
+                    node.starts += 1
+                    continue
+                raise RuntimeError(f"ray start exited:\n{text[-3000:]}")
             r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
             last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr[-500:]
             if r.returncode == 0 and last.startswith("{") and len(json.loads(last)) >= n:
