@@ -70,3 +70,29 @@ def test_storage_check_names_what_is_wrong(tmp_path):
     (run / ".staging").rmdir()
     (run / ".staging").write_text("")
     assert "cannot write into" in check_storage(str(run), None)
+
+
+def test_cluster_without_auth_is_joined_without_token_mode():
+    """A head started with RAY_AUTH_MODE=disabled: the driver (which has a token on disk) joins it
+    without turning token mode on, and `ray.init` connects."""
+    pytest.importorskip("ray")
+    from ray_cluster_helpers import new_cluster
+
+    c = new_cluster()
+    try:
+        c.env["RAY_AUTH_MODE"] = "disabled"  # the admin's choice, for the head only
+        c.start_head(cpus=1, gpus=0, dashboard=False)
+        env = {k: v for k, v in c.env.items() if k != "RAY_AUTH_MODE"}
+        code = ("import os, ray; from pipelines.connect import prepare; a = prepare(%r); "
+                "print(os.environ.get('RAY_AUTH_MODE')); ray.init(address=a, log_to_driver=False); "
+                "print(int(ray.cluster_resources()['CPU']))" % c.address)
+        deadline = time.time() + 180
+        while True:  # until the head answers
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(2)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.split() == ["None", "1"], r.stdout
+    finally:
+        c.stop()
