@@ -58,7 +58,7 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task]
 
 
 def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, workers: int | None = None,
-              retry_failed: bool = False, progress: bool = True) -> RunSummary:
+              retry_failed: bool = False, progress: bool = True, gpus: int | None = None) -> RunSummary:
     """Run the pending tasks of `suite` into `run_dir` (see the module docstring)."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir).resolve()
@@ -68,7 +68,7 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     try:
         if todo:
             execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
-            _execute(suite, run_dir, todo, address, workers, progress, summary)
+            _execute(suite, run_dir, todo, address, workers, progress, summary, gpus)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
@@ -77,10 +77,12 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     return summary
 
 
-def actor_plan(resources: dict, workers: int | None, n_tasks: int) -> tuple[bool, int]:
+def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | None = None) -> tuple[bool, int]:
     """(GPU actors?, how many): one actor per GPU when the cluster has GPUs, else one per CPU;
-    never more than --workers or than there are tasks."""
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    never more than --workers or than there are tasks. `gpus` (--gpus): plan that many GPU actors
+    even where fewer GPUs are up yet (an autoscaling cluster starts GPU nodes for the waiting ones)."""
+    gpus = max(int(resources.get("GPU", 0)), gpus or 0)
+    cpus = int(resources.get("CPU", 1))
     use_gpu = gpus > 0
     slots = gpus if use_gpu else max(cpus, 1)
     return use_gpu, max(1, min(workers or slots, slots, n_tasks))
@@ -158,7 +160,7 @@ def _committed_by(run_dir: Path, task: Task, actor: str | None, attempt: int) ->
 
 
 def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
-             progress: bool, summary: RunSummary) -> None:
+             progress: bool, summary: RunSummary, gpus: int | None = None) -> None:
     import ray
     from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
@@ -170,7 +172,12 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
     seen: dict[tuple, dict] = {}  # (actor, node) -> hello: every placement of the run, restarts included
     probe_path, probe = _storage_probe(run_dir)
     try:
-        use_gpu, n = actor_plan(ray.cluster_resources(), workers, len(todo))
+        resources = ray.cluster_resources()
+        if started and not address and gpus and gpus > resources.get("GPU", 0):
+            # Nothing would ever start the missing GPUs: the actors would wait forever.
+            raise DipirError(f"this machine has {int(resources.get('GPU', 0))} GPU(s); --gpus is for a cluster that "
+                             "starts GPU nodes on demand (--address)", field="--gpus")
+        use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
         summary.workers = n
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),

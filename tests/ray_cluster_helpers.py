@@ -33,6 +33,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def mount_namespace() -> list[str] | None:
+    """The `unshare` command line that gives a process its own mount namespace here (as root, or
+    as a user through a user namespace), or None where neither is allowed."""
+    import shutil as _shutil
+
+    if _shutil.which("unshare") is None:
+        return None
+    for prefix in (["unshare", "-m"], ["unshare", "-Urm"]):
+        try:
+            r = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs none /mnt"], capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if r.returncode == 0:
+            return prefix
+    return None
+
+
 def _tree(pid: int) -> list:
     import psutil
 
@@ -110,7 +127,7 @@ class LocalCluster:
                "--disable-usage-stats", *ports, *args]
         if mask is not None:
             # A node without the shared storage: in its own mount namespace, `mask` is an empty tmpfs.
-            cmd = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none "$0" && shift && exec "$@"', str(mask),
+            cmd = [*mount_namespace(), "sh", "-c", 'mount -t tmpfs none "$0" && shift && exec "$@"', str(mask),
                    "-", *cmd]
         with open(log, "w") as f:
             proc = subprocess.Popen(cmd, env=env or self.env, stdout=f, stderr=subprocess.STDOUT,

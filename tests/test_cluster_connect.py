@@ -96,3 +96,22 @@ def test_cluster_without_auth_is_joined_without_token_mode():
         assert r.stdout.split() == ["None", "1"], r.stdout
     finally:
         c.stop()
+
+
+def test_more_gpus_than_an_embedded_ray_has_is_a_one_line_error(tmp_path):
+    """--gpus on the local embedded Ray: nothing would start the missing GPUs, so no waiting forever."""
+    pytest.importorskip("ray")
+    from pipeline_helpers import write_scenes
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "g", "datasets": [{"kind": "scenes",
+                                                                "path": str(write_scenes(tmp_path / "s", 1))}],
+                                     "methods": ["constant"], "render": TINY_RENDER}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), str(REPO), os.environ.get("PYTHONPATH")]))
+    r = subprocess.run([sys.executable, "-c", "from dipir.cli.main import main; main()", "run", str(suite),
+                        "--out", str(tmp_path / "run"), "--gpus", "100000", "--workers", "1", "--no-progress"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 2, (r.stdout, r.stderr[-2000:])
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and "--gpus" in err[0] and "GPU(s)" in err[0] and "Traceback" not in r.stderr, r.stderr

@@ -1,9 +1,10 @@
 """A real two-node Ray cluster on this machine, joined the way users join one.
 
-`ray start --head` plus `ray start --address` (separate temp dirs and ports, bound to
+`ray start --head` plus `ray start --address` (separate temp dirs and ports, node address
 127.0.0.1), each node declaring 2 GPUs it does not have; token authentication is on (a token
 exists, so Ray 2.60's `ray start` enables it). The second node runs in its own mount namespace
-where one folder (`nfs/`) is an empty tmpfs: a node without the shared storage under that path.
+where one folder (`nfs/`) is an empty tmpfs: a node without the shared storage under that path
+(where mount namespaces are not allowed, that one test is skipped).
 Every test drives `dipir run` (or `ray job submit`) as a subprocess with no Ray variable set by
 hand; the last test kills the second node's raylet mid-run. All Ray processes are killed by pid.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +24,10 @@ import yaml
 
 from cluster_estimators import RENDER_16
 from pipeline_helpers import write_scenes
-from ray_cluster_helpers import REPO, new_cluster
+from ray_cluster_helpers import REPO, mount_namespace, new_cluster
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (mount namespaces)")
+MASK = mount_namespace() is not None  # else the second node shares every folder and one test skips
 
 EST = "cluster_estimators:LoadCountingEstimator"
 
@@ -40,7 +40,7 @@ def cluster():
     try:
         c.start_head(cpus=2, gpus=2, dashboard=True)
         c.wait_nodes(1)  # one node starting at a time: a loaded machine times the second one out
-        c.add_node(cpus=2, gpus=2, mask=nfs)  # same machine, but `nfs/` is its own empty file system
+        c.add_node(cpus=2, gpus=2, mask=nfs if MASK else None)  # same machine, but its own empty `nfs/`
         c.wait_nodes(2)
         yield c
     finally:
@@ -92,6 +92,7 @@ def test_run_joins_token_cluster_one_actor_per_gpu_on_both_nodes(cluster):
     assert set(df["node"]) == {n["node"] for n in nodes}
 
 
+@pytest.mark.skipif(not MASK, reason="no mount namespaces here (unshare -m / -Urm not allowed)")
 def test_node_without_shared_storage_fails_the_run_naming_it(cluster):
     suite, _, _ = _suite(cluster.root, "nfs", 2, [0], delay=0.0)
     run = cluster.root / "nfs" / "run"  # the second node sees an empty nfs/

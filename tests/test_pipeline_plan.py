@@ -174,3 +174,7 @@ def test_actor_plan_one_per_gpu_else_per_cpu():
     assert actor_plan({"CPU": 2.0}, None, 1000) == (False, 2)
     assert actor_plan({"CPU": 16.0}, None, 5) == (False, 5)
     assert actor_plan({"CPU": 16.0, "GPU": 0.0}, 4, 1000) == (False, 4)
+    # --gpus: an autoscaling cluster whose GPU nodes are not up yet (a CPU-only head).
+    assert actor_plan({"CPU": 0.0}, None, 1000, gpus=8) == (True, 8)
+    assert actor_plan({"CPU": 8.0, "GPU": 2.0}, None, 1000, gpus=8) == (True, 8)
+    assert actor_plan({"CPU": 8.0, "GPU": 16.0}, None, 1000, gpus=8) == (True, 16)  # more are up: use them

@@ -25,7 +25,8 @@ def _place(run):
     df.to_parquet(run / "results.parquet", index=False)
     info = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
     info["nodes"] = [{"node": n, "ip": "10.0.0.%d" % i, "host": f"gpu{i}", "alive": i == 1, "cpus": 8.0,
-                      "gpus": 2.0, "actors": [{"actor": a, "pid": 1, "gpus": [str(j)]} for j, a in enumerate(ACTORS[n])]}
+                      "gpus": 2.0,
+                      "actors": [{"actor": a, "pid": 1, "gpus": [str(j)]} for j, a in enumerate(ACTORS[n])]}
                      for i, n in enumerate((N1, N2), start=1)]
     (run / "run.json").write_text(json.dumps(info))
     return df
