@@ -133,8 +133,9 @@ class TaskContext:
     estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
 
     def __init__(self, run_dir: str | Path, render: RenderSettings, model: str | None, options: dict[str, dict],
-                 crash_marker: str | None = None):
+                 crash_marker: str | None = None, placement: dict | None = None):
         self.run_dir = Path(run_dir)
+        self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
         self.render = render
         self.model = model
         self.options = options
@@ -186,7 +187,7 @@ class TaskContext:
         """Run one task and commit its folder; returns the result.json dict."""
         t0 = time.perf_counter()
         stage = store.staging_dir(self.run_dir, task.task_id)
-        result = schema.TaskResult.start(task, attempt).to_dict()
+        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement}
         try:
             self.maybe_crash(task)
             from dipir.scene.contract import load_scene
@@ -253,6 +254,7 @@ def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
     return out
 
 
-def failed_result(task: Task, error: str, attempts: int) -> dict:
-    """The row for a task whose worker died on every attempt (written by the driver)."""
-    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error}
+def failed_result(task: Task, error: str, attempts: int, placement: dict | None = None) -> dict:
+    """The row for a task whose worker died on every attempt (written by the driver); `placement`
+    names the node and actor of the last attempt."""
+    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error, **(placement or {})}

@@ -231,7 +231,7 @@ def read_result(path: str | Path) -> TaskResult:
 
 
 ROW_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
-               "condition")
+               "condition", "node", "actor")
 # The columns a results table cannot do without: TaskResult's fields without a default.
 REQUIRED_COLUMNS = tuple(f.name for f in dataclasses.fields(TaskResult)
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
@@ -265,7 +265,8 @@ def results_frame(results: list[TaskResult]):
     for c in metric_cols + ["seconds"]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-    for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", *artifact_cols):
+    for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", "node", "actor",
+              *artifact_cols):
         df[c] = df[c].astype("string")
     return df
 

@@ -30,7 +30,6 @@ import yaml
 from dipir.errors import DipirError
 from pipelines import schema
 from pipelines.schema import RESULT as RESULT_FILE
-from pipelines.schema import ROW_COLUMNS as BASE_COLUMNS  # noqa: F401 - the row's columns, for callers
 from pipelines.schema import TaskResult
 
 
@@ -106,6 +105,17 @@ def run_info(cluster: dict | None = None, nodes: list[dict] | None = None) -> di
         nodes=nodes or [],
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     ).to_dict()
+
+
+def record_nodes(run: Path, nodes: list[dict]) -> None:
+    """Add the Ray nodes a run used (id, address, CPUs, GPUs, the actors placed there) to run.json."""
+    path = run / "run.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    info["nodes"] = nodes
+    write_json_atomic(path, info)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,10 +12,14 @@ def register(app: typer.Typer) -> None:
     def run(
         suite: Path = typer.Argument(..., help="Suite YAML (see README: Suites)."),
         out: Path = typer.Option(..., "--out", help="Run folder (results store); rerunning into it resumes."),
-        address: str = typer.Option(None, "--address", help="Join a Ray cluster (e.g. auto, ray://host:10001); "
-                                                           "default: start a local Ray."),
+        address: str = typer.Option(None, "--address", help="Join a Ray cluster (host:port of the head, auto, or "
+                                                           "ray://host:10001; a token-authenticated one with the "
+                                                           "token Ray's CLI would use); default: start a local Ray."),
         workers: int = typer.Option(None, "--workers", min=1, help="At most this many actors (default: one per "
                                                                   "GPU, or per CPU when there is no GPU)."),
+        gpus: int = typer.Option(None, "--gpus", min=1, max=100000,
+                                 help="Plan this many GPU actors even if fewer GPUs are up yet (an autoscaling "
+                                      "cluster starts GPU nodes for them); default: the GPUs the cluster has now."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed tasks again."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
@@ -29,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
         spec = load_suite(suite)
         summary = run_suite(spec, out, address=address, workers=workers, retry_failed=retry_failed,
-                            progress=progress)
+                            progress=progress, gpus=gpus)
         if summary.took_over:
             typer.echo(f"took over the run folder's lock from {describe_holder(summary.took_over)}, "
                        "which is no longer running", err=True)
