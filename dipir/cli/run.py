@@ -6,16 +6,18 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import Int, OutDir, opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         suite: Path = typer.Argument(..., help="Suite YAML (see README: Suites)."),
-        out: Path = typer.Option(..., "--out", help="Run folder (results store); rerunning into it resumes."),
+        out: Path = opt(..., "--out", kind=OutDir(), help="Run folder (results store); rerunning into it resumes."),
         address: str = typer.Option(None, "--address", help="Join a Ray cluster (e.g. auto, ray://host:10001); "
                                                            "default: start a local Ray."),
-        workers: int = typer.Option(None, "--workers", min=1, help="At most this many actors (default: one per "
-                                                                  "GPU, or per CPU when there is no GPU)."),
+        workers: int = opt(None, "--workers", kind=Int(1, 4096), help="At most this many actors (default: one per "
+                                                                     "GPU, or per CPU when there is no GPU)."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed tasks again."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:
