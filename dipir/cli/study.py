@@ -42,6 +42,7 @@ def serve(
     port: int = opt(8000, "--port", kind=Int(1, 65535)),
 ) -> None:
     """Serve the study to raters; answers go to STUDY/answers.sqlite."""
+    _check_bind(host, port)  # before anything loads: a busy or refused port is one line, exit 2
     import uvicorn
 
     from reports.study.app import create_app
@@ -49,7 +50,6 @@ def serve(
     app = create_app(study)
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: anyone who can reach this address can take part", err=True)
-    _check_bind(host, port)
     typer.echo(f"study at http://{host}:{port}/ (Ctrl-C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
