@@ -104,17 +104,18 @@ def _plain(x):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_plain(data), indent=2))
-    tmp.replace(path)
+    from dipir.io import write_json_atomic
+
+    write_json_atomic(path, _plain(data))
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-    tmp.replace(path)
+    from dipir.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
 
 
 def _read_png(path: Path) -> np.ndarray:

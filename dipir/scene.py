@@ -154,11 +154,10 @@ class Scene:
         path = Path(path)
         if path.suffix not in (".yaml", ".yml"):
             path = path / SCENE_FILE
+        from dipir.io import write_text_atomic
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
 
 
 def _relative(p: Path, base: Path) -> str:

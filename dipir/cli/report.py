@@ -42,6 +42,12 @@ def register(app: typer.Typer) -> None:
             figures=FigureConfig(max_grid_scenes=grid_scenes),
             embed_images=not link_images,
         )
-        res = build_report(run, cfg, study=study, out=out)
+        from dipir.io import staged_dir
+
+        report_dir = out or Path(run) / "report"
+        if not Path(run).is_dir():  # before a staging folder would be made beside RUN/report
+            raise DipirError("run folder not found", run)
+        with staged_dir(report_dir) as stage:  # a failed report leaves the previous one whole
+            res = build_report(run, cfg, study=study, out=stage)
         n = sum(len(v) for v in res.files.values())
-        typer.echo(f"wrote {n} files to {res.report_dir} in {res.seconds:.1f} s")
+        typer.echo(f"wrote {n} files to {report_dir} in {res.seconds:.1f} s")

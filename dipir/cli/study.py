@@ -26,11 +26,17 @@ def make(
     seed: int = opt(0, "--seed", kind=SEED),
 ) -> None:
     """Build pairs (DiPIR vs each named method, same scene), catch trials and the manifest."""
-    from reports.study.manifest import StudyConfig, make_study
+    from dipir.errors import DipirError
+    from dipir.io import staged_dir
+    from reports.study.manifest import MANIFEST, StudyConfig, make_study
 
     cfg = StudyConfig(against=tuple(a.strip() for a in against.split(",") if a.strip()), main=main,
                       per_rater=per_rater, n_catch=catch, min_catch_accuracy=min_catch, seed=seed)
-    m = make_study(run, out, cfg)
+    if (out / MANIFEST).exists():
+        raise DipirError("a study already exists here (its answers would no longer match): choose a new --out",
+                         out / MANIFEST)
+    with staged_dir(out) as stage:  # images and manifest appear together, or not at all
+        m = make_study(run, stage, cfg)
     n_test = sum(p["kind"] == "test" for p in m["pairs"])
     typer.echo(f"wrote {out}/manifest.json: {n_test} pairs + {len(m['pairs']) - n_test} catch trials")
 
@@ -75,9 +81,14 @@ def report(
     out: Path = opt(None, "--out", kind=OutDir(), help="Output folder (default STUDY/report)."),
 ) -> None:
     """Preferences with Wilson intervals and binomial tests, rater exclusion, agreement."""
+    from dipir.io import staged_dir
     from reports.study.analyze import write_study_report
+    from reports.study.manifest import load_manifest
 
-    out_dir, res = write_study_report(study, out)
+    out_dir = out or Path(study) / "report"
+    load_manifest(study)  # a bad study folder fails here, before a staging folder is made beside it
+    with staged_dir(out_dir) as stage:
+        _, res = write_study_report(study, stage)
     kept = int(res.raters["kept"].sum()) if len(res.raters) else 0
     typer.echo(f"raters: {len(res.raters)} answered, {kept} kept")
     for row in res.prefs.itertuples():
