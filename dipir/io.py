@@ -64,6 +64,8 @@ def _make_parents(folder: Path) -> list[Path]:
 def staged_dir(out: str | Path, field: str = "--out") -> Iterator[Path]:
     """Yield an empty temporary folder beside `out`; publish its entries into `out` on success."""
     out = Path(out)
+    if not out.absolute().name:
+        raise DipirError(f"cannot write into the file system root {out}", field=field)
     if out.exists() and not out.is_dir():
         raise DipirError(f"{out} exists and is not a folder", field=field)
     try:
