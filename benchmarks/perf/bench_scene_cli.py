@@ -33,7 +33,8 @@ def one_run(hdri: Path, out: Path, w: int, h: int, env: dict) -> tuple[float, fl
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, "scene", "polyhaven", str(hdri), "--out", str(out),
-                           "--width", str(w), "--height", str(h)], env=env, capture_output=True, text=True)
+                           "--width", str(w), "--height", str(h)], env=env, capture_output=True, text=True,
+                          cwd=out.parent)  # not the checkout: `python -c` puts the cwd before PYTHONPATH
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:

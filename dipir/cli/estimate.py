@@ -88,16 +88,24 @@ def register(app: typer.Typer) -> None:
         from dipir.metrics_lighting import SphereConfig
         from dipir.scene import load_scene
 
-        sc = load_scene(scene)
-        res = run_evaluate(sc, pred, _render_cfg(width, height, spp, envmap_height), seed,
-                           sphere_cfg=SphereConfig(resolution=sphere_resolution, spp=sphere_spp),
-                           write_sphere_renders=sphere_renders)
-        res["meta"] = {k: METRICS[k] for k in res["metrics"] if k in METRICS}
-        path = out or (Path(pred) / "metrics.json")
-        from dipir.io import write_json_atomic
+        from dipir.errors import DipirError
+        from dipir.io import staged_dir, write_json_atomic
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, res)  # PSNR of identical images is written as Infinity
+        sc = load_scene(scene)
+        if not Path(pred).is_dir():
+            raise DipirError("prediction folder not found (run `dipir estimate` first)", pred)
+        path = out or (Path(pred) / "metrics.json")
+        # The renders it adds to PRED and metrics.json appear only when the evaluation succeeds.
+        with staged_dir(pred, field="--pred") as stage:
+            res = run_evaluate(sc, pred, _render_cfg(width, height, spp, envmap_height), seed,
+                               sphere_cfg=SphereConfig(resolution=sphere_resolution, spp=sphere_spp),
+                               write_sphere_renders=sphere_renders, out_dir=stage)
+            res["meta"] = {k: METRICS[k] for k in res["metrics"] if k in METRICS}
+            if out is None:
+                write_json_atomic(stage / path.name, res)  # PSNR of identical images is written as Infinity
+        if out is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, res)
         shown = {k: v for k, v in res["metrics"].items() if not k.startswith(("sphere_diffuse", "sphere_matte",
                                                                                 "sphere_mirror"))}
         for k, v in shown.items():
