@@ -84,12 +84,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compare a prediction with the scene's ground truth: writes metrics.json (+ gt_composite.png).
         Use the same render settings and seed as `dipir estimate`."""
+        from dipir.errors import DipirError
         from dipir.evaluation import METRICS, evaluate as run_evaluate
+        from dipir.io import staged_dir, write_json_atomic
         from dipir.metrics_lighting import SphereConfig
         from dipir.scene import load_scene
-
-        from dipir.errors import DipirError
-        from dipir.io import staged_dir, write_json_atomic
 
         sc = load_scene(scene)
         if not Path(pred).is_dir():
