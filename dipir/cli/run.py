@@ -6,20 +6,22 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import Int, OutDir, opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         suite: Path = typer.Argument(..., help="Suite YAML (see README: Suites)."),
-        out: Path = typer.Option(..., "--out", help="Run folder (results store); rerunning into it resumes."),
+        out: Path = opt(..., "--out", kind=OutDir(), help="Run folder (results store); rerunning into it resumes."),
         address: str = typer.Option(None, "--address", help="Join a Ray cluster (host:port of the head, auto, or "
                                                            "ray://host:10001; a token-authenticated one with the "
                                                            "token Ray's CLI would use); default: start a local Ray."),
-        workers: int = typer.Option(None, "--workers", min=1, help="At most this many actors (default: one per "
-                                                                  "GPU, or per CPU when there is no GPU)."),
-        gpus: int = typer.Option(None, "--gpus", min=1, max=100000,
-                                 help="Plan this many GPU actors even if fewer GPUs are up yet (an autoscaling "
-                                      "cluster starts GPU nodes for them); default: the GPUs the cluster has now."),
+        workers: int = opt(None, "--workers", kind=Int(1, 4096), help="At most this many actors (default: one per "
+                                                                     "GPU, or per CPU when there is no GPU)."),
+        gpus: int = opt(None, "--gpus", kind=Int(1, 100000),
+                        help="Plan this many GPU actors even if fewer GPUs are up yet (an autoscaling "
+                             "cluster starts GPU nodes for them); default: the GPUs the cluster has now."),
         retry_failed: bool = typer.Option(False, "--retry-failed", help="Run failed tasks again."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     ) -> None:

@@ -16,7 +16,8 @@ Conventions
   the ground only from 2.6 m on (30° below the horizon), so an object's contact shadow falls
   below the frame.
 - Exposure: "auto" scales the crop so its log-average luminance is `key` (0.18, Reinhard's middle
-  grey); a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
+  grey), a key lowered in proportion when the whole map's mean luminance is below daylight's
+  (DAYLIGHT_AMBIENT), so night maps stay dark; a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
   8-bit. The saved env map is multiplied by the same scale, so its radiance is in the background's
   linear units (before clipping). The scale is recorded in provenance.
 - The proxy plane is the ground y = 0, i.e. the camera is `camera_height` metres above it
@@ -109,10 +110,33 @@ def sample_equirect(img: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return ((1 - tr) * ((1 - tc) * a + tc * b) + tr * ((1 - tc) * cc + tc * d)).astype(np.float32)
 
 
-def exposure_scale(hdr_crop: np.ndarray, exposure: str | float = "auto", key: float = 0.18) -> float:
+# Solid-angle mean luminance of a daylight map, below which "auto" lowers its key. Poly Haven stores
+# maps near display exposure: on eight real 1k maps (day, dawn, sunset, interiors, a studio) the mean
+# is 0.49-2.2; on dikhololo_night it is 0.084.
+DAYLIGHT_AMBIENT = 0.4
+
+
+def ambient_luminance(env: np.ndarray) -> float:
+    """Mean luminance over the sphere (solid-angle weighted) of an equirect map."""
+    from dipir.rendering.hdr import solid_angles
+
+    sa = solid_angles(*env.shape[:2])
+    return float(((env @ LUMA) * sa).sum() / (sa.sum() * env.shape[1]))
+
+
+def auto_key(ambient: float | None, key: float = 0.18) -> float:
+    """Reinhard's key, lowered in proportion for maps darker than daylight: a night map stays dark
+    instead of being lifted to mid-grey."""
+    if ambient is None:
+        return key
+    return key * min(1.0, max(ambient, 1e-6) / DAYLIGHT_AMBIENT)
+
+
+def exposure_scale(hdr_crop: np.ndarray, exposure: str | float = "auto", key: float = 0.18,
+                   ambient: float | None = None) -> float:
     if exposure == "auto":
         lum = hdr_crop @ LUMA
-        return float(key / np.exp(np.mean(np.log(np.maximum(lum, 0) + 1e-4))))
+        return float(auto_key(ambient, key) / np.exp(np.mean(np.log(np.maximum(lum, 0) + 1e-4))))
     try:
         return float(2.0 ** float(exposure))
     except (TypeError, ValueError):
@@ -145,13 +169,18 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
         raise DipirError(f"fov must be in (0, 180) degrees, got {fov_deg}", field="fov")
     if not -90 < elevation_deg < 90:
         raise DipirError(f"elevation must be in (-90, 90) degrees, got {elevation_deg}", field="elevation")
-    if camera_height <= 0:
-        raise DipirError(f"camera height must be > 0, got {camera_height}", field="camera_height")
+    if not 0 < camera_height <= 1000:
+        raise DipirError(f"camera height must be in (0, 1000] metres, got {camera_height}", field="camera_height")
+    if not -360 <= azimuth_deg <= 360:
+        raise DipirError(f"azimuth must be in [-360, 360] degrees, got {azimuth_deg}", field="azimuth")
+    if not (1 <= int(width) <= 8192 and 1 <= int(height) <= 8192):
+        raise DipirError(f"width and height must be in [1, 8192], got {width}x{height}", field="width")
     hdri = read_hdr(hdri_path)
     env = rotate_equirect(hdri, azimuth_deg)
     cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
     crop = sample_equirect(env, pixel_directions(cam))
-    scale = exposure_scale(crop, exposure)
+    ambient = ambient_luminance(env)
+    scale = exposure_scale(crop, exposure, ambient=ambient)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +197,8 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
             "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
             "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),
-            "exposure_scale": scale, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
+            "exposure_scale": scale, "ambient_luminance": ambient,
+            "exposure_key": auto_key(ambient) if exposure == "auto" else None, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
             "hdri_to_scene_rotation": hdri_to_scene_rotation(azimuth_deg).tolist()}
     sidecar = hdri_path.with_suffix(".json")
     if sidecar.is_file():  # a synthetic HDRI: carry its truth over, in the scene world

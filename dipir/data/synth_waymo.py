@@ -497,10 +497,11 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
 def _write_parquet(path: Path, table, row_group_size: int | None = None) -> None:
     import pyarrow.parquet as pq
 
+    from dipir.io import atomic_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_size)
 
 
 def v1_filename(segment: str) -> str:

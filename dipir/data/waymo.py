@@ -31,7 +31,12 @@ def detect_format(path: str | Path) -> str:
     if p.is_dir() and (p / "camera_image").is_dir():
         return "v2"
     if p.is_dir():
-        raise DipirError("folder is not a Waymo v2 root (no camera_image/ inside)", p)
+        records = sorted(p.glob("*.tfrecord"))
+        if records:  # a folder of v1 segments: name one of them
+            more = f" (and {len(records) - 1} more)" if len(records) > 1 else ""
+            raise DipirError(f"a folder of v1 TFRecord segments, not a v2 root: pass one file, e.g. "
+                             f"{records[0]}{more}", p)
+        raise DipirError("folder is not a Waymo v2 root (no camera_image/ inside) and holds no .tfrecord file", p)
     raise DipirError("no such file or folder", p)
 
 

@@ -107,17 +107,18 @@ def _plain(x):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_plain(data), indent=2))
-    tmp.replace(path)
+    from dipir.io import write_json_atomic
+
+    write_json_atomic(path, _plain(data))
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-    tmp.replace(path)
+    from dipir.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -262,13 +263,15 @@ def _sphere_renderer(cfg, view: np.ndarray):
 
 
 def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=None,
-             write_sphere_renders: bool = False) -> dict:
+             write_sphere_renders: bool = False, out_dir: Path | None = None) -> dict:
     """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
-    in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT."""
+    in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT (and a
+    re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.renderer import InsertionRenderer, render_insertion
 
     pred_dir = Path(pred_dir)
+    out_dir = Path(out_dir) if out_dir is not None else pred_dir
     metrics: dict[str, float | None] = {name: None for name in METRICS}
     if not scene.has_ground_truth:
         return {"metrics": metrics, "metrics_unavailable": {name: GT_REASON for name in METRICS}}
@@ -280,14 +283,14 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     gt_env = read_hdr(scene.envmap)
     renderer = InsertionRenderer(scene, render_cfg)
     gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
-    _write_png(pred_dir / "gt_composite.png", gt["composite"])
-    gt_img = _read_png(pred_dir / "gt_composite.png")
+    _write_png(out_dir / "gt_composite.png", gt["composite"])
+    gt_img = _read_png(out_dir / "gt_composite.png")
     pred_img = _read_png(comp_path) if comp_path.is_file() else None
     if pred_img is None or pred_img.shape != gt_img.shape or not _composite_is_current(pred_dir, render_cfg, seed):
         # No composite, or one rendered with other settings: render the predicted map the same way.
         res = render_insertion(scene, pred_env, render_cfg, seed, renderer=renderer)
-        _write_png(comp_path, res["composite"])
-        pred_img = _read_png(comp_path)
+        _write_png(out_dir / comp_path.name, res["composite"])
+        pred_img = _read_png(out_dir / comp_path.name)
 
     region = object_shadow_region(gt["mask"], gt["shadow_ratio"])
     comp, unavailable = composite_metrics(pred_img, gt_img, region)
@@ -304,6 +307,6 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
         from dipir.rendering.hdr import write_hdr
 
         for name, img in renders.items():
-            write_hdr(pred_dir / f"sphere_{name}.exr", img)
+            write_hdr(out_dir / f"sphere_{name}.exr", img)
     return {"metrics": metrics, "metrics_unavailable": unavailable,
             "region_pixels": int(region.sum()), "region_threshold": REGION_SHADOW_THRESHOLD}

@@ -154,11 +154,10 @@ class Scene:
         path = Path(path)
         if path.suffix not in (".yaml", ".yml"):
             path = path / SCENE_FILE
+        from dipir.io import write_text_atomic
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
 
 
 def _relative(p: Path, base: Path) -> str:
@@ -268,6 +267,9 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
     r.unknown_keys({"fov_y_deg", "intrinsics", "origin", "target", "up", "to_world", "width", "height"})
     width = int(r.number("width", image_size[0], positive=True))
     height = int(r.number("height", image_size[1], positive=True))
+    for key, v in (("width", width), ("height", height)):
+        if not 1 <= v <= 16384:
+            r.fail(key, f"must be in [1, 16384] pixels, got {v}")
     fov = intr = None
     if r.has("intrinsics"):
         intr = tuple(float(x) for x in r.vector("intrinsics", 4))
@@ -286,6 +288,10 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
             r.fail("to_world", "expected a 4x4 matrix")
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
             r.fail("to_world", f"expected a finite 4x4 matrix, got shape {m.shape}")
+        rot = m[:3, :3]
+        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
+            r.fail("to_world", "expected a rigid transform (orthonormal rotation, no scale or shear; last row "
+                               "0 0 0 1)")
     else:
         try:
             m = look_at(r.vector("origin", 3), r.vector("target", 3), r.vector("up", 3, default=(0, 1, 0)))
