@@ -30,7 +30,7 @@ def placement_tables(store: Store) -> list[Table]:
         return []
     ran = df[~df["node"].map(_missing)].copy()
     ran["busy"] = pd.to_numeric(ran["seconds"], errors="coerce").fillna(0.0)
-    nodes = {n.get("node"): n for n in (store.run_info.get("nodes") or []) if isinstance(n, dict)}
+    nodes = {n.get("node"): n for n in store.run_info.nodes if isinstance(n, dict)}
     gpus_of_actor = {a.get("actor"): a.get("gpus") for n in nodes.values() for a in (n.get("actors") or [])}
     total = ran["busy"].sum() or 1.0
 
