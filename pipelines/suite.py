@@ -35,21 +35,14 @@ from typing import Any
 import yaml
 
 from dipir.errors import DipirError
+from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
 GENERATORS = ("polyhaven", "waymo")
 
 
-@dataclass(frozen=True)
-class RenderSettings:
-    """Mirrors dipir.rendering.renderer.RenderConfig; part of every task id."""
-
-    width: int = 128
-    height: int = 96
-    spp: int = 16
-    max_depth: int = 4
-    envmap_height: int = 64
-    envmap_width: int = 128
+# The render fields a suite may set (`render:`); they parse straight into the renderer's config.
+SUITE_RENDER_FIELDS = ("width", "height", "spp", "max_depth", "envmap_height", "envmap_width", "mask_spp_sqrt")
 
 
 @dataclass(frozen=True)
@@ -88,7 +81,7 @@ class Suite:
     methods: tuple[str, ...]
     presets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    render: RenderSettings = RenderSettings()
+    render: RenderConfig = field(default_factory=RenderConfig)
     model: str | None = None
     options: dict[str, dict] = field(default_factory=dict)  # per-method estimator options
     max_attempts: int = 3  # tries per task when a worker process dies under it
@@ -272,12 +265,11 @@ def parse_suite(data: Any, path: Path) -> Suite:
                 of.fail(str(m), f"not one of the suite's methods ({', '.join(methods)})")
             options[m] = dict(_Fields(v, path, f"options.{m}").data)
 
-    render = RenderSettings()
+    render = RenderConfig()
     if top.has("render"):
         rf = _Fields(top.data["render"], path, "render")
-        rf.only({f.name for f in dataclasses.fields(RenderSettings)})
-        render = RenderSettings(**{f.name: rf.integer(f.name, getattr(render, f.name), minimum=1)
-                                   for f in dataclasses.fields(RenderSettings)})
+        rf.only(set(SUITE_RENDER_FIELDS))
+        render = RenderConfig(**{k: rf.integer(k, getattr(render, k), minimum=1) for k in SUITE_RENDER_FIELDS})
 
     return Suite(
         name=name,

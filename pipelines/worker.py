@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from pipelines.execute import TaskContext
-from pipelines.suite import RenderSettings
 from pipelines.tasks import Task
 
 MAX_RESTARTS = 4
@@ -31,7 +30,9 @@ class TaskWorker:
                 pass
         # Dr.Jit keeps its own pool over all cores: `dr.set_thread_count(1)` (or a one-core affinity
         # mask) hangs Mitsuba's LLVM variant here, so render threads are not capped per actor.
-        self.ctx = TaskContext(run_dir, RenderSettings(**render), model, options, crash_marker)
+        from dipir.rendering.config import RenderConfig
+
+        self.ctx = TaskContext(run_dir, RenderConfig(**render), model, options, crash_marker)
 
     def run(self, task: dict, attempt: int) -> dict:
         res = self.ctx.run(Task.from_dict(task), attempt)

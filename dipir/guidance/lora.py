@@ -14,64 +14,21 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dipir.errors import DipirError
-from dipir.guidance.concepts import ConceptConfig, _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.concepts import _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import noise_scheduler
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
 ADAPTER = "dipir_sks"
 LORA_FILE = "lora.safetensors"
-
-
-@dataclass
-class PersonalizeConfig:
-    rank: int = 4
-    alpha: float = 4.0  # LoRA scale is alpha / rank
-    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-    steps: int = 400
-    lr: float = 1e-4
-    batch_size: int = 4
-    resolution: int = 512  # training crops are resolution x resolution
-    grad_clip: float = 1.0
-    target_prob: float = 0.5  # chance that a batch sample is the background (else a concept image)
-    target_weight: float = 1.0  # loss weight of background samples (concept samples weigh 1)
-    flip: bool = True  # random horizontal flips
-    crop_min: float = 0.8  # random square crops of this fraction..1 of the short side (1: centre crop only)
-    seed: int = 0
-    use_concepts: bool = True
-    concept_count: int = 40
-    concept_steps: int = 25
-    concept_guidance_scale: float = 7.5
-    concept_seed: int = 0
-    cache_dir: str | None = None  # default for `personalize(cache_dir=None)`; not part of the key
-
-    def concept_config(self) -> ConceptConfig:
-        return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
-                             steps=self.concept_steps, guidance_scale=self.concept_guidance_scale)
-
-    def key_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("cache_dir")
-        d["target_modules"] = list(self.target_modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, path: str | Path | None = None) -> "PersonalizeConfig":
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise DipirError(f"unknown personalization option(s) {bad}", path, "personalize")
-        d = dict(d)
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
 
 
 @dataclass
