@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.rendering.config import RenderConfig
-from pipelines import store
+from pipelines import schema, store
 from pipelines.scenes import build_scene
 from pipelines.tasks import Task
 
@@ -77,16 +77,8 @@ def build(method: str, options: dict):
 
 
 def metrics_meta() -> dict:
-    """{metric: {"lower_is_better", "description"}} from dipir.evaluation.evaluate.METRICS ({} if absent)."""
-    try:
-        from dipir.evaluation.evaluate import METRICS
-    except ImportError:
-        return {}
-    out = {}
-    for name, meta in METRICS.items():
-        get = meta.get if isinstance(meta, dict) else (lambda k, d=None, m=meta: getattr(m, k, d))
-        out[name] = {"lower_is_better": bool(get("lower_is_better", True)), "description": str(get("description", ""))}
-    return out
+    """RUN/metrics_meta.json: dipir.evaluation's metric declarations in the schema's form."""
+    return schema.metrics_meta_dict(schema.declared_metrics())
 
 
 def model_cache_dir(run_dir: Path) -> Path:
@@ -134,8 +126,9 @@ class TaskContext:
     estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
 
     def __init__(self, run_dir: str | Path, render: RenderConfig, model: str | None, options: dict[str, dict],
-                 crash_marker: str | None = None):
+                 crash_marker: str | None = None, placement: dict | None = None):
         self.run_dir = Path(run_dir)
+        self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
         self.render = render
         self.model = model
         self.options = options
@@ -187,12 +180,7 @@ class TaskContext:
         """Run one task and commit its folder; returns the result.json dict."""
         t0 = time.perf_counter()
         stage = store.staging_dir(self.run_dir, task.task_id)
-        result = {
-            "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
-            "preset": task.preset, "seed": task.seed, "status": "failed", "error": None, "traceback": None,
-            "attempts": attempt, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-            "condition": None, "scene_key": task.scene_key,
-        }
+        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement}
         try:
             self.maybe_crash(task)
             from dipir.scene.contract import load_scene
@@ -259,11 +247,7 @@ def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
     return out
 
 
-def failed_result(task: Task, error: str, attempts: int) -> dict:
-    """The row for a task whose worker died on every attempt (written by the driver)."""
-    return {
-        "task_id": task.task_id, "dataset": task.dataset, "scene_id": task.scene_id, "method": task.method,
-        "preset": task.preset, "seed": task.seed, "status": "failed", "error": error, "traceback": None,
-        "attempts": attempts, "seconds": None, "metrics": {}, "metrics_unavailable": {}, "artifacts": {},
-        "condition": None, "scene_key": task.scene_key,
-    }
+def failed_result(task: Task, error: str, attempts: int, placement: dict | None = None) -> dict:
+    """The row for a task whose worker died on every attempt (written by the driver); `placement`
+    names the node and actor of the last attempt."""
+    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error, **(placement or {})}

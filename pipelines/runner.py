@@ -1,16 +1,23 @@
 """The driver: plan a suite, skip finished tasks, feed the pending ones to Ray actors with
 backpressure, retry tasks whose worker died (a bounded number of times), show progress, and
 rebuild results.parquet. Ctrl-C stops cleanly; running the same suite again resumes.
+
+On a cluster (`address`), the driver first checks in seconds that it can join (pipelines.connect),
+places one actor per GPU of the whole cluster (spread over nodes), stops the run when a node
+cannot see the run folder, retries elsewhere the tasks of a node that dies (a task whose result
+was already committed is not run again), and records the nodes and actors in run.json.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dipir.errors import DipirError
 from pipelines import execute, store
 from pipelines.suite import Suite
 from pipelines.tasks import Task, plan
@@ -27,7 +34,11 @@ class RunSummary:
     worker_errors: list = field(default_factory=list)  # (task_id, error class) per lost attempt
     counts: Counter = field(default_factory=Counter)  # status -> tasks finished in this run
     interrupted: bool = False
+    final: Counter = field(default_factory=Counter)  # status -> tasks of the suite after this run
+    stale: int = 0  # task folders of tasks no longer in the suite, moved to RUN/stale/
+    took_over: dict = field(default_factory=dict)  # the dead holder of the run folder's lock, if any
     workers: int = 0
+    nodes: int = 0  # Ray nodes that ran actors
     seconds_plan: float = 0.0
     seconds_total: float = 0.0
 
@@ -35,45 +46,80 @@ class RunSummary:
         c = self.counts
         return (f"{self.total} tasks: {self.already} already finished, {c['done']} done, {c['failed']} failed, "
                 f"{c['skipped']} skipped this run ({self.retried} retried after a worker died) "
-                f"in {self.seconds_total:.1f} s on {self.workers} worker(s)")
+                f"in {self.seconds_total:.1f} s on {self.workers} worker(s)"
+                + (f" on {self.nodes} node(s)" if self.nodes > 1 else ""))
+
+    def exit_code(self) -> int:
+        """`dipir run`'s exit status: 0 when every task of the suite is done or skipped, 3 when
+        some failed (or has no result), 130 when interrupted."""
+        if self.interrupted:
+            return 130
+        return 0 if self.final["done"] + self.final["skipped"] == self.total else 3
 
 
-def prepare(suite: Suite, run_dir: Path, retry_failed: bool) -> tuple[list[Task], list[Task]]:
-    """Plan the suite and write the run-level files: (all tasks, pending tasks)."""
+def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary | None = None
+            ) -> tuple[list[Task], list[Task]]:
+    """Plan the suite and write the run-level files: (all tasks, pending tasks). Call with the
+    run folder's lock held (store.run_lock)."""
     execute.check_methods(suite.methods, suite.source)
     run_dir.mkdir(parents=True, exist_ok=True)
     tasks = plan(suite, run_dir, execute.uses_model)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
+    aside, _ = store.set_aside_stale(run_dir, [t.task_id for t in tasks])
+    if summary is not None:
+        summary.stale = len(aside)
     todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed))
     return tasks, [t for t in tasks if t.task_id in todo]
 
 
 def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, workers: int | None = None,
-              retry_failed: bool = False, progress: bool = True) -> RunSummary:
+              retry_failed: bool = False, progress: bool = True, gpus: int | None = None) -> RunSummary:
     """Run the pending tasks of `suite` into `run_dir` (see the module docstring)."""
     t0 = time.perf_counter()
     run_dir = Path(run_dir).resolve()
-    tasks, todo = prepare(suite, run_dir, retry_failed)
-    summary = RunSummary(total=len(tasks), already=len(tasks) - len(todo), seconds_plan=time.perf_counter() - t0)
-    try:
-        if todo:
-            execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
-            _execute(suite, run_dir, todo, address, workers, progress, summary)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        store.rebuild_results(run_dir)
-        summary.seconds_total = time.perf_counter() - t0
+    address = _check_address(address)  # before the run folder is touched: a bad address fails in seconds
+    summary = RunSummary()
+    # One writer per run folder: nothing in it is written or deleted before the lock is held.
+    with store.run_lock(run_dir) as summary.took_over:
+        tasks, todo = prepare(suite, run_dir, retry_failed, summary)
+        summary.total, summary.already = len(tasks), len(tasks) - len(todo)
+        summary.seconds_plan = time.perf_counter() - t0
+        try:
+            if todo:
+                execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
+                _execute(suite, run_dir, todo, address, workers, progress, summary, gpus)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            found = store.results(run_dir)
+            store.rebuild_results(run_dir, found)
+            summary.final = Counter(r.status for r in found.values() if r is not None)
+            summary.seconds_total = time.perf_counter() - t0
     return summary
 
 
-def actor_plan(resources: dict, workers: int | None, n_tasks: int) -> tuple[bool, int]:
+def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | None = None) -> tuple[bool, int]:
     """(GPU actors?, how many): one actor per GPU when the cluster has GPUs, else one per CPU;
-    never more than --workers or than there are tasks."""
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    never more than --workers or than there are tasks. `gpus` (--gpus): plan that many GPU actors
+    even where fewer GPUs are up yet (an autoscaling cluster starts GPU nodes for the waiting ones)."""
+    gpus = max(int(resources.get("GPU", 0)), gpus or 0)
+    cpus = int(resources.get("CPU", 1))
     use_gpu = gpus > 0
     slots = gpus if use_gpu else max(cpus, 1)
     return use_gpu, max(1, min(workers or slots, slots, n_tasks))
+
+
+def _check_address(address: str | None) -> str | None:
+    """The cluster address to join (`ray job submit` sets RAY_ADDRESS), checked and with token
+    auth set up (pipelines.connect); None: start an embedded local Ray."""
+    import sys
+
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None or ("ray" in sys.modules and sys.modules["ray"].is_initialized()):
+        return address
+    from pipelines.connect import prepare as prepare_connection
+
+    return prepare_connection(address)
 
 
 def _connect(address: str | None, workers: int | None) -> bool:
@@ -82,16 +128,60 @@ def _connect(address: str | None, workers: int | None) -> bool:
 
     if ray.is_initialized():
         return False
-    if address or os.environ.get("RAY_ADDRESS"):
-        # `ray job submit` sets RAY_ADDRESS: the entrypoint joins the cluster it runs on.
-        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=True)
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DipirError(f"cannot join the Ray cluster ({first})", field=f"--address {address}") from None
     else:
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     return True
 
 
+def _storage_probe(run_dir: Path) -> tuple[Path, tuple[str, str]]:
+    """A file only the run folder the driver writes holds: each actor must read it back."""
+    name = f".staging/.probe-{uuid.uuid4().hex[:12]}"
+    token = uuid.uuid4().hex
+    path = run_dir / name
+    path.write_text(token)
+    return path, (name, token)
+
+
+def _nodes_info(ray, hellos: dict) -> list[dict]:
+    """The cluster's live nodes (CPUs, GPUs declared) with the actors this run placed on each."""
+    by_node: dict[str, list] = {}
+    for info in hellos.values():
+        by_node.setdefault(info["node"], []).append(
+            {"actor": info["actor"], "pid": info["pid"], "gpus": info["gpus"]})
+    out = []
+    for n in ray.nodes():
+        nid = n.get("NodeID")
+        if not n.get("Alive") and nid not in by_node:
+            continue
+        res = n.get("Resources") or {}
+        out.append({"node": nid, "ip": n.get("NodeManagerAddress"), "host": n.get("NodeManagerHostname"),
+                    "alive": bool(n.get("Alive")), "cpus": res.get("CPU", 0.0), "gpus": res.get("GPU", 0.0),
+                    "actors": by_node.get(nid, [])})
+    return out
+
+
+def _committed_by(run_dir: Path, task: Task, actor: str | None, attempt: int) -> dict | None:
+    """The result this very attempt committed before its worker died (e.g. its node went down
+    between the rename and the reply): counted as done, never run twice."""
+    import json
+
+    try:
+        res = json.loads((run_dir / "tasks" / task.task_id / store.RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if actor and res.get("actor") == actor and res.get("attempts") == attempt:
+        return res
+    return None
+
+
 def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
-             progress: bool, summary: RunSummary) -> None:
+             progress: bool, summary: RunSummary, gpus: int | None = None) -> None:
     import ray
     from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
@@ -99,12 +189,21 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
 
     started = _connect(address, workers)
     actors: list = []
+    hellos: dict[int, dict] = {}  # slot -> the actor's last `hello` (node, actor id, pid, GPUs)
+    seen: dict[tuple, dict] = {}  # (actor, node) -> hello: every placement of the run, restarts included
+    probe_path, probe = _storage_probe(run_dir)
     try:
-        use_gpu, n = actor_plan(ray.cluster_resources(), workers, len(todo))
+        resources = ray.cluster_resources()
+        if started and not address and gpus and gpus > resources.get("GPU", 0):
+            # Nothing would ever start the missing GPUs: the actors would wait forever.
+            raise DipirError(f"this machine has {int(resources.get('GPU', 0))} GPU(s); --gpus is for a cluster that "
+                             "starts GPU nodes on demand (--address)", field="--gpus")
+        use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
         summary.workers = n
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
-                None if use_gpu else 1)
+                None if use_gpu else 1, probe)
+
         def new_actor(slot: int):
             return Actor.remote(*args)
 
@@ -112,11 +211,14 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         queue = deque(todo)
         attempts: Counter = Counter()
         inflight: dict = {}  # ObjectRef -> (slot, task)
-        pings: dict = {}  # ObjectRef -> slot: an actor that lost a task, until it answers again
-        idle = list(range(n))
+        pings: dict = {}  # ObjectRef -> slot: an actor not yet known to be up (new, or lost a task)
+        idle: list[int] = []
 
         def recover(slot: int) -> None:
-            pings[actors[slot].pid.remote()] = slot
+            pings[actors[slot].hello.remote()] = slot
+
+        for slot in range(n):
+            recover(slot)
 
         bar = _Progress(len(todo), enabled=progress)
         with bar:
@@ -132,43 +234,57 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                     if ref in pings:
                         slot = pings.pop(ref)
                         try:
-                            ray.get(ref)
-                            idle.append(slot)  # restarted by Ray: back to work
+                            info = ray.get(ref)
                         except ActorUnavailableError:  # still restarting
                             time.sleep(0.2)
                             recover(slot)
+                            continue
                         except RayError:  # Ray gave up restarting it: start a fresh one
                             ray.kill(actors[slot], no_restart=True)
                             actors[slot] = new_actor(slot)
                             recover(slot)
+                            continue
+                        if info.get("storage_error"):
+                            raise DipirError(
+                                f"node {info['host']} ({info['ip']}, Ray node {info['node'][:12]}) "
+                                f"{info['storage_error']}: every node must mount the run folder's shared "
+                                "storage at the same path", run_dir)
+                        hellos[slot] = seen[info["actor"], info["node"]] = info
+                        idle.append(slot)  # up (or restarted by Ray): to work
                         continue
                     slot, task = inflight.pop(ref)
+                    placement = {k: hellos.get(slot, {}).get(k) for k in ("node", "actor")}
                     try:
                         out = ray.get(ref)
                     except RayTaskError as err:
                         # A Python error outside the task's own handler (e.g. writing its folder):
                         # the worker is alive and a retry would fail the same way.
                         cause = getattr(err, "cause", None) or err
-                        res = execute.failed_result(task, execute.error_message(cause), attempts[task.task_id])
+                        res = execute.failed_result(task, execute.error_message(cause), attempts[task.task_id],
+                                                    placement)
                         res["traceback"] = str(err)
                         store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
                         idle.append(slot)
                         out = {"status": "failed"}
                     except RayError as err:
-                        # The worker process died under this task (the task itself catches
-                        # every Python error and returns a failed result).
+                        # The worker process (or its whole node) died under this task (the task
+                        # itself catches every Python error and returns a failed result).
                         summary.worker_errors.append((task.task_id, type(err).__name__))
                         recover(slot)
-                        if attempts[task.task_id] < suite.max_attempts:
+                        out = _committed_by(run_dir, task, placement["actor"], attempts[task.task_id])
+                        if out is not None:
+                            summary.executed += 1
+                        elif attempts[task.task_id] < suite.max_attempts:
                             summary.retried += 1
                             queue.appendleft(task)
                             continue
-                        msg = (f"worker died on each of {attempts[task.task_id]} attempts "
-                               f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
-                        res = execute.failed_result(task, msg, attempts[task.task_id])
-                        res["traceback"] = str(err)  # no Python traceback from a dead process: Ray's report
-                        store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
-                        out = {"status": "failed"}
+                        else:
+                            msg = (f"worker died on each of {attempts[task.task_id]} attempts "
+                                   f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+                            res = execute.failed_result(task, msg, attempts[task.task_id], placement)
+                            res["traceback"] = str(err)  # no Python traceback from a dead process: Ray's report
+                            store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
+                            out = {"status": "failed"}
                     else:
                         idle.append(slot)
                         summary.executed += 1
@@ -176,6 +292,13 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
                     bar.advance(out["status"])
                 bar.running(len(inflight))
     finally:
+        try:
+            nodes = _nodes_info(ray, seen)
+            summary.nodes = sum(1 for nd in nodes if nd["actors"])
+            store.record_nodes(run_dir, nodes)
+        except Exception:  # noqa: BLE001 - bookkeeping must not hide the run's own error
+            pass
+        probe_path.unlink(missing_ok=True)
         for a in actors:
             try:
                 ray.kill(a, no_restart=True)

@@ -19,7 +19,7 @@ from pipelines.hashing import FileHashCache, hash_json
 from pipelines.suite import DatasetEntry, Suite
 
 # Bump when the way a recipe becomes a scene folder changes (it is part of every scene key).
-SCENE_BUILDER_VERSION = 1
+SCENE_BUILDER_VERSION = 2  # 2: builtin classes, contact-shadow placement check
 HDRI_SUFFIXES = (".hdr", ".exr")
 SCENE_FILE = "scene.yaml"
 

@@ -1,20 +1,19 @@
-"""The results store: one run folder with fixed file names.
+"""The results store: one run folder with fixed file names (the layout and every file's keys are
+in `pipelines/schema.py`).
 
-```
-RUN/spec.yaml            the suite as resolved
-RUN/run.json             git hash, package versions, host, GPU, Ray version
-RUN/metrics_meta.json    {metric: {"lower_is_better": bool, "description": str}}
-RUN/tasks/<id>/          result.json + artifacts of one task (appears complete or not at all)
-RUN/status/<id>.<status> empty markers, so resume is two directory listings, not N JSON reads
-RUN/results.parquet      one row per task folder, rebuilt from the folders
-RUN/scenes/<key>/        scene folders built from the dataset entries, shared by tasks
-```
-A task is written into RUN/.staging/ and renamed into RUN/tasks/<id> when complete: a task
-folder either holds a whole result or does not exist.
+A run folder has one writer at a time: `run_lock` holds an OS lock (fcntl.flock) on RUN/.lock for
+the whole `dipir run`, before anything in the folder is written or deleted. A task is written into
+RUN/.staging/ and renamed into RUN/tasks/<id> when complete; it counts as finished only when its
+result.json reads back as a schema-valid TaskResult (anything else runs again). Task folders of
+tasks no longer in the suite are moved to RUN/stale/ (and back, when the suite names them again),
+so results.parquet describes the suite as it stands.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import platform
@@ -28,8 +27,10 @@ from pathlib import Path
 
 import yaml
 
-STATUSES = ("done", "failed", "skipped")
-RESULT_FILE = "result.json"
+from dipir.errors import DipirError
+from pipelines import schema
+from pipelines.schema import RESULT as RESULT_FILE
+from pipelines.schema import TaskResult
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -91,53 +92,139 @@ def _gpus() -> list[dict]:
     return gpus
 
 
-def run_info(cluster: dict | None = None) -> dict:
+def run_info(cluster: dict | None = None, nodes: list[dict] | None = None) -> dict:
     versions = _versions()
-    return {
-        "git": _git_hash(),
-        "python": sys.version.split()[0],
-        "packages": versions,
-        "ray": versions.get("ray"),
-        "host": {"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
-        "gpus": _gpus(),
-        "cluster": cluster or {},
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    return schema.RunInfo(
+        git=_git_hash(),
+        python=sys.version.split()[0],
+        packages=versions,
+        ray=versions.get("ray"),
+        host={"hostname": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        gpus=_gpus(),
+        cluster=cluster or {},
+        nodes=nodes or [],
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    ).to_dict()
 
 
-def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = None) -> None:
-    for sub in ("tasks", "status", ".staging"):
-        (run / sub).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "spec.yaml", yaml.safe_dump(spec, sort_keys=False))
-    write_json_atomic(run / "run.json", run_info(cluster))
-    write_json_atomic(run / "metrics_meta.json", metrics_meta)
-    # Staging folders left by an interrupted run hold no finished work.
-    for p in (run / ".staging").iterdir():
-        shutil.rmtree(p, ignore_errors=True)
+def record_nodes(run: Path, nodes: list[dict]) -> None:
+    """Add the Ray nodes a run used (id, address, CPUs, GPUs, the actors placed there) to run.json."""
+    path = run / "run.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    info["nodes"] = nodes
+    write_json_atomic(path, info)
 
 
 # ---------------------------------------------------------------------------------------------
-# Resume: which tasks are finished (two listings, independent of the number of tasks' files)
+# One writer per run folder
+
+
+def _holder(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe_holder(holder: dict) -> str:
+    if not holder:
+        return "another process (its host and pid are not written yet)"
+    return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('started')})"
+
+
+@contextlib.contextmanager
+def run_lock(run: Path):
+    """Hold RUN/.lock (fcntl.flock, exclusive) for the block; yields the holder the lock was taken
+    over from ({} when the last holder let go cleanly). The kernel drops a flock when its process
+    dies, so a killed run's lock is free; its host/pid left in the file tell that it was taken over.
+    A second writer gets a DipirError (exit 2) naming the holder."""
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / schema.LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DipirError(f"cannot lock the run folder ({err.strerror})", path) from None
+        raise DipirError(f"run folder is in use by {describe_holder(_holder(path))}; one `dipir run` per run "
+                         "folder at a time", run) from None
+    previous = _holder(path)
+    me = {"host": socket.gethostname(), "pid": os.getpid(),
+          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+    try:
+        yield previous
+    finally:
+        os.ftruncate(fd, 0)  # let go cleanly: an empty file means nobody died holding it
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run-level files (call with the lock held)
+
+
+def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = None) -> None:
+    for sub in (schema.TASKS, schema.STAGING):
+        (run / sub).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run / schema.SPEC, yaml.safe_dump(spec, sort_keys=False))
+    write_json_atomic(run / schema.RUN_INFO, run_info(cluster))
+    write_json_atomic(run / schema.METRICS_META, metrics_meta)
+    # Staging folders left by an interrupted run hold no finished work.
+    for p in (run / schema.STAGING).iterdir():
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def set_aside_stale(run: Path, task_ids) -> tuple[list[str], list[str]]:
+    """Move task folders whose id is not in `task_ids` (the suite as it stands) to RUN/stale/, and
+    stale folders the suite names again back into RUN/tasks/: (moved aside, brought back)."""
+    ids = set(task_ids)
+    tasks_dir, stale_dir = run / schema.TASKS, run / schema.STALE
+    aside, back = [], []
+    for e in list(os.scandir(tasks_dir)) if tasks_dir.is_dir() else []:
+        if e.is_dir() and not e.name.startswith(".") and e.name not in ids:
+            stale_dir.mkdir(exist_ok=True)
+            dst = stale_dir / e.name
+            if dst.exists():  # an older copy of the same task (same inputs): the newer one wins
+                shutil.rmtree(dst)
+            os.rename(e.path, dst)
+            aside.append(e.name)
+    for e in list(os.scandir(stale_dir)) if stale_dir.is_dir() else []:
+        if e.is_dir() and e.name in ids and not (tasks_dir / e.name).exists():
+            os.rename(e.path, tasks_dir / e.name)
+            back.append(e.name)
+    return sorted(aside), sorted(back)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume: which tasks are finished (a task folder with a schema-valid result.json)
+
+
+def results(run: Path) -> dict[str, TaskResult | None]:
+    """task_id -> its TaskResult, or None when result.json is missing, unreadable or not a whole
+    result (that task runs again), for every folder in RUN/tasks."""
+    tasks_dir = run / schema.TASKS
+    if not tasks_dir.is_dir():
+        return {}
+    out: dict[str, TaskResult | None] = {}
+    for e in sorted(os.scandir(tasks_dir), key=lambda e: e.name):
+        if not e.is_dir() or e.name.startswith("."):
+            continue
+        try:
+            out[e.name] = schema.read_result(os.path.join(e.path, RESULT_FILE))
+        except (OSError, schema.SchemaError):
+            out[e.name] = None
+    return out
 
 
 def finished(run: Path) -> dict[str, str]:
-    """task_id -> status for every task folder in RUN/tasks."""
-    tasks_dir, status_dir = run / "tasks", run / "status"
-    if not tasks_dir.is_dir():
-        return {}
-    folders = {e.name for e in os.scandir(tasks_dir) if e.is_dir() and not e.name.startswith(".")}
-    status: dict[str, str] = {}
-    if status_dir.is_dir():
-        for e in os.scandir(status_dir):
-            tid, _, st = e.name.partition(".")
-            if tid in folders and st in STATUSES:
-                status[tid] = st
-    for tid in folders - status.keys():  # a folder without a marker (copied runs): read it
-        try:
-            status[tid] = json.loads((tasks_dir / tid / RESULT_FILE).read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            pass  # no readable result: the task runs again
-    return status
+    """task_id -> status for every task folder with a schema-valid result.json."""
+    return {tid: res.status for tid, res in results(run).items() if res is not None}
 
 
 def pending(task_ids: list[str], run: Path, retry_failed: bool) -> list[str]:
@@ -150,27 +237,23 @@ def pending(task_ids: list[str], run: Path, retry_failed: bool) -> list[str]:
 
 
 def staging_dir(run: Path, task_id: str) -> Path:
-    d = run / ".staging" / f"{task_id}-{uuid.uuid4().hex[:8]}"
+    d = run / schema.STAGING / f"{task_id}-{uuid.uuid4().hex[:8]}"
     d.mkdir(parents=True)
     return d
 
 
-def commit_task(run: Path, stage: Path, result: dict) -> Path:
-    """Write result.json into the staging folder, then move the folder to RUN/tasks/<id>."""
-    tid = result["task_id"]
-    write_json_atomic(stage / RESULT_FILE, result)
-    final = run / "tasks" / tid
+def commit_task(run: Path, stage: Path, result: dict | TaskResult) -> Path:
+    """Write result.json (checked against the schema) into the staging folder, then move the
+    folder to RUN/tasks/<id>."""
+    res = result if isinstance(result, TaskResult) else TaskResult.from_dict(result)
+    tid = res.task_id
+    write_json_atomic(stage / RESULT_FILE, res.to_dict())
+    final = run / schema.TASKS / tid
     old = None
-    if final.exists():  # a retried failure replaces its previous folder
-        old = run / ".staging" / f"old-{tid}-{uuid.uuid4().hex[:8]}"
+    if final.exists():  # a retried failure (or an unreadable result) replaces its previous folder
+        old = run / schema.STAGING / f"old-{tid}-{uuid.uuid4().hex[:8]}"
         os.rename(final, old)
     os.rename(stage, final)
-    for st in STATUSES:
-        marker = run / "status" / f"{tid}.{st}"
-        if st == result["status"]:
-            marker.touch()
-        elif marker.exists():
-            marker.unlink()
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -180,42 +263,13 @@ def commit_task(run: Path, stage: Path, result: dict) -> Path:
 # results.parquet
 
 
-BASE_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
-                "condition")
-
-
-def rebuild_results(run: Path) -> Path:
-    """Rebuild RUN/results.parquet from the task folders (it can always be regenerated)."""
-    import pandas as pd
-
-    rows = []
-    tasks_dir = run / "tasks"
-    names = sorted(e.name for e in os.scandir(tasks_dir) if e.is_dir()) if tasks_dir.is_dir() else []
-    for tid in names:
-        try:
-            res = json.loads((tasks_dir / tid / RESULT_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        row = {k: res.get(k) for k in BASE_COLUMNS}
-        for name, value in (res.get("metrics") or {}).items():
-            row[f"metric.{name}"] = float("nan") if value is None else float(value)
-        for name, rel in (res.get("artifacts") or {}).items():
-            if rel:
-                row[f"artifact.{name}"] = f"tasks/{tid}/{rel}"
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=list(BASE_COLUMNS) if not rows else None)
-    for col in BASE_COLUMNS:
-        if col not in df.columns:
-            df[col] = None
-    metric_cols = sorted(c for c in df.columns if c.startswith("metric."))
-    artifact_cols = sorted(c for c in df.columns if c.startswith("artifact."))
-    df = df[list(BASE_COLUMNS) + metric_cols + artifact_cols]
-    for c in metric_cols + ["seconds"]:
-        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
-    for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", *artifact_cols):
-        df[c] = df[c].astype("string")
-    out = run / "results.parquet"
+def rebuild_results(run: Path, found: dict[str, TaskResult | None] | None = None) -> Path:
+    """Rebuild RUN/results.parquet from the task folders (it can always be regenerated; `found`:
+    `results(run)` when the caller has just read it); a folder without a whole result has no row
+    (its task is pending)."""
+    found = results(run) if found is None else found
+    df = schema.results_frame([r for r in found.values() if r is not None])
+    out = run / schema.RESULTS
     tmp = run / f".results.{uuid.uuid4().hex[:8]}.parquet"
     df.to_parquet(tmp, index=False)
     os.replace(tmp, out)

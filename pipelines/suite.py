@@ -28,21 +28,28 @@ Relative paths are relative to the suite file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
 from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
 GENERATORS = ("polyhaven", "waymo")
-
-
+# Upper bounds on sizes and counts (a typo must not ask for tens of gigabytes or endless files).
+MAX_SIDE = 8192
+MAX_COUNT = 1000  # synthetic sources per entry
+MAX_SEED = 2**32 - 1
+# render: key -> (minimum, maximum); env map rows θ = π i / (H − 1) need H >= 2, below 4 is no map
+RENDER_RANGES = {"width": (1, MAX_SIDE), "height": (1, MAX_SIDE), "spp": (1, 65536), "max_depth": (1, 64),
+                 "envmap_height": (4, 4096), "envmap_width": (8, 8192), "mask_spp_sqrt": (1, 64)}
 # The render fields a suite may set (`render:`); they parse straight into the renderer's config.
-SUITE_RENDER_FIELDS = ("width", "height", "spp", "max_depth", "envmap_height", "envmap_width", "mask_spp_sqrt")
+SUITE_RENDER_FIELDS = tuple(RENDER_RANGES)
 
 
 @dataclass(frozen=True)
@@ -53,11 +60,11 @@ class DatasetEntry:
     # polyhaven: which HDRIs and which perspective crops of each
     hdris: tuple[str, ...] = ()
     azimuths_deg: tuple[float, ...] = (0.0,)
-    elevation_deg: float = 0.0
-    fov_deg: float = 60.0
+    elevation_deg: float = PH.elevation_deg  # the Poly Haven crop protocol (dipir.data.polyhaven)
+    fov_deg: float = PH.fov_deg
     width: int = 160
     height: int = 120
-    camera_height: float = 1.5
+    camera_height: float = PH.camera_height
     # waymo: which segments, frames and cameras
     segments: tuple[str, ...] = ()
     frames: tuple[int, ...] = (0,)
@@ -137,25 +144,35 @@ class _Fields:
             self.fail(key, f"expected one of {', '.join(choices)}, got {v!r}")
         return v
 
-    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int = MAX_SEED) -> int:
         if not self.has(key):
             return default
         v = self.data[key]
         if isinstance(v, bool) or not isinstance(v, int):
             self.fail(key, f"expected an integer, got {v!r}")
-        if v < minimum:
-            self.fail(key, f"must be >= {minimum}, got {v}")
+        if not minimum <= v <= maximum:
+            self.fail(key, f"must be in [{minimum}, {maximum}], got {v}")
         return v
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, lo: float = -1e6, hi: float = 1e6, open_lo: bool = False,
+               open_hi: bool = False) -> float:
         if not self.has(key):
             return default
-        v = self.data[key]
+        return self._in_range(key, self.data[key], lo, hi, open_lo, open_hi)
+
+    def _in_range(self, key: str, v, lo: float, hi: float, open_lo: bool = False, open_hi: bool = False) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(key, f"expected a number, got {v!r}")
-        return float(v)
+        v = float(v)
+        bad_lo = v <= lo if open_lo else v < lo
+        bad_hi = v >= hi if open_hi else v > hi
+        if not math.isfinite(v) or bad_lo or bad_hi:
+            self.fail(key, f"must be a finite number in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+                           f", got {v}")
+        return v
 
-    def items(self, key: str, kind: type, default: tuple = (), allow_scalar: bool = True) -> tuple:
+    def items(self, key: str, kind: type, default: tuple = (), allow_scalar: bool = True,
+              lo: float | None = None, hi: float | None = None) -> tuple:
         """A list of `kind` (a single value is accepted as a one-item list)."""
         if not self.has(key):
             return default
@@ -171,6 +188,8 @@ class _Fields:
                 ok = isinstance(x, (int, float)) and not isinstance(x, bool)
             if not ok or (kind is str and not x):
                 self.fail(f"{key}[{i}]", f"expected {kind.__name__}, got {x!r}")
+            if lo is not None:
+                self._in_range(f"{key}[{i}]", x, lo, hi)
             out.append(float(x) if kind is float else x)
         if len(set(out)) != len(out):
             self.fail(key, "contains duplicates")
@@ -214,26 +233,46 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
         name=f.string("name", generator if kind == "synthetic" else kind),
         path=path,
         hdris=f.items("hdris", str),
-        azimuths_deg=f.items("azimuths_deg", float, (0.0,)),
-        elevation_deg=f.number("elevation_deg", 0.0),
-        fov_deg=f.number("fov_deg", 60.0),
-        width=f.integer("width", 160, minimum=8),
-        height=f.integer("height", 120, minimum=8),
-        camera_height=f.number("camera_height", 1.5),
+        azimuths_deg=f.items("azimuths_deg", float, (0.0,), lo=-360, hi=360),
+        elevation_deg=f.number("elevation_deg", PH.elevation_deg, -90, 90, open_lo=True, open_hi=True),
+        fov_deg=f.number("fov_deg", PH.fov_deg, 0, 180, open_lo=True, open_hi=True),
+        width=f.integer("width", 160, minimum=8, maximum=MAX_SIDE),
+        height=f.integer("height", 120, minimum=8, maximum=MAX_SIDE),
+        camera_height=f.number("camera_height", PH.camera_height, 0, 1000, open_lo=True),
         segments=f.items("segments", str),
-        frames=f.items("frames", int, (0,)),
+        frames=f.items("frames", int, (0,), lo=0, hi=1_000_000),
         cameras=f.items("cameras", str, ("FRONT",)),
         format=f.string("format", "v1", choices=("v1", "v2")),
         generator=generator,
-        count=f.integer("count", 2, minimum=1),
+        count=f.integer("count", 2, minimum=1, maximum=MAX_COUNT),
         seed=f.integer("seed", 0),
         scenes=f.items("scenes", str),
         object=obj,
-        limit=f.integer("limit", 0, minimum=1) if f.has("limit") else None,
+        limit=f.integer("limit", 0, minimum=1, maximum=1_000_000) if f.has("limit") else None,
     )
-    if not 0 < e.fov_deg < 180:
-        f.fail("fov_deg", f"must be in (0, 180), got {e.fov_deg}")
     return e
+
+
+def _check_estimator_class(f: _Fields, key: str, method: str) -> None:
+    """A `module:Class` method must name an estimator class (a class with `requires` and
+    `estimate`), so a suite cannot make the workers call any function it likes. Importing the
+    module runs its code: a suite that names a module trusts it."""
+    if ":" not in method:
+        return  # a registry name: pipelines.execute.check_methods knows the estimators
+    import importlib
+    import inspect
+
+    module, _, attr = method.partition(":")
+    if not all(p.isidentifier() for p in (*module.split("."), attr)):
+        f.fail(key, f"expected an estimator name or module:Class, got {method!r}")
+    try:
+        cls = getattr(importlib.import_module(module), attr, None)
+    except Exception as err:  # noqa: BLE001 - any error importing a user's module is bad input
+        f.fail(key, f"cannot import {module!r} ({type(err).__name__}: {err})")
+    if cls is None:
+        f.fail(key, f"module {module!r} has no attribute {attr!r}")
+    if not inspect.isclass(cls) or not hasattr(cls, "requires") or not callable(getattr(cls, "estimate", None)):
+        f.fail(key, f"{method!r} is not an estimator class (a class with `requires` and `estimate(scene)`)")
 
 
 def parse_suite(data: Any, path: Path) -> Suite:
@@ -248,6 +287,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
     if not top.has("methods"):
         top.fail("methods", "missing required list of estimator names")
     methods = top.items("methods", str, allow_scalar=False)
+    for i, m in enumerate(methods):
+        _check_estimator_class(top, f"methods[{i}]", m)
 
     presets: dict[str, tuple[str, ...]] = {}
     if top.has("presets"):
@@ -269,18 +310,18 @@ def parse_suite(data: Any, path: Path) -> Suite:
     if top.has("render"):
         rf = _Fields(top.data["render"], path, "render")
         rf.only(set(SUITE_RENDER_FIELDS))
-        render = RenderConfig(**{k: rf.integer(k, getattr(render, k), minimum=1) for k in SUITE_RENDER_FIELDS})
+        render = RenderConfig(**{k: rf.integer(k, getattr(render, k), *RENDER_RANGES[k]) for k in SUITE_RENDER_FIELDS})
 
     return Suite(
         name=name,
         datasets=datasets,
         methods=methods,
         presets=presets,
-        seeds=top.items("seeds", int, (0,)),
+        seeds=top.items("seeds", int, (0,), lo=0, hi=MAX_SEED),
         render=render,
         model=top.string("model"),
         options=options,
-        max_attempts=top.integer("max_attempts", 3, minimum=1),
+        max_attempts=top.integer("max_attempts", 3, minimum=1, maximum=100),
         source=path,
     )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from dipir.errors import DipirError
 from reports.document import Document, Section
 from reports.figures import FigureConfig, make_figures
+from reports.placement import placement_tables
 from reports.render_html import render_html
 from reports.render_md import render_md
 from reports.render_tex import render_tex
@@ -65,9 +66,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
                       f"{int(counts.get('skipped', 0))} skipped)"),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
             ("methods", ", ".join(sorted(df["label"].unique())))]
-    for key in ("git_hash", "git", "host", "gpu"):
-        if key in store.run_info:
-            info.append((key, str(store.run_info[key])))
+    ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
+    info += [("git", ri.git or "unknown"), ("host", str(ri.host.get("hostname") or "unknown")),
+             ("GPUs", ri.gpu_summary())]
 
     sections = []
     mt = metric_tables(store, cfg.tables)
@@ -86,6 +87,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     ft = failure_table(store)
     sections.append(Section("Failed, skipped and unavailable", tables=[ft] if ft else [],
                             text=[] if ft else ["Every task finished and every metric is available."]))
+    placed = placement_tables(store)
+    if placed:
+        sections.append(Section("Where the tasks ran", tables=placed))
     figs = make_figures(store, report_dir, cfg.figures, cfg.tables)
     none = ["No figure: no done task with the artifacts it needs."]
     sections.append(Section("Comparison grids", figures=figs["grids"], text=[] if figs["grids"] else none))

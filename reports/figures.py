@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dipir.errors import DipirError
 from reports.document import Figure
 from reports.images import load_thumb
 from reports.metrics_meta import metric_group
@@ -53,13 +54,14 @@ def pick_scenes(store: Store, dataset: str, cfg: FigureConfig, tcfg: TableConfig
 
 
 def comparison_grid(store: Store, dataset: str, scene: str, out: Path, cfg: FigureConfig,
-                    tcfg: TableConfig) -> bool:
+                    tcfg: TableConfig) -> list[Path] | None:
+    """Writes the grid; returns the images it could not read (blank panels), None when no grid."""
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["scene_id"] == scene)]
     per_label = _first_done(store, d)
     labels = [lab for lab in label_order(per_label, tcfg) if store.artifact_path(per_label[lab], "composite")]
     if not labels:
-        return False
+        return None
     first = per_label[labels[0]]
     bg = next((p for lab in labels if (p := store.artifact_path(per_label[lab], "background"))), None)
     gt = next((p for lab in labels if (p := store.artifact_path(per_label[lab], "gt_composite"))), None)
@@ -71,10 +73,21 @@ def comparison_grid(store: Store, dataset: str, scene: str, out: Path, cfg: Figu
     # (matters for a 10,000-task report).
     first_cond = first.get("condition")
     cond = f", {first_cond}" if isinstance(first_cond, str) and first_cond else ""
-    panels = [(t, load_thumb(p, cfg.thumb)) for t, p in top]
-    env_panels = [(f"env: {t}", load_thumb(envs[t], cfg.thumb)) if envs.get(t) else None for t, _ in top]
+    unreadable: list[Path] = []
+    panels = [_panel(t, p, cfg.thumb, unreadable) for t, p in top]
+    env_panels = [_panel(f"env: {t}", envs[t], cfg.thumb, unreadable) if envs.get(t) else None for t, _ in top]
     _compose_grid(f"{dataset} / {scene}{cond}", panels, env_panels if has_env else None, cfg.thumb, out)
-    return True
+    return unreadable
+
+
+def _panel(title: str, path: Path, thumb: int, unreadable: list[Path]) -> tuple[str, np.ndarray]:
+    """A grid panel; an unreadable image (a corrupt composite.png of one task) becomes a blank grey
+    panel marked as such, so one bad file costs one panel, not the report."""
+    try:
+        return title, load_thumb(path, thumb)
+    except DipirError:
+        unreadable.append(path)
+        return f"{title} (unreadable)", np.full((thumb * 3 // 4, thumb, 3), 200, np.uint8)
 
 
 def _font(size: int):
@@ -206,9 +219,13 @@ def make_figures(store: Store, report_dir: Path, cfg: FigureConfig, tcfg: TableC
         ds = _slug(dataset)
         for scene in pick_scenes(store, dataset, cfg, tcfg):
             name = f"figures/grid_{ds}_{_slug(scene)}.png"
-            if comparison_grid(store, dataset, scene, report_dir / name, cfg, tcfg):
+            bad = comparison_grid(store, dataset, scene, report_dir / name, cfg, tcfg)
+            if bad is not None:
+                note = (f" Unreadable, shown as blank panels: {', '.join(_rel(p, store.run) for p in bad)}."
+                        if bad else "")
                 out["grids"].append(Figure(name, f"{dataset} / {scene}: background, GT-lit composite where "
-                                                 "available, each method's composite; below, its env map (tone-mapped)."))
+                                                 "available, each method's composite; below, its env map "
+                                                 f"(tone-mapped).{note}"))
         name = f"figures/metrics_{ds}.png"
         if metric_distributions(store, dataset, report_dir / name, cfg, tcfg):
             out["distributions"].append(Figure(name, f"Distribution of each metric per method on {dataset} (done tasks)."))
@@ -218,6 +235,13 @@ def make_figures(store: Store, report_dir: Path, cfg: FigureConfig, tcfg: TableC
             out["losses"].append(Figure(name, f"Per-iteration losses of DiPIR tasks on {dataset} "
                                               f"({n} tasks, at most {cfg.max_loss_tasks} per preset)."))
     return out
+
+
+def _rel(path: Path, run: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(run).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _finish_grid(fig, axes, used: int, title: str, out: Path) -> None:

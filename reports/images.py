@@ -60,8 +60,11 @@ def load_thumb(path: Path, max_side: int) -> np.ndarray:
     if path.suffix.lower() == ".exr":
         img = Image.fromarray(tonemap(read_exr(path)))
     else:
-        with Image.open(path) as im:
-            img = im.convert("RGB")
+        try:
+            with Image.open(path) as im:
+                img = im.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated/garbage files
+            raise DipirError(f"cannot read image: {err}", path) from err
     # Exactly max_side on the longer side: shrink large images, enlarge tiny ones (nearest, so
     # pixels stay visible) so every grid panel has the same width.
     scale = max_side / max(img.size)

@@ -1,5 +1,8 @@
-"""Which direction is better for each metric: read from `RUN/metrics_meta.json`, else a built-in
-table of the metric names the pipelines write."""
+"""Which direction is better for each metric and which table it belongs to: read from
+`RUN/metrics_meta.json` (written by the pipeline from `dipir.evaluation.evaluate.METRICS`, in the form of
+`pipelines/schema.py`'s MetricMeta). A metric the run does not declare (or declares without a
+group) takes `dipir.evaluation.evaluate`'s declaration of the same name; the report never guesses a
+direction or a group from a metric's name."""
 
 from __future__ import annotations
 
@@ -8,21 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dipir.errors import DipirError
+from pipelines import schema
 
-# Base names; `_full` / `_region` variants inherit their base's direction.
-BUILTIN: dict[str, tuple[bool, str]] = {
-    "rmse": (True, "RMSE of the composite against the GT-lit composite"),
-    "si_rmse": (True, "scale-invariant RMSE against the GT-lit composite"),
-    "psnr": (False, "PSNR (dB) against the GT-lit composite"),
-    "ssim": (False, "SSIM against the GT-lit composite"),
-    "lpips": (True, "LPIPS distance against the GT-lit composite"),
-    "sphere_rmse": (True, "RMSE of rendered probe spheres (predicted vs GT env map)"),
-    "sphere_si_rmse": (True, "scale-invariant RMSE of probe spheres"),
-    "sphere_angular_deg": (True, "angular error (degrees) of probe spheres"),
-    "sphere_nrmse": (True, "normalized RMSE of probe spheres"),
-    "light_dir_err_deg": (True, "angle (degrees) between predicted and GT dominant light"),
-}
-SUFFIXES = ("_full", "_region")
 
 # Metric groups, as data: each headline group is one table per dataset in the report's main
 # sections; a group with headline=False (e.g. the per-sphere breakdown) goes to the appendix.
@@ -39,15 +29,6 @@ GROUPS: dict[str, MetricGroup] = {g.key: g for g in (
     MetricGroup("lighting_per_sphere", "lighting per probe sphere", headline=False),
     MetricGroup("other", "other metrics"),
 )}
-# Base name -> group; `_full` / `_region` variants inherit their base's group.
-BASE_GROUP: dict[str, str] = {
-    "rmse": "composite", "si_rmse": "composite", "psnr": "composite", "ssim": "composite", "lpips": "composite",
-    "sphere_rmse": "lighting", "sphere_si_rmse": "lighting", "sphere_angular_deg": "lighting",
-    "sphere_nrmse": "lighting", "light_dir_err_deg": "lighting",
-}
-# `sphere_<sphere>_<stat>` where `sphere_<stat>` is a lighting aggregate (sphere_diffuse_rmse,
-# sphere_matte_silver_si_rmse, ...) is that aggregate's per-sphere breakdown.
-PER_SPHERE = "lighting_per_sphere"
 
 
 @dataclass(frozen=True)
@@ -58,66 +39,9 @@ class MetricInfo:
     group: str = "other"  # a key of GROUPS, or a group named in metrics_meta.json
 
 
-def _base(name: str) -> str:
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def group_of(name: str) -> str:
-    """The group a metric's name puts it in; names the tables do not know go to 'other'."""
-    base = _base(name)
-    if base in BASE_GROUP:
-        return BASE_GROUP[base]
-    for agg, group in BASE_GROUP.items():
-        stat = agg[len("sphere_"):] if agg.startswith("sphere_") else None
-        if group == "lighting" and stat and name.startswith("sphere_") and name.endswith("_" + stat) \
-                and len(name) > len("sphere_") + len(stat) + 1:
-            return PER_SPHERE
-    return "other"
-
-
 def metric_group(key: str) -> MetricGroup:
     """A group by key; a group only metrics_meta.json names is a headline group titled by its key."""
     return GROUPS.get(key) or MetricGroup(key, key.replace("_", " "))
-
-
-def builtin_info(name: str) -> MetricInfo | None:
-    base = _base(name)
-    if base not in BUILTIN and group_of(name) == PER_SPHERE:
-        # The longest matching statistic: sphere_mirror_si_rmse is si_rmse, not rmse.
-        agg = max((a for a, g in BASE_GROUP.items() if g == "lighting" and a.startswith("sphere_")
-                   and name.endswith("_" + a[len("sphere_"):])), key=len)
-        lower, desc = BUILTIN[agg]
-        sphere = name[len("sphere_"):-len(agg) + len("sphere_") - 1].replace("_", " ")
-        return MetricInfo(name, lower, f"{desc}: {sphere} sphere only", PER_SPHERE)
-    if base not in BUILTIN:
-        return None
-    lower, desc = BUILTIN[base]
-    if base != name:
-        desc = f"{desc} ({name[len(base) + 1:]})"
-    return MetricInfo(name, lower, desc, group_of(name))
-
-
-def metric_order(names: list[str], declared: dict) -> list[str]:
-    """Table column order: as declared in metrics_meta.json, then the built-in table's order (each
-    base with its _full / _region variants, a lighting aggregate followed by its per-sphere
-    metrics), then alphabetical; never the parquet's column order."""
-    builtin = [b + s for b in BUILTIN for s in ("", *SUFFIXES)]
-
-    def key(name: str):
-        if name in declared:
-            return (0, list(declared).index(name), name)
-        if name in builtin:
-            return (1, builtin.index(name), name)
-        info = builtin_info(name)
-        if info is not None and info.group == PER_SPHERE:  # right after its aggregate, spheres A-Z
-            agg = max((a for a in BASE_GROUP if a.startswith("sphere_") and name.endswith("_" + a[7:])), key=len)
-            return (1, builtin.index(agg) + 0.5, name)
-        return (2, 0, name)
-
-    return sorted(names, key=key)
 
 
 def read_json_object(path: Path, expected: str = "a JSON object") -> dict:
@@ -132,30 +56,38 @@ def read_json_object(path: Path, expected: str = "a JSON object") -> dict:
 
 
 def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:
-    """{name: MetricInfo} for every metric in `names`, in table column order (see metric_order).
-    A metric that is neither in `metrics_meta.json` nor in the built-in table is an error: guessing
-    a direction would bold the wrong value. An entry may name its table group (`"group": "lighting"`);
-    otherwise the group comes from the name (see group_of)."""
-    path = Path(run) / "metrics_meta.json"
+    """{name: MetricInfo} for every metric in `names`, in table column order: as declared in
+    `metrics_meta.json`, then in `dipir.evaluation.evaluate.METRICS`' order (each aggregate followed by its
+    per-sphere metrics), then alphabetical; never the parquet's column order. A metric declared
+    nowhere is an error: guessing a direction would bold the wrong value."""
+    path = Path(run) / schema.METRICS_META
     declared: dict = {}
     if path.exists():
-        declared = read_json_object(path, "an object {metric: {lower_is_better, description}}")
+        declared = read_json_object(path, "an object {metric: {lower_is_better, description, group}}")
+    known = schema.declared_metrics()
+    order = {n: i for i, n in enumerate(known)}
+
+    def key(name: str):
+        if name in declared:
+            return (0, list(declared).index(name), name)
+        return (1, order[name], name) if name in order else (2, 0, name)
+
     out: dict[str, MetricInfo] = {}
-    for name in metric_order(names, declared):
+    for name in sorted(names, key=key):
         if name in declared:
             entry = declared[name]
-            if not isinstance(entry, dict) or not isinstance(entry.get("lower_is_better"), bool):
-                raise DipirError("needs a boolean 'lower_is_better'", path, name)
-            group = entry.get("group", group_of(name))
-            if not isinstance(group, str) or not group.strip():
-                raise DipirError("'group' must be a non-empty string", path, name)
-            out[name] = MetricInfo(name, entry["lower_is_better"], str(entry.get("description", "")), group.strip())
-            continue
-        info = builtin_info(name)
-        if info is None:
-            where = path if path.exists() else Path(run) / "results.parquet"
+            if isinstance(entry, dict) and name in known:
+                entry = {**known[name].to_dict(), **entry}
+            try:
+                meta = schema.MetricMeta.from_dict(entry, name)
+            except schema.SchemaError as err:
+                raise DipirError(err.message, path, err.field) from None
+        elif name in known:
+            meta = known[name]
+        else:
+            where = path if path.exists() else Path(run) / schema.RESULTS
             raise DipirError(
                 "unknown metric: declare its direction in metrics_meta.json "
                 '({"NAME": {"lower_is_better": true}})', where, f"metric.{name}")
-        out[name] = info
+        out[name] = MetricInfo(name, meta.lower_is_better, meta.description, meta.group.strip())
     return out

@@ -5,18 +5,25 @@ from __future__ import annotations
 from reports.document import Document
 from reports.tables import Cell, Table
 
+# Every string from a run (dataset, scene and method names, error messages) is text, never markup:
+# HTML specials as entities (no raw <script> in a renderer that passes HTML through), Markdown's
+# code/link/table specials backslash-escaped, line breaks and control characters as spaces.
+_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "|": "\\|", "[": "\\[", "]": "\\]"}
 
-def _esc(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
+
+def _esc(s: str, brackets: bool = True) -> str:
+    table = _MD if brackets else {k: v for k, v in _MD.items() if k not in "[]"}
+    return "".join(table.get(ch, " " if ch.isspace() or ord(ch) < 32 or ord(ch) == 127 else ch) for ch in str(s))
 
 
 def cell_md(c: Cell) -> str:
     main = f"**{_esc(c.text)}**" if c.bold and c.text else _esc(c.text)
-    return f"{main} <sub>{_esc(c.sub)}</sub>" if c.sub else main
+    # a sub-line is the tables' own statistics text ("[lo, hi] n=4"): its brackets stay readable
+    return f"{main} <sub>{_esc(c.sub, brackets=False)}</sub>" if c.sub else main
 
 
 def table_md(t: Table) -> str:
-    lines = [f"### {t.title}", "", "| " + " | ".join(_esc(c) for c in t.columns) + " |",
+    lines = [f"### {_esc(t.title)}", "", "| " + " | ".join(_esc(c) for c in t.columns) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(t.columns) - 1)) + "|"]
     lines += ["| " + " | ".join(cell_md(c) for c in row) + " |" for row in t.rows]
     lines += [""] + [f"_{_esc(n)}_  " for n in t.notes]
@@ -24,11 +31,11 @@ def table_md(t: Table) -> str:
 
 
 def render_md(doc: Document) -> str:
-    out = [f"# {doc.title}", ""]
-    out += [f"- **{k}**: {_esc(v)}" for k, v in doc.info] + [""]
+    out = [f"# {_esc(doc.title)}", ""]
+    out += [f"- **{_esc(k)}**: {_esc(v)}" for k, v in doc.info] + [""]
     for sec in doc.sections:
-        out += [f"## {sec.title}", ""]
-        out += [p + "\n" for p in sec.text]
+        out += [f"## {_esc(sec.title)}", ""]
+        out += [_esc(p) + "\n" for p in sec.text]
         out += [table_md(t) for t in sec.tables]
         for f in sec.figures:
             out += [f"![{_esc(f.caption)}]({f.path})", "", f"_{_esc(f.caption)}_", ""]

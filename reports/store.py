@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from dipir.errors import DipirError
+from pipelines import schema
+from pipelines.schema import REQUIRED_COLUMNS as REQUIRED
+from pipelines.schema import STATUSES
 from reports.metrics_meta import MetricInfo, load_metrics_meta, read_json_object
 
-REQUIRED = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status")
-STATUSES = ("done", "failed", "skipped")
 DIPIR = "dipir"
 # File names tasks conventionally use for each artifact (fallback when not listed in artifacts).
 CONVENTIONAL = {"composite": ("composite.png",), "envmap": ("envmap.exr",), "gt_composite": ("gt_composite.png",),
@@ -49,7 +49,7 @@ class Store:
     meta: dict[str, MetricInfo]
     artifacts: list[str]  # artifact names, without the `artifact.` prefix
     spec: dict = field(default_factory=dict)
-    run_info: dict = field(default_factory=dict)
+    run_info: schema.RunInfo = field(default_factory=schema.RunInfo)
 
     def task_dir(self, task_id: str) -> Path:
         return self.run / "tasks" / task_id
@@ -116,26 +116,25 @@ class Store:
 
 
 def _rows_from_task_folders(run: Path) -> pd.DataFrame:
-    rows = []
-    for path in sorted((run / "tasks").glob("*/result.json")):
-        res = read_json_object(path)
-        row = {k: res.get(k) for k in (*REQUIRED, "error", "seconds", "condition")}
-        for name, value in (res.get("metrics") or {}).items():
-            row[f"metric.{name}"] = np.nan if value is None else float(value)
-        task_rel = path.parent.relative_to(run)
-        for name, rel in (res.get("artifacts") or {}).items():
-            row[f"artifact.{name}"] = str(task_rel / rel)
-        rows.append(row)
-    if not rows:
+    """The results table rebuilt from RUN/tasks/*/result.json, as the pipeline builds it."""
+    results = []
+    for path in sorted((run / schema.TASKS).glob(f"*/{schema.RESULT}")):
+        try:
+            results.append(schema.read_result(path))
+        except schema.SchemaError as err:
+            raise DipirError(err.message, path, err.field) from None
+        except OSError as err:
+            raise DipirError(f"cannot read ({err.strerror})", path) from None
+    if not results:
         raise DipirError("no results.parquet and no tasks/*/result.json: is this a run folder?", run)
-    return pd.DataFrame(rows)
+    return schema.results_frame(results)
 
 
 def load_store(run: str | Path) -> Store:
     run = Path(run)
     if not run.is_dir():
         raise DipirError("run folder not found", run)
-    parquet = run / "results.parquet"
+    parquet = run / schema.RESULTS
     if parquet.exists():
         try:
             df = pd.read_parquet(parquet)
@@ -167,7 +166,7 @@ def load_store(run: str | Path) -> Store:
         df[col] = df[col].astype(str)
     df["label"] = [method_label(m, p) for m, p in zip(df["method"], df["preset"])]
     meta = load_metrics_meta(run, metrics)
-    metrics = list(meta)  # column order of every table: declared, then built-in, then alphabetical
+    metrics = list(meta)  # column order of every table: metrics_meta.json, dipir.evaluation.evaluate, alphabetical
 
     spec: dict = {}
     if (run / "spec.yaml").exists():
@@ -177,6 +176,11 @@ def load_store(run: str | Path) -> Store:
             spec = yaml.safe_load((run / "spec.yaml").read_text()) or {}
         except yaml.YAMLError as err:
             raise DipirError(f"not valid YAML ({err})", run / "spec.yaml") from err
-    run_info = read_json_object(run / "run.json") if (run / "run.json").exists() else {}
+    run_info = schema.RunInfo()
+    if (run / schema.RUN_INFO).exists():
+        try:
+            run_info = schema.RunInfo.from_dict(read_json_object(run / schema.RUN_INFO))
+        except schema.SchemaError as err:
+            raise DipirError(err.message, run / schema.RUN_INFO, err.field) from None
     return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
                  artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info)

@@ -102,7 +102,7 @@ def test_mesh_without_faces_via_cli(tmp_path, capsys):
     trimesh.PointCloud(np.random.default_rng(0).random((20, 3))).export(pts)
     with pytest.raises(SystemExit) as exc:
         main(["scene", "polyhaven", str(hdri), "--out", str(tmp_path / "o"), "--width", "32", "--height", "24",
-              "--object", str(pts)])
+              "--object", str(pts), "--class", "cloud"])
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and str(pts) in err and "no faces" in err and "\n" not in err
 

@@ -3,11 +3,13 @@ and KubeRay need, and use the Ray version pyproject pins."""
 
 from __future__ import annotations
 
+import copy
 import re
 import shlex
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,3 +86,18 @@ def test_dockerfile():
     assert re.search(r"pip install[^\n]*-e \.", text)
     for folder in ("dipir", "pipelines", "reports", "benchmarks"):
         assert re.search(rf"^COPY .*\b{folder}\b", text, flags=re.M), folder
+
+
+def test_ray_up_config_passes_rays_own_validation():
+    """What `ray up` does before it starts anything: fill in Ray's defaults, then validate the result
+    against Ray's cluster-config JSON schema (and Docker / node-type checks)."""
+    pytest.importorskip("ray")
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cfg = yaml.safe_load((CLUSTER / "ray-cluster.yaml").read_text())
+    validate_config(prepare_config(copy.deepcopy(cfg)))
+    # The same check rejects a broken copy (so this test can fail).
+    bad = copy.deepcopy(cfg)
+    bad["available_node_types"]["gpu_worker"]["resources"]["GPU"] = "one"
+    with pytest.raises(Exception, match="is not of type"):
+        validate_config(prepare_config(bad))

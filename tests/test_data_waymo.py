@@ -212,7 +212,8 @@ def test_frame_without_lidar(segs, tmp_path, capsys):
         w.write(data)
         w.write(f.SerializeToString())
     second = 16 + len(data)
-    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")], capsys)
+    # --ground lidar insists on range images (auto would take the calibration's ground instead)
+    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--ground", "lidar", "--out", str(tmp_path / "o")], capsys)
     assert str(bad) in err and f"record at byte {second}" in err and "no LiDAR" in err
 
 

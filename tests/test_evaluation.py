@@ -301,7 +301,8 @@ def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
                                                           np.array([-np.sin(np.radians(10)), 0, np.cos(np.radians(10))])))
     scene_yaml = make_ph_scene(hdri, tmp_path / "scene", azimuth_deg=float(az),
                                elevation_deg=max(0.0, truth["sun_elevation_deg"] - 15), width=120, height=80,
-                               object={"mesh": "builtin:box", "class": "box", "distance": 4.0})
+                               camera_height=1.0,  # pitched up: the box and its shadow far enough to stay in view
+                               object={"mesh": "builtin:box", "class": "box", "distance": 8.0})
     scene = load_scene(scene_yaml)
     sun_scene = np.asarray(scene.provenance["truth"]["sun_direction_scene"])
     light = build_estimator("sunsky", {"height": 32}).estimate(scene)

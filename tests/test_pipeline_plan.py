@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dipir.errors import DipirError
-from pipelines import store
+from pipelines import schema, store
 from pipelines.suite import load_suite, parse_suite
 from pipelines.tasks import plan
 from helpers.pipeline import TINY_RENDER
@@ -137,7 +137,7 @@ def test_store_finished_and_parquet(tmp_path):
     import pandas as pd
 
     df = pd.read_parquet(store.rebuild_results(run))
-    assert list(df.columns[:10]) == list(store.BASE_COLUMNS)
+    assert list(df.columns[:len(schema.ROW_COLUMNS)]) == list(schema.ROW_COLUMNS)
     assert len(df) == 3 and df["metric.rmse"].dtype == "float64"
     row = df[df.task_id == "t1"].iloc[0]
     assert row.status == "failed" and row.error == "why" and pd.isna(row["metric.rmse"])
@@ -176,3 +176,7 @@ def test_actor_plan_one_per_gpu_else_per_cpu():
     assert actor_plan({"CPU": 2.0}, None, 1000) == (False, 2)
     assert actor_plan({"CPU": 16.0}, None, 5) == (False, 5)
     assert actor_plan({"CPU": 16.0, "GPU": 0.0}, 4, 1000) == (False, 4)
+    # --gpus: an autoscaling cluster whose GPU nodes are not up yet (a CPU-only head).
+    assert actor_plan({"CPU": 0.0}, None, 1000, gpus=8) == (True, 8)
+    assert actor_plan({"CPU": 8.0, "GPU": 2.0}, None, 1000, gpus=8) == (True, 8)
+    assert actor_plan({"CPU": 8.0, "GPU": 16.0}, None, 1000, gpus=8) == (True, 16)  # more are up: use them

@@ -168,7 +168,8 @@ def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
     res = json.loads((run / "tasks" / bad.task_id.iloc[0] / "result.json").read_text())
     assert res["traceback"] and res["attempts"] == 1
 
-    # Through the CLI: a plain rerun executes nothing; --retry-failed runs exactly the 6 failed ones.
+    # Through the CLI: a plain rerun executes nothing; --retry-failed runs exactly the 6 failed ones;
+    # both exit 3 (some tasks of the suite failed).
     from typer.testing import CliRunner
 
     from dipir.cli.main import app
@@ -176,10 +177,10 @@ def test_bad_scenes_become_failed_rows(ray_session, scenes, tmp_path):
     n = count_lines(counter)
     suite_file = tmp_path / "t.yaml"
     out = CliRunner().invoke(app, ["run", str(suite_file), "--out", str(run), "--no-progress"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 3, out.output
     assert "12 already finished" in out.output and count_lines(counter) == n
     out = CliRunner().invoke(app, ["run", str(suite_file), "--out", str(run), "--no-progress", "--retry-failed"])
-    assert out.exit_code == 0, out.output
+    assert out.exit_code == 3, out.output
     assert "6 already finished, 0 done, 6 failed" in out.output, out.output
     df2 = _results(run)
     assert len(df2) == 12 and (df2.set_index("task_id").status == df.set_index("task_id").status).all()

@@ -106,7 +106,7 @@ def test_pairwise_sign_test(report):
 
 
 def test_report_without_parquet_or_metrics_meta(tmp_path):
-    """Rebuilt from tasks/*/result.json, directions from the built-in table."""
+    """Rebuilt from tasks/*/result.json, directions from dipir.evaluation.METRICS."""
     run = write_fixture_store(tmp_path / "run", parquet=False, meta=False)
     proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers.store import PH_SCENES, write_fixture_store
+
 from reports.build import ReportConfig, build_report
-from reports.metrics_meta import BASE_GROUP, builtin_info, group_of, load_metrics_meta
+from reports.metrics_meta import GROUPS, load_metrics_meta
 from reports.stats import bootstrap_mean_ci, mean_with_inf
 from reports.tables import fmt
 
@@ -27,20 +28,27 @@ PSNR_DIPIR = [20.0, 21.0, 22.0, np.inf]  # one identical image among dipir's fou
     ("sphere_nrmse", "lighting"), ("light_dir_err_deg", "lighting"),
     ("sphere_diffuse_rmse", "lighting_per_sphere"), ("sphere_matte_silver_si_rmse", "lighting_per_sphere"),
     ("sphere_mirror_angular_deg", "lighting_per_sphere"), ("sphere_mirror_nrmse", "lighting_per_sphere"),
-    ("mystery", "other"), ("sphere_", "other"), ("sphere_rmse_extra", "other"),
 ])
-def test_group_from_name(name, group):
-    assert group_of(name) == group
+def test_group_from_the_metrics_declaration(tmp_path, name, group):
+    """No metrics_meta.json: the group is dipir.evaluation's declaration of the metric."""
+    assert load_metrics_meta(tmp_path, [name])[name].group == group
 
 
-def test_every_builtin_base_has_a_group_and_per_sphere_inherits_direction():
-    from reports.metrics_meta import BUILTIN
+@pytest.mark.parametrize("name", ["mystery", "sphere_", "sphere_rmse_extra", "rmse_full_x"])
+def test_undeclared_metric_is_an_error_not_a_guess(tmp_path, name):
+    from dipir.errors import DipirError
 
-    assert set(BASE_GROUP) == set(BUILTIN)
-    info = builtin_info("sphere_matte_silver_si_rmse")
+    with pytest.raises(DipirError, match="unknown metric"):
+        load_metrics_meta(tmp_path, [name])
+
+
+def test_every_declared_metric_has_a_known_group():
+    from dipir.evaluation.evaluate import METRICS
+
+    assert {m["group"] for m in METRICS.values()} <= set(GROUPS)
+    info = load_metrics_meta(Path("/nonexistent"), ["sphere_matte_silver_si_rmse"])["sphere_matte_silver_si_rmse"]
     assert info.lower_is_better and info.group == "lighting_per_sphere"
     assert "scale-invariant" in info.description and "matte silver sphere" in info.description
-    assert builtin_info("mystery") is None
 
 
 def test_group_declared_in_metrics_meta(tmp_path):
@@ -101,7 +109,7 @@ def _store_with_spheres_and_inf(run):
     df.to_parquet(run / "results.parquet")
     meta = json.loads((run / "metrics_meta.json").read_text())
     meta["mystery"] = {"lower_is_better": True, "description": "a metric the report does not know"}
-    (run / "metrics_meta.json").write_text(json.dumps(meta))  # the sphere / psnr ones: built-in table
+    (run / "metrics_meta.json").write_text(json.dumps(meta))  # sphere / psnr: declared by dipir.evaluation
     return run
 
 
@@ -127,7 +135,7 @@ def test_headline_tables_hold_only_headline_metrics(built):
     main, appendix = md.split("\n## Appendix: detail metrics\n")
     main, failures = main.split("\n## Failed, skipped and unavailable\n")
     cols, rows = _table(main, "Metrics — polyhaven: composite vs GT-lit reference")
-    # metrics_meta.json's order first (rmse, ssim, lpips), then the built-in table's (psnr)
+    # metrics_meta.json's order first (rmse, ssim, lpips), then dipir.evaluation's (psnr)
     assert cols == ["method", "tasks", "done", "failed", "skipped", "rmse_full", "ssim_full", "lpips_full",
                     "psnr_full"]
     assert rows["khan06"][1:5] == ["4", "3", "1", "0"]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from helpers.store import free_port, start_server, stop_server, write_fixture_store
 from reports.study.app import create_app
+from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study
 
 
@@ -80,7 +81,7 @@ def test_answers_rejections(study):
     assert r.status_code == 404
     # malformed
     r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": sa["trial"]["pair_id"], "side": "up"})
-    assert r.status_code == 422
+    assert r.status_code == 400  # malformed: 400 naming the field, input not echoed
     n = con.execute("SELECT COUNT(*) FROM answers WHERE rater_id = ?", (sa["rater_id"],)).fetchone()[0]
     assert n == 1
 
@@ -125,3 +126,50 @@ def test_path_traversal_on_real_server(study):
         assert conn.getresponse().status == 200
     finally:
         stop_server(proc)
+
+
+def test_body_limit_nan_and_security_headers(study):
+    from reports.study.guard import inline_hashes
+    from reports.study.page import PAGE
+
+    c = _client(study)
+    big = b'{"rater_id": "x", "pair_id": "' + b"p" * (1 << 20) + b'", "side": "left"}'
+    r = c.post("/api/answer", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and len(r.content) < 200  # nothing echoed back
+    # the same without Content-Length (chunked): counted while reading
+    r = c.post("/api/answer", content=iter([b"x" * 40_000] * 3), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    # NaN in a JSON body, no cookie: 400 naming the field (it was a 500: NaN cannot be echoed as JSON)
+    for body in (b'{"rater_id": "x", "pair_id": "y", "side": "left", "ms": NaN}', b'{"rater_id": NaN}', b"{nope"):
+        r = c.post("/api/answer", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (body, r.status_code)
+        assert r.json()["detail"].startswith("invalid request")
+    assert "ms" in c.post("/api/answer", content=b'{"rater_id": "x", "pair_id": "y", "side": "left", "ms": NaN}',
+                          headers={"content-type": "application/json"}).json()["detail"]
+    # headers on the page, the API, images and errors alike
+    s = _join(c)
+    for resp in (c.get("/"), c.get("/api/next"), c.get(s["trial"]["left"]), c.get("/images/nope.png"),
+                 c.post("/api/answer", content=big)):
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        csp = resp.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert "unsafe-inline" not in csp and all(h in csp for h in inline_hashes(PAGE, "script"))
+
+
+def test_new_raters_are_rate_limited_and_capped(study, tmp_path):
+    from reports.study.guard import ServerLimits
+
+    app = create_app(study, ServerLimits(new_raters_per_minute=3))
+    codes = [TestClient(app).post("/api/rater").status_code for _ in range(5)]  # fresh browsers, one address
+    assert codes == [200, 200, 200, 429, 429]
+    c = TestClient(app)
+    assert "a minute" in c.post("/api/rater").json()["detail"]
+    # a returning rater (valid cookie) is never limited
+    rid = TestClient(create_app(study)).post("/api/rater")
+    back = TestClient(app)
+    back.cookies.set("dipir_rater", rid.cookies["dipir_rater"])
+    assert back.post("/api/rater").json() == {"rater_id": rid.json()["rater_id"], "new": False}
+    n = len(StudyDB(study / "answers.sqlite").raters())
+    capped = TestClient(create_app(study, ServerLimits(max_raters=n)))
+    r = capped.post("/api/rater")
+    assert r.status_code == 429 and "maximum" in r.json()["detail"]

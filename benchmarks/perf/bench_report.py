@@ -26,6 +26,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 
+from pipelines.schema import RunInfo
 from reports.images import write_exr
 
 METHODS = [("dipir", "dipir"), ("dipir", "sds-lora"), ("dipir", "no-tone-curves"), ("dipir", "single-envmap"),
@@ -103,7 +104,7 @@ def make_store(out: Path, n_tasks: int, loss_rows: int, seed: int = 0) -> None:
                 row[f"artifact.{a}"] = f"tasks/{tid}/{artifacts[a]}" if a in artifacts else None
             rows.append(row)
     pd.DataFrame(rows).to_parquet(out / "results.parquet", index=False)
-    (out / "run.json").write_text(json.dumps({"git_hash": "bench", "host": "synthetic"}))
+    (out / "run.json").write_text(json.dumps(RunInfo(git="bench", host={"hostname": "synthetic"}).to_dict()))
     (out / "spec.yaml").write_text("name: bench\n")
 
 

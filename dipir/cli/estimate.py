@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import ENV_HEIGHT, SEED, SIDE, SPP, Int, OutDir, OutFile, opt
+
 
 def _parse_options(items: list[str]) -> dict:
     import yaml
@@ -34,15 +36,15 @@ def register(app: typer.Typer) -> None:
     def estimate(
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or YAML file."),
         method: str = typer.Option(..., "--method", help="oracle, file, constant, khan06, sunsky, sh2, dipir."),
-        out: Path = typer.Option(..., "--out", help="Output folder: envmap.exr, composite.png, estimate.json."),
+        out: Path = opt(..., "--out", kind=OutDir(), help="Output folder: envmap.exr, composite.png, estimate.json."),
         option: list[str] = typer.Option([], "--option", "-o",
                                          help="Estimator option KEY=VALUE (YAML value), repeatable, "
                                               "e.g. -o folder=maps/ -o convention=blender."),
-        width: int = typer.Option(256, "--width", help="Composite width (pixels)."),
-        height: int = typer.Option(256, "--height", help="Composite height (pixels)."),
-        spp: int = typer.Option(64, "--spp", help="Samples per pixel."),
-        envmap_height: int = typer.Option(64, "--envmap-height", help="Env map rows used by the renderer."),
-        seed: int = typer.Option(0, "--seed"),
+        width: int = opt(256, "--width", kind=SIDE, help="Composite width (pixels)."),
+        height: int = opt(256, "--height", kind=SIDE, help="Composite height (pixels)."),
+        spp: int = opt(64, "--spp", kind=SPP, help="Samples per pixel."),
+        envmap_height: int = opt(64, "--envmap-height", kind=ENV_HEIGHT, help="Env map rows used by the renderer."),
+        seed: int = opt(0, "--seed", kind=SEED),
     ) -> None:
         """Estimate the lighting of a scene with one method and render the object with it."""
         from dipir.errors import DipirError
@@ -59,7 +61,10 @@ def register(app: typer.Typer) -> None:
         reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
         if reason:
             raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
-        res = estimate_and_render(sc, est, _render_cfg(width, height, spp, envmap_height), seed, out)
+        from dipir.io import staged_dir
+
+        with staged_dir(out) as stage:  # a failed estimate leaves no envmap.exr that `evaluate` would take
+            res = estimate_and_render(sc, est, _render_cfg(width, height, spp, envmap_height), seed, stage)
         typer.echo(f"{method}: estimate {res['seconds_estimate']:.2f} s, render {res['seconds_render']:.2f} s "
                    f"-> {out}/({', '.join(res['artifacts'].values())})")
 
@@ -67,34 +72,39 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or YAML file."),
         pred: Path = typer.Option(..., "--pred", help="Folder written by `dipir estimate`."),
-        out: Path = typer.Option(None, "--out", help="metrics.json path (default PRED/metrics.json)."),
-        width: int = typer.Option(256, "--width"),
-        height: int = typer.Option(256, "--height"),
-        spp: int = typer.Option(64, "--spp"),
-        envmap_height: int = typer.Option(64, "--envmap-height"),
-        seed: int = typer.Option(0, "--seed"),
-        sphere_resolution: int = typer.Option(64, "--sphere-resolution", help="Pixels per side of each sphere."),
-        sphere_spp: int = typer.Option(64, "--sphere-spp"),
+        out: Path = opt(None, "--out", kind=OutFile(), help="metrics.json path (default PRED/metrics.json)."),
+        width: int = opt(256, "--width", kind=SIDE),
+        height: int = opt(256, "--height", kind=SIDE),
+        spp: int = opt(64, "--spp", kind=SPP),
+        envmap_height: int = opt(64, "--envmap-height", kind=ENV_HEIGHT),
+        seed: int = opt(0, "--seed", kind=SEED),
+        sphere_resolution: int = opt(64, "--sphere-resolution", kind=Int(4, 2048), help="Pixels per side of each sphere."),
+        sphere_spp: int = opt(64, "--sphere-spp", kind=SPP),
         sphere_renders: bool = typer.Option(False, "--sphere-renders", help="Also write the sphere renders (EXR)."),
     ) -> None:
         """Compare a prediction with the scene's ground truth: writes metrics.json (+ gt_composite.png).
         Use the same render settings and seed as `dipir estimate`."""
-        import json
-
+        from dipir.errors import DipirError
         from dipir.evaluation.evaluate import METRICS, evaluate as run_evaluate
+        from dipir.io import staged_dir, write_json_atomic
         from dipir.evaluation.sphere_metrics import SphereConfig
         from dipir.scene.contract import load_scene
 
         sc = load_scene(scene)
-        res = run_evaluate(sc, pred, _render_cfg(width, height, spp, envmap_height), seed,
-                           sphere_cfg=SphereConfig(resolution=sphere_resolution, spp=sphere_spp),
-                           write_sphere_renders=sphere_renders)
-        res["meta"] = {k: METRICS[k] for k in res["metrics"] if k in METRICS}
+        if not Path(pred).is_dir():
+            raise DipirError("prediction folder not found (run `dipir estimate` first)", pred)
         path = out or (Path(pred) / "metrics.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(res, indent=2))  # PSNR of identical images is written as Infinity
-        tmp.replace(path)
+        # The renders it adds to PRED and metrics.json appear only when the evaluation succeeds.
+        with staged_dir(pred, field="--pred") as stage:
+            res = run_evaluate(sc, pred, _render_cfg(width, height, spp, envmap_height), seed,
+                               sphere_cfg=SphereConfig(resolution=sphere_resolution, spp=sphere_spp),
+                               write_sphere_renders=sphere_renders, out_dir=stage)
+            res["meta"] = {k: METRICS[k] for k in res["metrics"] if k in METRICS}
+            if out is None:
+                write_json_atomic(stage / path.name, res)  # PSNR of identical images is written as Infinity
+        if out is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, res)
         shown = {k: v for k, v in res["metrics"].items() if not k.startswith(("sphere_diffuse", "sphere_matte",
                                                                                 "sphere_mirror"))}
         for k, v in shown.items():

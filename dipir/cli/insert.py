@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import typer
 
+from dipir.cli.params import MAX_ITERS, MAX_SIDE, SEED, SPP, Int, OutDir, opt
 from dipir.errors import DipirError
 
 
@@ -52,8 +53,8 @@ def parse_resolution(text: str | None, default: tuple[int, int]) -> tuple[int, i
         w, h = (int(x) for x in text.lower().split("x"))
     except ValueError:
         raise DipirError(f"expected WIDTHxHEIGHT such as 256x192, got {text!r}", field="--resolution") from None
-    if w < 1 or h < 1 or w > 8192 or h > 8192:
-        raise DipirError(f"resolution out of range: {text!r}", field="--resolution")
+    if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+        raise DipirError(f"width and height must be in [1, {MAX_SIDE}], got {text!r}", field="--resolution")
     return w, h
 
 
@@ -82,21 +83,16 @@ def run_insert(args: InsertArgs, method: str = "envmap") -> dict:
     if not args.width:
         cfg.width, cfg.height = default_resolution(scene.camera.width, scene.camera.height)
     res = render_insertion(scene, env, cfg, seed=args.seed)
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"composite": out / "composite.png", "foreground": out / "foreground.exr",
-             "shadow_ratio": out / "shadow_ratio.exr", "mask": out / "mask.png"}
-    _write_png(paths["composite"], Image.fromarray(np.round(res["composite"] * 255).astype(np.uint8), "RGB"))
-    _write_png(paths["mask"], Image.fromarray(np.round(res["mask"][..., 0] * 255).astype(np.uint8), "L"))
-    write_hdr(paths["foreground"], res["fg"])
-    write_hdr(paths["shadow_ratio"], res["shadow_ratio"])
-    return paths
+    names = {"composite": "composite.png", "foreground": "foreground.exr", "shadow_ratio": "shadow_ratio.exr",
+             "mask": "mask.png"}
+    from dipir.io import staged_dir
 
-
-def _write_png(path: Path, im) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
+    with staged_dir(args.out) as stage:  # all four files appear together, or none
+        Image.fromarray(np.round(res["composite"] * 255).astype(np.uint8), "RGB").save(stage / names["composite"])
+        Image.fromarray(np.round(res["mask"][..., 0] * 255).astype(np.uint8), "L").save(stage / names["mask"])
+        write_hdr(stage / names["foreground"], res["fg"])
+        write_hdr(stage / names["shadow_ratio"], res["shadow_ratio"])
+    return {k: args.out / v for k, v in names.items()}
 
 
 def register(app: typer.Typer) -> None:
@@ -104,15 +100,15 @@ def register(app: typer.Typer) -> None:
     def insert(
         scene: Path = typer.Option(..., "--scene", help="scene.yaml or a folder holding one"),
         envmap: Optional[Path] = typer.Option(None, "--envmap", help="HDR env map (.exr/.hdr) in the scene's world; required by --method envmap"),
-        out: Path = typer.Option(..., "--out", help="output folder"),
+        out: Path = opt(..., "--out", kind=OutDir(), help="output folder"),
         resolution: Optional[str] = typer.Option(None, "--resolution", help=f"WxH (default: the background's size, longest side capped at {DEFAULT_MAX_SIDE})"),
-        spp: int = typer.Option(64, "--spp", help="samples per pixel"),
-        seed: int = typer.Option(0, "--seed"),
-        max_depth: int = typer.Option(4, "--max-depth", help="foreground path length D (surface interactions)"),
+        spp: int = opt(64, "--spp", kind=SPP, help="samples per pixel"),
+        seed: int = opt(0, "--seed", kind=SEED),
+        max_depth: int = opt(4, "--max-depth", kind=Int(1, 64), help="foreground path length D (surface interactions)"),
         method: str = typer.Option("envmap", "--method", help="where the lighting comes from: envmap, or dipir (optimize it)"),
         preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.optim.presets)"),
         model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, or 'tiny'"),
-        iterations: Optional[int] = typer.Option(None, "--iterations", help="--method dipir: optimization steps (default: the preset's)"),
+        iterations: Optional[int] = opt(None, "--iterations", kind=Int(1, MAX_ITERS), help="--method dipir: optimization steps (default: the preset's)"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method dipir: models, LoRAs, concept images (default ~/.cache/dipir)"),
     ) -> None:
         """Render the scene's object into its background: composite.png, foreground.exr, shadow_ratio.exr, mask.png."""

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import SEED, OutDir, arg, opt
+
 
 def register(app: typer.Typer) -> None:
     model_app = typer.Typer(help="Diffusion models: write the tiny test pipeline, check a model loads.",
@@ -14,13 +16,18 @@ def register(app: typer.Typer) -> None:
 
     @model_app.command("tiny")
     def tiny(
-        out_dir: Path = typer.Argument(..., help="Folder to write the diffusers pipeline into (replaced)."),
-        seed: int = typer.Option(0, "--seed", help="Weight seed: the same seed writes identical weights."),
+        out_dir: Path = arg(..., kind=OutDir(), help="Folder to write the diffusers pipeline into (replaced)."),
+        seed: int = opt(0, "--seed", kind=SEED, help="Weight seed: the same seed writes identical weights."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
     ) -> None:
         """Write a tiny SD-like pipeline built from configs (random weights, offline tokenizer)."""
+        from dipir.errors import DipirError
         from dipir.guidance.models import write_tiny_pipeline
 
+        if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "model_index.json").is_file():
+            # It is replaced whole: never delete a folder that is not a diffusers pipeline.
+            raise DipirError(f"{out_dir} is a non-empty folder that holds no pipeline (model_index.json); "
+                             "choose a new folder", field="OUT_DIR")
         path = write_tiny_pipeline(out_dir, seed=seed, prediction_type=prediction_type)
         typer.echo(f"wrote tiny pipeline ({prediction_type}, seed {seed}) to {path}")
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import SEED, Int, OutDir, opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("personalize")
@@ -15,12 +17,13 @@ def register(app: typer.Typer) -> None:
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or scene YAML file."),
         model: str = typer.Option("stabilityai/stable-diffusion-2-1-base", "--model",
                                   help="Local diffusers folder or hub id (`dipir model tiny DIR` for tests)."),
-        out: Path = typer.Option(..., "--out", help="Output folder: lora.safetensors + personalize.json."),
+        out: Path = opt(..., "--out", kind=OutDir(), help="Output folder: lora.safetensors + personalize.json."),
         config: Path = typer.Option(None, "--config", help="YAML with PersonalizeConfig fields."),
-        steps: int = typer.Option(None, "--steps", help="Training steps (overrides the config)."),
-        resolution: int = typer.Option(None, "--resolution", help="Training resolution in pixels."),
-        concepts: int = typer.Option(None, "--concepts", help="Concept images per class (0: none)."),
-        seed: int = typer.Option(None, "--seed", help="Training seed."),
+        steps: int = opt(None, "--steps", kind=Int(1, 1_000_000), help="Training steps (overrides the config)."),
+        resolution: int = opt(None, "--resolution", kind=Int(8, 2048),
+                              help="Training resolution in pixels (a multiple of 8)."),
+        concepts: int = opt(None, "--concepts", kind=Int(0, 10_000), help="Concept images per class (0: none)."),
+        seed: int = opt(None, "--seed", kind=SEED, help="Training seed."),
         cache_dir: Path = typer.Option(None, "--cache-dir",
                                        help="Cache for concept sets and LoRAs (default $DIPIR_CACHE_DIR or ~/.cache/dipir)."),
         device: str = typer.Option(None, "--device", help="cpu / cuda (default: cuda if available)."),
@@ -50,19 +53,24 @@ def register(app: typer.Typer) -> None:
                 raise DipirError("expected a mapping of PersonalizeConfig fields", config)
             cfg = PersonalizeConfig.from_dict(data, config)
         overrides = {"steps": steps, "resolution": resolution, "seed": seed}
-        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-        if concepts is not None:
-            cfg = dataclasses.replace(cfg, concept_count=max(concepts, 1), use_concepts=concepts > 0)
+        try:
+            cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+            if concepts is not None:
+                cfg = dataclasses.replace(cfg, concept_count=max(concepts, 1), use_concepts=concepts > 0)
+        except DipirError as err:
+            raise DipirError(err.message, field=f"--{err.field}") from None
         sc = load_scene(scene)
         background = Image.open(sc.background).convert("RGB")
         pipe = load_pipeline(model, device=device, dtype=dtype)
         res = personalize(pipe, background, sc.object.cls, cfg, cache_dir=cache_dir, progress=True)
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(res.lora_path, out / "lora.safetensors")
-        (out / "personalize.json").write_text(json.dumps({
-            "scene": sc.id, "class": sc.object.cls, "model": model, "key": res.key,
-            "cache_hit": res.cache_hit, "cached_file": str(res.lora_path), "seconds": res.seconds,
-            "steps_taken": res.steps_taken, "losses": res.losses,
-            "config": cfg.key_dict()}, indent=1) + "\n")
+        from dipir.io import staged_dir
+
+        with staged_dir(out) as stage:  # the LoRA and its description appear together
+            shutil.copyfile(res.lora_path, stage / "lora.safetensors")
+            (stage / "personalize.json").write_text(json.dumps({
+                "scene": sc.id, "class": sc.object.cls, "model": model, "key": res.key,
+                "cache_hit": res.cache_hit, "cached_file": str(res.lora_path), "seconds": res.seconds,
+                "steps_taken": res.steps_taken, "losses": res.losses,
+                "config": cfg.key_dict()}, indent=1) + "\n")
         what = "cache hit" if res.cache_hit else f"trained {res.steps_taken} steps"
         typer.echo(f"{sc.id}: LoRA ({what}, {res.seconds:.1f} s) -> {out / 'lora.safetensors'}")

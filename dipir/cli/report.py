@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import SEED, Int, OutDir, opt
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -14,12 +16,12 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Argument(..., help="Run folder (results store) written by `dipir run`."),
         format: str = typer.Option("md,html,tex", "--format", help="Comma-separated: md, html, tex."),
         study: Path = typer.Option(None, "--study", help="A study folder (`dipir study make`) whose answers to add."),
-        out: Path = typer.Option(None, "--out", help="Output folder (default RUN/report)."),
-        n_boot: int = typer.Option(2000, "--bootstrap", help="Bootstrap resamples for the CIs."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        out: Path = opt(None, "--out", kind=OutDir(), help="Output folder (default RUN/report)."),
+        n_boot: int = opt(2000, "--bootstrap", kind=Int(100, 1_000_000), help="Bootstrap resamples for the CIs."),
+        seed: int = opt(0, "--seed", kind=SEED, help="Bootstrap seed."),
         main: str = typer.Option("dipir", "--main", help="Label of the DiPIR preset compared against all others."),
         reference: str = typer.Option("oracle", "--reference", help="Comma-separated methods never bolded (GT lighting)."),
-        grid_scenes: int = typer.Option(6, "--grid-scenes", help="Comparison grids per dataset."),
+        grid_scenes: int = opt(6, "--grid-scenes", kind=Int(0, 1000), help="Comparison grids per dataset."),
         link_images: bool = typer.Option(False, "--link-images", help="report.html links figures instead of embedding them."),
     ) -> None:
         """Write RUN/report/: report.md, report.html (self-contained), tables/*.tex (booktabs), figures/."""
@@ -40,6 +42,12 @@ def register(app: typer.Typer) -> None:
             figures=FigureConfig(max_grid_scenes=grid_scenes),
             embed_images=not link_images,
         )
-        res = build_report(run, cfg, study=study, out=out)
+        from dipir.io import staged_dir
+
+        report_dir = out or Path(run) / "report"
+        if not Path(run).is_dir():  # before a staging folder would be made beside RUN/report
+            raise DipirError("run folder not found", run)
+        with staged_dir(report_dir) as stage:  # a failed report leaves the previous one whole
+            res = build_report(run, cfg, study=study, out=stage)
         n = sum(len(v) for v in res.files.values())
-        typer.echo(f"wrote {n} files to {res.report_dir} in {res.seconds:.1f} s")
+        typer.echo(f"wrote {n} files to {report_dir} in {res.seconds:.1f} s")

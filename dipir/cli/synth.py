@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import MAX_COUNT, SEED, Float, Int, OutDir, arg, opt
+
 
 def register(app: typer.Typer) -> None:
     synth_app = typer.Typer(help="Write synthetic datasets in the real formats.", no_args_is_help=True)
@@ -13,16 +15,16 @@ def register(app: typer.Typer) -> None:
 
     @synth_app.command("waymo")
     def waymo(
-        out: Path = typer.Argument(..., help="Output folder."),
+        out: Path = arg(..., kind=OutDir(), help="Output folder."),
         format: str = typer.Option("v1", "--format", help="v1 (TFRecord of Frame protos) or v2 (Parquet)."),
-        segments: int = typer.Option(1, "--segments", min=1),
-        frames: int = typer.Option(3, "--frames", min=1),
-        seed: int = typer.Option(0, "--seed"),
+        segments: int = opt(1, "--segments", kind=Int(1, 1000)),
+        frames: int = opt(3, "--frames", kind=Int(1, 1000)),
+        seed: int = opt(0, "--seed", kind=SEED),
         small: bool = typer.Option(False, "--small", help="Tiny images and range images (tests, demos)."),
         image_size: str = typer.Option(None, "--image-size", help="Camera image WxH (default 96x64)."),
         lidar_size: str = typer.Option(None, "--lidar-size", help="TOP range image HxW (real: 64x2650)."),
-        noise: float = typer.Option(0.0, "--noise", help="LiDAR range noise (std, metres)."),
-        outliers: float = typer.Option(0.0, "--outliers", help="Fraction of outlier LiDAR returns."),
+        noise: float = opt(0.0, "--noise", kind=Float(0.0, 10.0), help="LiDAR range noise (std, metres)."),
+        outliers: float = opt(0.0, "--outliers", kind=Float(0.0, 1.0), help="Fraction of outlier LiDAR returns."),
         time_of_day: str = typer.Option("Day", "--time-of-day",
                                         help="stats.time_of_day label: Day, Dawn/Dusk or Night (a label only)."),
     ) -> None:
@@ -36,36 +38,44 @@ def register(app: typer.Typer) -> None:
             raise DipirError(f"expected Day, Dawn/Dusk or Night, got {time_of_day!r}", field="--time-of-day")
         kw: dict = {"noise_std": noise, "outlier_fraction": outliers, "time_of_day": time_of_day}
         if image_size:
-            w, h = _pair(image_size, "--image-size")
+            w, h = _pair(image_size, "--image-size", (8, 4096), (8, 4096))
             kw.update(image_width=w, image_height=h)
         if lidar_size:
-            h, w = _pair(lidar_size, "--lidar-size")
+            h, w = _pair(lidar_size, "--lidar-size", (2, 256), (8, 8192))
             kw.update(top_height=h, top_width=w)
         cfg = SynthWaymoConfig.small(**kw) if small else SynthWaymoConfig(**kw)
-        paths = write_segments(out, format, segments, frames, seed, cfg)
+        from dipir.io import staged_dir
+
+        with staged_dir(out) as stage:
+            paths = write_segments(stage, format, segments, frames, seed, cfg)
+        paths = [out / p.relative_to(stage) for p in paths]
         typer.echo(f"wrote {segments} {format} segment(s) of {frames} frame(s): " + ", ".join(str(p) for p in paths))
 
     @synth_app.command("polyhaven")
     def polyhaven(
-        out: Path = typer.Argument(..., help="Output folder."),
-        count: int = typer.Option(4, "--count", min=1),
-        seed: int = typer.Option(0, "--seed"),
-        size: str = typer.Option("512x256", "--size", help="Equirect WxH."),
+        out: Path = arg(..., kind=OutDir(), help="Output folder."),
+        count: int = opt(4, "--count", kind=Int(1, MAX_COUNT)),
+        seed: int = opt(0, "--seed", kind=SEED),
+        size: str = typer.Option("512x256", "--size", help="Equirect WxH, W in [8, 8192], H in [4, 4096]."),
     ) -> None:
         """Procedural HDRIs (sky + sun, indoor area lights) with a JSON sidecar of the truth."""
         from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
+        from dipir.io import staged_dir
 
-        w, h = _pair(size, "--size")
-        paths = write_hdris(out, count, seed, SynthHDRIConfig(width=w, height=h))
+        w, h = _pair(size, "--size", (8, 8192), (4, 4096))
+        with staged_dir(out) as stage:
+            paths = write_hdris(stage, count, seed, SynthHDRIConfig(width=w, height=h))
         typer.echo(f"wrote {len(paths)} HDRIs to {out}")
 
 
-def _pair(s: str, name: str) -> tuple[int, int]:
+def _pair(s: str, name: str, a_range: tuple[int, int], b_range: tuple[int, int]) -> tuple[int, int]:
     from dipir.errors import DipirError
 
     try:
         a, b = (int(x) for x in s.lower().split("x"))
-        assert a > 0 and b > 0
-    except (ValueError, AssertionError):
-        raise DipirError(f"expected AxB with positive integers, got {s!r}", field=name) from None
+    except ValueError:
+        raise DipirError(f"expected AxB with integers, got {s!r}", field=name) from None
+    if not (a_range[0] <= a <= a_range[1] and b_range[0] <= b <= b_range[1]):
+        raise DipirError(f"{a}x{b} out of range: first in [{a_range[0]}, {a_range[1]}], "
+                         f"second in [{b_range[0]}, {b_range[1]}]", field=name)
     return a, b

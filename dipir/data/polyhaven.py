@@ -8,18 +8,27 @@ Conventions
   sits at (0, camera_height, 0), looks towards +Z pitched up by `elevation_deg`, and the env map is
   saved already rotated (columns shifted by (azimuth/360 − 0.5)·W, linear interpolation), so the
   oracle renders exactly what the crop saw.
-- `fov_deg` is the vertical field of view (default 60°, elevation 0, 720×480: LuxDiT's protocol).
+- The crop protocol (README, "Poly Haven protocol"; `PROTOCOL` below owns the numbers that the CLI,
+  the suites and `make_scene` default to): 60° vertical FOV at 720×480 as LuxDiT crops Poly Haven;
+  the camera 1.5 m above the ground and pitched 15° down (`elevation_deg` −15), so that the ground
+  from the object's contact point out to 1 m around it is in the frame with margin; the default
+  object 3 m away. LuxDiT's elevation 0 puts the horizon mid-frame and a 1.5 m camera then sees
+  the ground only from 2.6 m on (30° below the horizon), so an object's contact shadow falls
+  below the frame.
 - Exposure: "auto" scales the crop so its log-average luminance is `key` (0.18, Reinhard's middle
-  grey); a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
+  grey), a key lowered in proportion when the whole map's mean luminance is below daylight's
+  (DAYLIGHT_AMBIENT), so night maps stay dark; a number is a fixed EV (scale 2^EV). Tone mapping: scale, clip to [0, 1], sRGB OETF,
   8-bit. The saved env map is multiplied by the same scale, so its radiance is in the background's
   linear units (before clipping). The scale is recorded in provenance.
 - The proxy plane is the ground y = 0, i.e. the camera is `camera_height` metres above it
-  (default 1.0 m; Poly Haven shoots from tripods at roughly 1–1.7 m: pass the right one if known).
+  (Poly Haven publishes no capture height; its HDRIs are shot from tripods at roughly eye level:
+  pass the right one if known).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +36,24 @@ import numpy as np
 from dipir.errors import DipirError
 from dipir.rendering.hdr import LUMA, direction_to_pixel
 
-DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "distance": 2.5, "yaw_deg": 0.0}
+
+
+@dataclass(frozen=True)
+class CropProtocol:
+    """The Poly Haven crop protocol; the reasons for each number are in the README."""
+
+    fov_deg: float = 60.0  # vertical, as LuxDiT (and DiffusionLight's Poly Haven crops)
+    width: int = 720
+    height: int = 480
+    elevation_deg: float = -15.0  # pitched down: the ground around the object is in view
+    camera_height: float = 1.5  # metres above the ground: a tripod at eye level
+    distance: float = 3.0  # the default object's distance along the ground
+
+
+PROTOCOL = CropProtocol()
+# A floor vase (0.8 m): big enough in a 720×480 crop for its contact shadow to be judged.
+DEFAULT_OBJECT = {"mesh": "builtin:vase", "class": "vase", "scale": 2.0, "distance": PROTOCOL.distance,
+                  "yaw_deg": 0.0}
 
 
 def azimuth_shift(azimuth_deg: float) -> float:
@@ -84,10 +110,33 @@ def sample_equirect(img: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return ((1 - tr) * ((1 - tc) * a + tc * b) + tr * ((1 - tc) * cc + tc * d)).astype(np.float32)
 
 
-def exposure_scale(hdr_crop: np.ndarray, exposure: str | float = "auto", key: float = 0.18) -> float:
+# Solid-angle mean luminance of a daylight map, below which "auto" lowers its key. Poly Haven stores
+# maps near display exposure: on eight real 1k maps (day, dawn, sunset, interiors, a studio) the mean
+# is 0.49-2.2; on dikhololo_night it is 0.084.
+DAYLIGHT_AMBIENT = 0.4
+
+
+def ambient_luminance(env: np.ndarray) -> float:
+    """Mean luminance over the sphere (solid-angle weighted) of an equirect map."""
+    from dipir.rendering.hdr import solid_angles
+
+    sa = solid_angles(*env.shape[:2])
+    return float(((env @ LUMA) * sa).sum() / (sa.sum() * env.shape[1]))
+
+
+def auto_key(ambient: float | None, key: float = 0.18) -> float:
+    """Reinhard's key, lowered in proportion for maps darker than daylight: a night map stays dark
+    instead of being lifted to mid-grey."""
+    if ambient is None:
+        return key
+    return key * min(1.0, max(ambient, 1e-6) / DAYLIGHT_AMBIENT)
+
+
+def exposure_scale(hdr_crop: np.ndarray, exposure: str | float = "auto", key: float = 0.18,
+                   ambient: float | None = None) -> float:
     if exposure == "auto":
         lum = hdr_crop @ LUMA
-        return float(key / np.exp(np.mean(np.log(np.maximum(lum, 0) + 1e-4))))
+        return float(auto_key(ambient, key) / np.exp(np.mean(np.log(np.maximum(lum, 0) + 1e-4))))
     try:
         return float(2.0 ** float(exposure))
     except (TypeError, ValueError):
@@ -101,10 +150,14 @@ def tonemap(linear: np.ndarray) -> np.ndarray:
     return (srgb * 255 + 0.5).astype(np.uint8)
 
 
-def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0, elevation_deg: float = 0.0,
-               fov_deg: float = 60.0, width: int = 720, height: int = 480, camera_height: float = 1.0,
-               object: dict | None = None, exposure: str | float = "auto") -> Path:
-    """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml."""
+def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0,
+               elevation_deg: float = PROTOCOL.elevation_deg, fov_deg: float = PROTOCOL.fov_deg,
+               width: int = PROTOCOL.width, height: int = PROTOCOL.height,
+               camera_height: float = PROTOCOL.camera_height, object: dict | None = None,
+               exposure: str | float = "auto") -> Path:
+    """Write a Poly Haven scene folder (background.png, envmap.exr, scene.yaml); returns scene.yaml.
+    Raises DipirError (naming the object and crop fields) when the object, its contact point or the
+    ground around it is out of the crop."""
     from PIL import Image
 
     from dipir.scene.assets import object_from_dict
@@ -116,24 +169,36 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
         raise DipirError(f"fov must be in (0, 180) degrees, got {fov_deg}", field="fov")
     if not -90 < elevation_deg < 90:
         raise DipirError(f"elevation must be in (-90, 90) degrees, got {elevation_deg}", field="elevation")
-    if camera_height <= 0:
-        raise DipirError(f"camera height must be > 0, got {camera_height}", field="camera_height")
+    if not 0 < camera_height <= 1000:
+        raise DipirError(f"camera height must be in (0, 1000] metres, got {camera_height}", field="camera_height")
+    if not -360 <= azimuth_deg <= 360:
+        raise DipirError(f"azimuth must be in [-360, 360] degrees, got {azimuth_deg}", field="azimuth")
+    if not (1 <= int(width) <= 8192 and 1 <= int(height) <= 8192):
+        raise DipirError(f"width and height must be in [1, 8192], got {width}x{height}", field="width")
     hdri = read_hdr(hdri_path)
     env = rotate_equirect(hdri, azimuth_deg)
     cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
     crop = sample_equirect(env, pixel_directions(cam))
-    scale = exposure_scale(crop, exposure)
+    ambient = ambient_luminance(env)
+    scale = exposure_scale(crop, exposure, ambient=ambient)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
     write_hdr(out / "envmap.exr", env * scale)
     plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)
-    obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    try:
+        obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
+    except DipirError as err:
+        if err.field not in ("object.distance", "object.position"):
+            raise
+        raise DipirError(f"{err.message} (crop of {hdri_path.name}: elevation_deg={elevation_deg:g}, "
+                         f"camera_height={camera_height:g}, fov_deg={fov_deg:g})", err.path, err.field) from None
     prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
             "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
             "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),
-            "exposure_scale": scale, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
+            "exposure_scale": scale, "ambient_luminance": ambient,
+            "exposure_key": auto_key(ambient) if exposure == "auto" else None, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
             "hdri_to_scene_rotation": hdri_to_scene_rotation(azimuth_deg).tolist()}
     sidecar = hdri_path.with_suffix(".json")
     if sidecar.is_file():  # a synthetic HDRI: carry its truth over, in the scene world

@@ -50,6 +50,12 @@ class SynthWaymoConfig:
     # Segment stats written as Waymo does ("Day", "Dawn/Dusk", "Night"; "" = unset). Only a label:
     # the rendered image is lit the same whatever it says.
     time_of_day: str = "Day"
+    # lidar=False: cameras and calibrations only, as Waymo's own one-frame test record (v1: the lasers'
+    # range images are empty; v2: no lidar / lidar_pose components).
+    lidar: bool = True
+    # v2 key.camera_name / key.laser_name as the enum's name ("FRONT"), as in Waymo's v2 test data,
+    # instead of the released dataset's int8.
+    v2_string_names: bool = False
 
     @staticmethod
     def small(**kw) -> "SynthWaymoConfig":
@@ -303,7 +309,7 @@ def generate_frames(street: Street, cfg: SynthWaymoConfig, frames: int, seed: in
     for k in range(frames):
         t = k * cfg.frame_dt
         pose = street.vehicle_pose(t, cfg.speed)
-        scans = [scan(street, cfg, laser, t, rng) for laser in lasers]
+        scans = [scan(street, cfg, laser, t, rng) for laser in lasers] if cfg.lidar else []
         velocity = cfg.speed * pose[:3, 0]  # global frame, along the heading
         yield {"index": k, "timestamp": t0_micros + int(round(t * 1e6)), "pose": pose, "velocity": velocity,
                "image": renderer.jpeg(pose, seed * 1000 + k) if renderer else flat, "calib": calib,
@@ -339,7 +345,8 @@ def _frame_proto(fr: dict, segment: str):
     cc.extrinsic.transform.extend(c["extrinsic"].ravel().tolist())
     cc.width, cc.height = c["width"], c["height"]
     cc.rolling_shutter_direction = c["rolling_shutter_direction"]
-    for laser, (ri, pose_img) in zip(fr["lasers"], fr["scans"]):
+    scans = fr["scans"] or [(None, None)] * len(fr["lasers"])  # no LiDAR: calibrations, empty range images
+    for laser, (ri, pose_img) in zip(fr["lasers"], scans):
         lc = f.context.laser_calibrations.add()
         lc.name = laser["name"]
         lc.beam_inclinations.extend(laser["beam_inclinations"])
@@ -347,6 +354,8 @@ def _frame_proto(fr: dict, segment: str):
         lc.extrinsic.transform.extend(laser["extrinsic"].ravel().tolist())
         las = f.lasers.add()
         las.name = laser["name"]
+        if ri is None:
+            continue
         las.ri_return1.range_image_compressed = encode_matrix_float(ri)
         las.ri_return2.range_image_compressed = encode_matrix_float(_second_return(ri))
         if pose_img is not None:
@@ -373,10 +382,17 @@ def write_v1(path: Path, frames: Iterator[dict], segment: str, truth: dict, stre
 
 
 def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, street: Street,
-             float64: bool = False) -> Path:
+             float64: bool = False, string_names: bool = False) -> Path:
     """Write one segment's components. `float64=True` writes the other real variant (float64
-    values, plain lists for transforms) so readers are tested on both."""
+    values, plain lists for transforms) so readers are tested on both; `string_names=True` writes the
+    camera and laser keys as names ("FRONT") instead of int8, as Waymo's v2 test data does."""
     import pyarrow as pa
+
+    from dipir.data.waymo_protos import CAMERA_NAMES, LASER_NAMES
+
+    cam_key = {v: k for k, v in CAMERA_NAMES.items()}.get if string_names else int
+    laser_key = {v: k for k, v in LASER_NAMES.items()}.get if string_names else int
+    key_type = pa.string() if string_names else pa.int8()
 
     ftype = pa.float64() if float64 else pa.float32()
     tf16 = pa.list_(pa.float64()) if float64 else pa.list_(pa.float64(), 16)
@@ -394,7 +410,7 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
         truth["frames"].append(frame_truth(street, fr))
         key = {"key.segment_context_name": segment, "key.frame_timestamp_micros": ts}
         vel = fr["velocity"]
-        img_cols = {"key.camera_name": calib["name"], "[CameraImageComponent].image": fr["image"],
+        img_cols = {"key.camera_name": cam_key(calib["name"]), "[CameraImageComponent].image": fr["image"],
                     "[CameraImageComponent].pose.transform": fr["pose"].ravel().tolist()}
         for axis, v in zip("xyz", vel):
             img_cols[f"[CameraImageComponent].velocity.linear_velocity.{axis}"] = float(v)
@@ -415,17 +431,17 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
                                "[StatsComponent].camera_object_counts.counts": None})
         for laser, (ri, pose_img) in zip(lasers, fr["scans"]):
             second = _second_return(ri)
-            add("lidar", **key, **{"key.laser_name": laser["name"],
+            add("lidar", **key, **{"key.laser_name": laser_key(laser["name"]),
                                    "[LiDARComponent].range_image_return1.values": ri.ravel(),
                                    "[LiDARComponent].range_image_return1.shape": list(ri.shape),
                                    "[LiDARComponent].range_image_return2.values": second.ravel(),
                                    "[LiDARComponent].range_image_return2.shape": list(second.shape)})
             if pose_img is not None:
-                add("lidar_pose", **key, **{"key.laser_name": laser["name"],
+                add("lidar_pose", **key, **{"key.laser_name": laser_key(laser["name"]),
                                             "[LiDARPoseComponent].range_image_return1.values": pose_img.ravel(),
                                             "[LiDARPoseComponent].range_image_return1.shape": list(pose_img.shape)})
     types = {"key.segment_context_name": pa.string(), "key.frame_timestamp_micros": pa.int64(),
-             "key.camera_name": pa.int8(), "key.laser_name": pa.int8(), "[CameraImageComponent].image": pa.binary(),
+             "key.camera_name": key_type, "key.laser_name": key_type, "[CameraImageComponent].image": pa.binary(),
              "[CameraImageComponent].pose.transform": tf16, "[CameraImageComponent].pose_timestamp": pa.float64(),
              "[VehiclePoseComponent].world_from_vehicle.transform": tf16,
              "[LiDARComponent].range_image_return1.values": pa.list_(ftype),
@@ -445,6 +461,8 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     for k in ("shutter", "camera_trigger_time", "camera_readout_done_time"):
         types[f"[CameraImageComponent].rolling_shutter_params.{k}"] = pa.float64()
     for tag, cols in rows.items():
+        if not cols:
+            continue  # no LiDAR: no lidar / lidar_pose components
         arrays = {}
         for k, v in cols.items():
             if k.endswith(".values"):
@@ -455,7 +473,7 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
         # Small row groups (a few frames each) let readers skip by timestamp statistics.
         _write_parquet(root / tag / f"{segment}.parquet", pa.table(arrays), row_group_size=4 * len(lasers))
     ccal = "[CameraCalibrationComponent]"
-    cal = {"key.segment_context_name": pa.array([segment]), "key.camera_name": pa.array([calib["name"]], pa.int8())}
+    cal = {"key.segment_context_name": pa.array([segment]), "key.camera_name": pa.array([cam_key(calib["name"])], key_type)}
     for name, v in zip(["f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3"], calib["intrinsic"]):
         cal[f"{ccal}.intrinsic.{name}"] = pa.array([float(v)], pa.float64())
     cal[f"{ccal}.extrinsic.transform"] = pa.array([calib["extrinsic"].ravel().tolist()], tf16)
@@ -466,7 +484,7 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
     lcal = "[LiDARCalibrationComponent]"
     _write_parquet(root / "lidar_calibration" / f"{segment}.parquet", pa.table({
         "key.segment_context_name": pa.array([segment] * len(lasers)),
-        "key.laser_name": pa.array([la["name"] for la in lasers], pa.int8()),
+        "key.laser_name": pa.array([laser_key(la["name"]) for la in lasers], key_type),
         f"{lcal}.extrinsic.transform": pa.array([la["extrinsic"].ravel().tolist() for la in lasers], tf16),
         f"{lcal}.beam_inclination.min": pa.array([la["beam_inclination_min"] for la in lasers], pa.float64()),
         f"{lcal}.beam_inclination.max": pa.array([la["beam_inclination_max"] for la in lasers], pa.float64()),
@@ -479,10 +497,11 @@ def write_v2(root: Path, frames: Iterator[dict], segment: str, truth: dict, stre
 def _write_parquet(path: Path, table, row_group_size: int | None = None) -> None:
     import pyarrow.parquet as pq
 
+    from dipir.io import atomic_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=row_group_size)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_size)
 
 
 def v1_filename(segment: str) -> str:
@@ -515,7 +534,7 @@ def write_segments(out: str | Path, format: str = "v1", segments: int = 1, frame
         if format == "v1":
             written.append(write_v1(out / v1_filename(segment), gen, segment, truth, street))
         else:
-            write_v2(out, gen, segment, truth, street, float64=v2_float64)
+            write_v2(out, gen, segment, truth, street, float64=v2_float64, string_names=cfg.v2_string_names)
             written.append(out)
         (out / "truth").mkdir(exist_ok=True)
         (out / "truth" / f"{segment}.json").write_text(json.dumps(truth, indent=1))

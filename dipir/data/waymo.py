@@ -3,8 +3,13 @@
 The scene world (Mitsuba, +Y up) is camera-aligned: world = vehicle axes (y, z, x) after turning the
 camera's heading onto +Z, origin on the vehicle's z = 0 plane below the camera (dipir.scene.geometry).
 The camera uses the calibration's pinhole intrinsics; lens distortion (k1, k2, p1, p2, k3) is
-ignored (recorded in provenance). The proxy plane is fitted to the LiDAR points in front of the
-camera (RANSAC + least squares) and written in that world, with the points in `points.ply`.
+ignored (recorded in provenance).
+
+The proxy plane (`ground`): `lidar` fits it to the LiDAR points in front of the camera (RANSAC +
+least squares) and writes the points to `points.ply`; `calibration` takes the vehicle frame's z = 0
+plane, which is the ground under the car: Waymo's vehicle frame has its origin at the middle of the
+rear axle, on the ground, so a sensor's height above the road is its extrinsic z (the real FRONT
+camera: z ≈ 2.1 m). `auto` uses the LiDAR when the frame has range images, else the calibration.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 from dipir.errors import DipirError
 
 DEFAULT_OBJECT = {"mesh": "builtin:car", "class": "car", "distance": 10.0, "yaw_deg": 30.0}
+GROUNDS = ("auto", "lidar", "calibration")
 
 
 def detect_format(path: str | Path) -> str:
@@ -25,7 +31,12 @@ def detect_format(path: str | Path) -> str:
     if p.is_dir() and (p / "camera_image").is_dir():
         return "v2"
     if p.is_dir():
-        raise DipirError("folder is not a Waymo v2 root (no camera_image/ inside)", p)
+        records = sorted(p.glob("*.tfrecord"))
+        if records:  # a folder of v1 segments: name one of them
+            more = f" (and {len(records) - 1} more)" if len(records) > 1 else ""
+            raise DipirError(f"a folder of v1 TFRecord segments, not a v2 root: pass one file, e.g. "
+                             f"{records[0]}{more}", p)
+        raise DipirError("folder is not a Waymo v2 root (no camera_image/ inside) and holds no .tfrecord file", p)
     raise DipirError("no such file or folder", p)
 
 
@@ -70,9 +81,9 @@ def _place_clear(object: dict | None, cam, plane, points_world: np.ndarray):
     """Auto placement that avoids obstacles: try the requested spot, then nearby ones (further,
     nearer, to the sides) until the LiDAR over the object's footprint sees mostly ground.
     An explicit `position` is used as given."""
-    from dipir.scene.assets import footprint_counts, load_object_mesh, object_from_dict
+    from dipir.scene.assets import footprint_counts, load_object_mesh, merge_object, object_from_dict
 
-    req = {**DEFAULT_OBJECT, **(object or {})}
+    req = merge_object(object, DEFAULT_OBJECT)
     if req.get("position") is not None:
         return object_from_dict(object, cam, plane, DEFAULT_OBJECT)
     d0, l0 = float(req.get("distance", 10.0)), float(req.get("lateral", 0.0))
@@ -97,9 +108,10 @@ def _place_clear(object: dict | None, cam, plane, points_world: np.ndarray):
 
 def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, camera: str = "FRONT",
                width: int | None = None, object: dict | None = None, segment: str | None = None,
-               seed: int = 0) -> Path:
+               seed: int = 0, ground: str = "auto") -> Path:
     """Write a scene folder for frame `frame_index` of a Waymo segment (v1 .tfrecord file or v2 root
-    folder, auto-detected) and return its scene.yaml path."""
+    folder, auto-detected) and return its scene.yaml path. `ground`: where the proxy plane comes
+    from (GROUNDS; see the module docstring)."""
     from PIL import Image
 
     from dipir.data.synth_waymo import load_truth
@@ -107,6 +119,8 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     from dipir.scene.geometry import fit_plane, transform_plane, transform_points, write_ply_points
     from dipir.scene.contract import Plane, Scene
 
+    if ground not in GROUNDS:
+        raise DipirError(f"unknown ground {ground!r} (choose from {', '.join(GROUNDS)})", field="--ground")
     fmt = detect_format(path)
     frame = read_frame(path, frame_index, camera, segment)
     img = frame.decode_image()
@@ -114,11 +128,24 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     if img.shape[:2] != (frame.camera.height, frame.camera.width):
         raise DipirError(f"image is {img.shape[1]}x{img.shape[0]} but the calibration says "
                          f"{frame.camera.width}x{frame.camera.height}", frame.source, frame.where)
-    pts_v, intensity = frame.points()
-    pts_w = transform_points(w_from_v, pts_v)
-    sel = ground_points(pts_w, cam)
-    fit = fit_plane(pts_w[sel], seed=seed, source=f"{frame.source}: {frame.where}")
-    plane = Plane(point=fit.point, normal=fit.normal, size=60.0)
+    source = "lidar" if ground == "lidar" or (ground == "auto" and frame.lasers) else "calibration"
+    ground_prov: dict = {"requested": ground, "source": source}
+    pts_w = intensity = None
+    if source == "lidar" or frame.lasers:  # frame.points() names the file when there are no range images
+        pts_v, intensity = frame.points()
+        pts_w = transform_points(w_from_v, pts_v)
+    if source == "lidar":
+        sel = ground_points(pts_w, cam)
+        fit = fit_plane(pts_w[sel], seed=seed, source=f"{frame.source}: {frame.where}")
+        plane = Plane(point=fit.point, normal=fit.normal, size=60.0)
+        ground_prov["plane_fit"] = {"inliers": int(len(fit.inliers)), "points": int(len(sel)), "rms_m": fit.rms}
+    else:
+        # The vehicle frame's z = 0 plane is the road under the car (origin on the ground below the
+        # rear axle), so the camera's height above it is the extrinsic's z.
+        p_w, n_w = transform_plane(w_from_v, np.zeros(3), np.array([0.0, 0.0, 1.0]))
+        plane = Plane(point=p_w, normal=n_w, size=60.0)
+        ground_prov["camera_height_m"] = float(frame.camera.extrinsic[2, 3])
+        ground_prov["range_images"] = bool(frame.lasers)  # with them, points.ply is still written
     # Put the plane's reference point below the camera (nicer numbers, same plane).
     o = cam.to_world[:3, 3]
     plane.point = o - ((o - plane.point) @ plane.normal) * plane.normal
@@ -129,14 +156,19 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
     if (cam.width, cam.height) != bg.size:
         bg = bg.resize((cam.width, cam.height), Image.LANCZOS)
     bg.save(out / "background.png")
-    write_ply_points(out / "points.ply", pts_w, intensity)
-    obj = _place_clear(object, cam, plane, pts_w)
+    if pts_w is not None:
+        write_ply_points(out / "points.ply", pts_w, intensity)
+        obj = _place_clear(object, cam, plane, pts_w)
+    else:  # no LiDAR to see obstacles with: the requested spot as given
+        from dipir.scene.assets import object_from_dict
+
+        (out / "points.ply").unlink(missing_ok=True)  # a stale one from an earlier LiDAR scene
+        obj = object_from_dict({**DEFAULT_OBJECT, **(object or {})}, cam, plane, {})
 
     prov = {"dataset": "waymo", "format": fmt, "source": str(Path(path).resolve()), "segment": frame.segment,
             "frame_index": int(frame_index), "timestamp_micros": int(frame.timestamp_micros), "camera": camera,
             "distortion_ignored": [float(x) for x in frame.camera.intrinsic[4:]],
-            "world_from_vehicle": w_from_v.tolist(),
-            "plane_fit": {"inliers": int(len(fit.inliers)), "points": int(len(sel)), "rms_m": fit.rms}}
+            "world_from_vehicle": w_from_v.tolist(), "ground": ground_prov}
     # Lighting condition for the report's day / twilight / night split (the batch runner reads it).
     if frame.time_of_day:
         prov["time_of_day"] = frame.time_of_day
@@ -151,5 +183,6 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
             prov["truth"] = {"synthetic": True, "seed": truth["seed"], "plane_point": p_w.tolist(),
                              "plane_normal": n_w.tolist()}
     scene = Scene(id=f"waymo_{frame.segment}_{frame_index:04d}_{camera.lower()}", background=out / "background.png",
-                  camera=cam, plane=plane, object=obj, points=out / "points.ply", provenance=prov)
+                  camera=cam, plane=plane, object=obj, points=out / "points.ply" if pts_w is not None else None,
+                  provenance=prov)
     return scene.save(out)

@@ -2,7 +2,9 @@
 
 Layout `{root}/{tag}/{segment_context_name}.parquet`. Reads are column-projected and filtered by
 segment, timestamp, camera and laser. Numeric lists may be float32 or float64, `list` or
-`fixed_size_list`: both are accepted.
+`fixed_size_list`: both are accepted. `key.camera_name` / `key.laser_name` may be the enum's number
+(the released dataset: int8) or its name ("FRONT", as in Waymo's own v2 test data): both are accepted.
+The LiDAR components are optional: without them the frame has no range images.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 
 from dipir.data.range_image import row_inclinations
 from dipir.data.waymo_frame import CameraCalibration, LaserScan, WaymoFrame
-from dipir.data.waymo_protos import camera_id
+from dipir.data.waymo_protos import CAMERA_NAMES, LASER_NAMES, camera_id
 from dipir.errors import DipirError
 
 SEG, TS, CAM, LASER = "key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name", "key.laser_name"
@@ -49,8 +51,37 @@ def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
     for c in columns + [f[0] for f in (filters or [])]:
         if c not in names:
             raise DipirError("missing required column", path, c)
+    filters = [(c, op, _key_value(path, c, v)) for c, op, v in (filters or [])]
     table = pq.read_table(path, columns=columns, filters=filters or None)
     return path, table
+
+
+_ENUMS = {CAM: CAMERA_NAMES, LASER: LASER_NAMES}
+
+
+def _key_value(path: Path, column: str, value):
+    """A camera/laser filter value in the column's own type: the enum name for a string column."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if column not in _ENUMS or not isinstance(value, int):
+        return value
+    kind = pq.read_schema(path).field(column).type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return next((k for k, v in _ENUMS[column].items() if v == value), str(value))
+    return value
+
+
+def _enum_ids(path: Path, table, column: str) -> list[int]:
+    """A camera/laser key column as enum numbers, whether it holds numbers or names."""
+    out = []
+    for v in table.column(column).to_pylist():
+        if isinstance(v, str):
+            if v.upper() not in _ENUMS[column]:
+                raise DipirError(f"unknown name {v!r} (have: {', '.join(_ENUMS[column])})", path, column)
+            v = _ENUMS[column][v.upper()]
+        out.append(int(v))
+    return out
 
 
 def _floats(table, column: str, row: int = 0) -> np.ndarray:
@@ -126,17 +157,18 @@ def read_time_of_day(root: str | Path, segment: str, timestamp: int | None = Non
 
 
 def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
+    if not (root / "lidar" / f"{segment}.parquet").is_file():
+        return []  # camera-only download: no range images (the ground then comes from calibration)
     lpath, lid = _read(root, "lidar", segment, [LASER, f"{LID}.range_image_return1.values",
                                                  f"{LID}.range_image_return1.shape"], frame_f)
     cpath, cal = _read(root, "lidar_calibration", segment, [LASER, f"{LCAL}.extrinsic.transform",
                                                              f"{LCAL}.beam_inclination.min",
                                                              f"{LCAL}.beam_inclination.max",
                                                              f"{LCAL}.beam_inclination.values"], [(SEG, "=", segment)])
-    cal_rows = {int(n): i for i, n in enumerate(cal.column(LASER).to_pylist())}
+    cal_rows = {n: i for i, n in enumerate(_enum_ids(cpath, cal, LASER))}
     pose_table = None
     lasers = []
-    for i, name in enumerate(lid.column(LASER).to_pylist()):
-        name = int(name)
+    for i, name in enumerate(_enum_ids(lpath, lid, LASER)):
         shape = tuple(int(x) for x in _floats(lid, f"{LID}.range_image_return1.shape", i))
         values = _floats(lid, f"{LID}.range_image_return1.values", i).astype(np.float32)
         if len(shape) != 3 or int(np.prod(shape)) != values.size:
@@ -156,7 +188,7 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
             if pose_table is None:
                 ppath, pose_table = _read(root, "lidar_pose", segment, [LASER, f"{LPOSE}.range_image_return1.values",
                                                                        f"{LPOSE}.range_image_return1.shape"], frame_f)
-            rows = [k for k, n in enumerate(pose_table.column(LASER).to_pylist()) if int(n) == TOP]
+            rows = [k for k, n in enumerate(_enum_ids(ppath, pose_table, LASER)) if n == TOP]
             if rows:
                 pshape = tuple(int(x) for x in _floats(pose_table, f"{LPOSE}.range_image_return1.shape", rows[0]))
                 pv = _floats(pose_table, f"{LPOSE}.range_image_return1.values", rows[0])

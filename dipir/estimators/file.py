@@ -12,6 +12,20 @@ Orientation (`convention` option):
   θ = π (i + 0.5) / H. Each Mitsuba texel direction is mapped to Blender axes and looked up
   bilinearly (wrapping in u), so a map exported from Blender lands in the same place.
 
+Frame (`frame` option):
+- `world` (default): the map is already in the scene's world (what `dipir` and the oracle write).
+- `camera`: the map is camera-relative, as single-image estimators write it: the image centre
+  looks along the camera's optical axis, the top row is the camera's up and columns right of the
+  centre are the camera's right (a panorama read like a photo from inside). We assume this from
+  their code: DiffusionLight's `ball2envmap.py` unwraps the chrome ball as seen by the camera
+  (viewing vector fixed, image centre = the direction behind the ball, ball top = image up), and
+  StyleLight pastes the input crop at the panorama's centre with azimuth, elevation and roll 0
+  (skylibs' `Fov2MaskedPano`). Pitch and roll are the camera's: no gravity alignment is assumed.
+  In `mitsuba` convention that is a map in Mitsuba's camera frame (+Z forward, +Y up, +X left); in
+  `blender` convention, Blender axes of that frame (+X forward, +Z up). The map is rotated into
+  the world with the scene camera's rotation: each world texel direction d looks up the camera map
+  at R_cam^T d (bilinear, wrapping in u).
+
 Exposure (`exposure` option): external estimators disagree on absolute scale. `none` (default)
 keeps the file's values; `background` rescales the map so its mean radiance over the directions the
 camera sees equals the mean of the linearized background (a white diffuse card then looks as bright
@@ -33,9 +47,10 @@ from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size, pixel_directions
 from dipir.rendering.hdr import equirect_directions, read_hdr, resample_equirect
-from dipir.scene.contract import Scene
+from dipir.scene.contract import Camera, Scene
 
 CONVENTIONS = ("mitsuba", "blender")
+FRAMES = ("world", "camera")
 EXTENSIONS = (".exr", ".hdr")
 
 
@@ -80,6 +95,18 @@ def mitsuba_to_blender(img: np.ndarray) -> np.ndarray:
     return (top * (1 - fr) + bot * fr).astype(np.float32)
 
 
+def camera_to_world(img: np.ndarray, cam_to_world: np.ndarray) -> np.ndarray:
+    """A camera-frame map (Mitsuba convention in the camera's local frame: +Z forward, +Y up,
+    +X left) re-sampled onto the world's texel grid (same size) by the camera's 3x3 rotation."""
+    from dipir.data.polyhaven import sample_equirect
+
+    u, _, vt = np.linalg.svd(np.asarray(cam_to_world, dtype=np.float64))  # drop any scale
+    rot = u @ vt
+    h, w = img.shape[:2]
+    d = equirect_directions(h, w).astype(np.float64)
+    return sample_equirect(img, d @ rot)  # row vectors: d @ R = (R^T d)^T, the camera-local direction
+
+
 def find_map(folder: Path, scene_id: str) -> Path:
     for ext in EXTENSIONS:
         p = folder / f"{scene_id}{ext}"
@@ -94,11 +121,14 @@ class FileEstimator:
     requires = Requirements()
 
     def __init__(self, folder: str | Path, height: int | None = None, convention: str = "mitsuba",
-                 exposure: str | float = "none"):
+                 exposure: str | float = "none", frame: str = "world"):
         self.folder = Path(folder)
         if convention not in CONVENTIONS:
             raise DipirError(f"unknown convention {convention!r} (use {' or '.join(CONVENTIONS)})",
                              field="options.convention")
+        if frame not in FRAMES:
+            raise DipirError(f"unknown frame {frame!r} (use {' or '.join(FRAMES)})", field="options.frame")
+        self.frame = frame
         if not (isinstance(exposure, (int, float)) and not isinstance(exposure, bool)) and exposure not in (
                 "none", "background"):
             raise DipirError(f"expected 'none', 'background' or a number of stops, got {exposure!r}",
@@ -107,13 +137,16 @@ class FileEstimator:
 
     @classmethod
     def from_options(cls, options: dict) -> "FileEstimator":
-        check_options(cls.name, options, {"folder", "height", "convention", "exposure"})
+        check_options(cls.name, options, {"folder", "height", "convention", "exposure", "frame"})
         if not options.get("folder"):
             raise DipirError("the file estimator needs a folder of env maps", field="options.folder")
         return cls(options["folder"], map_size(options).height if "height" in options else None,
-                   options.get("convention", "mitsuba"), options.get("exposure", "none"))
+                   options.get("convention", "mitsuba"), options.get("exposure", "none"),
+                   options.get("frame", "world"))
 
-    def load(self, scene_id: str) -> tuple[np.ndarray, Path, dict]:
+    def load(self, scene_id: str, camera: Camera | None = None) -> tuple[np.ndarray, Path, dict]:
+        """The scene's map in Mitsuba's convention and the scene's world (`camera` rotates a
+        camera-frame map; required when frame is `camera`)."""
         path = find_map(self.folder, scene_id)
         env = read_hdr(path)  # raises a DipirError naming the file on NaN / inf / unreadable files
         h, w = env.shape[:2]
@@ -123,11 +156,17 @@ class FileEstimator:
         env = np.clip(env, 0, None)
         if self.convention == "blender":
             env = blender_to_mitsuba(env)
+        extras["frame"] = self.frame
+        if self.frame == "camera":
+            if camera is None:
+                raise DipirError("a camera-frame map needs the scene's camera to be rotated into the world", path,
+                                 "options.frame")
+            env = camera_to_world(env, camera.to_world[:3, :3])
         return env, path, extras
 
     def estimate(self, scene: Scene) -> Lighting:
         t0 = time.perf_counter()
-        env, _, extras = self.load(scene.id)
+        env, _, extras = self.load(scene.id, scene.camera)
         if self.height is not None:
             env = resample_equirect(env, self.height, 2 * self.height)
         scale = 1.0

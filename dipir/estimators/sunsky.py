@@ -12,12 +12,16 @@ Estimate:
    perspective crop). "Up" is the proxy plane's normal.
 2. Sky pixels: above the horizon (elevation > `min_elevation_deg`) and bright: linear luminance at
    least `sky_quantile` of the above-horizon pixels (the sky is the bright part of an outdoor crop).
-3. Sun: when sky pixels are clipped (sRGB value >= `saturation` in every channel, or in one channel
-   while `peak_ratio` x brighter than the median above-horizon pixel: a low, orange sun), the sun is
-   visible: its direction is the mean direction of the connected clipped blob with the most
-   glare around it (`_sun_blob`, found at the background's full resolution). Otherwise the sun direction is the one whose Preetham sky best
-   explains the visible sky's brightness gradient (a grid search over the upper hemisphere); with no
-   sky visible it falls back to 45° elevation behind the camera.
+3. Sun: the clipped blob above the horizon with the most glare (sRGB value >= `saturation` in every
+   channel, or in one channel while `peak_ratio` x brighter than the median above-horizon pixel: a
+   low, orange sun) is the visible sun only when its size, shape, saturation and context say so
+   (`sun_detect.find_sun`: compact, whole in the frame, the only large clipped thing, in a sky
+   brighter than the ground; the checks and the reason go to `extras["sun_check"]`). Then its
+   direction is the blob's mean direction. Otherwise the sun direction is the one whose Preetham sky
+   best explains the visible sky's brightness gradient (a grid search over the upper hemisphere;
+   `extras["sun_source"]` says "sky-only fit"); with no sky visible it falls back to 45° elevation
+   behind the camera. A scene whose sky is not brighter than its ground (indoors, night) gets no
+   sun lobe at all.
 4. The sky: turbidity T from a small grid and a per-channel scale (closed-form least squares) fitted to
    the sky pixels away from the sun (clipped pixels excluded).
 5. The sun's intensity cannot be read from clipped LDR pixels; it is set from the fitted sky with a
@@ -37,6 +41,7 @@ import numpy as np
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import (area_resize, check_options, finalize, load_background_srgb, map_size,
                                      pixel_directions, srgb_to_linear)
+from dipir.estimators.sun_detect import SunCheck, find_sun
 from dipir.rendering.hdr import LUMA, equirect_directions, solid_angles
 from dipir.scene.contract import Scene
 
@@ -99,19 +104,6 @@ def _scale_fit(model: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, float]:
     return s, float(res)
 
 
-def _sun_blob(clipped: np.ndarray, lum: np.ndarray) -> np.ndarray:
-    """The clipped connected component most likely to be the sun: all clipped pixels look alike in
-    LDR, so rank components by their summed glare, the luminance blurred over ~2% of the image
-    (the sun's component is large and sits in the brightest halo; a clipped cloud edge is not)."""
-    from scipy.ndimage import gaussian_filter, label
-
-    lab, n = label(clipped)
-    glare = gaussian_filter(lum.astype(np.float64), sigma=max(1.0, 0.02 * max(lum.shape)))
-    scores = np.bincount(lab.ravel(), weights=glare.ravel(), minlength=n + 1)
-    scores[0] = -1
-    return lab == int(np.argmax(scores))
-
-
 class SunSkyEstimator:
     name = "sunsky"
     requires = Requirements()
@@ -152,23 +144,19 @@ class SunSkyEstimator:
         above = elev_sin > np.sin(self.min_elev)
         extras: dict = {"sun_visible": False}
 
-        # The sun: a clipped blob at full resolution is the most reliable cue.
-        sun = None
+        # The sun: a clipped blob at full resolution, when its size, shape and context say it is the
+        # sun (sun_detect); otherwise the sky-only fit below places it.
+        sun, daylight = None, True
         if above.any():
             fdirs = pixel_directions(scene.camera, w, h).astype(np.float64)
-            f_above = (fdirs @ up) > np.sin(self.min_elev)
-            clipped = (srgb >= self.saturation).all(axis=-1)
-            # A low, coloured sun clips only some channels: also take pixels with one clipped
-            # channel that are far brighter than the typical sky.
-            flin_lum = srgb_to_linear(srgb) @ LUMA
-            typical = float(np.median(flin_lum[f_above])) if f_above.any() else 0.0
-            clipped |= (srgb.max(axis=-1) >= self.saturation) & (flin_lum >= self.peak_ratio * typical)
-            clipped &= f_above
-            if clipped.any():
-                blob = _sun_blob(clipped, srgb @ LUMA)
-                v = (fdirs[blob]).sum(axis=0)
-                sun = v / np.linalg.norm(v)
-                extras.update(sun_visible=True, sun_blob_pixels=int(blob.sum()))
+            sun, daylight, check = find_sun(srgb, srgb_to_linear(srgb) @ LUMA, fdirs, up, self.min_elev,
+                                            scene.camera.fov_y_deg,
+                                            SunCheck(saturation=self.saturation, peak_ratio=self.peak_ratio))
+            extras["sun_check"] = check
+            if sun is not None:
+                extras.update(sun_visible=True, sun_blob_pixels=check["pixels"])
+        extras["sun_source"] = "visible blob" if sun is not None else (
+            "sky-only fit" if daylight else "none: not a daylight sky (sky-only fit, no sun lobe)")
 
         # Sky pixels for the fit: above the horizon, bright, not clipped.
         sky = above & ((srgb_s < self.saturation).any(axis=-1))
@@ -222,7 +210,7 @@ class SunSkyEstimator:
         sharp = 1.0 / (1.5 * texel) ** 2  # lobe exp(-(1 - cos) * sharp): ~1.5 texels wide
         lobe = np.exp(-(1 - np.clip(md @ sun_dir, -1, 1)) * sharp) * (md @ up > 0)
         norm = float((lobe * sa).sum())
-        e_sun = self.sun_to_sky * horizontal
+        e_sun = self.sun_to_sky * horizontal if daylight else 0.0  # indoors / at night: no sun
         if norm > 0 and sun_dir @ up > 0:
             env += (lobe / norm * e_sun)[..., None] * np.ones(3)
         extras["sun_irradiance"] = e_sun

@@ -57,25 +57,28 @@ _SPHERE_NAMES = {"diffuse": "diffuse", "matte_silver": "matte silver", "mirror":
 
 
 def _metrics_meta() -> dict[str, dict]:
+    """{metric: {lower_is_better, description, group, source}}, in the report's column order; the
+    format is pipelines/schema.py's MetricMeta, `group` picks the report's table."""
     meta: dict[str, dict] = {}
     for m, src in _COMPOSITE_SRC.items():
         for where, what in (("full", "whole image"), ("region", "object ∪ shadow region")):
             meta[f"{m}_{where}"] = {
                 "lower_is_better": _LOWER[m],
                 "description": f"composite vs. ground-truth composite, {what}: {src}",
-                "source": _SOURCE[m],
+                "source": _SOURCE[m], "group": "composite",
             }
     for k, (desc, src) in _SPHERE_DESC.items():
         meta[f"sphere_{k}"] = {"lower_is_better": True,
                                "description": f"spheres under predicted vs. GT map, mean of diffuse, matte silver "
-                                              f"and mirror: {desc}", "source": src}
+                                              f"and mirror: {desc}", "source": src, "group": "lighting"}
         for s, label in _SPHERE_NAMES.items():
             meta[f"sphere_{s}_{k}"] = {"lower_is_better": True, "description": f"{label} sphere: {desc}",
-                                       "source": src}
+                                       "source": src, "group": "lighting_per_sphere"}
     meta["light_dir_err_deg"] = {
         "lower_is_better": True,
         "description": "angle between the dominant light directions of the predicted and GT maps, degrees",
         "source": "dominant direction: dipir.rendering.lighting.dominant_direction (peak of luminance x solid angle)",
+        "group": "lighting",
     }
     return meta
 
@@ -104,17 +107,18 @@ def _plain(x):
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_plain(data), indent=2))
-    tmp.replace(path)
+    from dipir.io import write_json_atomic
+
+    write_json_atomic(path, _plain(data))
 
 
 def _write_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-    tmp.replace(path)
+    from dipir.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -259,13 +263,15 @@ def _sphere_renderer(cfg, view: np.ndarray):
 
 
 def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=None,
-             write_sphere_renders: bool = False) -> dict:
+             write_sphere_renders: bool = False, out_dir: Path | None = None) -> dict:
     """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
-    in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT."""
+    in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT (and a
+    re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.renderer import InsertionRenderer, render_insertion
 
     pred_dir = Path(pred_dir)
+    out_dir = Path(out_dir) if out_dir is not None else pred_dir
     metrics: dict[str, float | None] = {name: None for name in METRICS}
     if not scene.has_ground_truth:
         return {"metrics": metrics, "metrics_unavailable": {name: GT_REASON for name in METRICS}}
@@ -277,14 +283,14 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     gt_env = read_hdr(scene.envmap)
     renderer = InsertionRenderer(scene, render_cfg)
     gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
-    _write_png(pred_dir / "gt_composite.png", gt["composite"])
-    gt_img = _read_png(pred_dir / "gt_composite.png")
+    _write_png(out_dir / "gt_composite.png", gt["composite"])
+    gt_img = _read_png(out_dir / "gt_composite.png")
     pred_img = _read_png(comp_path) if comp_path.is_file() else None
     if pred_img is None or pred_img.shape != gt_img.shape or not _composite_is_current(pred_dir, render_cfg, seed):
         # No composite, or one rendered with other settings: render the predicted map the same way.
         res = render_insertion(scene, pred_env, render_cfg, seed, renderer=renderer)
-        _write_png(comp_path, res["composite"])
-        pred_img = _read_png(comp_path)
+        _write_png(out_dir / comp_path.name, res["composite"])
+        pred_img = _read_png(out_dir / comp_path.name)
 
     region = object_shadow_region(gt["mask"], gt["shadow_ratio"])
     comp, unavailable = composite_metrics(pred_img, gt_img, region)
@@ -301,6 +307,6 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
         from dipir.rendering.hdr import write_hdr
 
         for name, img in renders.items():
-            write_hdr(pred_dir / f"sphere_{name}.exr", img)
+            write_hdr(out_dir / f"sphere_{name}.exr", img)
     return {"metrics": metrics, "metrics_unavailable": unavailable,
             "region_pixels": int(region.sum()), "region_threshold": REGION_SHADOW_THRESHOLD}

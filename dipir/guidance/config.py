@@ -90,6 +90,17 @@ class PersonalizeConfig:
     concept_seed: int = 0
     cache_dir: str | None = None  # default for `personalize(cache_dir=None)`; not part of the key
 
+    def __post_init__(self):
+        # Ranges of the numeric fields (int fields must be ints); a YAML typo is one clear error.
+        for name, (kind, lo, hi) in _RANGES.items():
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
+            if not ok or not (lo <= v <= hi) or (name in _POSITIVE and v <= 0):
+                raise DipirError(f"expected {'an integer' if kind is int else 'a number'} in "
+                                 f"{'(' if name in _POSITIVE else '['}{lo:g}, {hi:g}], got {v!r}", field=name)
+        if self.resolution % 8:
+            raise DipirError(f"must be a multiple of 8 (the VAE's factor), got {self.resolution}", field="resolution")
+
     def concept_config(self) -> ConceptConfig:
         return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
                              steps=self.concept_steps, guidance_scale=self.concept_guidance_scale)
@@ -110,4 +121,17 @@ class PersonalizeConfig:
         d = dict(d)
         if "target_modules" in d:
             d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
+        try:
+            return cls(**d)
+        except DipirError as err:
+            raise DipirError(err.message, path, err.field) from None
+
+
+_RANGES = {  # field: (type, low, high)
+    "rank": (int, 1, 256), "alpha": (float, 0, 1e4), "steps": (int, 1, 1_000_000), "lr": (float, 0, 1.0),
+    "batch_size": (int, 1, 256), "resolution": (int, 8, 2048), "grad_clip": (float, 0, 1e6),
+    "target_prob": (float, 0, 1), "target_weight": (float, 0, 1e6), "crop_min": (float, 0, 1),
+    "seed": (int, 0, 2**32 - 1), "concept_count": (int, 0, 10_000), "concept_steps": (int, 1, 1000),
+    "concept_guidance_scale": (float, 0, 100), "concept_seed": (int, 0, 2**32 - 1),
+}
+_POSITIVE = {"alpha", "lr", "grad_clip", "crop_min"}  # 0 excluded

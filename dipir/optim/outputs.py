@@ -33,10 +33,9 @@ LOSS_COLUMNS = ["iteration", "loss_total", "loss_guidance", "loss_consistency", 
 
 
 def write_json(path: Path, data) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
-    tmp.replace(path)
-    return path
+    from dipir.io import write_text_atomic
+
+    return write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_png(path: Path, srgb: np.ndarray) -> Path:
@@ -44,10 +43,11 @@ def write_png(path: Path, srgb: np.ndarray) -> Path:
     from PIL import Image
 
     img = np.clip(np.nan_to_num(np.asarray(srgb, dtype=np.float32)), 0, 1)
+    from dipir.io import atomic_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(tmp)
     return path
 
 

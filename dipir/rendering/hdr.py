@@ -114,22 +114,25 @@ def _overlap_matrix_rows(n_src: int, n_dst: int) -> np.ndarray:
 
 
 def read_hdr(path: str | Path) -> np.ndarray:
-    """Read a linear HDR image (.exr, .hdr, .pfm) as float32 (H, W, 3) with Mitsuba's Bitmap."""
+    """Read a linear HDR image (.exr, .hdr, .pfm) as float32 (H, W, 3).
+
+    .exr goes through OpenEXR and Radiance .hdr (new-style RLE or flat, -Y H +X W) through a small
+    numpy decoder, so reading a map needs neither Mitsuba nor a GPU probe (a `dipir scene polyhaven`
+    in well under a second); anything else (.pfm, old-style RLE, other orientations) is read with
+    Mitsuba's Bitmap, which decodes all of them."""
     path = Path(path)
     if not path.is_file():
         raise DipirError("HDR file not found", path)
-    if path.suffix.lower() not in (".exr", ".hdr", ".pfm"):
-        raise DipirError(f"unsupported HDR format {path.suffix!r} (use .exr, .hdr or .pfm)", path)
-    from dipir.rendering.mitsuba_setup import load_mitsuba
-
-    mi = load_mitsuba()
-    try:
-        bmp = mi.Bitmap(str(path))
-    except Exception as err:  # Mitsuba raises RuntimeError with a long C++ message
-        msg = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
-        raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
-    bmp = bmp.convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.Float32, srgb_gamma=False)
-    img = np.array(bmp, dtype=np.float32)
+    suffix = path.suffix.lower()
+    if suffix not in (".exr", ".hdr", ".pfm"):
+        raise DipirError(f"unsupported HDR format {suffix!r} (use .exr, .hdr or .pfm)", path)
+    img = None
+    if suffix == ".exr":
+        img = _read_exr(path)
+    elif suffix == ".hdr":
+        img = _read_rgbe(path)
+    if img is None:
+        img = _read_mitsuba(path)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
     if img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 2:
@@ -139,17 +142,123 @@ def read_hdr(path: str | Path) -> np.ndarray:
     return img
 
 
+def _read_mitsuba(path: Path) -> np.ndarray:
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+
+    mi = load_mitsuba()
+    try:
+        bmp = mi.Bitmap(str(path))
+    except Exception as err:  # Mitsuba raises RuntimeError with a long C++ message
+        msg = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
+        raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
+    bmp = bmp.convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.Float32, srgb_gamma=False)
+    return np.array(bmp, dtype=np.float32)
+
+
+def _read_exr(path: Path) -> np.ndarray | None:
+    """RGB (or Y) channels of an EXR as float32; None if OpenEXR is missing or the channels differ."""
+    try:
+        import OpenEXR
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    try:
+        with OpenEXR.File(str(path)) as f:
+            ch = f.channels()
+            for name in ("RGB", "RGBA", "Y"):
+                if name in ch:
+                    px = np.asarray(ch[name].pixels, dtype=np.float32)
+                    return np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
+    except Exception as err:  # OpenEXR raises RuntimeError / OSError with its own message
+        msg = " ".join(str(err).split()) or err.__class__.__name__
+        raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
+    return None  # other channel layouts: let Mitsuba pick RGB
+
+
+def _read_rgbe(path: Path) -> np.ndarray | None:
+    """Radiance RGBE, new-style run-length encoded or flat, standard orientation; None otherwise."""
+    data = path.read_bytes()
+    if not data.startswith((b"#?RADIANCE", b"#?RGBE")):
+        raise DipirError("unreadable HDR image (no #?RADIANCE signature)", path)
+    end = data.find(b"\n\n")
+    nl = data.find(b"\n", end + 2) if end >= 0 else -1
+    if nl < 0:
+        raise DipirError("unreadable HDR image (truncated header)", path)
+    if b"FORMAT=32-bit_rle_xyze" in data[:end]:
+        return None
+    res = data[end + 2:nl].split()
+    if len(res) != 4 or res[0] != b"-Y" or res[2] != b"+X" or not (res[1].isdigit() and res[3].isdigit()):
+        return None
+    h, w = int(res[1]), int(res[3])
+    body = data[nl + 1:]
+    if h * w > 2**28:
+        raise DipirError(f"image too large ({w}x{h})", path)
+    try:
+        if 8 <= w < 0x8000 and body[:2] == b"\x02\x02":
+            rgbe = _decode_rle(body, h, w)
+        elif len(body) >= h * w * 4:
+            rgbe = np.frombuffer(body, np.uint8, h * w * 4).reshape(h, w, 4)
+        else:
+            raise ValueError("truncated pixel data")
+    except (ValueError, IndexError) as err:
+        if "old-style" in str(err):
+            return None
+        raise DipirError(f"unreadable HDR image ({err or 'truncated pixel data'})", path) from None
+    e = rgbe[..., 3].astype(np.int32)
+    scale = np.where(e > 0, np.ldexp(1.0, e - 136), 0.0).astype(np.float32)  # as Mitsuba: c * 2^(e-136)
+    return rgbe[..., :3].astype(np.float32) * scale[..., None]
+
+
+def _decode_rle(b: bytes, h: int, w: int) -> np.ndarray:
+    # Each scanline: 2 2 hi lo, then R, G, B, E planes, each as runs (n > 128: a byte n-128 times)
+    # and literals (n bytes). Byte-slice copies keep the Python loop to one step per run.
+    buf = bytearray(h * 4 * w)
+    p = o = 0
+    for y in range(h):
+        if b[p] != 2 or b[p + 1] != 2:
+            raise ValueError("old-style run-length encoding")
+        if ((b[p + 2] << 8) | b[p + 3]) != w:
+            raise ValueError(f"scanline {y}: wrong length")
+        p += 4
+        for _ in range(4):
+            end = o + w
+            while o < end:
+                n = b[p]
+                if n > 128:
+                    n -= 128
+                    if o + n > end:
+                        raise ValueError(f"scanline {y}: run overflows")
+                    buf[o:o + n] = b[p + 1:p + 2] * n
+                    p += 2
+                else:
+                    if n == 0 or o + n > end or p + 1 + n > len(b):
+                        raise ValueError(f"scanline {y}: bad run")
+                    buf[o:o + n] = b[p + 1:p + 1 + n]
+                    p += 1 + n
+                o += n
+    return np.ascontiguousarray(np.frombuffer(bytes(buf), np.uint8).reshape(h, 4, w).transpose(0, 2, 1))
+
+
 def write_hdr(path: str | Path, img: np.ndarray) -> Path:
-    """Write float RGB (H, W, 3) as .exr (half float) or .hdr; atomic (temp file + rename)."""
+    """Write float RGB (H, W, 3) as .exr (float32, via OpenEXR) or .hdr (Mitsuba); atomic (temp file +
+    rename)."""
+    from dipir.io import atomic_file
+
     path = Path(path)
     img = np.ascontiguousarray(img, dtype=np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"write_hdr expects (H, W, 3), got {img.shape}")
-    from dipir.rendering.mitsuba_setup import load_mitsuba
-
-    mi = load_mitsuba()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    mi.Bitmap(img, mi.Bitmap.PixelFormat.RGB).write(str(tmp))
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        if path.suffix.lower() == ".exr":
+            import OpenEXR
+
+            # PIZ: lossless, the smallest files here and faster than ZIP (a 1k map in ~50 ms).
+            header = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage}
+            with OpenEXR.File(header, {"RGB": img}) as f:
+                f.write(str(tmp))
+        else:
+            from dipir.rendering.mitsuba_setup import load_mitsuba
+
+            mi = load_mitsuba()
+            mi.Bitmap(img, mi.Bitmap.PixelFormat.RGB).write(str(tmp))
     return path

@@ -143,8 +143,11 @@ class ToneCurves(nn.Module):
                 ax.set_aspect("equal")
         axs[0].set_ylabel("output (linear)")
         fig.tight_layout()
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
-        plt.close(fig)
-        tmp.replace(path)
+        from dipir.io import atomic_file
+
+        try:
+            with atomic_file(path) as tmp:
+                fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
+        finally:
+            plt.close(fig)
         return path

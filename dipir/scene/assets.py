@@ -98,11 +98,13 @@ def load_object_mesh(spec: ObjectSpec) -> Mesh:
 
 
 def place_in_front(camera, plane: Plane, mesh: str = "builtin:car", distance: float = 8.0, yaw_deg: float = 0.0,
-                   scale: float = 1.0, cls: str = "object", material: dict | None = None,
+                   scale: float = 1.0, cls: str | None = None, material: dict | None = None,
                    lateral: float = 0.0) -> ObjectSpec:
     """An ObjectSpec standing on the plane `distance` metres in front of the camera (measured along
     the plane from the camera's foot point), `lateral` metres to its right, turned by `yaw_deg`
-    relative to facing the camera. Raises DipirError unless it is visible and on the plane."""
+    relative to facing the camera. Raises DipirError unless it is visible and on the plane, with its
+    contact point and the shadow region around it in the frame (`check_placement`)."""
+    cls = object_class(mesh, cls)
     n = np.asarray(plane.normal, dtype=np.float64)
     cam = np.asarray(camera.to_world, dtype=np.float64)
     origin, fwd, left = cam[:3, 3], cam[:3, 2], cam[:3, 0]
@@ -121,14 +123,35 @@ def place_in_front(camera, plane: Plane, mesh: str = "builtin:car", distance: fl
     yaw0 = np.degrees(np.arctan2(z_local[0], z_local[2]))
     spec = ObjectSpec(mesh=mesh, position=pos, yaw_deg=float(yaw0 + yaw_deg), scale=scale, cls=cls,
                       material=dict(material or {}))
-    check_placement(spec, camera, plane)
+    check_placement(spec, camera, plane, moved_by="object.distance")
     return spec
 
 
-def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = None, min_visible: float = 0.5) -> None:
-    """Raise DipirError unless the object stands on the plane and at least `min_visible` of its
-    bounding-box corners project inside the image in front of the camera."""
-    from dipir.scene.geometry import in_view
+SHADOW_RADIUS_M = 1.0  # the ground around the contact point that must be in view: where contact shadows fall
+MIN_SHADOW_VISIBLE = 0.9  # share of that disk that must project inside the frame
+
+
+def shadow_disk(spec: ObjectSpec, plane: Plane, radius: float = SHADOW_RADIUS_M, n: int = 256) -> np.ndarray:
+    """`n` points (n, 3) spread evenly (by area, a sunflower pattern) over the disk of `radius` metres
+    on the plane around the object's contact point."""
+    normal = np.asarray(plane.normal, dtype=np.float64)
+    t1 = np.cross(normal, [1.0, 0, 0] if abs(normal[0]) < 0.9 else [0, 0, 1.0])
+    t1 /= np.linalg.norm(t1)
+    t2 = np.cross(normal, t1)
+    k = np.arange(n) + 0.5
+    r, a = radius * np.sqrt(k / n), k * np.pi * (3 - np.sqrt(5))
+    return np.asarray(spec.position, float) + (r * np.cos(a))[:, None] * t1 + (r * np.sin(a))[:, None] * t2
+
+
+def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = None, min_visible: float = 0.5,
+                    shadow_radius: float = SHADOW_RADIUS_M, min_shadow_visible: float = MIN_SHADOW_VISIBLE,
+                    moved_by: str = "object.position") -> None:
+    """Raise DipirError unless the object stands on the plane, at least `min_visible` of its
+    bounding-box corners project inside the image in front of the camera, its contact point (the
+    base centre) does, and at least `min_shadow_visible` of a `shadow_radius` disk on the plane
+    around that point does: the contact shadow, which DiPIR's shadow term and every composite metric
+    judge, must be in the picture. `moved_by` names the field that places the object (errors say it)."""
+    from dipir.scene.geometry import in_view, project
 
     off = float((np.asarray(spec.position) - plane.point) @ plane.normal)
     if abs(off) > 1e-3:
@@ -141,14 +164,55 @@ def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = 
     frac = float(in_view(camera, world).mean())
     if frac < min_visible:
         raise DipirError(f"object is not visible from the camera ({frac:.0%} of its bounding box in view)",
-                         field="object.position")
+                         field=moved_by)
+    contact = np.asarray(spec.position, dtype=np.float64)[None]
+    if not in_view(camera, contact)[0]:
+        uv, z = project(camera, contact)
+        where = f"pixel ({uv[0, 0]:.0f}, {uv[0, 1]:.0f}) of {camera.width}x{camera.height}" if z[0] > 0 else \
+            "behind the camera"
+        raise DipirError(f"the object's contact point with the ground is out of the frame ({where}), so no "
+                         "contact shadow can be seen: move the object or pitch the camera down", field=moved_by)
+    if shadow_radius > 0 and min_shadow_visible > 0:
+        seen = float(in_view(camera, shadow_disk(spec, plane, shadow_radius)).mean())
+        if seen < min_shadow_visible:
+            raise DipirError(f"only {seen:.0%} of the {shadow_radius:g} m shadow disk around the object's contact "
+                             f"point is in the frame (need {min_shadow_visible:.0%}): move the object or pitch the "
+                             "camera down", field=moved_by)
+
+
+def builtin_class(mesh: str) -> str | None:
+    """A builtin asset's default class (its name: car, vase, bucket, box); None for mesh files."""
+    return mesh.split(":", 1)[1] if mesh.startswith("builtin:") else None
+
+
+def object_class(mesh: str, cls: str | None) -> str:
+    """The class to use: the given one, else a builtin's name; a mesh file without one is an error."""
+    cls = cls or builtin_class(mesh)
+    if not cls:
+        raise DipirError(f"missing: what {Path(mesh).name} is (e.g. car, vase); DiPIR's prompts read "
+                         "'a photo of a {class}'", field="object.class")
+    return str(cls)
+
+
+# Keys of a loader's default object that only make sense for its own mesh.
+_MESH_KEYS = ("mesh", "class", "scale", "material")
+
+
+def merge_object(d: dict | None, default: dict) -> dict:
+    """`d` over `default`; a `d` naming its own mesh keeps only the default's placement keys."""
+    d = d or {}
+    if d.get("mesh") is not None:
+        default = {k: v for k, v in default.items() if k not in _MESH_KEYS}
+    return {**default, **d}
 
 
 def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> ObjectSpec:
     """Build an ObjectSpec from a plain dict: an explicit `position` [x, y, z] (snapped onto the
     plane), or auto placement from `distance`, `lateral` and `yaw_deg`. Keys: mesh, class, scale,
-    material, position | distance, lateral, yaw_deg."""
-    cfg = {**default, **(d or {})}
+    material, position | distance, lateral, yaw_deg. A dict that names its own mesh takes only the
+    placement keys from `default` (never the default mesh's class, scale or material). `class`
+    names the object in DiPIR's prompts: builtins default to their name, mesh files must give it."""
+    cfg = merge_object(d, default)
     unknown = set(cfg) - {"mesh", "class", "scale", "material", "position", "distance", "lateral", "yaw_deg"}
     if unknown:
         raise DipirError(f"unknown object key(s) {sorted(unknown)}", field="object")
@@ -160,7 +224,7 @@ def object_from_dict(d: dict | None, camera, plane: Plane, default: dict) -> Obj
             raise DipirError(f"unknown builtin asset {mesh!r}", field="object.mesh")
     else:
         mesh = str(Path(mesh).resolve())
-    common = dict(mesh=mesh, scale=float(cfg.get("scale", 1.0)), cls=str(cfg.get("class", "object")),
+    common = dict(mesh=mesh, scale=float(cfg.get("scale", 1.0)), cls=object_class(mesh, cfg.get("class")),
                   material=dict(cfg.get("material") or {}))
     if cfg.get("position") is not None:
         p = np.asarray(cfg["position"], dtype=np.float64)

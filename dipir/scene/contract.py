@@ -20,7 +20,7 @@ object:
   position: [0, 0, 6]             # base of the object, on the plane
   yaw_deg: 30                     # about the plane normal
   scale: 1.0
-  class: car
+  class: car                      # names it in prompts; builtins default to their name
   material:                       # optional principled BSDF parameters
     base_color: [0.5, 0.05, 0.05]
     roughness: 0.3
@@ -154,11 +154,10 @@ class Scene:
         path = Path(path)
         if path.suffix not in (".yaml", ".yml"):
             path = path / SCENE_FILE
+        from dipir.io import write_text_atomic
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
-        tmp.replace(path)
-        return path
+        return write_text_atomic(path, yaml.safe_dump(self.to_dict(path.parent), sort_keys=False))
 
 
 def _relative(p: Path, base: Path) -> str:
@@ -268,6 +267,9 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
     r.unknown_keys({"fov_y_deg", "intrinsics", "origin", "target", "up", "to_world", "width", "height"})
     width = int(r.number("width", image_size[0], positive=True))
     height = int(r.number("height", image_size[1], positive=True))
+    for key, v in (("width", width), ("height", height)):
+        if not 1 <= v <= 16384:
+            r.fail(key, f"must be in [1, 16384] pixels, got {v}")
     fov = intr = None
     if r.has("intrinsics"):
         intr = tuple(float(x) for x in r.vector("intrinsics", 4))
@@ -286,6 +288,10 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
             r.fail("to_world", "expected a 4x4 matrix")
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
             r.fail("to_world", f"expected a finite 4x4 matrix, got shape {m.shape}")
+        rot = m[:3, :3]
+        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
+            r.fail("to_world", "expected a rigid transform (orthonormal rotation, no scale or shear; last row "
+                               "0 0 0 1)")
     else:
         try:
             m = look_at(r.vector("origin", 3), r.vector("target", 3), r.vector("up", 3, default=(0, 1, 0)))
@@ -310,8 +316,12 @@ def _read_object(r: _Reader) -> ObjectSpec:
     material = r.data.get("material") or {}
     if not isinstance(material, dict):
         r.fail("material", "expected a mapping")
+    # The class names the object in DiPIR's prompts: a builtin's default is its name; a file must say.
+    if not r.has("class") and not mesh.startswith("builtin:"):
+        r.fail("class", f"missing: what {Path(mesh).name} is (e.g. car, vase); prompts read 'a photo of a {{class}}'")
+    cls = r.string("class", mesh.split(":", 1)[-1])
     return ObjectSpec(mesh=mesh, position=r.vector("position", 3), yaw_deg=r.number("yaw_deg", 0.0),
-                      scale=r.number("scale", 1.0, positive=True), cls=r.string("class", "object"),
+                      scale=r.number("scale", 1.0, positive=True), cls=cls,
                       material=dict(material))
 
 

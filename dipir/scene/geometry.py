@@ -156,9 +156,9 @@ def write_ply_points(path, points: np.ndarray, intensity: np.ndarray | None = No
         rec["intensity"] = intensity
     header = "ply\nformat binary_little_endian 1.0\nelement vertex %d\n" % len(pts)
     header += "".join(f"property float {name}\n" for name, _ in fields) + "end_header\n"
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    from dipir.io import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
         f.write(header.encode("ascii"))
         f.write(rec.tobytes())
-    tmp.replace(path)
     return path

@@ -3,18 +3,23 @@
 Security model: a rater is identified by a random id plus a secret kept in an HttpOnly cookie
 (only its SHA-256 is stored). Every answer must carry the rater id that matches the cookie, for a
 pair assigned to that rater, answered once. Only the study's own images are served, looked up by
-exact name in the manifest (no file system path is ever built from the URL).
+exact name in the manifest (no file system path is ever built from the URL). Bodies over
+`ServerLimits.max_body_bytes` get 413 before parsing, malformed bodies (NaN included) 400 without
+echoing the input, new raters are rate-limited per client address and capped per study (429), and
+every response says `nosniff` and carries a CSP that forbids framing (`guard.py`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import Cookie, FastAPI, HTTPException, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import Cookie, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB
+from reports.study.guard import Guard, RateLimiter, ServerLimits, content_security_policy
 from reports.study.manifest import IMAGES, load_manifest
 from reports.study.page import PAGE
 
@@ -28,7 +33,8 @@ class Answer(BaseModel):
     ms: int | None = Field(default=None, ge=0, le=3_600_000)
 
 
-def create_app(study: str | Path) -> FastAPI:
+def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI:
+    limits = limits or ServerLimits()
     study = Path(study).resolve()
     manifest = load_manifest(study)
     cfg = manifest["config"]
@@ -39,6 +45,16 @@ def create_app(study: str | Path) -> FastAPI:
     images = {p[s]["image"] for p in manifest["pairs"] for s in ("a", "b")}
     db = StudyDB(study / DB_NAME)
     app = FastAPI(title="DiPIR 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, headers={
+        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": content_security_policy(PAGE),
+        "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"})
+    new_raters = RateLimiter(limits.new_raters_per_minute)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # 400 naming the fields, never echoing the input (a NaN in it cannot be encoded as JSON: 500)
+        where = sorted({".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body" for e in exc.errors()})
+        return JSONResponse({"detail": f"invalid request: {', '.join(where)}"}, status_code=400)
 
     def rater_from_cookie(cookie: str | None) -> str:
         if not cookie or "." not in cookie:
@@ -63,13 +79,17 @@ def create_app(study: str | Path) -> FastAPI:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
     @app.post("/api/rater")
-    def rater(response: Response, dipir_rater: str | None = Cookie(default=None)) -> dict:
+    def rater(request: Request, response: Response, dipir_rater: str | None = Cookie(default=None)) -> dict:
         """Returns the cookie's rater if valid, else makes a new one with its randomized assignment."""
         if dipir_rater:
             try:
                 return {"rater_id": rater_from_cookie(dipir_rater), "new": False}
             except HTTPException:
                 pass  # stale cookie (e.g. a different study on this port): start afresh
+        if not new_raters.allow(request.client.host if request.client else "?"):
+            raise HTTPException(429, f"too many new raters from this address (at most {limits.new_raters_per_minute} a minute)")
+        if len(db.raters()) >= limits.max_raters:
+            raise HTTPException(429, f"this study has its maximum of {limits.max_raters} raters")
         rater_id, secret = db.create_rater(test_ids, catch_ids, cfg.get("per_rater"), int(cfg.get("seed", 0)))
         response.set_cookie(COOKIE, f"{rater_id}.{secret}", httponly=True, samesite="strict",
                             max_age=90 * 24 * 3600)

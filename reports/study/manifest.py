@@ -37,6 +37,16 @@ class StudyConfig:
     min_catch_accuracy: float = 0.75
     seed: int = 0
 
+    def __post_init__(self):
+        import math
+
+        if self.per_rater is not None and not 1 <= self.per_rater <= 1_000_000:
+            raise DipirError(f"must be in [1, 1000000], got {self.per_rater}", field="--per-rater")
+        if not 0 <= self.n_catch <= 1000:
+            raise DipirError(f"must be in [0, 1000], got {self.n_catch}", field="--catch")
+        if not (math.isfinite(self.min_catch_accuracy) and 0 <= self.min_catch_accuracy <= 1):
+            raise DipirError(f"must be in [0, 1], got {self.min_catch_accuracy}", field="--min-catch-accuracy")
+
 
 def exclusion_rule(cfg: StudyConfig) -> str:
     if cfg.n_catch == 0:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipelines.schema import RunInfo
 from reports.images import write_exr
 
 H, W = 48, 64
@@ -70,8 +71,8 @@ def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True, list
     only in the scene folder RUN/scenes/<scene_key>/ (found through result.json's scene_key)."""
     run.mkdir(parents=True, exist_ok=True)
     (run / "spec.yaml").write_text("name: fixture\ndatasets: [polyhaven, waymo]\nseeds: [0]\n")
-    (run / "run.json").write_text(json.dumps({"git_hash": "abc1234", "host": "fixture-host", "gpu": None,
-                                              "versions": {"python": "3.11"}}))
+    (run / "run.json").write_text(json.dumps(RunInfo(git="abc1234", python="3.11", host={"hostname": "fixture-host"},
+                                                     gpus=[]).to_dict()))
     if meta:
         (run / "metrics_meta.json").write_text(json.dumps(META))
     rows = []

@@ -1,0 +1,103 @@
+"""Atomic outputs: write to a temporary sibling, move into place only on success.
+
+- `write_text_atomic` / `write_json_atomic` / `atomic_file` for single files;
+- `staged_dir(out)` for a command's whole output folder: the command writes into a fresh sibling
+  folder; on success its entries replace those of `out` (created if absent, other files in it are
+  kept); on failure the sibling is removed and `out` is left exactly as it was (a folder that did
+  not exist is not created).
+Temporary names start with "." and hold a random part, so concurrent writers never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from dipir.errors import DipirError
+
+
+def _tmp_sibling(path: Path, tag: str = "tmp") -> Path:
+    # Keep the suffix last: writers such as Mitsuba's Bitmap and PIL choose the format from it.
+    return path.with_name(f".{path.stem}.{tag}-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; it replaces `path` when the block succeeds."""
+    path = Path(path)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(path: str | Path, data, indent: int = 2) -> Path:
+    # Infinite metrics (PSNR of identical images) are written as JSON's common `Infinity` extension.
+    return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """mkdir -p, returning the folders it created (deepest last)."""
+    created = []
+    for p in reversed([folder, *folder.parents]):
+        if not p.exists():
+            p.mkdir()
+            created.append(p)
+    return created
+
+
+@contextlib.contextmanager
+def staged_dir(out: str | Path, field: str = "--out") -> Iterator[Path]:
+    """Yield an empty temporary folder beside `out`; publish its entries into `out` on success."""
+    out = Path(out)
+    if not out.absolute().name:
+        raise DipirError(f"cannot write into the file system root {out}", field=field)
+    if out.exists() and not out.is_dir():
+        raise DipirError(f"{out} exists and is not a folder", field=field)
+    try:
+        created = _make_parents(out.absolute().parent)
+        stage = _tmp_sibling(out.absolute(), "staging")
+        stage.mkdir()
+    except OSError as err:
+        raise DipirError(f"cannot write {out} ({err.strerror or err})", field=field) from None
+    try:
+        yield stage
+        _publish(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for p in reversed(created):  # parents this call made, deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+
+
+def _publish(stage: Path, out: Path) -> None:
+    if not out.exists():
+        os.rename(stage, out)  # the whole folder appears at once
+        return
+    for entry in sorted(stage.iterdir()):
+        dst = out / entry.name
+        if entry.is_dir() and dst.is_dir():  # a folder replaces a folder: old one aside, then removed
+            old = _tmp_sibling(dst, "old")
+            os.rename(dst, old)
+            os.rename(entry, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            os.replace(entry, dst)
+    stage.rmdir()

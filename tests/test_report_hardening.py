@@ -1,0 +1,61 @@
+"""Report outputs treat every name from a run as text (no TeX/Markdown/HTML injection), and one
+unreadable image costs one grid panel, not the report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from helpers.store import write_fixture_store
+
+from reports.build import ReportConfig, build_report
+
+EVIL = "evil\n\\input{x}\n%<script>alert(1)</script>&"
+
+
+def _evil_store(run):
+    run.mkdir(parents=True)
+    rows = [{"task_id": f"t{i}", "dataset": EVIL, "scene_id": "s<b>", "method": m, "preset": m, "seed": 0,
+             "status": "done" if i else "failed", "error": None if i else "boom\n\\input{y}<script>x</script>",
+             "seconds": 1.0, "condition": None, "metric.rmse_full": 0.1 * (i + 1)}
+            for i, m in enumerate(["dipir", "khan06", "sunsky"])]
+    pd.DataFrame(rows).to_parquet(run / "results.parquet")
+    return run
+
+
+def test_tex_md_html_escape_a_hostile_dataset_name(tmp_path):
+    res = build_report(_evil_store(tmp_path / "run"), ReportConfig(formats=("md", "html", "tex")))
+    texs = res.files["tex"]
+    assert texs
+    for path in texs:
+        tex = path.read_text()
+        assert "\\input" not in tex, path.name
+        assert "<script>" not in tex
+        # each line is either the one comment line or starts as a table line we wrote
+        for line in tex.splitlines():
+            assert not line.startswith(("evil", "%<")), line
+        assert tex.splitlines()[0].startswith("% ") and "\\textbackslash{}input\\{x\\}" in tex
+    md = res.files["md"][0].read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert "\\input{x}" not in md.replace("\\\\input", "")  # the backslash itself is escaped
+    assert "s<b>" not in md
+    assert not any(line.startswith(("\\input", "%<")) for line in md.splitlines())
+    html = res.files["html"][0].read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_report_skips_an_unreadable_composite_with_a_note(tmp_path):
+    run = write_fixture_store(tmp_path / "run")
+    bad = run / "tasks" / "polyhaven-ph_b-khan06-khan06-s0" / "composite.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (run / "tasks" / "polyhaven-ph_c-sunsky-sunsky-s0" / "envmap.exr").write_bytes(b"not an exr")
+    res = build_report(run, ReportConfig(formats=("md", "html")))
+    grids = sorted(p.name for p in (res.report_dir / "figures").glob("grid_*.png"))
+    assert len(grids) == 8  # every scene still has its grid
+    md = res.files["md"][0].read_text()
+    assert "Unreadable, shown as blank panels: tasks/polyhaven-ph\\_b" not in md  # plain text, no escapes
+    assert "Unreadable, shown as blank panels: tasks/polyhaven-ph_b-khan06-khan06-s0/composite.png" in md
+    assert "tasks/polyhaven-ph_c-sunsky-sunsky-s0/envmap.exr" in md
+    from PIL import Image
+
+    with Image.open(res.report_dir / "figures" / "grid_polyhaven_ph_b.png") as im:
+        assert np.asarray(im).std() > 0
