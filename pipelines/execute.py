@@ -10,7 +10,6 @@ class (or factory) importable on the workers — a user's own estimator, or a te
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import shutil
@@ -19,9 +18,9 @@ import traceback
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.rendering.config import RenderConfig
 from pipelines import schema, store
 from pipelines.scenes import build_scene
-from pipelines.suite import RenderSettings
 from pipelines.tasks import Task
 
 # Methods assumed to use the diffusion model when their estimator cannot be inspected.
@@ -97,12 +96,6 @@ def prepare_model(suite_model: str | None, methods, run_dir: Path) -> None:
     load_model("tiny", cache_dir=model_cache_dir(run_dir))
 
 
-def render_config(r: RenderSettings):
-    from dipir.rendering.renderer import RenderConfig
-
-    return RenderConfig(**dataclasses.asdict(r))
-
-
 def scene_condition(provenance: dict) -> str | None:
     """day | twilight | night from the scene's provenance (`condition`, or Waymo's `time_of_day`)."""
     from dipir.data.waymo_frame import time_of_day_condition
@@ -132,7 +125,7 @@ class TaskContext:
     """Per-process state, built once and reused by every task: the Mitsuba variant, the
     estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
 
-    def __init__(self, run_dir: str | Path, render: RenderSettings, model: str | None, options: dict[str, dict],
+    def __init__(self, run_dir: str | Path, render: RenderConfig, model: str | None, options: dict[str, dict],
                  crash_marker: str | None = None, placement: dict | None = None):
         self.run_dir = Path(run_dir)
         self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
@@ -201,7 +194,7 @@ class TaskContext:
             else:
                 from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
-                cfg = render_config(self.render)
+                cfg = self.render
                 opt_dir = None
                 if task.method in _SEEDED_METHODS:
                     opt_dir = self.optimizer_dir(task.method, task.preset, task.seed) / scene.id

@@ -37,6 +37,7 @@ import yaml
 
 from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
+from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
 GENERATORS = ("polyhaven", "waymo")
@@ -46,19 +47,9 @@ MAX_COUNT = 1000  # synthetic sources per entry
 MAX_SEED = 2**32 - 1
 # render: key -> (minimum, maximum); env map rows θ = π i / (H − 1) need H >= 2, below 4 is no map
 RENDER_RANGES = {"width": (1, MAX_SIDE), "height": (1, MAX_SIDE), "spp": (1, 65536), "max_depth": (1, 64),
-                 "envmap_height": (4, 4096), "envmap_width": (8, 8192)}
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """Mirrors dipir.rendering.renderer.RenderConfig; part of every task id."""
-
-    width: int = 128
-    height: int = 96
-    spp: int = 16
-    max_depth: int = 4
-    envmap_height: int = 64
-    envmap_width: int = 128
+                 "envmap_height": (4, 4096), "envmap_width": (8, 8192), "mask_spp_sqrt": (1, 64)}
+# The render fields a suite may set (`render:`); they parse straight into the renderer's config.
+SUITE_RENDER_FIELDS = tuple(RENDER_RANGES)
 
 
 @dataclass(frozen=True)
@@ -97,7 +88,7 @@ class Suite:
     methods: tuple[str, ...]
     presets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    render: RenderSettings = RenderSettings()
+    render: RenderConfig = field(default_factory=RenderConfig)
     model: str | None = None
     options: dict[str, dict] = field(default_factory=dict)  # per-method estimator options
     max_attempts: int = 3  # tries per task when a worker process dies under it
@@ -315,12 +306,11 @@ def parse_suite(data: Any, path: Path) -> Suite:
                 of.fail(str(m), f"not one of the suite's methods ({', '.join(methods)})")
             options[m] = dict(_Fields(v, path, f"options.{m}").data)
 
-    render = RenderSettings()
+    render = RenderConfig()
     if top.has("render"):
         rf = _Fields(top.data["render"], path, "render")
-        rf.only({f.name for f in dataclasses.fields(RenderSettings)})
-        render = RenderSettings(**{f.name: rf.integer(f.name, getattr(render, f.name), *RENDER_RANGES[f.name])
-                                   for f in dataclasses.fields(RenderSettings)})
+        rf.only(set(SUITE_RENDER_FIELDS))
+        render = RenderConfig(**{k: rf.integer(k, getattr(render, k), *RENDER_RANGES[k]) for k in SUITE_RENDER_FIELDS})
 
     return Suite(
         name=name,

@@ -44,12 +44,21 @@ def task_id(scene_key: str, method: str, preset: str | None, seed: int, render: 
                       "seed": seed, "render": render, "options": options, "model": model})[:16]
 
 
+def render_identity(render) -> dict:
+    """The render settings in a task id: the six a suite has always set (so ids of older runs stay
+    valid) plus any other field a suite moved off its default."""
+    default = type(render)()
+    always = ("width", "height", "spp", "max_depth", "envmap_height", "envmap_width")
+    return {f.name: getattr(render, f.name) for f in dataclasses.fields(render)
+            if f.name in always or getattr(render, f.name) != getattr(default, f.name)}
+
+
 def expand(suite: Suite, scenes: list[SceneRef], uses_model) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
 
     `uses_model(method) -> bool` says whether the suite's model is part of a method's identity.
     """
-    render = dataclasses.asdict(suite.render)
+    render = render_identity(suite.render)
     tasks: list[Task] = []
     seen: set[str] = set()
     per_method = []

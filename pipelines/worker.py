@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 from pipelines.execute import TaskContext
-from pipelines.suite import RenderSettings
 from pipelines.tasks import Task
 
 MAX_RESTARTS = 4
@@ -69,7 +68,9 @@ class TaskWorker:
                 pass
         # Dr.Jit keeps its own pool over all cores: `dr.set_thread_count(1)` (or a one-core affinity
         # mask) hangs Mitsuba's LLVM variant here, so render threads are not capped per actor.
-        self.ctx = TaskContext(run_dir, RenderSettings(**render), model, options, crash_marker, placement=self.where)
+        from dipir.rendering.config import RenderConfig
+
+        self.ctx = TaskContext(run_dir, RenderConfig(**render), model, options, crash_marker, placement=self.where)
 
     def hello(self) -> dict:
         """Where this actor runs (node, actor id, pid, host, GPUs) and its storage check."""

@@ -19,7 +19,7 @@ from dipir.scene.synthetic import crop_scene, sky_envmap
 
 @pytest.fixture(scope="module")
 def cfg():
-    from dipir.rendering.renderer import RenderConfig
+    from dipir.rendering.config import RenderConfig
 
     return RenderConfig(width=48, height=32, spp=4, envmap_height=32, envmap_width=64, mask_spp_sqrt=2)
 

@@ -12,9 +12,8 @@ import torch
 from dipir.errors import DipirError
 from dipir.guidance import lora as lora_mod
 from dipir.guidance.concepts import ConceptConfig, concept_prompts, generate_concepts
-from dipir.guidance.lora import (
-    LoraTrainer, PersonalizeConfig, adapters_disabled, load_lora, personalize, read_lora_meta, save_lora,
-)
+from dipir.guidance.lora import LoraTrainer, adapters_disabled, load_lora, personalize, read_lora_meta, save_lora
+from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 from helpers.models import ensure_tiny
 

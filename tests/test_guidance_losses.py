@@ -9,8 +9,10 @@ import torch
 
 from dipir.errors import DipirError
 from dipir.guidance import schedules
-from dipir.guidance.guidance import Guidance, GuidanceConfig
-from dipir.guidance.lora import LoraTrainer, PersonalizeConfig, adapters_disabled, has_adapter, install_adapter
+from dipir.guidance.guidance import Guidance
+from dipir.guidance.config import GuidanceConfig
+from dipir.guidance.lora import LoraTrainer, adapters_disabled, has_adapter, install_adapter
+from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -10,7 +10,7 @@ import torch
 
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, luminance, read_hdr, solid_angles
 from dipir.rendering.lighting import SGLighting, dominant_direction, fit_sg, sg_integral
-from dipir.rendering.renderer import RenderConfig
+from dipir.rendering.config import RenderConfig
 
 
 def _integral(env):

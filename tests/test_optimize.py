@@ -21,8 +21,8 @@ OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "e
 
 def small(cfg, **over):
     """A tiny-render version of a preset: 64 px, 4 spp, 16x32 env maps."""
-    base = {"render.resolution": (64, 64), "render.spp": 4, "render.envmap_height": 16, "render.envmap_width": 32,
-            "render.output_envmap_height": 32, "render.output_envmap_width": 64, "snapshot_every": 0}
+    base = {"render.width": 64, "render.height": 64, "render.spp": 4, "render.envmap_height": 16, "render.envmap_width": 32,
+            "lighting.output_height": 32, "lighting.output_width": 64, "snapshot_every": 0}
     base.update({k.replace("__", "."): v for k, v in over.items()})
     for k, v in base.items():
         cfg = replace_path(cfg, k, v)
@@ -204,7 +204,7 @@ def test_deterministic_given_a_seed(scene, tiny_pipe, tmp_path):
 def test_both_renders_get_the_same_map_once_fused(scene):
     from dipir.optim.optimizer import DipirOptimizer
 
-    cfg = small(get_preset("oracle-guidance"), iterations=6, fusion__start=0.2, fusion__end=0.6)
+    cfg = small(get_preset("oracle-guidance"), iterations=6, lighting__fusion__start=0.2, lighting__fusion__end=0.6)
     opt = DipirOptimizer(scene, cfg)
     seen = []
     render = opt.renderer.render
@@ -233,7 +233,7 @@ def test_no_fusion_keeps_two_maps(scene):
 def test_no_tone_curves_keeps_identity(scene):
     from dipir.optim.optimizer import DipirOptimizer
 
-    opt = DipirOptimizer(scene, small(get_preset("oracle-guidance"), iterations=3, tone_curves=False))
+    opt = DipirOptimizer(scene, small(get_preset("oracle-guidance"), iterations=3, tone__enabled=False))
     for i in range(3):
         opt.step(i)
     assert all(float(p.abs().max()) == 0.0 for p in opt.tone.parameters())
@@ -246,7 +246,7 @@ def test_no_tone_curves_keeps_identity(scene):
 def test_material_is_optimized_and_written(scene, tmp_path):
     from dipir.optim.optimizer import run_dipir
 
-    cfg = small(get_preset("oracle-guidance"), iterations=4, optimize_material=True)
+    cfg = small(get_preset("oracle-guidance"), iterations=4, material__enabled=True)
     res = run_dipir(scene, cfg, tmp_path / "out")
     mat = json.loads((tmp_path / "out" / "material.json").read_text())
     assert set(mat) == {"base_color", "roughness"}

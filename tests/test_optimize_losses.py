@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dipir.rendering.hdr import equirect_directions, luminance
-from dipir.optim.config import FusionSettings
+from dipir.optim.config import FusionConfig
 from dipir.optim.losses import (consistency_loss, fuse, fused_map, fusion_alpha, normalized_luminance,
                                 reg_loss)
 
@@ -63,22 +63,22 @@ def test_reg_prefers_a_peak_to_the_same_energy_spread_out():
 
 
 def test_fusion_schedule_endpoints():
-    f = FusionSettings(enabled=True, start=0.3, end=0.8)
+    f = FusionConfig(enabled=True, start=0.3, end=0.8)
     assert fusion_alpha(0, 100, f) == 0.0
     assert fusion_alpha(99, 100, f) == 1.0
     assert 0.0 < fusion_alpha(50, 100, f) < 1.0
     alphas = [fusion_alpha(i, 100, f) for i in range(100)]
     assert all(b >= a for a, b in zip(alphas, alphas[1:]))
-    assert all(fusion_alpha(i, 100, FusionSettings(enabled=False)) == 0.0 for i in range(100))
+    assert all(fusion_alpha(i, 100, FusionConfig(enabled=False)) == 0.0 for i in range(100))
     # end = 1 still fuses fully at the last step
-    assert fusion_alpha(9, 10, FusionSettings(start=0.0, end=1.0)) == 1.0
+    assert fusion_alpha(9, 10, FusionConfig(start=0.0, end=1.0)) == 1.0
 
 
 def test_fusion_at_the_end_of_the_schedule_gives_one_map_exactly():
     fg = _lobe_map([1, 0.3, 0], [1.0, 0.5, 0.2]).requires_grad_(True)
     sh = _lobe_map([0.8, 0.5, 0.1], [4.0, 4.0, 4.0], sharp=0.2).requires_grad_(True)
     total = 37
-    a = fusion_alpha(total - 1, total, FusionSettings())
+    a = fusion_alpha(total - 1, total, FusionConfig())
     e_fg, e_sh = fuse(fg, sh, a)
     assert torch.equal(e_fg, e_sh)
     # The fused map has the shadow map's luminance and the fg map's chromaticity.

@@ -22,9 +22,9 @@ SCRIPT = textwrap.dedent("""
     tmp = Path({tmp!r})
     scene = load_scene(box_scene(tmp / "scene"))
     cfg = get_preset("dipir")
-    for k, v in {{"iterations": 200, "render.resolution": (64, 64), "render.spp": 4, "render.envmap_height": 16,
+    for k, v in {{"iterations": 200, "render.width": 64, "render.height": 64, "render.spp": 4, "render.envmap_height": 16,
                  "render.envmap_width": 32, "snapshot_every": 0, "personalize.steps": 10,
-                 "personalize.n_concept_images": 2}}.items():
+                 "personalize.concept_count": 2}}.items():
         cfg = replace_path(cfg, k, v)
     pipe = load_model("tiny", cache_dir=tmp / "cache")
     peaks = {{}}

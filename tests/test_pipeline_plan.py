@@ -94,6 +94,7 @@ def test_ids_stable_across_processes(tmp_path, scenes):
     ({"presets": {"sh2": ["a"]}}, "presets.sh2"),
     ({"render": {"spp": 0}}, "render.spp"),
     ({"render": {"resolution": 3}}, "render.resolution"),
+    ({"render": {"variant": "cuda_ad_rgb"}}, "render.variant"),
     ({"seeds": [1, 1]}, "seeds"),
     ({"colour": 1}, "colour"),
 ])

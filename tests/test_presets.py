@@ -13,11 +13,11 @@ EXPECTED = {
     "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
     "sds-lora": {"guidance.kind": "sds"},
     "dataset-update": {"guidance.kind": "dataset-update"},
-    "no-tone-curves": {"tone_curves": False},
-    "no-envmap-fusion": {"fusion.enabled": False},
-    "no-concept-preservation": {"personalize.concept_preservation": False},
+    "no-tone-curves": {"tone.enabled": False},
+    "no-envmap-fusion": {"lighting.fusion.enabled": False},
+    "no-concept-preservation": {"personalize.use_concepts": False},
     "oracle-guidance": {"guidance.kind": "oracle"},
-    "dipir-material": {"optimize_material": True},
+    "dipir-material": {"material.enabled": True},
 }
 
 
@@ -28,10 +28,10 @@ def test_preset_names():
 def test_dipir_defaults_are_the_papers():
     c = PRESETS["dipir"]
     assert c == DipirConfig()
-    assert c.iterations == 600 and c.lambda_consistency == 0.03 and c.lambda_reg == 0.01
+    assert c.iterations == 600 and c.lighting.lambda_consistency == 0.03 and c.lighting.lambda_reg == 0.01
     assert (c.guidance.kind, c.guidance.t_max_start, c.guidance.t_max_end) == ("lds", 0.6, 0.3)
-    assert c.personalize.rank == 4 and c.personalize.enabled and c.personalize.concept_preservation
-    assert c.tone_bins == 5 and c.tone_curves and c.fusion.enabled and not c.optimize_material
+    assert c.personalize.rank == 4 and c.personalize.enabled and c.personalize.use_concepts
+    assert c.tone.bins == 5 and c.tone.enabled and c.lighting.fusion.enabled and not c.material.enabled
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

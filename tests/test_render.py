@@ -8,7 +8,8 @@ import torch
 
 from dipir.rendering.hdr import equirect_directions, solid_angles
 from dipir.rendering.lighting import SGLighting
-from dipir.rendering.renderer import InsertionRenderer, RenderConfig, pad_envmap, render_insertion
+from dipir.rendering.renderer import InsertionRenderer, pad_envmap, render_insertion
+from dipir.rendering.config import RenderConfig
 from helpers.render import make_scene, plane_points, project
 
 W = H = 64

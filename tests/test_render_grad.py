@@ -11,7 +11,8 @@ import torch
 from dipir.rendering.composite import composite
 from dipir.rendering.hdr import luminance
 from dipir.rendering.lighting import SGLighting, dominant_direction
-from dipir.rendering.renderer import InsertionRenderer, RenderConfig
+from dipir.rendering.renderer import InsertionRenderer
+from dipir.rendering.config import RenderConfig
 from dipir.rendering.tonemap import ToneCurves
 from helpers.render import make_scene, uv_sphere
 

@@ -96,7 +96,7 @@ def main() -> None:
     # The whole per-task evaluation the batch runner calls (render GT composite + all metrics), at
     # RenderConfig's defaults and the default sphere settings.
     from dipir.evaluation.evaluate import estimate_and_render, evaluate
-    from dipir.rendering.renderer import RenderConfig
+    from dipir.rendering.config import RenderConfig
 
     rcfg = RenderConfig()
     estimate_and_render(scene, build_estimator("sh2", {"height": H}), rcfg, 0, tmp / "pred")

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 
-from dipir.guidance.guidance import Guidance, GuidanceConfig
-from dipir.guidance.lora import LoraTrainer, PersonalizeConfig
+from dipir.guidance.guidance import Guidance
+from dipir.guidance.config import GuidanceConfig
+from dipir.guidance.lora import LoraTrainer
+from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline, write_tiny_pipeline
 
 

@@ -33,8 +33,8 @@ def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
 
     scene = load_scene(box_scene(tmp / f"scene{size}", size=size))
     cfg = get_preset("dipir")
-    for k, v in {"iterations": iterations + 3, "render.resolution": (size, size), "render.spp": spp,
-                 "personalize.steps": 10, "personalize.n_concept_images": 2}.items():
+    for k, v in {"iterations": iterations + 3, "render.width": size, "render.height": size, "render.spp": spp,
+                 "personalize.steps": 10, "personalize.concept_count": 2}.items():
         cfg = replace_path(cfg, k, v)
     personalize_scene(pipe, scene, cfg, size, size, tmp / "cache", progress=False)
     opt = DipirOptimizer(scene, cfg, pipe=pipe)

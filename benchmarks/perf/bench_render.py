@@ -73,7 +73,8 @@ def main() -> None:
 
     from dipir.rendering.lighting import SGLighting
     from dipir.rendering.mitsuba_setup import load_mitsuba
-    from dipir.rendering.renderer import InsertionRenderer, RenderConfig
+    from dipir.rendering.renderer import InsertionRenderer
+    from dipir.rendering.config import RenderConfig
     from dipir.rendering.tonemap import ToneCurves
 
     mi = load_mitsuba()

@@ -25,7 +25,7 @@ def _parse_options(items: list[str]) -> dict:
 
 
 def _render_cfg(width: int, height: int, spp: int, envmap_height: int):
-    from dipir.rendering.renderer import RenderConfig
+    from dipir.rendering.config import RenderConfig
 
     return RenderConfig(width=width, height=height, spp=spp, envmap_height=envmap_height,
                         envmap_width=2 * envmap_height)

@@ -69,7 +69,8 @@ def run_insert(args: InsertArgs, method: str = "envmap") -> dict:
     from PIL import Image
 
     from dipir.rendering.hdr import write_hdr
-    from dipir.rendering.renderer import RenderConfig, render_insertion
+    from dipir.rendering.renderer import render_insertion
+    from dipir.rendering.config import RenderConfig
     from dipir.scene.contract import load_scene
 
     if method not in METHODS:

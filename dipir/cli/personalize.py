@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         from PIL import Image
 
         from dipir.errors import DipirError
-        from dipir.guidance.lora import PersonalizeConfig, personalize
+        from dipir.guidance.lora import personalize
+        from dipir.guidance.config import PersonalizeConfig
         from dipir.guidance.models import load_pipeline
         from dipir.scene.contract import load_scene
 

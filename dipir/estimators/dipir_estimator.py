@@ -40,11 +40,11 @@ class DipirEstimator:
             cfg = dataclasses.replace(cfg, seed=int(seed))
         render = cfg.render
         if resolution is not None:
-            render = dataclasses.replace(render, resolution=(int(resolution[0]), int(resolution[1])))
+            render = dataclasses.replace(render, width=int(resolution[0]), height=int(resolution[1]))
         if spp is not None:
             render = dataclasses.replace(render, spp=int(spp))
-        render = dataclasses.replace(render, output_envmap_height=int(height), output_envmap_width=2 * int(height))
-        self.cfg = dataclasses.replace(cfg, render=render).validate()
+        lighting = dataclasses.replace(cfg.lighting, output_height=int(height), output_width=2 * int(height))
+        self.cfg = dataclasses.replace(cfg, render=render, lighting=lighting).validate()
         self.preset = preset
         self.model = model
         self.out_dir = None if out_dir is None else Path(out_dir)

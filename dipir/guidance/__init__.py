@@ -2,17 +2,19 @@
 
 Submodules import diffusers/peft only where needed, so `import dipir.guidance` is cheap.
 
+- `config`: `GuidanceConfig`, `PersonalizeConfig` (torch-free).
 - `models`: `load_pipeline`, `write_tiny_pipeline`, ε/v conversions, `noise_scheduler`.
 - `concepts`: "a photo of a {class}" concept images, cached on disk, shared across scenes.
-- `lora`: `PersonalizeConfig`, `personalize`, `load_lora`, `adapters_disabled`.
-- `guidance`: `GuidanceConfig`, `Guidance` (SDS / LDS losses, SDEdit `denoise`).
+- `lora`: `personalize`, `load_lora`, `adapters_disabled`.
+- `guidance`: `Guidance` (SDS / LDS losses, SDEdit `denoise`).
 - `schedules`: t_max annealing.
 
 Typical use by an optimizer::
 
     from dipir.guidance.models import load_pipeline
-    from dipir.guidance.lora import PersonalizeConfig, personalize
-    from dipir.guidance.guidance import Guidance, GuidanceConfig
+    from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
+    from dipir.guidance.guidance import Guidance
+    from dipir.guidance.lora import personalize
 
     pipe = load_pipeline(model, device="cuda", dtype="float16")
     personalize(pipe, background_pil, scene.object.cls, PersonalizeConfig(), cache_dir)  # installs LoRA

@@ -13,50 +13,13 @@ enter a checkpoint or an optimizer group.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from dipir.errors import DipirError
 from dipir.guidance import schedules
-
-LDS_PROMPT = "a photo of a {cls} in a scene in the style of sks rendering"
-
-WEIGHTINGS = ("sds", "uniform", "alpha")
-
-
-@dataclass
-class GuidanceConfig:
-    kind: str = "lds"  # "lds" | "sds"
-    guidance_scale: float = 7.5  # SDS classifier-free guidance scale s (LDS has none)
-    t_min: float = 0.02  # fraction of T
-    t_max_start: float = 0.6  # t_max fraction at step 0 ...
-    t_max_end: float = 0.3  # ... and at the last step (paper: 0.6 -> 0.3)
-    weighting: str = "sds"  # w(t): "sds" = 1 − ᾱ_t (DreamFusion), "uniform" = 1, "alpha" = ᾱ_t
-    grad_clip: float | None = None  # clamp each element of w(t)·Δε to ±grad_clip
-    resolution: int = 512  # short side of the image fed to the VAE
-    keep_aspect: bool = True  # False: resize to resolution x resolution
-    n_timesteps: int = 1  # timesteps drawn per image (the batch is repeated)
-    prompt: str = LDS_PROMPT  # "{cls}" is the object class
-    negative_prompt: str = ""  # the ∅ condition
-    use_lora: bool = True  # use the installed LoRA (LDS conditional branch; SDS both branches)
-    require_lora: bool = True  # LDS without an installed LoRA is an error (it would be plain CFG)
-    seed: int = 0
-    denoise_steps: int = 20  # DDIM steps of the full schedule for `denoise`
-    denoise_guidance_scale: float = 3.0
-
-    def validate(self) -> None:
-        if self.kind not in ("lds", "sds"):
-            raise DipirError(f"kind must be 'lds' or 'sds', not {self.kind!r}", field="guidance.kind")
-        if self.weighting not in WEIGHTINGS:
-            raise DipirError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}",
-                             field="guidance.weighting")
-        if not 0.0 <= self.t_min < max(self.t_max_start, self.t_max_end) <= 1.0:
-            raise DipirError("need 0 <= t_min < t_max <= 1", field="guidance.t_min")
-        if self.n_timesteps < 1:
-            raise DipirError("n_timesteps must be >= 1", field="guidance.n_timesteps")
-
+from dipir.guidance.config import GuidanceConfig
 
 class Guidance:
     """The diffusion judge for one object class. Call `update_step` once per optimization step."""
@@ -66,6 +29,8 @@ class Guidance:
 
         self.cfg = cfg = cfg or GuidanceConfig()
         cfg.validate()
+        if cfg.kind not in ("lds", "sds"):  # the optimizer's other signals do not score images
+            raise DipirError(f"Guidance computes 'lds' or 'sds', not {cfg.kind!r}", field="guidance.kind")
         self.pipe = pipe
         for module in (pipe.unet, pipe.vae, pipe.text_encoder):
             module.requires_grad_(False)

@@ -14,88 +14,21 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dipir.errors import DipirError
-from dipir.guidance.concepts import ConceptConfig, _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.concepts import _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import noise_scheduler
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
 ADAPTER = "dipir_sks"
 LORA_FILE = "lora.safetensors"
-
-
-@dataclass
-class PersonalizeConfig:
-    rank: int = 4
-    alpha: float = 4.0  # LoRA scale is alpha / rank
-    target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-    steps: int = 400
-    lr: float = 1e-4
-    batch_size: int = 4
-    resolution: int = 512  # training crops are resolution x resolution
-    grad_clip: float = 1.0
-    target_prob: float = 0.5  # chance that a batch sample is the background (else a concept image)
-    target_weight: float = 1.0  # loss weight of background samples (concept samples weigh 1)
-    flip: bool = True  # random horizontal flips
-    crop_min: float = 0.8  # random square crops of this fraction..1 of the short side (1: centre crop only)
-    seed: int = 0
-    use_concepts: bool = True
-    concept_count: int = 40
-    concept_steps: int = 25
-    concept_guidance_scale: float = 7.5
-    concept_seed: int = 0
-    cache_dir: str | None = None  # default for `personalize(cache_dir=None)`; not part of the key
-
-    def __post_init__(self):
-        # Ranges of the numeric fields (int fields must be ints); a YAML typo is one clear error.
-        for name, (kind, lo, hi) in _RANGES.items():
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
-            if not ok or not (lo <= v <= hi) or (name in _POSITIVE and v <= 0):
-                raise DipirError(f"expected {'an integer' if kind is int else 'a number'} in "
-                                 f"{'(' if name in _POSITIVE else '['}{lo:g}, {hi:g}], got {v!r}", field=name)
-        if self.resolution % 8:
-            raise DipirError(f"must be a multiple of 8 (the VAE's factor), got {self.resolution}", field="resolution")
-
-    def concept_config(self) -> ConceptConfig:
-        return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
-                             steps=self.concept_steps, guidance_scale=self.concept_guidance_scale)
-
-    def key_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("cache_dir")
-        d["target_modules"] = list(self.target_modules)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, path: str | Path | None = None) -> "PersonalizeConfig":
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad:
-            raise DipirError(f"unknown personalization option(s) {bad}", path, "personalize")
-        d = dict(d)
-        if "target_modules" in d:
-            d["target_modules"] = tuple(d["target_modules"])
-        try:
-            return cls(**d)
-        except DipirError as err:
-            raise DipirError(err.message, path, err.field) from None
-
-
-_RANGES = {  # field: (type, low, high)
-    "rank": (int, 1, 256), "alpha": (float, 0, 1e4), "steps": (int, 1, 1_000_000), "lr": (float, 0, 1.0),
-    "batch_size": (int, 1, 256), "resolution": (int, 8, 2048), "grad_clip": (float, 0, 1e6),
-    "target_prob": (float, 0, 1), "target_weight": (float, 0, 1e6), "crop_min": (float, 0, 1),
-    "seed": (int, 0, 2**32 - 1), "concept_count": (int, 0, 10_000), "concept_steps": (int, 1, 1000),
-    "concept_guidance_scale": (float, 0, 100), "concept_seed": (int, 0, 2**32 - 1),
-}
-_POSITIVE = {"alpha", "lr", "grad_clip", "crop_min"}  # 0 excluded
 
 
 @dataclass

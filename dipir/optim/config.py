@@ -1,6 +1,8 @@
 """Typed configuration of the DiPIR optimizer (docs/DESIGN.md, "The method", step 6).
 
-Plain frozen dataclasses with no heavy imports, so presets, task hashing and the CLI can read them
+`DipirConfig` nests one config per component — render (`dipir.rendering.config`), guidance and
+personalization (`dipir.guidance.config`), lighting, tone curves, material — each owned by one
+module and none copied. No heavy imports, so presets, task hashing and the CLI can read them
 without torch or Mitsuba. `to_dict` / `from_dict` give the plain-data form written to `config.json`.
 
 Choices that the paper does not state, and why we picked them:
@@ -26,45 +28,11 @@ import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
-GUIDANCE_KINDS = ("lds", "sds", "dataset-update", "oracle")
-
-
-@dataclass(frozen=True)
-class GuidanceSettings:
-    """Which signal drives the optimization.
-
-    kind: "lds" (personalized LDS, the paper), "sds" (score distillation with CFG),
-    "dataset-update" (every `update_every` steps the composite is re-noised to `update_strength`
-    and denoised by the (personalized) model; the rendering is pulled to that image by an L2 pixel
-    loss), or "oracle" (L2 pixel loss to the composite rendered with the scene's ground-truth env
-    map: no diffusion model at all).
-    """
-
-    kind: str = "lds"
-    guidance_scale: float = 7.5  # CFG scale, used by SDS only
-    t_min: float = 0.02
-    t_max_start: float = 0.6
-    t_max_end: float = 0.3
-    update_every: int = 50  # dataset-update only
-    update_strength: float = 0.4  # dataset-update only: SDEdit noise level
-    # Weight of the pixel MSE (dataset-update, oracle): an MSE on [0, 1] images is ~1e-3..1e-2, x100
-    # brings it to the scale where λ_c and λ_r keep the meaning they have next to the LDS term.
-    pixel_weight: float = 100.0
-
+from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
+from dipir.rendering.config import RenderConfig
 
 @dataclass(frozen=True)
-class PersonalizeSettings:
-    """LoRA personalization of the diffusion model on the scene (ignored by kind "oracle")."""
-
-    enabled: bool = True
-    rank: int = 4
-    concept_preservation: bool = True  # train on concept images of the class too
-    steps: int = 400
-    n_concept_images: int = 40
-
-
-@dataclass(frozen=True)
-class FusionSettings:
+class FusionConfig:
     """Progressive fusion of L_fg into L_shadow; alpha goes 0 -> 1 linearly between the two
     fractions of the run and both renders use the same map once alpha = 1."""
 
@@ -74,42 +42,56 @@ class FusionSettings:
 
 
 @dataclass(frozen=True)
-class LearningRates:
-    sg_color: float = 0.05
-    sg_axis: float = 0.02
-    sg_sharpness: float = 0.03
-    tone: float = 0.01
-    material: float = 0.01
+class LightingConfig:
+    """The two SG env maps (L_fg, L_shadow), their losses, fusion and learning rates."""
+
+    n_lobes: int = 16
+    lambda_consistency: float = 0.03  # λ_c
+    lambda_reg: float = 0.01  # λ_r
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    lr_color: float = 0.05
+    lr_axis: float = 0.02
+    lr_sharpness: float = 0.03
+    output_height: int = 128  # resolution of the written envmap.exr
+    output_width: int = 256
 
 
 @dataclass(frozen=True)
-class RenderSettings:
-    resolution: tuple[int, int] | None = None  # (width, height); None: long side 512, scene aspect
-    spp: int = 16
-    max_depth: int = 4
-    envmap_height: int = 32
-    envmap_width: int = 64
-    output_envmap_height: int = 128  # resolution of the written envmap.exr
-    output_envmap_width: int = 256
+class ToneConfig:
+    """The learnable tone curves (RQ splines, K_s bins)."""
+
+    enabled: bool = True  # optimize them (else they stay the identity)
+    bins: int = 5  # K_s
+    lr: float = 0.01
+
+
+@dataclass(frozen=True)
+class MaterialConfig:
+    """The paper's applications: also optimize the object's roughness, base color and emission."""
+
+    enabled: bool = False
+    lr: float = 0.01
+
+
+def _optimizer_render() -> RenderConfig:
+    # width/height 0: the scene's aspect with the long side 512 (see optimize.render_size)
+    return RenderConfig(width=0, height=0, spp=16, max_depth=4, envmap_height=32, envmap_width=64)
 
 
 @dataclass(frozen=True)
 class DipirConfig:
+    """One DiPIR run: each component's own config, nested (presets override dotted fields)."""
+
     iterations: int = 600
     seed: int = 0
-    n_lobes: int = 16
-    lambda_consistency: float = 0.03
-    lambda_reg: float = 0.01
-    tone_curves: bool = True  # optimize the tone curves (else they stay the identity)
-    tone_bins: int = 5  # K_s
-    optimize_material: bool = False  # roughness, base color, emission of emitters (applications)
-    guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
-    personalize: PersonalizeSettings = field(default_factory=PersonalizeSettings)
-    fusion: FusionSettings = field(default_factory=FusionSettings)
-    lr: LearningRates = field(default_factory=LearningRates)
-    render: RenderSettings = field(default_factory=RenderSettings)
     snapshot_every: int = 50  # intermediate composites every k iterations (0: none)
     grad_clip: float = 1.0  # max global norm of the parameter gradient per step (0: off)
+    render: RenderConfig = field(default_factory=_optimizer_render)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    personalize: PersonalizeConfig = field(default_factory=PersonalizeConfig)
+    lighting: LightingConfig = field(default_factory=LightingConfig)
+    tone: ToneConfig = field(default_factory=ToneConfig)
+    material: MaterialConfig = field(default_factory=MaterialConfig)
 
     def needs_model(self) -> bool:
         return self.guidance.kind != "oracle"
@@ -120,19 +102,18 @@ class DipirConfig:
     def validate(self) -> "DipirConfig":
         from dipir.errors import DipirError
 
-        if self.guidance.kind not in GUIDANCE_KINDS:
-            raise DipirError(f"unknown guidance kind {self.guidance.kind!r} (use one of {GUIDANCE_KINDS})",
-                             field="guidance.kind")
+        self.guidance.validate()
         if self.iterations < 1:
             raise DipirError(f"iterations must be >= 1, got {self.iterations}", field="iterations")
-        if self.n_lobes < 1:
-            raise DipirError(f"n_lobes must be >= 1, got {self.n_lobes}", field="n_lobes")
-        if not 0 <= self.fusion.start <= self.fusion.end <= 1:
-            raise DipirError("need 0 <= fusion.start <= fusion.end <= 1", field="fusion")
-        if self.render.resolution is not None:
-            w, h = self.render.resolution
-            if w < 8 or h < 8:
-                raise DipirError(f"resolution must be at least 8x8, got {w}x{h}", field="render.resolution")
+        if self.lighting.n_lobes < 1:
+            raise DipirError(f"n_lobes must be >= 1, got {self.lighting.n_lobes}", field="lighting.n_lobes")
+        f = self.lighting.fusion
+        if not 0 <= f.start <= f.end <= 1:
+            raise DipirError("need 0 <= fusion.start <= fusion.end <= 1", field="lighting.fusion")
+        w, h = self.render.width, self.render.height
+        if (w, h) != (0, 0) and (w < 8 or h < 8):
+            raise DipirError(f"resolution must be at least 8x8 (or 0x0: from the scene), got {w}x{h}",
+                             field="render.width")
         return self
 
     def to_dict(self) -> dict:
@@ -166,7 +147,7 @@ def from_dict(data: dict, cls=DipirConfig):
         default = getattr(cls(), k)
         if is_dataclass(default):
             v = from_dict(v, type(default))
-        elif isinstance(default, tuple) or (k == "resolution" and v is not None):
+        elif isinstance(default, tuple):
             v = tuple(v)
         kwargs[k] = v
     return cls(**kwargs)

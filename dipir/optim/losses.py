@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from dipir.rendering.hdr import luminance, solid_angles
-from dipir.optim.config import FusionSettings
+from dipir.optim.config import FusionConfig
 
 EPS = 1e-8
 
@@ -48,7 +48,7 @@ def reg_loss(env_shadow: torch.Tensor) -> torch.Tensor:
     return (torch.log1p(2.0 * lum * lum) * _omega(env_shadow)).sum()
 
 
-def fusion_alpha(step: int, total_steps: int, fusion: FusionSettings) -> float:
+def fusion_alpha(step: int, total_steps: int, fusion: FusionConfig) -> float:
     """0 before `fusion.start`, 1 from `fusion.end` on (fractions of the run), linear between.
 
     Step `total_steps - 1` is always fully fused when fusion is enabled; disabled fusion is 0 always.

@@ -23,6 +23,7 @@ env-map gradient with parallel atomic adds, whose order can change the last bit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -59,8 +60,8 @@ class OptimizeResult:
 def render_size(scene: Scene, cfg: DipirConfig) -> tuple[int, int]:
     """(width, height): the config's, else the scene's aspect with the long side 512, both multiples
     of 8 (the VAE downsamples by 8)."""
-    if cfg.render.resolution is not None:
-        return tuple(int(v) for v in cfg.render.resolution)
+    if cfg.render.width and cfg.render.height:
+        return int(cfg.render.width), int(cfg.render.height)
     w, h = scene.camera.width, scene.camera.height
     s = 512 / max(w, h)
     return max(8, int(round(w * s / 8)) * 8), max(8, int(round(h * s / 8)) * 8)
@@ -100,26 +101,24 @@ class DipirOptimizer:
 
     def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None):
         from dipir.rendering.lighting import SGLighting
-        from dipir.rendering.renderer import InsertionRenderer, RenderConfig, load_background
+        from dipir.rendering.renderer import InsertionRenderer, load_background
         from dipir.rendering.tonemap import ToneCurves
 
         self.scene, self.cfg = scene, cfg.validate()
         torch.manual_seed(cfg.seed)
         self.width, self.height = render_size(scene, cfg)
-        r = cfg.render
-        self.renderer = InsertionRenderer(scene, RenderConfig(
-            width=self.width, height=self.height, spp=r.spp, max_depth=r.max_depth,
-            envmap_height=r.envmap_height, envmap_width=r.envmap_width,
+        self.renderer = InsertionRenderer(scene, dataclasses.replace(
+            cfg.render, width=self.width, height=self.height,
             # An emitter asset (lamp, headlights) glows in every preset; dipir-material optimizes it.
             emissive=_is_emitter(scene.object.material)))
         self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
         # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
         # far as the shading and the shadow disagree.
-        self.light_fg = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
-        self.light_shadow = SGLighting.init_random(cfg.n_lobes, seed=cfg.seed)
-        self.tone = ToneCurves(bins=cfg.tone_bins).to(self.renderer.device)  # the composite's device
-        self.tone.requires_grad_(cfg.tone_curves)
-        self.material = self._init_material() if cfg.optimize_material else None
+        self.light_fg = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed)
+        self.light_shadow = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed)
+        self.tone = ToneCurves(bins=cfg.tone.bins).to(self.renderer.device)  # the composite's device
+        self.tone.requires_grad_(cfg.tone.enabled)
+        self.material = self._init_material() if cfg.material.enabled else None
         self.optimizer = torch.optim.Adam(self._param_groups())
         self.guidance = guidance
         self.target = None
@@ -164,34 +163,32 @@ class DipirOptimizer:
         return out
 
     def _param_groups(self) -> list[dict]:
-        lr = self.cfg.lr
+        light = self.cfg.lighting
         groups = [
-            {"name": "sg_color", "lr": lr.sg_color,
+            {"name": "sg_color", "lr": light.lr_color,
              "params": [self.light_fg.raw_log_colors, self.light_shadow.raw_log_colors]},
-            {"name": "sg_axis", "lr": lr.sg_axis, "params": [self.light_fg.raw_axes, self.light_shadow.raw_axes]},
-            {"name": "sg_sharpness", "lr": lr.sg_sharpness,
+            {"name": "sg_axis", "lr": light.lr_axis, "params": [self.light_fg.raw_axes, self.light_shadow.raw_axes]},
+            {"name": "sg_sharpness", "lr": light.lr_sharpness,
              "params": [self.light_fg.raw_log_sharpness, self.light_shadow.raw_log_sharpness]},
         ]
-        if self.cfg.tone_curves:
-            groups.append({"name": "tone", "lr": lr.tone, "params": list(self.tone.parameters())})
+        if self.cfg.tone.enabled:
+            groups.append({"name": "tone", "lr": self.cfg.tone.lr, "params": list(self.tone.parameters())})
         if self.material is not None:
-            groups.append({"name": "material", "lr": lr.material, "params": list(self.material.values())})
+            groups.append({"name": "material", "lr": self.cfg.material.lr, "params": list(self.material.values())})
         return groups
 
     def ground_truth_composite(self) -> torch.Tensor:
         """The scene lit by its ground-truth env map (identity tone curves), at 4x the spp."""
         from dipir.rendering.composite import composite
         from dipir.rendering.hdr import read_hdr, resample_equirect
-        from dipir.rendering.renderer import InsertionRenderer, RenderConfig
+        from dipir.rendering.renderer import InsertionRenderer
 
         if self.scene.envmap is None:
             raise DipirError("oracle guidance needs a ground-truth env map; the scene has none",
                              self.scene.source, "envmap")
-        r = self.cfg.render
+        r = self.renderer.cfg
         env = resample_equirect(read_hdr(self.scene.envmap), r.envmap_height, r.envmap_width)
-        gt = InsertionRenderer(self.scene, RenderConfig(
-            width=self.width, height=self.height, spp=4 * r.spp, max_depth=r.max_depth,
-            envmap_height=r.envmap_height, envmap_width=r.envmap_width, emissive=self.renderer.cfg.emissive))
+        gt = InsertionRenderer(self.scene, dataclasses.replace(r, spp=4 * r.spp))
         with torch.no_grad():
             out = gt.render(torch.from_numpy(env), seed=2**20 + self.cfg.seed, material=self._asset_emission())
             return composite(self.background, out, None).detach()
@@ -210,17 +207,17 @@ class DipirOptimizer:
 
         cfg, n = self.cfg, self.cfg.iterations
         tm = _Timer()
-        alpha = fusion_alpha(i, n, cfg.fusion)
+        alpha = fusion_alpha(i, n, cfg.lighting.fusion)
         r = cfg.render
         fg, sh, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
         out = self.renderer.render(e_fg, e_sh, seed=cfg.seed * 1_000_003 + i, material=self.material_values())
         tm.lap("render")
-        image = composite(self.background, out, self.tone if cfg.tone_curves else None)
+        image = composite(self.background, out, self.tone if cfg.tone.enabled else None)
         tm.lap("composite")
         loss_g, t_max = self.guidance_loss(i, image)
         tm.lap("guidance")
         loss_c, loss_r = consistency_loss(fg, sh), reg_loss(sh)
-        total = loss_g + cfg.lambda_consistency * loss_c + cfg.lambda_reg * loss_r
+        total = loss_g + cfg.lighting.lambda_consistency * loss_c + cfg.lighting.lambda_reg * loss_r
         if not torch.isfinite(total):
             raise OptimizationError(f"non-finite loss at iteration {i}: guidance {float(loss_g)}, "
                                     f"consistency {float(loss_c)}, reg {float(loss_r)}", field="loss")
@@ -278,19 +275,19 @@ class DipirOptimizer:
         from dipir.rendering.composite import composite
 
         cfg, r = self.cfg, self.cfg.render
-        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.fusion) if self.step_index else 0.0
+        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.lighting.fusion) if self.step_index else 0.0
         with torch.no_grad():
             _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
             out = self.renderer.render(e_fg, e_sh, seed=seed, spp=spp, material=self.material_values())
-            return composite(self.background, out, self.tone if cfg.tone_curves else None).cpu().numpy(), out
+            return composite(self.background, out, self.tone if cfg.tone.enabled else None).cpu().numpy(), out
 
     def final_lighting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """(fused map, L_fg, L_shadow) at output resolution, and the fusion progress reached."""
-        r, cfg = self.cfg.render, self.cfg
-        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.fusion) if self.step_index else 0.0
+        out, cfg = self.cfg.lighting, self.cfg
+        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.lighting.fusion) if self.step_index else 0.0
         with torch.no_grad():
-            fg = self.light_fg.envmap(r.output_envmap_height, r.output_envmap_width)
-            sh = self.light_shadow.envmap(r.output_envmap_height, r.output_envmap_width)
+            fg = self.light_fg.envmap(out.output_height, out.output_width)
+            sh = self.light_shadow.envmap(out.output_height, out.output_width)
             fused = fused_map(fg, sh)
         return fused.numpy(), fg.numpy(), sh.numpy(), alpha
 
@@ -301,13 +298,11 @@ class DipirOptimizer:
 
 def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
     """The diffusion judge, working at the render's own resolution (no resize before the VAE)."""
-    from dipir.guidance.guidance import Guidance, GuidanceConfig
+    from dipir.guidance.guidance import Guidance
 
     g = cfg.guidance
     kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
-    gcfg = GuidanceConfig(kind=kind, guidance_scale=g.guidance_scale, t_min=g.t_min,
-                          t_max_start=g.t_max_start, t_max_end=g.t_max_end, resolution=min(width, height),
-                          use_lora=cfg.uses_lora(), seed=cfg.seed)
+    gcfg = dataclasses.replace(g, kind=kind, resolution=min(width, height), use_lora=cfg.uses_lora(), seed=cfg.seed)
     return Guidance(pipe, gcfg, object_class)
 
 
@@ -340,15 +335,12 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     """Train or load the scene's LoRA on `pipe` (left active). Returns timing/caching facts."""
     if not cfg.uses_lora():
         return {"personalization_s": 0.0, "personalization_cache_hit": None}
-    from dipir.guidance.lora import PersonalizeConfig, personalize
-
-    p = cfg.personalize
+    from dipir.guidance.lora import personalize
     from dipir.rendering.renderer import load_background
 
     background = (load_background(scene, width, height) * 255 + 0.5).astype(np.uint8)
-    pcfg = PersonalizeConfig(rank=p.rank, alpha=float(p.rank), steps=p.steps, use_concepts=p.concept_preservation,
-                             concept_count=p.n_concept_images, resolution=min(512, width, height) // 8 * 8,
-                             seed=cfg.seed)
+    pcfg = dataclasses.replace(cfg.personalize, alpha=float(cfg.personalize.rank),
+                               resolution=min(512, width, height) // 8 * 8, seed=cfg.seed)
     res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
     return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
             "lora_path": str(res.lora_path)}
@@ -494,8 +486,6 @@ def insert_dipir(scene_path: str | Path, out: str | Path, preset: str = "dipir",
                  iterations: int | None = None, resolution: tuple[int, int] | None = None, seed: int | None = None,
                  cache_dir: str | Path | None = None, device: str | None = None, progress: bool = True) -> OptimizeResult:
     """`dipir insert --method dipir`: the preset with the command line's overrides, run on one scene."""
-    import dataclasses
-
     from dipir.guidance.models import DEFAULT_MODEL
     from dipir.optim.presets import get_preset
     from dipir.scene.contract import load_scene
@@ -506,7 +496,8 @@ def insert_dipir(scene_path: str | Path, out: str | Path, preset: str = "dipir",
     if seed is not None:
         cfg = dataclasses.replace(cfg, seed=int(seed))
     if resolution is not None:
-        cfg = dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, resolution=tuple(resolution)))
+        w, h = (int(v) for v in resolution)
+        cfg = dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, width=w, height=h))
     cfg = cfg.validate()
     scene = load_scene(scene_path)
     pipe = load_model(model or DEFAULT_MODEL, device=device, cache_dir=cache_dir) if cfg.needs_model() else None

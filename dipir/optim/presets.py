@@ -22,15 +22,15 @@ PRESET_OVERRIDES: dict[str, dict[str, object]] = {
     # SDEdit-style targets from the personalized model, pulled towards by a pixel loss.
     "dataset-update": {"guidance.kind": "dataset-update"},
     # Tone curves stay the identity.
-    "no-tone-curves": {"tone_curves": False},
+    "no-tone-curves": {"tone.enabled": False},
     # L_fg and L_shadow stay two separate maps for the whole run.
-    "no-envmap-fusion": {"fusion.enabled": False},
+    "no-envmap-fusion": {"lighting.fusion.enabled": False},
     # LoRA trained on the scene image only.
-    "no-concept-preservation": {"personalize.concept_preservation": False},
+    "no-concept-preservation": {"personalize.use_concepts": False},
     # Pixel loss to the ground-truth composite: no diffusion model (personalization is not used).
     "oracle-guidance": {"guidance.kind": "oracle"},
     # The paper's applications: also the object's roughness, base color and emission.
-    "dipir-material": {"optimize_material": True},
+    "dipir-material": {"material.enabled": True},
 }
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dipir.rendering.config import RenderConfig
 from dipir.scene.assets import load_object_mesh, object_to_world, rotation_between
 from dipir.scene.mesh import Mesh
 from dipir.scene.contract import Camera, Scene
@@ -65,21 +66,6 @@ _SHADOW_SEED_OFFSET = 2**31  # the shadow pass's own sampler: seed + 2^31, so it
 
 def _seed(seed: int, offset: int = 0) -> int:
     return (int(seed) + offset) % 2**32
-
-
-@dataclass
-class RenderConfig:
-    width: int = 128
-    height: int = 128
-    spp: int = 16
-    max_depth: int = 4  # D: surface interactions of the foreground paths
-    envmap_height: int = 64
-    envmap_width: int = 128
-    variant: str | None = None  # None: cuda_ad_rgb with CUDA, else llvm_ad_rgb
-    mask_spp_sqrt: int = 8  # mask: mask_spp_sqrt² stratified ray casts per pixel, once
-    emissive: bool = False  # the object has an emission term: render(material={"emission": ...}) allowed
-    plane_albedo: float = 0.5  # cancels in β; only used by render_separately
-    with_object: bool = True  # False: the plane alone (checks, background-only renders)
 
 
 @dataclass
