@@ -4,9 +4,14 @@ Plain frozen dataclasses with no heavy imports, so presets, task hashing and the
 without torch or Mitsuba. `to_dict` / `from_dict` give the plain-data form written to `config.json`.
 
 Choices that the paper does not state, and why we picked them:
-- 16 SG lobes per env map: enough for a sun, a sky gradient and a few bounce regions; the env map
-  is evaluated at 32x64 for rendering (cheap next to the path tracer) and the per-lobe parameters
-  stay well conditioned.
+- 16 SG lobes per env map: enough for a sun, a sky gradient and a few bounce regions, and the
+  per-lobe parameters stay well conditioned.
+- The env map is optimized, written and evaluated on one grid, 128x256 by default (a texel is 1.4°):
+  the SG lobes are evaluated on it for every render (cheap next to the path tracer), and each lobe's
+  σ is kept >= one texel (π / envmap_height rad, dipir.lighting.grid_min_sharpness), so no lobe is
+  sharper than the grid can hold and the map the renderer sees is the map the lobes describe. At
+  128 rows that still allows a lobe of ~1.4° (a hard-edged sun shadow); a coarser grid (the tests'
+  16 rows) bounds σ to ~11°.
 - Adam learning rates per group: SG colours 0.05, axes 0.02, sharpness 0.03, tone curves 0.01,
   material 0.01. They act on the renderer's unconstrained parameters (log-colours, raw axis vectors
   normalized in the forward pass, log-sharpness), so with Adam they are roughly the relative change
@@ -18,6 +23,10 @@ Choices that the paper does not state, and why we picked them:
 - Fusion: both maps start from the same random lobes and are optimized separately for the first
   30 % of the iterations; from 30 % to 80 % the rendered maps are blended geometrically (fusion
   progress linear in the step, see optim_losses.fuse) into one map; the last 20 % render one map.
+  The fused map takes its layout from L_shadow and its colour and overall energy from L_fg
+  (`fusion.energy = "foreground"`): β is blind to L_shadow's scale, so taking the energy from
+  L_shadow (the former rule, `"shadow"`) let the regularizer dim the object at fusion onset
+  (benchmarks/perf/fusion_energy.py measures both).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 GUIDANCE_KINDS = ("lds", "sds", "dataset-update", "oracle")
+FUSION_ENERGY = ("foreground", "shadow")
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ class FusionSettings:
     enabled: bool = True
     start: float = 0.3
     end: float = 0.8
+    energy: str = "foreground"  # whose overall luminance the fused map keeps: "foreground" | "shadow"
 
 
 @dataclass(frozen=True)
@@ -87,10 +98,9 @@ class RenderSettings:
     resolution: tuple[int, int] | None = None  # (width, height); None: long side 512, scene aspect
     spp: int = 16
     max_depth: int = 4
-    envmap_height: int = 32
-    envmap_width: int = 64
-    output_envmap_height: int = 128  # resolution of the written envmap.exr
-    output_envmap_width: int = 256
+    # The env-map grid the lobes are optimized on, written at (envmap.exr) and evaluated on.
+    envmap_height: int = 128
+    envmap_width: int = 256
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,12 @@ class DipirConfig:
             raise DipirError(f"n_lobes must be >= 1, got {self.n_lobes}", field="n_lobes")
         if not 0 <= self.fusion.start <= self.fusion.end <= 1:
             raise DipirError("need 0 <= fusion.start <= fusion.end <= 1", field="fusion")
+        if self.fusion.energy not in FUSION_ENERGY:
+            raise DipirError(f"unknown fusion energy {self.fusion.energy!r} (use one of {FUSION_ENERGY})",
+                             field="fusion.energy")
+        if self.render.envmap_height < 4 or self.render.envmap_width != 2 * self.render.envmap_height:
+            raise DipirError(f"the env-map grid must be H x 2H with H >= 4, got "
+                             f"{self.render.envmap_height}x{self.render.envmap_width}", field="render.envmap_height")
         if self.render.resolution is not None:
             w, h = self.render.resolution
             if w < 8 or h < 8:

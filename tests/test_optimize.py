@@ -21,8 +21,7 @@ OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "e
 
 def small(cfg, **over):
     """A tiny-render version of a preset: 64 px, 4 spp, 16x32 env maps."""
-    base = {"render.resolution": (64, 64), "render.spp": 4, "render.envmap_height": 16, "render.envmap_width": 32,
-            "render.output_envmap_height": 32, "render.output_envmap_width": 64, "snapshot_every": 0}
+    base = {"render.resolution": (64, 64), "render.spp": 4, "render.envmap_height": 16, "render.envmap_width": 32, "snapshot_every": 0}
     base.update({k.replace("__", "."): v for k, v in over.items()})
     for k, v in base.items():
         cfg = replace_path(cfg, k, v)

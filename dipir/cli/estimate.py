@@ -22,6 +22,52 @@ def _parse_options(items: list[str]) -> dict:
     return out
 
 
+def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed: int, out: Path,
+                  layers: bool = False) -> dict:
+    """Build `method` with `options` as its class declares (dipir.estimators.base.EstimatorTraits:
+    the seed for a seeded one, a folder for its own outputs, kept as OUT/<outputs>/), check its
+    requirements, estimate and render the result into OUT. Returns estimate_and_render's dict; an
+    interrupted estimate (Ctrl-C) keeps its outputs and exits 130."""
+    import shutil
+    import tempfile
+
+    from dipir.errors import DipirError
+    from dipir.estimators import EstimateInterrupted, build_estimator, estimator_traits
+    from dipir.evaluation import estimate_and_render
+    from dipir.mitsuba_setup import cuda_available
+    from dipir.scene import load_scene
+
+    sc = load_scene(scene_path)
+    traits = estimator_traits(method, field="--method")
+    opts = dict(options)
+    if traits.seeded:
+        opts.setdefault("seed", seed)
+    with tempfile.TemporaryDirectory(prefix="dipir-outputs-") as tmp:
+        if traits.outputs:
+            opts.setdefault("out_dir", tmp)
+        est = build_estimator(method, opts, field="--method")
+        # A model-based method loads its model itself (option `model`, else its default hub id) and
+        # fails with its own error when that is unavailable.
+        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
+        if reason:
+            raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
+        interrupted = None
+        try:
+            res = estimate_and_render(sc, est, render_cfg, seed, out, layers=layers)
+        except EstimateInterrupted as err:
+            interrupted = err
+        kept = Path(opts.get("out_dir", tmp)) / sc.id
+        if traits.outputs and kept.is_dir() and Path(opts["out_dir"]) == Path(tmp):
+            dst = Path(out) / traits.outputs
+            shutil.rmtree(dst, ignore_errors=True)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(kept), str(dst))
+    if interrupted is not None:
+        typer.echo(f"interrupted: {interrupted}; outputs so far in {Path(out) / (traits.outputs or '')}")
+        raise typer.Exit(130)
+    return res
+
+
 def _render_cfg(width: int, height: int, spp: int, envmap_height: int):
     from dipir.render import RenderConfig
 
@@ -33,7 +79,8 @@ def register(app: typer.Typer) -> None:
     @app.command("estimate")
     def estimate(
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or YAML file."),
-        method: str = typer.Option(..., "--method", help="oracle, file, constant, khan06, sunsky, sh2, dipir."),
+        method: str = typer.Option(..., "--method", help="oracle, file, constant, khan06, sunsky, sh2, dipir, "
+                                                         "or module:Class."),
         out: Path = typer.Option(..., "--out", help="Output folder: envmap.exr, composite.png, estimate.json."),
         option: list[str] = typer.Option([], "--option", "-o",
                                          help="Estimator option KEY=VALUE (YAML value), repeatable, "
@@ -45,21 +92,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Estimate the lighting of a scene with one method and render the object with it."""
-        from dipir.errors import DipirError
-        from dipir.estimators import build_estimator
-        from dipir.evaluation import estimate_and_render
-        from dipir.mitsuba_setup import cuda_available
-        from dipir.scene import load_scene
-
-        sc = load_scene(scene)
-        opts = _parse_options(option)
-        est = build_estimator(method, opts)
-        # A model-based method loads its model itself (option `model`, else its default hub id) and
-        # fails with its own error when that is unavailable.
-        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
-        if reason:
-            raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
-        res = estimate_and_render(sc, est, _render_cfg(width, height, spp, envmap_height), seed, out)
+        res = run_estimator(scene, method, _parse_options(option), _render_cfg(width, height, spp, envmap_height),
+                            seed, out)
         typer.echo(f"{method}: estimate {res['seconds_estimate']:.2f} s, render {res['seconds_render']:.2f} s "
                    f"-> {out}/({', '.join(res['artifacts'].values())})")
 
