@@ -25,11 +25,11 @@ def _parse_options(items: list[str]) -> dict:
 def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed: int, out: Path,
                   layers: bool = False) -> dict:
     """Build `method` with `options` as its class declares (dipir.estimators.base.EstimatorTraits:
-    the seed for a seeded one, a folder for its own outputs, kept as OUT/<outputs>/), check its
-    requirements, estimate and render the result into OUT. Returns estimate_and_render's dict; an
-    interrupted estimate (Ctrl-C) keeps its outputs and exits 130."""
+    the seed for a seeded one; for one that keeps outputs, a folder OUT/.<outputs>.running while it
+    runs, moved to OUT/<outputs>/ at the end), check its requirements, estimate and render the
+    result into OUT. Returns estimate_and_render's dict; an interrupted estimate (Ctrl-C) keeps its
+    outputs and exits 130."""
     import shutil
-    import tempfile
 
     from dipir.errors import DipirError
     from dipir.estimators import EstimateInterrupted, build_estimator, estimator_traits
@@ -42,26 +42,27 @@ def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed
     opts = dict(options)
     if traits.seeded:
         opts.setdefault("seed", seed)
-    with tempfile.TemporaryDirectory(prefix="dipir-outputs-") as tmp:
-        if traits.outputs:
-            opts.setdefault("out_dir", tmp)
-        est = build_estimator(method, opts, field="--method")
-        # A model-based method loads its model itself (option `model`, else its default hub id) and
-        # fails with its own error when that is unavailable.
-        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
-        if reason:
-            raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
-        interrupted = None
-        try:
-            res = estimate_and_render(sc, est, render_cfg, seed, out, layers=layers)
-        except EstimateInterrupted as err:
-            interrupted = err
-        kept = Path(opts.get("out_dir", tmp)) / sc.id
-        if traits.outputs and kept.is_dir() and Path(opts["out_dir"]) == Path(tmp):
+    running = Path(out) / f".{traits.outputs}.running" if traits.outputs else None
+    if running is not None and "out_dir" not in opts:
+        shutil.rmtree(running, ignore_errors=True)
+        opts["out_dir"] = str(running)
+    est = build_estimator(method, opts, field="--method")
+    # A model-based method loads its model itself (option `model`, else its default hub id) and
+    # fails with its own error when that is unavailable.
+    reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
+    if reason:
+        raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
+    interrupted = None
+    try:
+        res = estimate_and_render(sc, est, render_cfg, seed, out, layers=layers)
+    except EstimateInterrupted as err:
+        interrupted = err
+    finally:
+        if running is not None and (running / sc.id).is_dir():
             dst = Path(out) / traits.outputs
             shutil.rmtree(dst, ignore_errors=True)
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(kept), str(dst))
+            shutil.move(str(running / sc.id), str(dst))
+            shutil.rmtree(running, ignore_errors=True)
     if interrupted is not None:
         typer.echo(f"interrupted: {interrupted}; outputs so far in {Path(out) / (traits.outputs or '')}")
         raise typer.Exit(130)
