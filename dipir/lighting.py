@@ -28,9 +28,10 @@ __all__ = ["SGLighting", "fit_sg", "dominant_direction", "sg_integral", "sg_eval
 def grid_min_sharpness(height: int) -> float:
     """The smallest σ an equirect grid of `height` rows holds: one texel, π / height radians.
 
-    A lobe is a Gaussian of standard deviation ≈ σ in angle; sampled at texel centres with spacing
-    Δ = π / height, its discrete sum ΔΩ·Σ G stays within ~1 % of its integral for σ >= Δ, and a
-    sharper lobe is either missed or over-counted depending on where its axis falls between centres.
+    A lobe is a Gaussian of standard deviation ≈ σ in angle, sampled at texel centres Δ = π / height
+    apart. Measured on a 32x64 grid over 200 random axes, the grid's ΔΩ·Σ G matches the lobe's
+    integral within 3.7 % (0.1 % mean) at σ = Δ, 0.9 % at 1.5 Δ, but 6.4 % (1.4 % mean) at Δ / 2:
+    below a texel the light a lobe casts depends on where its axis falls between texel centres.
     """
     return math.pi / int(height)
 

@@ -135,8 +135,8 @@ class TaskContext:
                 opts["seed"] = seed
             if t.outputs:
                 # The estimator writes its own outputs under <out_dir>/<scene id>; one folder per
-                # actor process, moved into the task folder (outputs_dir).
-                opts["out_dir"] = str(self.outputs_root(method, preset, seed))
+                # actor process and instance, moved into the task folder by `run`.
+                opts["out_dir"] = str(self.outputs_root(method, preset, key[2]))
             if preset is not None:
                 opts["preset"] = preset
             if t.model and self.model is not None:
@@ -145,7 +145,7 @@ class TaskContext:
             self.estimators[key] = build(method, opts)
         return self.estimators[key]
 
-    def outputs_root(self, method: str, preset: str | None, seed: int) -> Path:
+    def outputs_root(self, method: str, preset: str | None, seed: int | None) -> Path:
         return self.run_dir / "cache" / "optimizer" / f"{method}-{preset}-{seed}-{os.getpid()}"
 
     def maybe_crash(self, task: Task) -> None:
@@ -187,7 +187,8 @@ class TaskContext:
                 kept = traits(task.method)
                 opt_dir = None
                 if kept.outputs:
-                    opt_dir = self.outputs_root(task.method, task.preset, task.seed) / scene.id
+                    seed = task.seed if kept.seeded else None  # as the instance was keyed
+                    opt_dir = self.outputs_root(task.method, task.preset, seed) / scene.id
                     shutil.rmtree(opt_dir, ignore_errors=True)  # left by an attempt that died
                 out = estimate_and_render(scene, est, cfg, task.seed, stage)
                 ev = evaluate(scene, stage, cfg, task.seed)

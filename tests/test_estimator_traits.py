@@ -55,9 +55,26 @@ class PlainToy:
         return InsertionResult(envmap=np.full((8, 16, 3), 0.7, np.float32))
 
 
+class KeeperToy:
+    """Deterministic (one instance for every seed) but keeping a folder of its own."""
+
+    name = "keeper-toy"
+    requires = Requirements()
+    traits = EstimatorTraits(outputs="kept", output_artifacts=(("note", "note.txt"),))
+
+    def __init__(self, out_dir: str):
+        self.out_dir = out_dir
+
+    def estimate(self, scene) -> InsertionResult:
+        (Path(self.out_dir) / scene.id).mkdir(parents=True, exist_ok=True)
+        (Path(self.out_dir) / scene.id / "note.txt").write_text(scene.id)
+        return InsertionResult(envmap=np.full((8, 16, 3), 0.3, np.float32))
+
+
 def _suite(tmp_path: Path, scenes: Path) -> Path:
     data = {"name": "toy", "datasets": [{"kind": "scenes", "path": str(scenes)}],
-            "methods": ["test_estimator_traits:SeededToy", "test_estimator_traits:PlainToy"],
+            "methods": ["test_estimator_traits:SeededToy", "test_estimator_traits:PlainToy",
+                        "test_estimator_traits:KeeperToy"],
             "seeds": [0, 1], "render": TINY_RENDER, "model": "some/model-id",
             "options": {"test_estimator_traits:SeededToy": {"level": 0.5}}}
     p = tmp_path / "suite.yaml"
@@ -85,7 +102,7 @@ def test_a_toy_estimator_runs_as_its_traits_say(tmp_path):
     suite = load_suite(_suite(tmp_path, scenes))
     run = tmp_path / "run"
     tasks, _ = prepare(suite, run, retry_failed=False)
-    assert len(tasks) == 4  # each toy x 2 seeds (a seed is part of every task; only SeededToy is built per seed)
+    assert len(tasks) == 6  # each toy x 2 seeds (a seed is part of every task; only SeededToy is built per seed)
     ctx = execute.TaskContext(run, suite.render, suite.model, suite.options)
     results = {(t.method.split(":")[1], t.seed): ctx.run(t) for t in tasks}
     for (cls, seed), r in results.items():
@@ -95,6 +112,8 @@ def test_a_toy_estimator_runs_as_its_traits_say(tmp_path):
             assert r["artifacts"]["toy_log"] == "toy_outputs/log.json"
             log = json.loads((folder / "toy_outputs" / "log.json").read_text())
             assert log["seed"] == seed and log["model"] == "some/model-id"
+        elif cls == "KeeperToy":
+            assert r["artifacts"]["note"] == "kept/note.txt" and (folder / "kept" / "note.txt").is_file()
         else:
             assert not any(p.is_dir() for p in folder.iterdir())
     from dipir.hdr import read_hdr
@@ -119,7 +138,7 @@ def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
                                                                    execute.uses_model)}
     for key in ids["a"]:
         same = ids["a"][key] == ids["b"][key]
-        assert same == key[0].endswith("PlainToy"), key
+        assert same == (not key[0].endswith("SeededToy")), key
 
 
 def _method_name_branches(path: Path, names: set[str]) -> list[str]:
