@@ -70,16 +70,15 @@ def energy(env: torch.Tensor) -> torch.Tensor:
     return (luminance(env) * _omega(env)).sum()
 
 
-def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor, keep: str = "foreground") -> torch.Tensor:
+def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor, keep: str = "shadow") -> torch.Tensor:
     """The one map both maps become: L_fg's colour, L_shadow's layout, one overall energy.
 
         F = L_fg · lum(L_shadow) / lum(L_fg) · k,   texel by texel,
 
-    with k = ∫lum(L_fg)dΩ / ∫lum(L_shadow)dΩ when `keep` is "foreground" (F's energy is L_fg's)
-    and k = 1 when it is "shadow" (F's luminance is L_shadow's, the former rule). The shadow pins
-    down where the light comes from, but β = shadowed / unshadowed is blind to L_shadow's scale,
-    which only the regularizer (pulling it down) sees; the object's shading is what measures the
-    light's strength, so the energy comes from L_fg.
+    with k = 1 when `keep` is "shadow" (F's luminance is L_shadow's: the default) and
+    k = ∫lum(L_fg)dΩ / ∫lum(L_shadow)dΩ when it is "foreground" (F's energy is L_fg's). The shadow
+    pins down where the light comes from; β is blind to L_shadow's scale, but once fused the
+    object's shading measures it. dipir/optim_config.py has the measurement behind the default.
     """
     ratio = (luminance(env_shadow) + EPS) / (luminance(env_fg) + EPS)
     if keep == "foreground":
@@ -90,7 +89,7 @@ def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor, keep: str = "foreg
 
 
 def fuse(env_fg: torch.Tensor, env_shadow: torch.Tensor, alpha: float,
-         keep: str = "foreground") -> tuple[torch.Tensor, torch.Tensor]:
+         keep: str = "shadow") -> tuple[torch.Tensor, torch.Tensor]:
     """The maps the two renders use at fusion progress `alpha` in [0, 1].
 
     Geometric interpolation from (L_fg, L_shadow) at alpha = 0 to (F, F) at alpha = 1, with F the

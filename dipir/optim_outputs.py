@@ -4,7 +4,7 @@
     foreground.exr, shadow_ratio.exr, mask.png   its render layers (as `dipir insert` writes them)
     envmap.exr               the map the final render lit the object with, on the grid it was
                              optimized on (render.envmap_height x width): the fused map
-                             F = L_fg · lum(L_shadow)/lum(L_fg) · E(L_fg)/E(L_shadow) once fusion is
+                             F = L_fg · lum(L_shadow)/lum(L_fg) (optim_losses.fused_map) once fusion is
                              complete, L_fg with fusion off (no-envmap-fusion), the partly fused L_fg
                              of a run stopped in between (sg_params.json has the progress reached)
     envmap_fg.exr            L_fg and L_shadow as optimized (same grid)

@@ -4,8 +4,8 @@
 
 An oracle-guidance run (pixel loss to the ground-truth composite: no diffusion model, so the only
 thing that differs between the rules is the fusion) on the synthetic sun scene of the optimizer
-tests, once per `fusion.energy` rule: "shadow" (the fused map takes L_shadow's luminance, the rule
-before issue 11) and "foreground" (L_shadow's layout, L_fg's overall energy). Printed per phase of
+tests, once per `fusion.energy` rule: "shadow" (the fused map takes L_shadow's luminance: the
+default) and "foreground" (L_shadow's layout at L_fg's overall energy, a global luminance ratio). Printed per phase of
 the run: E = ∫ lum dΩ of L_fg, of L_shadow and of the map the object is rendered with (E_render),
 next to the ground truth's, and the object-region RMSE of the final composite against the
 ground-truth composite.
