@@ -5,12 +5,14 @@ Everything a task calls in `dipir` goes through here: scene preparation, `build_
 of the benchmark both call `TaskContext.run`.
 
 A method name is an estimator from `dipir.estimators.ESTIMATORS`, or `module:attribute` naming a
-class (or factory) importable on the workers — a user's own estimator, or a test's.
+class (or factory) importable on the workers — a user's own estimator, or a test's. Nothing here
+knows a method by name: how an estimator is built (seeded? given the model? given a folder for its
+own outputs?) and what of it is kept is what its class declares (`traits`,
+dipir.estimators.base.EstimatorTraits).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -23,57 +25,25 @@ from pipelines import schema, store
 from pipelines.scenes import build_scene
 from pipelines.tasks import Task
 
-# Methods assumed to use the diffusion model when their estimator cannot be inspected.
-_MODEL_METHODS = ("dipir",)
-# Methods whose estimator takes a `seed` option (stochastic optimization).
-_SEEDED_METHODS = ("dipir",)
 
+def traits(method: str):
+    """What a method's estimator class declares (dipir.estimators.base.EstimatorTraits)."""
+    from dipir.estimators import estimator_traits
 
-def _import_attr(spec: str):
-    module, _, attr = spec.partition(":")
-    try:
-        obj = importlib.import_module(module)
-    except ImportError as err:
-        raise DipirError(f"cannot import estimator module {module!r} ({err})", field="methods") from None
-    try:
-        return getattr(obj, attr)
-    except AttributeError:
-        raise DipirError(f"module {module!r} has no attribute {attr!r}", field="methods") from None
-
-
-def _estimator_factory(method: str):
-    if ":" in method:
-        return _import_attr(method)
-    return None
+    return estimator_traits(method, field="methods")
 
 
 def uses_model(method: str) -> bool:
-    """Whether the suite's model id is part of a method's task identity (decided without
-    building the estimator, so planning stays cheap)."""
-    factory = _estimator_factory(method)
-    if factory is None:
-        try:
-            from dipir.estimators import ESTIMATORS
-
-            factory = ESTIMATORS.get(method)
-        except ImportError:
-            factory = None
-    req = getattr(factory, "requires", None)
-    if req is not None and hasattr(req, "model"):
-        return bool(req.model)
-    return method in _MODEL_METHODS or factory is None
+    """Whether the suite's model id is part of a method's task identity (read from the class's
+    declaration, without building the estimator, so planning stays cheap)."""
+    return traits(method).model
 
 
 def build(method: str, options: dict):
     """An estimator instance for a method name and its options (preset and model included)."""
-    factory = _estimator_factory(method)
-    if factory is not None:
-        return factory(**options)
-    try:
-        from dipir.estimators import build_estimator
-    except ImportError as err:
-        raise DipirError(f"estimators are not available in this installation ({err})", field="methods") from None
-    return build_estimator(method, options)
+    from dipir.estimators import build_estimator
+
+    return build_estimator(method, options, field="methods")
 
 
 def metrics_meta() -> dict:
@@ -105,14 +75,13 @@ def scene_condition(provenance: dict) -> str | None:
 
 def check_methods(methods, where) -> None:
     """Fail fast on a misspelt method name (before any task runs)."""
-    try:
-        from dipir.estimators import ESTIMATORS
-    except ImportError:
-        return
+    from dipir.estimators import check_method
+
     for i, m in enumerate(methods):
-        if ":" not in m and m not in ESTIMATORS:
-            raise DipirError(f"unknown method {m!r} (have: {', '.join(sorted(ESTIMATORS))}, or module:Class)",
-                             where, f"methods[{i}]")
+        try:
+            check_method(m)
+        except DipirError as err:
+            raise DipirError(err.message, where, f"methods[{i}]") from None
 
 
 def error_message(err: BaseException) -> str:
@@ -142,26 +111,27 @@ class TaskContext:
         self.concept_cache = model_cache_dir(self.run_dir)
 
     def estimator(self, method: str, preset: str | None, seed: int):
-        # Optimizing methods take the task's seed (one instance per seed); the others are
+        # Seeded estimators take the task's seed (one instance per seed); the others are
         # deterministic given the scene, and the render seed goes to the renderer.
-        seeded = method in _SEEDED_METHODS
-        key = (method, preset, seed if seeded else None)
+        t = traits(method)
+        key = (method, preset, seed if t.seeded else None)
         if key not in self.estimators:
             opts = dict(self.options.get(method, {}))
-            if seeded:
+            if t.seeded:
                 opts["seed"] = seed
-                # The optimizer writes its outputs (losses.csv, tone curves, ...) under
-                # <out_dir>/<scene id>; one folder per actor process, moved into the task folder.
-                opts["out_dir"] = str(self.optimizer_dir(method, preset, seed))
+            if t.outputs:
+                # The estimator writes its own outputs under <out_dir>/<scene id>; one folder per
+                # actor process and instance, moved into the task folder by `run`.
+                opts["out_dir"] = str(self.outputs_root(method, preset, key[2]))
             if preset is not None:
                 opts["preset"] = preset
-            if uses_model(method) and self.model is not None:
+            if t.model and self.model is not None:
                 opts["model"] = self.model
                 opts.setdefault("cache_dir", str(self.concept_cache))
             self.estimators[key] = build(method, opts)
         return self.estimators[key]
 
-    def optimizer_dir(self, method: str, preset: str | None, seed: int) -> Path:
+    def outputs_root(self, method: str, preset: str | None, seed: int | None) -> Path:
         return self.run_dir / "cache" / "optimizer" / f"{method}-{preset}-{seed}-{os.getpid()}"
 
     def maybe_crash(self, task: Task) -> None:
@@ -195,9 +165,11 @@ class TaskContext:
                 from dipir.evaluation.evaluate import estimate_and_render, evaluate
 
                 cfg = self.render
+                kept = traits(task.method)
                 opt_dir = None
-                if task.method in _SEEDED_METHODS:
-                    opt_dir = self.optimizer_dir(task.method, task.preset, task.seed) / scene.id
+                if kept.outputs:
+                    seed = task.seed if kept.seeded else None  # as the instance was keyed
+                    opt_dir = self.outputs_root(task.method, task.preset, seed) / scene.id
                     shutil.rmtree(opt_dir, ignore_errors=True)  # left by an attempt that died
                 out = estimate_and_render(scene, est, cfg, task.seed, stage)
                 ev = evaluate(scene, stage, cfg, task.seed)
@@ -208,9 +180,10 @@ class TaskContext:
                     artifacts["gt_composite"] = "gt_composite.png"
                 artifacts["background"] = _link_background(scene.background, stage)
                 if opt_dir is not None and opt_dir.is_dir():
-                    shutil.move(str(opt_dir), str(stage / "optimizer"))
-                    if (stage / "optimizer" / "losses.csv").is_file():
-                        artifacts["losses"] = "optimizer/losses.csv"
+                    shutil.move(str(opt_dir), str(stage / kept.outputs))
+                    for name, rel in kept.output_artifacts:
+                        if (stage / kept.outputs / rel).is_file():
+                            artifacts[name] = f"{kept.outputs}/{rel}"
                 result["artifacts"] = artifacts
                 result["seconds_estimate"] = out.get("seconds_estimate")
                 result["seconds_render"] = out.get("seconds_render")

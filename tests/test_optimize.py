@@ -22,7 +22,7 @@ OUTPUTS = ["composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "e
 def small(cfg, **over):
     """A tiny-render version of a preset: 64 px, 4 spp, 16x32 env maps."""
     base = {"render.width": 64, "render.height": 64, "render.spp": 4, "render.envmap_height": 16, "render.envmap_width": 32,
-            "lighting.output_height": 32, "lighting.output_width": 64, "snapshot_every": 0}
+            "snapshot_every": 0}
     base.update({k.replace("__", "."): v for k, v in over.items()})
     for k, v in base.items():
         cfg = replace_path(cfg, k, v)
@@ -90,6 +90,11 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["insert", "--scene", str(scene.source), "--method", "dipir", "--model", "tiny",
                                  "--iterations", "20", "--resolution", "64x64", "--out", str(out)])
     assert r.exit_code == 0, r.output
+    # insert renders the estimator's result into OUT; the optimizer's own outputs are in OUT/optimizer.
+    for name in ("composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "envmap.exr",
+                 "tone_curves.json", "sg.json", "estimate.json"):
+        assert (out / name).is_file(), name
+    out = out / "optimizer"
     for name in OUTPUTS:
         assert (out / name).is_file(), name
     rows = read_losses(out / "losses.csv")
@@ -105,7 +110,7 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
 
     assert Image.open(out / "composite.png").size == (64, 64)
     env = read_hdr(out / "envmap.exr")
-    assert env.shape == (128, 256, 3) and np.all(np.isfinite(env)) and env.min() >= 0
+    assert env.shape == (128, 256, 3) and np.all(np.isfinite(env)) and env.min() >= 0  # the default grid
     # envmap.exr is the fused map of the two written maps (half-float files: loose tolerance).
     from dipir.optim.losses import fused_map
 
@@ -330,7 +335,9 @@ def test_cli_ctrl_c_keeps_outputs(scene, tmp_path):
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
-            if (out / "losses.csv").is_file() and len((out / "losses.csv").read_text().splitlines()) > 3:
+            # While it runs the optimizer writes under OUT/.optimizer.running/<scene id>/ (moved to OUT/optimizer)
+            losses = out / ".optimizer.running" / scene.id / "losses.csv"
+            if losses.is_file() and len(losses.read_text().splitlines()) > 3:
                 break
             assert p.poll() is None, p.communicate()
             time.sleep(0.2)
@@ -341,6 +348,7 @@ def test_cli_ctrl_c_keeps_outputs(scene, tmp_path):
             p.kill()
     assert p.returncode == 130, stderr[-2000:]
     assert "interrupted" in stdout
+    out = out / "optimizer"
     summary = json.loads((out / "optimize.json").read_text())
     assert summary["status"] == "interrupted" and summary["iterations_done"] >= 3
     assert len(read_losses(out / "losses.csv")) == summary["iterations_done"]

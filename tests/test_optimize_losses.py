@@ -7,7 +7,7 @@ import torch
 
 from dipir.rendering.hdr import equirect_directions, luminance
 from dipir.optim.config import FusionConfig
-from dipir.optim.losses import (consistency_loss, fuse, fused_map, fusion_alpha, normalized_luminance,
+from dipir.optim.losses import (consistency_loss, energy, fuse, fused_map, fusion_alpha, normalized_luminance,
                                 reg_loss)
 
 H, W = 16, 32
@@ -81,11 +81,16 @@ def test_fusion_at_the_end_of_the_schedule_gives_one_map_exactly():
     a = fusion_alpha(total - 1, total, FusionConfig())
     e_fg, e_sh = fuse(fg, sh, a)
     assert torch.equal(e_fg, e_sh)
-    # The fused map has the shadow map's luminance and the fg map's chromaticity.
+    # The fused map has the shadow map's luminance and the fg map's chromaticity; with
+    # keep="foreground" the shadow map's layout at the fg map's overall energy.
     f = fused_map(fg, sh).detach()
     assert torch.allclose(luminance(f), luminance(sh.detach()), rtol=1e-4)
     chroma = lambda x: x / x.sum(-1, keepdim=True)
     assert torch.allclose(chroma(f), chroma(fg.detach()), atol=1e-5)
+    f_fg = fused_map(fg, sh, keep="foreground").detach()
+    k = energy(fg.detach()) / energy(sh.detach())
+    assert torch.allclose(luminance(f_fg), k * luminance(sh.detach()), rtol=1e-4)
+    assert torch.allclose(energy(f_fg), energy(fg.detach()), rtol=1e-5)
     # Gradients from the fused renders reach both parameter maps.
     (e_fg.sum() + e_sh.sum()).backward()
     assert float(fg.grad.abs().max()) > 0 and float(sh.grad.abs().max()) > 0

@@ -38,8 +38,7 @@ def test_preset_runs_and_does_what_it_says(name, env, tmp_path, monkeypatch):
     monkeypatch.setattr(lora, "personalize", spy)
     cfg = get_preset(name)
     for k, v in {"iterations": 3, "render.width": 32, "render.height": 32, "render.spp": 2, "render.envmap_height": 16,
-                 "render.envmap_width": 32, "lighting.output_height": 16, "lighting.output_width": 32,
-                 "snapshot_every": 0, "personalize.steps": 3, "personalize.concept_count": 2,
+                 "render.envmap_width": 32, "snapshot_every": 0, "personalize.steps": 3, "personalize.concept_count": 2,
                  "guidance.update_every": 2}.items():
         cfg = replace_path(cfg, k, v)
     pipe = None if name == "oracle-guidance" else env["pipe"]

@@ -24,6 +24,53 @@ def _parse_options(items: list[str]) -> dict:
     return out
 
 
+def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed: int, out: Path,
+                  layers: bool = False) -> dict:
+    """Build `method` with `options` as its class declares (dipir.estimators.base.EstimatorTraits:
+    the seed for a seeded one; for one that keeps outputs, a folder OUT/.<outputs>.running while it
+    runs, moved to OUT/<outputs>/ at the end), check its requirements, estimate and render the
+    result into OUT. Returns estimate_and_render's dict; an interrupted estimate (Ctrl-C) keeps its
+    outputs and exits 130."""
+    import shutil
+
+    from dipir.errors import DipirError
+    from dipir.estimators import EstimateInterrupted, build_estimator, estimator_traits
+    from dipir.evaluation.evaluate import estimate_and_render
+    from dipir.rendering.mitsuba_setup import cuda_available
+    from dipir.scene.contract import load_scene
+
+    sc = load_scene(scene_path)
+    traits = estimator_traits(method, field="--method")
+    opts = dict(options)
+    if traits.seeded:
+        opts.setdefault("seed", seed)
+    running = Path(out) / f".{traits.outputs}.running" if traits.outputs else None
+    if running is not None and "out_dir" not in opts:
+        shutil.rmtree(running, ignore_errors=True)
+        opts["out_dir"] = str(running)
+    est = build_estimator(method, opts, field="--method")
+    # A model-based method loads its model itself (option `model`, else its default hub id) and
+    # fails with its own error when that is unavailable.
+    reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
+    if reason:
+        raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
+    interrupted = None
+    try:
+        res = estimate_and_render(sc, est, render_cfg, seed, out, layers=layers)
+    except EstimateInterrupted as err:
+        interrupted = err
+    finally:
+        if running is not None and (running / sc.id).is_dir():
+            dst = Path(out) / traits.outputs
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.move(str(running / sc.id), str(dst))
+            shutil.rmtree(running, ignore_errors=True)
+    if interrupted is not None:
+        typer.echo(f"interrupted: {interrupted}; outputs so far in {Path(out) / (traits.outputs or '')}")
+        raise typer.Exit(130)
+    return res
+
+
 def _render_cfg(width: int, height: int, spp: int, envmap_height: int):
     from dipir.rendering.config import RenderConfig
 
@@ -35,7 +82,8 @@ def register(app: typer.Typer) -> None:
     @app.command("estimate")
     def estimate(
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or YAML file."),
-        method: str = typer.Option(..., "--method", help="oracle, file, constant, khan06, sunsky, sh2, dipir."),
+        method: str = typer.Option(..., "--method", help="oracle, file, constant, khan06, sunsky, sh2, dipir, "
+                                                         "or module:Class."),
         out: Path = opt(..., "--out", kind=OutDir(), help="Output folder: envmap.exr, composite.png, estimate.json."),
         option: list[str] = typer.Option([], "--option", "-o",
                                          help="Estimator option KEY=VALUE (YAML value), repeatable, "
@@ -47,24 +95,8 @@ def register(app: typer.Typer) -> None:
         seed: int = opt(0, "--seed", kind=SEED),
     ) -> None:
         """Estimate the lighting of a scene with one method and render the object with it."""
-        from dipir.errors import DipirError
-        from dipir.estimators import build_estimator
-        from dipir.evaluation.evaluate import estimate_and_render
-        from dipir.rendering.mitsuba_setup import cuda_available
-        from dipir.scene.contract import load_scene
-
-        sc = load_scene(scene)
-        opts = _parse_options(option)
-        est = build_estimator(method, opts)
-        # A model-based method loads its model itself (option `model`, else its default hub id) and
-        # fails with its own error when that is unavailable.
-        reason = est.requires.unmet(sc, has_gpu=cuda_available(), has_model=True)
-        if reason:
-            raise DipirError(f"method {method!r} cannot run on this scene: {reason}", sc.source, "method")
-        from dipir.io import staged_dir
-
-        with staged_dir(out) as stage:  # a failed estimate leaves no envmap.exr that `evaluate` would take
-            res = estimate_and_render(sc, est, _render_cfg(width, height, spp, envmap_height), seed, stage)
+        res = run_estimator(scene, method, _parse_options(option), _render_cfg(width, height, spp, envmap_height),
+                            seed, out)
         typer.echo(f"{method}: estimate {res['seconds_estimate']:.2f} s, render {res['seconds_render']:.2f} s "
                    f"-> {out}/({', '.join(res['artifacts'].values())})")
 

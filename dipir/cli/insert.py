@@ -3,16 +3,19 @@
     dipir insert --scene SCENE(.yaml|dir) --envmap ENV.(exr|hdr) --out DIR [--resolution WxH] [--spp N] [--seed S]
 
 writes DIR/composite.png (sRGB), foreground.exr (linear object radiance), shadow_ratio.exr (β) and
-mask.png (object coverage). `--method` picks where the lighting comes from; the default `envmap`
-renders under the given env map file (which it then requires). Other methods register in METHODS:
-a function (scene, args) -> (He, We, 3) env map.
+mask.png (object coverage), plus envmap.exr and estimate.json. The lighting is the given env map
+file (`--envmap`), or what any estimator produces (`--method NAME|module:Class`, the registry of
+dipir/estimators, with `-o KEY=VALUE` options; `--preset`, `--model`, `--iterations`,
+`--cache-dir` are shorthands for those options): its whole result is rendered (for DiPIR the tone
+curves and material too), and an estimator that keeps its own outputs (DiPIR's losses.csv, ...)
+leaves them in DIR/<its outputs folder>/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
@@ -31,17 +34,6 @@ class InsertArgs:
     seed: int
     max_depth: int
 
-
-def _envmap_method(scene, args: InsertArgs):
-    from dipir.rendering.hdr import read_hdr
-
-    if args.envmap is None:
-        raise DipirError("--envmap is required for --method envmap", field="--envmap")
-    return read_hdr(args.envmap)
-
-
-# method name -> function(scene, InsertArgs) -> HDR equirect env map (numpy, any size)
-METHODS: dict[str, Callable] = {"envmap": _envmap_method}
 
 DEFAULT_MAX_SIDE = 512
 
@@ -63,66 +55,78 @@ def default_resolution(width: int, height: int, max_side: int = DEFAULT_MAX_SIDE
     return max(1, round(width * s)), max(1, round(height * s))
 
 
-def run_insert(args: InsertArgs, method: str = "envmap") -> dict:
-    """Load, render, write. Returns the output paths."""
-    import numpy as np
-    from PIL import Image
-
-    from dipir.rendering.hdr import write_hdr
-    from dipir.rendering.renderer import render_insertion
+def _render_cfg(args: InsertArgs, scene_path: Path):
     from dipir.rendering.config import RenderConfig
     from dipir.scene.contract import load_scene
 
-    if method not in METHODS:
-        raise DipirError(f"unknown method {method!r} (have: {', '.join(sorted(METHODS))})", field="--method")
     if args.spp < 1:
         raise DipirError(f"must be >= 1, got {args.spp}", field="--spp")
-    scene = load_scene(args.scene)
-    env = METHODS[method](scene, args)
-    cfg = RenderConfig(width=args.width or 0, height=args.height or 0, spp=args.spp, max_depth=args.max_depth)
-    if not args.width:
-        cfg.width, cfg.height = default_resolution(scene.camera.width, scene.camera.height)
-    res = render_insertion(scene, env, cfg, seed=args.seed)
-    names = {"composite": "composite.png", "foreground": "foreground.exr", "shadow_ratio": "shadow_ratio.exr",
-             "mask": "mask.png"}
-    from dipir.io import staged_dir
+    w, h = args.width, args.height
+    if not w:
+        cam = load_scene(scene_path).camera
+        w, h = default_resolution(cam.width, cam.height)
+    return RenderConfig(width=w, height=h, spp=args.spp, max_depth=args.max_depth)
 
-    with staged_dir(args.out) as stage:  # all four files appear together, or none
-        Image.fromarray(np.round(res["composite"] * 255).astype(np.uint8), "RGB").save(stage / names["composite"])
-        Image.fromarray(np.round(res["mask"][..., 0] * 255).astype(np.uint8), "L").save(stage / names["mask"])
-        write_hdr(stage / names["foreground"], res["fg"])
-        write_hdr(stage / names["shadow_ratio"], res["shadow_ratio"])
-    return {k: args.out / v for k, v in names.items()}
+
+def run_insert(args: InsertArgs, method: str | None = None, options: dict | None = None) -> dict:
+    """Render the given env map (`args.envmap`) or the result of estimator `method`; write the
+    outputs. Returns the paths of the four images."""
+    from dipir.estimators import InsertionResult
+
+    if method is None and args.envmap is None:
+        raise DipirError("give the lighting: --envmap FILE, or --method NAME", field="--envmap")
+    if method is not None and args.envmap is not None:
+        raise DipirError("give either --envmap or --method, not both", field="--method")
+    cfg = _render_cfg(args, args.scene)
+    if method is not None:
+        from dipir.cli.estimate import run_estimator
+
+        from dipir.estimators import estimator_traits
+
+        opts = dict(options or {})
+        if estimator_traits(method, field="--method").render_size:
+            opts.setdefault("resolution", [cfg.width, cfg.height])  # optimize on the image it renders
+        run_estimator(args.scene, method, opts, cfg, args.seed, args.out, layers=True)
+    else:
+        from dipir.evaluation.evaluate import render_and_write
+        from dipir.rendering.hdr import read_hdr
+        from dipir.scene.contract import load_scene
+
+        scene = load_scene(args.scene)
+        render_and_write(scene, InsertionResult(envmap=read_hdr(args.envmap)), cfg, args.seed, args.out, layers=True)
+    out = args.out
+    return {"composite": out / "composite.png", "foreground": out / "foreground.exr",
+            "shadow_ratio": out / "shadow_ratio.exr", "mask": out / "mask.png"}
 
 
 def register(app: typer.Typer) -> None:
     @app.command("insert")
     def insert(
         scene: Path = typer.Option(..., "--scene", help="scene.yaml or a folder holding one"),
-        envmap: Optional[Path] = typer.Option(None, "--envmap", help="HDR env map (.exr/.hdr) in the scene's world; required by --method envmap"),
+        envmap: Optional[Path] = typer.Option(None, "--envmap", help="HDR env map (.exr/.hdr) in the scene's world (or use --method)"),
         out: Path = opt(..., "--out", kind=OutDir(), help="output folder"),
         resolution: Optional[str] = typer.Option(None, "--resolution", help=f"WxH (default: the background's size, longest side capped at {DEFAULT_MAX_SIDE})"),
         spp: int = opt(64, "--spp", kind=SPP, help="samples per pixel"),
         seed: int = opt(0, "--seed", kind=SEED),
         max_depth: int = opt(4, "--max-depth", kind=Int(1, 64), help="foreground path length D (surface interactions)"),
-        method: str = typer.Option("envmap", "--method", help="where the lighting comes from: envmap, or dipir (optimize it)"),
-        preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.optim.presets)"),
-        model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, or 'tiny'"),
-        iterations: Optional[int] = opt(None, "--iterations", kind=Int(1, MAX_ITERS), help="--method dipir: optimization steps (default: the preset's)"),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method dipir: models, LoRAs, concept images (default ~/.cache/dipir)"),
+        method: Optional[str] = typer.Option(None, "--method", help="estimate the lighting with this method (oracle, sh2, dipir, ..., or module:Class) instead of --envmap"),
+        option: list[str] = typer.Option([], "--option", "-o", help="--method: estimator option KEY=VALUE (YAML value), repeatable"),
+        preset: Optional[str] = typer.Option(None, "--preset", help="--method: preset name (option `preset`; dipir.optim.presets for dipir)"),
+        model: Optional[str] = typer.Option(None, "--model", help="--method: diffusers folder, hub id, or 'tiny' (option `model`)"),
+        iterations: Optional[int] = opt(None, "--iterations", kind=Int(1, MAX_ITERS), help="--method: optimization steps (option `iterations`; default: the preset's)"),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method: models, LoRAs, concept images (option `cache_dir`; default ~/.cache/dipir)"),
     ) -> None:
         """Render the scene's object into its background: composite.png, foreground.exr, shadow_ratio.exr, mask.png."""
-        w, h = parse_resolution(resolution, (0, 0))
-        if method == "dipir":  # the optimizer writes its own outputs (dipir/optim/outputs.py); --spp is the preset's
-            from dipir.optim.optimizer import insert_dipir
+        from dipir.cli.estimate import _parse_options
 
-            res = insert_dipir(scene, out, preset=preset, model=model, iterations=iterations,
-                               resolution=(w, h) if w else None, seed=seed, cache_dir=cache_dir)
-            typer.echo(f"{res.status}: {res.iterations_done} iterations, outputs in {res.out_dir}")
-            if res.status == "interrupted":
-                raise typer.Exit(130)
-            return
+        w, h = parse_resolution(resolution, (0, 0))
+        opts = _parse_options(option)
+        for key, value in (("preset", preset), ("model", model), ("iterations", iterations), ("cache_dir", cache_dir)):
+            if value is not None:
+                opts[key] = str(value) if isinstance(value, Path) else value
+        if method is None and opts:
+            raise DipirError("estimator options need --method", field="--method")
         paths = run_insert(InsertArgs(scene=scene, envmap=envmap, out=out, width=w, height=h, spp=spp, seed=seed,
-                                      max_depth=max_depth), method=method)
+                                      max_depth=max_depth), method=method, options=opts)
         for p in paths.values():
             typer.echo(str(p))

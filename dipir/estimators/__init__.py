@@ -1,49 +1,81 @@
 """Lighting estimators, registered by name explicitly.
 
-`ESTIMATORS` maps a method name to a factory `(options: dict) -> estimator`; `build_estimator(name,
-options)` is what the CLI and the batch runner call. DiPIR and its presets register from their own
-module (dipir_estimator.py, the optimizer issue) through the "dipir" entry.
+`ESTIMATORS` maps a method name to its class as "module:Class" (imported only when used, so
+`dipir --help` and suite planning never import torch or Mitsuba). A method may also be named
+`module:attribute` directly: a class (or factory) importable where it runs, a user's own estimator.
+`build_estimator(name, options)` is what the CLI and the batch runner call; `estimator_traits(name)`
+is what they read to know how to build it and what to keep (dipir/estimators/base.py).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
 
 from dipir.errors import DipirError
-from dipir.estimators.base import LightingEstimator, Lighting, Requirements
+from dipir.estimators.base import (EstimateInterrupted, EstimatorTraits, InsertionResult, Lighting,
+                                   LightingEstimator, Requirements, traits_of)
 
-
-def _lazy(module: str, cls: str) -> Callable[[dict], LightingEstimator]:
-    """A factory that imports its estimator's module only when it is built, so `dipir --help` and
-    suite planning never import torch or Mitsuba."""
-
-    def build(options: dict) -> LightingEstimator:
-        return getattr(importlib.import_module(module), cls).from_options(options)
-
-    build.__qualname__ = build.__name__ = f"build_{cls}"
-    return build
-
-
-ESTIMATORS: dict[str, Callable[[dict], LightingEstimator]] = {
-    "oracle": _lazy("dipir.estimators.oracle", "OracleEstimator"),
-    "file": _lazy("dipir.estimators.file", "FileEstimator"),
-    "constant": _lazy("dipir.estimators.constant", "ConstantEstimator"),
-    "khan06": _lazy("dipir.estimators.khan06", "Khan06Estimator"),
-    "sunsky": _lazy("dipir.estimators.sunsky", "SunSkyEstimator"),
-    "sh2": _lazy("dipir.estimators.sh2", "SH2Estimator"),
+ESTIMATORS: dict[str, str] = {
+    "oracle": "dipir.estimators.oracle:OracleEstimator",
+    "file": "dipir.estimators.file:FileEstimator",
+    "constant": "dipir.estimators.constant:ConstantEstimator",
+    "khan06": "dipir.estimators.khan06:Khan06Estimator",
+    "sunsky": "dipir.estimators.sunsky:SunSkyEstimator",
+    "sh2": "dipir.estimators.sh2:SH2Estimator",
     # the optimizer and its presets
-    "dipir": _lazy("dipir.estimators.dipir_estimator", "DipirEstimator"),
+    "dipir": "dipir.estimators.dipir_estimator:DipirEstimator",
 }
 
 
-def build_estimator(name: str, options: dict | None = None) -> LightingEstimator:
-    """The estimator `name` configured by `options` (plain data from a suite YAML)."""
-    if name not in ESTIMATORS:
-        raise DipirError(f"unknown method {name!r} (have: {', '.join(sorted(ESTIMATORS))})", field="method")
+def _import(spec: str, field: str):
+    module, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as err:
+        raise DipirError(f"cannot import estimator module {module!r} ({err})", field=field) from None
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise DipirError(f"module {module!r} has no attribute {attr!r}", field=field) from None
+
+
+def check_method(name: str, field: str = "method") -> None:
+    """A registered name or `module:attribute`; anything else is an error naming the field."""
+    if ":" not in name and name not in ESTIMATORS:
+        raise DipirError(f"unknown method {name!r} (have: {', '.join(sorted(ESTIMATORS))}, or module:Class)",
+                         field=field)
+
+
+def estimator_class(name: str, field: str = "method"):
+    """The class (or factory) a method name stands for, imported."""
+    check_method(name, field)
+    return _import(ESTIMATORS.get(name, name), field)
+
+
+def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
+    """What a method declares (base.EstimatorTraits), read from its class without building it.
+
+    An estimator that declares no traits but a class-level `requires` with `model=True` is taken
+    to use the model (the rule before traits existed, kept so users' estimators keep their ids)."""
+    cls = estimator_class(name, field)
+    if isinstance(getattr(cls, "traits", None), EstimatorTraits):
+        return cls.traits
+    return EstimatorTraits(model=bool(getattr(getattr(cls, "requires", None), "model", False)))
+
+
+def build_estimator(name: str, options: dict | None = None, field: str = "method") -> LightingEstimator:
+    """The estimator `name` configured by `options` (plain data from a suite YAML or the CLI).
+
+    Registered estimators validate their options in `from_options`; a `module:attribute` without
+    one is called with the options as keyword arguments."""
     if options is not None and not isinstance(options, dict):
         raise DipirError(f"expected a mapping of options, got {type(options).__name__}", field="options")
-    return ESTIMATORS[name](dict(options or {}))
+    cls = estimator_class(name, field)
+    opts = dict(options or {})
+    factory = getattr(cls, "from_options", None)
+    return factory(opts) if factory is not None else cls(**opts)
 
 
-__all__ = ["ESTIMATORS", "Lighting", "LightingEstimator", "Requirements", "build_estimator"]
+__all__ = ["ESTIMATORS", "EstimateInterrupted", "EstimatorTraits", "InsertionResult", "Lighting",
+           "LightingEstimator", "Requirements", "build_estimator", "check_method", "estimator_class",
+           "estimator_traits", "traits_of"]

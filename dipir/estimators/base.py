@@ -1,25 +1,56 @@
 """The LightingEstimator interface every method shares (DiPIR, its presets, baselines, oracle, file).
 
-An estimator turns a Scene into Lighting: an HDR equirect map in the scene's world, in Mitsuba's
-envmap convention (docs/FORMATS.md), so every method is rendered by the same renderer.
+An estimator turns a Scene into an `InsertionResult`: what the method produced for inserting the
+object. For a lighting estimator that is one HDR equirect map in the scene's world, in Mitsuba's
+envmap convention (docs/FORMATS.md). A method that also produced other parts of the image formation
+(DiPIR: tone curves, a refined material, a separate shadow map when fusion is off) returns those too,
+and evaluation renders exactly that (dipir/evaluation/insertion.py `render_result`), so a task is scored on
+the image the method made, not on its map alone.
+
+Each estimator class declares what it needs (`requires`, per instance: scene data, a GPU, a model)
+and how the orchestrator must build and keep it (`traits`, per class, readable without building it):
+see `EstimatorTraits`. The batch runner and the CLI read those; they never test a method's name.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
+from dipir.errors import DipirError
 from dipir.scene.contract import Scene
 
 
 @dataclass
-class Lighting:
+class InsertionResult:
+    """What an estimator returns from `estimate(scene)`.
+
+    `envmap` is the method's lighting estimate: what the sphere metrics score and what lights the
+    object. The other fields are optional; a baseline sets only `envmap`.
+    """
+
     envmap: np.ndarray  # (H, W, 3) float32, linear HDR, no wrap column, row 0 = +Y (top)
     sg: dict | None = None  # {"colors": (N,3), "axes": (N,3), "sharpness": (N,)} as lists
     seconds: float = 0.0  # wall time of the estimate itself
     extras: dict = field(default_factory=dict)  # method-specific diagnostics (plain data)
+    # The map the shadow ratio β is rendered with, when the method kept one apart (DiPIR without
+    # env-map fusion); None: `envmap` lights both the object and its shadow.
+    envmap_shadow: np.ndarray | None = None
+    tone: dict | None = None  # dipir.rendering.tonemap.ToneCurves.params(); None: identity curves
+    material: dict | None = None  # render material overrides {base_color: [3], roughness: [1], ...}
+    # True: render on the map's own grid (the one it was optimized on) instead of the renderer's
+    # configured env-map resolution, so it is evaluated at the resolution it was made for.
+    native_grid: bool = False
+
+
+# The name the baselines and users' estimators have always used.
+Lighting = InsertionResult
+
+
+class EstimateInterrupted(DipirError):
+    """The estimate was stopped by the user (Ctrl-C); its partial outputs are kept."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +75,37 @@ class Requirements:
         return None
 
 
+@dataclass(frozen=True)
+class EstimatorTraits:
+    """How an estimator class is built and what of it is kept, declared on the class (`traits`).
+
+    seeded:   stochastic: built with option `seed` (one instance per task seed); without it the
+              estimate is a function of the scene and the task seed only reaches the renderer.
+    model:    built with options `model` (the suite's diffusion model) and `cache_dir` (models,
+              LoRAs, concept images shared by a run); the model id is part of each task's identity.
+    outputs:  built with option `out_dir`; what it writes under `<out_dir>/<scene id>` is kept as
+              this subfolder of the task's output folder (None: it writes nothing of its own).
+    output_artifacts: {artifact name: path inside that subfolder} listed in the task's artifacts.
+    render_size: takes option `resolution` ([width, height] of the images it works on); `dipir
+              insert` passes its render size, so the image it optimizes is the image it renders.
+    """
+
+    seeded: bool = False
+    model: bool = False
+    outputs: str | None = None
+    output_artifacts: tuple[tuple[str, str], ...] = ()
+    render_size: bool = False
+
+
 class LightingEstimator(Protocol):
     name: str
     requires: Requirements
+    traits: ClassVar[EstimatorTraits]  # optional; EstimatorTraits() when absent
 
-    def estimate(self, scene: Scene) -> Lighting: ...
+    def estimate(self, scene: Scene) -> InsertionResult: ...
+
+
+def traits_of(estimator_or_class) -> EstimatorTraits:
+    """The declared traits of an estimator (class or instance); the defaults when it declares none."""
+    t = getattr(estimator_or_class, "traits", None)
+    return t if isinstance(t, EstimatorTraits) else EstimatorTraits()

@@ -2,9 +2,14 @@
 
 Options (all optional): `preset` (a name from dipir.optim.presets, default "dipir"), `model` (a diffusers
 folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([width, height]),
-`spp`, `seed`, `height` (of the returned map; width is 2x), `out_dir` (keep the optimizer's outputs
-under `<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts),
-`device`.
+`spp`, `seed`, `height` (rows of the env-map grid the lighting is optimized on, returned on and
+evaluated on; width is 2x; default the preset's, 128), `out_dir` (keep the optimizer's outputs under
+`<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts), `device`.
+
+`estimate` returns what the optimization produced (`DipirOptimizer.insertion_result`): the map(s) of
+its final render, the tone curves and the material overrides, so evaluation renders the image the
+optimizer made. The class declares itself seeded, model-using and keeping its outputs (`traits`),
+which is all the batch runner and the CLI know of it.
 
 Requirements follow the preset: the diffusion presets need a model; `oracle-guidance` needs the
 scene's ground-truth env map instead.
@@ -18,7 +23,7 @@ import time
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimateInterrupted, EstimatorTraits, InsertionResult, Requirements
 from dipir.scene.contract import Scene
 
 OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device"}
@@ -26,10 +31,12 @@ OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height
 
 class DipirEstimator:
     name = "dipir"
+    traits = EstimatorTraits(seeded=True, model=True, outputs="optimizer",
+                             output_artifacts=(("losses", "losses.csv"),), render_size=True)
 
     def __init__(self, preset: str = "dipir", model: str | None = None, iterations: int | None = None,
                  resolution: tuple[int, int] | None = None, spp: int | None = None, seed: int | None = None,
-                 height: int = 128, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                 height: int | None = None, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                  device: str | None = None):
         from dipir.optim.presets import get_preset
 
@@ -43,8 +50,9 @@ class DipirEstimator:
             render = dataclasses.replace(render, width=int(resolution[0]), height=int(resolution[1]))
         if spp is not None:
             render = dataclasses.replace(render, spp=int(spp))
-        lighting = dataclasses.replace(cfg.lighting, output_height=int(height), output_width=2 * int(height))
-        self.cfg = dataclasses.replace(cfg, render=render, lighting=lighting).validate()
+        if height is not None:
+            render = dataclasses.replace(render, envmap_height=int(height), envmap_width=2 * int(height))
+        self.cfg = dataclasses.replace(cfg, render=render).validate()
         self.preset = preset
         self.model = model
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -78,7 +86,7 @@ class DipirEstimator:
             self._pipe = load_model(self.model or DEFAULT_MODEL, device=self.device, cache_dir=self.cache_dir)
         return self._pipe
 
-    def estimate(self, scene: Scene) -> Lighting:
+    def estimate(self, scene: Scene) -> InsertionResult:
         from dipir.estimators.common import finalize
         from dipir.optim.optimizer import run_dipir
 
@@ -87,9 +95,15 @@ class DipirEstimator:
         with tempfile.TemporaryDirectory(prefix="dipir-") as tmp:
             out = (self.out_dir / scene.id) if self.out_dir is not None else Path(tmp)
             res = run_dipir(scene, self.cfg, out, pipe=pipe, cache_dir=self.cache_dir, preset=self.preset)
+        if res.status == "interrupted":
+            raise EstimateInterrupted(f"DiPIR interrupted after {res.iterations_done} iterations", scene.source)
         if res.status != "done":
             raise DipirError(f"DiPIR stopped early ({res.status}): {res.error}", scene.source)
-        return Lighting(envmap=finalize(res.envmap), sg=None, seconds=time.perf_counter() - t0,
-                        extras={"preset": self.preset, "timings": res.timings, "final_losses": res.final_losses,
-                                "sg_fg": res.sg["fg"], "sg_shadow": res.sg["shadow"],
-                                "out_dir": str(out) if self.out_dir is not None else None})
+        result = res.insertion_result(extras={
+            "preset": self.preset, "timings": res.timings, "final_losses": res.final_losses,
+            "out_dir": str(out) if self.out_dir is not None else None})
+        result.envmap = finalize(result.envmap)
+        if result.envmap_shadow is not None:
+            result.envmap_shadow = finalize(result.envmap_shadow)
+        result.seconds = time.perf_counter() - t0
+        return result

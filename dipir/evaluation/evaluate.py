@@ -1,13 +1,14 @@
 """The bridge between estimators, the renderer and the metrics: what the batch runner calls per task.
 
 `estimate_and_render(scene, estimator, render_cfg, seed, out_dir)` runs the estimator and renders
-its map into the scene; `evaluate(scene, pred_dir, render_cfg, seed)` compares that with the ground
-truth. Files of a prediction folder (all names fixed):
+what it returned (an `InsertionResult`: the map, and for DiPIR also its tone curves, material and
+shadow map; dipir/evaluation/insertion.py) into the scene; `evaluate(scene, pred_dir, render_cfg, seed)`
+compares that with the ground truth. Files of a prediction folder (all names fixed):
 
     envmap.exr        the estimated env map (Mitsuba convention, linear HDR)
-    composite.png     the object rendered with it into the background (8-bit sRGB)
-    sg.json           SG parameters, when the method has them
-    estimate.json     seconds and the estimator's plain-data extras
+    envmap_shadow.exr, tone_curves.json, material.json, sg.json   the result's other parts, if any
+    composite.png     the result rendered into the background (8-bit sRGB): the image that is scored
+    estimate.json     seconds, render settings, seed and the estimator's plain-data extras
     gt_composite.png  (written by evaluate) the same object rendered with the ground-truth map
 
 Composite metrics compare composite.png with gt_composite.png, both 8-bit sRGB read back as [0, 1]
@@ -92,18 +93,9 @@ GT_REASON = "the scene has no ground-truth env map"
 
 
 def _plain(x):
-    """JSON-safe copy of extras (numpy arrays and scalars become lists and floats)."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    return x
+    from dipir.evaluation.insertion import plain
+
+    return plain(x)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -151,40 +143,57 @@ def _composite_is_current(pred_dir: Path, render_cfg, seed: int) -> bool:
     return same_render and int(info.get("seed", seed)) == int(seed)
 
 
-def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path) -> dict:
-    """Run `estimator` on `scene`, write envmap.exr, sg.json (when SG params exist), estimate.json
-    and composite.png into `out_dir`. Returns seconds and artifact names relative to out_dir."""
-    from dipir.rendering.hdr import write_hdr
-    from dipir.rendering.renderer import render_insertion
+def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path, layers: bool = False) -> dict:
+    """Run `estimator` on `scene`, write its result (envmap.exr and the other parts it has),
+    estimate.json and composite.png into `out_dir` (with `layers`, also foreground.exr,
+    shadow_ratio.exr and mask.png). Returns seconds and artifact names relative to out_dir."""
+    from dipir.evaluation.insertion import check_result
+
+    method = getattr(estimator, "name", None)
+    t0 = time.perf_counter()
+    result = check_result(estimator.estimate(scene), method)
+    seconds_estimate = time.perf_counter() - t0
+    out = render_and_write(scene, result, render_cfg, seed, out_dir, method=method, layers=layers,
+                           seconds_estimate=seconds_estimate)
+    return {**out, "seconds_estimate": seconds_estimate}
+
+
+def render_and_write(scene: Scene, result, render_cfg, seed: int, out_dir: Path, method: str | None = None,
+                     layers: bool = False, seconds_estimate: float | None = None) -> dict:
+    """Write `result`, render it (dipir/evaluation/insertion.py `render_result`), write composite.png and
+    estimate.json. Returns seconds_render and the artifact names."""
+    from dipir.evaluation.insertion import render_config_for, render_result, write_result
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    light = estimator.estimate(scene)
-    seconds_estimate = time.perf_counter() - t0
-    env = np.asarray(light.envmap, dtype=np.float32)
-    if env.ndim != 3 or env.shape[2] != 3 or env.shape[1] != 2 * env.shape[0]:
-        raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)",
-                         field=f"method {getattr(estimator, 'name', '?')}")
-    if not np.isfinite(env).all() or env.min() < 0:
-        raise DipirError("estimator returned non-finite or negative radiance",
-                         field=f"method {getattr(estimator, 'name', '?')}")
-    artifacts = {"envmap": "envmap.exr", "composite": "composite.png", "estimate": "estimate.json"}
-    write_hdr(out_dir / "envmap.exr", env)
-    if light.sg:
-        _write_json(out_dir / "sg.json", light.sg)
-        artifacts["sg"] = "sg.json"
+    artifacts = write_result(out_dir, result)
     t1 = time.perf_counter()
-    res = render_insertion(scene, env, render_cfg, seed)
+    res = render_result(scene, result, render_cfg, seed)
     seconds_render = time.perf_counter() - t1
     _write_png(out_dir / "composite.png", res["composite"])
+    artifacts["composite"] = "composite.png"
+    if layers:
+        from PIL import Image
+
+        from dipir.rendering.hdr import write_hdr
+
+        write_hdr(out_dir / "foreground.exr", res["fg"])
+        write_hdr(out_dir / "shadow_ratio.exr", res["shadow_ratio"])
+        mask = (np.clip(res["mask"][..., 0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        tmp = out_dir / ".mask.tmp.png"
+        Image.fromarray(mask, "L").save(tmp)
+        tmp.replace(out_dir / "mask.png")
+        artifacts.update(foreground="foreground.exr", shadow_ratio="shadow_ratio.exr", mask="mask.png")
+    env = np.asarray(result.envmap)
     _write_json(out_dir / "estimate.json", {
-        "method": getattr(estimator, "name", None), "seconds_estimate": seconds_estimate,
-        "seconds_estimator_reported": light.seconds, "seconds_render": seconds_render,
-        "envmap_shape": list(env.shape), "seed": int(seed), "render": _render_settings(render_cfg),
-        "extras": light.extras,
+        "method": method, "seconds_estimate": seconds_estimate, "seconds_estimator_reported": result.seconds,
+        "seconds_render": seconds_render, "envmap_shape": list(env.shape), "seed": int(seed),
+        "render": _render_settings(render_cfg), "native_grid": bool(result.native_grid),
+        "render_used": _render_settings(render_config_for(result, render_cfg)),
+        "parts": sorted(artifacts), "extras": result.extras,
     })
-    return {"seconds_estimate": seconds_estimate, "seconds_render": seconds_render, "artifacts": artifacts}
+    artifacts["estimate"] = "estimate.json"
+    return {"seconds_render": seconds_render, "artifacts": artifacts}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,6 +277,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT (and a
     re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
     from dipir.rendering.hdr import read_hdr
+    from dipir.evaluation.insertion import load_result, render_result
     from dipir.rendering.renderer import InsertionRenderer, render_insertion
 
     pred_dir = Path(pred_dir)
@@ -276,10 +286,9 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     if not scene.has_ground_truth:
         return {"metrics": metrics, "metrics_unavailable": {name: GT_REASON for name in METRICS}}
 
-    env_path, comp_path = pred_dir / "envmap.exr", pred_dir / "composite.png"
-    if not env_path.is_file():
-        raise DipirError("prediction folder has no envmap.exr (run `dipir estimate` first)", env_path)
-    pred_env = read_hdr(env_path)
+    comp_path = pred_dir / "composite.png"
+    pred = load_result(pred_dir)
+    pred_env = pred.envmap
     gt_env = read_hdr(scene.envmap)
     renderer = InsertionRenderer(scene, render_cfg)
     gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
@@ -287,8 +296,8 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     gt_img = _read_png(out_dir / "gt_composite.png")
     pred_img = _read_png(comp_path) if comp_path.is_file() else None
     if pred_img is None or pred_img.shape != gt_img.shape or not _composite_is_current(pred_dir, render_cfg, seed):
-        # No composite, or one rendered with other settings: render the predicted map the same way.
-        res = render_insertion(scene, pred_env, render_cfg, seed, renderer=renderer)
+        # No composite, or one rendered with other settings: render the prediction (all its parts) again.
+        res = render_result(scene, pred, render_cfg, seed, renderer=renderer)
         _write_png(out_dir / comp_path.name, res["composite"])
         pred_img = _read_png(out_dir / comp_path.name)
 

@@ -6,9 +6,14 @@ module and none copied. No heavy imports, so presets, task hashing and the CLI c
 without torch or Mitsuba. `to_dict` / `from_dict` give the plain-data form written to `config.json`.
 
 Choices that the paper does not state, and why we picked them:
-- 16 SG lobes per env map: enough for a sun, a sky gradient and a few bounce regions; the env map
-  is evaluated at 32x64 for rendering (cheap next to the path tracer) and the per-lobe parameters
-  stay well conditioned.
+- 16 SG lobes per env map: enough for a sun, a sky gradient and a few bounce regions, and the
+  per-lobe parameters stay well conditioned.
+- The env map is optimized, written and evaluated on one grid, 128x256 by default (a texel is 1.4°):
+  the SG lobes are evaluated on it for every render (cheap next to the path tracer), and each lobe's
+  σ is kept >= one texel (π / envmap_height rad, dipir.rendering.lighting.grid_min_sharpness), so no lobe is
+  sharper than the grid can hold and the map the renderer sees is the map the lobes describe. At
+  128 rows that still allows a lobe of ~1.4° (a hard-edged sun shadow); a coarser grid (the tests'
+  16 rows) bounds σ to ~11°.
 - Adam learning rates per group: SG colours 0.05, axes 0.02, sharpness 0.03, tone curves 0.01,
   material 0.01. They act on the renderer's unconstrained parameters (log-colours, raw axis vectors
   normalized in the forward pass, log-sharpness), so with Adam they are roughly the relative change
@@ -19,7 +24,17 @@ Choices that the paper does not state, and why we picked them:
   gradient of a noisy render or a large-t LDS sample.
 - Fusion: both maps start from the same random lobes and are optimized separately for the first
   30 % of the iterations; from 30 % to 80 % the rendered maps are blended geometrically (fusion
-  progress linear in the step, see optim_losses.fuse) into one map; the last 20 % render one map.
+  progress linear in the step, see dipir.optim.losses.fuse) into one map; the last 20 % render one map.
+  The fused map takes its colour from L_fg and its luminance, layout and energy, from L_shadow
+  (`lighting.fusion.energy = "shadow"`). L_shadow's scale is invisible to β, so before fusion the
+  regularizer drags its energy down (5.8 -> 0.9 by fusion onset in the oracle run of
+  benchmarks/perf/fusion_energy.py, truth 5.0), but the object never sees that map alone: during
+  fusion it is lit by the geometric blend (energy 8.0 -> 6.6 -> 7.0), and once fused the object's
+  shading measures L_shadow's scale directly (final 6.5). Taking the energy from L_fg instead
+  (`"foreground"`, a global luminance ratio) measured worse on the same run: final energy 9.0,
+  object RMSE to the ground-truth composite 0.050 vs 0.036 — L_fg's own scale is ambiguous with
+  the foreground tone curve (7.6 already before fusion). So "shadow" stays the default and
+  "foreground" is kept for that measurement.
 """
 
 from __future__ import annotations
@@ -31,6 +46,9 @@ from typing import Any
 from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
 from dipir.rendering.config import RenderConfig
 
+FUSION_ENERGY = ("foreground", "shadow")
+
+
 @dataclass(frozen=True)
 class FusionConfig:
     """Progressive fusion of L_fg into L_shadow; alpha goes 0 -> 1 linearly between the two
@@ -39,6 +57,7 @@ class FusionConfig:
     enabled: bool = True
     start: float = 0.3
     end: float = 0.8
+    energy: str = "shadow"  # whose overall luminance the fused map keeps: "shadow" | "foreground"
 
 
 @dataclass(frozen=True)
@@ -52,8 +71,6 @@ class LightingConfig:
     lr_color: float = 0.05
     lr_axis: float = 0.02
     lr_sharpness: float = 0.03
-    output_height: int = 128  # resolution of the written envmap.exr
-    output_width: int = 256
 
 
 @dataclass(frozen=True)
@@ -74,8 +91,9 @@ class MaterialConfig:
 
 
 def _optimizer_render() -> RenderConfig:
-    # width/height 0: the scene's aspect with the long side 512 (see optimize.render_size)
-    return RenderConfig(width=0, height=0, spp=16, max_depth=4, envmap_height=32, envmap_width=64)
+    # width/height 0: the scene's aspect with the long side 512 (see optimizer.render_size); the env-map
+    # grid the lobes are optimized on, written at (envmap.exr) and evaluated on
+    return RenderConfig(width=0, height=0, spp=16, max_depth=4, envmap_height=128, envmap_width=256)
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,12 @@ class DipirConfig:
         if (w, h) != (0, 0) and (w < 8 or h < 8):
             raise DipirError(f"resolution must be at least 8x8 (or 0x0: from the scene), got {w}x{h}",
                              field="render.width")
+        if f.energy not in FUSION_ENERGY:
+            raise DipirError(f"unknown fusion energy {f.energy!r} (use one of {FUSION_ENERGY})",
+                             field="lighting.fusion.energy")
+        if self.render.envmap_height < 4 or self.render.envmap_width != 2 * self.render.envmap_height:
+            raise DipirError(f"the env-map grid must be H x 2H with H >= 4, got "
+                             f"{self.render.envmap_height}x{self.render.envmap_width}", field="render.envmap_height")
         return self
 
     def to_dict(self) -> dict:

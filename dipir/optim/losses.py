@@ -65,26 +65,40 @@ def fusion_alpha(step: int, total_steps: int, fusion: FusionConfig) -> float:
     return (x - fusion.start) / (fusion.end - fusion.start)
 
 
-def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor) -> torch.Tensor:
-    """The one map both maps become: L_fg scaled by the relative luminance lum(L_shadow)/lum(L_fg).
+def energy(env: torch.Tensor) -> torch.Tensor:
+    """∫ lum dΩ: the map's overall luminous energy (a scalar)."""
+    return (luminance(env) * _omega(env)).sum()
 
-    It keeps L_fg's colour (what the object's shading found) and takes L_shadow's luminance (where
-    the light comes from and how strong, which the shadow pins down).
+
+def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor, keep: str = "shadow") -> torch.Tensor:
+    """The one map both maps become: L_fg's colour, L_shadow's layout, one overall energy.
+
+        F = L_fg · lum(L_shadow) / lum(L_fg) · k,   texel by texel,
+
+    with k = 1 when `keep` is "shadow" (F's luminance is L_shadow's: the default) and
+    k = ∫lum(L_fg)dΩ / ∫lum(L_shadow)dΩ when it is "foreground" (F's energy is L_fg's). The shadow
+    pins down where the light comes from; β is blind to L_shadow's scale, but once fused the
+    object's shading measures it. dipir/optim/config.py has the measurement behind the default.
     """
     ratio = (luminance(env_shadow) + EPS) / (luminance(env_fg) + EPS)
+    if keep == "foreground":
+        ratio = ratio * (energy(env_fg) + EPS) / (energy(env_shadow) + EPS)
+    elif keep != "shadow":
+        raise ValueError(f"keep must be 'foreground' or 'shadow', got {keep!r}")
     return env_fg * ratio[..., None]
 
 
-def fuse(env_fg: torch.Tensor, env_shadow: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+def fuse(env_fg: torch.Tensor, env_shadow: torch.Tensor, alpha: float,
+         keep: str = "shadow") -> tuple[torch.Tensor, torch.Tensor]:
     """The maps the two renders use at fusion progress `alpha` in [0, 1].
 
     Geometric interpolation from (L_fg, L_shadow) at alpha = 0 to (F, F) at alpha = 1, with F the
-    fused map: L_fg is scaled by (relative luminance)^alpha, L_shadow by (F / L_shadow)^alpha. At
-    alpha = 1 both renders get the very same tensor F.
+    fused map: L_fg is scaled by (F / L_fg)^alpha, L_shadow by (F / L_shadow)^alpha. At alpha = 1
+    both renders get the very same tensor F.
     """
     if alpha <= 0.0:
         return env_fg, env_shadow
-    f = fused_map(env_fg, env_shadow)
+    f = fused_map(env_fg, env_shadow, keep)
     if alpha >= 1.0:
         return f, f
     log_ratio_fg = torch.log(f + EPS) - torch.log(env_fg + EPS)

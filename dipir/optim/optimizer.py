@@ -1,7 +1,8 @@
 """The DiPIR optimizer (docs/DESIGN.md, "The method", step 6).
 
 Per iteration:
-    maps    L_fg, L_shadow  = SG lobes evaluated on the sphere (two `SGLighting` modules)
+    maps    L_fg, L_shadow  = SG lobes evaluated on the env-map grid (two `SGLighting` modules,
+                              σ >= one texel of that grid)
     fusion  (E_fg, E_shadow) = fuse(L_fg, L_shadow, alpha(step))   one map once alpha = 1
     render  I_fg, β, V       = InsertionRenderer.render(E_fg, E_shadow, seed=step)
     image   I                = composite(I_bg, render, tone curves)
@@ -15,6 +16,10 @@ Nothing crosses iterations but the parameters and Adam's moments: every iteratio
 graph and the floats logged are `.item()`s, so memory stays flat. A non-finite gradient stops the
 run with `OptimizationError`; Ctrl-C stops it with status "interrupted". Either way the outputs of
 the iterations done so far are written (see dipir/optim/outputs.py).
+
+What the run produced is `DipirOptimizer.insertion_result()`: the map(s) the final render used, on
+the grid they were optimized on, with the tone curves and the material overrides. Evaluation renders
+exactly that (dipir/evaluation/insertion.py), so a task is scored on the image the optimizer made.
 
 Determinism: the config's seed fixes the initial lobes, every render's seed (seed·1000003 + step)
 and the guidance's timestep/noise generator. Runs agree up to float rounding: Dr.Jit sums the
@@ -35,7 +40,7 @@ import torch
 
 from dipir.errors import DipirError
 from dipir.optim.config import DipirConfig
-from dipir.optim.losses import consistency_loss, fuse, fused_map, fusion_alpha, pixel_loss, reg_loss
+from dipir.optim.losses import consistency_loss, fuse, fusion_alpha, pixel_loss, reg_loss
 from dipir.optim.outputs import OutputWriter
 from dipir.scene.contract import Scene
 
@@ -49,12 +54,16 @@ class OptimizeResult:
     out_dir: Path
     status: str  # "done" | "interrupted" | "failed"
     iterations_done: int
-    envmap: np.ndarray  # fused map at output resolution (H, W, 3)
+    envmap: np.ndarray  # the map the final render lit the object with (fused, or L_fg), (H, W, 3)
     sg: dict
     timings: dict
     error: str | None = None
     final_losses: dict = field(default_factory=dict)
     optimizer: "DipirOptimizer | None" = field(default=None, repr=False)  # final state, for callers
+
+    def insertion_result(self, **extra):
+        """What the run produced, to render and score (dipir.estimators.base.InsertionResult)."""
+        return self.optimizer.insertion_result(**extra)
 
 
 def render_size(scene: Scene, cfg: DipirConfig) -> tuple[int, int]:
@@ -100,7 +109,7 @@ class DipirOptimizer:
     """
 
     def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None):
-        from dipir.rendering.lighting import SGLighting
+        from dipir.rendering.lighting import SGLighting, grid_min_sharpness
         from dipir.rendering.renderer import InsertionRenderer, load_background
         from dipir.rendering.tonemap import ToneCurves
 
@@ -114,8 +123,10 @@ class DipirOptimizer:
         self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
         # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
         # far as the shading and the shadow disagree.
-        self.light_fg = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed)
-        self.light_shadow = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed)
+        # No lobe sharper than the grid holds (dipir.optim.config: the env map's grid).
+        sigma_min = grid_min_sharpness(cfg.render.envmap_height)
+        self.light_fg = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed, min_sharpness=sigma_min)
+        self.light_shadow = SGLighting.init_random(cfg.lighting.n_lobes, seed=cfg.seed, min_sharpness=sigma_min)
         self.tone = ToneCurves(bins=cfg.tone.bins).to(self.renderer.device)  # the composite's device
         self.tone.requires_grad_(cfg.tone.enabled)
         self.material = self._init_material() if cfg.material.enabled else None
@@ -197,7 +208,7 @@ class DipirOptimizer:
     def maps(self, height: int, width: int, alpha: float):
         """(raw L_fg, raw L_shadow, rendered E_fg, rendered E_shadow) at a resolution."""
         fg, sh = self.light_fg.envmap(height, width), self.light_shadow.envmap(height, width)
-        e_fg, e_sh = fuse(fg, sh, alpha)
+        e_fg, e_sh = fuse(fg, sh, alpha, self.cfg.lighting.fusion.energy)
         return fg, sh, e_fg, e_sh
 
     # -- one iteration -------------------------------------------------------------------------
@@ -270,30 +281,53 @@ class DipirOptimizer:
         clean final image, free of the per-iteration render noise. sRGB (H, W, 3)."""
         return self.render_final(spp, seed)[0]
 
+    def final_alpha(self) -> float:
+        """The fusion progress of the last step taken (0 before any step)."""
+        cfg = self.cfg
+        return fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.lighting.fusion) if self.step_index else 0.0
+
     def render_final(self, spp: int, seed: int = 2**21):
         """(composite sRGB (H, W, 3), RenderOutput) of the current parameters at `spp`."""
         from dipir.rendering.composite import composite
 
         cfg, r = self.cfg, self.cfg.render
-        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.lighting.fusion) if self.step_index else 0.0
         with torch.no_grad():
-            _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
+            _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, self.final_alpha())
             out = self.renderer.render(e_fg, e_sh, seed=seed, spp=spp, material=self.material_values())
             return composite(self.background, out, self.tone if cfg.tone.enabled else None).cpu().numpy(), out
 
     def final_lighting(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        """(fused map, L_fg, L_shadow) at output resolution, and the fusion progress reached."""
-        out, cfg = self.cfg.lighting, self.cfg
-        alpha = fusion_alpha(max(self.step_index - 1, 0), cfg.iterations, cfg.lighting.fusion) if self.step_index else 0.0
+        """(the map the final render lit the object with, L_fg, L_shadow) on the optimization grid,
+        and the fusion progress reached. The first is the fused map once fusion is complete, L_fg
+        when fusion is off, the partly fused L_fg of a run stopped in between."""
+        r = self.cfg.render
+        alpha = self.final_alpha()
         with torch.no_grad():
-            fg = self.light_fg.envmap(out.output_height, out.output_width)
-            sh = self.light_shadow.envmap(out.output_height, out.output_width)
-            fused = fused_map(fg, sh)
-        return fused.numpy(), fg.numpy(), sh.numpy(), alpha
+            fg, sh, e_fg, _ = self.maps(r.envmap_height, r.envmap_width, alpha)
+        return e_fg.cpu().numpy(), fg.cpu().numpy(), sh.cpu().numpy(), alpha
+
+    def insertion_result(self, **extra):
+        """What this optimization produced, as evaluation renders it: the map(s) of the final render
+        on their grid, the tone curves (when optimized) and the material overrides (when optimized)."""
+        from dipir.estimators.base import InsertionResult
+
+        r, cfg = self.cfg.render, self.cfg
+        alpha = self.final_alpha()
+        with torch.no_grad():
+            _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
+        material = None
+        if self.material is not None:
+            material = {k: v.detach().reshape(-1).cpu().tolist() for k, v in self.material_values().items()}
+        return InsertionResult(
+            envmap=e_fg.cpu().numpy(), envmap_shadow=None if e_sh is e_fg else e_sh.cpu().numpy(),
+            tone=self.tone.params() if cfg.tone.enabled else None, material=material,
+            sg=self.sg_params(alpha), native_grid=True, **extra)
 
     def sg_params(self, alpha: float) -> dict:
+        rule = {"foreground": " x energy(fg)/energy(shadow)", "shadow": ""}[self.cfg.lighting.fusion.energy]
         return {"fg": self.light_fg.params(), "shadow": self.light_shadow.params(), "fusion_alpha": alpha,
-                "fused": "fg colours x relative luminance lum(shadow)/lum(fg), texel by texel (envmap.exr)"}
+                "min_sharpness": self.light_fg.min_sharpness,
+                "fused": f"fg colours x relative luminance lum(shadow)/lum(fg){rule}, texel by texel"}
 
 
 def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
@@ -398,9 +432,9 @@ def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, gu
 
 def _write_outputs(writer: OutputWriter, opt: DipirOptimizer, status: str, error: str | None,
                    timings: dict) -> OptimizeResult:
-    fused, fg, sh, alpha = opt.final_lighting()
+    env, fg, sh, alpha = opt.final_lighting()
     sg = opt.sg_params(alpha)
-    writer.lighting(fused, fg, sh, sg)
+    writer.lighting(env, fg, sh, sg)
     if opt.step_index > 0:
         try:
             image, out = opt.render_final(spp=4 * opt.cfg.render.spp)
@@ -418,7 +452,7 @@ def _write_outputs(writer: OutputWriter, opt: DipirOptimizer, status: str, error
                                   "iterations": opt.cfg.iterations, "final_losses": final,
                                   "width": opt.width, "height": opt.height})
     writer.close()
-    return OptimizeResult(writer.dir, status, opt.step_index, fused, sg, timings, error, final, opt)
+    return OptimizeResult(writer.dir, status, opt.step_index, env, sg, timings, error, final, opt)
 
 
 class _StopOnSigint:
@@ -480,25 +514,3 @@ class _ProgressBar:
         if self._p is not None:
             self._p.__exit__(*exc)
         return False
-
-
-def insert_dipir(scene_path: str | Path, out: str | Path, preset: str = "dipir", model: str | None = None,
-                 iterations: int | None = None, resolution: tuple[int, int] | None = None, seed: int | None = None,
-                 cache_dir: str | Path | None = None, device: str | None = None, progress: bool = True) -> OptimizeResult:
-    """`dipir insert --method dipir`: the preset with the command line's overrides, run on one scene."""
-    from dipir.guidance.models import DEFAULT_MODEL
-    from dipir.optim.presets import get_preset
-    from dipir.scene.contract import load_scene
-
-    cfg = get_preset(preset)
-    if iterations is not None:
-        cfg = dataclasses.replace(cfg, iterations=int(iterations))
-    if seed is not None:
-        cfg = dataclasses.replace(cfg, seed=int(seed))
-    if resolution is not None:
-        w, h = (int(v) for v in resolution)
-        cfg = dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, width=w, height=h))
-    cfg = cfg.validate()
-    scene = load_scene(scene_path)
-    pipe = load_model(model or DEFAULT_MODEL, device=device, cache_dir=cache_dir) if cfg.needs_model() else None
-    return run_dipir(scene, cfg, out, pipe=pipe, cache_dir=cache_dir, progress=progress, preset=preset)

@@ -2,12 +2,12 @@
 
     composite.png            final composite (sRGB), rendered at 4x the optimization's spp
     foreground.exr, shadow_ratio.exr, mask.png   its render layers (as `dipir insert` writes them)
-    envmap.exr               the fused env map F = L_fg * lum(L_shadow) / lum(L_fg), the method's
-                             lighting estimate (what both renders use once fusion is complete; for
-                             no-envmap-fusion, or a run stopped before fusion ended, the same
-                             formula applied to the maps as they are; sg_params.json has the
-                             fusion progress reached)
-    envmap_fg.exr            L_fg and L_shadow as optimized (equal to envmap.exr once fully fused)
+    envmap.exr               the map the final render lit the object with, on the grid it was
+                             optimized on (render.envmap_height x width): the fused map
+                             F = L_fg · lum(L_shadow)/lum(L_fg) (optim_losses.fused_map) once fusion is
+                             complete, L_fg with fusion off (no-envmap-fusion), the partly fused L_fg
+                             of a run stopped in between (sg_params.json has the progress reached)
+    envmap_fg.exr            L_fg and L_shadow as optimized (same grid)
     envmap_shadow.exr
     sg_params.json           SG parameters of both maps + the fusion progress reached
     tone_curves.json/.png    tone-curve parameters and their plot

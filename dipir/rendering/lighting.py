@@ -6,7 +6,9 @@ sharpness σ_k > 0 (small σ = sharp lobe; angular width ≈ σ radians). Its in
 
 `SGLighting` stores unconstrained raw parameters so any optimizer step stays valid: colours and σ as
 logarithms (exp keeps them positive and spans the sun-vs-sky dynamic range), axes as free 3-vectors
-normalized on use. `fit_sg` converts any HDR equirect map (ground truth, baselines) into SG lobes by
+normalized on use. An optional floor `min_sharpness` makes σ = σ_min + exp(raw), so a lobe never
+gets sharper than the grid it is evaluated on can hold (`grid_min_sharpness`) while the gradient
+w.r.t. raw never vanishes (a hard clamp would freeze a lobe that hit it). `fit_sg` converts any HDR equirect map (ground truth, baselines) into SG lobes by
 solid-angle-weighted least squares, so every method can be expressed in the same parameters.
 """
 
@@ -20,7 +22,18 @@ from torch import nn
 
 from dipir.rendering.hdr import equirect_directions, luminance, resample_equirect, solid_angles
 
-__all__ = ["SGLighting", "fit_sg", "dominant_direction", "sg_integral", "sg_eval"]
+__all__ = ["SGLighting", "fit_sg", "dominant_direction", "sg_integral", "sg_eval", "grid_min_sharpness"]
+
+
+def grid_min_sharpness(height: int) -> float:
+    """The smallest σ an equirect grid of `height` rows holds: one texel, π / height radians.
+
+    A lobe is a Gaussian of standard deviation ≈ σ in angle, sampled at texel centres Δ = π / height
+    apart. Measured on a 32x64 grid over 200 random axes, the grid's ΔΩ·Σ G matches the lobe's
+    integral within 3.7 % (0.1 % mean) at σ = Δ, 0.9 % at 1.5 Δ, but 6.4 % (1.4 % mean) at Δ / 2:
+    below a texel the light a lobe casts depends on where its axis falls between texel centres.
+    """
+    return math.pi / int(height)
 
 
 def sg_integral(c, sigma):
@@ -47,9 +60,10 @@ class SGLighting(nn.Module):
     `sharpness` for the actual values.
     """
 
-    def __init__(self, n_lobes: int):
+    def __init__(self, n_lobes: int, min_sharpness: float = 0.0):
         super().__init__()
         self.n_lobes = int(n_lobes)
+        self.min_sharpness = float(min_sharpness)
         self.raw_log_colors = nn.Parameter(torch.zeros(n_lobes, 3))
         self.raw_axes = nn.Parameter(torch.tensor([[0.0, 1.0, 0.0]]).repeat(n_lobes, 1))
         self.raw_log_sharpness = nn.Parameter(torch.zeros(n_lobes))
@@ -57,8 +71,9 @@ class SGLighting(nn.Module):
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
-    def from_params(cls, colors, axes, sharpness) -> "SGLighting":
-        """From actual values: colors (N, 3) > 0, axes (N, 3) (normalized here), sharpness (N,) > 0."""
+    def from_params(cls, colors, axes, sharpness, min_sharpness: float = 0.0) -> "SGLighting":
+        """From actual values: colors (N, 3) > 0, axes (N, 3) (normalized here), sharpness (N,) > 0
+        (raised to just above `min_sharpness` where below it)."""
         colors = torch.as_tensor(np.asarray(colors, dtype=np.float32)).reshape(-1, 3)
         axes = torch.as_tensor(np.asarray(axes, dtype=np.float32)).reshape(-1, 3)
         sharp = torch.as_tensor(np.asarray(sharpness, dtype=np.float32)).reshape(-1)
@@ -68,25 +83,26 @@ class SGLighting(nn.Module):
             raise ValueError("SG colors and sharpness must be > 0")
         if torch.any(axes.norm(dim=-1) < 1e-8):
             raise ValueError("SG axes must be non-zero")
-        sg = cls(len(colors))
+        sg = cls(len(colors), min_sharpness)
         with torch.no_grad():
             sg.raw_log_colors.copy_(torch.log(colors))
             sg.raw_axes.copy_(axes / axes.norm(dim=-1, keepdim=True))
-            sg.raw_log_sharpness.copy_(torch.log(sharp))
+            sg.raw_log_sharpness.copy_(torch.log((sharp - sg.min_sharpness).clamp_min(1e-3 * float(sharp.min()))))
         return sg
 
     @classmethod
-    def init_random(cls, n_lobes: int, seed: int = 0, intensity: float = 1.0) -> "SGLighting":
+    def init_random(cls, n_lobes: int, seed: int = 0, intensity: float = 1.0,
+                    min_sharpness: float = 0.0) -> "SGLighting":
         """Random lobes: axes uniform on the sphere, sharpness in [0.3, 1], grey-ish colours whose total
         integral is about `intensity`·4π·0.5 (a mid-grey sky), so renders start neither black nor white."""
         g = np.random.default_rng(seed)
         axes = g.normal(size=(n_lobes, 3))
-        sharp = g.uniform(0.3, 1.0, size=n_lobes)
+        sharp = np.maximum(g.uniform(0.3, 1.0, size=n_lobes), 1.5 * min_sharpness)
         colors = g.uniform(0.7, 1.3, size=(n_lobes, 3))
         # Scale so the summed integral ≈ 2π·intensity per channel (a uniform sky of radiance 0.5).
         total = sg_integral(colors, sharp[:, None]).sum(axis=0).mean()
         colors = colors * (2 * np.pi * intensity / total)
-        return cls.from_params(colors, axes, sharp)
+        return cls.from_params(colors, axes, sharp, min_sharpness)
 
     # -- actual values -----------------------------------------------------------------------
     @property
@@ -99,7 +115,8 @@ class SGLighting(nn.Module):
 
     @property
     def sharpness(self) -> torch.Tensor:
-        return torch.exp(self.raw_log_sharpness.clamp(-10, 10))
+        s = torch.exp(self.raw_log_sharpness.clamp(-10, 10))
+        return s + self.min_sharpness if self.min_sharpness > 0 else s
 
     def params(self) -> dict:
         """Actual values as plain lists (JSON-ready): colors (N, 3), axes (N, 3), sharpness (N,)."""

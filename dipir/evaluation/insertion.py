@@ -1,0 +1,157 @@
+"""An estimator's `InsertionResult` rendered into its scene, and written to / read back from a
+prediction folder, so the image that is scored is the image the method made.
+
+`render_result` is the one place a result becomes a composite: the object lit by `envmap`, its
+shadow ratio β from `envmap_shadow` when the result has one (else from `envmap`), the tone curves
+(identity when absent) and the material overrides, on the result's own env-map grid when it says so
+(`native_grid`, DiPIR's optimization grid) and on the render config's grid otherwise (baselines).
+
+Prediction folder (all names fixed; the optional files only when the result has the part):
+
+    envmap.exr          the lighting estimate (lights the object; what the sphere metrics score)
+    envmap_shadow.exr   the map β is rendered with, when apart from envmap.exr
+    tone_curves.json    ToneCurves.params()
+    material.json       {key: [values]} render material overrides
+    sg.json             SG parameters
+    estimate.json       seconds, render settings, seed, `native_grid`, the estimator's extras
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dipir.errors import DipirError
+from dipir.estimators.base import InsertionResult
+
+FILES = {"envmap": "envmap.exr", "envmap_shadow": "envmap_shadow.exr", "tone": "tone_curves.json",
+         "material": "material.json", "sg": "sg.json", "estimate": "estimate.json"}
+
+
+def plain(x):
+    """JSON-safe copy (numpy arrays and scalars become lists and floats, paths strings)."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(plain(data), indent=2))
+    tmp.replace(path)
+
+
+def check_result(result: InsertionResult, method: str | None) -> InsertionResult:
+    """The contract of every estimate: (H, 2H, 3) finite non-negative maps; errors name the method."""
+    where = f"method {method or '?'}"
+    if not isinstance(result, InsertionResult):
+        raise DipirError(f"estimator returned {type(result).__name__}; expected an InsertionResult", field=where)
+    for name in ("envmap", "envmap_shadow"):
+        env = getattr(result, name)
+        if env is None and name == "envmap_shadow":
+            continue
+        env = np.asarray(env, dtype=np.float32)
+        if env.ndim != 3 or env.shape[2] != 3 or env.shape[1] != 2 * env.shape[0]:
+            raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)", field=where)
+        if not np.isfinite(env).all() or env.min() < 0:
+            raise DipirError("estimator returned non-finite or negative radiance", field=where)
+        setattr(result, name, env)
+    if result.envmap_shadow is not None and result.envmap_shadow.shape != result.envmap.shape:
+        raise DipirError(f"envmap_shadow {result.envmap_shadow.shape} and envmap {result.envmap.shape} differ",
+                         field=where)
+    return result
+
+
+def render_config_for(result: InsertionResult, render_cfg):
+    """The render config this result is rendered with: its own env-map grid when `native_grid`,
+    an emissive object when its material overrides carry an emission."""
+    cfg = render_cfg
+    if result.native_grid:
+        h, w = np.asarray(result.envmap).shape[:2]
+        cfg = dataclasses.replace(cfg, envmap_height=int(h), envmap_width=int(w))
+    if result.material and "emission" in result.material:
+        cfg = dataclasses.replace(cfg, emissive=True)
+    return cfg
+
+
+def render_result(scene, result: InsertionResult, render_cfg, seed: int, renderer=None) -> dict:
+    """Render `result` into `scene`: numpy composite (h, w, 3) sRGB in [0, 1], fg, shadow_ratio, mask.
+
+    `renderer` is reused when its config is the one this result needs (see `render_config_for`)."""
+    import torch
+
+    from dipir.rendering.composite import composite
+    from dipir.rendering.hdr import resample_equirect
+    from dipir.rendering.renderer import InsertionRenderer, load_background
+    from dipir.rendering.tonemap import ToneCurves
+
+    cfg = render_config_for(result, render_cfg)
+    if renderer is None or renderer.cfg != cfg:
+        renderer = InsertionRenderer(scene, cfg)
+    he, we = cfg.envmap_height, cfg.envmap_width
+    env_fg = torch.from_numpy(resample_equirect(np.asarray(result.envmap, np.float32), he, we))
+    env_sh = None
+    if result.envmap_shadow is not None:
+        env_sh = torch.from_numpy(resample_equirect(np.asarray(result.envmap_shadow, np.float32), he, we))
+    tone = ToneCurves.from_params(result.tone).to(renderer.device) if result.tone else None
+    material = {k: torch.as_tensor(np.asarray(v, np.float32).reshape(-1)) for k, v in (result.material or {}).items()}
+    bg = torch.from_numpy(load_background(scene, cfg.width, cfg.height)).to(renderer.device)
+    with torch.no_grad():
+        out = renderer.render(env_fg, env_sh, seed=seed, material=material or None)
+        comp = composite(bg, out, tone)
+    res = out.numpy()
+    res["composite"] = comp.detach().cpu().numpy().astype(np.float32)
+    return res
+
+
+def write_result(out_dir: Path, result: InsertionResult) -> dict[str, str]:
+    """Write the result's parts (not estimate.json); returns {artifact: file name} of what was written."""
+    from dipir.rendering.hdr import write_hdr
+
+    out_dir = Path(out_dir)
+    written = {"envmap": FILES["envmap"]}
+    write_hdr(out_dir / FILES["envmap"], result.envmap)
+    if result.envmap_shadow is not None:
+        write_hdr(out_dir / FILES["envmap_shadow"], result.envmap_shadow)
+        written["envmap_shadow"] = FILES["envmap_shadow"]
+    for key in ("tone", "material", "sg"):
+        if getattr(result, key):
+            write_json(out_dir / FILES[key], getattr(result, key))
+            written[{"tone": "tone_curves"}.get(key, key)] = FILES[key]
+    return written
+
+
+def load_result(pred_dir: Path) -> InsertionResult:
+    """The result a prediction folder holds (a folder written by hand may hold only envmap.exr)."""
+    from dipir.rendering.hdr import read_hdr
+
+    pred_dir = Path(pred_dir)
+    env_path = pred_dir / FILES["envmap"]
+    if not env_path.is_file():
+        raise DipirError("prediction folder has no envmap.exr (run `dipir estimate` first)", env_path)
+
+    def read_json(name):
+        path = pred_dir / FILES[name]
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DipirError(f"unreadable JSON ({err.__class__.__name__})", path) from None
+
+    sh_path = pred_dir / FILES["envmap_shadow"]
+    info = read_json("estimate") or {}
+    return InsertionResult(envmap=read_hdr(env_path), envmap_shadow=read_hdr(sh_path) if sh_path.is_file() else None,
+                           tone=read_json("tone"), material=read_json("material"), sg=read_json("sg"),
+                           native_grid=bool(info.get("native_grid", False)), extras=info.get("extras") or {})
