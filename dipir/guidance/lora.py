@@ -133,6 +133,22 @@ def install_adapter(unet, rank: int = 4, alpha: float = 4.0,
     return params
 
 
+def release_adapters(pipe) -> int:
+    """Delete every LoRA adapter on `pipe.unet` (and its memory): the base weights remain, ready
+    for the next run's adapter. Returns how many were deleted."""
+    import gc
+
+    unet = pipe.unet
+    names = list(getattr(unet, "peft_config", None) or {})
+    if names:
+        unet.delete_adapters(names)
+        freeze(unet)
+    gc.collect()
+    if torch.cuda.is_available() and unet.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return len(names)
+
+
 def freeze(unet) -> None:
     unet.requires_grad_(False)
     unet.eval()

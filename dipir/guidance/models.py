@@ -381,3 +381,24 @@ def write_tiny_pixel_pipeline(out_dir: str | Path, seed: int = 0, prediction_typ
     return _save_atomically(pipe, Path(out_dir), {"seed": seed, "prediction_type": prediction_type,
                                                   "pixel_space": True, "size": size,
                                                   "learned_variance": learned_variance})
+
+
+# ---------------------------------------------------------------------------------------------
+# One pipeline per process.
+
+_SHARED: dict[tuple, object] = {}
+
+
+def shared_pipeline(key: tuple, load):
+    """The process's pipeline for `key` (model, device, dtype, ...), loaded by `load()` the first
+    time. Every DiPIR preset and seed in a worker then runs on the same weights: what differs
+    between them is the LoRA adapter, which each run installs and `release_adapters` frees."""
+    pipe = _SHARED.get(key)
+    if pipe is None:
+        pipe = _SHARED[key] = load()
+    return pipe
+
+
+def clear_shared() -> None:
+    """Drop every shared pipeline (tests; a worker keeps its pipeline for its whole life)."""
+    _SHARED.clear()
