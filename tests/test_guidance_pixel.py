@@ -193,3 +193,30 @@ def test_cli_tiny_pixel_and_check(tmp_path):
     r = CliRunner().invoke(app, ["model", "check", str(out), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "pixel space" in r.output and "native 16 px" in r.output
+
+
+def test_if_like_folder_with_a_t5_text_encoder(tmp_path):
+    """Components load by the class names model_index.json gives: a T5 encoder (DeepFloyd IF's
+    kind, with its attention mask) conditions the pixel UNet as CLIP does."""
+    from diffusers import DDPMScheduler, IFPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel
+
+    from dipir.guidance.models import tiny_vocab
+
+    vocab, merges = tiny_vocab()
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    torch.manual_seed(0)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4))
+    unet = UNet2DConditionModel(sample_size=16, in_channels=3, out_channels=6, layers_per_block=1,
+                                block_out_channels=(32, 64), norm_num_groups=16, cross_attention_dim=32,
+                                attention_head_dim=8, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    IFPipeline(tokenizer=tok, text_encoder=t5, unet=unet, scheduler=DDPMScheduler(variance_type="learned_range"),
+               safety_checker=None, feature_extractor=None, watermarker=None,
+               requires_safety_checker=False).save_pretrained(tmp_path / "if")
+    pipe = load_pipeline(str(tmp_path / "if"), device="cpu")
+    assert type(pipe.text_encoder).__name__ == "T5EncoderModel" and native_resolution(pipe) == 16
+    g = Guidance(pipe, GuidanceConfig(kind="sds"), "car")
+    img = torch.rand(1, 3, 16, 24).requires_grad_(True)
+    g(img)["loss_sds"].backward()
+    assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
