@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: setup
 
 bench: setup
 	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# DiPIR at paper scale on one GPU (SD-2.1-sized model from configs, 512², LoRA): s/iter, split, peak
+# memory. Skips (exit 0) without CUDA.
+gpu-check: setup
+	$(PY) benchmarks/perf/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -95,6 +95,8 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             kind = entry.generator
             root = synthetic_source_dir(entry, run_dir)
         base = {"kind": kind, "object": entry.object, "builder": SCENE_BUILDER_VERSION, "where": where}
+        if entry.scene_type:  # only when set, so existing scene keys stay as they were
+            base["scene_type"] = entry.scene_type
         entry_refs: list[SceneRef] = []
         if kind == "polyhaven":
             try:
@@ -167,6 +169,8 @@ def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
         _build_into(recipe, tmp)
         if not (tmp / SCENE_FILE).is_file():
             raise RuntimeError(f"the {recipe['kind']} loader wrote no {SCENE_FILE}")
+        if recipe.get("scene_type"):
+            _set_provenance(tmp / SCENE_FILE, scene_type=recipe["scene_type"])
         try:
             os.rename(tmp, out)
         except OSError:  # built concurrently by another worker: keep theirs
@@ -174,6 +178,15 @@ def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _set_provenance(path: Path, **values) -> None:
+    """Add suite-level facts (the entry's `scene_type`) to a written scene file's provenance."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    data.setdefault("provenance", {}).update(values)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def _build_into(recipe: dict, out: Path) -> None:

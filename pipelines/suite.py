@@ -79,6 +79,7 @@ class DatasetEntry:
     # the virtual object to insert (passed to the data loaders as given)
     object: Any = None
     limit: int | None = None  # keep only the first N scenes of this entry
+    scene_type: str | None = None  # indoor | outdoor, written into each scene's provenance
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     kind = f.string("kind", choices=KINDS)
     if kind is None:
         f.fail("kind", f"missing required key (one of {', '.join(KINDS)})")
-    f.only({"kind", "name", "path", "object", "limit"} | _ENTRY_KEYS[kind])
+    f.only({"kind", "name", "path", "object", "limit"} | _ENTRY_KEYS[kind] | ({"scene_type"} if kind != "scenes" else set()))
     generator = f.string("generator", choices=GENERATORS)
     if kind == "synthetic" and generator is None:
         f.fail("generator", f"missing required key (one of {', '.join(GENERATORS)})")
@@ -249,6 +250,7 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
         scenes=f.items("scenes", str),
         object=obj,
         limit=f.integer("limit", 0, minimum=1, maximum=1_000_000) if f.has("limit") else None,
+        scene_type=f.string("scene_type", None, choices=("indoor", "outdoor")),
     )
     return e
 

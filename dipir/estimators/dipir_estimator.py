@@ -4,12 +4,16 @@ Options (all optional): `preset` (a name from dipir.optim.presets, default "dipi
 folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([width, height]),
 `spp`, `seed`, `height` (rows of the env-map grid the lighting is optimized on, returned on and
 evaluated on; width is 2x; default the preset's, 128), `out_dir` (keep the optimizer's outputs under
-`<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts), `device`.
+`<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts), `device`,
+`personalize` (PersonalizeConfig fields, e.g. `{concept_count_outdoor: 200}`).
 
 `estimate` returns what the optimization produced (`DipirOptimizer.insertion_result`): the map(s) of
 its final render, the tone curves and the material overrides, so evaluation renders the image the
 optimizer made. The class declares itself seeded, model-using and keeping its outputs (`traits`),
 which is all the batch runner and the CLI know of it.
+
+Every estimator of a process shares one pipeline per model (`shared_pipeline`): presets and seeds
+differ only by the LoRA adapter, which each run installs and the next one frees.
 
 Requirements follow the preset: the diffusion presets need a model; `oracle-guidance` needs the
 scene's ground-truth env map instead.
@@ -26,7 +30,8 @@ from dipir.errors import DipirError
 from dipir.estimators.base import EstimateInterrupted, EstimatorTraits, InsertionResult, Requirements
 from dipir.scene.contract import Scene
 
-OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device"}
+OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device",
+           "personalize"}
 
 
 class DipirEstimator:
@@ -76,14 +81,27 @@ class DipirEstimator:
         if res is not None and (not isinstance(res, (list, tuple)) or len(res) != 2
                                 or not all(isinstance(v, int) and v >= 8 for v in res)):
             raise DipirError(f"expected [width, height] integers >= 8, got {res!r}", field="options.resolution")
-        return cls(**opts)
+        personalize = opts.pop("personalize", None)
+        est = cls(**opts)
+        if personalize is not None:
+            est.cfg = with_personalize(est.cfg, personalize)
+        return est
 
     def _pipeline(self):
-        if self._pipe is None and self.cfg.needs_model():
-            from dipir.guidance.models import DEFAULT_MODEL
-            from dipir.optim.optimizer import load_model
+        """The process's one pipeline for this model (shared by every preset and seed), with the
+        LoRA adapter of the previous run freed: each run starts from the base weights."""
+        if not self.cfg.needs_model():
+            return None
+        if self._pipe is None:
+            from dipir.guidance.models import DEFAULT_MODEL, default_device, shared_pipeline
+            from dipir.optim.optimizer import TINY_MODEL, load_model
 
-            self._pipe = load_model(self.model or DEFAULT_MODEL, device=self.device, cache_dir=self.cache_dir)
+            model = self.model or DEFAULT_MODEL
+            key = (model, self.device or default_device(), str(self.cache_dir) if model == TINY_MODEL else None)
+            self._pipe = shared_pipeline(key, lambda: load_model(model, device=self.device, cache_dir=self.cache_dir))
+        from dipir.guidance.lora import release_adapters
+
+        release_adapters(self._pipe)
         return self._pipe
 
     def estimate(self, scene: Scene) -> InsertionResult:
@@ -107,3 +125,20 @@ class DipirEstimator:
             result.envmap_shadow = finalize(result.envmap_shadow)
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def with_personalize(cfg, overrides):
+    """The `personalize` option: PersonalizeConfig fields replaced (e.g. `concept_count_outdoor`,
+    `concept_count`, `steps`), each a clear error when unknown or invalid."""
+    if not isinstance(overrides, dict):
+        raise DipirError(f"expected a mapping of personalization settings, got {overrides!r}", field="options.personalize")
+    known = {f.name for f in dataclasses.fields(cfg.personalize)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise DipirError(f"unknown personalization setting (allowed: {', '.join(sorted(known))})",
+                         field=f"options.personalize.{bad[0]}")
+    try:
+        cfg = dataclasses.replace(cfg, personalize=dataclasses.replace(cfg.personalize, **overrides)).validate()
+    except DipirError as err:
+        raise DipirError(err.message, field=f"options.{err.field or 'personalize'}") from None
+    return cfg

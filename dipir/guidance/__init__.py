@@ -3,9 +3,14 @@
 Submodules import diffusers/peft only where needed, so `import dipir.guidance` is cheap.
 
 - `config`: `GuidanceConfig`, `PersonalizeConfig` (torch-free).
-- `models`: `load_pipeline`, `write_tiny_pipeline`, ε/v conversions, `noise_scheduler`.
+- `models`: `load_pipeline` (latent SD-family and pixel-space IF-family models, shipped priors by
+  name), `shared_pipeline` (one per process), `write_tiny_pipeline` / `write_tiny_pixel_pipeline`,
+  ε/v conversions, `noise_scheduler`.
+- `spaces`: where a model works (VAE latents or pixels), its native resolution, `ImageFit`.
+- `sampling`: the DDIM + CFG loop shared by concept images and SDEdit.
+- `sd21`: SD 2.1-base's module configs (GPU check, meta-device shape checks).
 - `concepts`: "a photo of a {class}" concept images, cached on disk, shared across scenes.
-- `lora`: `personalize`, `load_lora`, `adapters_disabled`.
+- `lora`: `personalize`, `load_lora`, `adapters_disabled`, `release_adapters`.
 - `guidance`: `Guidance` (SDS / LDS losses, SDEdit `denoise`).
 - `schedules`: t_max annealing.
 

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from dipir.errors import DipirError
@@ -25,8 +25,8 @@ GUIDANCE_KINDS = ("lds", "sds", "dataset-update", "oracle")
 
 @dataclass
 class GuidanceConfig:
-    """The diffusion judge. Inside `DipirConfig`, `resolution`, `use_lora` and `seed` are derived
-    when the optimizer builds the judge (the model's native size, the personalization, the run's seed)."""
+    """The diffusion judge. Inside `DipirConfig`, `use_lora` and `seed` are derived when the optimizer
+    builds the judge (the personalization, the run's seed); `resolution` None is the model's native one."""
 
     kind: str = "lds"  # see GUIDANCE_KINDS
     guidance_scale: float = 7.5  # SDS classifier-free guidance scale s (LDS has none)
@@ -35,8 +35,9 @@ class GuidanceConfig:
     t_max_end: float = 0.3  # ... and at the last step (paper: 0.6 -> 0.3)
     weighting: str = "sds"  # w(t): "sds" = 1 − ᾱ_t (DreamFusion), "uniform" = 1, "alpha" = ᾱ_t
     grad_clip: float | None = None  # clamp each element of w(t)·Δε to ±grad_clip
-    resolution: int = 512  # short side of the image fed to the VAE
-    keep_aspect: bool = True  # False: resize to resolution x resolution
+    resolution: int | None = None  # short side fed to the model; None: the model's native resolution
+    keep_aspect: bool = True  # False: squash to resolution x resolution (not the method; kept for tests)
+    fit: str = "pad"  # "pad" | "crop": how the long side reaches a multiple of the UNet's down-sampling
     n_timesteps: int = 1  # timesteps drawn per image (the batch is repeated)
     prompt: str = LDS_PROMPT  # "{cls}" is the object class
     negative_prompt: str = ""  # the ∅ condition
@@ -62,12 +63,17 @@ class GuidanceConfig:
             raise DipirError("need 0 <= t_min < t_max <= 1", field="guidance.t_min")
         if self.n_timesteps < 1:
             raise DipirError("n_timesteps must be >= 1", field="guidance.n_timesteps")
+        if self.fit not in ("pad", "crop"):
+            raise DipirError(f"fit must be 'pad' or 'crop', not {self.fit!r}", field="guidance.fit")
+        if self.resolution is not None and self.resolution < 8:
+            raise DipirError(f"resolution must be >= 8, got {self.resolution}", field="guidance.resolution")
 
 
 @dataclass
 class PersonalizeConfig:
-    """LoRA personalization on the scene (+ concept images). Inside `DipirConfig`, `resolution`,
-    `alpha` (= rank) and `seed` are derived when the optimizer personalizes."""
+    """LoRA personalization on the scene (+ concept images). Inside `DipirConfig`, `alpha` (= rank),
+    `seed` and the concept count (by the scene's type) are derived when the optimizer personalizes;
+    `resolution` None is the model's native one."""
 
     enabled: bool = True  # DiPIR: personalize at all (the sds-no-lora ablation turns it off)
     rank: int = 4
@@ -76,7 +82,7 @@ class PersonalizeConfig:
     steps: int = 400
     lr: float = 1e-4
     batch_size: int = 4
-    resolution: int = 512  # training crops are resolution x resolution
+    resolution: int | None = None  # training crops are resolution²; None: the model's native resolution
     grad_clip: float = 1.0
     target_prob: float = 0.5  # chance that a batch sample is the background (else a concept image)
     target_weight: float = 1.0  # loss weight of background samples (concept samples weigh 1)
@@ -84,7 +90,12 @@ class PersonalizeConfig:
     crop_min: float = 0.8  # random square crops of this fraction..1 of the short side (1: centre crop only)
     seed: int = 0
     use_concepts: bool = True
-    concept_count: int = 40
+    # Concept images per class (DiPIR §4.2: 30–40 indoors, ~200 outdoors). None: by the scene's type
+    # (dipir.guidance.concepts.scene_type: provenance `scene_type`, Waymo and the mini world are
+    # outdoor, synthetic HDRIs by their kind; unknown scenes count as indoor); an int: every scene.
+    concept_count: int | None = None
+    concept_count_indoor: int = 40
+    concept_count_outdoor: int = 200
     concept_steps: int = 25
     concept_guidance_scale: float = 7.5
     concept_seed: int = 0
@@ -94,15 +105,31 @@ class PersonalizeConfig:
         # Ranges of the numeric fields (int fields must be ints); a YAML typo is one clear error.
         for name, (kind, lo, hi) in _RANGES.items():
             v = getattr(self, name)
+            if v is None and name in _OPTIONAL:
+                continue
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or isinstance(v, int))
             if not ok or not (lo <= v <= hi) or (name in _POSITIVE and v <= 0):
                 raise DipirError(f"expected {'an integer' if kind is int else 'a number'} in "
                                  f"{'(' if name in _POSITIVE else '['}{lo:g}, {hi:g}], got {v!r}", field=name)
-        if self.resolution % 8:
+        if self.resolution is not None and self.resolution % 8:
             raise DipirError(f"must be a multiple of 8 (the VAE's factor), got {self.resolution}", field="resolution")
 
+    def count_for(self, scene_type: str | None) -> int:
+        """Concept images for a scene of this type ("indoor" | "outdoor" | None: indoor)."""
+        if self.concept_count is not None:
+            return self.concept_count
+        return self.concept_count_outdoor if scene_type == "outdoor" else self.concept_count_indoor
+
+    def resolved(self, pipe) -> "PersonalizeConfig":
+        """This config with the resolution filled in from the model (what the cache key records)."""
+        if self.resolution is not None:
+            return self
+        from dipir.guidance.spaces import native_resolution
+
+        return replace(self, resolution=native_resolution(pipe))
+
     def concept_config(self) -> ConceptConfig:
-        return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
+        return ConceptConfig(count=self.count_for(None), seed=self.concept_seed, resolution=self.resolution,
                              steps=self.concept_steps, guidance_scale=self.concept_guidance_scale)
 
     def key_dict(self) -> dict:
@@ -131,7 +158,9 @@ _RANGES = {  # field: (type, low, high)
     "rank": (int, 1, 256), "alpha": (float, 0, 1e4), "steps": (int, 1, 1_000_000), "lr": (float, 0, 1.0),
     "batch_size": (int, 1, 256), "resolution": (int, 8, 2048), "grad_clip": (float, 0, 1e6),
     "target_prob": (float, 0, 1), "target_weight": (float, 0, 1e6), "crop_min": (float, 0, 1),
-    "seed": (int, 0, 2**32 - 1), "concept_count": (int, 0, 10_000), "concept_steps": (int, 1, 1000),
+    "seed": (int, 0, 2**32 - 1), "concept_count": (int, 0, 10_000), "concept_count_indoor": (int, 1, 10_000),
+    "concept_count_outdoor": (int, 1, 10_000), "concept_steps": (int, 1, 1000),
     "concept_guidance_scale": (float, 0, 100), "concept_seed": (int, 0, 2**32 - 1),
 }
 _POSITIVE = {"alpha", "lr", "grad_clip", "crop_min"}  # 0 excluded
+_OPTIONAL = {"resolution", "concept_count"}  # None: derived (the model's native size; the scene's type)

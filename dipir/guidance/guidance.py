@@ -4,8 +4,14 @@
 - LDS (DiPIR eq. 6): grad = w(t) (ε_{θ+Δθ}(z_t, t, c) − ε_θ(z_t, t, ∅)), c = "a photo of a {class} in a
   scene in the style of sks rendering"; the unconditional term runs with the LoRA disabled.
 
-The image goes through the VAE encoder with gradient; the gradient reaches the latent z through the
-surrogate loss 0.5·‖z − sg(z − grad)‖² / N, whose derivative w.r.t. z is exactly grad / N. The
+The image goes into the model's space with gradient (through the VAE encoder for latent models; as
+2·image − 1 for pixel-space models, see `spaces.py`); the gradient reaches z there through the
+surrogate loss 0.5·‖z − sg(z − grad)‖² / N, whose derivative w.r.t. z is exactly grad / N.
+
+Size: the image is scaled (one factor for both axes) so its short side is the model's native
+resolution (from its config: 512 for SD 2.1-base, the UNet's sample size for pixel models), and its
+long side is padded (replicating the border, with no gradient into the padding) or cropped to a
+multiple of the UNet's down-sampling. It is never squashed. The
 pipeline's modules are held in a plain attribute (this class is not an `nn.Module`), so they never
 enter a checkpoint or an optimizer group.
 """
@@ -32,13 +38,15 @@ class Guidance:
         if cfg.kind not in ("lds", "sds"):  # the optimizer's other signals do not score images
             raise DipirError(f"Guidance computes 'lds' or 'sds', not {cfg.kind!r}", field="guidance.kind")
         self.pipe = pipe
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-            module.requires_grad_(False)
-            module.eval()
+        for module in (pipe.unet, getattr(pipe, "vae", None), pipe.text_encoder):
+            if module is not None:
+                module.requires_grad_(False)
+                module.eval()
         self.object_class = object_class
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         from dipir.guidance.models import noise_scheduler
+        from dipir.guidance.spaces import ImageFit, model_space
 
         self.sched = noise_scheduler(pipe)
         self.T = int(self.sched.config.num_train_timesteps)
@@ -48,8 +56,9 @@ class Guidance:
         with torch.no_grad():
             self.embed_cond = encode_prompt(pipe, [cfg.prompt.format(cls=object_class)])
             self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
-        # Latent sides must survive the UNet's down-sampling: pixels are a multiple of this.
-        self.multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+        self.space = model_space(pipe)
+        self.fitter = ImageFit.for_pipe(pipe, cfg.resolution, cfg.fit, cfg.keep_aspect)
+        self.multiple, self.resolution = self.fitter.multiple, self.fitter.resolution
         self.t_max = cfg.t_max_start
         self.step = 0
 
@@ -94,29 +103,26 @@ class Guidance:
     def predict_eps(self, z_t: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, lora: bool) -> torch.Tensor:
         """ε prediction (v- and x0-prediction models converted), float32."""
         from dipir.guidance.models import to_epsilon
+        from dipir.guidance.spaces import unet_eps
 
         emb = embeds.expand(z_t.shape[0], -1, -1) if embeds.shape[0] == 1 else embeds
         with self._lora_context(lora):
-            pred = self.pipe.unet(z_t.to(self.dtype), t, encoder_hidden_states=emb).sample
+            pred = unet_eps(self.pipe, z_t.to(self.dtype), t, emb)
         return to_epsilon(pred.float(), z_t.float(), self.alphas_cumprod[t], self.prediction_type)
 
+    def geometry(self, h: int, w: int):
+        return self.fitter.geometry(h, w)
+
     def fit(self, image: torch.Tensor) -> torch.Tensor:
-        """Resize (differentiably) to the working resolution."""
-        _, _, h, w = image.shape
-        r, m = self.cfg.resolution, self.multiple
-        if self.cfg.keep_aspect:
-            s = r / min(h, w)
-            size = (max(m, int(round(h * s / m)) * m), max(m, int(round(w * s / m)) * m))
-        else:
-            size = (r, r)
-        if (h, w) == size:
-            return image
-        return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=min(h, w) > r)
+        """The image (differentiably) at the working size: scaled, then padded or cropped."""
+        return self.fitter.fit(image)
+
+    def unfit(self, canvas: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return self.fitter.unfit(canvas, image)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] in [0,1] -> scaled latent mean, with gradient."""
-        x = (image * 2 - 1).to(self.pipe.vae.dtype)
-        return self.pipe.vae.encode(x).latent_dist.mean * self.pipe.vae.config.scaling_factor
+        """[B,3,H,W] in [0,1] -> the model's x0 (scaled latent mean, or pixels in [-1,1]), with gradient."""
+        return self.space.encode(image)
 
     def _check_image(self, image: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != 3:
@@ -139,7 +145,7 @@ class Guidance:
 
     def loss_from_latents(self, z: torch.Tensor, t: torch.Tensor | None = None,
                           noise: torch.Tensor | None = None) -> dict:
-        """The surrogate loss on latents z [B,4,h,w]; with n_timesteps = k each latent is repeated
+        """The surrogate loss on model-space samples z [B,C,h,w] (latents or pixels in [-1,1]); with n_timesteps = k each latent is repeated
         k times (batched timesteps), N = B·k, and d loss / d z_i = Σ_k grad_ik / N."""
         cfg = self.cfg
         k = cfg.n_timesteps
@@ -190,7 +196,7 @@ class Guidance:
                 guidance_scale: float | None = None, seed: int | None = None) -> torch.Tensor:
         """SDEdit: noise the image to `strength`·T and denoise it with DDIM using the personalized
         model and the class prompt. Same shape/device as the input, values in [0,1]."""
-        from diffusers import DDIMScheduler
+        from dipir.guidance.sampling import ddim_loop, ddim_scheduler
 
         self._check_image(image)
         if not 0.0 <= strength <= 1.0:
@@ -200,27 +206,15 @@ class Guidance:
         n_run = min(int(round(steps * strength)), steps)
         if n_run == 0:
             return image.detach().clone()
-        sched = DDIMScheduler.from_config(self.sched.config)
+        sched = ddim_scheduler(self.pipe)
         sched.set_timesteps(steps, device=self.device)
         timesteps = sched.timesteps[steps - n_run:]
-        x = self.fit(image.detach().to(self.device))
-        z = self.encode(x).float()
+        src = image.detach().to(self.device)
+        z = self.encode(self.fit(src)).float()
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed if seed is None else seed)
         noise = torch.randn(z.shape, generator=gen).to(self.device)
-        b = z.shape[0]
-        z = sched.add_noise(z, noise, timesteps[:1].repeat(b))
-        lora = self.cfg.use_lora
-        for t in timesteps:
-            tt = t.repeat(b)
-            with self._lora_context(lora):
-                emb = torch.cat([self.embed_uncond.expand(b, -1, -1), self.embed_cond.expand(b, -1, -1)])
-                out = self.pipe.unet(torch.cat([z, z]).to(self.dtype), torch.cat([tt, tt]),
-                                     encoder_hidden_states=emb).sample.float()
-            u, c = out.chunk(2)
-            pred = u + scale * (c - u)  # CFG in the model's own parameterization (ε or v)
-            z = sched.step(pred, t, z).prev_sample
-        dec = self.pipe.vae.decode((z / self.pipe.vae.config.scaling_factor).to(self.pipe.vae.dtype)).sample
-        out = ((dec.float() + 1) / 2).clamp(0, 1)
-        if out.shape[-2:] != image.shape[-2:]:
-            out = F.interpolate(out, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        z = sched.add_noise(z, noise, timesteps[:1].repeat(z.shape[0]))
+        z = ddim_loop(self.pipe, z, sched, timesteps, self.embed_uncond, self.embed_cond, scale,
+                      lambda: self._lora_context(self.cfg.use_lora))
+        out = self.unfit(self.space.decode(z), src)
         return out.to(image.device, image.dtype)

@@ -331,12 +331,13 @@ class DipirOptimizer:
 
 
 def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
-    """The diffusion judge, working at the render's own resolution (no resize before the VAE)."""
+    """The diffusion judge, at the model's native resolution (the render scaled so its short side is
+    native, the long side padded: see dipir/guidance/guidance.py)."""
     from dipir.guidance.guidance import Guidance
 
     g = cfg.guidance
     kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
-    gcfg = dataclasses.replace(g, kind=kind, resolution=min(width, height), use_lora=cfg.uses_lora(), seed=cfg.seed)
+    gcfg = dataclasses.replace(g, kind=kind, use_lora=cfg.uses_lora(), seed=cfg.seed)
     return Guidance(pipe, gcfg, object_class)
 
 
@@ -372,12 +373,17 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     from dipir.guidance.lora import personalize
     from dipir.rendering.renderer import load_background
 
-    background = (load_background(scene, width, height) * 255 + 0.5).astype(np.uint8)
-    pcfg = dataclasses.replace(cfg.personalize, alpha=float(cfg.personalize.rank),
-                               resolution=min(512, width, height) // 8 * 8, seed=cfg.seed)
+    # The background at its own size: training crops are cut from the photo, not from the render.
+    background = (load_background(scene, scene.camera.width, scene.camera.height) * 255 + 0.5).astype(np.uint8)
+    # Training crops and concept images at the model's native resolution (resolution None).
+    from dipir.guidance.concepts import scene_type
+
+    p, kind = cfg.personalize, scene_type(scene.provenance)
+    pcfg = dataclasses.replace(p, alpha=float(p.rank), concept_count=p.count_for(kind), seed=cfg.seed)
     res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
     return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
-            "lora_path": str(res.lora_path)}
+            "lora_path": str(res.lora_path), "scene_type": kind,
+            "concept_images": pcfg.concept_count if pcfg.use_concepts else 0}
 
 
 def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, guidance=None,

@@ -13,3 +13,13 @@ def ensure_tiny(root: Path, seed: int = 0, prediction_type: str = "epsilon") -> 
     if not (out / "model_index.json").is_file():
         write_tiny_pipeline(out, seed=seed, prediction_type=prediction_type)
     return out
+
+
+def ensure_tiny_pixel(root: Path, seed: int = 0, prediction_type: str = "epsilon",
+                      learned_variance: bool = False) -> Path:
+    from dipir.guidance.models import write_tiny_pixel_pipeline
+
+    out = root / f"tiny_px_{prediction_type}_{seed}{'_lv' if learned_variance else ''}"
+    if not (out / "model_index.json").is_file():
+        write_tiny_pixel_pipeline(out, seed=seed, prediction_type=prediction_type, learned_variance=learned_variance)
+    return out
