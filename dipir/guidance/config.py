@@ -136,6 +136,9 @@ class PersonalizeConfig:
         d = asdict(self)
         d.pop("cache_dir")
         d.pop("enabled")  # not a property of the LoRA
+        d["concept_count"] = self.count_for(None)  # the count used, not the rule that chose it
+        d.pop("concept_count_indoor")
+        d.pop("concept_count_outdoor")
         d["target_modules"] = list(self.target_modules)
         return d
 
