@@ -29,7 +29,7 @@ def _register() -> None:
     # Each module defines `register(app)`; a module that does not exist yet is simply absent.
     import importlib
 
-    for name in ("insert", "scene", "synth", "model", "personalize", "estimate", "run", "report", "study"):
+    for name in ("insert", "scene", "synth", "model", "personalize", "estimate", "run", "report", "study", "prior"):
         try:
             mod = importlib.import_module(f"dipir.cli.{name}")
         except ModuleNotFoundError as err:
