@@ -138,8 +138,9 @@ class PriorTrainer:
         self.opt.step()
         self.ema.step(self.unet.parameters())
         self.step += 1
-        self.losses.append(float(loss))
-        return float(loss)
+        value = float(loss.detach())
+        self.losses.append(value)
+        return value
 
     def ema_unet(self):
         u = copy.deepcopy(self.unet)
