@@ -300,13 +300,14 @@ class DipirOptimizer:
 
 
 def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
-    """The diffusion judge, working at the render's own resolution (no resize before the VAE)."""
+    """The diffusion judge, at the model's native resolution (the render scaled so its short side is
+    native, the long side padded: see dipir/guidance/guidance.py)."""
     from dipir.guidance.guidance import Guidance, GuidanceConfig
 
     g = cfg.guidance
     kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
     gcfg = GuidanceConfig(kind=kind, guidance_scale=g.guidance_scale, t_min=g.t_min,
-                          t_max_start=g.t_max_start, t_max_end=g.t_max_end, resolution=min(width, height),
+                          t_max_start=g.t_max_start, t_max_end=g.t_max_end,
                           use_lora=cfg.uses_lora(), seed=cfg.seed)
     return Guidance(pipe, gcfg, object_class)
 
@@ -345,10 +346,11 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     p = cfg.personalize
     from dipir.render import load_background
 
-    background = (load_background(scene, width, height) * 255 + 0.5).astype(np.uint8)
+    # The background at its own size: training crops are cut from the photo, not from the render.
+    background = (load_background(scene, scene.camera.width, scene.camera.height) * 255 + 0.5).astype(np.uint8)
+    # Training crops and concept images at the model's native resolution (PersonalizeConfig's default).
     pcfg = PersonalizeConfig(rank=p.rank, alpha=float(p.rank), steps=p.steps, use_concepts=p.concept_preservation,
-                             concept_count=p.n_concept_images, resolution=min(512, width, height) // 8 * 8,
-                             seed=cfg.seed)
+                             concept_count=p.n_concept_images, seed=cfg.seed)
     res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
     return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
             "lora_path": str(res.lora_path)}

