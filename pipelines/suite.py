@@ -4,7 +4,7 @@
 name: demo
 datasets:                          # where the scenes come from (see README "## Suites")
   - kind: synthetic                # source files written by `dipir synth` into the run folder
-    generator: polyhaven           # polyhaven | waymo
+    generator: polyhaven           # polyhaven | waymo | world (mini-world scene folders, width x height)
     count: 2
   - kind: polyhaven                # real HDRIs: a folder and/or an explicit list
     path: /data/polyhaven
@@ -37,7 +37,7 @@ import yaml
 from dipir.errors import DipirError
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
-GENERATORS = ("polyhaven", "waymo")
+GENERATORS = ("polyhaven", "waymo", "world")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ def register(app: typer.Typer) -> None:
     prior_app = typer.Typer(help="Train and check a small pixel-space diffusion prior on the mini world.",
                             no_args_is_help=True)
     app.add_typer(prior_app, name="prior")
+    _ship_command(prior_app)
 
     @prior_app.command("train")
     def train(
@@ -64,3 +65,18 @@ def register(app: typer.Typer) -> None:
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
         typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
                    f"({by}) on {res['scenes']} held-out scenes")
+
+
+def _ship_command(prior_app: typer.Typer) -> None:
+    @prior_app.command("ship")
+    def ship(
+        run: Path = typer.Argument(..., help="The --out folder of `dipir prior train`."),
+        dest: Path = typer.Option(..., "--dest", help="Where the prior goes (e.g. dipir/guidance/priors/mini-world)."),
+        check_json: Path = typer.Option(None, "--check", help="The --json of `dipir prior check` (goes in the card)."),
+        data_command: str = typer.Option("", "--data-command", help="The command that wrote the training data."),
+        train_command: str = typer.Option("", "--train-command", help="The training command."),
+    ) -> None:
+        """Copy the EMA weights, the loss curve and a MODEL_CARD.md into DEST."""
+        from dipir.prior.card import ship_prior
+
+        typer.echo(f"shipped {ship_prior(run, dest, check_json, data_command, train_command)}")

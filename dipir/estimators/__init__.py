@@ -37,6 +37,14 @@ ESTIMATORS: dict[str, Callable[[dict], LightingEstimator]] = {
 }
 
 
+def _dipir_tiny(options: dict) -> LightingEstimator:
+    """DiPIR with the tiny random-weight model whatever the suite's model (the no-prior control)."""
+    return ESTIMATORS["dipir"]({**options, "model": "tiny"})
+
+
+ESTIMATORS["dipir-tiny"] = _dipir_tiny
+
+
 def build_estimator(name: str, options: dict | None = None) -> LightingEstimator:
     """The estimator `name` configured by `options` (plain data from a suite YAML)."""
     if name not in ESTIMATORS:

@@ -38,18 +38,29 @@ def rotate_envmap(env: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.ndarray], str]:
-    """sRGB composites (truth first, then each rotation) at `size` px and the scene's caption."""
+    """sRGB composites (truth first, then each rotation) at `size` px and the scene's caption. Cached
+    in the scene folder (`prior_check_<size>px_<spp>spp_<rotations>.npz`): checking several
+    checkpoints renders once."""
     from dipir.hdr import read_hdr
     from dipir.render import InsertionRenderer, RenderConfig, render_insertion
     from dipir.scene import load_scene
 
     scene = load_scene(folder)
+    caption = str(scene.provenance.get("caption", ""))
+    rot = "-".join(str(int(d)) for d in cfg.rotations_deg)
+    cache = folder / f"prior_check_{size}px_{cfg.spp}spp_{rot}_s{cfg.seed}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return list(z["images"]), caption
     env = read_hdr(scene.envmap)
     r = InsertionRenderer(scene, RenderConfig(width=size, height=size, spp=cfg.spp))
     out = [render_insertion(scene, env, renderer=r, seed=cfg.seed)["composite"]]
     for deg in cfg.rotations_deg:
         out.append(render_insertion(scene, rotate_envmap(env, deg), renderer=r, seed=cfg.seed)["composite"])
-    return out, str(scene.provenance.get("caption", ""))
+    tmp = cache.with_name(cache.stem + ".tmp.npz")
+    np.savez(tmp, images=np.stack(out).astype(np.float32))
+    tmp.replace(cache)
+    return out, caption
 
 
 def denoising_losses(images: list[np.ndarray], caption: str, unet, sched, tok, te, cfg: PriorCheckConfig,
