@@ -64,3 +64,18 @@ def test_shadow_falls_away_from_the_sun(tmp_path):
         assert cos > 0.5, (folder.name, cos)
         checked += 1
     assert checked >= 2
+
+
+def test_world_generator_plans_held_out_scene_folders(tmp_path):
+    """A suite's `generator: world` entry writes the mini world once and plans one scene per folder."""
+    from pipelines.hashing import FileHashCache
+    from pipelines.scenes import build_scene, plan_scenes
+    from pipelines.suite import parse_suite
+
+    suite = parse_suite({"name": "w", "datasets": [{"kind": "synthetic", "generator": "world", "count": 2,
+                                                    "seed": HELD_OUT_START, "width": 16, "height": 16}],
+                         "methods": ["oracle"]}, tmp_path / "s.yaml")
+    refs = plan_scenes(suite, tmp_path / "run", FileHashCache(tmp_path / "hashes.json"))
+    assert [r.scene_id for r in refs] == [f"world_{HELD_OUT_START + i:07d}" for i in range(2)]
+    folder = build_scene(refs[0].recipe, refs[0].key, tmp_path / "run")
+    assert (folder / "scene.yaml").is_file() and (folder / "envmap.exr").is_file()
