@@ -30,6 +30,8 @@ test-fast: setup
 demo: setup
 	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo
 	$(VENV)/bin/dipir report runs/demo
+	$(VENV)/bin/dipir run benchmarks/mini_world_demo.yaml --out runs/mini-world-demo
+	$(VENV)/bin/dipir report runs/mini-world-demo --main sds-no-lora
 
 bench: setup
 	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -63,6 +63,8 @@ def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
     """Write the synthetic sources of an entry once into RUN/sources/<hash>/ (driver side)."""
     params = {"generator": entry.generator, "count": entry.count, "seed": entry.seed, "format": entry.format,
               "frames": max(entry.frames) + 1, "builder": SCENE_BUILDER_VERSION}
+    if entry.generator == "world":
+        params["size"] = [entry.width, entry.height]
     out = run_dir / "sources" / hash_json(params)[:16]
     if (out / ".complete").is_file():
         return out
@@ -72,6 +74,11 @@ def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
         from dipir.data import synth_polyhaven
 
         synth_polyhaven.write_hdris(tmp, count=entry.count, seed=entry.seed)
+    elif entry.generator == "world":
+        from dipir.data import synth_world
+
+        synth_world.write_world(tmp, entry.count, entry.seed,
+                                synth_world.WorldConfig(width=entry.width, height=entry.height))
     else:
         from dipir.data import synth_waymo
 
@@ -123,7 +130,7 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
                                       width=entry.width)
                         key = _key(recipe, contents, drop=("path",))
                         entry_refs.append(SceneRef(entry.name, f"{segment}_f{frame}_{cam}", key, recipe))
-        elif kind == "scenes":
+        elif kind in ("scenes", "world"):  # world: the mini world's scene folders, written above
             if root is None or not root.is_dir():
                 raise DipirError(f"not a folder of scene folders: {root}", suite.source, f"{where}.path")
             folders = [root / s for s in entry.scenes] if entry.scenes else sorted(
@@ -155,7 +162,7 @@ def scene_dir(run_dir: Path, ref_key: str) -> Path:
 
 def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
     """The scene folder for a recipe, built once per run (atomic: temp folder + rename)."""
-    if recipe["kind"] == "scenes":
+    if recipe["kind"] in ("scenes", "world"):
         folder = Path(recipe["folder"])
         if not (folder / SCENE_FILE).is_file():
             raise DipirError("scene folder has no scene.yaml", folder)

@@ -4,7 +4,7 @@
 name: demo
 datasets:                          # where the scenes come from (see README "## Suites")
   - kind: synthetic                # source files written by `dipir synth` into the run folder
-    generator: polyhaven           # polyhaven | waymo
+    generator: polyhaven           # polyhaven | waymo | world (mini-world scene folders, width x height)
     count: 2
   - kind: polyhaven                # real HDRIs: a folder and/or an explicit list
     path: /data/polyhaven
@@ -40,7 +40,7 @@ from dipir.errors import DipirError
 from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
-GENERATORS = ("polyhaven", "waymo")
+GENERATORS = ("polyhaven", "waymo", "world")
 # Upper bounds on sizes and counts (a typo must not ask for tens of gigabytes or endless files).
 MAX_SIDE = 8192
 MAX_COUNT = 1000  # synthetic sources per entry

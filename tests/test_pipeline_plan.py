@@ -107,7 +107,7 @@ def test_suite_errors_name_the_field(tmp_path, change, field):
     assert "s.yaml" in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations"])
+@pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations", "mini_world", "mini_world_demo"])
 def test_shipped_suites_parse(name):
     suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
     assert suite.methods and suite.datasets

@@ -34,7 +34,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     del debug
 
 
-for _name in ("insert", "scene", "synth", "model", "personalize", "estimate", "run", "report", "study"):
+for _name in ("insert", "scene", "synth", "model", "personalize", "estimate", "run", "report", "study", "prior"):
     importlib.import_module(f"dipir.cli.{_name}").register(app)
 
 

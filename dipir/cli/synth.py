@@ -67,6 +67,29 @@ def register(app: typer.Typer) -> None:
             paths = write_hdris(stage, count, seed, SynthHDRIConfig(width=w, height=h))
         typer.echo(f"wrote {len(paths)} HDRIs to {out}")
 
+    _world_command(synth_app)
+
+
+def _world_command(synth_app: typer.Typer) -> None:
+    @synth_app.command("world")
+    def world(
+        out: Path = typer.Argument(..., help="Output folder (one scene folder per seed)."),
+        count: int = typer.Option(8, "--count", min=1),
+        seed: int = typer.Option(0, "--seed", help="First scene seed; seeds >= 1000000 are the held-out split."),
+        size: str = typer.Option("32x32", "--size", help="Image WxH."),
+        spp: int = typer.Option(64, "--spp", min=1, help="Path-tracing samples per pixel."),
+    ) -> None:
+        """The mini world: path-traced ground + objects + sun/sky scenes with known lighting."""
+        import time
+
+        from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
+
+        w, h = _pair(size, "--size")
+        t0 = time.time()
+        paths = write_world(out, count, seed, WorldConfig(width=w, height=h, spp=spp), progress=True)
+        split = "held-out" if seed >= HELD_OUT_START else "train" if seed + count <= HELD_OUT_START else "mixed"
+        typer.echo(f"wrote {len(paths)} {split} scenes to {out} ({len(paths) / (time.time() - t0):.2f} scenes/s)")
+
 
 def _pair(s: str, name: str, a_range: tuple[int, int], b_range: tuple[int, int]) -> tuple[int, int]:
     from dipir.errors import DipirError

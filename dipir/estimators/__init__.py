@@ -24,6 +24,8 @@ ESTIMATORS: dict[str, str] = {
     "sh2": "dipir.estimators.sh2:SH2Estimator",
     # the optimizer and its presets
     "dipir": "dipir.estimators.dipir_estimator:DipirEstimator",
+    # DiPIR with the tiny random-weight model whatever the suite's model (the no-prior control)
+    "dipir-tiny": "dipir.estimators.dipir_estimator:DipirTinyEstimator",
 }
 
 

@@ -127,6 +127,17 @@ class DipirEstimator:
         return result
 
 
+class DipirTinyEstimator(DipirEstimator):
+    """`dipir-tiny`: DiPIR with the tiny random-weight model whatever the suite's `model` — the
+    control that shows what a trained prior adds (same optimizer, a prior that knows nothing)."""
+
+    name = "dipir-tiny"
+
+    @classmethod
+    def from_options(cls, options: dict) -> "DipirTinyEstimator":
+        return super().from_options({**options, "model": "tiny"})
+
+
 def with_personalize(cfg, overrides):
     """The `personalize` option: PersonalizeConfig fields replaced (e.g. `concept_count_outdoor`,
     `concept_count`, `steps`), each a clear error when unknown or invalid."""

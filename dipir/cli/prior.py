@@ -1,0 +1,82 @@
+"""`dipir prior train|check`: the mini world's pixel-space diffusion prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    prior_app = typer.Typer(help="Train and check a small pixel-space diffusion prior on the mini world.",
+                            no_args_is_help=True)
+    app.add_typer(prior_app, name="prior")
+    _ship_command(prior_app)
+
+    @prior_app.command("train")
+    def train(
+        data: Path = typer.Option(..., "--data", help="Folder of training scenes (`dipir synth world`)."),
+        out: Path = typer.Option(..., "--out", help="Output folder (checkpoint.pt, model/, loss.png); resumes."),
+        steps: int = typer.Option(4000, "--steps", min=1),
+        batch_size: int = typer.Option(32, "--batch-size", min=1),
+        lr: float = typer.Option(4e-4, "--lr"),
+        image_size: int = typer.Option(32, "--image-size", min=8),
+        channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
+        prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
+        max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (and checkpoint) after this long."),
+        checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
+        seed: int = typer.Option(0, "--seed"),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Train (or resume) the prior; writes the EMA weights as a diffusers folder OUT/model."""
+        import json
+
+        from dipir.errors import DipirError
+        from dipir.prior.model import PriorModelConfig
+        from dipir.prior.train import PriorTrainConfig, train_prior
+
+        try:
+            widths = tuple(int(c) for c in channels.split(","))
+        except ValueError:
+            raise DipirError(f"expected comma-separated integers, got {channels!r}", field="--channels") from None
+        if image_size % 2 ** (len(widths) - 1):
+            raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
+        cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, max_minutes=max_minutes, seed=seed,
+                               checkpoint_every=checkpoint_every,
+                               model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
+                                                      prediction_type=prediction_type))
+        res = train_prior(data, out, cfg, progress=progress)
+        typer.echo(json.dumps(res))
+
+    @prior_app.command("check")
+    def check(
+        model: Path = typer.Argument(..., help="Prior folder (e.g. OUT/model of `dipir prior train`)."),
+        data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
+        n_noise: int = typer.Option(32, "--n-noise", min=1, help="Noise draws per composite."),
+        max_scenes: int = typer.Option(None, "--max-scenes", min=1),
+        out_json: Path = typer.Option(None, "--json", help="Write every pair's losses here."),
+    ) -> None:
+        """Fraction of (true sun, sun rotated 90°/180°) composite pairs where the prior's denoising loss
+        prefers the truth."""
+        from dipir.prior.check import PriorCheckConfig, check_prior
+
+        res = check_prior(model, data, PriorCheckConfig(n_noise=n_noise, max_scenes=max_scenes), out_json,
+                          log=typer.echo)
+        by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
+        typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
+                   f"({by}) on {res['scenes']} held-out scenes")
+
+
+def _ship_command(prior_app: typer.Typer) -> None:
+    @prior_app.command("ship")
+    def ship(
+        run: Path = typer.Argument(..., help="The --out folder of `dipir prior train`."),
+        dest: Path = typer.Option(..., "--dest", help="Where the prior goes (e.g. dipir/guidance/priors/mini-world)."),
+        check_json: Path = typer.Option(None, "--check", help="The --json of `dipir prior check` (goes in the card)."),
+        data_command: str = typer.Option("", "--data-command", help="The command that wrote the training data."),
+        train_command: str = typer.Option("", "--train-command", help="The training command."),
+    ) -> None:
+        """Copy the EMA weights, the loss curve and a MODEL_CARD.md into DEST."""
+        from dipir.prior.card import ship_prior
+
+        typer.echo(f"shipped {ship_prior(run, dest, check_json, data_command, train_command)}")

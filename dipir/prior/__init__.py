@@ -1,0 +1,1 @@
+"""A small pixel-space diffusion prior trained on the mini world (`dipir prior train|check`)."""

@@ -1,0 +1,112 @@
+"""The prior's parts and its on-disk layout: a diffusers pixel-space folder (no `vae/`), loadable as
+an `IFPipeline`-style model: `unet/` (UNet2DConditionModel, 3 → 3 channels, pixels in [−1, 1]),
+`scheduler/` (DDPMScheduler), `text_encoder/` + `tokenizer/` (a tiny CLIP with the mini world's
+words) and `model_index.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dipir.errors import DipirError
+
+# Words of the mini world's captions and of the concept prompts, on top of the tiny vocabulary's.
+WORLD_WORDS = "scene with cars vases buckets boxes two three four".split()
+
+
+@dataclass
+class PriorModelConfig:
+    image_size: int = 32
+    block_out_channels: tuple = (64, 128, 128)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    text_dim: int = 64
+    prediction_type: str = "epsilon"
+
+    def build_unet(self):
+        from diffusers import UNet2DConditionModel
+
+        n = len(self.block_out_channels)
+        return UNet2DConditionModel(
+            sample_size=self.image_size, in_channels=3, out_channels=3, layers_per_block=self.layers_per_block,
+            block_out_channels=tuple(self.block_out_channels), norm_num_groups=32,
+            cross_attention_dim=self.text_dim, attention_head_dim=self.attention_head_dim,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",))
+
+    def build_scheduler(self):
+        from diffusers import DDPMScheduler
+
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise DipirError(f"expected epsilon or v_prediction, got {self.prediction_type!r}",
+                             field="prediction_type")
+        # Stable Diffusion's training schedule, so DiPIR's t fractions mean the same noise levels.
+        return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                             beta_schedule="scaled_linear", clip_sample=False, prediction_type=self.prediction_type)
+
+    def build_text(self, seed: int = 0):
+        """A frozen tiny CLIP text encoder (random weights from `seed`) and its tokenizer."""
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+        from dipir.guidance.models import _TINY_WORDS, tiny_vocab
+
+        vocab, merges = tiny_vocab(list(_TINY_WORDS) + WORLD_WORDS)
+        tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            te = CLIPTextModel(CLIPTextConfig(
+                vocab_size=len(vocab), hidden_size=self.text_dim, intermediate_size=2 * self.text_dim,
+                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                projection_dim=self.text_dim, hidden_act="gelu", bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+        te.requires_grad_(False).eval()
+        return tok, te
+
+
+def encode(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+    ids = tokenizer(list(captions), padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids)[0]
+
+
+def save_prior(out: str | Path, unet, scheduler, tokenizer, text_encoder, extra: dict | None = None) -> Path:
+    """Write the pixel-space diffusers folder (safetensors; no vae/)."""
+    import diffusers
+    import transformers
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    scheduler.save_pretrained(out / "scheduler")
+    text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out / "tokenizer")
+    index = {"_class_name": "IFPipeline", "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    if extra:
+        (out / "dipir_prior.json").write_text(json.dumps({**extra, "transformers": transformers.__version__},
+                                                         indent=1) + "\n")
+    return out
+
+
+def load_prior(folder: str | Path, device: str = "cpu"):
+    """(unet, scheduler, tokenizer, text_encoder) of a prior folder, frozen, loaded with diffusers /
+    transformers directly."""
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise DipirError("not a diffusers model folder (no model_index.json)", folder, "model")
+    if (folder / "vae").exists():
+        raise DipirError("not a pixel-space prior (has a vae/)", folder, "model")
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").to(device).eval().requires_grad_(False)
+    sched = DDPMScheduler.from_pretrained(folder / "scheduler")
+    tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    te = CLIPTextModel.from_pretrained(folder / "text_encoder").to(device).eval().requires_grad_(False)
+    return unet, sched, tok, te

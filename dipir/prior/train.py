@@ -1,0 +1,215 @@
+"""`dipir prior train`: a small pixel-space diffusion model on the mini world.
+
+The usual recipe: DDPM forward process (Stable Diffusion's scaled-linear betas, 1000 steps), ε or v
+target, MSE, AdamW with a linear warm-up, an EMA of the weights (the EMA is what ships), captions
+through a frozen tiny CLIP text encoder with `empty_caption_frac` of them dropped to "" (the
+unconditional branch), horizontal flips (a mirrored world is as physical as the original).
+
+Every step draws its batch, flips, caption drops, timesteps and noise from a generator seeded by
+(seed, step), so a run resumed from a checkpoint reaches exactly the state of an uninterrupted one.
+`out/checkpoint.pt` holds model, EMA, optimizer, step and the loss history; `out/model/` the EMA
+weights as a diffusers folder; `out/loss.png` the loss curve.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dipir.prior.model import PriorModelConfig, encode, save_prior
+
+
+@dataclass
+class PriorTrainConfig:
+    steps: int = 4000
+    batch_size: int = 32
+    lr: float = 4e-4
+    warmup_steps: int = 200
+    weight_decay: float = 1e-2
+    ema_decay: float = 0.999
+    empty_caption_frac: float = 0.1
+    # Half of the timesteps are drawn uniformly from all of [0, T); `focus_frac` of them from the range
+    # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good.
+    focus_frac: float = 0.5
+    focus_range: tuple = (20, 650)
+    flip: bool = True
+    seed: int = 0
+    checkpoint_every: int = 200
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time in this run
+    model: PriorModelConfig = field(default_factory=PriorModelConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+class PriorTrainer:
+    def __init__(self, data: str | Path, out: str | Path, cfg: PriorTrainConfig):
+        from diffusers.training_utils import EMAModel
+
+        from dipir.prior.data import load_training_images
+
+        self.cfg, self.out = cfg, Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.images, captions, seeds = load_training_images(data, cfg.model.image_size)
+        self.data_seeds = (min(seeds), max(seeds), len(set(seeds)))
+        self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
+        uniq = sorted(set(captions)) + [""]
+        emb = encode(self.tokenizer, self.text_encoder, uniq)
+        self.cap_emb = emb  # (C, 77, D)
+        self.cap_idx = torch.tensor([uniq.index(c) for c in captions])
+        self.empty_idx = len(uniq) - 1
+        torch.manual_seed(cfg.seed)
+        self.unet = cfg.model.build_unet()
+        self.scheduler = cfg.model.build_scheduler()
+        self.alphas = self.scheduler.alphas_cumprod.float()
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
+                            power=2 / 3)
+        self.step = 0
+        self.losses: list[float] = []
+        self.wall_s = 0.0
+        self._resume()
+
+    @property
+    def ckpt(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def _lr(self, step: int) -> float:
+        return self.cfg.lr * min(1.0, (step + 1) / max(self.cfg.warmup_steps, 1))
+
+    def _resume(self) -> None:
+        if not self.ckpt.is_file():
+            return
+        from dipir.errors import DipirError
+
+        st = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        if st["model"] != dataclasses.asdict(self.cfg.model):
+            raise DipirError("checkpoint was trained with another model config; use a new --out", self.ckpt, "model")
+        self.unet.load_state_dict(st["unet"])
+        self.opt.load_state_dict(st["opt"])
+        self.ema.load_state_dict(st["ema"])
+        self.step, self.losses, self.wall_s = st["step"], st["losses"], st.get("wall_s", 0.0)
+
+    def save_checkpoint(self) -> None:
+        st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
+              "step": self.step, "losses": self.losses, "wall_s": self.wall_s,
+              "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save(st, tmp)
+        tmp.replace(self.ckpt)
+
+    def train_step(self) -> float:
+        cfg = self.cfg
+        g = _step_generator(cfg.seed, self.step)
+        b = cfg.batch_size
+        idx = torch.randint(len(self.images), (b,), generator=g)
+        x0 = self.images[idx]
+        if cfg.flip:
+            flip = torch.rand(b, generator=g) < 0.5
+            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+        cap = self.cap_idx[idx]
+        drop = torch.rand(b, generator=g) < cfg.empty_caption_frac
+        cap = torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
+        T = self.scheduler.config.num_train_timesteps
+        t_uni = torch.randint(0, T, (b,), generator=g)
+        t_foc = torch.randint(cfg.focus_range[0], cfg.focus_range[1], (b,), generator=g)
+        t = torch.where(torch.rand(b, generator=g) < cfg.focus_frac, t_foc, t_uni)
+        noise = torch.randn(x0.shape, generator=g)
+        a = self.alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = noise if cfg.model.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr(self.step)
+        pred = self.unet(xt, t, encoder_hidden_states=self.cap_emb[cap]).sample
+        loss = torch.nn.functional.mse_loss(pred, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
+        self.opt.step()
+        self.ema.step(self.unet.parameters())
+        self.step += 1
+        value = float(loss.detach())
+        self.losses.append(value)
+        return value
+
+    def ema_unet(self):
+        u = copy.deepcopy(self.unet)
+        self.ema.copy_to(u.parameters())
+        return u
+
+    def export(self) -> Path:
+        """The EMA weights as a diffusers folder `out/model`, plus the loss curve."""
+        extra = {"step": self.step, "wall_s": round(self.wall_s, 1), "train_images": len(self.images),
+                 "data_seeds": {"first": self.data_seeds[0], "last": self.data_seeds[1], "scenes": self.data_seeds[2]},
+                 "config": self.cfg.to_dict()}
+        path = save_prior(self.out / "model", self.ema_unet(), self.scheduler, self.tokenizer, self.text_encoder, extra)
+        plot_losses(self.losses, self.out / "loss.png")
+        (self.out / "losses.json").write_text(json.dumps(self.losses))
+        return path
+
+    def run(self, progress: bool = True) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        t0 = time.time()
+        start_step, start_wall = self.step, self.wall_s
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="prior", dynamic_ncols=True)
+        stopped = "steps"
+        while self.step < cfg.steps:
+            loss = self.train_step()
+            self.wall_s = start_wall + time.time() - t0
+            bar.update(1)
+            if self.step % 10 == 0:
+                recent = self.losses[-50:]
+                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+            if self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+                self.export()
+            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                stopped = "time"
+                break
+            del loss
+        bar.close()
+        self.save_checkpoint()
+        self.export()
+        run_s = time.time() - t0
+        steps = self.step - start_step
+        return {"step": self.step, "steps_this_run": steps, "stopped_by": stopped, "wall_s": self.wall_s,
+                "s_per_step": run_s / max(steps, 1), "images_per_s": steps * cfg.batch_size / max(run_s, 1e-9),
+                "model": str(self.out / "model")}
+
+
+def plot_losses(losses: list[float], path: Path, window: int = 50) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    y = np.asarray(losses, dtype=np.float64)
+    ax.plot(y, lw=0.3, alpha=0.4, label="step")
+    if len(y) >= window:
+        ax.plot(np.arange(window - 1, len(y)), np.convolve(y, np.ones(window) / window, "valid"), lw=1.2,
+                label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("denoising MSE")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train_prior(data: str | Path, out: str | Path, cfg: PriorTrainConfig | None = None, progress: bool = True) -> dict:
+    return PriorTrainer(data, out, cfg or PriorTrainConfig()).run(progress=progress)
