@@ -129,7 +129,7 @@ def test_stale_composite_is_rendered_again_with_every_part(dipir_material_task, 
     """Evaluated at other settings, the composite is re-rendered from all the folder's parts."""
     import shutil
 
-    from dipir.evaluation import evaluate
+    from dipir.evaluation.evaluate import evaluate
     from dipir.evaluation.insertion import load_result, render_result
     from dipir.evaluation.sphere_metrics import SphereConfig
     from dipir.rendering.config import RenderConfig
