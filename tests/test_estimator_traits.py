@@ -86,7 +86,8 @@ def _suite(tmp_path: Path, scenes: Path) -> Path:
 def test_traits_are_read_from_the_class():
     assert estimator_traits("dipir") == EstimatorTraits(seeded=True, model=True, outputs="optimizer",
                                                         output_artifacts=(("losses", "losses.csv"),), render_size=True)
-    for name in set(ESTIMATORS) - {"dipir"}:
+    assert estimator_traits("dipir-tiny") == estimator_traits("dipir")  # the same optimizer, another model
+    for name in set(ESTIMATORS) - {"dipir", "dipir-tiny"}:
         assert estimator_traits(name) == EstimatorTraits(), name
     assert estimator_traits("test_estimator_traits:SeededToy").outputs == "toy_outputs"
     assert estimator_traits("test_estimator_traits:PlainToy") == EstimatorTraits()
