@@ -3,12 +3,12 @@ tables/*.tex, figures/*.png}."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.io import write_text_atomic
 from reports.document import Document, Section
 from reports.figures import FigureConfig, make_figures
 from reports.placement import placement_tables
@@ -36,12 +36,6 @@ def parse_formats(text: str) -> tuple[str, ...]:
         raise DipirError(f"unknown format {bad[0] if bad else text!r} (choose from {', '.join(FORMATS)})",
                          field="--format")
     return fmts
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 @dataclass
@@ -108,16 +102,16 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
 
     written: dict[str, list[Path]] = {"figures": [report_dir / f.path for fl in figs.values() for f in fl]}
     if "md" in cfg.formats:
-        _atomic_write(report_dir / "report.md", render_md(doc))
+        write_text_atomic(report_dir / "report.md", render_md(doc))
         written["md"] = [report_dir / "report.md"]
     if "html" in cfg.formats:
-        _atomic_write(report_dir / "report.html", render_html(doc, report_dir, cfg.embed_images))
+        write_text_atomic(report_dir / "report.html", render_html(doc, report_dir, cfg.embed_images))
         written["html"] = [report_dir / "report.html"]
     if "tex" in cfg.formats:
         tdir = report_dir / "tables"
         tdir.mkdir(exist_ok=True)
         written["tex"] = []
         for t in [*mt, *pw, *mt_detail, *pw_detail, *pref_tables]:
-            _atomic_write(tdir / f"{t.key}.tex", render_tex(t))
+            write_text_atomic(tdir / f"{t.key}.tex", render_tex(t))
             written["tex"].append(tdir / f"{t.key}.tex")
     return ReportOutput(report_dir, written, time.perf_counter() - t0)

@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 
 from reports.metrics_meta import MetricGroup, metric_group
-from reports.stats import binom_test_two_sided, bootstrap_mean_ci, mean_with_inf, sign_test, wilson_interval
+from reports.stats import (
+    binom_test_two_sided,
+    bootstrap_mean_ci,
+    mean_with_inf,
+    sign_test,
+    wilson_interval,
+)
 from reports.store import DIPIR, Store
 
 

@@ -10,9 +10,13 @@ import pytest
 import torch
 
 from dipir.errors import DipirError
+from dipir.guidance import adapters as adapters_mod
 from dipir.guidance import lora as lora_mod
-from dipir.guidance.concepts import ConceptConfig, concept_prompts, generate_concepts
-from dipir.guidance.lora import LoraTrainer, adapters_disabled, load_lora, personalize, read_lora_meta, save_lora
+from dipir.guidance.concepts import concept_prompts, generate_concepts
+from dipir.guidance.config import ConceptConfig
+from dipir.guidance.adapters import adapters_disabled, install_adapter
+from dipir.guidance.lora import LoraTrainer, load_lora, personalize, read_lora_meta, save_lora
+from dipir.guidance.models import encode_prompt
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 from helpers.models import ensure_tiny
@@ -31,7 +35,7 @@ def _probe(pipe, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(2, 4, 4, 4, generator=g)
     t = torch.tensor([100, 700])
-    emb = lora_mod.encode_prompt(pipe, ["a photo of a car in a scene in the style of sks rendering"] * 2)
+    emb = encode_prompt(pipe, ["a photo of a car in a scene in the style of sks rendering"] * 2)
     return x, t, emb
 
 
@@ -211,7 +215,7 @@ def test_concepts_come_from_the_base_model_even_with_a_lora_installed(tiny_model
     cfg = ConceptConfig(count=2, seed=3, resolution=32, steps=2)
     base = generate_concepts(load_pipeline(str(tiny_model_dir), device="cpu"), "car", cfg, tmp_path / "a")
     pipe = load_pipeline(str(tiny_model_dir), device="cpu")
-    lora_mod.install_adapter(pipe.unet)
+    install_adapter(pipe.unet)
     for n, p in pipe.unet.named_parameters():
         if "lora_B" in n:
             p.data = 0.5 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1))
@@ -223,7 +227,7 @@ def test_concepts_come_from_the_base_model_even_with_a_lora_installed(tiny_model
         assert np.array_equal(np.asarray(x), np.asarray(y))
     assert torch.equal(_out(pipe, probe), with_lora)  # the LoRA is active again afterwards
     # Not vacuous: had the LoRA stayed on, the images would differ.
-    monkeypatch.setattr(lora_mod, "adapters_disabled", lambda unet: contextlib.nullcontext())
+    monkeypatch.setattr(adapters_mod, "adapters_disabled", lambda unet: contextlib.nullcontext())
     leaked = generate_concepts(pipe, "car", cfg, tmp_path / "c")
     assert any(not np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(base.images(), leaked.images()))
 

@@ -11,7 +11,8 @@ from dipir.errors import DipirError
 from dipir.guidance import schedules
 from dipir.guidance.guidance import Guidance
 from dipir.guidance.config import GuidanceConfig
-from dipir.guidance.lora import LoraTrainer, adapters_disabled, has_adapter, install_adapter
+from dipir.guidance.lora import LoraTrainer
+from dipir.guidance.adapters import adapters_disabled, has_adapter, install_adapter
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 

@@ -12,7 +12,8 @@ import torch
 from dipir.errors import DipirError
 from dipir.guidance.guidance import Guidance
 from dipir.guidance.config import GuidanceConfig
-from dipir.guidance.lora import adapters_disabled, install_adapter, personalize
+from dipir.guidance.lora import personalize
+from dipir.guidance.adapters import adapters_disabled, install_adapter
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline, write_tiny_pixel_pipeline
 from dipir.guidance.spaces import is_pixel_space, native_resolution
@@ -150,7 +151,8 @@ def test_concept_sampler_matches_stable_diffusion_pipeline(tiny_model_dir, tmp_p
     from diffusers import DDIMScheduler, StableDiffusionPipeline
     from PIL import Image
 
-    from dipir.guidance.concepts import ConceptConfig, concept_prompts, generate_concepts
+    from dipir.guidance.concepts import concept_prompts, generate_concepts
+    from dipir.guidance.config import ConceptConfig
 
     pipe = load_pipeline(str(tiny_model_dir), device="cpu")
     cfg = ConceptConfig(count=1, seed=2, resolution=32, steps=3, guidance_scale=5.0)

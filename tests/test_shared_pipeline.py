@@ -42,7 +42,7 @@ def test_ablation_presets_share_one_pipeline_and_memory_stays_flat(counted_loads
     import torch
 
     from dipir.estimators import build_estimator
-    from dipir.guidance.lora import has_adapter
+    from dipir.guidance.adapters import has_adapter
     from dipir.scene.contract import load_scene
     from pipelines.suite import load_suite
 

@@ -36,7 +36,7 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 def build_pipe(args, tmp: Path):
     import torch
 
-    from dipir.guidance.lora import install_adapter
+    from dipir.guidance.adapters import install_adapter
     from dipir.guidance.models import resolve_dtype
 
     if args.tiny:

@@ -99,7 +99,7 @@ class DipirEstimator:
             model = self.model or DEFAULT_MODEL
             key = (model, self.device or default_device(), str(self.cache_dir) if model == TINY_MODEL else None)
             self._pipe = shared_pipeline(key, lambda: load_model(model, device=self.device, cache_dir=self.cache_dir))
-        from dipir.guidance.lora import release_adapters
+        from dipir.guidance.adapters import release_adapters
 
         release_adapters(self._pipe)
         return self._pipe

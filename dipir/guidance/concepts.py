@@ -17,17 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dipir.errors import DipirError
-
-CONCEPT_TEMPLATE = "a photo of a {size} {color} {cls} {background}, {lighting}"
-
-COLORS = ("red", "blue", "green", "white", "black", "silver", "gray", "yellow", "orange", "brown")
-BACKGROUNDS = ("on a street", "in a parking lot", "on a driveway", "in a city", "on a road",
-               "in a garage", "on grass", "in a living room", "on a wooden floor",
-               "on a white background", "in a studio", "in a kitchen")
-LIGHTINGS = ("in bright sunlight", "on an overcast day", "at dusk", "at sunset", "at night",
-             "in soft indoor lighting", "with harsh shadows", "in warm lamp light")
-SIZES = ("small", "large", "compact", "medium sized", "big")
-
+from dipir.guidance.config import ConceptConfig
 
 # Datasets whose scenes are all outdoors.
 OUTDOOR_DATASETS = ("waymo", "mini-world")
@@ -48,21 +38,6 @@ def scene_type(provenance: dict | None) -> str | None:
         return "outdoor"
     kind = (prov.get("truth") or {}).get("kind") if isinstance(prov.get("truth"), dict) else None
     return {"sky": "outdoor", "indoor": "indoor"}.get(kind)
-
-
-@dataclass
-class ConceptConfig:
-    count: int = 40  # paper: ~30-40 indoor, ~200 outdoor classes
-    seed: int = 0
-    resolution: int | None = None  # square side; None: the model's native resolution
-    steps: int = 25  # DDIM steps per image
-    guidance_scale: float = 7.5
-    batch_size: int = 4
-    template: str = CONCEPT_TEMPLATE
-    colors: tuple[str, ...] = COLORS
-    backgrounds: tuple[str, ...] = BACKGROUNDS
-    lightings: tuple[str, ...] = LIGHTINGS
-    sizes: tuple[str, ...] = SIZES
 
 
 @dataclass
@@ -118,8 +93,8 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
     import torch
     from PIL import Image
 
-    from dipir.guidance.lora import adapters_disabled, encode_prompt
-    from dipir.guidance.models import model_fingerprint
+    from dipir.guidance.adapters import adapters_disabled
+    from dipir.guidance.models import encode_prompt, model_fingerprint
     from dipir.guidance.sampling import ddim_loop, ddim_scheduler
     from dipir.guidance.spaces import model_space, native_resolution
 

@@ -8,11 +8,36 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.guidance.concepts import ConceptConfig
 
 LDS_PROMPT = "a photo of a {cls} in a scene in the style of sks rendering"
 
 WEIGHTINGS = ("sds", "uniform", "alpha")
+
+
+CONCEPT_TEMPLATE = "a photo of a {size} {color} {cls} {background}, {lighting}"
+
+COLORS = ("red", "blue", "green", "white", "black", "silver", "gray", "yellow", "orange", "brown")
+BACKGROUNDS = ("on a street", "in a parking lot", "on a driveway", "in a city", "on a road",
+               "in a garage", "on grass", "in a living room", "on a wooden floor",
+               "on a white background", "in a studio", "in a kitchen")
+LIGHTINGS = ("in bright sunlight", "on an overcast day", "at dusk", "at sunset", "at night",
+             "in soft indoor lighting", "with harsh shadows", "in warm lamp light")
+SIZES = ("small", "large", "compact", "medium sized", "big")
+
+
+@dataclass
+class ConceptConfig:
+    count: int = 40  # paper: ~30-40 indoor, ~200 outdoor classes
+    seed: int = 0
+    resolution: int | None = None  # square side; None: the model's native resolution
+    steps: int = 25  # DDIM steps per image
+    guidance_scale: float = 7.5
+    batch_size: int = 4
+    template: str = CONCEPT_TEMPLATE
+    colors: tuple[str, ...] = COLORS
+    backgrounds: tuple[str, ...] = BACKGROUNDS
+    lightings: tuple[str, ...] = LIGHTINGS
+    sizes: tuple[str, ...] = SIZES
 
 
 # What drives an optimization: "lds" (personalized LDS, the paper), "sds" (score distillation with

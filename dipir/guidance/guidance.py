@@ -31,7 +31,7 @@ class Guidance:
     """The diffusion judge for one object class. Call `update_step` once per optimization step."""
 
     def __init__(self, pipe, cfg: GuidanceConfig | None = None, object_class: str = "object"):
-        from dipir.guidance.lora import encode_prompt
+        from dipir.guidance.models import encode_prompt
 
         self.cfg = cfg = cfg or GuidanceConfig()
         cfg.validate()
@@ -88,14 +88,14 @@ class Guidance:
 
     # -- model calls ------------------------------------------------------------------------
     def _lora_context(self, lora: bool):
-        from dipir.guidance.lora import adapters_disabled, has_adapter
+        from dipir.guidance.adapters import adapters_disabled, has_adapter
 
         if lora and has_adapter(self.pipe.unet):
             return contextlib.nullcontext()
         return adapters_disabled(self.pipe.unet)
 
     def has_lora(self) -> bool:
-        from dipir.guidance.lora import has_adapter
+        from dipir.guidance.adapters import has_adapter
 
         return has_adapter(self.pipe.unet)
 

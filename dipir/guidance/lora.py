@@ -8,7 +8,6 @@ concept images ("a photo of a {class}"). The result is a safetensors file cached
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,16 +21,15 @@ import torch
 
 from dipir.errors import DipirError
 from dipir.guidance.concepts import _progress, _valid_class, concept_key, generate_concepts
+from dipir.guidance.adapters import ADAPTER, freeze, install_adapter
 from dipir.guidance.config import PersonalizeConfig
-from dipir.guidance.models import noise_scheduler
+from dipir.guidance.models import encode_prompt, noise_scheduler
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
-ADAPTER = "dipir_sks"
 LORA_FILE = "lora.safetensors"
 
 
-@dataclass
 @dataclass
 class PersonalizeResult:
     lora_path: Path
@@ -40,68 +38,6 @@ class PersonalizeResult:
     losses: list[float] = field(default_factory=list)
     key: str = ""
     steps_taken: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Adapter plumbing.
-
-@contextlib.contextmanager
-def adapters_disabled(unet):
-    """Run the base weights: diffusers' `disable_adapters()` is a plain call, not a context
-    manager, so disable, yield, and re-enable even on error. A UNet without adapters is untouched."""
-    if not getattr(unet, "_hf_peft_config_loaded", False):
-        yield unet
-        return
-    unet.disable_adapters()
-    try:
-        yield unet
-    finally:
-        unet.enable_adapters()
-
-
-def has_adapter(unet, name: str = ADAPTER) -> bool:
-    return name in (getattr(unet, "peft_config", None) or {})
-
-
-def install_adapter(unet, rank: int = 4, alpha: float = 4.0,
-                    target_modules=("to_q", "to_k", "to_v", "to_out.0"), name: str = ADAPTER) -> list:
-    """A fresh LoRA on `unet` (replacing one of the same name); returns its parameters, in fp32.
-    peft initializes B = 0, so a fresh adapter leaves the output unchanged."""
-    from peft import LoraConfig
-
-    if has_adapter(unet, name):
-        unet.delete_adapters(name)
-    unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
-                                target_modules=list(target_modules)), adapter_name=name)
-    unet.set_adapter(name)
-    params = [p for n, p in unet.named_parameters() if f".{name}." in n and "lora_" in n]
-    if not params:
-        raise DipirError(f"LoRA target modules {list(target_modules)} matched nothing in the UNet",
-                         field="target_modules")
-    for p in params:
-        p.data = p.data.float()
-    return params
-
-
-def release_adapters(pipe) -> int:
-    """Delete every LoRA adapter on `pipe.unet` (and its memory): the base weights remain, ready
-    for the next run's adapter. Returns how many were deleted."""
-    import gc
-
-    unet = pipe.unet
-    names = list(getattr(unet, "peft_config", None) or {})
-    if names:
-        unet.delete_adapters(names)
-        freeze(unet)
-    gc.collect()
-    if torch.cuda.is_available() and unet.device.type == "cuda":
-        torch.cuda.empty_cache()
-    return len(names)
-
-
-def freeze(unet) -> None:
-    unet.requires_grad_(False)
-    unet.eval()
 
 
 def save_lora(unet, path: str | Path, meta: dict, name: str = ADAPTER) -> Path:
@@ -280,16 +216,6 @@ class LoraTrainer:
 
     def finish(self) -> None:
         freeze(self.pipe.unet)
-
-
-def encode_prompt(pipe, prompts: list[str]) -> torch.Tensor:
-    """CLIP text embeddings [N,77,D] the way SD conditions on them (last hidden state)."""
-    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt")
-    ids = tok.input_ids.to(pipe.text_encoder.device)
-    if getattr(pipe.text_encoder.config, "model_type", "") == "t5":  # IF masks T5's padding
-        return pipe.text_encoder(ids, attention_mask=tok.attention_mask.to(ids.device))[0].to(pipe.unet.dtype)
-    return pipe.text_encoder(ids)[0].to(pipe.unet.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

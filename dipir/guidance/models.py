@@ -402,3 +402,13 @@ def shared_pipeline(key: tuple, load):
 def clear_shared() -> None:
     """Drop every shared pipeline (tests; a worker keeps its pipeline for its whole life)."""
     _SHARED.clear()
+
+
+def encode_prompt(pipe, prompts: list[str]) -> torch.Tensor:
+    """CLIP text embeddings [N,77,D] the way SD conditions on them (last hidden state)."""
+    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt")
+    ids = tok.input_ids.to(pipe.text_encoder.device)
+    if getattr(pipe.text_encoder.config, "model_type", "") == "t5":  # IF masks T5's padding
+        return pipe.text_encoder(ids, attention_mask=tok.attention_mask.to(ids.device))[0].to(pipe.unet.dtype)
+    return pipe.text_encoder(ids)[0].to(pipe.unet.dtype)

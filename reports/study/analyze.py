@@ -14,7 +14,15 @@ from reports.stats import fleiss_kappa, pairwise_agreement
 from reports.store import DIPIR, Store
 from reports.study.db import DB_NAME, StudyDB
 from reports.study.manifest import load_manifest
-from reports.tables import Cell, Table, TableConfig, _slug, decimals_for, fmt, preference_table
+from reports.tables import (
+    Cell,
+    Table,
+    TableConfig,
+    _slug,
+    decimals_for,
+    fmt,
+    preference_table,
+)
 
 CONDITION_ORDER = ("day", "twilight", "night")
 TABLE2_METRICS = ("rmse", "si_rmse", "ssim", "lpips")  # the paper's Table 2 columns (any suffix)
@@ -148,7 +156,7 @@ def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> 
 
 
 def write_study_report(study: str | Path, out: str | Path | None = None, tcfg: TableConfig | None = None) -> tuple[Path, StudyResult]:
-    from reports.build import _atomic_write
+    from dipir.io import write_text_atomic
     from reports.render_html import render_html
     from reports.render_md import render_md
     from reports.render_tex import render_tex
@@ -168,10 +176,10 @@ def write_study_report(study: str | Path, out: str | Path | None = None, tcfg: T
     secs = study_sections(res, store, tcfg)
     doc = Document(f"2AFC study — {Path(study).resolve().name}",
                    [("study", str(Path(study).resolve())), ("run", str(run))], secs)
-    _atomic_write(out / "study.md", render_md(doc))
-    _atomic_write(out / "study.html", render_html(doc, out))
+    write_text_atomic(out / "study.md", render_md(doc))
+    write_text_atomic(out / "study.html", render_html(doc, out))
     for t in secs[0].tables:
-        _atomic_write(out / "tables" / f"{t.key}.tex", render_tex(t))
+        write_text_atomic(out / "tables" / f"{t.key}.tex", render_tex(t))
     res.raters.to_csv(out / "raters.csv", index=False)
     res.prefs.to_csv(out / "preferences.csv", index=False)
     return out, res

@@ -19,7 +19,12 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB
-from reports.study.guard import Guard, RateLimiter, ServerLimits, content_security_policy
+from reports.study.guard import (
+    Guard,
+    RateLimiter,
+    ServerLimits,
+    content_security_policy,
+)
 from reports.study.manifest import IMAGES, load_manifest
 from reports.study.page import PAGE
 
