@@ -6,30 +6,17 @@ import dataclasses
 
 import pytest
 import torch
+from helpers.models import LDS_PROMPT, perturbed_lora
 
 from dipir.errors import DipirError
 from dipir.guidance import schedules
+from dipir.guidance.adapters import adapters_disabled, has_adapter
+from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
 from dipir.guidance.guidance import Guidance
-from dipir.guidance.config import GuidanceConfig
 from dipir.guidance.lora import LoraTrainer
-from dipir.guidance.adapters import adapters_disabled, has_adapter, install_adapter
-from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-LDS_PROMPT = "a photo of a car in a scene in the style of sks rendering"
-
-
-def _perturbed_lora(pipe, seed=0):
-    """A LoRA with non-zero B (a fresh one has B = 0 and would equal the base model)."""
-    install_adapter(pipe.unet)
-    g = torch.Generator().manual_seed(seed)
-    for n, p in pipe.unet.named_parameters():
-        if "lora_B" in n:
-            p.data = 0.3 * torch.randn(p.shape, generator=g)
-    pipe.unet.requires_grad_(False)
-    return pipe
 
 
 def _embeds(pipe, prompt):
@@ -48,7 +35,7 @@ def _latent_case(seed=0):
 @pytest.mark.parametrize("model", ["tiny_model_dir", "tiny_vpred_dir"])
 def test_lds_gradient_matches_formula(model, request):
     path = request.getfixturevalue(model)
-    pipe = _perturbed_lora(load_pipeline(str(path), device="cpu"))
+    pipe = perturbed_lora(load_pipeline(str(path), device="cpu"))
     base = load_pipeline(str(path), device="cpu")  # the untouched base weights
     g = Guidance(pipe, GuidanceConfig(kind="lds", weighting="sds"), "car")
     z, noise, t = _latent_case()
@@ -91,7 +78,7 @@ def test_sds_gradient_matches_formula_with_cfg(tiny_model_dir):
 
 
 def test_gradient_reaches_pixels_through_vae(tiny_model_dir):
-    pipe = _perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
+    pipe = perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
     for kind in ("lds", "sds"):
         g = Guidance(pipe, GuidanceConfig(kind=kind, resolution=64), "car")
         img = torch.rand(2, 3, 48, 80, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
@@ -173,7 +160,7 @@ def test_nan_guards_and_grad_clip(tiny_model_dir):
 
 
 def test_denoise_sdedit(tiny_model_dir):
-    pipe = _perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
+    pipe = perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
     g = Guidance(pipe, GuidanceConfig(kind="lds", resolution=32, denoise_steps=4), "car")
     img = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0))
     out = g.denoise(img, strength=0.5)
@@ -199,7 +186,7 @@ def test_forward_process_does_not_depend_on_the_pipelines_sampler(tiny_model_dir
     # SD checkpoints ship various samplers (DDIM, PNDM, Euler); Euler's add_noise works in σ-space.
     from diffusers import EulerDiscreteScheduler
 
-    pipe = _perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
+    pipe = perturbed_lora(load_pipeline(str(tiny_model_dir), device="cpu"))
     grads = []
     for sched in (None, EulerDiscreteScheduler):
         if sched is not None:

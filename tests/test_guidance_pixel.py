@@ -8,29 +8,17 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.models import LDS_PROMPT, perturbed_lora
 
 from dipir.errors import DipirError
+from dipir.guidance.adapters import adapters_disabled
+from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
 from dipir.guidance.guidance import Guidance
-from dipir.guidance.config import GuidanceConfig
 from dipir.guidance.lora import personalize
-from dipir.guidance.adapters import adapters_disabled, install_adapter
-from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline, write_tiny_pixel_pipeline
 from dipir.guidance.spaces import is_pixel_space, native_resolution
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-LDS_PROMPT = "a photo of a car in a scene in the style of sks rendering"
-
-
-def _perturbed_lora(pipe, seed=0):
-    install_adapter(pipe.unet)
-    g = torch.Generator().manual_seed(seed)
-    for n, p in pipe.unet.named_parameters():
-        if "lora_B" in n:
-            p.data = 0.3 * torch.randn(p.shape, generator=g)
-    pipe.unet.requires_grad_(False)
-    return pipe
 
 
 def _embed(pipe, prompt):
@@ -63,7 +51,7 @@ def test_pixel_model_loads_by_class_names(tiny_pixel_if_dir):
 def test_pixel_lds_gradient_matches_formula(model, request):
     """grad wrt the pixels = w(t)(ε_lora(x_t, c) − ε_base(x_t, ∅)), x = 2·image − 1, at native size."""
     path = request.getfixturevalue(model)
-    pipe = _perturbed_lora(load_pipeline(str(path), device="cpu"))
+    pipe = perturbed_lora(load_pipeline(str(path), device="cpu"))
     base = load_pipeline(str(path), device="cpu")
     g = Guidance(pipe, GuidanceConfig(kind="lds", weighting="sds"), "car")
     gen = torch.Generator().manual_seed(0)

@@ -23,3 +23,22 @@ def ensure_tiny_pixel(root: Path, seed: int = 0, prediction_type: str = "epsilon
     if not (out / "model_index.json").is_file():
         write_tiny_pixel_pipeline(out, seed=seed, prediction_type=prediction_type, learned_variance=learned_variance)
     return out
+
+
+# The LDS prompt for a car, as the guidance builds it (written out here so the tests can fail).
+LDS_PROMPT = "a photo of a car in a scene in the style of sks rendering"
+
+
+def perturbed_lora(pipe, seed: int = 0):
+    """A LoRA with non-zero B (a fresh one has B = 0 and would equal the base model)."""
+    import torch
+
+    from dipir.guidance.adapters import install_adapter
+
+    install_adapter(pipe.unet)
+    g = torch.Generator().manual_seed(seed)
+    for n, p in pipe.unet.named_parameters():
+        if "lora_B" in n:
+            p.data = 0.3 * torch.randn(p.shape, generator=g)
+    pipe.unet.requires_grad_(False)
+    return pipe
