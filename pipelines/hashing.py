@@ -71,7 +71,7 @@ class FileHashCache:
         if self.cache_file is None or not self.dirty:
             return
         self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.entries))
-        tmp.replace(self.cache_file)
+        from dipir.io import write_text_atomic
+
+        write_text_atomic(self.cache_file, json.dumps(self.entries))
         self.dirty = False

@@ -28,15 +28,10 @@ from pathlib import Path
 import yaml
 
 from dipir.errors import DipirError
+from dipir.io import write_text_atomic
 from pipelines import schema
 from pipelines.schema import RESULT as RESULT_FILE
 from pipelines.schema import TaskResult
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data) -> None:

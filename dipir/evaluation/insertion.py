@@ -47,9 +47,9 @@ def plain(x):
 
 
 def write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(plain(data), indent=2))
-    tmp.replace(path)
+    from dipir.io import write_json_atomic
+
+    write_json_atomic(path, plain(data))
 
 
 def check_result(result: InsertionResult, method: str | None) -> InsertionResult:

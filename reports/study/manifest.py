@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from dipir.errors import DipirError
+from dipir.io import write_text_atomic
 from reports.store import load_store
 from reports.study.catch import RULE as CATCH_RULE
 from reports.study.catch import broken_insert
@@ -149,9 +149,7 @@ def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
         "question": "Which image looks more realistic?",
         "pairs": pairs,
     }
-    tmp = out / f".{MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
 
 
