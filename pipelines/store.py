@@ -170,9 +170,12 @@ def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = N
     write_text_atomic(run / schema.SPEC, yaml.safe_dump(spec, sort_keys=False))
     write_json_atomic(run / schema.RUN_INFO, run_info(cluster))
     write_json_atomic(run / schema.METRICS_META, metrics_meta)
-    # Staging folders left by an interrupted run hold no finished work.
+    # Staging folders (and storage probes) left by an interrupted run hold no finished work.
     for p in (run / schema.STAGING).iterdir():
-        shutil.rmtree(p, ignore_errors=True)
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def set_aside_stale(run: Path, task_ids) -> tuple[list[str], list[str]]:

@@ -283,9 +283,9 @@ def test_cli_estimate_reports_an_unmet_requirement(tmp_path):
 
 
 def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
-    """A procedural sky HDRI (known sun) cropped by dipir.data.polyhaven.crop_scene with the sun in
+    """A procedural sky HDRI (known sun) cropped by dipir.data.polyhaven.make_scene with the sun in
     view: sunsky finds the sun within 10°, oracle scores zero, khan06 scores worse."""
-    from dipir.data.polyhaven import hdri_to_scene_rotation, crop_scene as make_ph_scene
+    from dipir.data.polyhaven import hdri_to_scene_rotation, make_scene as make_ph_scene
     from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
     from dipir.evaluation.evaluate import estimate_and_render, evaluate
     from dipir.scene.contract import load_scene
