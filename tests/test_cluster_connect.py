@@ -72,6 +72,7 @@ def test_storage_check_names_what_is_wrong(tmp_path):
     assert "cannot write into" in check_storage(str(run), None)
 
 
+@pytest.mark.slow  # ~15 s, starts a Ray head; smoke: test_unreachable_address_fails_in_one_line_fast
 def test_cluster_without_auth_is_joined_without_token_mode():
     """A head started with RAY_AUTH_MODE=disabled: the driver (which has a token on disk) joins it
     without turning token mode on, and `ray.init` connects."""

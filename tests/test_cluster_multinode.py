@@ -27,6 +27,10 @@ from dipir.scene.synthetic import tiny_scenes
 from pipelines.local_cluster import REPO, mount_namespace, new_cluster
 
 pytest.importorskip("ray")
+# A head and a second node started with `ray start` (~20 s each test on 2 cores); the fast smoke of this
+# path is test_cluster_connect.py and the actor plan in test_pipeline_plan.py.
+pytestmark = pytest.mark.slow
+
 MASK = mount_namespace() is not None  # else the second node shares every folder and one test skips
 
 EST = "helpers.cluster_estimators:LoadCountingEstimator"

@@ -48,6 +48,7 @@ def _angle(a, b) -> float:
     return math.degrees(math.acos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
 
 
+@pytest.mark.slow  # ~30 s, 100 iterations; smoke: test_deterministic_given_a_seed
 def test_oracle_guidance_recovers_the_sun(scene, tmp_path):
     """Pixel loss to the GT composite: the fused map's dominant lobe ends within 5° of the sun and the
     composite's RMSE to the GT falls >= 5x. Composites are compared at 256 spp so render noise (the
@@ -80,6 +81,7 @@ def test_oracle_guidance_recovers_the_sun(scene, tmp_path):
     assert rows[-1]["fusion_alpha"] == 1.0
 
 
+@pytest.mark.slow  # ~2 min: 400 LoRA steps + 40 concept images; smoke: test_cli_ctrl_c_keeps_outputs
 def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -3,6 +3,8 @@ peak after 50 (tiny model, 64 px, LDS with a quickly trained LoRA), measured in 
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -38,6 +40,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~40 s, 200 iterations; smoke: test_shared_pipeline's RSS check
 def test_peak_rss_is_flat(tmp_path):
     tests = str(Path(__file__).resolve().parent)
     code = SCRIPT.format(tests=tests, tmp=str(tmp_path))

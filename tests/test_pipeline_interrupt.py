@@ -3,6 +3,8 @@ same command again completes the suite without redoing finished tasks. Real proc
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 import subprocess
@@ -27,6 +29,7 @@ def _dipir(args: list[str], env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # ~30 s; smoke: test_optimize.py's Ctrl-C tests
 def test_ctrl_c_stops_cleanly_then_resumes(tmp_path):
     scenes = tiny_scenes(tmp_path / "scenes", 4)
     counter = tmp_path / "count.txt"

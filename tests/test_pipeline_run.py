@@ -121,6 +121,7 @@ def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
     assert not list((run / ".staging").iterdir()) or all(p.name.startswith(crashed) for p in (run / ".staging").iterdir())
 
 
+@pytest.mark.slow  # ~11 s; smoke: test_worker_killed_mid_task
 def test_task_that_always_kills_its_worker(ray_session, scenes, tmp_path):
     data = {"name": "crash", "datasets": [{"kind": "scenes", "path": str(scenes), "scenes": ["scene0", "scene1"]}],
             "methods": ["helpers.pipeline:CrashingEstimator", "constant"], "render": TINY_RENDER, "max_attempts": 2}

@@ -78,6 +78,7 @@ def test_gradients_match_central_finite_differences(tmp_path):
 
 
 @pytest.mark.parametrize("init_axis", [(0.0, 1.0, 0.0), (0.2, 0.5, -1.0)], ids=["zenith", "front"])
+@pytest.mark.slow  # ~13 s each; smoke: the finite-difference test
 def test_oracle_inverse_rendering_recovers_sun_direction(tmp_path, init_axis):
     """Render a target under a known sun lobe + sky; from a wrong light (sun lobe 54° or 72° off),
     optimize the SG parameters by pixel loss; the sun direction must come back within 5°."""
