@@ -14,9 +14,21 @@ import numpy as np
 import pytest
 
 from dipir.data import waymo_v1, waymo_v2
-from dipir.data.range_image import column_azimuths, euler_to_rotation, range_image_to_points, row_inclinations
-from dipir.data.synth_waymo import SynthWaymoConfig, camera_calibration, laser_calibrations, load_truth, \
-    surface_distance, v1_filename, write_segments
+from dipir.data.range_image import (
+    column_azimuths,
+    euler_to_rotation,
+    range_image_to_points,
+    row_inclinations,
+)
+from dipir.data.synth_waymo import (
+    SynthWaymoConfig,
+    camera_calibration,
+    laser_calibrations,
+    load_truth,
+    surface_distance,
+    v1_filename,
+    write_segments,
+)
 from dipir.data.tfrecord import TFRecordWriter, iter_records, masked_crc32c
 from dipir.errors import DipirError
 
@@ -128,8 +140,8 @@ def test_scene_from_waymo_frame(segs, tmp_path):
     from PIL import Image
 
     from dipir.data.waymo import make_scene
-    from dipir.scene.geometry import project
     from dipir.scene.contract import load_scene
+    from dipir.scene.geometry import project
 
     for kind in ("v1", "v2"):
         s = load_scene(make_scene(segs[kind], tmp_path / kind, frame_index=1))
@@ -331,13 +343,7 @@ def test_matrix_float_packed_and_unpacked_encodings():
 
     a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) * 0.5
 
-    def varint(n):
-        out = b""
-        while True:
-            b, n = n & 0x7F, n >> 7
-            out += bytes([b | (0x80 if n else 0)])
-            if not n:
-                return out
+    from helpers import varint
 
     dims = b"".join(varint(d) for d in a.shape)
     shape_packed = b"\x0a" + varint(len(dims)) + dims  # TensorShape.dims = 1, packed

@@ -7,6 +7,7 @@ import struct
 
 import numpy as np
 import pytest
+from helpers import varint
 
 from dipir.data.synth_waymo import SynthWaymoConfig, camera_calibration, write_segments
 from dipir.data.tfrecord import TFRecordWriter
@@ -96,17 +97,8 @@ def test_lidar_and_calibration_grounds_agree_on_a_lidar_frame(data, tmp_path, ca
     assert code == 2 and "--ground" in err
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
 def _field(num: int, payload: bytes) -> bytes:  # a length-delimited protobuf field
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
 
 
 def motion_example() -> bytes:
