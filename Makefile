@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml scripts/install_system.sh
 test: setup
 	$(PY) -m pytest -q
 
-# The edit-test loop: leaves out the tests marked slow (each has a fast smoke test of its path).
+# The edit-test loop: leaves out the tests marked slow (each has a fast smoke test of its path), on
+# two pytest-xdist workers.
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n 2
 
 demo: setup
 	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo

@@ -41,12 +41,22 @@ def polyhaven_dir() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _quiet_env(tmp_path_factory):
-    # Ray writes its session files under RAY_TMPDIR; keep them inside pytest's temp tree.
-    os.environ.setdefault("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
+def _quiet_env():
+    # Ray writes its session files (and AF_UNIX sockets, at most 107 bytes of path) under
+    # RAY_TMPDIR: a short folder of its own, not pytest's deep temp tree (deeper still per xdist worker).
+    import shutil
+    import tempfile
+
+    ray_tmp = None
+    if "RAY_TMPDIR" not in os.environ:
+        ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+        os.environ["RAY_TMPDIR"] = ray_tmp
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     yield
+    if ray_tmp is not None:
+        os.environ.pop("RAY_TMPDIR", None)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

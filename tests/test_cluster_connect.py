@@ -99,6 +99,7 @@ def test_cluster_without_auth_is_joined_without_token_mode():
         c.stop()
 
 
+@pytest.mark.slow  # ~10 s, starts Ray; smoke: test_bad_address_forms_are_one_line_errors
 def test_more_gpus_than_an_embedded_ray_has_is_a_one_line_error(tmp_path):
     """--gpus on the local embedded Ray: nothing would start the missing GPUs, so no waiting forever."""
     pytest.importorskip("ray")

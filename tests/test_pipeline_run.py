@@ -105,6 +105,7 @@ def test_suite_completes_then_resumes(ray_session, scenes, tmp_path):
     assert len(df3) == 12 and df3.task_id.is_unique and (df3.status == "done").all()
 
 
+@pytest.mark.slow  # ~8 s; smoke: test_suite_completes_then_resumes
 def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
     counter = tmp_path / "count.txt"
     marker = tmp_path / "crashed"

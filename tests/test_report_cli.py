@@ -155,6 +155,7 @@ def test_all_failed_store_still_reports(tmp_path):
     assert "No figure" in md and res.files["figures"] == []
 
 
+@pytest.mark.slow  # ~8 s, runs a suite; smoke: the fixture-store report tests
 def test_report_on_parquet_written_by_the_pipelines(tmp_path):
     """The same fixture, with results.parquet rebuilt by `pipelines.store.rebuild_results` (pandas
     'string' columns, pd.NA nulls, Int64 seeds): the tables must not change."""

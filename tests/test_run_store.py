@@ -223,6 +223,7 @@ def _counting_suite(tmp: Path, datasets: list, counter: Path, name: str = "s") -
     return p
 
 
+@pytest.mark.slow  # ~11 s with Ray; smoke: test_garbage_or_incomplete_result_counts_as_unfinished
 def test_garbage_result_is_recomputed(ray_session, tmp_path):
     from pipelines.runner import run_suite
 
