@@ -26,6 +26,7 @@ def test_skips_without_cuda(capsys, monkeypatch):
     assert "no CUDA device here: skipped" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~8 s; smoke: test_skips_without_cuda
 def test_cpu_tiny_runs_the_same_code(capsys):
     import torch
 

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not i
 
 
 @pytest.mark.parametrize("embed", [True, False], ids=["embedded", "linked"])
+@pytest.mark.slow  # ~4 s each in Chromium; smoke: test_report_cli.py
 def test_report_html_has_no_broken_images(tmp_path, embed):
     from playwright.sync_api import sync_playwright
 

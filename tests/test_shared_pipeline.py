@@ -38,6 +38,7 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+@pytest.mark.slow  # ~14 s, six estimators; smoke: test_personalize_option_sets_concept_counts
 def test_ablation_presets_share_one_pipeline_and_memory_stays_flat(counted_loads, tmp_path):
     import torch
 

@@ -35,6 +35,7 @@ def _answer_for_dipir(page, pair_id: str, a_image: dict, how: str) -> None:
         page.keyboard.press("ArrowLeft" if dipir_left else "ArrowRight")
 
 
+@pytest.mark.slow  # ~7 s in Chromium; smoke: test_study_server.py
 def test_full_study_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 
