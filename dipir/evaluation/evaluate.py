@@ -180,9 +180,10 @@ def render_and_write(scene: Scene, result, render_cfg, seed: int, out_dir: Path,
         write_hdr(out_dir / "foreground.exr", res["fg"])
         write_hdr(out_dir / "shadow_ratio.exr", res["shadow_ratio"])
         mask = (np.clip(res["mask"][..., 0], 0, 1) * 255 + 0.5).astype(np.uint8)
-        tmp = out_dir / ".mask.tmp.png"
-        Image.fromarray(mask, "L").save(tmp)
-        tmp.replace(out_dir / "mask.png")
+        from dipir.io import atomic_file
+
+        with atomic_file(out_dir / "mask.png") as tmp:
+            Image.fromarray(mask, "L").save(tmp)
         artifacts.update(foreground="foreground.exr", shadow_ratio="shadow_ratio.exr", mask="mask.png")
     env = np.asarray(result.envmap)
     _write_json(out_dir / "estimate.json", {

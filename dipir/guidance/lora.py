@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dipir.errors import DipirError
+from dipir.io import atomic_file
 from dipir.guidance.concepts import _progress, _valid_class, concept_key, generate_concepts
 from dipir.guidance.adapters import ADAPTER, freeze, install_adapter
 from dipir.guidance.config import PersonalizeConfig
@@ -51,9 +52,8 @@ def save_lora(unet, path: str | Path, meta: dict, name: str = ADAPTER) -> Path:
     info = {"rank": cfg.r, "alpha": cfg.lora_alpha, "target_modules": sorted(cfg.target_modules), **meta}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    save_file(state, str(tmp), metadata={"dipir_lora": json.dumps(info, sort_keys=True)})
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file(state, str(tmp), metadata={"dipir_lora": json.dumps(info, sort_keys=True)})
     return path
 
 

@@ -95,10 +95,11 @@ class OutputWriter:
         write_hdr(self.dir / "shadow_ratio.exr", layers["shadow_ratio"])
         from PIL import Image
 
+        from dipir.io import atomic_file
+
         mask = np.clip(np.asarray(layers["mask"], dtype=np.float32)[..., 0], 0, 1)
-        tmp = self.dir / ".mask.tmp.png"
-        Image.fromarray((mask * 255 + 0.5).astype(np.uint8), "L").save(tmp)
-        tmp.replace(self.dir / "mask.png")
+        with atomic_file(self.dir / "mask.png") as tmp:
+            Image.fromarray((mask * 255 + 0.5).astype(np.uint8), "L").save(tmp)
 
     def lighting(self, fused: np.ndarray, env_fg: np.ndarray, env_shadow: np.ndarray, sg: dict) -> None:
         from dipir.rendering.hdr import write_hdr
