@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from dipir.errors import DipirError
+from dipir import io
 from dipir.io import write_text_atomic
 from pipelines import schema
 from pipelines.schema import RESULT as RESULT_FILE
@@ -35,9 +36,8 @@ from pipelines.schema import TaskResult
 
 
 def write_json_atomic(path: Path, data) -> None:
-    # Metrics may be infinite (PSNR of identical images): written as JSON's common `Infinity`
-    # extension, which Python's json and pandas read back. NaN never occurs (it becomes null).
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+    # The run store's JSON files are indented by 1 (dipir.io writes infinities as `Infinity`).
+    io.write_json_atomic(path, data, indent=1)
 
 
 # ---------------------------------------------------------------------------------------------
