@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     def check(
         model: Path = typer.Argument(..., help="Prior folder (e.g. OUT/model of `dipir prior train`)."),
         data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
-        n_noise: int = typer.Option(32, "--n-noise", min=1, help="Noise draws per composite."),
+        n_noise: int = typer.Option(None, "--n-noise", min=1, help="Noise draws per composite [default: 64]."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
         out_json: Path = typer.Option(None, "--json", help="Write every pair's losses here."),
     ) -> None:
@@ -60,11 +60,13 @@ def register(app: typer.Typer) -> None:
         prefers the truth."""
         from dipir.prior.check import PriorCheckConfig, check_prior
 
-        res = check_prior(model, data, PriorCheckConfig(n_noise=n_noise, max_scenes=max_scenes), out_json,
-                          log=typer.echo)
+        cfg = PriorCheckConfig(max_scenes=max_scenes)
+        if n_noise is not None:
+            cfg.n_noise = n_noise
+        res = check_prior(model, data, cfg, out_json, log=typer.echo)
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
         typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
-                   f"({by}) on {res['scenes']} held-out scenes")
+                   f"({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
 
 
 def _ship_command(prior_app: typer.Typer) -> None:

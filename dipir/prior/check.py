@@ -5,7 +5,8 @@ For each held-out mini-world scene, the target object is composited into its bac
 insertion renderer (`dipir.rendering.renderer.render_insertion`, the same image formation DiPIR optimizes) three
 times: under the true env map and under the same env map rotated by 90° and 180° in azimuth about
 +Y (the sun moves, the sky is unchanged). Each composite is noised with the SAME noise at the same
-timesteps (t fraction in [t_lo, t_hi], DiPIR's range) and the prior's mean denoising loss
+timesteps (t fractions spread evenly over the range DiPIR's guidance samples: `GuidanceConfig.t_min`
+to the larger of its annealed t_max, so 0.02–0.6 by default) and the prior's mean denoising loss
 ‖ε̂(x_t, t, caption) − ε‖² is measured. A pair (truth, rotated) is won by the truth when its loss is
 lower. The report is the fraction of pairs won.
 """
@@ -13,19 +14,26 @@ lower. The report is the fraction of pairs won.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 
+def _guidance_t_range() -> tuple[float, float]:
+    from dipir.guidance.config import GuidanceConfig
+
+    g = GuidanceConfig()
+    return g.t_min, max(g.t_max_start, g.t_max_end)
+
+
 @dataclass
 class PriorCheckConfig:
     rotations_deg: tuple = (90.0, 180.0)
-    n_noise: int = 32  # noise draws per composite (each at its own t)
-    t_lo: float = 0.3
-    t_hi: float = 0.6
+    n_noise: int = 64  # noise draws per composite (each at its own t)
+    t_lo: float = field(default_factory=lambda: _guidance_t_range()[0])
+    t_hi: float = field(default_factory=lambda: _guidance_t_range()[1])
     spp: int = 64
     max_scenes: int | None = None
     seed: int = 0
