@@ -2,7 +2,9 @@
 
 The id hashes what determines the result: the scene's content key (recipe + source contents),
 the method, preset, seed, the render settings, the method's options and (for methods that use
-one) the diffusion model id. Not the output path, the time, the host or the worker.
+one) the diffusion model: its id, plus the content hash of its weights when they sit in a local
+folder (a shipped prior such as `mini-world`, or a path), so a retrained prior makes the old
+results stale instead of current. Not the output path, the time, the host or the worker.
 """
 
 from __future__ import annotations
@@ -53,7 +55,22 @@ def render_identity(render) -> dict:
             if f.name in always or getattr(render, f.name) != getattr(default, f.name)}
 
 
-def expand(suite: Suite, scenes: list[SceneRef], uses_model) -> list[Task]:
+def model_identity(model: str | None, hashes: FileHashCache | None = None) -> str | None:
+    """The model part of a task id: "name@<weights hash>" for a local diffusers folder, the bare id
+    for a hub model or "tiny" (built from a fixed config)."""
+    if model is None:
+        return None
+    from dipir.guidance.registry import local_model_files
+
+    files = local_model_files(model)
+    if files is None:
+        return model
+    hashes = hashes or FileHashCache(None)
+    folder = files[0].parent
+    return f"{model}@" + hash_json([[str(f.relative_to(folder)), hashes.file(f)] for f in files])[:16]
+
+
+def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCache | None = None) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
 
     `uses_model(method) -> bool` says whether the suite's model is part of a method's identity.
@@ -62,8 +79,9 @@ def expand(suite: Suite, scenes: list[SceneRef], uses_model) -> list[Task]:
     tasks: list[Task] = []
     seen: set[str] = set()
     per_method = []
+    model_id = model_identity(suite.model, hashes) if any(uses_model(m) for m in suite.methods) else None
     for m in suite.methods:
-        model = suite.model if uses_model(m) else None
+        model = model_id if uses_model(m) else None
         per_method.append((m, suite.presets.get(m, (None,)), suite.options.get(m, {}), model))
     for ref in scenes:
         for method, presets, options, model in per_method:
@@ -79,4 +97,6 @@ def expand(suite: Suite, scenes: list[SceneRef], uses_model) -> list[Task]:
 
 def plan(suite: Suite, run_dir: Path, uses_model) -> list[Task]:
     hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
-    return expand(suite, plan_scenes(suite, run_dir, hashes), uses_model)
+    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), uses_model, hashes)
+    hashes.save()
+    return tasks

@@ -155,10 +155,10 @@ def test_concept_sampler_matches_stable_diffusion_pipeline(tiny_model_dir, tmp_p
 
 
 def test_shipped_prior_by_name(tmp_path, monkeypatch):
-    from dipir.guidance import models
+    from dipir.guidance import models, registry
     from dipir.optim.optimizer import load_model
 
-    monkeypatch.setattr(models, "PRIORS_DIR", tmp_path / "priors")
+    monkeypatch.setattr(registry, "PRIORS_DIR", tmp_path / "priors")
     write_tiny_pixel_pipeline(tmp_path / "priors" / "mini-world", seed=3)
     pipe = load_model("mini-world", device="cpu", cache_dir=tmp_path / "cache")
     assert is_pixel_space(pipe) and models.prior_names() == ["mini-world"]

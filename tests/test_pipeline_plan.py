@@ -74,6 +74,29 @@ def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
     assert diff == {"scene0"}
 
 
+def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monkeypatch):
+    """A shipped prior (or a model path) is identified by its weights, not its name: retraining it
+    changes the DiPIR ids (old results are stale, not current); its card or plots do not."""
+    from dipir.guidance import registry
+    from dipir.guidance.models import write_tiny_pixel_pipeline
+
+    monkeypatch.setattr(registry, "PRIORS_DIR", tmp_path / "priors")
+    prior = tmp_path / "priors" / "mini-world"
+    write_tiny_pixel_pipeline(prior, seed=3)
+    ids = lambda run, model="mini-world": {  # noqa: E731
+        (t.method, t.scene_id, t.preset, t.seed): t.task_id
+        for t in plan(load_suite(_suite(tmp_path, scenes, model=model)), tmp_path / run, _uses_model)}
+    base = ids("r1")
+    (prior / "MODEL_CARD.md").write_text("re-worded card\n")
+    (prior / "loss.png").write_bytes(b"not a plot")
+    assert ids("r2") == base
+    weights = next((prior / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    retrained = ids("r4")
+    for k, v in retrained.items():
+        assert (v == base[k]) == (k[0] == EST), k
+
+
 def test_ids_stable_across_processes(tmp_path, scenes):
     suite_path = _suite(tmp_path, scenes)
     here = [t.task_id for t in plan(load_suite(suite_path), tmp_path / "run", _uses_model)]

@@ -69,3 +69,15 @@ def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior):
 
     with pytest.raises(DipirError, match="held-out"):
         check_prior(tiny_prior, tiny_prior.parent.parent / "train", PriorCheckConfig(n_noise=1), log=lambda s: None)
+
+
+def test_complexity_correlation_flags_verdicts_that_follow_detail():
+    from dipir.prior.check import complexity_correlation, edge_energy
+
+    flat, edgy = np.zeros((4, 4, 3)), np.zeros((4, 4, 3))
+    edgy[:, 2:] = 1.0
+    assert edge_energy(flat) == 0 and edge_energy(edgy) == 4 * 3
+    rows = [{"loss_truth": 1.0, "loss_rotated": 1.0 + d, "edges_truth": 10.0, "edges_rotated": 10.0 + 5 * d}
+            for d in (-0.2, 0.1, 0.3, -0.05)]
+    assert complexity_correlation(rows) == pytest.approx(1.0)
+    assert complexity_correlation(rows[:2]) is None

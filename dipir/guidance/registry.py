@@ -1,0 +1,57 @@
+"""Which weights a model name means, without importing torch (planning a suite asks this too).
+
+A bare name (no "/") that is a folder under `dipir/guidance/priors/` is a shipped prior
+(`--model mini-world`); anything else is a hub id or a path, passed on unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dipir.errors import DipirError
+
+# Shipped priors by name: dipir/guidance/priors/<name>/ (a diffusers folder).
+PRIORS_DIR = Path(__file__).resolve().parent / "priors"
+
+
+def prior_names() -> list[str]:
+    """Names of the shipped priors (folders under dipir/guidance/priors/)."""
+    if not PRIORS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PRIORS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+def resolve_model(model: str) -> str:
+    """A shipped prior's folder for a bare registry name, else `model` unchanged. A registered prior
+    whose weights are not there yet is a one-line error."""
+    if "/" in model or os.sep in model or Path(model).expanduser().exists():
+        return model
+    folder = PRIORS_DIR / model
+    if not folder.is_dir():
+        return model
+    unet = folder / "unet"
+    has_weights = (folder / "model_index.json").is_file() and unet.is_dir() and any(
+        f.suffix in (".safetensors", ".bin") for f in unet.iterdir())
+    if not has_weights:
+        raise DipirError(f"prior {model!r} has no weights yet (expected a diffusers folder with "
+                         f"model_index.json and unet/*.safetensors)", folder, "model")
+    return str(folder)
+
+
+def local_model_files(model: str) -> list[Path] | None:
+    """The files that make up a model held in a local diffusers folder (`model_index.json` and the
+    component folders it names; not its card or plots), or None for a hub id / "tiny"."""
+    folder = Path(resolve_model(model)).expanduser()
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return None
+    try:
+        parts = [k for k, v in json.loads(index.read_text()).items() if isinstance(v, list) and not k.startswith("_")]
+    except (OSError, ValueError) as e:
+        raise DipirError(f"unreadable model_index.json ({e.__class__.__name__})", index, "model") from None
+    files = [index]
+    for part in sorted(parts):
+        files += sorted(p for p in (folder / part).rglob("*") if p.is_file())
+    return files
