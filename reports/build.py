@@ -16,7 +16,7 @@ from reports.render_html import render_html
 from reports.render_md import render_md
 from reports.render_tex import render_tex
 from reports.store import load_store
-from reports.tables import TableConfig, failure_table, metric_tables, pairwise_tables
+from reports.tables import TableConfig, failure_table, median_tables, metric_tables, pairwise_tables
 
 FORMATS = ("md", "html", "tex")
 
@@ -67,6 +67,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     sections = []
     mt = metric_tables(store, cfg.tables)
     sections.append(Section("Metrics", tables=mt))
+    md = median_tables(store, cfg.tables)
+    if md:
+        sections.append(Section("Medians", tables=md))
     pw = pairwise_tables(store, cfg.tables)
     if pw:
         sections.append(Section(f"Pairwise: {cfg.tables.main_label} against each method", tables=pw))
@@ -111,7 +114,7 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         tdir = report_dir / "tables"
         tdir.mkdir(exist_ok=True)
         written["tex"] = []
-        for t in [*mt, *pw, *mt_detail, *pw_detail, *pref_tables]:
+        for t in [*mt, *md, *pw, *mt_detail, *pw_detail, *pref_tables]:
             write_text_atomic(tdir / f"{t.key}.tex", render_tex(t))
             written["tex"].append(tdir / f"{t.key}.tex")
     return ReportOutput(report_dir, written, time.perf_counter() - t0)

@@ -13,7 +13,9 @@ from reports.metrics_meta import MetricGroup, metric_group
 from reports.stats import (
     binom_test_two_sided,
     bootstrap_mean_ci,
+    bootstrap_median_ci,
     mean_with_inf,
+    median_with_inf,
     sign_test,
     wilson_interval,
 )
@@ -44,6 +46,9 @@ class TableConfig:
     confidence: float = 0.95
     main_label: str = DIPIR  # the DiPIR preset the pairwise tables compare against everyone
     reference_methods: tuple[str, ...] = ("oracle",)  # shown, never bolded (they use GT lighting)
+    # Metrics also summarised by their median (heavy-tailed: a sun found on the wrong side is off by
+    # ~180°, so a mean mixes "how often" with "how far").
+    median_metrics: tuple[str, ...] = ("light_dir_err_deg", "sphere_angular_deg", "si_rmse_region")
 
 
 def decimals_for(values) -> int:
@@ -176,9 +181,44 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
     return out
 
 
+def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
+    """Per dataset: the median of each of `cfg.median_metrics` that has values, with a percentile
+    bootstrap CI over tasks and the n used (key `medians_<dataset>`)."""
+    out = []
+    df = store.tasks
+    for dataset in sorted(df["dataset"].unique()):
+        d = df[df["dataset"] == dataset]
+        done = d[d["status"] == "done"]
+        ms = [m for m in cfg.median_metrics if m in store.meta and f"metric.{m}" in done
+              and done[f"metric.{m}"].notna().any()]
+        if not ms:
+            continue
+        labels = label_order(d["label"], cfg)
+        stats = {}
+        for label in labels:
+            g = done[done["label"] == label]
+            for m in ms:
+                x = g[f"metric.{m}"].to_numpy(dtype=float)
+                x = x[~np.isnan(x)]
+                lo, hi = bootstrap_median_ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
+                stats[(label, m)] = (median_with_inf(x), lo, hi, len(x), len(g))
+        rows = [[Cell(label)] for label in labels]
+        for m in ms:
+            _metric_column(store, cfg, m, labels, stats, rows)
+        out.append(Table(
+            key=f"medians_{_slug(dataset)}", title=f"Medians — {dataset}",
+            columns=["method", *[metric_header(store, m) for m in ms]], rows=rows,
+            notes=[f"Median over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
+                   f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value. Best value "
+                   "per column in bold, as in the mean tables.",
+                   *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)])]))
+    return out
+
+
 def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], stats: dict,
                    rows: list[list[Cell]]) -> None:
-    """Append metric m's cell to each row: mean, CI, n; the best non-reference mean in bold."""
+    """Append metric m's cell to each row: the statistic (mean or median), CI, n; the best
+    non-reference value in bold."""
     dec = decimals_for([stats[(lab, m)][0] for lab in labels])
     eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
                 and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]

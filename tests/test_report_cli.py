@@ -69,6 +69,24 @@ def test_tables_hold_known_means_and_cis(report, label):
         assert n == len(x)
 
 
+@pytest.mark.parametrize("label", ["dipir", "khan06", "oracle"])
+def test_median_table_holds_known_medians_and_cis(report, label):
+    from reports.stats import bootstrap_median_ci
+
+    run, _ = report
+    md = (run / "report" / "report.md").read_text()
+    header, row = md_row(md, "Medians — polyhaven", "method"), md_row(md, "Medians — polyhaven", label)
+    x = expected_values("polyhaven", label, "light_dir_err_deg")
+    cell = row[[i for i, h in enumerate(header) if h.startswith("light_dir_err_deg")][0]]
+    m = re.match(r"(\*\*)?([-\d.]+)(\*\*)? <sub>\[([-\d.]+), ([-\d.]+)\] n=(\d+)", cell)
+    assert m, cell
+    elo, ehi = bootstrap_median_ci(x, 2000, 0.95, 0)
+    assert float(m[2]) == pytest.approx(np.median(x), abs=0.06)
+    assert float(m[4]) == pytest.approx(elo, abs=0.06) and float(m[5]) == pytest.approx(ehi, abs=0.06)
+    assert int(m[6]) == len(x)
+    assert (run / "report" / "tables" / "medians_polyhaven.tex").is_file()
+
+
 def test_known_values_exactly_for_dipir(report):
     run, _ = report
     md = (run / "report" / "report.md").read_text()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from reports.stats import (binom_test_two_sided, bootstrap_mean_ci, fleiss_kappa, pairwise_agreement, sign_test,
+from reports.stats import (binom_test_two_sided, bootstrap_mean_ci, bootstrap_median_ci, median_with_inf, fleiss_kappa, pairwise_agreement, sign_test,
                            wilson_interval)
 
 
@@ -70,6 +70,21 @@ def test_bootstrap_ci_fixed_seed_by_hand():
     assert bootstrap_mean_ci([2.5, 2.5, 2.5]) == (2.5, 2.5)
     assert bootstrap_mean_ci([7.0]) == (7.0, 7.0)
     assert all(math.isnan(v) for v in bootstrap_mean_ci([np.nan]))
+
+
+def test_median_and_its_bootstrap_ci_by_hand():
+    assert median_with_inf([3.0, 1.0, np.nan, 2.0]) == 2.0
+    assert median_with_inf([1.0, 2.0, 3.0, 10.0]) == 2.5
+    assert median_with_inf([1.0, np.inf, np.inf]) == np.inf and median_with_inf([1.0, 2.0, np.inf]) == 2.0
+    assert math.isnan(median_with_inf([np.nan]))
+    x = np.array([1.0, 5.0, 2.0, 180.0, 3.0, 4.0, 2.5, 6.0, 1.5])  # one flip: the median shrugs it off
+    lo, hi = bootstrap_median_ci(x, n_boot=500, seed=3)
+    rng = np.random.default_rng(3)  # the same resample matrix as the mean's CI
+    idx = rng.integers(0, 9, size=(500, 9))
+    meds = np.sort(np.median(x[idx], axis=1))
+    assert (lo, hi) == tuple(float(v) for v in np.quantile(meds, [0.025, 0.975]))
+    assert hi < 180.0 and lo <= median_with_inf(x) <= hi
+    assert bootstrap_median_ci([7.0]) == (7.0, 7.0) and bootstrap_median_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)
 
 
 def test_bootstrap_ci_close_to_normal_theory():
