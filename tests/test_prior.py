@@ -78,3 +78,22 @@ def test_training_refuses_held_out_scenes(tmp_path):
     data = _fake_world(tmp_path / "data", split="held_out")
     with pytest.raises(DipirError, match="held_out"):
         PriorTrainer(data, tmp_path / "out", _cfg(1))
+
+
+@pytest.mark.parametrize("wins,verdict", [(30, "FAILS"), (45, "PASSES")])
+def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wins, verdict):
+    from dipir.prior.card import ship_prior
+    from dipir.prior.train import PriorTrainer
+
+    PriorTrainer(_fake_world(tmp_path / "data"), tmp_path / "out", _cfg(1)).run(progress=False)
+    check = {"scenes": 24, "pairs": 48, "truth_wins": wins + 3 * (wins > 40), "fraction": (wins + 3 * (wins > 40)) / 48,
+             "fraction_by_rotation": {"90": 0.5, "180": 0.5}, "t_range": [0.02, 0.6], "n_noise": 64,
+             "complexity_correlation": 0.93}
+    (tmp_path / "check.json").write_text(json.dumps(check))
+    dest = ship_prior(tmp_path / "out", tmp_path / "priors" / "mini-world", tmp_path / "check.json",
+                      "dipir synth world D --count 3", "dipir prior train --data D --out O")
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert f"**{verdict}**" in card and "0.93" in card and "dipir prior train --data D" in card
+    assert ("Status: not a working prior" in card) == (verdict == "FAILS")
+    assert (dest / "model_index.json").is_file() and (dest / "loss.png").is_file()
+    assert not list((tmp_path / "priors").glob("*.tmp-ship"))

@@ -62,7 +62,7 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         f"{meta.get('train_images')} images: full image and background of each) |",
         "| held-out split | scene seeds ≥ 1000000 (never trained on) |",
         f"| steps | {steps} × batch {bs} (AdamW lr {cfg.get('lr')}, EMA {cfg.get('ema_decay')}) |",
-        f"| wall time | {wall / 60:.1f} min on a shared 2-core CPU ({wall / max(steps, 1):.2f} s/step, "
+        f"| wall time | {wall / 60:.1f} min on a 2-core CPU ({wall / max(steps, 1):.2f} s/step, "
         f"{steps * bs / max(wall, 1e-9):.1f} images/s) |",
         f"| weights | EMA, safetensors, {size / 2**20:.1f} MiB in all |",
         "",
@@ -73,14 +73,27 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
     ]
     if check:
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in check.get("fraction_by_rotation", {}).items())
-        verdict = "PASSES" if check["fraction"] >= 0.85 and check["pairs"] >= 48 else "FAILS"
+        passes = check["fraction"] >= 0.85 and check["pairs"] >= 48
         lines += [
             f"On {check['scenes']} held-out scenes, the true composite has a lower denoising loss than the",
             f"composite lit by the sun rotated 90° / 180° in azimuth in **{check['truth_wins']}/{check['pairs']} "
-            f"pairs = {check['fraction']:.1%}** ({by}; t fraction {check['t_range'][0]}–{check['t_range'][1]}, "
+            f"pairs = {check['fraction']:.1%}** ({by}; t fraction {check['t_range'][0]:g}–{check['t_range'][1]:g}, "
             f"{check['n_noise']} noise draws per composite). The bar is ≥ 85 % on ≥ 48 pairs: this prior "
-            f"**{verdict}** it.",
+            f"**{'PASSES' if passes else 'FAILS'}** it.",
         ]
+        corr = check.get("complexity_correlation")
+        if corr is not None:
+            lines += ["", f"Correlation over pairs between the loss difference and the difference in fine detail "
+                      f"(edge energy) of the two composites: **{corr:.2f}**. Near 1, the verdicts follow which "
+                      "composite shows more detail (a visible vs a hidden shadow), not which lighting is right."]
+        lines += ["", "Check command: `dipir prior check <this folder> --data <held-out scenes> "
+                  f"--max-scenes {check['scenes']} --n-noise {check['n_noise']}` (held-out scenes: "
+                  "`dipir synth world DIR --count 64 --seed 1000000`)."]
+        if not passes:
+            lines += ["", "## Status: not a working prior", "",
+                      "It fails its check, so DiPIR runs with it are NOT evidence that the guidance recovers "
+                      "lighting. It ships so `--model mini-world` and the mini-world suites run end to end, and "
+                      "as the starting point to resume training from."]
     else:
         lines.append("Not checked.")
     lines += ["", "## Reproduce", "", "```sh"]
