@@ -33,10 +33,12 @@ def traits(method: str):
     return estimator_traits(method, field="methods")
 
 
-def uses_model(method: str) -> bool:
-    """Whether the suite's model id is part of a method's task identity (read from the class's
-    declaration, without building the estimator, so planning stays cheap)."""
-    return traits(method).model
+def uses_model(method: str) -> bool | str:
+    """Whether the suite's model is part of a method's task identity (read from the class's
+    declaration, without building the estimator, so planning stays cheap); a model id when the
+    method always uses that one (`own_model`), whatever the suite's."""
+    t = traits(method)
+    return (t.own_model or True) if t.model else False
 
 
 def build(method: str, options: dict):

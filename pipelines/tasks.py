@@ -73,15 +73,18 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
 def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCache | None = None) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
 
-    `uses_model(method) -> bool` says whether the suite's model is part of a method's identity.
+    `uses_model(method) -> bool | str` says whether the suite's model is part of a method's
+    identity, or names the model the method always uses instead.
     """
     render = render_identity(suite.render)
     tasks: list[Task] = []
     seen: set[str] = set()
     per_method = []
-    model_id = model_identity(suite.model, hashes) if any(uses_model(m) for m in suite.methods) else None
+    uses = {m: uses_model(m) for m in suite.methods}
+    model_id = model_identity(suite.model, hashes) if any(u is True for u in uses.values()) else None
     for m in suite.methods:
-        model = model_id if uses_model(m) else None
+        u = uses[m]
+        model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
         per_method.append((m, suite.presets.get(m, (None,)), suite.options.get(m, {}), model))
     for ref in scenes:
         for method, presets, options, model in per_method:

@@ -7,6 +7,8 @@ suite method with nothing changed outside the test.
 
 from __future__ import annotations
 
+import dataclasses
+
 import ast
 import json
 from pathlib import Path
@@ -86,7 +88,8 @@ def _suite(tmp_path: Path, scenes: Path) -> Path:
 def test_traits_are_read_from_the_class():
     assert estimator_traits("dipir") == EstimatorTraits(seeded=True, model=True, outputs="optimizer",
                                                         output_artifacts=(("losses", "losses.csv"),), render_size=True)
-    assert estimator_traits("dipir-tiny") == estimator_traits("dipir")  # the same optimizer, another model
+    # the same optimizer, its own model
+    assert estimator_traits("dipir-tiny") == dataclasses.replace(estimator_traits("dipir"), own_model="tiny")
     for name in set(ESTIMATORS) - {"dipir", "dipir-tiny"}:
         assert estimator_traits(name) == EstimatorTraits(), name
     assert estimator_traits("test_estimator_traits:SeededToy").outputs == "toy_outputs"

@@ -97,6 +97,20 @@ def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monke
         assert (v == base[k]) == (k[0] == EST), k
 
 
+def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
+    """`dipir-tiny` always runs the tiny model (traits.own_model): changing the suite's model, or
+    retraining it, leaves its ids alone while DiPIR's change."""
+    from pipelines.execute import uses_model
+
+    assert uses_model("dipir-tiny") == "tiny" and uses_model("dipir") is True and uses_model("sh2") is False
+    ids = lambda model, run: {(t.method, t.scene_id, t.seed): t.task_id for t in plan(  # noqa: E731
+        load_suite(_suite(tmp_path, scenes, methods=["dipir", "dipir-tiny"], presets={}, model=model)),
+        tmp_path / run, uses_model)}
+    a, b = ids("tiny", "r1"), ids("some/hub-id", "r2")
+    for k in a:
+        assert (a[k] == b[k]) == (k[0] == "dipir-tiny"), k
+
+
 def test_ids_stable_across_processes(tmp_path, scenes):
     suite_path = _suite(tmp_path, scenes)
     here = [t.task_id for t in plan(load_suite(suite_path), tmp_path / "run", _uses_model)]

@@ -88,6 +88,8 @@ class EstimatorTraits:
     output_artifacts: {artifact name: path inside that subfolder} listed in the task's artifacts.
     render_size: takes option `resolution` ([width, height] of the images it works on); `dipir
               insert` passes its render size, so the image it optimizes is the image it renders.
+    own_model: (with model) the model it always uses, whatever the suite's; that model, not the
+              suite's, is then part of each task's identity.
     """
 
     seeded: bool = False
@@ -95,6 +97,7 @@ class EstimatorTraits:
     outputs: str | None = None
     output_artifacts: tuple[tuple[str, str], ...] = ()
     render_size: bool = False
+    own_model: str | None = None
 
 
 class LightingEstimator(Protocol):

@@ -132,10 +132,11 @@ class DipirTinyEstimator(DipirEstimator):
     control that shows what a trained prior adds (same optimizer, a prior that knows nothing)."""
 
     name = "dipir-tiny"
+    traits = dataclasses.replace(DipirEstimator.traits, own_model="tiny")
 
     @classmethod
     def from_options(cls, options: dict) -> "DipirTinyEstimator":
-        return super().from_options({**options, "model": "tiny"})
+        return super().from_options({**options, "model": cls.traits.own_model})
 
 
 def with_personalize(cfg, overrides):
