@@ -112,21 +112,29 @@ def _quantile_with_inf(v: np.ndarray, q: float) -> float:
     return a + t * (b - a)
 
 
+def _resamples(x, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """x without NaN and the (n_boot, n) index matrix of its resamples (None for n < 2), drawn from
+    `np.random.default_rng(seed).integers(0, n, ...)` so a fixed seed gives a fixed CI."""
+    x = np.asarray(x, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) < 2:
+        return x, None
+    return x, np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+
+
+def _degenerate_ci(x: np.ndarray) -> tuple[float, float]:
+    return (float(x[0]), float(x[0])) if len(x) else (float("nan"), float("nan"))
+
+
 def bootstrap_mean_ci(x, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean. Resamples are drawn as one (n_boot, n) integer matrix
     from `np.random.default_rng(seed).integers(0, n, ...)`, so a fixed seed gives a fixed CI.
     Infinite values (PSNR of identical images) stay infinite: a resample's mean is +inf when it
     drew a +inf (see mean_with_inf), and the bounds are quantiles of those means, so they are +inf
     only where that many resamples are; a sample holding both +inf and -inf gives NaN bounds."""
-    x = np.asarray(x, dtype=float)
-    x = x[~np.isnan(x)]
-    n = len(x)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    if n == 1:
-        return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    x, idx = _resamples(x, n_boot, seed)
+    if idx is None:
+        return _degenerate_ci(x)
     alpha = (1 - confidence) / 2
     if np.all(np.isfinite(x)):
         means = x[idx].mean(axis=1)
@@ -153,15 +161,9 @@ def bootstrap_median_ci(x, n_boot: int = 2000, confidence: float = 0.95, seed: i
     """Percentile bootstrap CI of the median, drawn like `bootstrap_mean_ci` (same seed, same
     resample matrix). Medians of heavy-tailed errors (a light direction off by 180°) say what a
     typical scene gets, where a mean is pulled by the few flips."""
-    x = np.asarray(x, dtype=float)
-    x = x[~np.isnan(x)]
-    n = len(x)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    if n == 1:
-        return (float(x[0]), float(x[0]))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
+    x, idx = _resamples(x, n_boot, seed)
+    if idx is None:
+        return _degenerate_ci(x)
     alpha = (1 - confidence) / 2
     meds = np.sort(np.array([_quantile_with_inf(row, 0.5) for row in np.sort(x[idx], axis=1)]))
     meds = meds[~np.isnan(meds)]
