@@ -1,6 +1,8 @@
 """Atomic outputs: write to a temporary sibling, move into place only on success.
 
 - `write_text_atomic` / `write_json_atomic` / `atomic_file` for single files;
+- `build_lock(folder)` around building a cached folder that several processes may want at once:
+  they take turns, and the later ones find the first one's result (check again inside the lock);
 - `staged_dir(out)` for a command's whole output folder: the command writes into a fresh sibling
   folder; on success its entries replace those of `out` (created if absent, other files in it are
   kept); on failure the sibling is removed and `out` is left exactly as it was (a folder that did
@@ -37,6 +39,24 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def build_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive OS lock (fcntl.flock) on the hidden `.<folder name>.lock` beside `folder`
+    for the block. Two Ray actors that need the same concept set or LoRA would otherwise both build
+    it (minutes of CPU each) and throw one away; with the lock the second waits and then loads the first one's. The kernel drops the
+    lock when its holder dies, so a killed builder blocks no one."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(f".{folder.name}.lock"), "a+") as fd:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -161,3 +161,35 @@ def test_real_night_map_is_not_daylight(tmp_path):
         make_scene(f, tmp_path / f.stem, width=64, height=48)
         m[f.stem] = np.asarray(Image.open(tmp_path / f.stem / "background.png"), float).mean()
     assert m[night.stem] < 80 < m[day.stem]
+
+
+def test_build_lock_makes_concurrent_builders_take_turns(tmp_path):
+    """Two builders of the same cached folder: the second waits for the first and loads its result
+    (one build, not two), as two Ray actors wanting one concept set or LoRA do."""
+    import threading
+    import time
+
+    from dipir.io import build_lock
+
+    folder = tmp_path / "cache" / "concepts" / "key"
+    builds, inside, overlaps = [], [], []
+
+    def builder(name):
+        with build_lock(folder):
+            inside.append(name)
+            if len(inside) > 1:  # somebody else is in the block (an assert here would die with its thread)
+                overlaps.append(list(inside))
+            if not (folder / "index.json").is_file():
+                time.sleep(0.3)
+                folder.mkdir(parents=True)
+                (folder / "index.json").write_text(name)
+                builds.append(name)
+            inside.remove(name)
+
+    threads = [threading.Thread(target=builder, args=(n,)) for n in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps and len(builds) == 1 and (folder / "index.json").read_text() == builds[0]
+    assert (folder.parent / ".key.lock").is_file()

@@ -107,7 +107,7 @@ def test_pixel_personalization_concepts_and_sdedit(tiny_pixel_if_dir, tmp_path):
     assert not res.cache_hit and res.steps_taken == 3 and all(np.isfinite(res.losses))
     meta = json.loads((res.lora_path.parent / "meta.json").read_text())
     assert meta["config"]["resolution"] == 32  # the model's native resolution
-    concepts = sorted((tmp_path / "concepts").iterdir())
+    concepts = sorted(p for p in (tmp_path / "concepts").iterdir() if not p.name.startswith("."))
     assert len(concepts) == 1
     files = sorted(concepts[0].glob("*.png"))
     from PIL import Image

@@ -18,6 +18,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.guidance.config import ConceptConfig
+from dipir.io import build_lock
 
 # Datasets whose scenes are all outdoors.
 OUTDOOR_DATASETS = ("waymo", "mini-world")
@@ -90,13 +91,8 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
     or loaded from `cache_dir/concepts/<key>/` when it exists."""
     import dataclasses
 
-    import torch
-    from PIL import Image
-
-    from dipir.guidance.adapters import adapters_disabled
-    from dipir.guidance.models import encode_prompt, model_fingerprint
-    from dipir.guidance.sampling import ddim_loop, ddim_scheduler
-    from dipir.guidance.spaces import model_space, native_resolution
+    from dipir.guidance.models import model_fingerprint
+    from dipir.guidance.spaces import native_resolution
 
     cls = _valid_class(object_class)
     if cfg.count < 1:
@@ -106,10 +102,29 @@ def generate_concepts(pipe, object_class: str, cfg: ConceptConfig, cache_dir: st
     model_id = model_id or model_fingerprint(pipe)
     key = concept_key(model_id, cls, cfg)
     folder = Path(cache_dir) / "concepts" / key
+    cached = _cached_set(key, folder)
+    if cached is not None:
+        return cached
+    with build_lock(folder):  # another actor may be making this very set: wait for it, then load it
+        return _cached_set(key, folder) or _make_set(pipe, cls, cfg, key, folder, model_id, progress)
+
+
+def _cached_set(key: str, folder: Path) -> ConceptSet | None:
     index = folder / "index.json"
-    if index.is_file():
-        meta = json.loads(index.read_text())
-        return ConceptSet(key, folder, meta["prompts"], [folder / f for f in meta["files"]], cache_hit=True)
+    if not index.is_file():
+        return None
+    meta = json.loads(index.read_text())
+    return ConceptSet(key, folder, meta["prompts"], [folder / f for f in meta["files"]], cache_hit=True)
+
+
+def _make_set(pipe, cls: str, cfg: ConceptConfig, key: str, folder: Path, model_id: str, progress: bool) -> ConceptSet:
+    import torch
+    from PIL import Image
+
+    from dipir.guidance.adapters import adapters_disabled
+    from dipir.guidance.models import encode_prompt
+    from dipir.guidance.sampling import ddim_loop, ddim_scheduler
+    from dipir.guidance.spaces import model_space
 
     prompts = concept_prompts(cls, cfg)
     # DDIM with classifier-free guidance in the model's space (as StableDiffusionPipeline samples,
@@ -163,7 +178,13 @@ class _NoBar:
 def _progress(enabled: bool, description: str, total: int):
     if not enabled:
         return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     transient=True)

@@ -20,11 +20,16 @@ import numpy as np
 import torch
 
 from dipir.errors import DipirError
-from dipir.io import atomic_file
-from dipir.guidance.concepts import _progress, _valid_class, concept_key, generate_concepts
 from dipir.guidance.adapters import ADAPTER, freeze, install_adapter
+from dipir.guidance.concepts import (
+    _progress,
+    _valid_class,
+    concept_key,
+    generate_concepts,
+)
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import encode_prompt, noise_scheduler
+from dipir.io import atomic_file, build_lock
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
@@ -261,30 +266,35 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
         load_lora(pipe, path)
         return PersonalizeResult(path, True, time.perf_counter() - t0, [], key, 0)
 
-    concept_images = []
-    if cfg.use_concepts:
-        cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
-        concept_images = cset.images()
-    trainer = LoraTrainer(pipe, background, cls, cfg, concept_images)
-    losses = []
-    bar = _progress(progress, "personalizing (LoRA)", cfg.steps)
-    with bar as p:
-        task = p.add_task("lora", total=cfg.steps) if p else None
-        for _ in range(cfg.steps):
-            losses.append(_train_step(trainer))
-            if p:
-                p.update(task, advance=1, description=f"loss {losses[-1]:.4f}")
-    trainer.finish()
-    seconds = time.perf_counter() - t0
-    tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_lora(pipe.unet, tmp / LORA_FILE, {"key": key, "class": cls, "model": model_id})
-    (tmp / "meta.json").write_text(json.dumps({
-        "key": key, "model": model_id, "class": cls, "concepts": ckey, "config": cfg.key_dict(),
-        "seconds": seconds, "losses": losses}, indent=1) + "\n")
-    try:
-        tmp.rename(folder)
-    except OSError:  # a concurrent identical run won; its file is equivalent
-        shutil.rmtree(tmp, ignore_errors=True)
-    return PersonalizeResult(path, False, seconds, losses, key, trainer.steps_taken)
+    # Another actor may be training this very LoRA (same model, background, class, config): wait, then load it.
+    with build_lock(folder):
+        if path.is_file():
+            load_lora(pipe, path)
+            return PersonalizeResult(path, True, time.perf_counter() - t0, [], key, 0)
+        concept_images = []
+        if cfg.use_concepts:
+            cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
+            concept_images = cset.images()
+        trainer = LoraTrainer(pipe, background, cls, cfg, concept_images)
+        losses = []
+        bar = _progress(progress, "personalizing (LoRA)", cfg.steps)
+        with bar as p:
+            task = p.add_task("lora", total=cfg.steps) if p else None
+            for _ in range(cfg.steps):
+                losses.append(_train_step(trainer))
+                if p:
+                    p.update(task, advance=1, description=f"loss {losses[-1]:.4f}")
+        trainer.finish()
+        seconds = time.perf_counter() - t0
+        tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_lora(pipe.unet, tmp / LORA_FILE, {"key": key, "class": cls, "model": model_id})
+        (tmp / "meta.json").write_text(json.dumps({
+            "key": key, "model": model_id, "class": cls, "concepts": ckey, "config": cfg.key_dict(),
+            "seconds": seconds, "losses": losses}, indent=1) + "\n")
+        try:
+            tmp.rename(folder)
+        except OSError:  # a concurrent identical run won; its file is equivalent
+            shutil.rmtree(tmp, ignore_errors=True)
+        return PersonalizeResult(path, False, seconds, losses, key, trainer.steps_taken)
