@@ -2,11 +2,15 @@
 
 Layout (written by `pipelines/`): `spec.yaml`, `run.json`, `tasks/<id>/result.json` with artifacts,
 and `results.parquet` (one row per task; `metric.<name>` float columns, NaN when unavailable;
-`artifact.<name>` paths relative to the run). When the parquet is missing (a run still going, or
-interrupted before the table was written) the table is rebuilt from the per-task `result.json`.
+`artifact.<name>` paths relative to the run). When the parquet is missing or stale (a run still
+going or interrupted: a `result.json` newer than the table, or task folders the table does not
+list) the table is rebuilt from the per-task `result.json`, so the report never shows an old
+table as current.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import json
 from dataclasses import dataclass, field
@@ -130,17 +134,34 @@ def _rows_from_task_folders(run: Path) -> pd.DataFrame:
     return schema.results_frame(results)
 
 
+def _table_is_current(run: Path, parquet: Path, df: pd.DataFrame) -> bool:
+    """The parquet lists exactly the finished task folders and is newer than every result.json
+    (no task folders at all: the table is all there is)."""
+    done = {}
+    for path in (run / schema.TASKS).glob(f"*/{schema.RESULT}"):
+        with contextlib.suppress(OSError):
+            done[path.parent.name] = path.stat().st_mtime_ns
+    if not done:
+        return True
+    if "task_id" not in df.columns or set(df["task_id"].astype(str)) != set(done):
+        return False
+    return max(done.values()) <= parquet.stat().st_mtime_ns
+
+
 def load_store(run: str | Path) -> Store:
     run = Path(run)
     if not run.is_dir():
         raise DipirError("run folder not found", run)
     parquet = run / schema.RESULTS
+    df = None
     if parquet.exists():
         try:
             df = pd.read_parquet(parquet)
         except Exception as err:  # pyarrow raises several types for a corrupt file
             raise DipirError(f"cannot read parquet: {err}", parquet) from err
-    else:
+        if not _table_is_current(run, parquet, df):
+            df = None
+    if df is None:
         df = _rows_from_task_folders(run)
         parquet = run / "tasks"
     for col in REQUIRED:

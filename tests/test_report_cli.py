@@ -133,6 +133,36 @@ def test_report_without_parquet_or_metrics_meta(tmp_path):
     assert not (run / "report" / "report.html").exists()
 
 
+def test_a_stale_parquet_is_not_reported_as_current(tmp_path):
+    """A run that is still going (or was stopped) leaves the previous run's results.parquet behind:
+    a result.json newer than it, or a task folder it does not list, makes the report rebuild the
+    table from the task folders."""
+    import os
+    import shutil
+
+    from reports.store import load_store
+
+    run = write_fixture_store(tmp_path / "run")
+    assert len(load_store(run).tasks) == len(pd.read_parquet(run / "results.parquet"))
+    first = sorted((run / "tasks").glob("*/result.json"))[0]
+    res = json.loads(first.read_text())
+    old = res["status"]
+    res["status"] = "failed" if old != "failed" else "skipped"
+    first.write_text(json.dumps(res))
+    t = (run / "results.parquet").stat().st_mtime + 5
+    os.utime(first, (t, t))
+    st = load_store(run).tasks.set_index("task_id")
+    assert st.loc[res["task_id"], "status"] == res["status"]
+    os.utime(first, (t - 10, t - 10))  # older than the table again, but a folder the table lacks:
+    extra = run / "tasks" / "zz-new-task"
+    shutil.copytree(first.parent, extra)
+    new = json.loads((extra / "result.json").read_text())
+    new["task_id"] = "zz-new-task"
+    (extra / "result.json").write_text(json.dumps(new))
+    os.utime(extra / "result.json", (t - 10, t - 10))
+    assert "zz-new-task" in set(load_store(run).tasks["task_id"])
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     run = write_fixture_store(tmp_path / "run")
     df = pd.read_parquet(run / "results.parquet")
