@@ -10,7 +10,10 @@ was already committed is not run again), and records the nodes and actors in run
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 import uuid
 from collections import Counter, deque
@@ -85,9 +88,10 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
         summary.total, summary.already = len(tasks), len(tasks) - len(todo)
         summary.seconds_plan = time.perf_counter() - t0
         try:
-            if todo:
-                execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
-                _execute(suite, run_dir, todo, address, workers, progress, summary, gpus)
+            with _sigterm_as_interrupt():
+                if todo:
+                    execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
+                    _execute(suite, run_dir, todo, address, workers, progress, summary, gpus)
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
@@ -96,6 +100,33 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
             summary.final = Counter(r.status for r in found.values() if r is not None)
             summary.seconds_total = time.perf_counter() - t0
     return summary
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _take_sigterm() -> None:
+    """Route SIGTERM to `_interrupt` (main thread only). Called again after `ray.init`, which installs
+    its own SIGTERM handler (exit with status 15, results.parquet not written)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (what `kill`, batch schedulers and Kubernetes send) stops a run as Ctrl-C does:
+    finished tasks are kept and results.parquet is written. It also covers a run started in the
+    background by a non-interactive shell, where SIGINT is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    _take_sigterm()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | None = None) -> tuple[bool, int]:
@@ -188,6 +219,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
     from pipelines.worker import make_actor_class
 
     started = _connect(address, workers)
+    _take_sigterm()
     actors: list = []
     hellos: dict[int, dict] = {}  # slot -> the actor's last `hello` (node, actor id, pid, GPUs)
     seen: dict[tuple, dict] = {}  # (actor, node) -> hello: every placement of the run, restarts included

@@ -29,8 +29,9 @@ def _dipir(args: list[str], env: dict) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.slow  # ~30 s; smoke: test_optimize.py's Ctrl-C tests
-def test_ctrl_c_stops_cleanly_then_resumes(tmp_path):
+@pytest.mark.slow  # ~30 s each; smoke: test_optimize.py's Ctrl-C tests
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly_then_resumes(tmp_path, sig):
     scenes = tiny_scenes(tmp_path / "scenes", 4)
     counter = tmp_path / "count.txt"
     suite = tmp_path / "suite.yaml"
@@ -49,7 +50,7 @@ def test_ctrl_c_stops_cleanly_then_resumes(tmp_path):
     while time.time() < deadline and proc.poll() is None and not (tasks.is_dir() and any(tasks.iterdir())):
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err and "resume" in err

@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         """Run every unfinished task of SUITE; results land in RUN/tasks/ and RUN/results.parquet.
 
         Exit status: 0 when every task is done or skipped, 3 when some failed (the run still
-        completes and writes results.parquet), 2 for bad input (or a run folder in use), 130 on Ctrl-C."""
+        completes and writes results.parquet), 2 for bad input (or a run folder in use), 130 on Ctrl-C or
+        SIGTERM (finished tasks kept, results.parquet written; run again to resume)."""
         from pipelines.runner import run_suite
         from pipelines.store import describe_holder
         from pipelines.suite import load_suite
