@@ -25,8 +25,11 @@ EST = "helpers.pipeline:CountingEstimator"
 
 def _dipir(args: list[str], env: dict) -> subprocess.Popen:
     code = "from dipir.cli.main import main; main()"
+    # SIGINT back to its default in the child: a pytest started by a non-interactive shell in the
+    # background inherits SIGINT ignored, and so would `dipir run` (Python then installs no handler).
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=TESTS.parent, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.slow  # ~30 s each; smoke: test_optimize.py's Ctrl-C tests
