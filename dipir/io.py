@@ -45,8 +45,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 def build_lock(folder: str | Path) -> Iterator[None]:
     """Hold an exclusive OS lock (fcntl.flock) on the hidden `.<folder name>.lock` beside `folder`
     for the block. Two Ray actors that need the same concept set or LoRA would otherwise both build
-    it (minutes of CPU each) and throw one away; with the lock the second waits and then loads the first one's. The kernel drops the
-    lock when its holder dies, so a killed builder blocks no one."""
+    it (minutes of CPU each) and throw one away; with the lock the second waits, then loads the
+    first one's. The kernel drops the lock when its holder dies, so a killed builder blocks no one."""
     import fcntl
 
     folder = Path(folder)

@@ -11,7 +11,6 @@ table as current.
 from __future__ import annotations
 
 import contextlib
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path

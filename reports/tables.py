@@ -111,6 +111,20 @@ def _inf_note(values) -> list[str]:
             "values holding +∞ is +∞, and each CI bound is a bootstrap quantile with ∞ kept as ∞."]
 
 
+def _label_stats(done: pd.DataFrame, labels: list[str], metrics: list[str], cfg: TableConfig, center, ci) -> dict:
+    """(label, metric) -> (statistic, CI low, CI high, n with a value, n done) over the done tasks of
+    each label; `center` is the statistic (mean or median), `ci` its bootstrap CI."""
+    stats = {}
+    for label in labels:
+        g = done[done["label"] == label]
+        for m in metrics:
+            x = g[f"metric.{m}"].to_numpy(dtype=float)
+            x = x[~np.isnan(x)]
+            lo, hi = ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
+            stats[(label, m)] = (center(x), lo, hi, len(x), len(g))
+    return stats
+
+
 def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[Table]:
     """Per dataset and metric group (see metrics_meta.GROUPS): rows are methods (× preset),
     columns each metric's mean with a bootstrap CI over tasks and the n used. detail=False gives
@@ -127,14 +141,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
         groups = metric_groups(store, metrics, detail)
         if not detail and not groups:
             groups = [(None, [])]  # still one table: the task counts
-        stats = {}  # (label, metric) -> (mean, lo, hi, n, n_done)
-        for label in labels:
-            g = done[done["label"] == label]
-            for m in [m for _, ms in groups for m in ms]:
-                x = g[f"metric.{m}"].to_numpy(dtype=float)
-                x = x[~np.isnan(x)]
-                lo, hi = bootstrap_mean_ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
-                stats[(label, m)] = (mean_with_inf(x), lo, hi, len(x), len(g))
+        stats = _label_stats(done, labels, [m for _, ms in groups for m in ms], cfg, mean_with_inf, bootstrap_mean_ci)
         for gi, (group, ms) in enumerate(groups):
             counts = gi == 0 and not detail
             rows = []
@@ -194,14 +201,7 @@ def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
         if not ms:
             continue
         labels = label_order(d["label"], cfg)
-        stats = {}
-        for label in labels:
-            g = done[done["label"] == label]
-            for m in ms:
-                x = g[f"metric.{m}"].to_numpy(dtype=float)
-                x = x[~np.isnan(x)]
-                lo, hi = bootstrap_median_ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
-                stats[(label, m)] = (median_with_inf(x), lo, hi, len(x), len(g))
+        stats = _label_stats(done, labels, ms, cfg, median_with_inf, bootstrap_median_ci)
         rows = [[Cell(label)] for label in labels]
         for m in ms:
             _metric_column(store, cfg, m, labels, stats, rows)

@@ -162,7 +162,7 @@ def _make_set(pipe, cls: str, cfg: ConceptConfig, key: str, folder: Path, model_
     (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
     try:
         tmp.rename(folder)
-    except OSError:  # another process finished the same set first: keep theirs
+    except OSError:  # only where the file system ignores the lock: another process finished first, keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
     return ConceptSet(key, folder, prompts, [folder / f for f in files], cache_hit=False)
 

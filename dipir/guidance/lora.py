@@ -262,15 +262,20 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
     key = lora_key(model_id, background, cls, ckey, cfg)
     folder = cache / "lora" / key
     path = folder / LORA_FILE
-    if path.is_file():
+    def cached() -> PersonalizeResult | None:
+        if not path.is_file():
+            return None
         load_lora(pipe, path)
         return PersonalizeResult(path, True, time.perf_counter() - t0, [], key, 0)
 
+    hit = cached()
+    if hit is not None:
+        return hit
     # Another actor may be training this very LoRA (same model, background, class, config): wait, then load it.
     with build_lock(folder):
-        if path.is_file():
-            load_lora(pipe, path)
-            return PersonalizeResult(path, True, time.perf_counter() - t0, [], key, 0)
+        hit = cached()
+        if hit is not None:
+            return hit
         concept_images = []
         if cfg.use_concepts:
             cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
@@ -295,6 +300,6 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
             "seconds": seconds, "losses": losses}, indent=1) + "\n")
         try:
             tmp.rename(folder)
-        except OSError:  # a concurrent identical run won; its file is equivalent
+        except OSError:  # only where the file system ignores the lock: an identical run won, its file is equivalent
             shutil.rmtree(tmp, ignore_errors=True)
         return PersonalizeResult(path, False, seconds, losses, key, trainer.steps_taken)
