@@ -78,3 +78,20 @@ def test_world_generator_plans_held_out_scene_folders(tmp_path):
     assert [r.scene_id for r in refs] == [f"world_{HELD_OUT_START + i:07d}" for i in range(2)]
     folder = build_scene(refs[0].recipe, refs[0].key, tmp_path / "run")
     assert (folder / "scene.yaml").is_file() and (folder / "envmap.exr").is_file()
+
+
+def test_synth_world_cli_writes_scenes_and_names_a_bad_size(tmp_path):
+    """The command itself (its option parsing once crashed with a TypeError before writing anything)."""
+    from typer.testing import CliRunner
+
+    from dipir.cli.main import app
+
+    r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "w"), "--count", "1", "--seed", str(HELD_OUT_START),
+                                 "--size", "8x8", "--spp", "2"])
+    assert r.exit_code == 0, r.output
+    assert "wrote 1 held-out scenes" in r.output
+    truth = json.loads((tmp_path / "w" / f"world_{HELD_OUT_START:07d}" / "truth.json").read_text())
+    assert truth["split"] == "held_out"
+    r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "x"), "--size", "8by8"])
+    assert r.exit_code != 0 and "--size" in str(r.exception) and "TypeError" not in repr(r.exception)
+    assert not (tmp_path / "x").exists()

@@ -84,7 +84,7 @@ def _world_command(synth_app: typer.Typer) -> None:
 
         from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
 
-        w, h = _pair(size, "--size")
+        w, h = _pair(size, "--size", (8, 1024), (8, 1024))
         t0 = time.time()
         paths = write_world(out, count, seed, WorldConfig(width=w, height=h, spp=spp), progress=True)
         split = "held-out" if seed >= HELD_OUT_START else "train" if seed + count <= HELD_OUT_START else "mixed"
