@@ -29,7 +29,6 @@ import yaml
 
 from dipir.errors import DipirError
 from dipir import io
-from dipir.io import write_text_atomic
 from pipelines import schema
 from pipelines.schema import RESULT as RESULT_FILE
 from pipelines.schema import TaskResult
@@ -167,7 +166,7 @@ def run_lock(run: Path):
 def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = None) -> None:
     for sub in (schema.TASKS, schema.STAGING):
         (run / sub).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / schema.SPEC, yaml.safe_dump(spec, sort_keys=False))
+    io.write_text_atomic(run / schema.SPEC, yaml.safe_dump(spec, sort_keys=False))
     write_json_atomic(run / schema.RUN_INFO, run_info(cluster))
     write_json_atomic(run / schema.METRICS_META, metrics_meta)
     # Staging folders (and storage probes) left by an interrupted run hold no finished work.
