@@ -81,3 +81,44 @@ def test_complexity_correlation_flags_verdicts_that_follow_detail():
             for d in (-0.2, 0.1, 0.3, -0.05)]
     assert complexity_correlation(rows) == pytest.approx(1.0)
     assert complexity_correlation(rows[:2]) is None
+
+
+def test_detail_adjusted_margin_is_the_preference_at_equal_detail():
+    """Losses that follow detail exactly plus a constant truth advantage: the fit recovers both."""
+    from dipir.prior.check import detail_adjusted
+
+    rng = np.random.default_rng(0)
+    de = rng.normal(0, 5, 40)
+    rows = [{"loss_truth": 1.0, "loss_rotated": 1.0 + 0.01 * d + 0.002 + 1e-4 * rng.normal(), "edges_truth": 50.0,
+             "edges_rotated": 50.0 + d} for d in de]
+    adj = detail_adjusted(rows)
+    assert adj["slope"] == pytest.approx(0.01, rel=1e-2) and adj["margin"] == pytest.approx(0.002, rel=0.1)
+    assert adj["t"] > 10 and adj["fraction"] > 0.95
+    # Raw verdicts follow detail (the truth loses every pair where the rotation shows less detail) ...
+    assert np.mean([r["loss_rotated"] > r["loss_truth"] for r in rows]) < 0.8
+    # ... and with no advantage the margin is not significant.
+    flat = [dict(r, loss_rotated=1.0 + 0.01 * (r["edges_rotated"] - 50.0) + 1e-4 * rng.normal()) for r in rows]
+    assert abs(detail_adjusted(flat)["t"]) < 4
+    assert detail_adjusted(rows[:3]) is None
+
+
+def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
+    from dipir.prior.check import MIN_PAIRS, PriorCheckConfig, check_prior, passes
+
+    res = check_prior(tiny_prior, held_out_world, PriorCheckConfig(n_noise=6, spp=4), log=lambda s: None)
+    assert res["bar"] == {"fraction": 0.85, "min_pairs": MIN_PAIRS}
+    assert res["passes"] is False  # 4 pairs are too few, whatever the fraction
+    assert passes({"pairs": MIN_PAIRS, "fraction": 0.85}) and not passes({"pairs": MIN_PAIRS, "fraction": 0.84})
+    assert len(res["fraction_by_t_band"]) == 3  # 6 draws, two in each third of the range
+    assert all(0.0 <= v <= 1.0 for v in res["fraction_by_t_band"].values())
+
+
+def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tiny_prior):
+    from typer.testing import CliRunner
+
+    from dipir.cli.main import app
+
+    r = CliRunner().invoke(app, ["prior", "check", str(tiny_prior), "--data", str(held_out_world), "--n-noise", "3"])
+    assert r.exit_code == 0, r.output
+    assert "pairs =" in r.output and "by t band:" in r.output
+    assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output

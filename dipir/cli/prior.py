@@ -67,9 +67,18 @@ def register(app: typer.Typer) -> None:
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
         typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
                    f"({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
+        bands = ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items())
+        typer.echo(f"by t band: {bands}")
         if res["complexity_correlation"] is not None:
             typer.echo(f"correlation of the loss difference with the edge-energy difference: "
                        f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")
+        adj = res["detail_adjusted"]
+        if adj is not None and adj["t"] is not None:
+            typer.echo(f"at equal detail (least-squares fit over pairs): truth's loss margin {adj['margin']:.2e}, "
+                       f"t = {adj['t']:.1f}; truth wins {adj['fraction']:.0%} with the detail term removed (diagnostic)")
+        bar = res["bar"]
+        typer.echo(f"{'PASSES' if res['passes'] else 'FAILS'} the bar (truth wins >= {bar['fraction']:.0%} "
+                   f"of >= {bar['min_pairs']} pairs)")
 
 
 def _ship_command(prior_app: typer.Typer) -> None:
