@@ -3,6 +3,9 @@
 - `write_text_atomic` / `write_json_atomic` / `atomic_file` for single files;
 - `build_lock(folder)` around building a cached folder that several processes may want at once:
   they take turns, and the later ones find the first one's result (check again inside the lock);
+- `publish_dir(out, replace=...)` for a folder written whole: built in a hidden sibling, it appears
+  in one rename; a cache entry keeps the first writer's copy (`replace=False`), a model or a
+  shipped prior replaces the old folder (`replace=True`);
 - `staged_dir(out)` for a command's whole output folder: the command writes into a fresh sibling
   folder; on success its entries replace those of `out` (created if absent, other files in it are
   kept); on failure the sibling is removed and `out` is left exactly as it was (a folder that did
@@ -57,6 +60,34 @@ def build_lock(folder: str | Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def publish_dir(out: str | Path, replace: bool) -> Iterator[Path]:
+    """Yield a fresh hidden folder beside `out`; when the block succeeds it becomes `out` in one
+    rename, so readers never see half a folder. If `out` exists by then: `replace=False` keeps it (a
+    cache entry another process finished first; both copies are equivalent) and drops ours,
+    `replace=True` moves it aside and removes it. On failure nothing of ours is left and `out` is
+    untouched."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = _tmp_sibling(out, "staging")
+    stage.mkdir()
+    try:
+        yield stage
+        if replace and out.exists():
+            old = _tmp_sibling(out, "old")
+            os.rename(out, old)
+            os.rename(stage, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.rename(stage, out)
+            except OSError:
+                if not out.is_dir():
+                    raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

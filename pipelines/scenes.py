@@ -8,13 +8,11 @@ later task reuses it. A source that is missing or corrupt therefore fails only i
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.io import publish_dir
 from pipelines.hashing import FileHashCache, hash_json
 from pipelines.suite import DatasetEntry, Suite
 
@@ -68,27 +66,22 @@ def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
     out = run_dir / "sources" / hash_json(params)[:16]
     if (out / ".complete").is_file():
         return out
-    tmp = run_dir / "sources" / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir(parents=True)
-    if entry.generator == "polyhaven":
-        from dipir.data import synth_polyhaven
+    with publish_dir(out, replace=False) as tmp:  # another planner may win the race: its copy is identical
+        if entry.generator == "polyhaven":
+            from dipir.data import synth_polyhaven
 
-        synth_polyhaven.write_hdris(tmp, count=entry.count, seed=entry.seed)
-    elif entry.generator == "world":
-        from dipir.data import synth_world
+            synth_polyhaven.write_hdris(tmp, count=entry.count, seed=entry.seed)
+        elif entry.generator == "world":
+            from dipir.data import synth_world
 
-        synth_world.write_world(tmp, entry.count, entry.seed,
-                                synth_world.WorldConfig(width=entry.width, height=entry.height))
-    else:
-        from dipir.data import synth_waymo
+            synth_world.write_world(tmp, entry.count, entry.seed,
+                                    synth_world.WorldConfig(width=entry.width, height=entry.height))
+        else:
+            from dipir.data import synth_waymo
 
-        synth_waymo.write_segments(tmp, format=entry.format, segments=entry.count, frames=max(entry.frames) + 1,
-                                   seed=entry.seed)
-    (tmp / ".complete").write_text("")
-    try:
-        tmp.rename(out)
-    except OSError:  # another planner won the race; its copy is identical
-        shutil.rmtree(tmp, ignore_errors=True)
+            synth_waymo.write_segments(tmp, format=entry.format, segments=entry.count,
+                                       frames=max(entry.frames) + 1, seed=entry.seed)
+        (tmp / ".complete").write_text("")
     return out
 
 
@@ -170,20 +163,12 @@ def build_scene(recipe: dict, key: str, run_dir: Path) -> Path:
     out = scene_dir(run_dir, key)
     if (out / SCENE_FILE).is_file():
         return out
-    tmp = run_dir / "scenes" / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    with publish_dir(out, replace=False) as tmp:  # built concurrently by another worker: keep theirs
         _build_into(recipe, tmp)
         if not (tmp / SCENE_FILE).is_file():
             raise RuntimeError(f"the {recipe['kind']} loader wrote no {SCENE_FILE}")
         if recipe.get("scene_type"):
             _set_provenance(tmp / SCENE_FILE, scene_type=recipe["scene_type"])
-        try:
-            os.rename(tmp, out)
-        except OSError:  # built concurrently by another worker: keep theirs
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from dipir.cli.main import main
 from dipir.errors import DipirError
-from dipir.io import staged_dir, write_json_atomic
+from dipir.io import publish_dir, staged_dir, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 POLYHAVEN = REPO.parent / "shared" / "data" / "polyhaven"
@@ -193,3 +193,24 @@ def test_build_lock_makes_concurrent_builders_take_turns(tmp_path):
         t.join()
     assert not overlaps and len(builds) == 1 and (folder / "index.json").read_text() == builds[0]
     assert (folder.parent / ".key.lock").is_file()
+
+
+def test_publish_dir_first_writer_wins_or_replaces_and_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "cache" / "entry"
+    with publish_dir(out, replace=False) as d:
+        assert d.parent == out.parent and d.name.startswith(".") and not out.exists()  # hidden until done
+        (d / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with publish_dir(out, replace=False) as d:  # a cache entry another process finished first: theirs stays
+        (d / "a.txt").write_text("second")
+    assert (out / "a.txt").read_text() == "first"
+    with publish_dir(out, replace=True) as d:  # a model folder: the new one replaces the old one whole
+        (d / "b.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    with pytest.raises(RuntimeError), publish_dir(out, replace=True) as d:
+        (d / "c.txt").write_text("half")
+        raise RuntimeError("writer failed")
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+    with pytest.raises(RuntimeError), publish_dir(tmp_path / "cache" / "never", replace=False) as d:
+        raise RuntimeError("writer failed")
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["entry"]  # no staging folder left

@@ -96,4 +96,4 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     assert f"**{verdict}**" in card and "0.93" in card and "dipir prior train --data D" in card
     assert ("Status: not a working prior" in card) == (verdict == "FAILS")
     assert (dest / "model_index.json").is_file() and (dest / "loss.png").is_file()
-    assert not list((tmp_path / "priors").glob("*.tmp-ship"))
+    assert sorted(p.name for p in (tmp_path / "priors").iterdir() if p.name.startswith(".")) == []

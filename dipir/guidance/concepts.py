@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.guidance.config import ConceptConfig
-from dipir.io import build_lock
+from dipir.io import build_lock, publish_dir
 
 # Datasets whose scenes are all outdoors.
 OUTDOOR_DATASETS = ("waymo", "mini-world")
@@ -118,6 +116,18 @@ def _cached_set(key: str, folder: Path) -> ConceptSet | None:
 
 
 def _make_set(pipe, cls: str, cfg: ConceptConfig, key: str, folder: Path, model_id: str, progress: bool) -> ConceptSet:
+    prompts = concept_prompts(cls, cfg)
+    # replace=False: only where the file system ignores the lock can another process finish first; keep theirs.
+    with publish_dir(folder, replace=False) as tmp:
+        files = _sample_into(tmp, pipe, cls, cfg, prompts, progress)
+        meta = {"key": key, "model": model_id, "class": cls, "config": asdict(cfg), "prompts": prompts, "files": files}
+        (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return ConceptSet(key, folder, prompts, [folder / f for f in files], cache_hit=False)
+
+
+def _sample_into(tmp: Path, pipe, cls: str, cfg: ConceptConfig, prompts: list[str], progress: bool) -> list[str]:
+    """DDIM with classifier-free guidance in the model's space (as StableDiffusionPipeline samples,
+    and the same for pixel-space models); writes one PNG per prompt into `tmp`, returns their names."""
     import torch
     from PIL import Image
 
@@ -126,17 +136,10 @@ def _make_set(pipe, cls: str, cfg: ConceptConfig, key: str, folder: Path, model_
     from dipir.guidance.sampling import ddim_loop, ddim_scheduler
     from dipir.guidance.spaces import model_space
 
-    prompts = concept_prompts(cls, cfg)
-    # DDIM with classifier-free guidance in the model's space (as StableDiffusionPipeline samples,
-    # and the same for pixel-space models).
     space = model_space(pipe)
     sched = ddim_scheduler(pipe)
     device = pipe.unet.device
     side = cfg.resolution // space.factor
-    tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     files = []
     bar = _progress(progress, f"concept images: {cls}", len(prompts))
     with adapters_disabled(pipe.unet), torch.no_grad(), bar as p:
@@ -158,13 +161,7 @@ def _make_set(pipe, cls: str, cfg: ConceptConfig, key: str, folder: Path, model_
                 files.append(name)
             if p:
                 p.advance(task, len(chunk))
-    meta = {"key": key, "model": model_id, "class": cls, "config": asdict(cfg), "prompts": prompts, "files": files}
-    (tmp / "index.json").write_text(json.dumps(meta, indent=1) + "\n")
-    try:
-        tmp.rename(folder)
-    except OSError:  # only where the file system ignores the lock: another process finished first, keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return ConceptSet(key, folder, prompts, [folder / f for f in files], cache_hit=False)
+    return files
 
 
 class _NoBar:

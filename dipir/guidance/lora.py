@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from dipir.guidance.concepts import (
 )
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import encode_prompt, noise_scheduler
-from dipir.io import atomic_file, build_lock
+from dipir.io import atomic_file, build_lock, publish_dir
 
 TARGET_PROMPT = "a scene in the style of sks rendering"
 CONCEPT_PROMPT = "a photo of a {cls}"
@@ -291,15 +290,10 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
                     p.update(task, advance=1, description=f"loss {losses[-1]:.4f}")
         trainer.finish()
         seconds = time.perf_counter() - t0
-        tmp = folder.with_name(f"{key}.tmp-{os.getpid()}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_lora(pipe.unet, tmp / LORA_FILE, {"key": key, "class": cls, "model": model_id})
-        (tmp / "meta.json").write_text(json.dumps({
-            "key": key, "model": model_id, "class": cls, "concepts": ckey, "config": cfg.key_dict(),
-            "seconds": seconds, "losses": losses}, indent=1) + "\n")
-        try:
-            tmp.rename(folder)
-        except OSError:  # only where the file system ignores the lock: an identical run won, its file is equivalent
-            shutil.rmtree(tmp, ignore_errors=True)
+        # replace=False: only where the file system ignores the lock can an identical run have won; keep its file.
+        with publish_dir(folder, replace=False) as tmp:
+            save_lora(pipe.unet, tmp / LORA_FILE, {"key": key, "class": cls, "model": model_id})
+            (tmp / "meta.json").write_text(json.dumps({
+                "key": key, "model": model_id, "class": cls, "concepts": ckey, "config": cfg.key_dict(),
+                "seconds": seconds, "losses": losses}, indent=1) + "\n")
         return PersonalizeResult(path, False, seconds, losses, key, trainer.steps_taken)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from dipir.errors import DipirError
+from dipir.io import publish_dir
 from dipir.guidance.registry import PRIORS_DIR, prior_names, resolve_model  # noqa: F401 (re-exported)
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
@@ -286,14 +286,9 @@ def _check_prediction_type(prediction_type: str) -> None:
 
 
 def _save_atomically(pipe, out: Path, meta: dict) -> Path:
-    tmp = out.with_name(out.name + ".tmp-write")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    pipe.save_pretrained(tmp, safe_serialization=True)
-    (tmp / "dipir_tiny.json").write_text(json.dumps(meta) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with publish_dir(out, replace=True) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "dipir_tiny.json").write_text(json.dumps(meta) + "\n")
     return out
 
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.io import publish_dir
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -24,16 +25,11 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
     if size > MAX_BYTES:
         raise DipirError(f"prior is {size / 2**20:.1f} MiB, over the 20 MiB budget", model, "model")
     check = json.loads(Path(check_json).read_text()) if check_json else None
-    tmp = dest.with_name(dest.name + ".tmp-ship")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(model, tmp)
-    if (run_out / "loss.png").is_file():
-        shutil.copy(run_out / "loss.png", tmp / "loss.png")
-    (tmp / "MODEL_CARD.md").write_text(model_card(meta, size, check, data_command, train_command))
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
+    with publish_dir(dest, replace=True) as tmp:
+        shutil.copytree(model, tmp, dirs_exist_ok=True)
+        if (run_out / "loss.png").is_file():
+            shutil.copy(run_out / "loss.png", tmp / "loss.png")
+        (tmp / "MODEL_CARD.md").write_text(model_card(meta, size, check, data_command, train_command))
     return dest
 
 
