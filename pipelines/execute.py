@@ -41,6 +41,14 @@ def uses_model(method: str) -> bool | str:
     return (t.own_model or True) if t.model else False
 
 
+def method_options(method: str, options: dict, render) -> dict:
+    """A method's options as its estimator is built and identified: the suite's, over what the
+    estimator takes from the run's render settings (`dipir.estimators.render_options`)."""
+    from dipir.estimators import render_options
+
+    return {**render_options(traits(method), render), **(options or {})}
+
+
 def build(method: str, options: dict):
     """An estimator instance for a method name and its options (preset and model included)."""
     from dipir.estimators import build_estimator
@@ -118,7 +126,7 @@ class TaskContext:
         t = traits(method)
         key = (method, preset, seed if t.seeded else None)
         if key not in self.estimators:
-            opts = dict(self.options.get(method, {}))
+            opts = method_options(method, self.options.get(method, {}), self.render)
             if t.seeded:
                 opts["seed"] = seed
             if t.outputs:

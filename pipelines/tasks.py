@@ -70,11 +70,13 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     return f"{model}@" + hash_json([[str(f.relative_to(folder)), hashes.file(f)] for f in files])[:16]
 
 
-def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCache | None = None) -> list[Task]:
+def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCache | None = None,
+           method_options=None) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
 
     `uses_model(method) -> bool | str` says whether the suite's model is part of a method's
-    identity, or names the model the method always uses instead.
+    identity, or names the model the method always uses instead. `method_options(method, options,
+    render) -> dict` gives the options the estimator is built with (default: the suite's as written).
     """
     render = render_identity(suite.render)
     tasks: list[Task] = []
@@ -85,7 +87,10 @@ def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCac
     for m in suite.methods:
         u = uses[m]
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
-        per_method.append((m, suite.presets.get(m, (None,)), suite.options.get(m, {}), model))
+        options = suite.options.get(m, {})
+        if method_options is not None:
+            options = method_options(m, options, suite.render)
+        per_method.append((m, suite.presets.get(m, (None,)), options, model))
     for ref in scenes:
         for method, presets, options, model in per_method:
             for preset in presets:
@@ -98,8 +103,8 @@ def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCac
     return tasks
 
 
-def plan(suite: Suite, run_dir: Path, uses_model) -> list[Task]:
+def plan(suite: Suite, run_dir: Path, uses_model, method_options=None) -> list[Task]:
     hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
-    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), uses_model, hashes)
+    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), uses_model, hashes, method_options)
     hashes.save()
     return tasks

@@ -87,7 +87,8 @@ def _suite(tmp_path: Path, scenes: Path) -> Path:
 
 def test_traits_are_read_from_the_class():
     assert estimator_traits("dipir") == EstimatorTraits(seeded=True, model=True, outputs="optimizer",
-                                                        output_artifacts=(("losses", "losses.csv"),), render_size=True)
+                                                        output_artifacts=(("losses", "losses.csv"),), render_size=True,
+                                                        render_depth=True)
     # the same optimizer, its own model
     assert estimator_traits("dipir-tiny") == dataclasses.replace(estimator_traits("dipir"), own_model="tiny")
     for name in set(ESTIMATORS) - {"dipir", "dipir-tiny"}:
@@ -144,6 +145,37 @@ def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
     for key in ids["a"]:
         same = ids["a"][key] == ids["b"][key]
         assert same == (not key[0].endswith("SeededToy")), key
+
+
+def test_dipir_optimizes_through_the_depth_it_is_scored_with(tmp_path):
+    """The suite's render depth reaches the DiPIR it builds (and so its task id); an explicit option wins."""
+    from pipelines import execute
+    from pipelines.suite import load_suite
+    from pipelines.tasks import plan
+    from dipir.estimators import build_estimator, render_options
+    from dipir.errors import DipirError
+    from dipir.rendering.config import RenderConfig
+
+    render = RenderConfig(width=16, height=16, max_depth=3)
+    assert render_options(estimator_traits("dipir"), render) == {"max_depth": 3}
+    assert render_options(estimator_traits("sunsky"), render) == {}
+    opts = execute.method_options("dipir", {"iterations": 2}, render)
+    assert opts == {"max_depth": 3, "iterations": 2}
+    assert build_estimator("dipir", opts).cfg.render.max_depth == 3
+    assert execute.method_options("dipir", {"max_depth": 5}, render)["max_depth"] == 5
+    assert execute.method_options("sunsky", {}, render) == {}
+    with pytest.raises(DipirError, match="options.max_depth"):
+        build_estimator("dipir", {"max_depth": 0})
+    # Planned: the depth is in DiPIR's options, so its id follows it; a baseline's options stay as written.
+    scenes = tiny_scenes(tmp_path / "scenes", 1)
+    data = {"name": "d", "datasets": [{"kind": "scenes", "path": str(scenes)}], "methods": ["dipir", "sunsky"],
+            "render": TINY_RENDER}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(data))
+    suite = load_suite(path)
+    with_depth = {t.method: t.task_id for t in plan(suite, tmp_path / "run", execute.uses_model, execute.method_options)}
+    as_written = {t.method: t.task_id for t in plan(suite, tmp_path / "run", execute.uses_model)}
+    assert with_depth["sunsky"] == as_written["sunsky"] and with_depth["dipir"] != as_written["dipir"]
 
 
 def _method_name_branches(path: Path, names: set[str]) -> list[str]:

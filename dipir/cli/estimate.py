@@ -34,14 +34,14 @@ def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed
     import shutil
 
     from dipir.errors import DipirError
-    from dipir.estimators import EstimateInterrupted, build_estimator, estimator_traits
+    from dipir.estimators import EstimateInterrupted, build_estimator, estimator_traits, render_options
     from dipir.evaluation.evaluate import estimate_and_render
     from dipir.rendering.mitsuba_setup import cuda_available
     from dipir.scene.contract import load_scene
 
     sc = load_scene(scene_path)
     traits = estimator_traits(method, field="--method")
-    opts = dict(options)
+    opts = {**render_options(traits, render_cfg), **dict(options)}  # formed as it will be scored
     if traits.seeded:
         opts.setdefault("seed", seed)
     running = Path(out) / f".{traits.outputs}.running" if traits.outputs else None

@@ -65,6 +65,12 @@ def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
     return EstimatorTraits(model=bool(getattr(getattr(cls, "requires", None), "model", False)))
 
 
+def render_options(traits: EstimatorTraits, render) -> dict:
+    """Options an estimator takes from the render settings it will be scored with (its traits say
+    which); options the user gave explicitly win over these."""
+    return {"max_depth": int(render.max_depth)} if traits.render_depth else {}
+
+
 def build_estimator(name: str, options: dict | None = None, field: str = "method") -> LightingEstimator:
     """The estimator `name` configured by `options` (plain data from a suite YAML or the CLI).
 
@@ -80,4 +86,4 @@ def build_estimator(name: str, options: dict | None = None, field: str = "method
 
 __all__ = ["ESTIMATORS", "EstimateInterrupted", "EstimatorTraits", "InsertionResult", "Lighting",
            "LightingEstimator", "Requirements", "build_estimator", "check_method", "estimator_class",
-           "estimator_traits", "traits_of"]
+           "estimator_traits", "render_options", "traits_of"]

@@ -90,6 +90,9 @@ class EstimatorTraits:
               insert` passes its render size, so the image it optimizes is the image it renders.
     own_model: (with model) the model it always uses, whatever the suite's; that model, not the
               suite's, is then part of each task's identity.
+    render_depth: takes option `max_depth` (the path depth it renders through while estimating);
+              suites and `dipir insert` give it the depth they score with (`render_options`), so
+              the image it optimizes is formed as the image that is scored.
     """
 
     seeded: bool = False
@@ -98,6 +101,7 @@ class EstimatorTraits:
     output_artifacts: tuple[tuple[str, str], ...] = ()
     render_size: bool = False
     own_model: str | None = None
+    render_depth: bool = False
 
 
 class LightingEstimator(Protocol):

@@ -30,17 +30,19 @@ from dipir.errors import DipirError
 from dipir.estimators.base import EstimateInterrupted, EstimatorTraits, InsertionResult, Requirements
 from dipir.scene.contract import Scene
 
-OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "seed", "height", "out_dir", "cache_dir", "device",
-           "personalize"}
+OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "max_depth", "seed", "height", "out_dir",
+           "cache_dir", "device", "personalize"}
 
 
 class DipirEstimator:
     name = "dipir"
     traits = EstimatorTraits(seeded=True, model=True, outputs="optimizer",
-                             output_artifacts=(("losses", "losses.csv"),), render_size=True)
+                             output_artifacts=(("losses", "losses.csv"),), render_size=True,
+                             render_depth=True)
 
     def __init__(self, preset: str = "dipir", model: str | None = None, iterations: int | None = None,
-                 resolution: tuple[int, int] | None = None, spp: int | None = None, seed: int | None = None,
+                 resolution: tuple[int, int] | None = None, spp: int | None = None, max_depth: int | None = None,
+                 seed: int | None = None,
                  height: int | None = None, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
                  device: str | None = None):
         from dipir.optim.presets import get_preset
@@ -55,6 +57,8 @@ class DipirEstimator:
             render = dataclasses.replace(render, width=int(resolution[0]), height=int(resolution[1]))
         if spp is not None:
             render = dataclasses.replace(render, spp=int(spp))
+        if max_depth is not None:
+            render = dataclasses.replace(render, max_depth=int(max_depth))
         if height is not None:
             render = dataclasses.replace(render, envmap_height=int(height), envmap_width=2 * int(height))
         self.cfg = dataclasses.replace(cfg, render=render).validate()
@@ -73,7 +77,7 @@ class DipirEstimator:
             raise DipirError(f"unknown option for estimator 'dipir' (allowed: {', '.join(sorted(OPTIONS))})",
                              field=f"options.{extra[0]}")
         opts = dict(options)
-        for key in ("iterations", "spp", "seed", "height"):
+        for key in ("iterations", "spp", "max_depth", "seed", "height"):
             v = opts.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1)):
                 raise DipirError(f"expected a positive integer, got {v!r}", field=f"options.{key}")
