@@ -86,6 +86,10 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
             lines += ["", f"Correlation over pairs between the loss difference and the difference in fine detail "
                       f"(edge energy) of the two composites: **{corr:.2f}**. Near 1, the verdicts follow which "
                       "composite shows more detail (a visible vs a hidden shadow), not which lighting is right."]
+        bands = check.get("fraction_by_t_band")
+        if bands:
+            lines += ["", "Truth wins by third of the t range: "
+                      + ", ".join(f"t {k}: {v:.0%}" for k, v in bands.items()) + "."]
         adj = check.get("detail_adjusted")
         if adj and adj.get("t") is not None:
             lines += ["", f"At equal detail (a least-squares line through the pairs), the truth keeps a loss margin of "
