@@ -91,8 +91,9 @@ class EstimatorTraits:
     own_model: (with model) the model it always uses, whatever the suite's; that model, not the
               suite's, is then part of each task's identity.
     render_depth: takes option `max_depth` (the path depth it renders through while estimating);
-              suites and `dipir insert` give it the depth they score with (`render_options`), so
-              the image it optimizes is formed as the image that is scored.
+              suites, `dipir insert` and `dipir estimate` give it the depth they score with
+              (`render_options`; options that set one win), so the image it optimizes is formed
+              as the image that is scored.
     """
 
     seeded: bool = False

@@ -42,9 +42,8 @@ class DipirEstimator:
 
     def __init__(self, preset: str = "dipir", model: str | None = None, iterations: int | None = None,
                  resolution: tuple[int, int] | None = None, spp: int | None = None, max_depth: int | None = None,
-                 seed: int | None = None,
-                 height: int | None = None, out_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                 device: str | None = None):
+                 seed: int | None = None, height: int | None = None, out_dir: str | Path | None = None,
+                 cache_dir: str | Path | None = None, device: str | None = None):
         from dipir.optim.presets import get_preset
 
         cfg = get_preset(preset)

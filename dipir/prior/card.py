@@ -68,10 +68,10 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         "",
     ]
     if check:
-        by = ", ".join(f"{k}°: {v:.0%}" for k, v in check.get("fraction_by_rotation", {}).items())
         from dipir.prior.check import MIN_PAIRS, PASS_FRACTION
         from dipir.prior.check import passes as check_passes
 
+        by = ", ".join(f"{k}°: {v:.0%}" for k, v in check.get("fraction_by_rotation", {}).items())
         passes = check_passes(check)
         lines += [
             f"On {check['scenes']} held-out scenes, the true composite has a lower denoising loss than the",

@@ -88,16 +88,21 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.
     return out, caption
 
 
+def timesteps(cfg: PriorCheckConfig, num_train_timesteps: int) -> torch.Tensor:
+    """The draws' timesteps: `n_noise` spread evenly over the t range."""
+    T = num_train_timesteps
+    return torch.linspace(cfg.t_lo * T, cfg.t_hi * T, cfg.n_noise).round().long()
+
+
 def denoising_losses(images: list[np.ndarray], caption: str, unet, sched, tok, te, cfg: PriorCheckConfig,
-                     seed: int) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """Mean ε-MSE of each image under the same noise and timesteps, the per-draw ε-MSE (images, draws)
-    and each draw's t fraction."""
+                     seed: int) -> np.ndarray:
+    """ε-MSE of each image on each draw (images, draws), all images under the same noise and
+    timesteps (`timesteps`); an image's loss is its row's mean."""
     from dipir.guidance.models import to_epsilon
     from dipir.prior.model import encode
 
     g = torch.Generator().manual_seed(seed)
-    T = sched.config.num_train_timesteps
-    t = torch.linspace(cfg.t_lo * T, cfg.t_hi * T, cfg.n_noise).round().long()
+    t = timesteps(cfg, sched.config.num_train_timesteps)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() * 2 - 1  # (M, 3, h, w)
     noise = torch.randn((cfg.n_noise,) + tuple(x.shape[1:]), generator=g)
     a = sched.alphas_cumprod.float()[t].view(-1, 1, 1, 1)
@@ -109,8 +114,7 @@ def denoising_losses(images: list[np.ndarray], caption: str, unet, sched, tok, t
             pred = unet(xt, t, encoder_hidden_states=emb).sample
             eps = to_epsilon(pred, xt, sched.alphas_cumprod.float()[t], sched.config.prediction_type)
             per_draw.append((eps - noise).square().mean(dim=(1, 2, 3)).double().numpy())
-    per_draw = np.stack(per_draw)
-    return [float(v) for v in per_draw.mean(axis=1)], per_draw, t.numpy() / T
+    return np.stack(per_draw)
 
 
 def edge_energy(image: np.ndarray) -> float:
@@ -119,14 +123,19 @@ def edge_energy(image: np.ndarray) -> float:
     return float(np.abs(np.diff(image, axis=0)).sum() + np.abs(np.diff(image, axis=1)).sum())
 
 
+def _pair_differences(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(rotated − truth) loss and (rotated − truth) edge energy of every pair."""
+    return (np.array([r["loss_rotated"] - r["loss_truth"] for r in rows]),
+            np.array([r["edges_rotated"] - r["edges_truth"] for r in rows]))
+
+
 def complexity_correlation(rows: list[dict]) -> float | None:
     """Pearson correlation over pairs between (rotated − truth) loss and (rotated − truth) edge energy.
     Near 1, the verdicts follow which composite has more detail (e.g. a visible vs a hidden shadow),
     not which lighting is right."""
     if len(rows) < 3:
         return None
-    dl = np.array([r["loss_rotated"] - r["loss_truth"] for r in rows])
-    de = np.array([r["edges_rotated"] - r["edges_truth"] for r in rows])
+    dl, de = _pair_differences(rows)
     if dl.std() == 0 or de.std() == 0:
         return None
     return float(np.corrcoef(dl, de)[0, 1])
@@ -137,8 +146,7 @@ def detail_adjusted(rows: list[dict]) -> dict | None:
     A margin > 0 is a preference for the truth at equal detail; `t` is margin / its standard error."""
     if len(rows) < 4:
         return None
-    dl = np.array([r["loss_rotated"] - r["loss_truth"] for r in rows])
-    de = np.array([r["edges_rotated"] - r["edges_truth"] for r in rows])
+    dl, de = _pair_differences(rows)
     a = np.stack([de, np.ones_like(de)], axis=1)
     (slope, margin), *_ = np.linalg.lstsq(a, dl, rcond=None)
     resid = dl - a @ np.array([slope, margin])
@@ -150,12 +158,14 @@ def detail_adjusted(rows: list[dict]) -> dict | None:
 
 
 def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarray, cfg: PriorCheckConfig) -> dict:
-    """Share of pairs the truth wins on the draws whose t falls in each third of the range."""
+    """Share of pairs the truth wins on the draws whose t falls in each third of the range (the last
+    third includes t_hi)."""
     edges = np.linspace(cfg.t_lo, cfg.t_hi, 4)
-    edges[-1] += 1e-9  # the last band includes t_hi
+    band = np.floor((tfrac - cfg.t_lo) / max(cfg.t_hi - cfg.t_lo, 1e-12) * 3).astype(int)
+    band[band == 3] = 2
     out = {}
-    for lo, hi in itertools.pairwise(edges):
-        m = (tfrac >= lo - 1e-9) & (tfrac < hi)
+    for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        m = band == k
         if m.any():
             out[f"{lo:.2f}-{hi:.2f}"] = float(np.mean([truth[m].mean() < rot[m].mean() for truth, rot in pairs]))
     return out
@@ -176,10 +186,13 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
     if cfg.max_scenes:
         held = held[: cfg.max_scenes]
-    rows, draws, tfrac = [], [], np.zeros(0)
+    T = sched.config.num_train_timesteps
+    tfrac = timesteps(cfg, T).numpy() / T
+    rows, draws = [], []
     for i, folder in enumerate(held):
         imgs, cap = composites(folder, cfg, size)
-        losses, per_draw, tfrac = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=cfg.seed * 100_003 + i)
+        per_draw = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=cfg.seed * 100_003 + i)
+        losses = per_draw.mean(axis=1).tolist()
         draws += [(per_draw[0], per_draw[k]) for k in range(1, len(imgs))]
         edges = [edge_energy(im) for im in imgs]
         for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
