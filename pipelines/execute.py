@@ -23,7 +23,7 @@ from dipir.errors import DipirError
 from dipir.rendering.config import RenderConfig
 from pipelines import schema, store
 from pipelines.scenes import build_scene
-from pipelines.tasks import Task
+from pipelines.tasks import MethodIdentity, Task
 
 
 def traits(method: str):
@@ -47,6 +47,10 @@ def method_options(method: str, options: dict, render) -> dict:
     from dipir.estimators import render_options
 
     return {**render_options(traits(method), render), **(options or {})}
+
+
+# How the runner plans ids: from what each estimator class declares.
+IDENTITY = MethodIdentity(uses_model, method_options)
 
 
 def build(method: str, options: dict):

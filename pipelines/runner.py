@@ -66,7 +66,7 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary
     run folder's lock held (store.run_lock)."""
     execute.check_methods(suite.methods, suite.source)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tasks = plan(suite, run_dir, execute.uses_model, execute.method_options)
+    tasks = plan(suite, run_dir, execute.IDENTITY)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
     aside, _ = store.set_aside_stale(run_dir, [t.task_id for t in tasks])
     if summary is not None:

@@ -10,8 +10,10 @@ results stale instead of current. Not the output path, the time, the host or the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipelines.hashing import FileHashCache, hash_json
 from pipelines.scenes import SceneRef, plan_scenes
@@ -38,6 +40,18 @@ class Task:
     @classmethod
     def from_dict(cls, d: dict) -> "Task":
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class MethodIdentity:
+    """What a method puts in its task ids, as its estimator class declares it (`pipelines.execute.IDENTITY`
+    reads the declarations). Both parts are required: ids planned without the options an estimator is
+    built with would not match the ids the run stores."""
+
+    # method -> True when the suite's model is part of its id, a model id when it always uses that one
+    uses_model: Callable[[str], bool | str]
+    # (method, the suite's options, render config) -> the options the estimator is built with
+    options: Callable[[str, dict, Any], dict]
 
 
 def task_id(scene_key: str, method: str, preset: str | None, seed: int, render: dict, options: dict,
@@ -70,26 +84,19 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     return f"{model}@" + hash_json([[str(f.relative_to(folder)), hashes.file(f)] for f in files])[:16]
 
 
-def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCache | None = None,
-           method_options=None) -> list[Task]:
-    """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed).
-
-    `uses_model(method) -> bool | str` says whether the suite's model is part of a method's
-    identity, or names the model the method always uses instead. `method_options(method, options,
-    render) -> dict` gives the options the estimator is built with (default: the suite's as written).
-    """
+def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
+           hashes: FileHashCache | None = None) -> list[Task]:
+    """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed)."""
     render = render_identity(suite.render)
     tasks: list[Task] = []
     seen: set[str] = set()
     per_method = []
-    uses = {m: uses_model(m) for m in suite.methods}
+    uses = {m: identity.uses_model(m) for m in suite.methods}
     model_id = model_identity(suite.model, hashes) if any(u is True for u in uses.values()) else None
     for m in suite.methods:
         u = uses[m]
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
-        options = suite.options.get(m, {})
-        if method_options is not None:
-            options = method_options(m, options, suite.render)
+        options = identity.options(m, suite.options.get(m, {}), suite.render)
         per_method.append((m, suite.presets.get(m, (None,)), options, model))
     for ref in scenes:
         for method, presets, options, model in per_method:
@@ -103,8 +110,8 @@ def expand(suite: Suite, scenes: list[SceneRef], uses_model, hashes: FileHashCac
     return tasks
 
 
-def plan(suite: Suite, run_dir: Path, uses_model, method_options=None) -> list[Task]:
+def plan(suite: Suite, run_dir: Path, identity: MethodIdentity) -> list[Task]:
     hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
-    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), uses_model, hashes, method_options)
+    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), identity, hashes)
     hashes.save()
     return tasks

@@ -108,7 +108,7 @@ def test_condition_reaches_the_pipeline_result(tmp_path):
     (TaskContext.run in-process, the same call the Ray workers make)."""
     from helpers.pipeline import TINY_RENDER
     from pipelines import store
-    from pipelines.execute import TaskContext, metrics_meta
+    from pipelines.execute import IDENTITY, TaskContext, metrics_meta
     from pipelines.suite import load_suite
     from pipelines.tasks import plan
 
@@ -121,7 +121,7 @@ def test_condition_reaches_the_pipeline_result(tmp_path):
         "seeds": [0], "render": TINY_RENDER}))
     suite = load_suite(suite_file)
     run = tmp_path / "run"
-    tasks = plan(suite, run, lambda m: False)
+    tasks = plan(suite, run, IDENTITY)
     assert len(tasks) == 1
     store.init_run(run, suite.to_dict(), metrics_meta())
     res = TaskContext(run, suite.render, None, suite.options).run(tasks[0])

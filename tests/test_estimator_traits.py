@@ -141,7 +141,7 @@ def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
         data["model"] = model
         path.write_text(yaml.safe_dump(data))
         ids[model] = {(t.method, t.seed): t.task_id for t in plan(load_suite(path), tmp_path / f"run_{model}",
-                                                                   execute.uses_model)}
+                                                                   execute.IDENTITY)}
     for key in ids["a"]:
         same = ids["a"][key] == ids["b"][key]
         assert same == (not key[0].endswith("SeededToy")), key
@@ -151,7 +151,7 @@ def test_dipir_optimizes_through_the_depth_it_is_scored_with(tmp_path):
     """The suite's render depth reaches the DiPIR it builds (and so its task id); an explicit option wins."""
     from pipelines import execute
     from pipelines.suite import load_suite
-    from pipelines.tasks import plan
+    from pipelines.tasks import MethodIdentity, plan
     from dipir.estimators import build_estimator, render_options
     from dipir.errors import DipirError
     from dipir.rendering.config import RenderConfig
@@ -173,8 +173,9 @@ def test_dipir_optimizes_through_the_depth_it_is_scored_with(tmp_path):
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(data))
     suite = load_suite(path)
-    with_depth = {t.method: t.task_id for t in plan(suite, tmp_path / "run", execute.uses_model, execute.method_options)}
-    as_written = {t.method: t.task_id for t in plan(suite, tmp_path / "run", execute.uses_model)}
+    with_depth = {t.method: t.task_id for t in plan(suite, tmp_path / "run", execute.IDENTITY)}
+    as_written = {t.method: t.task_id for t in plan(
+        suite, tmp_path / "run", MethodIdentity(execute.uses_model, lambda method, options, render: options))}
     assert with_depth["sunsky"] == as_written["sunsky"] and with_depth["dipir"] != as_written["dipir"]
 
 

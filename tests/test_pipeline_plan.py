@@ -14,7 +14,7 @@ import yaml
 from dipir.errors import DipirError
 from pipelines import schema, store
 from pipelines.suite import load_suite, parse_suite
-from pipelines.tasks import plan
+from pipelines.tasks import MethodIdentity, plan
 from helpers.pipeline import TINY_RENDER
 from dipir.scene.synthetic import tiny_scenes
 
@@ -24,6 +24,10 @@ EST = "helpers.pipeline:CountingEstimator"
 
 def _uses_model(method: str) -> bool:
     return method == "dipir"
+
+
+# Options as the suite writes them (these tests are about planning, not about what estimators derive).
+_IDENTITY = MethodIdentity(_uses_model, lambda method, options, render: options)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def _suite(tmp: Path, scenes: Path, **over) -> Path:
 
 def test_expansion_counts_and_unique_ids(tmp_path, scenes):
     suite = load_suite(_suite(tmp_path, scenes))
-    tasks = plan(suite, tmp_path / "run", _uses_model)
+    tasks = plan(suite, tmp_path / "run", _IDENTITY)
     # 3 scenes x (1 preset-less method + 2 dipir presets) x 2 seeds
     assert len(tasks) == 3 * 3 * 2
     assert len({t.task_id for t in tasks}) == len(tasks)
@@ -52,7 +56,7 @@ def test_expansion_counts_and_unique_ids(tmp_path, scenes):
 
 
 def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
-    ids = lambda p, run: [t.task_id for t in plan(load_suite(p), run, _uses_model)]  # noqa: E731
+    ids = lambda p, run: [t.task_id for t in plan(load_suite(p), run, _IDENTITY)]  # noqa: E731
     base = ids(_suite(tmp_path, scenes), tmp_path / "run1")
     # Same scene contents elsewhere, another run folder: same ids.
     moved = tmp_path / "elsewhere"
@@ -63,13 +67,13 @@ def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
     spp = ids(_suite(tmp_path, scenes, render={**TINY_RENDER, "spp": 8}), tmp_path / "run3")
     assert not set(spp) & set(base)
     # The model id only matters to methods that use a model.
-    other = plan(load_suite(_suite(tmp_path, scenes, model="some/hub-id")), tmp_path / "run4", _uses_model)
-    base_tasks = plan(load_suite(_suite(tmp_path, scenes)), tmp_path / "run1", _uses_model)
+    other = plan(load_suite(_suite(tmp_path, scenes, model="some/hub-id")), tmp_path / "run4", _IDENTITY)
+    base_tasks = plan(load_suite(_suite(tmp_path, scenes)), tmp_path / "run1", _IDENTITY)
     same = {t.task_id for t in other} & {t.task_id for t in base_tasks}
     assert same == {t.task_id for t in base_tasks if t.method == EST}
     # Changing a scene's content changes only that scene's ids.
     (moved / "scene0" / "background.png").write_bytes((moved / "scene1" / "background.png").read_bytes())
-    changed = plan(load_suite(_suite(tmp_path / "b", moved)), tmp_path / "run5", _uses_model)
+    changed = plan(load_suite(_suite(tmp_path / "b", moved)), tmp_path / "run5", _IDENTITY)
     diff = {t.scene_id for t, b in zip(changed, base_tasks) if t.task_id != b.task_id}
     assert diff == {"scene0"}
 
@@ -85,7 +89,7 @@ def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monke
     write_tiny_pixel_pipeline(prior, seed=3)
     ids = lambda run, model="mini-world": {  # noqa: E731
         (t.method, t.scene_id, t.preset, t.seed): t.task_id
-        for t in plan(load_suite(_suite(tmp_path, scenes, model=model)), tmp_path / run, _uses_model)}
+        for t in plan(load_suite(_suite(tmp_path, scenes, model=model)), tmp_path / run, _IDENTITY)}
     base = ids("r1")
     (prior / "MODEL_CARD.md").write_text("re-worded card\n")
     (prior / "loss.png").write_bytes(b"not a plot")
@@ -105,7 +109,7 @@ def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
     assert uses_model("dipir-tiny") == "tiny" and uses_model("dipir") is True and uses_model("sh2") is False
     ids = lambda model, run: {(t.method, t.scene_id, t.seed): t.task_id for t in plan(  # noqa: E731
         load_suite(_suite(tmp_path, scenes, methods=["dipir", "dipir-tiny"], presets={}, model=model)),
-        tmp_path / run, uses_model)}
+        tmp_path / run, MethodIdentity(uses_model, _IDENTITY.options))}
     a, b = ids("tiny", "r1"), ids("some/hub-id", "r2")
     for k in a:
         assert (a[k] == b[k]) == (k[0] == "dipir-tiny"), k
@@ -113,10 +117,11 @@ def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
 
 def test_ids_stable_across_processes(tmp_path, scenes):
     suite_path = _suite(tmp_path, scenes)
-    here = [t.task_id for t in plan(load_suite(suite_path), tmp_path / "run", _uses_model)]
+    here = [t.task_id for t in plan(load_suite(suite_path), tmp_path / "run", _IDENTITY)]
     code = ("import sys, json; sys.path.insert(0, 'tests');"
-            "from pipelines.suite import load_suite; from pipelines.tasks import plan; from pathlib import Path;"
-            f"ts = plan(load_suite({str(suite_path)!r}), Path({str(tmp_path / 'other')!r}), lambda m: m == 'dipir');"
+            "from pipelines.suite import load_suite; from pipelines.tasks import MethodIdentity, plan;"
+            "from pathlib import Path; ident = MethodIdentity(lambda m: m == 'dipir', lambda m, o, r: o);"
+            f"ts = plan(load_suite({str(suite_path)!r}), Path({str(tmp_path / 'other')!r}), ident);"
             "print(json.dumps([t.task_id for t in ts]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"})

@@ -76,10 +76,10 @@ def bench_throughput(tmp: Path, n_tasks: int, size: int, spp: int, method: str =
 
     # (a) in-process loop, in a fresh process (like an actor, it pays for importing Mitsuba)
     loop = ("import sys, time; from pathlib import Path; from pipelines import store;"
-            "from pipelines.execute import TaskContext; from pipelines.suite import load_suite;"
+            "from pipelines.execute import IDENTITY, TaskContext; from pipelines.suite import load_suite;"
             "from pipelines.tasks import plan;"
             f"suite = load_suite({str(suite.source)!r}); run = Path(sys.argv[1]);"
-            "t0 = time.perf_counter(); tasks = plan(suite, run, lambda m: False);"
+            "t0 = time.perf_counter(); tasks = plan(suite, run, IDENTITY);"
             "store.init_run(run, suite.to_dict(), {}); ctx = TaskContext(run, suite.render, None, {});"
             "res = [ctx.run(t)['status'] for t in tasks]; assert set(res) == {'done'}, res;"
             "print(time.perf_counter() - t0)")
