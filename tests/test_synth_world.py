@@ -95,3 +95,24 @@ def test_synth_world_cli_writes_scenes_and_names_a_bad_size(tmp_path):
     r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "x"), "--size", "8by8"])
     assert r.exit_code != 0 and "--size" in str(r.exception) and "TypeError" not in repr(r.exception)
     assert not (tmp_path / "x").exists()
+
+
+def test_a_world_folder_never_mixes_configs(tmp_path):
+    """More scenes go into a folder only with the config its scenes were written with (world.json);
+    a folder from before world.json is compared by the image size its scenes record."""
+    import pytest
+
+    from dipir.errors import DipirError
+
+    cfg = WorldConfig(width=8, height=8, spp=2)
+    first = write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=cfg)
+    stamp = (first[0] / "image.png").stat().st_mtime_ns
+    assert write_world(tmp_path / "w", 2, seed=HELD_OUT_START, cfg=cfg)[0] == first[0]
+    assert (first[0] / "image.png").stat().st_mtime_ns == stamp  # kept, not rendered again
+    with pytest.raises(DipirError, match="spp=2, not 4") as e:
+        write_world(tmp_path / "w", 1, seed=HELD_OUT_START + 5, cfg=WorldConfig(width=8, height=8, spp=4))
+    assert "world.json" in str(e.value)
+    assert not (tmp_path / "w" / f"world_{HELD_OUT_START + 5:07d}").exists()
+    (tmp_path / "w" / "world.json").unlink()  # as written before the file existed
+    with pytest.raises(DipirError, match="8x8, not 16x16"):
+        write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=2))

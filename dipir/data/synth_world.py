@@ -14,6 +14,9 @@ A scene folder holds:
 - `truth.json`: the sun direction (world, unit vector towards the sun), elevation/azimuth, every
   object, the captions of both images and the split.
 
+The output folder's `world.json` holds the `WorldConfig` its scenes were written with: writing more
+scenes into it with another config (size, spp, camera, …) is refused, so a folder never mixes worlds.
+
 Seed split (fixed): scene seeds below `HELD_OUT_START` are training scenes, seeds from it on are
 held out. Held-out scenes have 2–4 objects (training scenes 1–4), so the background always holds
 another object whose shadow shows where the sun is. `dipir synth world OUT --count N --seed S` writes scenes with seeds S … S+N−1.
@@ -21,6 +24,7 @@ another object whose shadow shows where the sun is. `dipir synth world OUT --cou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -253,12 +257,39 @@ def write_scene(out: Path, seed: int, cfg: WorldConfig, renderer: WorldRenderer)
     return folder
 
 
+WORLD_FILE = "world.json"
+
+
+def _same_world(out: Path, cfg: WorldConfig) -> None:
+    """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
+    before that file is compared by the image size its scenes record), then record this one."""
+    from dipir.errors import DipirError
+
+    want = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as read back
+    path = out / WORLD_FILE
+    if path.is_file():
+        have = json.loads(path.read_text())
+        for k, v in want.items():
+            if have.get(k) != v:
+                raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "
+                                 "another folder", path, k)
+        return
+    for truth in sorted(out.glob("*/truth.json"))[:1]:
+        size = json.loads(truth.read_text()).get("image_size")
+        if size is not None and size != [cfg.width, cfg.height]:
+            raise DipirError(f"these scenes are {size[0]}x{size[1]}, not {cfg.width}x{cfg.height}; write to "
+                             "another folder", truth, "image_size")
+    path.write_text(json.dumps(want, indent=1))
+
+
 def write_world(out: str | Path, count: int, seed: int = 0, cfg: WorldConfig | None = None,
                 progress: bool = False) -> list[Path]:
-    """Write scenes with seeds seed … seed+count−1 (existing complete folders are kept)."""
+    """Write scenes with seeds seed … seed+count−1 (existing complete folders are kept; they were
+    written with the same config, `_same_world`)."""
     cfg = cfg or WorldConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _same_world(out, cfg)
     renderer = WorldRenderer(cfg)
     paths = []
     t0 = time.time()
