@@ -88,12 +88,13 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     PriorTrainer(_fake_world(tmp_path / "data"), tmp_path / "out", _cfg(1)).run(progress=False)
     check = {"scenes": 24, "pairs": 48, "truth_wins": wins + 3 * (wins > 40), "fraction": (wins + 3 * (wins > 40)) / 48,
              "fraction_by_rotation": {"90": 0.5, "180": 0.5}, "t_range": [0.02, 0.6], "n_noise": 64,
-             "complexity_correlation": 0.93}
+             "complexity_correlation": 0.93, "fraction_ci": [0.41, 0.77]}
     (tmp_path / "check.json").write_text(json.dumps(check))
     dest = ship_prior(tmp_path / "out", tmp_path / "priors" / "mini-world", tmp_path / "check.json",
                       "dipir synth world D --count 3", "dipir prior train --data D --out O")
     card = (dest / "MODEL_CARD.md").read_text()
     assert f"**{verdict}**" in card and "0.93" in card and "dipir prior train --data D" in card
+    assert "95 % CI over scenes 41%–77%" in card
     assert ("Status: not a working prior" in card) == (verdict == "FAILS")
     assert (dest / "model_index.json").is_file() and (dest / "loss.png").is_file()
     assert sorted(p.name for p in (tmp_path / "priors").iterdir() if p.name.startswith(".")) == []

@@ -111,6 +111,21 @@ def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
     assert passes({"pairs": MIN_PAIRS, "fraction": 0.85}) and not passes({"pairs": MIN_PAIRS, "fraction": 0.84})
     assert len(res["fraction_by_t_band"]) == 3  # 6 draws, two in each third of the range
     assert all(0.0 <= v <= 1.0 for v in res["fraction_by_t_band"].values())
+    lo, hi = res["fraction_ci"]
+    assert 0.0 <= lo <= res["fraction"] <= hi <= 1.0
+
+
+def test_fraction_ci_resamples_scenes():
+    """A scene's two pairs move together: the interval is the bootstrap over scenes, so pairs that agree
+    within their scene give a wider one than as many independent pairs."""
+    from dipir.prior.check import scene_bootstrap_ci
+
+    assert scene_bootstrap_ci(np.ones((30, 2), bool)) == (1.0, 1.0)
+    together = np.repeat(np.arange(32) % 2 == 0, 2).reshape(32, 2)  # 50 %: each scene wins both or neither
+    apart = np.tile([True, False], 32).reshape(32, 2)  # 50 %: each scene wins one of two
+    lo, hi = scene_bootstrap_ci(together)
+    assert lo < 0.5 < hi and hi - lo > 0.25
+    assert scene_bootstrap_ci(apart) == (0.5, 0.5)
 
 
 def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tiny_prior):
@@ -120,5 +135,5 @@ def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tin
 
     r = CliRunner().invoke(app, ["prior", "check", str(tiny_prior), "--data", str(held_out_world), "--n-noise", "3"])
     assert r.exit_code == 0, r.output
-    assert "pairs =" in r.output and "by t band:" in r.output
+    assert "pairs =" in r.output and "by t band:" in r.output and "95% CI over scenes" in r.output
     assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output

@@ -65,8 +65,9 @@ def register(app: typer.Typer) -> None:
             cfg.n_noise = n_noise
         res = check_prior(model, data, cfg, out_json, log=typer.echo)
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
+        lo, hi = res["fraction_ci"]
         typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
-                   f"({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
+                   f"[95% CI over scenes {lo:.0%}–{hi:.0%}] ({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
         bands = ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items())
         typer.echo(f"by t band: {bands}")
         if res["complexity_correlation"] is not None:

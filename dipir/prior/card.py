@@ -13,6 +13,11 @@ from dipir.io import publish_dir
 MAX_BYTES = 20 * 1024 * 1024
 
 
+def _ci(check: dict) -> str:
+    ci = check.get("fraction_ci")  # absent from checks written before it was reported
+    return f" [95 % CI over scenes {ci[0]:.0%}–{ci[1]:.0%}]" if ci else ""
+
+
 def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | None = None,
                data_command: str = "", train_command: str = "") -> Path:
     run_out, dest = Path(run_out), Path(dest)
@@ -76,7 +81,7 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         lines += [
             f"On {check['scenes']} held-out scenes, the true composite has a lower denoising loss than the",
             f"composite lit by the sun rotated 90° / 180° in azimuth in **{check['truth_wins']}/{check['pairs']} "
-            f"pairs = {check['fraction']:.1%}** ({by}; t fraction {check['t_range'][0]:g}–{check['t_range'][1]:g}, "
+            f"pairs = {check['fraction']:.1%}**{_ci(check)} ({by}; t fraction {check['t_range'][0]:g}–{check['t_range'][1]:g}, "
             f"{check['n_noise']} noise draws per composite). The bar is ≥ {PASS_FRACTION:.0%} on ≥ {MIN_PAIRS} pairs: "
             "this prior "
             f"**{'PASSES' if passes else 'FAILS'}** it.",

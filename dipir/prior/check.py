@@ -16,7 +16,9 @@ differences follow the differences in fine detail (a visible vs a hidden shadow)
 a least-squares line loss difference = slope · edge difference + margin over the pairs; the margin
 is the truth's advantage at equal detail (with its t statistic), and `fraction` the share of pairs
 the truth wins once the detail term is taken out (fitted in-sample: a diagnostic, not the verdict).
-`fraction_by_t_band` splits the range into thirds (each noise draw has its own t).
+`fraction_by_t_band` splits the range into thirds (each noise draw has its own t). `fraction_ci` is a
+95 % percentile bootstrap over scenes (a scene's pairs share its true composite and its noise, so they
+are not independent): two priors whose intervals overlap widely are not told apart by the check.
 """
 
 from __future__ import annotations
@@ -157,6 +159,16 @@ def detail_adjusted(rows: list[dict]) -> dict | None:
             "fraction": float(np.mean(dl - slope * de > 0))}
 
 
+def scene_bootstrap_ci(wins: np.ndarray, n_boot: int = 2000, confidence: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the fraction won, resampling scenes (rows of `wins`, one column per
+    rotation) with a fixed seed."""
+    wins = np.asarray(wins, dtype=float).reshape(len(wins), -1)
+    idx = np.random.default_rng(seed).integers(0, len(wins), size=(n_boot, len(wins)))
+    lo, hi = np.quantile(wins[idx].mean(axis=(1, 2)), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
 def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarray, cfg: PriorCheckConfig) -> dict:
     """Share of pairs the truth wins on the draws whose t falls in each third of the range (the last
     third includes t_hi)."""
@@ -205,7 +217,10 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
                for d in cfg.rotations_deg}
     res = {"model": str(model), "data": str(data), "scenes": len(held), "pairs": len(rows), "truth_wins": wins,
-           "fraction": wins / max(len(rows), 1), "fraction_by_rotation": per_rot,
+           "fraction": wins / max(len(rows), 1),
+           "fraction_ci": list(scene_bootstrap_ci(np.array([r["truth_wins"] for r in rows]).reshape(
+               len(held), len(cfg.rotations_deg)))),
+           "fraction_by_rotation": per_rot,
            "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise,
            "fraction_by_t_band": _t_band_fractions(draws, tfrac, cfg),
            "complexity_correlation": complexity_correlation(rows), "detail_adjusted": detail_adjusted(rows),
