@@ -80,6 +80,23 @@ def test_training_refuses_held_out_scenes(tmp_path):
         PriorTrainer(data, tmp_path / "out", _cfg(1))
 
 
+@pytest.mark.parametrize("damage,named", [
+    (lambda f: (f / "truth.json").write_text("{bad"), "truth.json: unreadable truth.json"),
+    (lambda f: (f / "truth.json").write_text('{"split": "train", "seed": 1}'), "truth.json: caption: missing"),
+    (lambda f: (f / "image.png").unlink(), "image.png: unreadable image"),
+])
+def test_a_damaged_scene_folder_is_named(tmp_path, damage, named):
+    """Training data (and the check's scenes) read through one reader that names the file and field."""
+    from dipir.errors import DipirError
+    from dipir.prior.data import load_training_images
+
+    data = _fake_world(tmp_path / "data")
+    damage(data / "world_0000001")
+    with pytest.raises(DipirError) as e:
+        load_training_images(data, 16)
+    assert f"world_0000001/{named}" in str(e.value)
+
+
 @pytest.mark.parametrize("wins,verdict", [(30, "FAILS"), (45, "PASSES")])
 def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wins, verdict):
     from dipir.prior.card import ship_prior

@@ -260,6 +260,23 @@ def write_scene(out: Path, seed: int, cfg: WorldConfig, renderer: WorldRenderer)
 WORLD_FILE = "world.json"
 
 
+def read_truth(folder: Path, *keys: str) -> dict:
+    """A scene folder's truth.json, with `keys` required (a one-line error naming the file and field)."""
+    from dipir.errors import DipirError
+
+    path = Path(folder) / "truth.json"
+    try:
+        truth = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DipirError(f"unreadable truth.json ({e.__class__.__name__}: {e})", path) from None
+    if not isinstance(truth, dict):
+        raise DipirError("truth.json is not a JSON object", path)
+    for k in keys:
+        if k not in truth:
+            raise DipirError("missing (not a scene written by `dipir synth world`?)", path, k)
+    return truth
+
+
 def _same_world(out: Path, cfg: WorldConfig) -> None:
     """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
     before that file is compared by the image size its scenes record), then record this one."""
@@ -275,7 +292,7 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
                                  "another folder", path, k)
         return
     for truth in sorted(out.glob("*/truth.json"))[:1]:
-        size = json.loads(truth.read_text()).get("image_size")
+        size = read_truth(truth.parent).get("image_size")
         if size is not None and size != [cfg.width, cfg.height]:
             raise DipirError(f"these scenes are {size[0]}x{size[1]}, not {cfg.width}x{cfg.height}; write to "
                              "another folder", truth, "image_size")

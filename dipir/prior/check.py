@@ -185,6 +185,7 @@ def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndar
 
 def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | None = None,
                 out_json: str | Path | None = None, log=print) -> dict:
+    from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
     from dipir.prior.data import scene_folders
     from dipir.prior.model import load_prior
@@ -193,7 +194,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     unet, sched, tok, te = load_prior(model)
     size = int(unet.config.sample_size)
     folders = scene_folders(data)
-    held = [f for f in folders if json.loads((f / "truth.json").read_text()).get("split") == "held_out"]
+    held = [f for f in folders if read_truth(f, "split")["split"] == "held_out"]
     if not held:
         raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
     if cfg.max_scenes:

@@ -4,7 +4,6 @@ captions."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,23 @@ def scene_folders(root: str | Path) -> list[Path]:
 def _image(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.LANCZOS)
-        return np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.LANCZOS)
+            return np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    except OSError as e:
+        raise DipirError(f"unreadable image ({e.__class__.__name__})", path) from None
 
 
 def load_training_images(root: str | Path, size: int) -> tuple[torch.Tensor, list[str], list[int]]:
     """(N, 3, size, size) pixels in [−1, 1], captions, scene seeds. Refuses held-out scenes."""
+    from dipir.data.synth_world import read_truth
+
     images, captions, seeds = [], [], []
     for folder in scene_folders(root):
-        truth = json.loads((folder / "truth.json").read_text())
+        truth = read_truth(folder, "split", "seed", "caption", "background_caption")
         if truth.get("split") != "train":
             raise DipirError(f"scene {folder.name} is in the {truth.get('split')!r} split, not train",
                              folder / "truth.json", "split")
