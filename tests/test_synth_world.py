@@ -113,6 +113,9 @@ def test_a_world_folder_never_mixes_configs(tmp_path):
         write_world(tmp_path / "w", 1, seed=HELD_OUT_START + 5, cfg=WorldConfig(width=8, height=8, spp=4))
     assert "world.json" in str(e.value)
     assert not (tmp_path / "w" / f"world_{HELD_OUT_START + 5:07d}").exists()
+    (tmp_path / "w" / "world.json").write_text("{bad")
+    with pytest.raises(DipirError, match="world.json: unreadable"):
+        write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=cfg)
     (tmp_path / "w" / "world.json").unlink()  # as written before the file existed
     with pytest.raises(DipirError, match="8x8, not 16x16"):
         write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=2))

@@ -285,7 +285,12 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as read back
     path = out / WORLD_FILE
     if path.is_file():
-        have = json.loads(path.read_text())
+        try:
+            have = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DipirError(f"unreadable ({e.__class__.__name__}); write to another folder", path) from None
+        if not isinstance(have, dict):
+            raise DipirError("not a JSON object; write to another folder", path)
         for k, v in want.items():
             if have.get(k) != v:
                 raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "
