@@ -11,6 +11,8 @@
   kept); on failure the sibling is removed and `out` is left exactly as it was (a folder that did
   not exist is not created).
 Temporary names start with "." and hold a random part, so concurrent writers never collide.
+
+`read_json_object` is the reading side: a JSON file that must hold an object, or a one-line error.
 """
 
 from __future__ import annotations
@@ -99,6 +101,21 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, data, indent: int = 2) -> Path:
     # Infinite metrics (PSNR of identical images) are written as JSON's common `Infinity` extension.
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+
+def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:
+    """A JSON file that must hold an object; unreadable, bad JSON or another type is a one-line
+    DipirError naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DipirError(f"unreadable {path.name}: not valid JSON ({err.msg}, line {err.lineno})", path) from None
+    except (OSError, ValueError) as err:
+        raise DipirError(f"unreadable {path.name} ({err.__class__.__name__})", path) from None
+    if not isinstance(data, dict):
+        raise DipirError(f"expected {expected}", path)
+    return data
 
 
 def _make_parents(folder: Path) -> list[Path]:

@@ -6,11 +6,11 @@ direction or a group from a metric's name."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.io import read_json_object
 from pipelines import schema
 
 
@@ -42,17 +42,6 @@ class MetricInfo:
 def metric_group(key: str) -> MetricGroup:
     """A group by key; a group only metrics_meta.json names is a headline group titled by its key."""
     return GROUPS.get(key) or MetricGroup(key, key.replace("_", " "))
-
-
-def read_json_object(path: Path, expected: str = "a JSON object") -> dict:
-    """A JSON file that must hold an object; bad JSON or another type is a one-line DipirError."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from err
-    if not isinstance(data, dict):
-        raise DipirError(f"expected {expected}", path)
-    return data
 
 
 def load_metrics_meta(run: Path, names: list[str]) -> dict[str, MetricInfo]:

@@ -18,10 +18,11 @@ from pathlib import Path
 import pandas as pd
 
 from dipir.errors import DipirError
+from dipir.io import read_json_object
 from pipelines import schema
 from pipelines.schema import REQUIRED_COLUMNS as REQUIRED
 from pipelines.schema import STATUSES
-from reports.metrics_meta import MetricInfo, load_metrics_meta, read_json_object
+from reports.metrics_meta import MetricInfo, load_metrics_meta
 
 DIPIR = "dipir"
 # File names tasks conventionally use for each artifact (fallback when not listed in artifacts).

@@ -263,14 +263,10 @@ WORLD_FILE = "world.json"
 def read_truth(folder: Path, *keys: str) -> dict:
     """A scene folder's truth.json, with `keys` required (a one-line error naming the file and field)."""
     from dipir.errors import DipirError
+    from dipir.io import read_json_object
 
     path = Path(folder) / "truth.json"
-    try:
-        truth = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DipirError(f"unreadable truth.json ({e.__class__.__name__}: {e})", path) from None
-    if not isinstance(truth, dict):
-        raise DipirError("truth.json is not a JSON object", path)
+    truth = read_json_object(path)
     for k in keys:
         if k not in truth:
             raise DipirError("missing (not a scene written by `dipir synth world`?)", path, k)
@@ -281,16 +277,12 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
     before that file is compared by the image size its scenes record), then record this one."""
     from dipir.errors import DipirError
+    from dipir.io import read_json_object
 
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as read back
     path = out / WORLD_FILE
     if path.is_file():
-        try:
-            have = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise DipirError(f"unreadable ({e.__class__.__name__}); write to another folder", path) from None
-        if not isinstance(have, dict):
-            raise DipirError("not a JSON object; write to another folder", path)
+        have = read_json_object(path)
         for k, v in want.items():
             if have.get(k) != v:
                 raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "
