@@ -46,7 +46,7 @@ def method_options(method: str, options: dict, render) -> dict:
     estimator takes from the run's render settings (`dipir.estimators.render_options`)."""
     from dipir.estimators import render_options
 
-    return {**render_options(traits(method), render), **(options or {})}
+    return render_options(traits(method), render, options)
 
 
 # How the runner plans ids: from what each estimator class declares.

@@ -41,7 +41,7 @@ def run_estimator(scene_path: Path, method: str, options: dict, render_cfg, seed
 
     sc = load_scene(scene_path)
     traits = estimator_traits(method, field="--method")
-    opts = {**render_options(traits, render_cfg), **dict(options)}  # formed as it will be scored
+    opts = render_options(traits, render_cfg, options)  # formed as it will be scored
     if traits.seeded:
         opts.setdefault("seed", seed)
     running = Path(out) / f".{traits.outputs}.running" if traits.outputs else None

@@ -65,10 +65,11 @@ def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
     return EstimatorTraits(model=bool(getattr(getattr(cls, "requires", None), "model", False)))
 
 
-def render_options(traits: EstimatorTraits, render) -> dict:
-    """Options an estimator takes from the render settings it will be scored with (its traits say
-    which); options the user gave explicitly win over these."""
-    return {"max_depth": int(render.max_depth)} if traits.render_depth else {}
+def render_options(traits: EstimatorTraits, render, options: dict | None = None) -> dict:
+    """An estimator's options as it is built for the render settings it will be scored with: what
+    it takes from them (its traits say which), under the `options` the user gave (those win)."""
+    derived = {"max_depth": int(render.max_depth)} if traits.render_depth else {}
+    return {**derived, **(options or {})}
 
 
 def build_estimator(name: str, options: dict | None = None, field: str = "method") -> LightingEstimator:
