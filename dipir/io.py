@@ -12,7 +12,9 @@
   not exist is not created).
 Temporary names start with "." and hold a random part, so concurrent writers never collide.
 
-`read_json_object` is the reading side: a JSON file that must hold an object, or a one-line error.
+The reading side turns a damaged input into a one-line error naming the file (and the field that
+pointed at it), never a decoder's traceback: `read_json_object` for a JSON file that must hold an
+object, `read_rgb_image` / `read_rgb` / `image_size` for images.
 """
 
 from __future__ import annotations
@@ -169,3 +171,47 @@ def _publish(stage: Path, out: Path) -> None:
                 shutil.rmtree(dst)
             os.replace(entry, dst)
     stage.rmdir()
+
+
+_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)  # PIL's decode errors are these
+
+
+@contextlib.contextmanager
+def _opened_image(path: str | Path, named: str | Path | None, field: str | None):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            yield im
+    except (*_IMAGE_ERRORS, Image.DecompressionBombError) as err:
+        # UnidentifiedImageError and "image file is truncated" are OSErrors; decoding happens
+        # inside the block (convert/resize), so a file that fails half way is named too.
+        raise DipirError(f"unreadable image ({err.__class__.__name__})", named or path, field) from None
+
+
+def image_size(path: str | Path, *, named: str | Path | None = None, field: str | None = None) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels."""
+    with _opened_image(path, named, field) as im:
+        return im.size
+
+
+def read_rgb_image(path: str | Path, *, size: tuple[int, int] | None = None, named: str | Path | None = None,
+                   field: str | None = None):
+    """The image as a decoded RGB PIL image, resized (Lanczos) to `size` = (width, height) if given.
+    A missing, damaged or non-image file is a DipirError naming `named` (default: the file) and
+    `field` (what pointed at it, e.g. a scene's `background`)."""
+    from PIL import Image
+
+    with _opened_image(path, named, field) as im:
+        rgb = im.convert("RGB")
+        if size is not None and rgb.size != tuple(size):
+            rgb = rgb.resize(tuple(size), Image.LANCZOS)
+        return rgb
+
+
+def read_rgb(path: str | Path, *, size: tuple[int, int] | None = None, named: str | Path | None = None,
+             field: str | None = None):
+    """`read_rgb_image` as float32 (height, width, 3) sRGB values in [0, 1]."""
+    import numpy as np
+
+    return np.asarray(read_rgb_image(path, size=size, named=named, field=field), dtype=np.float32) / 255.0

@@ -33,11 +33,10 @@ def register(app: typer.Typer) -> None:
         import dataclasses
 
         import yaml
-        from PIL import Image
-
         from dipir.errors import DipirError
         from dipir.guidance.lora import personalize
         from dipir.guidance.config import PersonalizeConfig
+        from dipir.io import read_rgb_image
         from dipir.guidance.models import load_pipeline
         from dipir.scene.contract import load_scene
 
@@ -60,7 +59,7 @@ def register(app: typer.Typer) -> None:
         except DipirError as err:
             raise DipirError(err.message, field=f"--{err.field}") from None
         sc = load_scene(scene)
-        background = Image.open(sc.background).convert("RGB")
+        background = read_rgb_image(sc.background, named=sc.source or sc.background, field="background")
         pipe = load_pipeline(model, device=device, dtype=dtype)
         res = personalize(pipe, background, sc.object.cls, cfg, cache_dir=cache_dir, progress=True)
         from dipir.io import staged_dir

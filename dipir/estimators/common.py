@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dipir.errors import DipirError
+from dipir.io import read_rgb
 from dipir.scene.contract import Camera, Scene
 
 DEFAULT_HEIGHT = 128  # declared map size of every baseline unless its options say otherwise
@@ -30,14 +31,7 @@ def linear_to_srgb(x: np.ndarray) -> np.ndarray:
 
 def load_background_srgb(scene: Scene) -> np.ndarray:
     """The background as float32 (h, w, 3) sRGB values in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(scene.background) as im:
-            img = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DipirError(f"unreadable image ({err.__class__.__name__})", scene.background, "background") from None
-    return img
+    return read_rgb(scene.background, field="background")
 
 
 def load_background_linear(scene: Scene) -> np.ndarray:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dipir.errors import DipirError
+from dipir.io import read_rgb
 from dipir.scene.contract import Scene
 
 REGION_SHADOW_THRESHOLD = 0.05  # |β_gt - 1| above this (any channel) is "in the shadow"
@@ -111,16 +111,6 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 
     with atomic_file(path) as tmp:
         Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)).save(tmp)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DipirError(f"unreadable image ({err.__class__.__name__})", path) from None
 
 
 def _render_settings(render_cfg) -> dict:
@@ -294,13 +284,13 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     renderer = InsertionRenderer(scene, render_cfg)
     gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
     _write_png(out_dir / "gt_composite.png", gt["composite"])
-    gt_img = _read_png(out_dir / "gt_composite.png")
-    pred_img = _read_png(comp_path) if comp_path.is_file() else None
+    gt_img = read_rgb(out_dir / "gt_composite.png")
+    pred_img = read_rgb(comp_path) if comp_path.is_file() else None
     if pred_img is None or pred_img.shape != gt_img.shape or not _composite_is_current(pred_dir, render_cfg, seed):
         # No composite, or one rendered with other settings: render the prediction (all its parts) again.
         res = render_result(scene, pred, render_cfg, seed, renderer=renderer)
         _write_png(out_dir / comp_path.name, res["composite"])
-        pred_img = _read_png(out_dir / comp_path.name)
+        pred_img = read_rgb(out_dir / comp_path.name)
 
     region = object_shadow_region(gt["mask"], gt["shadow_ratio"])
     comp, unavailable = composite_metrics(pred_img, gt_img, region)

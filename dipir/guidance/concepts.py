@@ -49,9 +49,9 @@ class ConceptSet:
     extra: dict = field(default_factory=dict)
 
     def images(self):
-        from PIL import Image
+        from dipir.io import read_rgb_image
 
-        return [Image.open(p).convert("RGB") for p in self.paths]
+        return [read_rgb_image(p) for p in self.paths]
 
 
 def concept_prompts(object_class: str, cfg: ConceptConfig) -> list[str]:

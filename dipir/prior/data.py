@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dipir.errors import DipirError
+from dipir.io import read_rgb
 
 
 def scene_folders(root: str | Path) -> list[Path]:
@@ -23,16 +24,7 @@ def scene_folders(root: str | Path) -> list[Path]:
 
 
 def _image(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.LANCZOS)
-            return np.asarray(im, dtype=np.float32) / 127.5 - 1.0
-    except OSError as e:
-        raise DipirError(f"unreadable image ({e.__class__.__name__})", path) from None
+    return read_rgb(path, size=(size, size)) * 2.0 - 1.0
 
 
 def load_training_images(root: str | Path, size: int) -> tuple[torch.Tensor, list[str], list[int]]:

@@ -450,16 +450,7 @@ def render_insertion(scene: Scene, envmap_np: np.ndarray, cfg: RenderConfig | No
 def load_background(scene: Scene, width: int, height: int) -> np.ndarray:
     """The scene's background as sRGB float32 (height, width, 3) in [0, 1], resized (Lanczos) to the
     render size."""
-    from PIL import Image, UnidentifiedImageError
+    from dipir.io import read_rgb
 
-    from dipir.errors import DipirError
-
-    try:
-        with Image.open(scene.background) as im:
-            im = im.convert("RGB")
-            if im.size != (width, height):
-                im = im.resize((width, height), Image.LANCZOS)
-            return np.asarray(im, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as err:
-        raise DipirError(f"unreadable image ({err.__class__.__name__})", scene.source or scene.background,
-                         "background") from None
+    return read_rgb(scene.background, size=(width, height), named=scene.source or scene.background,
+                    field="background")

@@ -42,6 +42,7 @@ import numpy as np
 import yaml
 
 from dipir.errors import DipirError
+from dipir.io import image_size
 
 SCENE_FILE = "scene.yaml"
 
@@ -325,16 +326,6 @@ def _read_object(r: _Reader) -> ObjectSpec:
                       material=dict(material))
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as err:
-        raise DipirError(f"unreadable image ({err.__class__.__name__})", path, "background") from None
-
-
 def load_scene(path: str | Path) -> Scene:
     """Load a scene from a scene folder (holding scene.yaml) or a YAML file. Errors name the field."""
     path = Path(path)
@@ -349,7 +340,7 @@ def load_scene(path: str | Path) -> Scene:
     r = _Reader(data, path)
     r.unknown_keys({"id", "background", "camera", "plane", "object", "envmap", "points", "provenance"})
     bg = r.file("background")
-    camera = _read_camera(r.section("camera"), _image_size(bg))
+    camera = _read_camera(r.section("camera"), image_size(bg, field="background"))
     provenance = r.data.get("provenance") or {}
     if not isinstance(provenance, dict):
         r.fail("provenance", "expected a mapping")
