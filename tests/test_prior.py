@@ -53,6 +53,33 @@ def test_train_resumes_to_the_same_state(tmp_path):
     assert (tmp_path / "a" / "loss.png").is_file()
 
 
+def test_each_run_is_recorded_and_the_card_lists_them(tmp_path):
+    # A resumed run may change the learning rate; the record (and the card) must keep both runs'.
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    PriorTrainer(data, tmp_path / "o", _cfg(2, lr=1e-3)).run(progress=False)
+    PriorTrainer(data, tmp_path / "o", _cfg(3, lr=2e-4)).run(progress=False)
+    PriorTrainer(data, tmp_path / "o", _cfg(3, lr=5e-5)).run(progress=False)  # nothing left to train
+    meta = json.loads((tmp_path / "o" / "model" / "dipir_prior.json").read_text())
+    assert [(r["steps"], r["lr"], r["batch_size"]) for r in meta["runs"]] == [([0, 2], 1e-3, 3), ([2, 3], 2e-4, 3)]
+    assert meta["runs"][0]["data_seeds"]["scenes"] == meta["data_seeds"]["scenes"]
+    card = model_card(meta, 1, None, "", "")
+    assert "- steps 0–2: lr 0.001, batch 3" in card and "- steps 2–3: lr 0.0002, batch 3" in card
+    assert "lr 5e-05 in the last of 2 runs" not in card and "lr 0.0002 in the last of 2 runs" in card
+
+    # A checkpoint from before runs were recorded: its steps are marked unknown, not given the new lr.
+    ck = tmp_path / "o" / "checkpoint.pt"
+    st = torch.load(ck, weights_only=False)
+    del st["runs"]
+    torch.save(st, ck)
+    PriorTrainer(data, tmp_path / "o", _cfg(4, lr=1e-4)).run(progress=False)
+    meta = json.loads((tmp_path / "o" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0] == {"steps": [0, 3], "recorded": False} and meta["runs"][1]["lr"] == 1e-4
+    assert "steps 0–3: settings not recorded" in model_card(meta, 1, None, "", "")
+
+
 def test_exported_prior_is_a_pixel_space_folder(tmp_path):
     from dipir.prior.model import encode, load_prior
     from dipir.prior.train import PriorTrainer

@@ -18,6 +18,20 @@ def _ci(check: dict) -> str:
     return f" [95 % CI over scenes {ci[0]:.0%}–{ci[1]:.0%}]" if ci else ""
 
 
+def _runs(meta: dict) -> list[str]:
+    """One line per training run (a resumed run may change the learning rate or the data)."""
+    out = []
+    for r in meta.get("runs", []):
+        a, b = r["steps"]
+        if r.get("recorded", True) is False:
+            out.append(f"- steps {a}–{b}: settings not recorded (trained before runs were recorded; see Reproduce)")
+            continue
+        d = r.get("data_seeds") or {}
+        out.append(f"- steps {a}–{b}: lr {r['lr']:g}, batch {r['batch_size']}, {d.get('scenes')} scenes "
+                   f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min")
+    return out
+
+
 def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | None = None,
                data_command: str = "", train_command: str = "") -> Path:
     run_out, dest = Path(run_out), Path(dest)
@@ -45,6 +59,11 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
     steps = meta.get("step", 0)
     wall = float(meta.get("wall_s", 0.0))
     bs = cfg.get("batch_size", 0)
+    runs = _runs(meta)
+    # The last run that trained says the lr (the config is the last invocation's, which may have trained nothing).
+    last_lr = next((r["lr"] for r in reversed(meta.get("runs", [])) if "lr" in r), cfg.get("lr"))
+    lr = f"lr {last_lr:g}" if isinstance(last_lr, (int, float)) else "lr unrecorded"
+    lr = lr if len(runs) <= 1 else f"{lr} in the last of {len(runs)} runs"
     lines = [
         "# mini-world: a pixel-space diffusion prior trained on the mini world",
         "",
@@ -62,13 +81,14 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         f"| training data | scene seeds {seeds.get('first')}–{seeds.get('last')} ({seeds.get('scenes')} scenes, "
         f"{meta.get('train_images')} images: full image and background of each) |",
         "| held-out split | scene seeds ≥ 1000000 (never trained on) |",
-        f"| steps | {steps} × batch {bs} (AdamW lr {cfg.get('lr')}, EMA {cfg.get('ema_decay')}) |",
+        f"| steps | {steps} × batch {bs} (AdamW {lr}, EMA {cfg.get('ema_decay')}) |",
         f"| wall time | {wall / 60:.1f} min on a 2-core CPU ({wall / max(steps, 1):.2f} s/step, "
         f"{steps * bs / max(wall, 1e-9):.1f} images/s) |",
         f"| weights | EMA, safetensors, {size / 2**20:.1f} MiB in all |",
         "",
         "![loss curve](loss.png)",
         "",
+        *(["Training runs (each resumed from the one before):", "", *runs, ""] if len(runs) > 1 else []),
         "## Check (`dipir prior check`)",
         "",
     ]

@@ -7,8 +7,10 @@ unconditional branch), horizontal flips (a mirrored world is as physical as the 
 
 Every step draws its batch, flips, caption drops, timesteps and noise from a generator seeded by
 (seed, step), so a run resumed from a checkpoint reaches exactly the state of an uninterrupted one.
-`out/checkpoint.pt` holds model, EMA, optimizer, step and the loss history; `out/model/` the EMA
-weights as a diffusers folder; `out/loss.png` the loss curve.
+`out/checkpoint.pt` holds model, EMA, optimizer, step, the loss history and the run history (each
+run's step range, learning rate, batch size, data and wall time: a resumed run may change the
+learning rate or the data, and the model card must not report the last run's settings for all
+steps); `out/model/` the EMA weights as a diffusers folder; `out/loss.png` the loss curve.
 """
 
 from __future__ import annotations
@@ -78,7 +80,10 @@ class PriorTrainer:
         self.step = 0
         self.losses: list[float] = []
         self.wall_s = 0.0
+        self.runs: list[dict] = []
         self._resume()
+        self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, "batch_size": cfg.batch_size,
+                          "data_seeds": self._seeds_dict(), "wall_s": 0.0})
 
     @property
     def ckpt(self) -> Path:
@@ -99,10 +104,20 @@ class PriorTrainer:
         self.opt.load_state_dict(st["opt"])
         self.ema.load_state_dict(st["ema"])
         self.step, self.losses, self.wall_s = st["step"], st["losses"], st.get("wall_s", 0.0)
+        # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
+        self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
+
+    @property
+    def history(self) -> list[dict]:
+        """The runs that trained at least one step (a resume that only exports adds none)."""
+        return [r for r in self.runs if r["steps"][1] > r["steps"][0]]
+
+    def _seeds_dict(self) -> dict:
+        return {"first": self.data_seeds[0], "last": self.data_seeds[1], "scenes": self.data_seeds[2]}
 
     def save_checkpoint(self) -> None:
         st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
-              "step": self.step, "losses": self.losses, "wall_s": self.wall_s,
+              "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(st, tmp)
@@ -150,8 +165,7 @@ class PriorTrainer:
     def export(self) -> Path:
         """The EMA weights as a diffusers folder `out/model`, plus the loss curve."""
         extra = {"step": self.step, "wall_s": round(self.wall_s, 1), "train_images": len(self.images),
-                 "data_seeds": {"first": self.data_seeds[0], "last": self.data_seeds[1], "scenes": self.data_seeds[2]},
-                 "config": self.cfg.to_dict()}
+                 "data_seeds": self._seeds_dict(), "runs": self.history, "config": self.cfg.to_dict()}
         path = save_prior(self.out / "model", self.ema_unet(), self.scheduler, self.tokenizer, self.text_encoder, extra)
         plot_losses(self.losses, self.out / "loss.png")
         (self.out / "losses.json").write_text(json.dumps(self.losses))
@@ -168,6 +182,7 @@ class PriorTrainer:
         while self.step < cfg.steps:
             loss = self.train_step()
             self.wall_s = start_wall + time.time() - t0
+            self.runs[-1].update(steps=[start_step, self.step], wall_s=round(time.time() - t0, 1))
             bar.update(1)
             if self.step % 10 == 0:
                 recent = self.losses[-50:]
