@@ -74,14 +74,10 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     for a hub model or "tiny" (built from a fixed config)."""
     if model is None:
         return None
-    from dipir.guidance.registry import local_model_files
+    from dipir.guidance.registry import local_model_digest
 
-    files = local_model_files(model)
-    if files is None:
-        return model
-    hashes = hashes or FileHashCache(None)
-    folder = files[0].parent
-    return f"{model}@" + hash_json([[str(f.relative_to(folder)), hashes.file(f)] for f in files])[:16]
+    digest = local_model_digest(model, (hashes or FileHashCache(None)).file)
+    return model if digest is None else f"{model}@{digest[:16]}"
 
 
 def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,

@@ -126,13 +126,15 @@ def test_a_damaged_scene_folder_is_named(tmp_path, damage, named):
 
 @pytest.mark.parametrize("wins,verdict", [(30, "FAILS"), (45, "PASSES")])
 def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wins, verdict):
+    from dipir.guidance.registry import local_model_digest
     from dipir.prior.card import ship_prior
     from dipir.prior.train import PriorTrainer
 
     PriorTrainer(_fake_world(tmp_path / "data"), tmp_path / "out", _cfg(1)).run(progress=False)
     check = {"scenes": 24, "pairs": 48, "truth_wins": wins + 3 * (wins > 40), "fraction": (wins + 3 * (wins > 40)) / 48,
              "fraction_by_rotation": {"90": 0.5, "180": 0.5}, "t_range": [0.02, 0.6], "n_noise": 64,
-             "complexity_correlation": 0.93, "fraction_ci": [0.41, 0.77]}
+             "complexity_correlation": 0.93, "fraction_ci": [0.41, 0.77],
+             "weights": local_model_digest(str(tmp_path / "out" / "model"))}
     (tmp_path / "check.json").write_text(json.dumps(check))
     dest = ship_prior(tmp_path / "out", tmp_path / "priors" / "mini-world", tmp_path / "check.json",
                       "dipir synth world D --count 3", "dipir prior train --data D --out O")

@@ -18,17 +18,22 @@ def held_out_world(tmp_path_factory):
     return root
 
 
+def _tiny_cfg(steps: int):
+    from dipir.prior.model import PriorModelConfig
+    from dipir.prior.train import PriorTrainConfig
+
+    return PriorTrainConfig(steps=steps, batch_size=2, warmup_steps=1, checkpoint_every=100,
+                            model=PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32))
+
+
 @pytest.fixture(scope="module")
 def tiny_prior(tmp_path_factory):
-    from dipir.prior.model import PriorModelConfig
-    from dipir.prior.train import PriorTrainer, PriorTrainConfig
     from dipir.data.synth_world import WorldConfig, write_world
+    from dipir.prior.train import PriorTrainer
 
     root = tmp_path_factory.mktemp("prior")
     write_world(root / "train", 1, seed=0, cfg=WorldConfig(width=16, height=16, spp=4))
-    cfg = PriorTrainConfig(steps=1, batch_size=2, warmup_steps=1, checkpoint_every=100,
-                           model=PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32))
-    PriorTrainer(root / "train", root / "out", cfg).run(progress=False)
+    PriorTrainer(root / "train", root / "out", _tiny_cfg(steps=1)).run(progress=False)
     return root / "out" / "model"
 
 
@@ -137,3 +142,41 @@ def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tin
     assert r.exit_code == 0, r.output
     assert "pairs =" in r.output and "by t band:" in r.output and "95% CI over scenes" in r.output
     assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output
+
+
+def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_prior, tmp_path, capsys):
+    # A check records the weights' digest; shipping refuses a check of other weights (the run was
+    # trained on since), and a damaged or foreign check file is one line naming the file and field.
+    import shutil
+
+    from dipir.cli.main import main
+    from dipir.errors import DipirError
+    from dipir.guidance.registry import local_model_digest
+    from dipir.prior.card import ship_prior
+    from dipir.prior.check import PriorCheckConfig, check_prior
+    from dipir.prior.train import PriorTrainer
+
+    check = tmp_path / "check.json"
+    res = check_prior(tiny_prior, held_out_world, PriorCheckConfig(n_noise=2, spp=4), out_json=check,
+                      log=lambda s: None)
+    assert res["weights"] == local_model_digest(str(tiny_prior))
+    run = tmp_path / "run"
+    shutil.copytree(tiny_prior.parent, run)
+    card = (ship_prior(run, tmp_path / "dest", check) / "MODEL_CARD.md").read_text()
+    assert f"{res['truth_wins']}/{res['pairs']}" in card
+
+    PriorTrainer(tiny_prior.parent.parent / "train", run, _tiny_cfg(steps=2)).run(progress=False)  # one more step
+    with pytest.raises(DipirError, match=r"check\.json: weights: this check is of other weights"):
+        ship_prior(run, tmp_path / "dest2", check)
+    assert not (tmp_path / "dest2").exists()
+
+    legacy = {k: v for k, v in res.items() if k != "weights"}
+    for name, text, field in [("bad.json", '{"pairs": 3', "not valid JSON"), ("list.json", "[1]", "expected a"),
+                              ("legacy.json", json.dumps(legacy), "weights: missing")]:
+        (tmp_path / name).write_text(text)
+        capsys.readouterr()  # drop the progress bars of the steps above
+        with pytest.raises(SystemExit) as exc:
+            main(["prior", "ship", str(run), "--dest", str(tmp_path / "d3"), "--check", str(tmp_path / name)])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and "\n" not in err and str(tmp_path / name) in err and field in err, err
+    assert not (tmp_path / "d3").exists()

@@ -6,6 +6,7 @@ A bare name (no "/") that is a folder under `dipir/guidance/priors/` is a shippe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -55,3 +56,26 @@ def local_model_files(model: str) -> list[Path] | None:
     for part in sorted(parts):
         files += sorted(p for p in (folder / part).rglob("*") if p.is_file())
     return files
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def local_model_digest(model: str, file_hash=None) -> str | None:
+    """sha256 of a local model's files (their relative paths and content hashes, canonical JSON), or
+    None for a hub id / "tiny". What says "these weights": task ids carry it (`pipelines.tasks`, which
+    passes its cached `file_hash`), and a prior check records it so a card never quotes another
+    model's check."""
+    files = local_model_files(model)
+    if files is None:
+        return None
+    file_hash = file_hash or _file_sha256
+    folder = files[0].parent
+    listing = [[str(f.relative_to(folder)), file_hash(f)] for f in files]
+    blob = json.dumps(listing, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()

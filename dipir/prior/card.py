@@ -3,12 +3,11 @@ MODEL_CARD.md that states how it was made and how it did in `dipir prior check`.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.io import publish_dir
+from dipir.io import publish_dir, read_json_object
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -32,6 +31,27 @@ def _runs(meta: dict) -> list[str]:
     return out
 
 
+# What the card quotes from a check, and the type each must have.
+_CHECK_FIELDS = {"weights": str, "scenes": int, "pairs": int, "truth_wins": int, "fraction": (int, float),
+                 "t_range": list, "n_noise": int, "fraction_by_rotation": dict}
+
+
+def read_check(path: str | Path, model: Path) -> dict:
+    """A `dipir prior check --json` result, refused (one line naming the file and field) when it is
+    not one or when it checked other weights than `model`'s: a card must not quote a stale check."""
+    from dipir.guidance.registry import local_model_digest
+
+    check = read_json_object(path, "a `dipir prior check --json` result")
+    for key, kind in _CHECK_FIELDS.items():
+        if not isinstance(check.get(key), kind) or isinstance(check.get(key), bool):
+            hint = " (checks written before it was recorded: run `dipir prior check` again)" if key == "weights" else ""
+            raise DipirError(f"missing or not {getattr(kind, '__name__', 'a number')}{hint}", path, key)
+    if check["weights"] != local_model_digest(str(model)):
+        raise DipirError(f"this check is of other weights than {model} (retrained since?); run `dipir prior check` "
+                         "on them", path, "weights")
+    return check
+
+
 def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | None = None,
                data_command: str = "", train_command: str = "") -> Path:
     run_out, dest = Path(run_out), Path(dest)
@@ -39,11 +59,11 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
     meta_path = model / "dipir_prior.json"
     if not meta_path.is_file():
         raise DipirError("no trained prior here (model/dipir_prior.json missing)", run_out, "run")
-    meta = json.loads(meta_path.read_text())
+    meta = read_json_object(meta_path)
     size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
     if size > MAX_BYTES:
         raise DipirError(f"prior is {size / 2**20:.1f} MiB, over the 20 MiB budget", model, "model")
-    check = json.loads(Path(check_json).read_text()) if check_json else None
+    check = read_check(check_json, model) if check_json else None
     with publish_dir(dest, replace=True) as tmp:
         shutil.copytree(model, tmp, dirs_exist_ok=True)
         if (run_out / "loss.png").is_file():

@@ -187,11 +187,16 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
                 out_json: str | Path | None = None, log=print) -> dict:
     from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
+    from dipir.guidance.registry import local_model_digest
     from dipir.prior.data import scene_folders
     from dipir.prior.model import load_prior
 
     cfg = cfg or PriorCheckConfig()
+    weights = local_model_digest(str(model))
     unet, sched, tok, te = load_prior(model)
+    if local_model_digest(str(model)) != weights:  # a training run exporting into the folder meanwhile
+        raise DipirError("the weights changed while they were read (is a training run writing them?); "
+                         "check a copy", model, "model")
     size = int(unet.config.sample_size)
     folders = scene_folders(data)
     held = [f for f in folders if read_truth(f, "split")["split"] == "held_out"]
@@ -217,7 +222,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     wins = sum(r["truth_wins"] for r in rows)
     per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
                for d in cfg.rotations_deg}
-    res = {"model": str(model), "data": str(data), "scenes": len(held), "pairs": len(rows), "truth_wins": wins,
+    res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "pairs": len(rows), "truth_wins": wins,
            "fraction": wins / max(len(rows), 1),
            "fraction_ci": list(scene_bootstrap_ci(np.array([r["truth_wins"] for r in rows]).reshape(
                len(held), len(cfg.rotations_deg)))),
