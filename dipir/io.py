@@ -14,7 +14,7 @@ Temporary names start with "." and hold a random part, so concurrent writers nev
 
 The reading side turns a damaged input into a one-line error naming the file (and the field that
 pointed at it), never a decoder's traceback: `read_json_object` for a JSON file that must hold an
-object, `read_rgb_image` / `read_rgb` / `image_size` for images.
+object, `read_yaml` for YAML (scenes, suites, configs), `read_rgb_image` / `read_rgb` / `image_size` for images.
 """
 
 from __future__ import annotations
@@ -171,6 +171,20 @@ def _publish(stage: Path, out: Path) -> None:
                 shutil.rmtree(dst)
             os.replace(entry, dst)
     stage.rmdir()
+
+
+def read_yaml(path: str | Path):
+    """A YAML file's data (UTF-8). Bad YAML, another encoding or an unreadable file is a one-line
+    DipirError naming the file (YAML's own message, first line, says where)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", path) from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise DipirError(f"unreadable YAML file ({err.__class__.__name__}; YAML files are UTF-8)", path) from None
 
 
 _IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)  # PIL's decode errors are these

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
+from dipir.io import read_yaml
 from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
@@ -332,8 +332,4 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path).resolve()
     if not path.is_file():
         raise DipirError("suite file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", path) from None
-    return parse_suite(data, path)
+    return parse_suite(read_yaml(path), path)

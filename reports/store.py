@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from dipir.errors import DipirError
-from dipir.io import read_json_object
+from dipir.io import read_json_object, read_yaml
 from pipelines import schema
 from pipelines.schema import REQUIRED_COLUMNS as REQUIRED
 from pipelines.schema import STATUSES
@@ -191,12 +191,7 @@ def load_store(run: str | Path) -> Store:
 
     spec: dict = {}
     if (run / "spec.yaml").exists():
-        import yaml
-
-        try:
-            spec = yaml.safe_load((run / "spec.yaml").read_text()) or {}
-        except yaml.YAMLError as err:
-            raise DipirError(f"not valid YAML ({err})", run / "spec.yaml") from err
+        spec = read_yaml(run / "spec.yaml") or {}
     run_info = schema.RunInfo()
     if (run / schema.RUN_INFO).exists():
         try:

@@ -110,7 +110,7 @@ def register(app: typer.Typer) -> None:
         spp: int = opt(64, "--spp", kind=SPP),
         envmap_height: int = opt(64, "--envmap-height", kind=ENV_HEIGHT),
         seed: int = opt(0, "--seed", kind=SEED),
-        sphere_resolution: int = opt(64, "--sphere-resolution", kind=Int(4, 2048), help="Pixels per side of each sphere."),
+        sphere_resolution: int = opt(64, "--sphere-resolution", kind=Int(8, 2048), help="Pixels per side of each sphere."),
         sphere_spp: int = opt(64, "--sphere-spp", kind=SPP),
         sphere_renders: bool = typer.Option(False, "--sphere-renders", help="Also write the sphere renders (EXR)."),
     ) -> None:

@@ -32,11 +32,10 @@ def register(app: typer.Typer) -> None:
         """Train the rank-4 LoRA on the scene's background plus concept images of its object class."""
         import dataclasses
 
-        import yaml
         from dipir.errors import DipirError
         from dipir.guidance.lora import personalize
         from dipir.guidance.config import PersonalizeConfig
-        from dipir.io import read_rgb_image
+        from dipir.io import read_rgb_image, read_yaml
         from dipir.guidance.models import load_pipeline
         from dipir.scene.contract import load_scene
 
@@ -44,10 +43,7 @@ def register(app: typer.Typer) -> None:
         if config is not None:
             if not config.is_file():
                 raise DipirError("config file not found", config)
-            try:
-                data = yaml.safe_load(config.read_text()) or {}
-            except yaml.YAMLError as err:
-                raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", config) from None
+            data = read_yaml(config) or {}
             if not isinstance(data, dict):
                 raise DipirError("expected a mapping of PersonalizeConfig fields", config)
             cfg = PersonalizeConfig.from_dict(data, config)

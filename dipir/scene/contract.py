@@ -42,7 +42,7 @@ import numpy as np
 import yaml
 
 from dipir.errors import DipirError
-from dipir.io import image_size
+from dipir.io import image_size, read_yaml
 
 SCENE_FILE = "scene.yaml"
 
@@ -333,10 +333,7 @@ def load_scene(path: str | Path) -> Scene:
         path = path / SCENE_FILE
     if not path.is_file():
         raise DipirError("scene file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", path) from None
+    data = read_yaml(path)
     r = _Reader(data, path)
     r.unknown_keys({"id", "background", "camera", "plane", "object", "envmap", "points", "provenance"})
     bg = r.file("background")

@@ -1,6 +1,6 @@
-"""One image reader (dipir/io.py) for every input image: a missing, foreign or truncated file is a
-one-line DipirError naming the file (or the scene that pointed at it) and the field, never a PIL
-traceback; the commands that used to open images themselves inherit that."""
+"""One reader per input kind (dipir/io.py): images and YAML. A missing, foreign, truncated or
+wrongly encoded file is a one-line DipirError naming the file (or the scene that pointed at it) and
+the field, never a decoder's traceback; the commands that used to open files themselves inherit that."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from dipir.cli.main import main
 from dipir.errors import DipirError
-from dipir.io import image_size, read_rgb, read_rgb_image
+from dipir.io import image_size, read_rgb, read_rgb_image, read_yaml
 
 
 def _png(path: Path, w: int = 12, h: int = 8) -> Path:
@@ -78,3 +78,37 @@ def test_personalize_names_a_truncated_background(tmp_path, capsys):
     assert exc.value.code == 2 and "\n" not in err, err
     assert str(path) in err and "background" in err and "unreadable image" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_yaml_that_is_not_utf8_or_not_yaml_is_named(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DipirError, match=r"x\.yaml: unreadable YAML file \(UnicodeDecodeError; YAML files are UTF-8\)"):
+        read_yaml(p)
+    p.write_text("a: [unclosed\n")
+    with pytest.raises(DipirError, match=r"x\.yaml: invalid YAML"):
+        read_yaml(p)
+    p.write_text("a: 1\n")
+    assert read_yaml(p) == {"a": 1}
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--scene", "{scene}", "--pred", "{dir}/p", "--out", "{dir}/o"],
+    ["run", "{scene}", "--out", "{dir}/o"],
+], ids=["scene", "suite"])
+def test_commands_name_a_latin1_yaml(argv, tmp_path, capsys):
+    from helpers.render import write_scene
+
+    path = write_scene(tmp_path / "s")
+    path.write_bytes(path.read_bytes() + "# r\xe9sum\xe9\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as exc:
+        main([a.format(scene=path, dir=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and str(path) in err and "UTF-8" in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_sphere_resolution_range_is_the_one_the_metrics_accept(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--scene", str(tmp_path), "--pred", str(tmp_path), "--sphere-resolution", "4"])
+    assert exc.value.code == 2 and "--sphere-resolution" in capsys.readouterr().err
