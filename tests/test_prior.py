@@ -80,6 +80,41 @@ def test_each_run_is_recorded_and_the_card_lists_them(tmp_path):
     assert "steps 0–3: settings not recorded" in model_card(meta, 1, None, "", "")
 
 
+@pytest.mark.parametrize("damage,words", [
+    (lambda p: p.write_bytes(p.read_bytes()[:5000]), "unreadable checkpoint"),
+    (lambda p: p.write_text("not a checkpoint"), "unreadable checkpoint"),
+    (lambda p: torch.save([1, 2], p), "not a `dipir prior train` checkpoint"),
+    (lambda p: torch.save({k: v for k, v in torch.load(p, weights_only=False).items() if k != "unet"}, p),
+     "checkpoint.pt: unet: not a"),
+], ids=["truncated", "text", "list", "no_unet"])
+def test_a_damaged_checkpoint_is_named_and_kept(damage, words, tmp_path):
+    from dipir.errors import DipirError
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    PriorTrainer(data, tmp_path / "o", _cfg(1)).run(progress=False)
+    ck = tmp_path / "o" / "checkpoint.pt"
+    damage(ck)
+    before = ck.read_bytes()
+    with pytest.raises(DipirError, match=words) as e:
+        PriorTrainer(data, tmp_path / "o", _cfg(2))
+    assert str(ck) in str(e.value) and "\n" not in str(e.value)
+    assert ck.read_bytes() == before  # never overwritten by a fresh start
+
+
+def test_a_refused_run_creates_no_out_folder(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    data = _fake_world(tmp_path / "data")
+    for argv in (["--data", str(tmp_path / "nothing")], ["--data", str(data), "--channels", "32,48"],
+                 ["--data", str(data), "--channels", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["prior", "train", "--out", str(tmp_path / "o"), "--steps", "1", "--no-progress", *argv])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and "\n" not in err, err
+        assert not (tmp_path / "o").exists(), argv
+
+
 def test_exported_prior_is_a_pixel_space_folder(tmp_path):
     from dipir.prior.model import encode, load_prior
     from dipir.prior.train import PriorTrainer

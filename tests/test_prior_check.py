@@ -66,6 +66,12 @@ def test_check_scores_pairs_over_dipirs_t_range_and_a_zero_rotation_ties(held_ou
     assert len(list(held_out_world.glob("*/prior_check_*.npz"))) == 2
     again = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None)
     assert again["pairs_detail"] == res["pairs_detail"]
+    # A damaged cache (a killed writer) is a miss: rendered again, same scores, file replaced.
+    cache = sorted(held_out_world.glob("*/prior_check_*.npz"))[0]
+    cache.write_bytes(cache.read_bytes()[:300])
+    healed = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None)
+    assert healed["pairs_detail"] == res["pairs_detail"]
+    assert np.load(cache)["images"].shape[0] == 3
 
 
 def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior):

@@ -4,6 +4,7 @@ truth sun (checked by pixel positions), the files and split are as documented.""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -119,3 +120,8 @@ def test_a_world_folder_never_mixes_configs(tmp_path):
     (tmp_path / "w" / "world.json").unlink()  # as written before the file existed
     with pytest.raises(DipirError, match="8x8, not 16x16"):
         write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=2))
+    truth = first[0] / "truth.json"
+    for damaged in (5, [16]):  # a hand-edited record still gets a sentence, not a TypeError
+        truth.write_text(json.dumps({**json.loads(truth.read_text()), "image_size": damaged}))
+        with pytest.raises(DipirError, match=r"truth\.json: image_size: these scenes are of image_size " + re.escape(repr(damaged))):
+            write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=2))

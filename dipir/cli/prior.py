@@ -37,8 +37,12 @@ def register(app: typer.Typer) -> None:
 
         try:
             widths = tuple(int(c) for c in channels.split(","))
+            # GroupNorm in the UNet uses 32 groups: every width is a positive multiple of 32.
+            if not widths or any(w <= 0 or w % 32 for w in widths):
+                raise ValueError
         except ValueError:
-            raise DipirError(f"expected comma-separated integers, got {channels!r}", field="--channels") from None
+            raise DipirError(f"expected comma-separated multiples of 32 (the UNet's GroupNorm groups), got {channels!r}",
+                             field="--channels") from None
         if image_size % 2 ** (len(widths) - 1):
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, max_minutes=max_minutes, seed=seed,

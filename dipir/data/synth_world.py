@@ -291,8 +291,9 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     for truth in sorted(out.glob("*/truth.json"))[:1]:
         size = read_truth(truth.parent).get("image_size")
         if size is not None and size != [cfg.width, cfg.height]:
-            raise DipirError(f"these scenes are {size[0]}x{size[1]}, not {cfg.width}x{cfg.height}; write to "
-                             "another folder", truth, "image_size")
+            what = f"{size[0]}x{size[1]}" if isinstance(size, list) and len(size) == 2 else f"of image_size {size!r}"
+            raise DipirError(f"these scenes are {what}, not {cfg.width}x{cfg.height}; write to another folder",
+                             truth, "image_size")
     path.write_text(json.dumps(want, indent=1))
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,8 +78,11 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.
     rot = "-".join(str(int(d)) for d in cfg.rotations_deg)
     cache = folder / f"prior_check_{size}px_{cfg.spp}spp_{rot}_s{cfg.seed}.npz"
     if cache.is_file():
-        with np.load(cache) as z:
-            return list(z["images"]), caption
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                return list(z["images"]), caption
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # a damaged cache (a killed writer, a foreign file) is a miss: render again, replace it
     env = read_hdr(scene.envmap)
     r = InsertionRenderer(scene, RenderConfig(width=size, height=size, spp=cfg.spp))
     out = [render_insertion(scene, env, renderer=r, seed=cfg.seed)["composite"]]

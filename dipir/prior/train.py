@@ -61,7 +61,6 @@ class PriorTrainer:
         from dipir.prior.data import load_training_images
 
         self.cfg, self.out = cfg, Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.images, captions, seeds = load_training_images(data, cfg.model.image_size)
         self.data_seeds = (min(seeds), max(seeds), len(set(seeds)))
         self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
@@ -97,13 +96,23 @@ class PriorTrainer:
             return
         from dipir.errors import DipirError
 
-        st = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        try:
+            st = torch.load(self.ckpt, map_location="cpu", weights_only=False)
+        except Exception as err:  # truncated, not a torch file: torch raises a different type for each
+            raise DipirError(f"unreadable checkpoint ({err.__class__.__name__}); move it away to train from "
+                             "scratch", self.ckpt) from None
+        missing = [k for k in ("model", "unet", "opt", "ema", "step", "losses") if not isinstance(st, dict) or k not in st]
+        if missing:
+            raise DipirError(f"not a `dipir prior train` checkpoint (no {', '.join(missing)})", self.ckpt, missing[0])
         if st["model"] != dataclasses.asdict(self.cfg.model):
             raise DipirError("checkpoint was trained with another model config; use a new --out", self.ckpt, "model")
-        self.unet.load_state_dict(st["unet"])
-        self.opt.load_state_dict(st["opt"])
-        self.ema.load_state_dict(st["ema"])
-        self.step, self.losses, self.wall_s = st["step"], st["losses"], st.get("wall_s", 0.0)
+        try:
+            self.unet.load_state_dict(st["unet"])
+            self.opt.load_state_dict(st["opt"])
+            self.ema.load_state_dict(st["ema"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise DipirError(f"checkpoint does not fit the model ({err.__class__.__name__})", self.ckpt, "unet") from None
+        self.step, self.losses, self.wall_s = int(st["step"]), list(st["losses"]), float(st.get("wall_s", 0.0))
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
         self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
 
@@ -116,6 +125,7 @@ class PriorTrainer:
         return {"first": self.data_seeds[0], "last": self.data_seeds[1], "scenes": self.data_seeds[2]}
 
     def save_checkpoint(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused on its inputs leaves no folder
         st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
               "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
