@@ -88,3 +88,39 @@ def test_epsilon_v_conversions_are_consistent():
     torch.testing.assert_close(to_epsilon(v, z_t, a, "v_prediction"), eps, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(to_epsilon(x0, z_t, a, "sample"), eps, atol=1e-4, rtol=1e-4)
     assert to_epsilon(eps, z_t, a, "epsilon") is eps
+
+
+def _damage_json(path, **values):
+    import json
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+@pytest.mark.parametrize("damage,names,words", [
+    (lambda m: (m / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 1000), "", "damaged"),
+    (lambda m: (m / "text_encoder" / "model.safetensors").write_bytes(b"\0" * 1000), "", "damaged"),
+    (lambda m: (m / "unet" / "config.json").write_text("{not json"), "", "damaged"),
+    (lambda m: (m / "model_index.json").write_text("[1, 2]"), "model_index.json", "expected a diffusers"),
+    (lambda m: _damage_json(m / "text_encoder" / "config.json", hidden_size="x"), "", "damaged"),
+    (lambda m: _damage_json(m / "scheduler" / "scheduler_config.json", prediction_type="bogus"),
+     "scheduler_config.json: prediction_type", "unsupported prediction_type 'bogus'"),
+    (lambda m: _damage_json(m / "unet" / "config.json", sample_size="abc"), "sample_size", "integer"),
+], ids=["unet_weights", "text_weights", "unet_config", "index_list", "text_config_type", "prediction_type",
+        "sample_size"])
+def test_a_damaged_local_model_is_named_by_both_loaders(damage, names, words, tmp_path):
+    # A copy of the shipped prior, damaged the way a half-finished copy or a hand edit would: both
+    # loaders (the guidance's pipeline and `prior check`'s) name the folder or file, in one line.
+    import shutil
+
+    from dipir.guidance.registry import resolve_model
+    from dipir.prior.model import load_prior
+
+    model = tmp_path / "m"
+    shutil.copytree(resolve_model("mini-world"), model)
+    damage(model)
+    for load in (load_pipeline, load_prior):
+        with pytest.raises(DipirError) as e:
+            load(str(model))
+        msg = str(e.value)
+        assert "\n" not in msg and str(model) in msg and names in msg and words in msg, (load.__name__, msg)
+        assert "could not be downloaded" not in msg

@@ -69,7 +69,9 @@ def read_model_index(source: str) -> dict:
     """`model_index.json` of a local folder or a hub id (downloaded or from the hub cache)."""
     local = Path(source)
     if local.is_dir():
-        return json.loads((local / "model_index.json").read_text())
+        from dipir.io import read_json_object
+
+        return read_json_object(local / "model_index.json", "a diffusers model_index.json (an object)")
     from diffusers import DiffusionPipeline
 
     return dict(DiffusionPipeline.load_config(source))
@@ -81,13 +83,40 @@ def is_pixel_index(index: dict) -> bool:
     return vae is None or (isinstance(vae, (list, tuple)) and (not vae or vae[0] is None))
 
 
+def _first_line(err: Exception) -> str:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
+def damaged_model_error(err: Exception, folder: str | Path) -> DipirError:
+    """A local model folder that is there but does not load (a truncated weights file, a config that
+    is not JSON or has wrong types, a missing component): name the folder, say what broke."""
+    return DipirError(f"cannot load the model in this folder: damaged or incomplete ({type(err).__name__}: "
+                      f"{_first_line(err)})", folder, "model")
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def check_loaded(unet, scheduler, where: str | Path) -> None:
+    """Refuse, at load rather than mid-run, what loads but cannot be used: a prediction_type the
+    guidance cannot convert, a sample_size that is not a size."""
+    kind = scheduler.config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise DipirError(f"unsupported prediction_type {kind!r} (expected one of {', '.join(PREDICTION_TYPES)})",
+                         Path(where) / "scheduler" / "scheduler_config.json", "prediction_type")
+    size = unet.config.sample_size
+    sizes = size if isinstance(size, (list, tuple)) else [size]
+    if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+        raise DipirError(f"must be a positive integer, not {size!r}", Path(where) / "unet" / "config.json",
+                         "sample_size")
+
+
 def _load_error(err: Exception, model: str) -> DipirError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
     why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    first = first if len(first) <= 160 else first[:157] + "..."
     return DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
-                      f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first})",
+                      f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({_first_line(err)})",
                       model, "model")
 
 
@@ -123,8 +152,17 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
         else:
             pipe = diffusers.StableDiffusionPipeline.from_pretrained(
                 source, safety_checker=None, requires_safety_checker=False, **dtype_kw)
-    except (OSError, ValueError) as err:
-        raise _load_error(err, model) from err
+    except DipirError:
+        raise
+    except Exception as err:
+        # A folder on disk that fails to load is damaged (diffusers, transformers and safetensors
+        # raise many types for that); only a hub id can be "not downloadable".
+        if local.exists():
+            raise damaged_model_error(err, local) from None
+        if isinstance(err, (OSError, ValueError)):
+            raise _load_error(err, model) from err
+        raise
+    check_loaded(pipe.unet, pipe.scheduler, local if local.exists() else model)
     for name in ("unet", "vae", "text_encoder"):
         module = getattr(pipe, name, None)
         if module is not None:

@@ -48,10 +48,10 @@ def local_model_files(model: str) -> list[Path] | None:
     index = folder / "model_index.json"
     if not index.is_file():
         return None
-    try:
-        parts = [k for k, v in json.loads(index.read_text()).items() if isinstance(v, list) and not k.startswith("_")]
-    except (OSError, ValueError) as e:
-        raise DipirError(f"unreadable model_index.json ({e.__class__.__name__})", index, "model") from None
+    from dipir.io import read_json_object
+
+    data = read_json_object(index, "a diffusers model_index.json (an object)")
+    parts = [k for k, v in data.items() if isinstance(v, list) and not k.startswith("_")]
     files = [index]
     for part in sorted(parts):
         files += sorted(p for p in (folder / part).rglob("*") if p.is_file())

@@ -105,8 +105,16 @@ def load_prior(folder: str | Path, device: str = "cpu"):
         raise DipirError("not a diffusers model folder (no model_index.json)", folder, "model")
     if (folder / "vae").exists():
         raise DipirError("not a pixel-space prior (has a vae/)", folder, "model")
-    unet = UNet2DConditionModel.from_pretrained(folder / "unet").to(device).eval().requires_grad_(False)
-    sched = DDPMScheduler.from_pretrained(folder / "scheduler")
-    tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    te = CLIPTextModel.from_pretrained(folder / "text_encoder").to(device).eval().requires_grad_(False)
+    from dipir.guidance.models import check_loaded, damaged_model_error
+    from dipir.io import read_json_object
+
+    read_json_object(folder / "model_index.json", "a diffusers model_index.json (an object)")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet").to(device).eval().requires_grad_(False)
+        sched = DDPMScheduler.from_pretrained(folder / "scheduler")
+        tok = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+        te = CLIPTextModel.from_pretrained(folder / "text_encoder").to(device).eval().requires_grad_(False)
+    except Exception as err:  # truncated weights, configs that are not JSON or have wrong types, ...
+        raise damaged_model_error(err, folder) from None
+    check_loaded(unet, sched, folder)
     return unet, sched, tok, te
