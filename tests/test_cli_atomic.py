@@ -119,6 +119,46 @@ def test_rgbe_reader_matches_mitsuba():
     assert a.shape == b.shape and a.flags["C_CONTIGUOUS"] and np.array_equal(a, b)
 
 
+def _pfm(path, img: np.ndarray, little: bool = True, header: bytes | None = None):
+    c = 1 if img.ndim == 2 else 3
+    h, w = img.shape[:2]
+    head = header or b"%s\n%d %d\n%s\n" % (b"PF" if c == 3 else b"Pf", w, h, b"-1.0" if little else b"1.0")
+    path.write_bytes(head + np.ascontiguousarray(img[::-1]).astype("<f4" if little else ">f4").tobytes())
+    return path
+
+
+def test_pfm_reader_matches_mitsuba(tmp_path):
+    # Both byte orders and grey maps, against Mitsuba's own reading of the same files.
+    from dipir.rendering.hdr import _read_mitsuba, read_hdr
+
+    rgb = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32) * 20
+    for little in (True, False):
+        p = _pfm(tmp_path / f"rgb{little}.pfm", rgb, little)
+        assert np.array_equal(read_hdr(p), rgb) and np.array_equal(read_hdr(p), _read_mitsuba(p))
+    grey = _pfm(tmp_path / "grey.pfm", rgb[..., 0])
+    assert np.array_equal(read_hdr(grey), np.repeat(rgb[..., :1], 3, axis=-1))
+
+
+@pytest.mark.parametrize("header,cut,words", [
+    (b"PF\n0 0\n-1.0\n", 0, "0 x 0"),  # Mitsuba's reader dies of SIGFPE on this one
+    (None, 40, "PFM cut short"),
+    (b"PF\nseven 5\n-1.0\n", 0, "must be numbers"),
+    (b"P6\n7 5\n255\n", 0, "not a PFM"),
+    (b"PF\n7", 0, "header cut short"),
+], ids=["zero_size", "truncated", "words", "ppm", "short_header"])
+def test_damaged_pfm_is_one_line(header, cut, words, tmp_path, capsys):
+    p = _pfm(tmp_path / "m.pfm", np.ones((5, 7, 3), np.float32), header=header)
+    if cut:
+        p.write_bytes(p.read_bytes()[:-cut])
+    if header == b"PF\n7":
+        p.write_bytes(header)
+    with pytest.raises(SystemExit) as exc:
+        main(["scene", "polyhaven", str(p), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "\n" not in err and str(p) in err and words in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def test_truncated_rgbe_is_one_line(tmp_path):
     from dipir.rendering.hdr import read_hdr
 

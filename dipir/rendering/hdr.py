@@ -116,10 +116,10 @@ def _overlap_matrix_rows(n_src: int, n_dst: int) -> np.ndarray:
 def read_hdr(path: str | Path) -> np.ndarray:
     """Read a linear HDR image (.exr, .hdr, .pfm) as float32 (H, W, 3).
 
-    .exr goes through OpenEXR and Radiance .hdr (new-style RLE or flat, -Y H +X W) through a small
-    numpy decoder, so reading a map needs neither Mitsuba nor a GPU probe (a `dipir scene polyhaven`
-    in well under a second); anything else (.pfm, old-style RLE, other orientations) is read with
-    Mitsuba's Bitmap, which decodes all of them."""
+    .exr goes through OpenEXR, Radiance .hdr (new-style RLE or flat, -Y H +X W) and .pfm through
+    small numpy decoders, so reading a map needs neither Mitsuba nor a GPU probe (a `dipir scene
+    polyhaven` in well under a second); anything else (old-style RLE, other orientations, EXR channel
+    layouts without RGB/Y) is read with Mitsuba's Bitmap, which decodes all of them."""
     path = Path(path)
     if not path.is_file():
         raise DipirError("HDR file not found", path)
@@ -131,6 +131,8 @@ def read_hdr(path: str | Path) -> np.ndarray:
         img = _read_exr(path)
     elif suffix == ".hdr":
         img = _read_rgbe(path)
+    elif suffix == ".pfm":
+        img = _read_pfm(path)
     if img is None:
         img = _read_mitsuba(path)
     if img.ndim == 2:
@@ -140,6 +142,40 @@ def read_hdr(path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(img)):
         raise DipirError("image holds NaN or infinite values", path)
     return img
+
+
+def _read_pfm(path: Path) -> np.ndarray:
+    """Portable float map: "PF" (RGB) or "Pf" (grey), width height, scale (< 0: little-endian), then
+    float32 rows bottom to top. Read here because Mitsuba's reader dies (SIGFPE) on a 0 x 0 header."""
+    data = path.read_bytes()
+    parts, pos = [], 0
+    while len(parts) < 4:  # magic, width, height, scale: whitespace-separated, one whitespace after scale
+        while pos < len(data) and data[pos:pos + 1].isspace():
+            pos += 1
+        end = pos
+        while end < len(data) and not data[end:end + 1].isspace():
+            end += 1
+        if end == pos:
+            raise DipirError("unreadable HDR image (PFM header cut short)", path)
+        parts.append(data[pos:end])
+        pos = end
+    pos += 1
+    magic, *rest = parts
+    if magic not in (b"PF", b"Pf"):
+        raise DipirError(f"unreadable HDR image (not a PFM: starts with {magic[:8]!r})", path)
+    try:
+        w, h, scale = int(rest[0]), int(rest[1]), float(rest[2])
+    except ValueError:
+        raise DipirError("unreadable HDR image (PFM header: width, height and scale must be numbers)", path) from None
+    c = 3 if magic == b"PF" else 1
+    if w < 1 or h < 1 or scale == 0:
+        raise DipirError(f"unreadable HDR image (PFM header says {w} x {h}, scale {scale:g})", path)
+    n = w * h * c
+    if len(data) - pos < 4 * n:
+        raise DipirError(f"unreadable HDR image (PFM cut short: {(len(data) - pos) // 4} of {n} values)", path)
+    px = np.frombuffer(data, dtype="<f4" if scale < 0 else ">f4", count=n, offset=pos)
+    img = px.reshape(h, w, c)[::-1].astype(np.float32)  # stored bottom row first
+    return np.ascontiguousarray(img[..., 0] if c == 1 else img)
 
 
 def _read_mitsuba(path: Path) -> np.ndarray:
