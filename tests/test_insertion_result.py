@@ -185,3 +185,51 @@ def test_no_envmap_fusion_is_scored_on_its_two_maps(tmp_path, monkeypatch):
     fused = fused_map(torch.from_numpy(result.envmap), torch.from_numpy(result.envmap_shadow)).numpy()
     one_map = render_result(scene, type(result)(envmap=fused, native_grid=True), _task_cfg(), FINAL_SEED)["composite"]
     assert np.abs(one_map - scored).mean() > 0.01
+
+
+def _damage(name, value):
+    def go(folder):
+        (folder / name).write_text(value if isinstance(value, str) else json.dumps(value))
+    return go
+
+
+def _tone_with(**fg):
+    from dipir.rendering.tonemap import ToneCurves
+
+    p = ToneCurves().params()
+    p["fg"].update(fg)
+    return p
+
+
+@pytest.mark.parametrize("damage,where", [
+    (_damage("estimate.json", [1]), "estimate.json: expected a JSON object"),
+    (_damage("estimate.json", {"extras": "x"}), "estimate.json: extras"),
+    (_damage("tone_curves.json", [1]), "tone_curves.json: expected a JSON object"),
+    (_damage("tone_curves.json", {"fg": 5, "shadow": {}}), "tone_curves.json: fg"),
+    (_damage("tone_curves.json", _tone_with(bins="x")), "tone_curves.json: not a tone-curve record"),
+    (_damage("tone_curves.json", _tone_with(raw_widths=[0.0, 1.0])), "tone_curves.json: not a tone-curve record"),
+    (_damage("tone_curves.json", json.dumps(_tone_with(raw_widths=[float("nan")] * 5))), "holds NaN"),
+    (_damage("material.json", {"roughness": "x"}), "material.json: roughness: expected 1 finite number"),
+    (_damage("material.json", {"base_color": [1, 2]}), "material.json: base_color: expected 3"),
+    (_damage("material.json", {"shine": 1}), "material.json: shine: unknown material key"),
+    (_damage("material.json", [1]), "material.json: expected a JSON object"),
+    (_damage("sg.json", "{bad"), "sg.json: unreadable"),
+], ids=["estimate_list", "extras", "tone_list", "tone_part", "tone_bins", "tone_widths", "tone_nan",
+        "material_word", "material_size", "material_key", "material_list", "sg_json"])
+def test_a_damaged_prediction_folder_is_named(damage, where, tmp_path):
+    # Prediction folders are also written by hand (a user's own estimator): every file `evaluate`
+    # reads is checked where it is read, and a bad one is one line naming the file and the field.
+    from dipir.errors import DipirError
+    from dipir.estimators.base import InsertionResult
+    from dipir.evaluation.insertion import load_result, write_result
+    from dipir.rendering.tonemap import ToneCurves
+
+    ok = InsertionResult(envmap=np.ones((8, 16, 3), np.float32), tone=ToneCurves().params(),
+                         material={"roughness": 0.3}, sg={"fg": []})
+    write_result(tmp_path, ok)
+    (tmp_path / "estimate.json").write_text("{}")
+    assert load_result(tmp_path).material == {"roughness": 0.3}
+    damage(tmp_path)
+    with pytest.raises(DipirError) as e:
+        load_result(tmp_path)
+    assert where in str(e.value) and str(tmp_path) in str(e.value) and "\n" not in str(e.value), str(e.value)

@@ -19,13 +19,13 @@ Prediction folder (all names fixed; the optional files only when the result has 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from dipir.errors import DipirError
 from dipir.estimators.base import InsertionResult
+from dipir.io import read_json_object
 
 FILES = {"envmap": "envmap.exr", "envmap_shadow": "envmap_shadow.exr", "tone": "tone_curves.json",
          "material": "material.json", "sg": "sg.json", "estimate": "estimate.json"}
@@ -143,15 +143,49 @@ def load_result(pred_dir: Path) -> InsertionResult:
 
     def read_json(name):
         path = pred_dir / FILES[name]
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DipirError(f"unreadable JSON ({err.__class__.__name__})", path) from None
+        return read_json_object(path) if path.is_file() else None
 
     sh_path = pred_dir / FILES["envmap_shadow"]
     info = read_json("estimate") or {}
+    if not isinstance(info.get("extras") or {}, dict):
+        raise DipirError("expected a mapping", pred_dir / FILES["estimate"], "extras")
+    tone, material = read_json("tone"), read_json("material")
+    _check_tone(tone, pred_dir / FILES["tone"])
+    _check_material(material, pred_dir / FILES["material"])
     return InsertionResult(envmap=read_hdr(env_path), envmap_shadow=read_hdr(sh_path) if sh_path.is_file() else None,
-                           tone=read_json("tone"), material=read_json("material"), sg=read_json("sg"),
+                           tone=tone, material=material, sg=read_json("sg"),
                            native_grid=bool(info.get("native_grid", False)), extras=info.get("extras") or {})
+
+
+def _check_tone(tone: dict | None, path: Path) -> None:
+    """A hand-written or damaged tone-curve record is named here, not deep in the renderer."""
+    if not tone:
+        return
+    from dipir.rendering.tonemap import ToneCurves
+
+    for part in ("fg", "shadow"):
+        if not isinstance(tone.get(part), dict):
+            raise DipirError("expected a mapping (ToneCurves.params())", path, part)
+    try:
+        curves = ToneCurves.from_params(tone)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        what = f"missing {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0][:160]
+        raise DipirError(f"not a tone-curve record ({err.__class__.__name__}: {what})", path) from None
+    bad = [k for k, v in curves.state_dict().items() if not bool(v.isfinite().all())]
+    if bad:
+        raise DipirError("holds NaN or infinite values", path, bad[0])
+
+
+def _check_material(material: dict | None, path: Path) -> None:
+    from dipir.rendering.renderer import MATERIAL_KEYS
+
+    for key, value in (material or {}).items():
+        if key not in MATERIAL_KEYS:
+            raise DipirError(f"unknown material key (allowed: {', '.join(MATERIAL_KEYS)})", path, key)
+        want = 3 if key in ("base_color", "emission") else 1
+        try:
+            arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            arr = np.array([np.nan])
+        if arr.size != want or not np.all(np.isfinite(arr)):
+            raise DipirError(f"expected {want} finite number{'s' if want > 1 else ''}, got {value!r}", path, key)
