@@ -163,11 +163,18 @@ def metric_distributions(store: Store, dataset: str, out: Path, cfg: FigureConfi
 
 
 def _read_losses(path: Path) -> pd.DataFrame | None:
+    """A task's loss log, or None when it is damaged (another encoding, not CSV, a non-numeric
+    column): one bad log costs the curves one task, not the report."""
     try:
         df = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
-    return df if "iteration" in df.columns and len(df) else None
+    if "iteration" not in df.columns or not len(df):
+        return None
+    numeric = df.apply(pd.to_numeric, errors="coerce")
+    if numeric["iteration"].isna().any():
+        return None
+    return numeric.dropna(axis=1, how="all")  # a column of words is not a curve
 
 
 def loss_curves(store: Store, dataset: str, out: Path, cfg: FigureConfig, tcfg: TableConfig) -> tuple[bool, int]:

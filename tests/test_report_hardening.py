@@ -59,3 +59,19 @@ def test_report_skips_an_unreadable_composite_with_a_note(tmp_path):
 
     with Image.open(res.report_dir / "figures" / "grid_polyhaven_ph_b.png") as im:
         assert np.asarray(im).std() > 0
+
+
+def test_a_damaged_loss_log_costs_its_task_not_the_report(tmp_path):
+    from reports.figures import _read_losses
+
+    run = write_fixture_store(tmp_path / "run")
+    logs = sorted(run.glob("tasks/*/losses.csv"))
+    assert len(logs) >= 2
+    logs[0].write_bytes("iteration,loss_total\n0,r\xe9sum\xe9\n".encode("latin-1"))  # not UTF-8
+    text = logs[1].read_text().splitlines()
+    logs[1].write_text("\n".join([text[0]] + ["abc" + line[line.index(","):] for line in text[1:]]))  # words
+    assert _read_losses(logs[0]) is None and _read_losses(logs[1]) is None
+    good = _read_losses(logs[2]) if len(logs) > 2 else None
+    assert good is None or good["iteration"].dtype.kind in "iuf"
+    res = build_report(run, ReportConfig(formats=("md",)))
+    assert res.files["md"][0].is_file()
