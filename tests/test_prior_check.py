@@ -176,9 +176,15 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
         ship_prior(run, tmp_path / "dest2", check)
     assert not (tmp_path / "dest2").exists()
 
-    legacy = {k: v for k, v in res.items() if k != "weights"}
-    for name, text, field in [("bad.json", '{"pairs": 3', "not valid JSON"), ("list.json", "[1]", "expected a"),
-                              ("legacy.json", json.dumps(legacy), "weights: missing")]:
+    # Shipping the run as it is now (its check above is stale) with a fresh check of it:
+    fresh = dict(res, weights=local_model_digest(str(run / "model")))
+    legacy = {k: v for k, v in fresh.items() if k != "weights"}
+    cases = [("bad.json", '{"pairs": 3', "not valid JSON"), ("list.json", "[1]", "expected a"),
+             ("legacy.json", json.dumps(legacy), "weights: missing")]
+    for i, (key, value) in enumerate([("t_range", []), ("fraction_by_rotation", {"90": "x"}),
+                                      ("detail_adjusted", [1]), ("fraction_ci", "ab"), ("complexity_correlation", "x")]):
+        cases.append((f"typed{i}.json", json.dumps({**fresh, key: value}), f"{key}: "))
+    for name, text, field in cases:
         (tmp_path / name).write_text(text)
         capsys.readouterr()  # drop the progress bars of the steps above
         with pytest.raises(SystemExit) as exc:
@@ -186,3 +192,21 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "\n" not in err and str(tmp_path / name) in err and field in err, err
     assert not (tmp_path / "d3").exists()
+
+    (tmp_path / "fresh.json").write_text(json.dumps(fresh))
+    meta_path = run / "model" / "dipir_prior.json"
+    meta = json.loads(meta_path.read_text())
+    for key, value in [("runs", [{"steps": 5}]), ("runs", "abc"), ("wall_s", "abc"), ("config", []), ("step", "x")]:
+        meta_path.write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(DipirError, match=rf"dipir_prior\.json: {key}: "):
+            ship_prior(run, tmp_path / "d4", tmp_path / "fresh.json")
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "a_file").write_text("precious")
+    with pytest.raises(DipirError, match="--dest: exists and is not a folder"):
+        ship_prior(run, tmp_path / "a_file", tmp_path / "fresh.json")
+    assert (tmp_path / "a_file").read_text() == "precious" and not (tmp_path / "d4").exists()
+    weights = run / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(DipirError, match="damaged or incomplete"):
+        ship_prior(run, tmp_path / "d5")  # no check given: the weights are still loaded before shipping
+    assert not (tmp_path / "d5").exists()

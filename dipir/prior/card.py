@@ -31,9 +31,56 @@ def _runs(meta: dict) -> list[str]:
     return out
 
 
-# What the card quotes from a check, and the type each must have.
-_CHECK_FIELDS = {"weights": str, "scenes": int, "pairs": int, "truth_wins": int, "fraction": (int, float),
-                 "t_range": list, "n_noise": int, "fraction_by_rotation": dict}
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers(v, n: int | None = None) -> bool:
+    return isinstance(v, list) and (n is None or len(v) == n) and all(_number(x) for x in v)
+
+
+def _number_map(v) -> bool:
+    return isinstance(v, dict) and all(_number(x) for x in v.values())
+
+
+# What the card quotes from a check: field -> (required, test, what it must be).
+_CHECK_FIELDS = {
+    "weights": (True, lambda v: isinstance(v, str), "a string"),
+    "scenes": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "pairs": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "truth_wins": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "n_noise": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "fraction": (True, _number, "a number"),
+    "t_range": (True, lambda v: _numbers(v, 2), "two numbers"),
+    "fraction_by_rotation": (True, _number_map, "a mapping of numbers"),
+    "fraction_ci": (False, lambda v: _numbers(v, 2), "two numbers"),
+    "complexity_correlation": (False, _number, "a number"),
+    "fraction_by_t_band": (False, _number_map, "a mapping of numbers"),
+    "detail_adjusted": (False, lambda v: isinstance(v, dict) and all(
+        _number(v.get(k)) or v.get(k) is None for k in ("margin", "t", "fraction")), "a mapping of numbers"),
+}
+# What the card quotes from the run's model/dipir_prior.json.
+_META_FIELDS = {
+    "step": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "wall_s": (True, _number, "a number"),
+    "config": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model", {}), dict) and all(
+        _number(v[k]) for k in ("lr", "batch_size", "ema_decay", "empty_caption_frac") if k in v),
+        "a mapping (with numbers for lr, batch_size, ema_decay, empty_caption_frac)"),
+    "data_seeds": (False, lambda v: isinstance(v, dict), "a mapping"),
+    "runs": (False, lambda v: isinstance(v, list) and all(
+        isinstance(r, dict) and _numbers(r.get("steps"), 2) and (r.get("recorded") is False or (
+            _number(r.get("lr")) and _number(r.get("wall_s")) and isinstance(r.get("batch_size"), int)))
+        for r in v), "a list of runs ({steps: [from, to], lr, batch_size, wall_s})"),
+}
+
+
+def _validate(data: dict, fields: dict, path: Path) -> None:
+    for key, (required, ok, what) in fields.items():
+        if key not in data and not required:
+            continue
+        if not ok(data.get(key)):
+            hint = " (checks written before it was recorded: run `dipir prior check` again)" if key == "weights" else ""
+            raise DipirError(f"{'missing or ' if required else ''}not {what}{hint}", path, key)
 
 
 def read_check(path: str | Path, model: Path) -> dict:
@@ -42,10 +89,7 @@ def read_check(path: str | Path, model: Path) -> dict:
     from dipir.guidance.registry import local_model_digest
 
     check = read_json_object(path, "a `dipir prior check --json` result")
-    for key, kind in _CHECK_FIELDS.items():
-        if not isinstance(check.get(key), kind) or isinstance(check.get(key), bool):
-            hint = " (checks written before it was recorded: run `dipir prior check` again)" if key == "weights" else ""
-            raise DipirError(f"missing or not {getattr(kind, '__name__', 'a number')}{hint}", path, key)
+    _validate(check, _CHECK_FIELDS, Path(path))
     if check["weights"] != local_model_digest(str(model)):
         raise DipirError(f"this check is of other weights than {model} (retrained since?); run `dipir prior check` "
                          "on them", path, "weights")
@@ -60,10 +104,16 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
     if not meta_path.is_file():
         raise DipirError("no trained prior here (model/dipir_prior.json missing)", run_out, "run")
     meta = read_json_object(meta_path)
+    _validate(meta, _META_FIELDS, meta_path)
+    if dest.exists() and not dest.is_dir():
+        raise DipirError("exists and is not a folder", dest, "--dest")
     size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
     if size > MAX_BYTES:
         raise DipirError(f"prior is {size / 2**20:.1f} MiB, over the 20 MiB budget", model, "model")
     check = read_check(check_json, model) if check_json else None
+    from dipir.prior.model import load_prior
+
+    load_prior(model)  # weights that do not load are not shipped (a damaged copy is named here)
     with publish_dir(dest, replace=True) as tmp:
         shutil.copytree(model, tmp, dirs_exist_ok=True)
         if (run_out / "loss.png").is_file():
