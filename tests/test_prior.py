@@ -142,10 +142,18 @@ def test_training_refuses_held_out_scenes(tmp_path):
         PriorTrainer(data, tmp_path / "out", _cfg(1))
 
 
+def _edit_truth(folder, **values):
+    path = folder / "truth.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
 @pytest.mark.parametrize("damage,named", [
     (lambda f: (f / "truth.json").write_text("{bad"), "truth.json: unreadable truth.json"),
     (lambda f: (f / "truth.json").write_text('{"split": "train", "seed": 1}'), "truth.json: caption: missing"),
     (lambda f: (f / "image.png").unlink(), "image.png: unreadable image"),
+    (lambda f: _edit_truth(f, seed="x"), "truth.json: seed: expected an integer, got 'x'"),
+    (lambda f: _edit_truth(f, seed=1.5), "truth.json: seed: expected an integer, got 1.5"),
+    (lambda f: _edit_truth(f, caption=5), "truth.json: caption: expected a string, got 5"),
 ])
 def test_a_damaged_scene_folder_is_named(tmp_path, damage, named):
     """Training data (and the check's scenes) read through one reader that names the file and field."""

@@ -270,7 +270,15 @@ def read_truth(folder: Path, *keys: str) -> dict:
     for k in keys:
         if k not in truth:
             raise DipirError("missing (not a scene written by `dipir synth world`?)", path, k)
+        kind, what = _TRUTH_TYPES.get(k, (object, ""))
+        if not isinstance(truth[k], kind) or (kind is int and isinstance(truth[k], bool)):
+            raise DipirError(f"expected {what}, got {truth[k]!r}", path, k)
     return truth
+
+
+# The types of the truth.json fields readers require (the writer is `write_scene` above).
+_TRUTH_TYPES = {"split": (str, "a string"), "seed": (int, "an integer"), "caption": (str, "a string"),
+                "background_caption": (str, "a string"), "image_size": (list, "[width, height]")}
 
 
 def _same_world(out: Path, cfg: WorldConfig) -> None:
