@@ -31,6 +31,10 @@ def _runs(meta: dict) -> list[str]:
     return out
 
 
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -46,10 +50,10 @@ def _number_map(v) -> bool:
 # What the card quotes from a check: field -> (required, test, what it must be).
 _CHECK_FIELDS = {
     "weights": (True, lambda v: isinstance(v, str), "a string"),
-    "scenes": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "pairs": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "truth_wins": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "n_noise": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "scenes": (True, _int, "an integer"),
+    "pairs": (True, _int, "an integer"),
+    "truth_wins": (True, _int, "an integer"),
+    "n_noise": (True, _int, "an integer"),
     "fraction": (True, _number, "a number"),
     "t_range": (True, lambda v: _numbers(v, 2), "two numbers"),
     "fraction_by_rotation": (True, _number_map, "a mapping of numbers"),
@@ -61,7 +65,7 @@ _CHECK_FIELDS = {
 }
 # What the card quotes from the run's model/dipir_prior.json.
 _META_FIELDS = {
-    "step": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "step": (True, _int, "an integer"),
     "wall_s": (True, _number, "a number"),
     "config": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model", {}), dict) and all(
         _number(v[k]) for k in ("lr", "batch_size", "ema_decay", "empty_caption_frac") if k in v),
@@ -69,7 +73,7 @@ _META_FIELDS = {
     "data_seeds": (False, lambda v: isinstance(v, dict), "a mapping"),
     "runs": (False, lambda v: isinstance(v, list) and all(
         isinstance(r, dict) and _numbers(r.get("steps"), 2) and (r.get("recorded") is False or (
-            _number(r.get("lr")) and _number(r.get("wall_s")) and isinstance(r.get("batch_size"), int)))
+            _number(r.get("lr")) and _number(r.get("wall_s")) and _int(r.get("batch_size"))))
         for r in v), "a list of runs ({steps: [from, to], lr, batch_size, wall_s})"),
 }
 
