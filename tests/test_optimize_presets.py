@@ -58,7 +58,7 @@ def test_preset_runs_and_does_what_it_says(name, env, tmp_path, monkeypatch):
     if name == "oracle-guidance":
         assert opt.guidance is None and opt.target is not None
     else:
-        assert opt.guidance.cfg.kind == kind and opt.guidance.cfg.use_lora == (name != "sds-no-lora")
+        assert opt.guidance.cfg.kind == kind and opt.guidance.cfg.use_lora == (name not in ("sds-no-lora", "lds-no-lora"))
     if name == "dataset-update":
         assert opt.target is not None and opt.target.shape == (1, 3, 32, 32)
     # Tone curves move unless switched off.

@@ -11,6 +11,7 @@ from dipir.optim.presets import PRESETS, get_preset
 EXPECTED = {
     "dipir": {},
     "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
+    "lds-no-lora": {"personalize.enabled": False},
     "sds-lora": {"guidance.kind": "sds"},
     "dataset-update": {"guidance.kind": "dataset-update"},
     "no-tone-curves": {"tone.enabled": False},

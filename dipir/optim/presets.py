@@ -17,6 +17,9 @@ PRESET_OVERRIDES: dict[str, dict[str, object]] = {
     "dipir": {},
     # Score distillation with classifier-free guidance on the base model (no personalization).
     "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
+    # LDS on the base model, no personalization: w(t)(ε(c) − ε(∅)), the classifier-score direction.
+    # Tells the LoRA's part in LDS from the LDS form's (not in the paper).
+    "lds-no-lora": {"personalize.enabled": False},
     # Score distillation with CFG on the personalized model.
     "sds-lora": {"guidance.kind": "sds"},
     # SDEdit-style targets from the personalized model, pulled towards by a pixel loss.
