@@ -22,3 +22,11 @@ class DipirError(Exception):
         if self.field:
             where = f"{where}: {self.field}" if where else self.field
         return f"{where}: {self.message}" if where else self.message
+
+
+def first_line(err: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type name when it has none), for quoting a
+    library's error inside a one-line DipirError; cut to `limit` characters with "..."."""
+    text = str(err).strip()
+    first = text.splitlines()[0] if text else type(err).__name__
+    return first if limit is None or len(first) <= limit else first[:limit - 3] + "..."

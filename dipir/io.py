@@ -187,9 +187,6 @@ def read_yaml(path: str | Path):
         raise DipirError(f"unreadable YAML file ({err.__class__.__name__}; YAML files are UTF-8)", path) from None
 
 
-_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)  # PIL's decode errors are these
-
-
 @contextlib.contextmanager
 def _opened_image(path: str | Path, named: str | Path | None, field: str | None):
     from PIL import Image
@@ -197,7 +194,7 @@ def _opened_image(path: str | Path, named: str | Path | None, field: str | None)
     try:
         with Image.open(path) as im:
             yield im
-    except (*_IMAGE_ERRORS, Image.DecompressionBombError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         # UnidentifiedImageError and "image file is truncated" are OSErrors; decoding happens
         # inside the block (convert/resize), so a file that fails half way is named too.
         raise DipirError(f"unreadable image ({err.__class__.__name__})", named or path, field) from None

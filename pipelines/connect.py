@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 
-from dipir.errors import DipirError
+from dipir.errors import DipirError, first_line
 
 PROBE_TIMEOUT_S = 3.0
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
@@ -36,8 +36,7 @@ def resolve(address: str) -> str:
     try:
         gcs = canonicalize_bootstrap_address("auto")
     except (ConnectionError, ValueError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise _fail(address, f"no running Ray cluster found ({msg}); start one with `ray start --head` "
+        raise _fail(address, f"no running Ray cluster found ({first_line(err)}); start one with `ray start --head` "
                              "or pass its host:port") from None
     if not gcs:
         raise _fail(address, "no running Ray cluster found; start one with `ray start --head` or pass its host:port")

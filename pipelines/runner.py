@@ -20,7 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dipir.errors import DipirError
+from dipir.errors import DipirError, first_line
 from pipelines import execute, store
 from pipelines.suite import Suite
 from pipelines.tasks import Task, plan
@@ -163,8 +163,7 @@ def _connect(address: str | None, workers: int | None) -> bool:
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DipirError(f"cannot join the Ray cluster ({first})", field=f"--address {address}") from None
+            raise DipirError(f"cannot join the Ray cluster ({first_line(err)})", field=f"--address {address}") from None
     else:
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     return True

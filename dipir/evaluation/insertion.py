@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dipir.errors import DipirError
+from dipir.errors import DipirError, first_line
 from dipir.estimators.base import InsertionResult
 from dipir.io import read_json_object
 
@@ -169,7 +169,7 @@ def _check_tone(tone: dict | None, path: Path) -> None:
     try:
         curves = ToneCurves.from_params(tone)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        what = f"missing {err}" if isinstance(err, KeyError) else str(err).strip().splitlines()[0][:160]
+        what = f"missing {err}" if isinstance(err, KeyError) else first_line(err, 160)
         raise DipirError(f"not a tone-curve record ({err.__class__.__name__}: {what})", path) from None
     bad = [k for k, v in curves.state_dict().items() if not bool(v.isfinite().all())]
     if bad:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from dipir.errors import DipirError
+from dipir.errors import DipirError, first_line
 from dipir.io import publish_dir
 from dipir.guidance.registry import PRIORS_DIR, prior_names, resolve_model  # noqa: F401 (re-exported)
 
@@ -83,16 +83,11 @@ def is_pixel_index(index: dict) -> bool:
     return vae is None or (isinstance(vae, (list, tuple)) and (not vae or vae[0] is None))
 
 
-def _first_line(err: Exception) -> str:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return first if len(first) <= 160 else first[:157] + "..."
-
-
 def damaged_model_error(err: Exception, folder: str | Path) -> DipirError:
     """A local model folder that is there but does not load (a truncated weights file, a config that
     is not JSON or has wrong types, a missing component): name the folder, say what broke."""
     return DipirError(f"cannot load the model in this folder: damaged or incomplete ({type(err).__name__}: "
-                      f"{_first_line(err)})", folder, "model")
+                      f"{first_line(err, 160)})", folder, "model")
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -116,7 +111,7 @@ def _load_error(err: Exception, model: str) -> DipirError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
     why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
     return DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
-                      f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({_first_line(err)})",
+                      f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first_line(err, 160)})",
                       model, "model")
 
 

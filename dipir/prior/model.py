@@ -105,10 +105,9 @@ def load_prior(folder: str | Path, device: str = "cpu"):
         raise DipirError("not a diffusers model folder (no model_index.json)", folder, "model")
     if (folder / "vae").exists():
         raise DipirError("not a pixel-space prior (has a vae/)", folder, "model")
-    from dipir.guidance.models import check_loaded, damaged_model_error
-    from dipir.io import read_json_object
+    from dipir.guidance.models import check_loaded, damaged_model_error, read_model_index
 
-    read_json_object(folder / "model_index.json", "a diffusers model_index.json (an object)")
+    read_model_index(str(folder))  # an index that is not an object is named, as by load_pipeline
     try:
         unet = UNet2DConditionModel.from_pretrained(folder / "unet").to(device).eval().requires_grad_(False)
         sched = DDPMScheduler.from_pretrained(folder / "scheduler")

@@ -62,7 +62,7 @@ class PriorTrainer:
 
         self.cfg, self.out = cfg, Path(out)
         self.images, captions, seeds = load_training_images(data, cfg.model.image_size)
-        self.data_seeds = (min(seeds), max(seeds), len(set(seeds)))
+        self.data_seeds = {"first": min(seeds), "last": max(seeds), "scenes": len(set(seeds))}
         self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
         uniq = sorted(set(captions)) + [""]
         emb = encode(self.tokenizer, self.text_encoder, uniq)
@@ -82,7 +82,7 @@ class PriorTrainer:
         self.runs: list[dict] = []
         self._resume()
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, "batch_size": cfg.batch_size,
-                          "data_seeds": self._seeds_dict(), "wall_s": 0.0})
+                          "data_seeds": self.data_seeds, "wall_s": 0.0})
 
     @property
     def ckpt(self) -> Path:
@@ -120,9 +120,6 @@ class PriorTrainer:
     def history(self) -> list[dict]:
         """The runs that trained at least one step (a resume that only exports adds none)."""
         return [r for r in self.runs if r["steps"][1] > r["steps"][0]]
-
-    def _seeds_dict(self) -> dict:
-        return {"first": self.data_seeds[0], "last": self.data_seeds[1], "scenes": self.data_seeds[2]}
 
     def save_checkpoint(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused on its inputs leaves no folder
@@ -175,7 +172,7 @@ class PriorTrainer:
     def export(self) -> Path:
         """The EMA weights as a diffusers folder `out/model`, plus the loss curve."""
         extra = {"step": self.step, "wall_s": round(self.wall_s, 1), "train_images": len(self.images),
-                 "data_seeds": self._seeds_dict(), "runs": self.history, "config": self.cfg.to_dict()}
+                 "data_seeds": self.data_seeds, "runs": self.history, "config": self.cfg.to_dict()}
         path = save_prior(self.out / "model", self.ema_unet(), self.scheduler, self.tokenizer, self.text_encoder, extra)
         plot_losses(self.losses, self.out / "loss.png")
         (self.out / "losses.json").write_text(json.dumps(self.losses))
