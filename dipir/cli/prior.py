@@ -1,4 +1,4 @@
-"""`dipir prior train|check`: the mini world's pixel-space diffusion prior."""
+"""`dipir prior train|check|forms|ship`: the mini world's pixel-space diffusion prior."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ def register(app: typer.Typer) -> None:
                             no_args_is_help=True)
     app.add_typer(prior_app, name="prior")
     _ship_command(prior_app)
+    _forms_command(prior_app)
 
     @prior_app.command("train")
     def train(
@@ -84,6 +85,45 @@ def register(app: typer.Typer) -> None:
         bar = res["bar"]
         typer.echo(f"{'PASSES' if res['passes'] else 'FAILS'} the bar (truth wins >= {bar['fraction']:.0%} "
                    f"of >= {bar['min_pairs']} pairs)")
+
+
+def _forms_command(prior_app: typer.Typer) -> None:
+    @prior_app.command("forms")
+    def forms(
+        model: str = typer.Argument(..., help="The prior: a shipped name (mini-world) or a folder."),
+        data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
+        preset: str = typer.Option("dipir", "--preset", help="DiPIR preset whose personalization makes the LoRAs."),
+        options: str = typer.Option(None, "--options",
+                                    help="The dipir estimator's options as JSON, as a suite gives them "
+                                         "(e.g. '{\"personalize\": {\"concept_count_outdoor\": 40}}')."),
+        cache_dir: Path = typer.Option(None, "--cache-dir",
+                                       help="Personalization cache (a suite run's RUN/cache/dipir reuses its LoRAs)."),
+        n_noise: int = typer.Option(64, "--n-noise", min=1, help="Noise draws per composite."),
+        max_scenes: int = typer.Option(None, "--max-scenes", min=1),
+        out_json: Path = typer.Option(None, "--json", help="Write every scene's energies here."),
+    ) -> None:
+        """Which guidance forms (SDS, SDS+LoRA, LDS, LDS without LoRA) prefer the true sun: each
+        form's energy on the prior check's composites, truth against the sun rotated 90°/180°."""
+        import json
+
+        from dipir.errors import DipirError
+        from dipir.prior.forms import check_forms
+
+        opts = None
+        if options is not None:
+            try:
+                opts = json.loads(options)
+            except json.JSONDecodeError as err:
+                raise DipirError(f"not JSON: {err.msg} at character {err.pos}", field="--options") from None
+            if not isinstance(opts, dict):
+                raise DipirError(f"expected a JSON object, got {options!r}", field="--options")
+        res = check_forms(model, data, preset, opts, cache_dir, max_scenes, n_noise, out_json, log=typer.echo)
+        typer.echo(f"{res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}, "
+                   f"w(t) {res['weighting']}, CFG scale {res['guidance_scale']:g}; truth preferred by:")
+        for name, f in res["forms"].items():
+            lo, hi = f["fraction_ci"]
+            typer.echo(f"  {name:12s} {f['truth_wins']:3d}/{f['pairs']} = {f['fraction']:.1%} "
+                       f"[95% CI over scenes {lo:.0%}–{hi:.0%}]")
 
 
 def _ship_command(prior_app: typer.Typer) -> None:

@@ -1,0 +1,135 @@
+"""`dipir prior forms`: which guidance forms prefer the true lighting? What the check
+(`check.py`) asks of the prior, asked of each way DiPIR can use it.
+
+Every guidance form follows a difference of two noise predictions, w(t)·(ε_A − ε_B): SDS with
+classifier-free guidance scale s uses A = ε_∅ + s·(ε_c − ε_∅) and B = the true noise; DiPIR's LDS
+uses A = the LoRA-personalized model with the class prompt c and B = the base model with ∅. Since
+ε_X ≈ −σ_t ∇ log p_X, following that difference descends the energy E_A − E_B, where E_X is X's
+denoising loss ‖ε_X(x_t) − ε‖², the usual proxy for −log p_X (the check's score; the true noise
+has E = 0, and a CFG prediction's energy is (1 − s)·E_∅ + s·E_c). So each form's energy is scored on
+the check's own composites (true sun, sun rotated 90° and 180°; same noise and timesteps, the t range
+DiPIR samples, weighted by the guidance's w(t)): a pair is won when the truth's energy is lower.
+A form whose energy does not prefer the truth cannot recover the sun, however long it runs.
+
+The forms (`FORMS`), for the suite's presets:
+- `prior ∅`: the base model alone, empty prompt (the reference: what the prior itself knows);
+- `sds-no-lora`, `sds-lora`: SDS with CFG, base model or the scene's LoRA in both branches;
+- `sds-no-cfg`, `sds-lora-no-cfg`: the same at scale 1 (the prompted prediction alone, no ε_c − ε_∅);
+- `lds` (DiPIR), `lds-no-lora`: ε_LoRA(c) − ε_base(∅), and the same with the base model in both.
+
+The LoRA of each scene is personalized exactly as the `dipir` estimator does it (same preset,
+options and cache), so pointing `--cache-dir` at a suite run's cache reuses the LoRAs it trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# name -> the energy's weights on the four denoising losses (base ∅, base c, LoRA ∅, LoRA c);
+# "s" stands for the guidance scale.
+FORMS = {
+    "prior ∅": {"base_u": 1.0},
+    "sds-no-lora": {"base_u": "1-s", "base_c": "s"},
+    "sds-lora": {"lora_u": "1-s", "lora_c": "s"},
+    "sds-no-cfg": {"base_c": 1.0},  # SDS at scale 1: the prompted prediction, no CFG difference
+    "sds-lora-no-cfg": {"lora_c": 1.0},
+    "lds": {"lora_c": 1.0, "base_u": -1.0},
+    "lds-no-lora": {"base_c": 1.0, "base_u": -1.0},
+}
+
+
+def form_energies(losses: dict[str, np.ndarray], guidance_scale: float) -> dict[str, np.ndarray]:
+    """Each form's energy from the four weighted denoising losses (arrays of the same shape)."""
+    s = float(guidance_scale)
+    coef = {"s": s, "1-s": 1.0 - s}
+    return {name: sum((coef[c] if isinstance(c, str) else c) * losses[k] for k, c in terms.items())
+            for name, terms in FORMS.items()}
+
+
+def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise: torch.Tensor) -> dict[str, np.ndarray]:
+    """w(t)-weighted ε-MSE, (images, draws), of the base and LoRA models under ∅ and the class prompt,
+    every image under the same noise and timesteps. The LoRA must be installed on the guidance's
+    pipeline."""
+    x = guidance.encode(guidance.fit(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()))
+    w = guidance.weight(t).cpu().double().numpy()
+    branches = {"base_u": (guidance.embed_uncond, False), "base_c": (guidance.embed_cond, False),
+                "lora_u": (guidance.embed_uncond, True), "lora_c": (guidance.embed_cond, True)}
+    out = {}
+    for name, (emb, lora) in branches.items():
+        rows = []
+        for xi in x:
+            zt = guidance.sched.add_noise(xi.detach().expand(len(t), -1, -1, -1), noise, t)
+            eps = guidance.predict_eps(zt, t, emb, lora)
+            rows.append((eps - noise).square().mean(dim=(1, 2, 3)).double().numpy() * w)
+        out[name] = np.stack(rows)
+    return out
+
+
+def check_forms(model: str, data: str | Path, preset: str = "dipir", options: dict | None = None,
+                cache_dir: str | Path | None = None, max_scenes: int | None = None, n_noise: int = 64,
+                out_json: str | Path | None = None, log=print, check_cfg=None) -> dict:
+    """Each form's truth-wins fraction on the held-out scenes of `data` (`check_cfg`: the check's
+    composites, `PriorCheckConfig()` by default; its `n_noise` is replaced by `n_noise`)."""
+    import dataclasses
+
+    from dipir.data.synth_world import read_truth
+    from dipir.errors import DipirError
+    from dipir.estimators.dipir_estimator import DipirEstimator
+    from dipir.guidance.adapters import release_adapters
+    from dipir.guidance.guidance import Guidance
+    from dipir.optim.optimizer import load_model, personalize_scene
+    from dipir.prior.check import PriorCheckConfig, composites, scene_bootstrap_ci, timesteps
+    from dipir.prior.data import scene_folders
+    from dipir.scene.contract import load_scene
+
+    est = DipirEstimator.from_options({**(options or {}), "preset": preset, "model": str(model)})
+    cfg = est.cfg
+    if not cfg.uses_lora():
+        raise DipirError(f"preset {preset!r} trains no LoRA; the forms need the scene's LoRA "
+                         "(use a preset that personalizes, e.g. dipir)", field="--preset")
+    pipe = load_model(str(model), cache_dir=cache_dir)
+    size = int(pipe.unet.config.sample_size)
+    held = [f for f in scene_folders(data) if read_truth(f, "split")["split"] == "held_out"]
+    if not held:
+        raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
+    held = held[:max_scenes] if max_scenes else held
+    ccfg = dataclasses.replace(check_cfg or PriorCheckConfig(), n_noise=n_noise)
+    T = int(pipe.scheduler.config.num_train_timesteps)
+    t = timesteps(ccfg, T)
+    energies = {name: [] for name in FORMS}  # per scene: (truth, rotations...) energies
+    rows = []
+    for i, folder in enumerate(held):
+        release_adapters(pipe)  # each scene's LoRA is trained (or loaded) on the base weights
+        scene = load_scene(folder)
+        facts = personalize_scene(pipe, scene, cfg, scene.camera.width, scene.camera.height,
+                                  cache_dir, progress=False)
+        guidance = Guidance(pipe, cfg.guidance, object_class=scene.object.cls)
+        images, _ = composites(folder, ccfg, size)
+        noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(ccfg.seed * 100_003 + i))
+        losses = denoising_losses(guidance, images, t, noise)
+        e = form_energies({k: v.mean(axis=1) for k, v in losses.items()}, cfg.guidance.guidance_scale)
+        for name, v in e.items():
+            energies[name].append(v)
+        row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit")}
+        for name, v in e.items():
+            row[name] = [float(x) for x in v]
+        rows.append(row)
+        log(f"{i + 1}/{len(held)} {folder.name}: truth preferred by "
+            + ", ".join(f"{n} {int((v[0] < v[1:]).sum())}/{len(v) - 1}" for n, v in e.items()))
+    forms = {}
+    for name, per_scene in energies.items():
+        e = np.stack(per_scene)  # (scenes, 1 + rotations)
+        wins = e[:, :1] < e[:, 1:]
+        forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
+                       "fraction_ci": list(scene_bootstrap_ci(wins))}
+    res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
+           "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
+           "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
+           "scenes": len(held), "forms": forms, "scenes_detail": rows}
+    if out_json:
+        Path(out_json).write_text(json.dumps(res, indent=1))
+    return res

@@ -1,0 +1,86 @@
+"""`dipir prior forms`: each guidance form's energy on the check's composites (truth vs rotated sun),
+with the scene's LoRA personalized as the dipir estimator does it (tiny prior, 16 px, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+# A personalization small enough for a test: 2 LoRA steps on the background alone.
+OPTIONS = {"personalize": {"steps": 2, "batch_size": 1, "use_concepts": False}}
+
+
+@pytest.fixture(scope="module")
+def world_and_prior(tmp_path_factory):
+    from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
+    from dipir.prior.model import PriorModelConfig
+    from dipir.prior.train import PriorTrainConfig, PriorTrainer
+
+    root = tmp_path_factory.mktemp("forms")
+    write_world(root / "held", 2, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=4))
+    write_world(root / "train", 1, seed=0, cfg=WorldConfig(width=16, height=16, spp=4))
+    cfg = PriorTrainConfig(steps=1, batch_size=2, warmup_steps=1, checkpoint_every=100,
+                           model=PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32))
+    PriorTrainer(root / "train", root / "out", cfg).run(progress=False)
+    return root / "held", root / "out" / "model", root
+
+
+def test_form_energies_are_the_forms_differences():
+    from dipir.prior.forms import FORMS, form_energies
+
+    rng = np.random.default_rng(0)
+    L = {k: rng.random(3) for k in ("base_u", "base_c", "lora_u", "lora_c")}
+    e = form_energies(L, guidance_scale=7.5)
+    assert set(e) == set(FORMS)
+    np.testing.assert_allclose(e["lds"], L["lora_c"] - L["base_u"])
+    np.testing.assert_allclose(e["lds-no-lora"], L["base_c"] - L["base_u"])
+    np.testing.assert_allclose(e["sds-no-lora"], L["base_u"] + 7.5 * (L["base_c"] - L["base_u"]))
+    np.testing.assert_allclose(e["sds-lora"], L["lora_u"] + 7.5 * (L["lora_c"] - L["lora_u"]))
+    np.testing.assert_allclose(e["sds-no-cfg"], L["base_c"])
+    np.testing.assert_allclose(e["prior ∅"], L["base_u"])
+
+
+def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior, tmp_path):
+    from dipir.prior.check import PriorCheckConfig
+    from dipir.prior.forms import FORMS, check_forms
+
+    held, model, root = world_and_prior
+    cache = root / "cache"
+    # A 0° rotation is the truth itself: same image, same noise, so no form may prefer either.
+    cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
+    res = check_forms(str(model), held, options=OPTIONS, cache_dir=cache, n_noise=4,
+                      out_json=tmp_path / "forms.json", log=lambda s: None, check_cfg=cfg)
+    assert res["scenes"] == 2 and set(res["forms"]) == set(FORMS)
+    for row in res["scenes_detail"]:
+        assert row["lora_cache_hit"] is False and row["lora"]
+        for name in FORMS:
+            truth, zero, half = row[name]
+            assert zero == truth and half != truth
+    for f in res["forms"].values():
+        assert f["pairs"] == 4 and f["truth_wins"] <= 2
+    assert json.loads((tmp_path / "forms.json").read_text())["forms"] == res["forms"]
+    # A trained LoRA moves the LoRA branches away from the base ones.
+    row = res["scenes_detail"][0]
+    assert row["lds"] != row["lds-no-lora"]
+    # The second pass loads every LoRA from the cache and scores exactly the same.
+    again = check_forms(str(model), held, options=OPTIONS, cache_dir=cache, n_noise=4, log=lambda s: None,
+                        check_cfg=cfg)
+    assert all(r["lora_cache_hit"] for r in again["scenes_detail"])
+    assert [r["lds"] for r in again["scenes_detail"]] == [r["lds"] for r in res["scenes_detail"]]
+
+
+def test_forms_cli_refuses_a_preset_without_lora_and_bad_options(world_and_prior, capsys):
+    from dipir.cli.main import main
+
+    held, model, _ = world_and_prior
+    for extra, words in [(["--preset", "sds-no-lora"], ("--preset", "LoRA")), (["--options", "{oops"], ("--options", "not JSON")),
+                         (["--options", "[1]"], ("--options", "JSON object"))]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main(["prior", "forms", str(model), "--data", str(held), *extra])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and "\n" not in err and all(w in err for w in words), err
