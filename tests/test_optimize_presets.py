@@ -54,11 +54,11 @@ def test_preset_runs_and_does_what_it_says(name, env, tmp_path, monkeypatch):
         assert calls[0].use_concepts == (name != "no-concept-preservation")
     else:
         assert calls == []
-    kind = {"sds-no-lora": "sds", "sds-lora": "sds"}.get(name, "lds")
+    kind = {"sds-no-lora": "sds", "sds-lora": "sds", "sds-no-cfg": "sds"}.get(name, "lds")
     if name == "oracle-guidance":
         assert opt.guidance is None and opt.target is not None
     else:
-        assert opt.guidance.cfg.kind == kind and opt.guidance.cfg.use_lora == (name not in ("sds-no-lora", "lds-no-lora"))
+        assert opt.guidance.cfg.kind == kind and opt.guidance.cfg.use_lora == (name not in ("sds-no-lora", "lds-no-lora", "sds-no-cfg"))
     if name == "dataset-update":
         assert opt.target is not None and opt.target.shape == (1, 3, 32, 32)
     # Tone curves move unless switched off.

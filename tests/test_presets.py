@@ -13,6 +13,7 @@ EXPECTED = {
     "sds-no-lora": {"guidance.kind": "sds", "personalize.enabled": False},
     "lds-no-lora": {"personalize.enabled": False},
     "sds-lora": {"guidance.kind": "sds"},
+    "sds-no-cfg": {"guidance.kind": "sds", "guidance.guidance_scale": 1.0, "personalize.enabled": False},
     "dataset-update": {"guidance.kind": "dataset-update"},
     "no-tone-curves": {"tone.enabled": False},
     "no-envmap-fusion": {"lighting.fusion.enabled": False},

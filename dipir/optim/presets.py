@@ -22,6 +22,9 @@ PRESET_OVERRIDES: dict[str, dict[str, object]] = {
     "lds-no-lora": {"personalize.enabled": False},
     # Score distillation with CFG on the personalized model.
     "sds-lora": {"guidance.kind": "sds"},
+    # Score distillation at guidance scale 1 (the prompted prediction alone, no ε(c) − ε(∅) term) on
+    # the base model: on the mini world that term prefers the wrong sun (`dipir prior forms`).
+    "sds-no-cfg": {"guidance.kind": "sds", "guidance.guidance_scale": 1.0, "personalize.enabled": False},
     # SDEdit-style targets from the personalized model, pulled towards by a pixel loss.
     "dataset-update": {"guidance.kind": "dataset-update"},
     # Tone curves stay the identity.
