@@ -170,6 +170,9 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
     shutil.copytree(tiny_prior.parent, run)
     card = (ship_prior(run, tmp_path / "dest", check) / "MODEL_CARD.md").read_text()
     assert f"{res['truth_wins']}/{res['pairs']}" in card
+    # The card says how to write the scenes that were checked (the check records their seeds).
+    assert res["seeds"] == [1000000, 1000001]
+    assert "(held-out scenes: `dipir synth world DIR --count 2 --seed 1000000`)" in card
 
     PriorTrainer(tiny_prior.parent.parent / "train", run, _tiny_cfg(steps=2)).run(progress=False)  # one more step
     with pytest.raises(DipirError, match=r"check\.json: weights: this check is of other weights"):
@@ -182,7 +185,8 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
     cases = [("bad.json", '{"pairs": 3', "not valid JSON"), ("list.json", "[1]", "expected a"),
              ("legacy.json", json.dumps(legacy), "weights: missing")]
     for i, (key, value) in enumerate([("t_range", []), ("fraction_by_rotation", {"90": "x"}),
-                                      ("detail_adjusted", [1]), ("fraction_ci", "ab"), ("complexity_correlation", "x")]):
+                                      ("detail_adjusted", [1]), ("fraction_ci", "ab"), ("complexity_correlation", "x"),
+                                      ("seeds", [1, "2"])]):
         cases.append((f"typed{i}.json", json.dumps({**fresh, key: value}), f"{key}: "))
     for name, text, field in cases:
         (tmp_path / name).write_text(text)
@@ -210,3 +214,11 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
     with pytest.raises(DipirError, match="damaged or incomplete"):
         ship_prior(run, tmp_path / "d5")  # no check given: the weights are still loaded before shipping
     assert not (tmp_path / "d5").exists()
+
+
+def test_card_names_the_checked_scenes_from_their_seeds():
+    from dipir.prior.card import _held_out_command
+
+    assert _held_out_command([1000200, 1000201, 1000202]) == "`dipir synth world DIR --count 3 --seed 1000200`"
+    assert "not consecutive" in _held_out_command([1000000, 1000005])
+    assert _held_out_command(None) == "not recorded by this check"

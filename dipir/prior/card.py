@@ -57,6 +57,7 @@ _CHECK_FIELDS = {
     "fraction": (True, _number, "a number"),
     "t_range": (True, lambda v: _numbers(v, 2), "two numbers"),
     "fraction_by_rotation": (True, _number_map, "a mapping of numbers"),
+    "seeds": (False, lambda v: isinstance(v, list) and all(_int(x) for x in v), "a list of integers"),
     "fraction_ci": (False, lambda v: _numbers(v, 2), "two numbers"),
     "complexity_correlation": (False, _number, "a number"),
     "fraction_by_t_band": (False, _number_map, "a mapping of numbers"),
@@ -85,6 +86,15 @@ def _validate(data: dict, fields: dict, path: Path) -> None:
         if not ok(data.get(key)):
             hint = " (checks written before it was recorded: run `dipir prior check` again)" if key == "weights" else ""
             raise DipirError(f"{'missing or ' if required else ''}not {what}{hint}", path, key)
+
+
+def _held_out_command(seeds: list[int] | None) -> str:
+    """How the checked scenes are written again, from the seeds the check recorded."""
+    if not seeds:
+        return "not recorded by this check"
+    if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"`dipir synth world DIR --count {len(seeds)} --seed {seeds[0]}`"
+    return f"{len(seeds)} scenes of seeds {min(seeds)}–{max(seeds)}, not consecutive (see the check's JSON)"
 
 
 def read_check(path: str | Path, model: Path) -> dict:
@@ -196,7 +206,7 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
                       f"{adj['fraction']:.0%} of the pairs. This is a diagnostic, not the verdict."]
         lines += ["", "Check command: `dipir prior check <this folder> --data <held-out scenes> "
                   f"--max-scenes {check['scenes']} --n-noise {check['n_noise']}` (held-out scenes: "
-                  "`dipir synth world DIR --count 64 --seed 1000000`)."]
+                  f"{_held_out_command(check.get('seeds'))})."]
         if not passes:
             lines += ["", "## Status: not a working prior", "",
                       "It fails its check, so DiPIR runs with it are NOT evidence that the guidance recovers "

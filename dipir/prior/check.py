@@ -208,6 +208,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
     if cfg.max_scenes:
         held = held[: cfg.max_scenes]
+    seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes: the card says how to write them
     T = sched.config.num_train_timesteps
     tfrac = timesteps(cfg, T).numpy() / T
     rows, draws = [], []
@@ -226,7 +227,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     wins = sum(r["truth_wins"] for r in rows)
     per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
                for d in cfg.rotations_deg}
-    res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "pairs": len(rows), "truth_wins": wins,
+    res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "seeds": seeds, "pairs": len(rows), "truth_wins": wins,
            "fraction": wins / max(len(rows), 1),
            "fraction_ci": list(scene_bootstrap_ci(np.array([r["truth_wins"] for r in rows]).reshape(
                len(held), len(cfg.rotations_deg)))),
