@@ -73,14 +73,32 @@ def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior
     assert [r["lds"] for r in again["scenes_detail"]] == [r["lds"] for r in res["scenes_detail"]]
 
 
-def test_forms_cli_refuses_a_preset_without_lora_and_bad_options(world_and_prior, capsys):
+def test_forms_cli_refuses_a_preset_without_a_model_and_bad_options(world_and_prior, capsys):
     from dipir.cli.main import main
 
     held, model, _ = world_and_prior
-    for extra, words in [(["--preset", "sds-no-lora"], ("--preset", "LoRA")), (["--options", "{oops"], ("--options", "not JSON")),
+    for extra, words in [(["--preset", "oracle-guidance"], ("--preset", "no diffusion model")),
+                         (["--options", "{oops"], ("--options", "not JSON")),
                          (["--options", "[1]"], ("--options", "JSON object"))]:
         capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
             main(["prior", "forms", str(model), "--data", str(held), *extra])
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "\n" not in err and all(w in err for w in words), err
+
+
+def test_a_preset_without_lora_scores_the_base_forms_the_same(world_and_prior):
+    from dipir.prior.check import PriorCheckConfig
+    from dipir.prior.forms import check_forms, forms_for
+
+    held, model, root = world_and_prior
+    cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
+    base = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg)
+    assert list(base["forms"]) == forms_for(lora=False) == ["prior ∅", "sds-no-lora", "sds-no-cfg", "lds-no-lora"]
+    assert all(r["lora"] is None for r in base["scenes_detail"])
+    full = check_forms(str(model), held, options=OPTIONS, cache_dir=root / "cache", n_noise=4, log=lambda s: None,
+                       check_cfg=cfg)
+    # Same noise, same base model, same prompts: the base-model forms do not depend on the LoRA.
+    for a, b in zip(base["scenes_detail"], full["scenes_detail"]):
+        for name in forms_for(lora=False):
+            assert a[name] == b[name]

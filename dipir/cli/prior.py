@@ -92,7 +92,7 @@ def _forms_command(prior_app: typer.Typer) -> None:
     def forms(
         model: str = typer.Argument(..., help="The prior: a shipped name (mini-world) or a folder."),
         data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
-        preset: str = typer.Option("dipir", "--preset", help="DiPIR preset whose personalization makes the LoRAs."),
+        preset: str = typer.Option("dipir", "--preset", help="DiPIR preset whose personalization makes the LoRAs (one without: the base-model forms only)."),
         options: str = typer.Option(None, "--options",
                                     help="The dipir estimator's options as JSON, as a suite gives them "
                                          "(e.g. '{\"personalize\": {\"concept_count_outdoor\": 40}}')."),

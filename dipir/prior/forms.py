@@ -18,7 +18,9 @@ The forms (`FORMS`), for the suite's presets:
 - `lds` (DiPIR), `lds-no-lora`: ε_LoRA(c) − ε_base(∅), and the same with the base model in both.
 
 The LoRA of each scene is personalized exactly as the `dipir` estimator does it (same preset,
-options and cache), so pointing `--cache-dir` at a suite run's cache reuses the LoRAs it trained.
+options and cache), so pointing `--cache-dir` at a suite run's cache reuses the LoRAs it trained. A
+preset without personalization (e.g. `sds-no-lora`) scores the forms on the base model alone, with
+no LoRA to train: fast enough for many scenes.
 """
 
 from __future__ import annotations
@@ -42,22 +44,29 @@ FORMS = {
 }
 
 
+def forms_for(lora: bool) -> list[str]:
+    """The forms that can be scored with (all) or without a LoRA (those on the base model alone)."""
+    return [n for n, terms in FORMS.items() if lora or not any(k.startswith("lora") for k in terms)]
+
+
 def form_energies(losses: dict[str, np.ndarray], guidance_scale: float) -> dict[str, np.ndarray]:
-    """Each form's energy from the four weighted denoising losses (arrays of the same shape)."""
+    """The energy of each form whose denoising losses are given (arrays of the same shape)."""
     s = float(guidance_scale)
     coef = {"s": s, "1-s": 1.0 - s}
     return {name: sum((coef[c] if isinstance(c, str) else c) * losses[k] for k, c in terms.items())
-            for name, terms in FORMS.items()}
+            for name, terms in FORMS.items() if all(k in losses for k in terms)}
 
 
-def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise: torch.Tensor) -> dict[str, np.ndarray]:
-    """w(t)-weighted ε-MSE, (images, draws), of the base and LoRA models under ∅ and the class prompt,
-    every image under the same noise and timesteps. The LoRA must be installed on the guidance's
-    pipeline."""
+def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise: torch.Tensor,
+                     lora: bool = True) -> dict[str, np.ndarray]:
+    """w(t)-weighted ε-MSE, (images, draws), of the base model (and, with `lora`, of the LoRA installed
+    on the guidance's pipeline) under ∅ and the class prompt, every image under the same noise and
+    timesteps."""
     x = guidance.encode(guidance.fit(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()))
     w = guidance.weight(t).cpu().double().numpy()
-    branches = {"base_u": (guidance.embed_uncond, False), "base_c": (guidance.embed_cond, False),
-                "lora_u": (guidance.embed_uncond, True), "lora_c": (guidance.embed_cond, True)}
+    branches = {"base_u": (guidance.embed_uncond, False), "base_c": (guidance.embed_cond, False)}
+    if lora:
+        branches.update({"lora_u": (guidance.embed_uncond, True), "lora_c": (guidance.embed_cond, True)})
     out = {}
     for name, (emb, lora) in branches.items():
         rows = []
@@ -88,9 +97,9 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
 
     est = DipirEstimator.from_options({**(options or {}), "preset": preset, "model": str(model)})
     cfg = est.cfg
-    if not cfg.uses_lora():
-        raise DipirError(f"preset {preset!r} trains no LoRA; the forms need the scene's LoRA "
-                         "(use a preset that personalizes, e.g. dipir)", field="--preset")
+    if not cfg.needs_model():
+        raise DipirError(f"preset {preset!r} uses no diffusion model", field="--preset")
+    lora = cfg.uses_lora()  # without one, only the forms on the base model (no personalization)
     pipe = load_model(str(model), cache_dir=cache_dir)
     size = int(pipe.unet.config.sample_size)
     held = [f for f in scene_folders(data) if read_truth(f, "split")["split"] == "held_out"]
@@ -100,7 +109,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     ccfg = dataclasses.replace(check_cfg or PriorCheckConfig(), n_noise=n_noise)
     T = int(pipe.scheduler.config.num_train_timesteps)
     t = timesteps(ccfg, T)
-    energies = {name: [] for name in FORMS}  # per scene: (truth, rotations...) energies
+    energies = {name: [] for name in forms_for(lora)}  # per scene: (truth, rotations...) energies
     rows = []
     for i, folder in enumerate(held):
         release_adapters(pipe)  # each scene's LoRA is trained (or loaded) on the base weights
@@ -110,7 +119,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         guidance = Guidance(pipe, cfg.guidance, object_class=scene.object.cls)
         images, _ = composites(folder, ccfg, size)
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(ccfg.seed * 100_003 + i))
-        losses = denoising_losses(guidance, images, t, noise)
+        losses = denoising_losses(guidance, images, t, noise, lora=lora)
         e = form_energies({k: v.mean(axis=1) for k, v in losses.items()}, cfg.guidance.guidance_scale)
         for name, v in e.items():
             energies[name].append(v)
