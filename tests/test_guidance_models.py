@@ -124,3 +124,27 @@ def test_a_damaged_local_model_is_named_by_both_loaders(damage, names, words, tm
         msg = str(e.value)
         assert "\n" not in msg and str(model) in msg and names in msg and words in msg, (load.__name__, msg)
         assert "could not be downloaded" not in msg
+
+
+def test_model_fingerprint_follows_the_weights_not_the_folder(tiny_model_dir, tmp_path):
+    # Cache keys (LoRAs, concept images) name the weights by content, like task ids: a copy hits the
+    # cache, touching the files does not matter, rewritten weights miss it.
+    import os
+    import shutil
+    from types import SimpleNamespace
+
+    from dipir.guidance.models import model_fingerprint
+    from dipir.guidance.registry import local_model_digest
+
+    first = model_fingerprint(SimpleNamespace(name_or_path=str(tiny_model_dir)))
+    assert first == f"sha256:{local_model_digest(str(tiny_model_dir))}"
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    weights = next((copy / "unet").glob("*.safetensors"))
+    os.utime(weights, ns=(1, 1))
+    assert model_fingerprint(SimpleNamespace(name_or_path=str(copy))) == first
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(SimpleNamespace(name_or_path=str(copy))) != first
+    assert model_fingerprint(SimpleNamespace(name_or_path="org/model")) == "org/model"

@@ -202,17 +202,31 @@ def _load_pixel(source: str, index: dict, dtype_kw: dict):
     return pipe
 
 
+_FILE_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256: each file is read once per process
+
+
+def _memo_sha256(path: Path) -> str:
+    from dipir.guidance.registry import file_sha256
+
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        _FILE_HASHES[key] = file_sha256(path)
+    return _FILE_HASHES[key]
+
+
 def model_fingerprint(pipe) -> str:
-    """What identifies a pipeline's weights in cache keys: its id, plus size and mtime of the UNet
-    weights for local folders (so a rewritten model at the same path is a new model)."""
+    """What identifies a pipeline's weights in cache keys (LoRAs, concept images): for a local folder
+    the content digest that task ids and prior checks use (`registry.local_model_digest`), so a copy
+    or a fresh clone of the same weights hits the cache and rewritten weights miss it; otherwise the
+    hub id."""
+    from dipir.guidance.registry import local_model_digest
+
     name = str(pipe.name_or_path)
-    local = Path(name)
-    if local.is_dir():
-        parts = [str(local.resolve())]
-        for f in sorted((local / "unet").glob("*.safetensors")) + sorted((local / "unet").glob("*.bin")):
-            st = f.stat()
-            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
-        return "|".join(parts)
+    if Path(name).is_dir():
+        digest = local_model_digest(name, file_hash=_memo_sha256)
+        if digest is not None:
+            return f"sha256:{digest}"
     return name
 
 

@@ -58,7 +58,7 @@ def local_model_files(model: str) -> list[Path] | None:
     return files
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -74,7 +74,7 @@ def local_model_digest(model: str, file_hash=None) -> str | None:
     files = local_model_files(model)
     if files is None:
         return None
-    file_hash = file_hash or _file_sha256
+    file_hash = file_hash or file_sha256
     folder = files[0].parent
     listing = [[str(f.relative_to(folder)), file_hash(f)] for f in files]
     blob = json.dumps(listing, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
