@@ -98,6 +98,9 @@ def _forms_command(prior_app: typer.Typer) -> None:
                                          "(e.g. '{\"personalize\": {\"concept_count_outdoor\": 40}}')."),
         cache_dir: Path = typer.Option(None, "--cache-dir",
                                        help="Personalization cache (a suite run's RUN/cache/dipir reuses its LoRAs)."),
+        prompt: str = typer.Option(None, "--prompt",
+                                   help="The prompt c instead of the preset's: {cls} is the object class, "
+                                        "{caption} the scene's caption (the prior's training language)."),
         n_noise: int = typer.Option(64, "--n-noise", min=1, help="Noise draws per composite."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
         out_json: Path = typer.Option(None, "--json", help="Write every scene's energies here."),
@@ -117,9 +120,11 @@ def _forms_command(prior_app: typer.Typer) -> None:
                 raise DipirError(f"not JSON: {err.msg} at character {err.pos}", field="--options") from None
             if not isinstance(opts, dict):
                 raise DipirError(f"expected a JSON object, got {options!r}", field="--options")
-        res = check_forms(model, data, preset, opts, cache_dir, max_scenes, n_noise, out_json, log=typer.echo)
+        res = check_forms(model, data, preset, opts, cache_dir, max_scenes, n_noise, out_json, log=typer.echo,
+                          prompt=prompt)
         typer.echo(f"{res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}, "
-                   f"w(t) {res['weighting']}, CFG scale {res['guidance_scale']:g}; truth preferred by:")
+                   f"w(t) {res['weighting']}, CFG scale {res['guidance_scale']:g}, prompt {res['prompt']!r}; "
+                   "truth preferred by:")
         for name, f in res["forms"].items():
             lo, hi = f["fraction_ci"]
             typer.echo(f"  {name:12s} {f['truth_wins']:3d}/{f['pairs']} = {f['fraction']:.1%} "

@@ -80,9 +80,11 @@ def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise:
 
 def check_forms(model: str, data: str | Path, preset: str = "dipir", options: dict | None = None,
                 cache_dir: str | Path | None = None, max_scenes: int | None = None, n_noise: int = 64,
-                out_json: str | Path | None = None, log=print, check_cfg=None) -> dict:
+                out_json: str | Path | None = None, log=print, check_cfg=None, prompt: str | None = None) -> dict:
     """Each form's truth-wins fraction on the held-out scenes of `data` (`check_cfg`: the check's
-    composites, `PriorCheckConfig()` by default; its `n_noise` is replaced by `n_noise`)."""
+    composites, `PriorCheckConfig()` by default; its `n_noise` is replaced by `n_noise`). `prompt`
+    replaces the preset's guidance prompt c: a template with `{cls}` (the object class) and
+    `{caption}` (the scene's caption, the prior's own training language)."""
     import dataclasses
 
     from dipir.data.synth_world import read_truth
@@ -116,7 +118,11 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         scene = load_scene(folder)
         facts = personalize_scene(pipe, scene, cfg, scene.camera.width, scene.camera.height,
                                   cache_dir, progress=False)
-        guidance = Guidance(pipe, cfg.guidance, object_class=scene.object.cls)
+        gcfg = cfg.guidance
+        if prompt is not None:
+            text = prompt.replace("{caption}", str(scene.provenance.get("caption", "")))
+            gcfg = dataclasses.replace(gcfg, prompt=text)
+        guidance = Guidance(pipe, gcfg, object_class=scene.object.cls)
         images, _ = composites(folder, ccfg, size)
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(ccfg.seed * 100_003 + i))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
@@ -136,6 +142,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins))}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
+           "prompt": prompt or cfg.guidance.prompt,
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
            "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
            "scenes": len(held), "forms": forms, "scenes_detail": rows}
