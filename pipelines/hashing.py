@@ -11,21 +11,13 @@ import json
 import os
 from pathlib import Path
 
-_CHUNK = 1 << 20
+from dipir.io import file_sha256
 
 
 def hash_json(data) -> str:
     """sha256 of canonical JSON (sorted keys, no whitespace); the caller passes plain data only."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def hash_file_content(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FileHashCache:
@@ -52,7 +44,7 @@ class FileHashCache:
         hit = self.entries.get(key)
         if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
             return hit[2]
-        digest = hash_file_content(path)
+        digest = file_sha256(path)
         self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
         self.dirty = True
         return digest

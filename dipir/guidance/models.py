@@ -206,7 +206,7 @@ _FILE_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256: each fi
 
 
 def _memo_sha256(path: Path) -> str:
-    from dipir.guidance.registry import file_sha256
+    from dipir.io import file_sha256
 
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.io import file_sha256
 
 # Shipped priors by name: dipir/guidance/priors/<name>/ (a diffusers folder).
 PRIORS_DIR = Path(__file__).resolve().parent / "priors"
@@ -56,14 +57,6 @@ def local_model_files(model: str) -> list[Path] | None:
     for part in sorted(parts):
         files += sorted(p for p in (folder / part).rglob("*") if p.is_file())
     return files
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def local_model_digest(model: str, file_hash=None) -> str | None:
