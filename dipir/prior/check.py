@@ -100,6 +100,23 @@ def timesteps(cfg: PriorCheckConfig, num_train_timesteps: int) -> torch.Tensor:
     return torch.linspace(cfg.t_lo * T, cfg.t_hi * T, cfg.n_noise).round().long()
 
 
+def held_out_folders(data: str | Path, max_scenes: int | None = None) -> list[Path]:
+    """The held-out scene folders of `data` in order (the first `max_scenes`); none is an error."""
+    from dipir.data.synth_world import read_truth
+    from dipir.errors import DipirError
+    from dipir.prior.data import scene_folders
+
+    held = [f for f in scene_folders(data) if read_truth(f, "split")["split"] == "held_out"]
+    if not held:
+        raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
+    return held[:max_scenes] if max_scenes else held
+
+
+def noise_seed(cfg: PriorCheckConfig, index: int) -> int:
+    """The seed of the noise drawn for the `index`-th scene: every scorer of a scene uses the same."""
+    return cfg.seed * 100_003 + index
+
+
 def denoising_losses(images: list[np.ndarray], caption: str, unet, sched, tok, te, cfg: PriorCheckConfig,
                      seed: int) -> np.ndarray:
     """ε-MSE of each image on each draw (images, draws), all images under the same noise and
@@ -192,7 +209,6 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
     from dipir.guidance.registry import local_model_digest
-    from dipir.prior.data import scene_folders
     from dipir.prior.model import load_prior
 
     cfg = cfg or PriorCheckConfig()
@@ -202,19 +218,14 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         raise DipirError("the weights changed while they were read (is a training run writing them?); "
                          "check a copy", model, "model")
     size = int(unet.config.sample_size)
-    folders = scene_folders(data)
-    held = [f for f in folders if read_truth(f, "split")["split"] == "held_out"]
-    if not held:
-        raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
-    if cfg.max_scenes:
-        held = held[: cfg.max_scenes]
+    held = held_out_folders(data, cfg.max_scenes)
     seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes: the card says how to write them
     T = sched.config.num_train_timesteps
     tfrac = timesteps(cfg, T).numpy() / T
     rows, draws = [], []
     for i, folder in enumerate(held):
         imgs, cap = composites(folder, cfg, size)
-        per_draw = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=cfg.seed * 100_003 + i)
+        per_draw = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=noise_seed(cfg, i))
         losses = per_draw.mean(axis=1).tolist()
         draws += [(per_draw[0], per_draw[k]) for k in range(1, len(imgs))]
         edges = [edge_energy(im) for im in imgs]

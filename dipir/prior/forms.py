@@ -68,11 +68,11 @@ def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise:
     if lora:
         branches.update({"lora_u": (guidance.embed_uncond, True), "lora_c": (guidance.embed_cond, True)})
     out = {}
-    for name, (emb, lora) in branches.items():
+    for name, (emb, with_lora) in branches.items():
         rows = []
         for xi in x:
             zt = guidance.sched.add_noise(xi.detach().expand(len(t), -1, -1, -1), noise, t)
-            eps = guidance.predict_eps(zt, t, emb, lora)
+            eps = guidance.predict_eps(zt, t, emb, with_lora)
             rows.append((eps - noise).square().mean(dim=(1, 2, 3)).double().numpy() * w)
         out[name] = np.stack(rows)
     return out
@@ -87,14 +87,13 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     `{caption}` (the scene's caption, the prior's own training language)."""
     import dataclasses
 
-    from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
     from dipir.estimators.dipir_estimator import DipirEstimator
     from dipir.guidance.adapters import release_adapters
     from dipir.guidance.guidance import Guidance
     from dipir.optim.optimizer import load_model, personalize_scene
-    from dipir.prior.check import PriorCheckConfig, composites, scene_bootstrap_ci, timesteps
-    from dipir.prior.data import scene_folders
+    from dipir.prior.check import (PriorCheckConfig, composites, held_out_folders, noise_seed,
+                                   scene_bootstrap_ci, timesteps)
     from dipir.scene.contract import load_scene
 
     est = DipirEstimator.from_options({**(options or {}), "preset": preset, "model": str(model)})
@@ -104,10 +103,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     lora = cfg.uses_lora()  # without one, only the forms on the base model (no personalization)
     pipe = load_model(str(model), cache_dir=cache_dir)
     size = int(pipe.unet.config.sample_size)
-    held = [f for f in scene_folders(data) if read_truth(f, "split")["split"] == "held_out"]
-    if not held:
-        raise DipirError("no held-out scenes (seeds >= 1000000) in the data folder", data, "--data")
-    held = held[:max_scenes] if max_scenes else held
+    held = held_out_folders(data, max_scenes)
     ccfg = dataclasses.replace(check_cfg or PriorCheckConfig(), n_noise=n_noise)
     T = int(pipe.scheduler.config.num_train_timesteps)
     t = timesteps(ccfg, T)
@@ -124,7 +120,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
             gcfg = dataclasses.replace(gcfg, prompt=text)
         guidance = Guidance(pipe, gcfg, object_class=scene.object.cls)
         images, _ = composites(folder, ccfg, size)
-        noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(ccfg.seed * 100_003 + i))
+        noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(noise_seed(ccfg, i)))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
         e = form_energies({k: v.mean(axis=1) for k, v in losses.items()}, cfg.guidance.guidance_scale)
         for name, v in e.items():
