@@ -70,14 +70,21 @@ def render_identity(render) -> dict:
 
 
 def model_identity(model: str | None, hashes: FileHashCache | None = None) -> str | None:
-    """The model part of a task id: "name@<weights hash>" for a local diffusers folder, the bare id
-    for a hub model or "tiny" (built from a fixed config)."""
+    """The model part of a task id: "name@<weights hash>" for a local diffusers folder, plus
+    "+prompts@<hash>" when the folder declares its own prompt set (dipir.guidance.prompts: what DiPIR
+    says to the model decides the result as much as the weights); the bare id for a hub model or
+    "tiny" (built from a fixed config)."""
     if model is None:
         return None
-    from dipir.guidance.registry import local_model_digest
+    from dipir.guidance.prompts import prompts_file
+    from dipir.guidance.registry import local_model_digest, resolve_model
 
-    digest = local_model_digest(model, (hashes or FileHashCache(None)).file)
-    return model if digest is None else f"{model}@{digest[:16]}"
+    file_hash = (hashes or FileHashCache(None)).file
+    digest = local_model_digest(model, file_hash)
+    if digest is None:
+        return model
+    prompts = prompts_file(resolve_model(model))
+    return f"{model}@{digest[:16]}" + ("" if prompts is None else f"+prompts@{file_hash(prompts)[:12]}")
 
 
 def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,

@@ -162,7 +162,7 @@ def test_nan_in_guidance_gradient_stops_with_clear_error_and_keeps_outputs(scene
     from dipir.optim.optimizer import OptimizationError, build_guidance, run_dipir
 
     cfg = small(get_preset("sds-no-lora"), iterations=10)
-    guid = _NanAfter(build_guidance(tiny_pipe, cfg, "car", 64, 64), k=3)
+    guid = _NanAfter(build_guidance(tiny_pipe, cfg, scene, 64, 64), k=3)
     with pytest.raises(OptimizationError, match="non-finite gradient at iteration 3"):
         run_dipir(scene, cfg, tmp_path / "out", pipe=tiny_pipe, guidance=guid)
     out = tmp_path / "out"

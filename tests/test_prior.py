@@ -187,3 +187,7 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     assert ("Status: not a working prior" in card) == (verdict == "FAILS")
     assert (dest / "model_index.json").is_file() and (dest / "loss.png").is_file()
     assert sorted(p.name for p in (tmp_path / "priors").iterdir() if p.name.startswith(".")) == []
+    # The prior speaks its training captions, and the card says so.
+    from dipir.guidance.prompts import CAPTION_PROMPTS, model_prompts
+
+    assert model_prompts(dest) == CAPTION_PROMPTS and "dipir_prompts.json" in card

@@ -104,18 +104,21 @@ def test_a_preset_without_lora_scores_the_base_forms_the_same(world_and_prior):
             assert a[name] == b[name]
 
 
-def test_the_prompt_can_be_the_scenes_caption(world_and_prior):
-    # With --prompt "{caption}" the prompted branch reads the scene's caption; the ∅ forms stay.
+def test_the_prompt_is_the_priors_own_unless_given(world_and_prior):
+    # A trained prior declares its prompt set: c is the scene's caption. --prompt replaces it (here by
+    # DiPIR's Stable Diffusion prompt); the ∅ forms do not change.
+    from dipir.guidance.prompts import DIPIR_PROMPTS
     from dipir.prior.check import PriorCheckConfig
     from dipir.prior.forms import check_forms
 
     held, model, _ = world_and_prior
+    assert (model / "dipir_prompts.json").is_file()
     cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
-    default = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg)
-    cap = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg,
-                      prompt="{caption}")
-    assert default["prompt"] == "a photo of a {cls} in a scene in the style of sks rendering"
-    assert cap["prompt"] == "{caption}"
-    for a, b in zip(default["scenes_detail"], cap["scenes_detail"]):
+    own = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg)
+    sd = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg,
+                     prompt=DIPIR_PROMPTS.guidance)
+    assert own["prompt"] == "{caption}"
+    assert sd["prompt"] == "a photo of a {cls} in a scene in the style of sks rendering"
+    for a, b in zip(sd["scenes_detail"], own["scenes_detail"]):
         assert a["prior ∅"] == b["prior ∅"] and a["sds-no-cfg"] != b["sds-no-cfg"]
         assert b["sds-no-cfg"] != b["prior ∅"]  # the caption is a real prompt, not the empty one

@@ -57,7 +57,10 @@ def register(app: typer.Typer) -> None:
         sc = load_scene(scene)
         background = read_rgb_image(sc.background, named=sc.source or sc.background, field="background")
         pipe = load_pipeline(model, device=device, dtype=dtype)
-        res = personalize(pipe, background, sc.object.cls, cfg, cache_dir=cache_dir, progress=True)
+        from dipir.guidance.prompts import scene_fields
+
+        res = personalize(pipe, background, sc.object.cls, cfg, cache_dir=cache_dir, progress=True,
+                          scene_fields=scene_fields(sc))
         from dipir.io import staged_dir
 
         with staged_dir(out) as stage:  # the LoRA and its description appear together

@@ -99,8 +99,9 @@ def _forms_command(prior_app: typer.Typer) -> None:
         cache_dir: Path = typer.Option(None, "--cache-dir",
                                        help="Personalization cache (a suite run's RUN/cache/dipir reuses its LoRAs)."),
         prompt: str = typer.Option(None, "--prompt",
-                                   help="The prompt c instead of the preset's: {cls} is the object class, "
-                                        "{caption} the scene's caption (the prior's training language)."),
+                                   help="The prompt c instead of the model's (its dipir_prompts.json, else DiPIR's): "
+                                        "{cls} is the object class, {caption} / {background_caption} the "
+                                        "scene's captions."),
         n_noise: int = typer.Option(64, "--n-noise", min=1, help="Noise draws per composite."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
         out_json: Path = typer.Option(None, "--json", help="Write every scene's energies here."),

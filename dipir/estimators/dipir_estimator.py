@@ -5,7 +5,8 @@ folder, a hub id or "tiny"; default SD 2.1 base), `iterations`, `resolution` ([w
 `spp`, `seed`, `height` (rows of the env-map grid the lighting is optimized on, returned on and
 evaluated on; width is 2x; default the preset's, 128), `out_dir` (keep the optimizer's outputs under
 `<out_dir>/<scene id>`; default a temporary folder), `cache_dir` (models, LoRAs, concepts), `device`,
-`personalize` (PersonalizeConfig fields, e.g. `{concept_count_outdoor: 200}`).
+`personalize` (PersonalizeConfig fields, e.g. `{concept_count_outdoor: 200}`), `guidance`
+(GuidanceConfig fields, e.g. `{prompt: "a photo of a {cls}"}`; the preset's kind stays the preset's).
 
 `estimate` returns what the optimization produced (`DipirOptimizer.insertion_result`): the map(s) of
 its final render, the tone curves and the material overrides, so evaluation renders the image the
@@ -31,7 +32,9 @@ from dipir.estimators.base import EstimateInterrupted, EstimatorTraits, Insertio
 from dipir.scene.contract import Scene
 
 OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "max_depth", "seed", "height", "out_dir",
-           "cache_dir", "device", "personalize"}
+           "cache_dir", "device", "personalize", "guidance"}
+# Guidance fields the optimizer derives (use_lora, seed) or the preset owns (kind) are not options.
+GUIDANCE_DERIVED = {"kind", "use_lora", "seed"}
 
 
 class DipirEstimator:
@@ -84,10 +87,10 @@ class DipirEstimator:
         if res is not None and (not isinstance(res, (list, tuple)) or len(res) != 2
                                 or not all(isinstance(v, int) and v >= 8 for v in res)):
             raise DipirError(f"expected [width, height] integers >= 8, got {res!r}", field="options.resolution")
-        personalize = opts.pop("personalize", None)
+        sections = {k: opts.pop(k) for k in ("personalize", "guidance") if opts.get(k) is not None}
         est = cls(**opts)
-        if personalize is not None:
-            est.cfg = with_personalize(est.cfg, personalize)
+        for section, overrides in sections.items():
+            est.cfg = with_section(est.cfg, section, overrides)
         return est
 
     def _pipeline(self):
@@ -142,18 +145,20 @@ class DipirTinyEstimator(DipirEstimator):
         return super().from_options({**options, "model": cls.traits.own_model})
 
 
-def with_personalize(cfg, overrides):
-    """The `personalize` option: PersonalizeConfig fields replaced (e.g. `concept_count_outdoor`,
-    `concept_count`, `steps`), each a clear error when unknown or invalid."""
+def with_section(cfg, section: str, overrides):
+    """The `personalize` / `guidance` option: fields of that part of the config replaced (e.g.
+    `concept_count_outdoor`, `steps`; `prompt`), each a clear error when unknown or invalid."""
     if not isinstance(overrides, dict):
-        raise DipirError(f"expected a mapping of personalization settings, got {overrides!r}", field="options.personalize")
-    known = {f.name for f in dataclasses.fields(cfg.personalize)}
+        raise DipirError(f"expected a mapping of {section} settings, got {overrides!r}", field=f"options.{section}")
+    part = getattr(cfg, section)
+    known = {f.name for f in dataclasses.fields(part)} - (GUIDANCE_DERIVED if section == "guidance" else set())
     bad = sorted(set(overrides) - known)
     if bad:
-        raise DipirError(f"unknown personalization setting (allowed: {', '.join(sorted(known))})",
-                         field=f"options.personalize.{bad[0]}")
+        raise DipirError(f"unknown {section} setting (allowed: {', '.join(sorted(known))})",
+                         field=f"options.{section}.{bad[0]}")
     try:
-        cfg = dataclasses.replace(cfg, personalize=dataclasses.replace(cfg.personalize, **overrides)).validate()
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **overrides)}).validate()
     except DipirError as err:
-        raise DipirError(err.message, field=f"options.{err.field or 'personalize'}") from None
+        field = err.field if (err.field or "").startswith(section) else f"{section}.{err.field}" if err.field else section
+        raise DipirError(err.message, field=f"options.{field}") from None
     return cfg

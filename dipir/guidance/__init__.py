@@ -22,8 +22,10 @@ Typical use by an optimizer::
     from dipir.guidance.lora import personalize
 
     pipe = load_pipeline(model, device="cuda", dtype="float16")
-    personalize(pipe, background_pil, scene.object.cls, PersonalizeConfig(), cache_dir)  # installs LoRA
-    judge = Guidance(pipe, GuidanceConfig(kind="lds"), scene.object.cls)
+    fields = scene_fields(scene)          # dipir.guidance.prompts: the captions a model's prompts may read
+    personalize(pipe, background_pil, scene.object.cls, PersonalizeConfig(), cache_dir,
+                scene_fields=fields)      # installs the LoRA
+    judge = Guidance(pipe, GuidanceConfig(kind="lds"), scene.object.cls, fields)
     for step in range(iters):
         judge.update_step(step, iters)
         out = judge(composite)            # composite: [1,3,H,W] in [0,1], requires grad

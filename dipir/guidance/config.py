@@ -8,13 +8,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from dipir.errors import DipirError
-
-LDS_PROMPT = "a photo of a {cls} in a scene in the style of sks rendering"
+from dipir.guidance.prompts import CONCEPT_TEMPLATE, FIELDS, template_names
 
 WEIGHTINGS = ("sds", "uniform", "alpha")
 
 
-CONCEPT_TEMPLATE = "a photo of a {size} {color} {cls} {background}, {lighting}"
 
 COLORS = ("red", "blue", "green", "white", "black", "silver", "gray", "yellow", "orange", "brown")
 BACKGROUNDS = ("on a street", "in a parking lot", "on a driveway", "in a city", "on a road",
@@ -64,7 +62,10 @@ class GuidanceConfig:
     keep_aspect: bool = True  # False: squash to resolution x resolution (not the method; kept for tests)
     fit: str = "pad"  # "pad" | "crop": how the long side reaches a multiple of the UNet's down-sampling
     n_timesteps: int = 1  # timesteps drawn per image (the batch is repeated)
-    prompt: str = LDS_PROMPT  # "{cls}" is the object class
+    # c: a template with {cls}, {caption}, {background_caption} (dipir.guidance.prompts); None: the
+    # model's prompt set (DiPIR's "a photo of a {cls} in a scene in the style of sks rendering" unless
+    # the model folder declares its own)
+    prompt: str | None = None
     negative_prompt: str = ""  # the ∅ condition
     use_lora: bool = True  # use the installed LoRA (LDS conditional branch; SDS both branches)
     require_lora: bool = True  # LDS without an installed LoRA is an error (it would be plain CFG)
@@ -92,6 +93,8 @@ class GuidanceConfig:
             raise DipirError(f"fit must be 'pad' or 'crop', not {self.fit!r}", field="guidance.fit")
         if self.resolution is not None and self.resolution < 8:
             raise DipirError(f"resolution must be >= 8, got {self.resolution}", field="guidance.resolution")
+        if self.prompt is not None:
+            template_names(self.prompt, FIELDS, field="guidance.prompt")
 
 
 @dataclass

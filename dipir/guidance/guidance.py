@@ -2,7 +2,8 @@
 
 - SDS (DreamFusion) with classifier-free guidance scale s: grad = w(t) (ε̂(z_t, t, c) − ε).
 - LDS (DiPIR eq. 6): grad = w(t) (ε_{θ+Δθ}(z_t, t, c) − ε_θ(z_t, t, ∅)), c = "a photo of a {class} in a
-  scene in the style of sks rendering"; the unconditional term runs with the LoRA disabled.
+  scene in the style of sks rendering" (or the model's own prompt set, `prompts.py`); the
+  unconditional term runs with the LoRA disabled.
 
 The image goes into the model's space with gradient (through the VAE encoder for latent models; as
 2·image − 1 for pixel-space models, see `spaces.py`); the gradient reaches z there through the
@@ -30,8 +31,12 @@ from dipir.guidance.config import GuidanceConfig
 class Guidance:
     """The diffusion judge for one object class. Call `update_step` once per optimization step."""
 
-    def __init__(self, pipe, cfg: GuidanceConfig | None = None, object_class: str = "object"):
+    def __init__(self, pipe, cfg: GuidanceConfig | None = None, object_class: str = "object",
+                 scene_fields: dict | None = None):
+        """`scene_fields`: what the prompt template may name besides the class (`prompts.scene_fields`:
+        the scene's captions); the template is `cfg.prompt`, else the model's (`prompts.model_prompts`)."""
         from dipir.guidance.models import encode_prompt
+        from dipir.guidance.prompts import fill, model_prompts
 
         self.cfg = cfg = cfg or GuidanceConfig()
         cfg.validate()
@@ -54,7 +59,9 @@ class Guidance:
         self.alphas_cumprod = self.sched.alphas_cumprod.to(self.device, torch.float32)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         with torch.no_grad():
-            self.embed_cond = encode_prompt(pipe, [cfg.prompt.format(cls=object_class)])
+            template = cfg.prompt if cfg.prompt is not None else model_prompts(getattr(pipe, "name_or_path", None)).guidance
+            self.prompt = fill(template, {**(scene_fields or {}), "cls": object_class}, "guidance.prompt")
+            self.embed_cond = encode_prompt(pipe, [self.prompt])
             self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
         self.space = model_space(pipe)
         self.fitter = ImageFit.for_pipe(pipe, cfg.resolution, cfg.fit, cfg.keep_aspect)

@@ -2,8 +2,9 @@
 
 Rank-4 peft LoRA on the UNet attention projections, trained with the standard denoising loss on
 random crops/flips of the background ("a scene in the style of sks rendering") mixed with the class's
-concept images ("a photo of a {class}"). The result is a safetensors file cached by a content hash of
-(model, background bytes, concept set, class, config): the same inputs never train twice.
+concept images ("a photo of a {class}"); a model that declares its own prompt set captions them in
+its language (`prompts.py`). The result is a safetensors file cached by a content hash of (model,
+background bytes, concept set, class, captions, config): the same inputs never train twice.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,9 @@ from dipir.guidance.concepts import (
 )
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import encode_prompt, noise_scheduler
+from dipir.guidance.prompts import FIELDS, fill, model_prompts, template_names
 from dipir.io import atomic_file, build_lock, publish_dir
 
-TARGET_PROMPT = "a scene in the style of sks rendering"
-CONCEPT_PROMPT = "a photo of a {cls}"
 LORA_FILE = "lora.safetensors"
 
 
@@ -131,7 +131,8 @@ def image_bytes_hash(img) -> str:
 class LoraTrainer:
     """Owns the adapter's optimizer and the data; `step()` is one optimizer step."""
 
-    def __init__(self, pipe, background, object_class: str, cfg: PersonalizeConfig, concept_images=()):
+    def __init__(self, pipe, background, object_class: str, cfg: PersonalizeConfig, concept_images=(),
+                 scene_fields: dict | None = None):
         from dipir.guidance.spaces import model_space, unet_multiple
 
         cfg = cfg.resolved(pipe)
@@ -147,8 +148,9 @@ class LoraTrainer:
         if cfg.resolution % unet_multiple(pipe):
             raise DipirError(f"resolution must be a multiple of {unet_multiple(pipe)}", field="resolution")
         with torch.no_grad():
-            self.embed_target = encode_prompt(pipe, [TARGET_PROMPT])
-            self.embed_concept = encode_prompt(pipe, [CONCEPT_PROMPT.format(cls=self.cls)])
+            self.captions = lora_captions(pipe, self.cls, scene_fields)
+            self.embed_target = encode_prompt(pipe, [self.captions[0]])
+            self.embed_concept = encode_prompt(pipe, [self.captions[1]])
         with torch.random.fork_rng(devices=[]):  # peft's init of A draws from the global generator
             torch.manual_seed(cfg.seed)
             self.params = install_adapter(pipe.unet, cfg.rank, cfg.alpha, cfg.target_modules)
@@ -225,11 +227,28 @@ class LoraTrainer:
 # ---------------------------------------------------------------------------------------------
 # The cached entry point.
 
-def lora_key(model_id: str, background, object_class: str, concepts_key: str | None, cfg: PersonalizeConfig) -> str:
-    payload = json.dumps({"model": model_id, "image": image_bytes_hash(background), "class": object_class,
-                          "concepts": concepts_key, "config": cfg.key_dict(),
-                          "prompts": [TARGET_PROMPT, CONCEPT_PROMPT]}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+def lora_templates(pipe) -> tuple[str, str]:
+    """(the background's caption, a concept image's caption) templates of the model's prompt set."""
+    prompts = model_prompts(getattr(pipe, "name_or_path", None))
+    return prompts.lora_target, prompts.lora_concept
+
+
+def lora_captions(pipe, object_class: str, scene_fields: dict | None = None) -> tuple[str, str]:
+    """The two captions filled in with the class and the scene's fields."""
+    values = {**(scene_fields or {}), "cls": object_class}
+    target, concept = lora_templates(pipe)
+    return fill(target, values, "prompts.lora_target"), fill(concept, values, "prompts.lora_concept")
+
+
+def lora_key(model_id: str, background, object_class: str, concepts_key: str | None, cfg: PersonalizeConfig,
+             templates: tuple[str, str], scene_fields: dict | None = None) -> str:
+    payload = {"model": model_id, "image": image_bytes_hash(background), "class": object_class,
+               "concepts": concepts_key, "config": cfg.key_dict(), "prompts": list(templates)}
+    # The scene fields the captions read (none for DiPIR's own prompts, whose keys stay as they were).
+    used = sorted({n for t in templates for n in template_names(t, FIELDS)} - {"cls"})
+    if used:
+        payload["fields"] = {n: (scene_fields or {}).get(n, "") for n in used}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def default_cache_dir() -> Path:
@@ -243,11 +262,12 @@ def _train_step(trainer: LoraTrainer) -> float:
 
 def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | None = None,
                 cache_dir: str | Path | None = None, progress: bool = True,
-                model_id: str | None = None) -> PersonalizeResult:
+                model_id: str | None = None, scene_fields: dict | None = None) -> PersonalizeResult:
     """Train (or load from cache) the scene's LoRA and leave it installed and active on `pipe.unet`.
 
     Cache: `cache_dir/lora/<key>/lora.safetensors` + `meta.json`; the key hashes the model, the
-    background's pixels, the class, the concept set and the config.
+    background's pixels, the class, the concept set, the captions' templates (and the scene fields
+    they read) and the config. `scene_fields`: the scene's captions (`prompts.scene_fields`).
     """
     from dipir.guidance.models import model_fingerprint
 
@@ -256,9 +276,12 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
     cls = _valid_class(object_class)
     cache = Path(cache_dir or cfg.cache_dir or default_cache_dir())
     model_id = model_id or model_fingerprint(pipe)
-    ccfg = cfg.concept_config()
+    prompts = model_prompts(getattr(pipe, "name_or_path", None))
+    ccfg = replace(cfg.concept_config(), template=prompts.concept)
     ckey = concept_key(model_id, cls, ccfg) if cfg.use_concepts else None
-    key = lora_key(model_id, background, cls, ckey, cfg)
+    templates = lora_templates(pipe)
+    lora_captions(pipe, cls, scene_fields)  # a caption the scene lacks fails here, before any work
+    key = lora_key(model_id, background, cls, ckey, cfg, templates, scene_fields)
     folder = cache / "lora" / key
     path = folder / LORA_FILE
     def cached() -> PersonalizeResult | None:
@@ -279,7 +302,7 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
         if cfg.use_concepts:
             cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
             concept_images = cset.images()
-        trainer = LoraTrainer(pipe, background, cls, cfg, concept_images)
+        trainer = LoraTrainer(pipe, background, cls, cfg, concept_images, scene_fields)
         losses = []
         bar = _progress(progress, "personalizing (LoRA)", cfg.steps)
         with bar as p:

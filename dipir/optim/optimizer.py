@@ -138,7 +138,7 @@ class DipirOptimizer:
         elif guidance is None:
             if pipe is None:
                 raise DipirError(f"guidance kind {cfg.guidance.kind!r} needs a diffusion model", field="model")
-            self.guidance = build_guidance(pipe, cfg, scene.object.cls, self.width, self.height)
+            self.guidance = build_guidance(pipe, cfg, scene, self.width, self.height)
         self.step_index = 0
         self.last_composite: torch.Tensor | None = None
         self.last_losses: dict = {}
@@ -330,15 +330,17 @@ class DipirOptimizer:
                 "fused": f"fg colours x relative luminance lum(shadow)/lum(fg){rule}, texel by texel"}
 
 
-def build_guidance(pipe, cfg: DipirConfig, object_class: str, width: int, height: int):
+def build_guidance(pipe, cfg: DipirConfig, scene: Scene, width: int, height: int):
     """The diffusion judge, at the model's native resolution (the render scaled so its short side is
-    native, the long side padded: see dipir/guidance/guidance.py)."""
+    native, the long side padded: see dipir/guidance/guidance.py), prompted about `scene` (its class,
+    and its captions where the model's prompt set reads them)."""
     from dipir.guidance.guidance import Guidance
+    from dipir.guidance.prompts import scene_fields
 
     g = cfg.guidance
     kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
     gcfg = dataclasses.replace(g, kind=kind, use_lora=cfg.uses_lora(), seed=cfg.seed)
-    return Guidance(pipe, gcfg, object_class)
+    return Guidance(pipe, gcfg, scene.object.cls, scene_fields(scene))
 
 
 TINY_MODEL = "tiny"
@@ -377,10 +379,12 @@ def personalize_scene(pipe, scene: Scene, cfg: DipirConfig, width: int, height: 
     background = (load_background(scene, scene.camera.width, scene.camera.height) * 255 + 0.5).astype(np.uint8)
     # Training crops and concept images at the model's native resolution (resolution None).
     from dipir.guidance.concepts import scene_type
+    from dipir.guidance.prompts import scene_fields
 
     p, kind = cfg.personalize, scene_type(scene.provenance)
     pcfg = dataclasses.replace(p, alpha=float(p.rank), concept_count=p.count_for(kind), seed=cfg.seed)
-    res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress)
+    res = personalize(pipe, background, scene.object.cls, pcfg, cache_dir=cache_dir, progress=progress,
+                      scene_fields=scene_fields(scene))
     return {"personalization_s": res.seconds, "personalization_cache_hit": res.cache_hit,
             "lora_path": str(res.lora_path), "scene_type": kind,
             "concept_images": pcfg.concept_count if pcfg.use_concepts else 0}

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.guidance.prompts import CAPTION_PROMPTS, PROMPTS_FILE, write_prompts
 from dipir.io import publish_dir, read_json_object
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -130,6 +131,7 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
     load_prior(model)  # weights that do not load are not shipped (a damaged copy is named here)
     with publish_dir(dest, replace=True) as tmp:
         shutil.copytree(model, tmp, dirs_exist_ok=True)
+        write_prompts(tmp, CAPTION_PROMPTS)  # runs exported before priors declared their prompts too
         if (run_out / "loss.png").is_file():
             shutil.copy(run_out / "loss.png", tmp / "loss.png")
         (tmp / "MODEL_CARD.md").write_text(model_card(meta, size, check, data_command, train_command))
@@ -169,6 +171,9 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         f"| wall time | {wall / 60:.1f} min on a 2-core CPU ({wall / max(steps, 1):.2f} s/step, "
         f"{steps * bs / max(wall, 1e-9):.1f} images/s) |",
         f"| weights | EMA, safetensors, {size / 2**20:.1f} MiB in all |",
+        f"| prompts | `{PROMPTS_FILE}`: DiPIR's c is the scene's caption (`{CAPTION_PROMPTS.guidance}`), the LoRA "
+        f"captions the background `{CAPTION_PROMPTS.lora_target}` and concepts `{CAPTION_PROMPTS.lora_concept}`: "
+        "the language the prior was trained in, not Stable Diffusion's \"… in the style of sks rendering\" |",
         "",
         "![loss curve](loss.png)",
         "",

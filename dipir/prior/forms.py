@@ -83,14 +83,15 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
                 out_json: str | Path | None = None, log=print, check_cfg=None, prompt: str | None = None) -> dict:
     """Each form's truth-wins fraction on the held-out scenes of `data` (`check_cfg`: the check's
     composites, `PriorCheckConfig()` by default; its `n_noise` is replaced by `n_noise`). `prompt`
-    replaces the preset's guidance prompt c: a template with `{cls}` (the object class) and
-    `{caption}` (the scene's caption, the prior's own training language)."""
+    replaces the model's guidance prompt c: a template naming `{cls}`, `{caption}` or
+    `{background_caption}` (dipir.guidance.prompts)."""
     import dataclasses
 
     from dipir.errors import DipirError
     from dipir.estimators.dipir_estimator import DipirEstimator
     from dipir.guidance.adapters import release_adapters
     from dipir.guidance.guidance import Guidance
+    from dipir.guidance.prompts import model_prompts, scene_fields
     from dipir.optim.optimizer import load_model, personalize_scene
     from dipir.prior.check import (PriorCheckConfig, composites, held_out_folders, noise_seed,
                                    scene_bootstrap_ci, timesteps)
@@ -114,11 +115,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         scene = load_scene(folder)
         facts = personalize_scene(pipe, scene, cfg, scene.camera.width, scene.camera.height,
                                   cache_dir, progress=False)
-        gcfg = cfg.guidance
-        if prompt is not None:
-            text = prompt.replace("{caption}", str(scene.provenance.get("caption", "")))
-            gcfg = dataclasses.replace(gcfg, prompt=text)
-        guidance = Guidance(pipe, gcfg, object_class=scene.object.cls)
+        gcfg = cfg.guidance if prompt is None else dataclasses.replace(cfg.guidance, prompt=prompt)
+        guidance = Guidance(pipe, gcfg, scene.object.cls, scene_fields(scene))
         images, _ = composites(folder, ccfg, size)
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(noise_seed(ccfg, i)))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
@@ -138,7 +136,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins))}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
-           "prompt": prompt or cfg.guidance.prompt,
+           "prompt": prompt or cfg.guidance.prompt or model_prompts(pipe.name_or_path).guidance,
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
            "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
            "scenes": len(held), "forms": forms, "scenes_detail": rows}

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from dipir.errors import DipirError
+from dipir.guidance.prompts import CAPTION_PROMPTS, write_prompts
 
 # Words of the mini world's captions and of the concept prompts, on top of the tiny vocabulary's.
 WORLD_WORDS = "scene with cars vases buckets boxes two three four".split()
@@ -88,6 +89,8 @@ def save_prior(out: str | Path, unet, scheduler, tokenizer, text_encoder, extra:
              "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
              "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"]}
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    # The prior reads scene captions, not DiPIR's "… sks rendering": guidance speaks its language.
+    write_prompts(out, CAPTION_PROMPTS)
     if extra:
         (out / "dipir_prior.json").write_text(json.dumps({**extra, "transformers": transformers.__version__},
                                                          indent=1) + "\n")
