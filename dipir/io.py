@@ -15,13 +15,11 @@ Temporary names start with "." and hold a random part, so concurrent writers nev
 The reading side turns a damaged input into a one-line error naming the file (and the field that
 pointed at it), never a decoder's traceback: `read_json_object` for a JSON file that must hold an
 object, `read_yaml` for YAML (scenes, suites, configs), `read_rgb_image` / `read_rgb` / `image_size` for images.
-`file_sha256` is the one content hash of a file (task ids, model digests, cache keys).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -30,15 +28,6 @@ from pathlib import Path
 from typing import Iterator
 
 from dipir.errors import DipirError
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks (model weights are gigabytes)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _tmp_sibling(path: Path, tag: str = "tmp") -> Path:

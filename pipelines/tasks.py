@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.hashing import FileHashCache, hash_json
+from dipir.hashing import FileHashCache, hash_json
 from pipelines.scenes import SceneRef, plan_scenes
 from pipelines.suite import Suite
 

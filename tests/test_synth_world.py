@@ -68,7 +68,7 @@ def test_shadow_falls_away_from_the_sun(tmp_path):
 
 def test_world_generator_plans_held_out_scene_folders(tmp_path):
     """A suite's `generator: world` entry writes the mini world once and plans one scene per folder."""
-    from pipelines.hashing import FileHashCache
+    from dipir.hashing import FileHashCache
     from pipelines.scenes import build_scene, plan_scenes
     from pipelines.suite import parse_suite
 

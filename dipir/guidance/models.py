@@ -202,29 +202,17 @@ def _load_pixel(source: str, index: dict, dtype_kw: dict):
     return pipe
 
 
-_FILE_HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256: each file is read once per process
-
-
-def _memo_sha256(path: Path) -> str:
-    from dipir.io import file_sha256
-
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
-        _FILE_HASHES[key] = file_sha256(path)
-    return _FILE_HASHES[key]
-
-
 def model_fingerprint(pipe) -> str:
     """What identifies a pipeline's weights in cache keys (LoRAs, concept images): for a local folder
     the content digest that task ids and prior checks use (`registry.local_model_digest`), so a copy
     or a fresh clone of the same weights hits the cache and rewritten weights miss it; otherwise the
     hub id."""
     from dipir.guidance.registry import local_model_digest
+    from dipir.hashing import process_file_hashes
 
     name = str(pipe.name_or_path)
     if Path(name).is_dir():
-        digest = local_model_digest(name, file_hash=_memo_sha256)
+        digest = local_model_digest(name, file_hash=process_file_hashes().file)
         if digest is not None:
             return f"sha256:{digest}"
     return name

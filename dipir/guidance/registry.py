@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.io import file_sha256
+from dipir.hashing import file_sha256
 
 # Shipped priors by name: dipir/guidance/priors/<name>/ (a diffusers folder).
 PRIORS_DIR = Path(__file__).resolve().parent / "priors"

@@ -1,7 +1,10 @@
-"""Content hashes: stable across processes and machines (no paths, times or hosts go in).
+"""Content hashes, stable across processes and machines (no paths, times or hosts go in).
 
-File contents are hashed once and remembered in RUN/cache/file_hashes.json, keyed by
-(path, size, mtime_ns), so planning a rerun does not re-read large HDRIs or TFRecords.
+- `file_sha256`: the one content hash of a file (task ids, model digests, LoRA / concept cache keys);
+- `hash_json`: sha256 of canonical JSON (task ids, scene keys);
+- `FileHashCache`: file hashes remembered by (path, size, mtime_ns), on disk (a run's
+  RUN/cache/file_hashes.json, so planning a rerun does not re-read large HDRIs or TFRecords) or
+  for the process only (`process_file_hashes`: a model's weights are read once per process).
 """
 
 from __future__ import annotations
@@ -11,7 +14,14 @@ import json
 import os
 from pathlib import Path
 
-from dipir.io import file_sha256
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (model weights are gigabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def hash_json(data) -> str:
@@ -21,7 +31,7 @@ def hash_json(data) -> str:
 
 
 class FileHashCache:
-    """Content hashes of source files, cached on disk by (size, mtime_ns)."""
+    """Content hashes of files, cached by (size, mtime_ns); on disk when given a `cache_file`."""
 
     def __init__(self, cache_file: Path | None):
         self.cache_file = cache_file
@@ -36,6 +46,7 @@ class FileHashCache:
     def file(self, path: Path) -> str:
         """Content hash of a file; a missing file hashes as its name so the task still gets an id
         (and then fails with a clear error when its scene is prepared)."""
+        path = Path(path)
         try:
             st = path.stat()
         except OSError:
@@ -67,3 +78,11 @@ class FileHashCache:
 
         write_text_atomic(self.cache_file, json.dumps(self.entries))
         self.dirty = False
+
+
+_PROCESS = FileHashCache(None)
+
+
+def process_file_hashes() -> FileHashCache:
+    """This process's memory of file hashes (nothing on disk)."""
+    return _PROCESS
