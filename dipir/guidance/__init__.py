@@ -13,6 +13,7 @@ Submodules import diffusers/peft only where needed, so `import dipir.guidance` i
 - `lora`: `personalize`, `load_lora`, `adapters_disabled`, `release_adapters`.
 - `guidance`: `Guidance` (SDS / LDS losses, SDEdit `denoise`).
 - `schedules`: t_max annealing.
+- `prompts`: the prompts DiPIR speaks to a model (DiPIR's, or the model's own `dipir_prompts.json`).
 
 Typical use by an optimizer::
 
@@ -20,9 +21,10 @@ Typical use by an optimizer::
     from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
     from dipir.guidance.guidance import Guidance
     from dipir.guidance.lora import personalize
+    from dipir.guidance.prompts import scene_fields
 
     pipe = load_pipeline(model, device="cuda", dtype="float16")
-    fields = scene_fields(scene)          # dipir.guidance.prompts: the captions a model's prompts may read
+    fields = scene_fields(scene)          # the class and captions a model's prompts may read
     personalize(pipe, background_pil, scene.object.cls, PersonalizeConfig(), cache_dir,
                 scene_fields=fields)      # installs the LoRA
     judge = Guidance(pipe, GuidanceConfig(kind="lds"), scene.object.cls, fields)
