@@ -92,21 +92,26 @@ def _old_lora_key(model_id, background, cls, ckey, cfg):
 
 def test_lora_captions_and_keys_follow_the_prompt_set(tiny_pixel_dir, captioned_model, tmp_path):
     from dipir.guidance.config import PersonalizeConfig
-    from dipir.guidance.lora import LoraTrainer, lora_captions, lora_key, lora_templates
+    from dipir.guidance.lora import LoraTrainer, lora_captions, lora_key
     from dipir.guidance.models import load_pipeline
+    from dipir.guidance.prompts import pipe_prompts
+
+    def templates_of(pipe):
+        p = pipe_prompts(pipe)
+        return p.lora_target, p.lora_concept
 
     bg = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
     cfg = PersonalizeConfig(steps=1, resolution=16, batch_size=1, use_concepts=False)
     plain = load_pipeline(str(tiny_pixel_dir), device="cpu")
     # DiPIR's own prompts keep the keys every cached LoRA was stored under.
-    assert lora_key("m", bg, "vase", None, cfg, lora_templates(plain), FIELDS) == _old_lora_key("m", bg, "vase", None, cfg)
-    assert lora_captions(plain, "vase", FIELDS) == ("a scene in the style of sks rendering", "a photo of a vase")
+    assert lora_key("m", bg, "vase", None, cfg, templates_of(plain), FIELDS) == _old_lora_key("m", bg, "vase", None, cfg)
+    assert lora_captions(pipe_prompts(plain), "vase", FIELDS) == ("a scene in the style of sks rendering", "a photo of a vase")
     own = load_pipeline(str(captioned_model), device="cpu")
-    assert lora_captions(own, "vase", FIELDS) == ("a scene with a box", "a scene with a vase")
+    assert lora_captions(pipe_prompts(own), "vase", FIELDS) == ("a scene with a box", "a scene with a vase")
     trainer = LoraTrainer(own, bg, "vase", cfg.resolved(own), scene_fields=FIELDS)
     assert trainer.captions == ("a scene with a box", "a scene with a vase")
     # The captions a key's templates read are part of it.
-    templates = lora_templates(own)
+    templates = templates_of(own)
     k = lora_key("m", bg, "vase", None, cfg, templates, FIELDS)
     assert k != lora_key("m", bg, "vase", None, cfg, templates, {**FIELDS, "background_caption": "a scene"})
     assert k == lora_key("m", bg, "vase", None, cfg, templates, {**FIELDS, "caption": "unused by these templates"})

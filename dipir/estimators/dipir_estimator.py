@@ -159,6 +159,8 @@ def with_section(cfg, section: str, overrides):
     try:
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **overrides)}).validate()
     except DipirError as err:
-        field = err.field if (err.field or "").startswith(section) else f"{section}.{err.field}" if err.field else section
+        field = err.field or section
+        if not field.startswith(section):  # PersonalizeConfig names bare fields; GuidanceConfig prefixes its own
+            field = f"{section}.{field}"
         raise DipirError(err.message, field=f"options.{field}") from None
     return cfg

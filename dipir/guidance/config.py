@@ -12,8 +12,6 @@ from dipir.guidance.prompts import CONCEPT_TEMPLATE, FIELDS, template_names
 
 WEIGHTINGS = ("sds", "uniform", "alpha")
 
-
-
 COLORS = ("red", "blue", "green", "white", "black", "silver", "gray", "yellow", "orange", "brown")
 BACKGROUNDS = ("on a street", "in a parking lot", "on a driveway", "in a city", "on a road",
                "in a garage", "on grass", "in a living room", "on a wooden floor",

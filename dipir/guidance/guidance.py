@@ -34,9 +34,9 @@ class Guidance:
     def __init__(self, pipe, cfg: GuidanceConfig | None = None, object_class: str = "object",
                  scene_fields: dict | None = None):
         """`scene_fields`: what the prompt template may name besides the class (`prompts.scene_fields`:
-        the scene's captions); the template is `cfg.prompt`, else the model's (`prompts.model_prompts`)."""
+        the scene's captions); the template is `cfg.prompt`, else the model's (`prompts.pipe_prompts`)."""
         from dipir.guidance.models import encode_prompt
-        from dipir.guidance.prompts import fill, model_prompts
+        from dipir.guidance.prompts import fill, pipe_prompts
 
         self.cfg = cfg = cfg or GuidanceConfig()
         cfg.validate()
@@ -59,8 +59,8 @@ class Guidance:
         self.alphas_cumprod = self.sched.alphas_cumprod.to(self.device, torch.float32)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         with torch.no_grad():
-            template = cfg.prompt if cfg.prompt is not None else model_prompts(getattr(pipe, "name_or_path", None)).guidance
-            self.prompt = fill(template, {**(scene_fields or {}), "cls": object_class}, "guidance.prompt")
+            self.template = cfg.prompt if cfg.prompt is not None else pipe_prompts(pipe).guidance
+            self.prompt = fill(self.template, {**(scene_fields or {}), "cls": object_class}, "guidance.prompt")
             self.embed_cond = encode_prompt(pipe, [self.prompt])
             self.embed_uncond = encode_prompt(pipe, [cfg.negative_prompt])
         self.space = model_space(pipe)

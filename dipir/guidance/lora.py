@@ -29,7 +29,7 @@ from dipir.guidance.concepts import (
 )
 from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import encode_prompt, noise_scheduler
-from dipir.guidance.prompts import FIELDS, fill, model_prompts, template_names
+from dipir.guidance.prompts import FIELDS, PromptSet, fill, pipe_prompts, template_names
 from dipir.io import atomic_file, build_lock, publish_dir
 
 LORA_FILE = "lora.safetensors"
@@ -132,7 +132,8 @@ class LoraTrainer:
     """Owns the adapter's optimizer and the data; `step()` is one optimizer step."""
 
     def __init__(self, pipe, background, object_class: str, cfg: PersonalizeConfig, concept_images=(),
-                 scene_fields: dict | None = None):
+                 scene_fields: dict | None = None, prompts: PromptSet | None = None):
+        """`prompts`: the model's prompt set (read from the pipeline's folder when not given)."""
         from dipir.guidance.spaces import model_space, unet_multiple
 
         cfg = cfg.resolved(pipe)
@@ -148,7 +149,7 @@ class LoraTrainer:
         if cfg.resolution % unet_multiple(pipe):
             raise DipirError(f"resolution must be a multiple of {unet_multiple(pipe)}", field="resolution")
         with torch.no_grad():
-            self.captions = lora_captions(pipe, self.cls, scene_fields)
+            self.captions = lora_captions(prompts or pipe_prompts(pipe), self.cls, scene_fields)
             self.embed_target = encode_prompt(pipe, [self.captions[0]])
             self.embed_concept = encode_prompt(pipe, [self.captions[1]])
         with torch.random.fork_rng(devices=[]):  # peft's init of A draws from the global generator
@@ -227,17 +228,11 @@ class LoraTrainer:
 # ---------------------------------------------------------------------------------------------
 # The cached entry point.
 
-def lora_templates(pipe) -> tuple[str, str]:
-    """(the background's caption, a concept image's caption) templates of the model's prompt set."""
-    prompts = model_prompts(getattr(pipe, "name_or_path", None))
-    return prompts.lora_target, prompts.lora_concept
-
-
-def lora_captions(pipe, object_class: str, scene_fields: dict | None = None) -> tuple[str, str]:
-    """The two captions filled in with the class and the scene's fields."""
+def lora_captions(prompts: PromptSet, object_class: str, scene_fields: dict | None = None) -> tuple[str, str]:
+    """(the background's caption, a concept image's caption), filled in with the class and the scene's fields."""
     values = {**(scene_fields or {}), "cls": object_class}
-    target, concept = lora_templates(pipe)
-    return fill(target, values, "prompts.lora_target"), fill(concept, values, "prompts.lora_concept")
+    return (fill(prompts.lora_target, values, "prompts.lora_target"),
+            fill(prompts.lora_concept, values, "prompts.lora_concept"))
 
 
 def lora_key(model_id: str, background, object_class: str, concepts_key: str | None, cfg: PersonalizeConfig,
@@ -276,12 +271,11 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
     cls = _valid_class(object_class)
     cache = Path(cache_dir or cfg.cache_dir or default_cache_dir())
     model_id = model_id or model_fingerprint(pipe)
-    prompts = model_prompts(getattr(pipe, "name_or_path", None))
+    prompts = pipe_prompts(pipe)  # read once: captions, concept template and key all come from it
     ccfg = replace(cfg.concept_config(), template=prompts.concept)
     ckey = concept_key(model_id, cls, ccfg) if cfg.use_concepts else None
-    templates = lora_templates(pipe)
-    lora_captions(pipe, cls, scene_fields)  # a caption the scene lacks fails here, before any work
-    key = lora_key(model_id, background, cls, ckey, cfg, templates, scene_fields)
+    lora_captions(prompts, cls, scene_fields)  # a caption the scene lacks fails here, before any work
+    key = lora_key(model_id, background, cls, ckey, cfg, (prompts.lora_target, prompts.lora_concept), scene_fields)
     folder = cache / "lora" / key
     path = folder / LORA_FILE
     def cached() -> PersonalizeResult | None:
@@ -302,7 +296,7 @@ def personalize(pipe, background, object_class: str, cfg: PersonalizeConfig | No
         if cfg.use_concepts:
             cset = generate_concepts(pipe, cls, ccfg, cache, model_id=model_id, progress=progress)
             concept_images = cset.images()
-        trainer = LoraTrainer(pipe, background, cls, cfg, concept_images, scene_fields)
+        trainer = LoraTrainer(pipe, background, cls, cfg, concept_images, scene_fields, prompts)
         losses = []
         bar = _progress(progress, "personalizing (LoRA)", cfg.steps)
         with bar as p:

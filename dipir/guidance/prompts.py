@@ -117,6 +117,11 @@ def model_prompts(name_or_path: str | Path | None) -> PromptSet:
     return DIPIR_PROMPTS
 
 
+def pipe_prompts(pipe) -> PromptSet:
+    """The prompt set of a loaded pipeline (read from the folder it was loaded from)."""
+    return model_prompts(getattr(pipe, "name_or_path", None))
+
+
 def write_prompts(folder: str | Path, prompts: PromptSet) -> Path:
     path = Path(folder) / PROMPTS_FILE
     path.write_text(json.dumps(asdict(prompts.validate()), indent=1) + "\n")

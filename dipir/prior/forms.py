@@ -91,7 +91,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     from dipir.estimators.dipir_estimator import DipirEstimator
     from dipir.guidance.adapters import release_adapters
     from dipir.guidance.guidance import Guidance
-    from dipir.guidance.prompts import model_prompts, scene_fields
+    from dipir.guidance.prompts import scene_fields
     from dipir.optim.optimizer import load_model, personalize_scene
     from dipir.prior.check import (PriorCheckConfig, composites, held_out_folders, noise_seed,
                                    scene_bootstrap_ci, timesteps)
@@ -136,7 +136,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins))}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
-           "prompt": prompt or cfg.guidance.prompt or model_prompts(pipe.name_or_path).guidance,
+           "prompt": guidance.template,  # the last scene's; every scene's is the same
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
            "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
            "scenes": len(held), "forms": forms, "scenes_detail": rows}
