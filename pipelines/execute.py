@@ -49,8 +49,16 @@ def method_options(method: str, options: dict, render) -> dict:
     return render_options(traits(method), render, options)
 
 
+def method_config(method: str, preset: str | None, options: dict) -> dict | None:
+    """The configuration a method's preset and options resolve to, when its class declares one
+    (`config_identity`): a preset edited in code then changes the ids of its tasks."""
+    from dipir.estimators import config_identity
+
+    return config_identity(method, options if preset is None else {**options, "preset": preset}, field="methods")
+
+
 # How the runner plans ids: from what each estimator class declares.
-IDENTITY = MethodIdentity(uses_model, method_options)
+IDENTITY = MethodIdentity(uses_model, method_options, method_config)
 
 
 def build(method: str, options: dict):

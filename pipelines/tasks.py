@@ -1,10 +1,12 @@
 """Suite -> the full list of tasks (scene x method x preset x seed), each with a content-hash id.
 
 The id hashes what determines the result: the scene's content key (recipe + source contents),
-the method, preset, seed, the render settings, the method's options and (for methods that use
+the method, preset, seed, the render settings, the method's options, the configuration the preset
+and options resolve to (for estimators that declare one: DiPIR's whole optimizer config, so editing
+a preset or a default makes the old results stale instead of current) and (for methods that use
 one) the diffusion model: its id, plus the content hash of its weights when they sit in a local
 folder (a shipped prior such as `mini-world`, or a path), so a retrained prior makes the old
-results stale instead of current. Not the output path, the time, the host or the worker.
+results stale too. Not the output path, the time, the host or the worker.
 """
 
 from __future__ import annotations
@@ -52,12 +54,18 @@ class MethodIdentity:
     uses_model: Callable[[str], bool | str]
     # (method, the suite's options, render config) -> the options the estimator is built with
     options: Callable[[str, dict, Any], dict]
+    # (method, preset, those options) -> the configuration they resolve to, or None for an estimator
+    # that declares none (its ids then hold no config part, as before)
+    config: Callable[[str, str | None, dict], dict | None] | None = None
 
 
 def task_id(scene_key: str, method: str, preset: str | None, seed: int, render: dict, options: dict,
-            model: str | None) -> str:
-    return hash_json({"schema": TASK_SCHEMA, "scene": scene_key, "method": method, "preset": preset,
-                      "seed": seed, "render": render, "options": options, "model": model})[:16]
+            model: str | None, config: dict | None = None) -> str:
+    parts = {"schema": TASK_SCHEMA, "scene": scene_key, "method": method, "preset": preset,
+             "seed": seed, "render": render, "options": options, "model": model}
+    if config is not None:  # absent, not null: ids of estimators without one stay as they were
+        parts["config"] = config
+    return hash_json(parts)[:16]
 
 
 def render_identity(render) -> dict:
@@ -100,12 +108,14 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
         u = uses[m]
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
         options = identity.options(m, suite.options.get(m, {}), suite.render)
-        per_method.append((m, suite.presets.get(m, (None,)), options, model))
+        configs = {p: identity.config(m, p, options) if identity.config else None
+                   for p in suite.presets.get(m, (None,))}
+        per_method.append((m, configs, options, model))
     for ref in scenes:
-        for method, presets, options, model in per_method:
-            for preset in presets:
+        for method, configs, options, model in per_method:
+            for preset, config in configs.items():
                 for seed in suite.seeds:
-                    tid = task_id(ref.key, method, preset, seed, render, options, model)
+                    tid = task_id(ref.key, method, preset, seed, render, options, model, config)
                     if tid in seen:  # the same scene listed twice is one task
                         continue
                     seen.add(tid)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from dipir.errors import DipirError
 from dipir.estimators import ESTIMATORS, EstimatorTraits, InsertionResult, Requirements, estimator_traits
 from helpers.pipeline import TINY_RENDER
 from dipir.scene.synthetic import tiny_scenes
@@ -177,6 +178,49 @@ def test_dipir_optimizes_through_the_depth_it_is_scored_with(tmp_path):
     as_written = {t.method: t.task_id for t in plan(
         suite, tmp_path / "run", MethodIdentity(execute.uses_model, lambda method, options, render: options))}
     assert with_depth["sunsky"] == as_written["sunsky"] and with_depth["dipir"] != as_written["dipir"]
+
+
+def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
+    """Task ids hold the config DiPIR's preset and options resolve to: a preset edited in code gets
+    new ids (its old results are stale, not current); the other presets and the baselines keep theirs."""
+    from dipir.hashing import hash_json
+    from dipir.optim import presets
+    from pipelines import execute
+    from pipelines.suite import load_suite
+    from pipelines.tasks import TASK_SCHEMA, plan, task_id
+
+    scenes = tiny_scenes(tmp_path / "scenes", 2)
+    data = {"name": "p", "datasets": [{"kind": "scenes", "path": str(scenes)}], "methods": ["dipir", "sunsky"],
+            "presets": {"dipir": ["dipir", "no-tone-curves"]}, "render": TINY_RENDER,
+            "options": {"dipir": {"iterations": 3}}}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(data))
+
+    def ids() -> dict:
+        return {(t.scene_id, t.method, t.preset): t.task_id for t in plan(load_suite(path), tmp_path / "run",
+                                                                          execute.IDENTITY)}
+
+    before = ids()
+    monkeypatch.setitem(presets.PRESETS, "no-tone-curves",
+                        dataclasses.replace(presets.PRESETS["no-tone-curves"], snapshot_every=7))
+    after = ids()
+    assert before.keys() == after.keys()
+    for key in before:
+        assert (before[key] != after[key]) == (key[2] == "no-tone-curves"), key
+    # The config is what the estimator is built with: the suite's options are resolved into it.
+    cfg = execute.method_config("dipir", "no-tone-curves", {"iterations": 3})
+    assert cfg["iterations"] == 3 and cfg["tone"]["enabled"] is False and cfg["snapshot_every"] == 7
+    assert execute.method_config("dipir", None, {}) == dataclasses.asdict(presets.PRESETS["dipir"])
+    # Estimators that declare no config keep the ids they always had.
+    assert execute.method_config("sunsky", None, {}) is None
+    old = hash_json({"schema": TASK_SCHEMA, "scene": "k", "method": "sunsky", "preset": None, "seed": 0,
+                     "render": {}, "options": {}, "model": None})[:16]
+    assert task_id("k", "sunsky", None, 0, {}, {}, None) == old
+    # A bad option is refused while planning, naming it.
+    data["options"] = {"dipir": {"iterations": 0}}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DipirError, match="options.iterations"):
+        ids()
 
 
 def _method_name_branches(path: Path, names: set[str]) -> list[str]:

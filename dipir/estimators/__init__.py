@@ -65,6 +65,13 @@ def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
     return EstimatorTraits(model=bool(getattr(getattr(cls, "requires", None), "model", False)))
 
 
+def config_identity(name: str, options: dict, field: str = "method") -> dict | None:
+    """The configuration `options` resolve to for estimator `name`, as plain data, when its class
+    declares one (a `config_identity(options)` classmethod); None otherwise. Part of task ids."""
+    fn = getattr(estimator_class(name, field), "config_identity", None)
+    return None if fn is None else fn(dict(options))
+
+
 def render_options(traits: EstimatorTraits, render, options: dict | None = None) -> dict:
     """An estimator's options as it is built for the render settings it will be scored with: what
     it takes from them (its traits say which), under the `options` the user gave (those win)."""

@@ -109,6 +109,8 @@ class LightingEstimator(Protocol):
     name: str
     requires: Requirements
     traits: ClassVar[EstimatorTraits]  # optional; EstimatorTraits() when absent
+    # Optional classmethod config_identity(options) -> dict: the configuration the options resolve to
+    # (presets and defaults included), as plain data; task ids hold it (dipir.estimators.config_identity).
 
     def estimate(self, scene: Scene) -> InsertionResult: ...
 

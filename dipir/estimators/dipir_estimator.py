@@ -93,6 +93,13 @@ class DipirEstimator:
             est.cfg = with_section(est.cfg, section, overrides)
         return est
 
+    @classmethod
+    def config_identity(cls, options: dict) -> dict:
+        """The optimizer config these options resolve to (the preset's definition, the defaults, the
+        overrides) as plain data: task ids hold it, so editing a preset or a default in code makes
+        the results it produced stale instead of current. Builds nothing heavy (no model)."""
+        return dataclasses.asdict(cls.from_options(options).cfg)
+
     def _pipeline(self):
         """The process's one pipeline for this model (shared by every preset and seed), with the
         LoRA adapter of the previous run freed: each run starts from the base weights."""
