@@ -140,6 +140,22 @@ def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | N
     return use_gpu, max(1, min(workers or slots, slots, n_tasks))
 
 
+SCAN = 256  # how far down the queue the driver looks for a task of a scene no actor is busy with
+
+
+def next_task(queue: deque, busy_scenes: set[str]) -> Task:
+    """Take the first queued task whose scene no actor is working on, else the first task. Tasks of
+    one scene share cached work (the built scene, DiPIR's LoRA for every LoRA preset): run side by
+    side, the second waits on the first's lock; run one after the other, it finds the work done."""
+    for i, task in enumerate(queue):
+        if i >= SCAN:
+            break
+        if task.scene_key not in busy_scenes:
+            del queue[i]
+            return task
+    return queue.popleft()
+
+
 def _check_address(address: str | None) -> str | None:
     """The cluster address to join (`ray job submit` sets RAY_ADDRESS), checked and with token
     auth set up (pipelines.connect); None: start an embedded local Ray."""
@@ -256,7 +272,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
             while queue or inflight:
                 # Backpressure: one task per actor in flight; the rest wait in the driver's queue.
                 while idle and queue:
-                    slot, task = idle.pop(), queue.popleft()
+                    slot, task = idle.pop(), next_task(queue, {t.scene_key for _, t in inflight.values()})
                     attempts[task.task_id] += 1
                     ref = actors[slot].run.remote(task.to_dict(), attempts[task.task_id])
                     inflight[ref] = (slot, task)

@@ -222,3 +222,24 @@ def test_actor_plan_one_per_gpu_else_per_cpu():
     assert actor_plan({"CPU": 0.0}, None, 1000, gpus=8) == (True, 8)
     assert actor_plan({"CPU": 8.0, "GPU": 2.0}, None, 1000, gpus=8) == (True, 8)
     assert actor_plan({"CPU": 8.0, "GPU": 16.0}, None, 1000, gpus=8) == (True, 16)  # more are up: use them
+
+
+def test_the_driver_keeps_a_busy_scene_for_later():
+    """An idle actor takes the first task of a scene no other actor works on (tasks of one scene share
+    the built scene and DiPIR's LoRA); when every queued task's scene is busy, the first one."""
+    from collections import deque
+
+    from pipelines.runner import SCAN, next_task
+    from pipelines.tasks import Task
+
+    def task(scene: str, preset: str) -> Task:
+        return Task(f"{scene}-{preset}", "d", scene, scene, {}, "dipir", preset, 0)
+
+    q = deque([task("a", "sds-lora"), task("a", "no-tone-curves"), task("b", "dipir"), task("b", "sds-lora")])
+    assert next_task(q, {"a"}).task_id == "b-dipir"
+    assert [t.task_id for t in q] == ["a-sds-lora", "a-no-tone-curves", "b-sds-lora"]  # order kept
+    assert next_task(q, {"a", "b"}).task_id == "a-sds-lora"
+    assert next_task(q, set()).task_id == "a-no-tone-curves"
+    # The scan is bounded: a long run of one busy scene ends it (dispatch stays cheap).
+    q = deque([task("a", str(i)) for i in range(SCAN)] + [task("b", "dipir")])
+    assert next_task(q, {"a"}).task_id == "a-0"
