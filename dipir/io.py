@@ -30,6 +30,38 @@ from typing import Iterator
 from dipir.errors import DipirError
 
 
+@contextlib.contextmanager
+def captured_output_fds() -> Iterator[list[str]]:
+    """Collect what C libraries print to file descriptors 1 and 2 inside the block (OpenEXR's Python
+    binding prints "Warning: Exception raised reading pixel data ..." to stdout and its core library
+    prints the cause to stderr, besides raising), as lines in the yielded list, filled on exit; the
+    caller folds them into its one-line error or writes them back. Process-wide for the block's
+    duration: keep it to one library call."""
+    import sys
+    import tempfile
+
+    import io
+
+    lines: list[str] = []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    text = io.StringIO()  # bindings may print through sys.stdout instead (pybind11's py::print)
+    with tempfile.TemporaryFile() as tmp:
+        for fd in saved:
+            os.dup2(tmp.fileno(), fd)
+        try:
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+                yield lines
+        finally:
+            for fd, keep in saved.items():
+                os.dup2(keep, fd)
+                os.close(keep)
+            tmp.seek(0)
+            for blob in (tmp.read().decode("utf-8", "replace"), text.getvalue()):
+                lines += [ln for ln in blob.splitlines() if ln.strip()]
+
+
 def _tmp_sibling(path: Path, tag: str = "tmp") -> Path:
     # Keep the suffix last: writers such as Mitsuba's Bitmap and PIL choose the format from it.
     return path.with_name(f".{path.stem}.{tag}-{uuid.uuid4().hex[:8]}{path.suffix}")

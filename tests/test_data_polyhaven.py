@@ -160,3 +160,22 @@ def test_synth_polyhaven_cli(tmp_path):
         main(["synth", "polyhaven", str(tmp_path), "--count", "2", "--size", "64x32"])
     assert exc.value.code == 0
     assert len(list(tmp_path.glob("*.json"))) == 2 and len(list(tmp_path.glob("*.exr"))) == 2
+
+
+def test_damaged_exr_is_one_line_and_prints_nothing(tmp_path, capfd):
+    """A truncated EXR: OpenEXR raises AND prints its own warnings to fds 1 and 2; the user gets one
+    line holding the cause (the corrupt chunk), and nothing else on the terminal."""
+    from dipir.rendering.hdr import write_hdr
+
+    good = tmp_path / "good.exr"
+    write_hdr(good, np.random.default_rng(0).random((64, 128, 3)).astype(np.float32) * 4)
+    data = good.read_bytes()
+    bad = tmp_path / "cut.exr"
+    bad.write_bytes(data[:len(data) - 200])
+    with pytest.raises(DipirError, match="unreadable HDR") as exc:
+        read_hdr(bad)
+    assert "\n" not in str(exc.value) and str(bad) in str(exc.value)
+    assert capfd.readouterr() == ("", "")
+    assert read_hdr(good).shape == (64, 128, 3)  # fds are back: a good read prints nothing either
+    print("still here")
+    assert capfd.readouterr().out == "still here\n"

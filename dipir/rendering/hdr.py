@@ -197,17 +197,32 @@ def _read_exr(path: Path) -> np.ndarray | None:
         import OpenEXR
     except ImportError:  # pragma: no cover - a declared dependency
         return None
-    try:
-        with OpenEXR.File(str(path)) as f:
-            ch = f.channels()
-            for name in ("RGB", "RGBA", "Y"):
-                if name in ch:
+    from dipir.io import captured_output_fds
+
+    px, error = None, None
+    with captured_output_fds() as printed:  # a damaged file also makes OpenEXR print (fds 1 and 2)
+        try:
+            with OpenEXR.File(str(path)) as f:
+                ch = f.channels()
+                name = next((n for n in ("RGB", "RGBA", "Y") if n in ch), None)
+                if name is not None:
                     px = np.asarray(ch[name].pixels, dtype=np.float32)
-                    return np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
-    except Exception as err:  # OpenEXR raises RuntimeError / OSError with its own message
-        msg = " ".join(str(err).split()) or err.__class__.__name__
-        raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
-    return None  # other channel layouts: let Mitsuba pick RGB
+        except Exception as err:  # OpenEXR raises RuntimeError / OSError with its own message
+            error = err
+    if error is not None:
+        # The printed line says what is wrong ("corrupt leader ... file offset ..."); the exception
+        # often only the aftermath ("file has 0 parts"): one line holding both.
+        said = [" ".join(ln.replace(str(path), "").strip(" :").split()) for ln in printed
+                if not ln.startswith("Warning: Exception raised")]  # the binding's echo of the error
+        msg = "; ".join(dict.fromkeys([" ".join(str(error).split()) or type(error).__name__, *said[-1:]]))
+        raise DipirError(f"unreadable HDR image ({msg[:300]})", path) from None
+    if printed:  # read fine but warned: not ours to drop
+        import sys
+
+        print("\n".join(printed), file=sys.stderr)
+    if px is None:
+        return None  # other channel layouts: let Mitsuba pick RGB
+    return np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
 
 
 def _read_rgbe(path: Path) -> np.ndarray | None:
