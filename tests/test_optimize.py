@@ -105,7 +105,11 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
         for k in ("loss_total", "loss_guidance", "loss_consistency", "loss_reg", "t_max", "seconds"):
             assert math.isfinite(row[k]), (k, row)
     assert rows[0]["t_max"] == pytest.approx(0.6) and rows[-1]["t_max"] == pytest.approx(0.3)
-    assert sorted(p.name for p in (out / "intermediate").iterdir()) == ["composite_0000.png", "composite_0019.png"]
+    assert sorted(p.name for p in (out / "intermediate").iterdir()) == [
+        "composite_0000.png", "composite_0019.png", "sg_0000.json", "sg_0019.json"]
+    # The last snapshot's lighting is the lighting the outputs were written from.
+    last, final = (json.loads(p.read_text()) for p in (out / "intermediate" / "sg_0019.json", out / "sg_params.json"))
+    assert np.allclose(last["fg"]["axes"], final["fg"]["axes"]) and last["fusion_alpha"] == final["fusion_alpha"]
     from PIL import Image
 
     from dipir.rendering.hdr import read_hdr

@@ -422,7 +422,7 @@ def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, gu
                 row = opt.step(i)
                 writer.losses.write(row)
                 if cfg.snapshot_every and (i % cfg.snapshot_every == 0 or i == cfg.iterations - 1):
-                    writer.snapshot(i, opt.last_composite.cpu().numpy())
+                    writer.snapshot(i, opt.last_composite.cpu().numpy(), opt.sg_params(row["fusion_alpha"]))
                 bar.update(row)
                 if on_iteration is not None:
                     on_iteration(i, row)

@@ -13,7 +13,9 @@
     tone_curves.json/.png    tone-curve parameters and their plot
     material.json            optimized material (dipir-material only)
     losses.csv               one row per iteration, written as it goes (survives Ctrl-C and crashes)
-    intermediate/composite_NNNN.png   every `snapshot_every` iterations
+    intermediate/composite_NNNN.png   every `snapshot_every` iterations (and the last) ...
+    intermediate/sg_NNNN.json         ... with the SG parameters of that iteration (as sg_params.json):
+                             how the lighting moved, e.g. the sun error along the run
     timings.json             personalization and optimization seconds
     config.json              the resolved DipirConfig (plain data)
     optimize.json            status (done | interrupted | failed), error, iterations done
@@ -81,8 +83,11 @@ class OutputWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.losses = LossLog(self.dir / "losses.csv")
 
-    def snapshot(self, iteration: int, srgb: np.ndarray) -> Path:
-        return write_png(self.dir / "intermediate" / f"composite_{iteration:04d}.png", srgb)
+    def snapshot(self, iteration: int, srgb: np.ndarray, sg: dict | None = None) -> Path:
+        png = write_png(self.dir / "intermediate" / f"composite_{iteration:04d}.png", srgb)  # makes the folder
+        if sg is not None:
+            write_json(self.dir / "intermediate" / f"sg_{iteration:04d}.json", sg)
+        return png
 
     def composite(self, srgb: np.ndarray) -> Path:
         return write_png(self.dir / "composite.png", srgb)
