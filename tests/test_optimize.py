@@ -112,7 +112,11 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     assert np.allclose(last["fg"]["axes"], final["fg"]["axes"]) and last["fusion_alpha"] == final["fusion_alpha"]
     from PIL import Image
 
+    from dipir.optim.outputs import lit_envmap
     from dipir.rendering.hdr import read_hdr
+
+    # ... and that lighting, read back, is envmap.exr (half-float file: loose tolerance).
+    assert np.allclose(lit_envmap(final, 128, 256), read_hdr(out / "envmap.exr"), rtol=5e-3, atol=1e-4)
 
     assert Image.open(out / "composite.png").size == (64, 64)
     env = read_hdr(out / "envmap.exr")

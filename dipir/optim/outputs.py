@@ -77,6 +77,23 @@ def read_losses(path: str | Path) -> list[dict]:
         return [{k: (int(v) if k == "iteration" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def lit_envmap(sg: dict, height: int, width: int) -> np.ndarray:
+    """The map the object was lit with, from an sg_params.json / intermediate/sg_NNNN.json: L_fg and
+    L_shadow fused as far as the run had got (envmap.exr is this map of the final parameters)."""
+    import torch
+
+    from dipir.optim.losses import fuse
+    from dipir.rendering.lighting import SGLighting
+
+    def env(p: dict) -> torch.Tensor:
+        light = SGLighting.from_params(np.array(p["colors"]), np.array(p["axes"]), np.array(p["sharpness"]),
+                                       float(sg.get("min_sharpness", 0.0)))
+        return light.envmap(height, width)
+
+    with torch.no_grad():
+        return fuse(env(sg["fg"]), env(sg["shadow"]), float(sg["fusion_alpha"]))[0].numpy()
+
+
 class OutputWriter:
     def __init__(self, out_dir: str | Path):
         self.dir = Path(out_dir)
