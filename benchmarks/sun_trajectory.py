@@ -1,8 +1,8 @@
 """Sun-direction error along DiPIR's runs: does the guidance move the light towards the truth?
 
-    .venv/bin/python benchmarks/sun_trajectory.py RUN [--preset dipir] [--json OUT]
+    .venv/bin/python benchmarks/sun_trajectory.py SUITE RUN [--preset dipir] [--json OUT]
 
-Reads a run folder (`dipir run`) read-only. For every finished DiPIR task whose optimizer kept its
+Reads a run folder (`dipir run SUITE --out RUN`) read-only; the suite plans its tasks and scenes. For every finished DiPIR task whose optimizer kept its
 snapshots (`optimizer/intermediate/sg_NNNN.json`, every `snapshot_every` iterations and the last),
 the map the object was lit with at that iteration (L_fg and L_shadow fused as far as the run had
 got, as the final envmap.exr is) is compared with the scene's ground-truth map by the report's
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def trajectories(run: Path, preset: str | None) -> dict[str, dict[str, dict[int, float]]]:
+def trajectories(suite_path: Path, run: Path, preset: str | None) -> dict[str, dict[str, dict[int, float]]]:
     """preset -> task id -> iteration -> sun error (degrees)."""
     from dipir.evaluation.sphere_metrics import light_direction_error_deg
     from dipir.optim.outputs import lit_envmap
@@ -37,7 +37,7 @@ def trajectories(run: Path, preset: str | None) -> dict[str, dict[str, dict[int,
     from pipelines.suite import load_suite
     from pipelines.tasks import plan
 
-    suite = load_suite(run / "spec.yaml")
+    suite = load_suite(suite_path)
     out: dict = defaultdict(dict)
     for task in plan(suite, run, execute.IDENTITY):
         folder = run / "tasks" / task.task_id
@@ -72,11 +72,12 @@ def sign_p(wins: int, n: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite", type=Path)
     ap.add_argument("run", type=Path)
     ap.add_argument("--preset", default=None, help="only this DiPIR preset")
     ap.add_argument("--json", type=Path, default=None, help="also write the per-task errors here")
     args = ap.parse_args(argv)
-    traj = trajectories(args.run, args.preset)
+    traj = trajectories(args.suite, args.run, args.preset)
     if not traj:
         print(f"{args.run}: no finished DiPIR task with snapshots (optimizer/intermediate/sg_*.json)")
         return 1
