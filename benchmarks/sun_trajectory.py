@@ -5,7 +5,7 @@
 Reads a run folder (`dipir run SUITE --out RUN`) read-only; the suite plans its tasks and scenes. For every finished DiPIR task whose optimizer kept its
 snapshots (`optimizer/intermediate/sg_NNNN.json`, every `snapshot_every` iterations and the last),
 the map the object was lit with at that iteration (L_fg and L_shadow fused as far as the run had
-got, as the final envmap.exr is) is compared with the scene's ground-truth map by the report's
+got, on the run's grid, as the final envmap.exr is) is compared with the scene's ground-truth map by the report's
 `light_dir_err_deg` (angle between dominant directions). Printed per preset: the median error and
 its 95 % bootstrap CI at each snapshot, and how many tasks end closer to the truth than they began
 (with the two-sided sign-test p). A guidance that helps pulls the error down from the random
@@ -48,10 +48,12 @@ def trajectories(suite_path: Path, run: Path, preset: str | None) -> dict[str, d
         if result.get("status") != "done":
             continue
         gt = read_hdr(load_scene(build_scene(task.recipe, task.scene_key, run)).envmap)
+        grid = json.loads((folder / "optimizer" / "config.json").read_text())["render"]  # as the estimate's
         errors = {}
         for p in snaps:
             sg = json.loads(p.read_text())
-            err, _ = light_direction_error_deg(lit_envmap(sg, 32, 64), gt)
+            env = lit_envmap(sg, grid["envmap_height"], grid["envmap_width"])
+            err, _ = light_direction_error_deg(env, gt)
             if err is not None:
                 errors[int(p.stem.split("_")[1])] = err
         out[f"{task.method}/{task.preset}"][task.task_id] = errors
