@@ -150,6 +150,17 @@ def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tin
     assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output
 
 
+def test_check_takes_a_shipped_prior_by_name(held_out_world):
+    """`dipir prior check mini-world` like `--model mini-world`: the name resolves to the shipped folder."""
+    from dipir.guidance.registry import local_model_digest, resolve_model
+    from dipir.prior.check import PriorCheckConfig, check_prior
+
+    res = check_prior("mini-world", held_out_world, PriorCheckConfig(n_noise=2, spp=4, max_scenes=1),
+                      log=lambda s: None)
+    assert res["model"] == resolve_model("mini-world") and res["weights"] == local_model_digest("mini-world")
+    assert res["pairs"] == 2
+
+
 def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_prior, tmp_path, capsys):
     # A check records the weights' digest; shipping refuses a check of other weights (the run was
     # trained on since), and a damaged or foreign check file is one line naming the file and field.

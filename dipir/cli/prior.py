@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
 
     @prior_app.command("check")
     def check(
-        model: Path = typer.Argument(..., help="Prior folder (e.g. OUT/model of `dipir prior train`)."),
+        model: str = typer.Argument(..., help="Prior folder (e.g. OUT/model of `dipir prior train`) or a "
+                                               "shipped prior's name (mini-world)."),
         data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
         n_noise: int = typer.Option(None, "--n-noise", min=1, help="Noise draws per composite [default: 64]."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),

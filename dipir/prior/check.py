@@ -208,13 +208,14 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
                 out_json: str | Path | None = None, log=print) -> dict:
     from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
-    from dipir.guidance.registry import local_model_digest
+    from dipir.guidance.registry import local_model_digest, resolve_model
     from dipir.prior.model import load_prior
 
     cfg = cfg or PriorCheckConfig()
-    weights = local_model_digest(str(model))
+    model = resolve_model(str(model))  # a shipped prior by name ("mini-world"), as --model takes it
+    weights = local_model_digest(model)
     unet, sched, tok, te = load_prior(model)
-    if local_model_digest(str(model)) != weights:  # a training run exporting into the folder meanwhile
+    if local_model_digest(model) != weights:  # a training run exporting into the folder meanwhile
         raise DipirError("the weights changed while they were read (is a training run writing them?); "
                          "check a copy", model, "model")
     size = int(unet.config.sample_size)
