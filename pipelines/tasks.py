@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dipir.errors import DipirError
 from dipir.hashing import FileHashCache, hash_json
 from pipelines.scenes import SceneRef, plan_scenes
 from pipelines.suite import Suite
@@ -95,6 +96,19 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     return f"{model}@{digest[:16]}" + ("" if prompts is None else f"+prompts@{file_hash(prompts)[:12]}")
 
 
+def _config(identity: MethodIdentity, suite: Suite, method: str, preset: str | None, options: dict) -> dict | None:
+    """The config a method's preset and options resolve to; what it refuses is the suite file's error
+    (`options.<method>.<key>`, `presets.<method>`), before any task runs."""
+    if identity.config is None:
+        return None
+    try:
+        return identity.config(method, preset, options)
+    except DipirError as err:
+        field = err.field or ""
+        field = f"presets.{method}" if field == "preset" else f"options.{method}.{field.removeprefix('options.')}"
+        raise DipirError(err.message, suite.source, field.rstrip(".")) from None
+
+
 def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
            hashes: FileHashCache | None = None) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed)."""
@@ -108,8 +122,7 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
         u = uses[m]
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
         options = identity.options(m, suite.options.get(m, {}), suite.render)
-        configs = {p: identity.config(m, p, options) if identity.config else None
-                   for p in suite.presets.get(m, (None,))}
+        configs = {p: _config(identity, suite, m, p, options) for p in suite.presets.get(m, (None,))}
         per_method.append((m, configs, options, model))
     for ref in scenes:
         for method, configs, options, model in per_method:

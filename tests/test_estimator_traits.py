@@ -216,11 +216,17 @@ def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
     old = hash_json({"schema": TASK_SCHEMA, "scene": "k", "method": "sunsky", "preset": None, "seed": 0,
                      "render": {}, "options": {}, "model": None})[:16]
     assert task_id("k", "sunsky", None, 0, {}, {}, None) == old
-    # A bad option is refused while planning, naming it.
+    # A bad option or preset is the suite file's error, refused while planning, naming file and field.
     data["options"] = {"dipir": {"iterations": 0}}
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(DipirError, match="options.iterations"):
+    with pytest.raises(DipirError) as err:
         ids()
+    assert str(err.value).startswith(f"{path}: options.dipir.iterations: expected a positive integer")
+    data["options"], data["presets"] = {}, {"dipir": ["dipir", "no-such-preset"]}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DipirError) as err:
+        ids()
+    assert str(err.value).startswith(f"{path}: presets.dipir: unknown preset 'no-such-preset'")
 
 
 def _method_name_branches(path: Path, names: set[str]) -> list[str]:
