@@ -37,10 +37,9 @@ def captured_output_fds() -> Iterator[list[str]]:
     prints the cause to stderr, besides raising), as lines in the yielded list, filled on exit; the
     caller folds them into its one-line error or writes them back. Process-wide for the block's
     duration: keep it to one library call."""
+    import io
     import sys
     import tempfile
-
-    import io
 
     lines: list[str] = []
     sys.stdout.flush()

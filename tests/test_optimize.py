@@ -110,6 +110,7 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     # The last snapshot's lighting is the lighting the outputs were written from.
     last, final = (json.loads(p.read_text()) for p in (out / "intermediate" / "sg_0019.json", out / "sg_params.json"))
     assert np.allclose(last["fg"]["axes"], final["fg"]["axes"]) and last["fusion_alpha"] == final["fusion_alpha"]
+    assert final["fusion_energy"] == "shadow"  # the rule lit_envmap fuses by
     from PIL import Image
 
     from dipir.optim.outputs import lit_envmap

@@ -108,3 +108,23 @@ def test_fusion_before_start_is_identity_and_in_between_is_between():
     assert torch.allclose(m_sh, torch.sqrt(sh * f), rtol=1e-4)
     gap = lambda a, b: float((torch.log(a) - torch.log(b)).abs().mean())
     assert gap(m_fg, m_sh) < gap(fg, sh)
+
+
+def test_a_snapshot_is_read_back_with_its_own_fusion_rule():
+    """lit_envmap fuses a saved snapshot by the energy rule the run used (recorded in it), as the
+    optimizer's `maps` did; a snapshot without the record is read with the default rule."""
+    import numpy as np
+
+    from dipir.optim.losses import fuse
+    from dipir.optim.outputs import lit_envmap
+    from dipir.rendering.lighting import SGLighting
+
+    fg, sh = SGLighting.init_random(4, seed=1), SGLighting.init_random(4, seed=2, intensity=3.0)
+    sg = {"fg": fg.params(), "shadow": sh.params(), "fusion_alpha": 1.0}
+    with torch.no_grad():
+        want = {rule: fuse(fg.envmap(8, 16), sh.envmap(8, 16), 1.0, rule)[0].numpy()
+                for rule in ("shadow", "foreground")}
+    assert not np.allclose(want["shadow"], want["foreground"])
+    for rule in ("shadow", "foreground"):
+        assert np.allclose(lit_envmap({**sg, "fusion_energy": rule}, 8, 16), want[rule], rtol=1e-5, atol=1e-6)
+    assert np.allclose(lit_envmap(sg, 8, 16), want["shadow"], rtol=1e-5, atol=1e-6)

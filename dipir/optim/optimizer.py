@@ -326,7 +326,7 @@ class DipirOptimizer:
     def sg_params(self, alpha: float) -> dict:
         rule = {"foreground": " x energy(fg)/energy(shadow)", "shadow": ""}[self.cfg.lighting.fusion.energy]
         return {"fg": self.light_fg.params(), "shadow": self.light_shadow.params(), "fusion_alpha": alpha,
-                "min_sharpness": self.light_fg.min_sharpness,
+                "fusion_energy": self.cfg.lighting.fusion.energy, "min_sharpness": self.light_fg.min_sharpness,
                 "fused": f"fg colours x relative luminance lum(shadow)/lum(fg){rule}, texel by texel"}
 
 

@@ -79,7 +79,8 @@ def read_losses(path: str | Path) -> list[dict]:
 
 def lit_envmap(sg: dict, height: int, width: int) -> np.ndarray:
     """The map the object was lit with, from an sg_params.json / intermediate/sg_NNNN.json: L_fg and
-    L_shadow fused as far as the run had got (envmap.exr is this map of the final parameters)."""
+    L_shadow fused as far as the run had got, by the run's energy rule (envmap.exr is this map of the
+    final parameters; files from before the rule was recorded used the default, "shadow")."""
     import torch
 
     from dipir.optim.losses import fuse
@@ -91,7 +92,8 @@ def lit_envmap(sg: dict, height: int, width: int) -> np.ndarray:
         return light.envmap(height, width)
 
     with torch.no_grad():
-        return fuse(env(sg["fg"]), env(sg["shadow"]), float(sg["fusion_alpha"]))[0].numpy()
+        return fuse(env(sg["fg"]), env(sg["shadow"]), float(sg["fusion_alpha"]),
+                    sg.get("fusion_energy", "shadow"))[0].numpy()
 
 
 class OutputWriter:
