@@ -191,3 +191,39 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     from dipir.guidance.prompts import CAPTION_PROMPTS, model_prompts
 
     assert model_prompts(dest) == CAPTION_PROMPTS and "dipir_prompts.json" in card
+
+
+def test_init_continues_an_exported_prior(tmp_path):
+    # Only a folder survives between machines: a new run starts from an exported (or shipped) prior's
+    # EMA weights, keeps its step count and runs, and warms the fresh optimizer up again.
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.model import PriorModelConfig
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    a = PriorTrainer(data, tmp_path / "a", _cfg(3, lr=1e-3))
+    a.run(progress=False)
+    ema = [p.detach().clone() for p in a.ema_unet().parameters()]
+    b = PriorTrainer(data, tmp_path / "b", _cfg(5, lr=2e-4, init=str(tmp_path / "a" / "model")))
+    assert b.step == b.opt_start == 3 and b.losses == []
+    assert all(torch.equal(p, q) for p, q in zip(b.unet.parameters(), ema))
+    assert all(torch.equal(p, q) for p, q in zip(b.ema_unet().parameters(), ema))
+    assert b._lr(3) == pytest.approx(2e-4 / 2)  # warm-up (2 steps) runs again for the fresh optimizer
+    b.run(progress=False)
+    assert b.step == 5 and len(b.losses) == 2 and all(np.isfinite(b.losses))
+    meta = json.loads((tmp_path / "b" / "model" / "dipir_prior.json").read_text())
+    assert [r["steps"] for r in meta["runs"]] == [[0, 3], [3, 5]]
+    assert meta["runs"][1]["init"]["step"] == 3 and len(meta["runs"][1]["init"]["weights"]) == 16
+    assert "steps 3–5: lr 0.0002" in model_card(meta, 1, None, "", "") and "optimizer state fresh" in \
+        model_card(meta, 1, None, "", "")
+    # Resuming b's own checkpoint keeps where its optimizer and losses began (init is ignored then).
+    b2 = PriorTrainer(data, tmp_path / "b", _cfg(6, init=str(tmp_path / "nowhere")))
+    assert (b2.step, b2.opt_start, b2.loss_start, len(b2.losses)) == (5, 3, 3, 2)
+
+    other = _cfg(4, init=str(tmp_path / "a" / "model"))
+    other.model = PriorModelConfig(image_size=16, block_out_channels=(32, 64), text_dim=32)
+    with pytest.raises(DipirError, match=r"dipir_prior.json: config.model: --init was trained with another model "
+                                         r"config \(block_out_channels differ"):
+        PriorTrainer(data, tmp_path / "c", other)
+    assert not (tmp_path / "c").exists()

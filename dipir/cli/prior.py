@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (and checkpoint) after this long."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
         seed: int = typer.Option(0, "--seed"),
+        init: str = typer.Option(None, "--init", help="Start a new OUT from this prior's EMA weights (OUT/model of "
+                                 "an earlier run, or a shipped prior's name: mini-world); its steps and runs carry "
+                                 "on. Ignored when OUT already has a checkpoint."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Train (or resume) the prior; writes the EMA weights as a diffusers folder OUT/model."""
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
         if image_size % 2 ** (len(widths) - 1):
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, max_minutes=max_minutes, seed=seed,
-                               checkpoint_every=checkpoint_every,
+                               checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))
         res = train_prior(data, out, cfg, progress=progress)

@@ -27,8 +27,10 @@ def _runs(meta: dict) -> list[str]:
             out.append(f"- steps {a}–{b}: settings not recorded (trained before runs were recorded; see Reproduce)")
             continue
         d = r.get("data_seeds") or {}
+        init = r.get("init") if isinstance(r.get("init"), dict) else None
+        start = f", started from the EMA weights of {init.get('model')} (optimizer state fresh)" if init else ""
         out.append(f"- steps {a}–{b}: lr {r['lr']:g}, batch {r['batch_size']}, {d.get('scenes')} scenes "
-                   f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min")
+                   f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min{start}")
     return out
 
 

@@ -11,6 +11,11 @@ Every step draws its batch, flips, caption drops, timesteps and noise from a gen
 run's step range, learning rate, batch size, data and wall time: a resumed run may change the
 learning rate or the data, and the model card must not report the last run's settings for all
 steps); `out/model/` the EMA weights as a diffusers folder; `out/loss.png` the loss curve.
+
+`init` starts a new `out` from an exported prior's EMA weights (a shipped one included): its step
+count and run history carry on, the optimizer starts fresh (so the learning-rate warm-up runs again)
+and the new run records where it started. A folder is all that survives between machines; this is
+how training continues from the prior in the repository.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PriorTrainConfig:
     flip: bool = True
     seed: int = 0
     checkpoint_every: int = 200
+    init: str | None = None  # an exported prior (folder or shipped name) to start a new `out` from
     max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time in this run
     model: PriorModelConfig = field(default_factory=PriorModelConfig)
 
@@ -77,23 +83,27 @@ class PriorTrainer:
         self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
                             power=2 / 3)
         self.step = 0
+        self.opt_start = 0  # the step the optimizer's state (and so its warm-up) began at
+        self.loss_start = 0  # self.losses[i] is the loss of step loss_start + i + 1
         self.losses: list[float] = []
         self.wall_s = 0.0
         self.runs: list[dict] = []
-        self._resume()
+        init = None
+        if not self._resume() and cfg.init:
+            init = self._start_from(cfg.init)
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, "batch_size": cfg.batch_size,
-                          "data_seeds": self.data_seeds, "wall_s": 0.0})
+                          "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
 
     @property
     def ckpt(self) -> Path:
         return self.out / "checkpoint.pt"
 
     def _lr(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(self.cfg.warmup_steps, 1))
+        return self.cfg.lr * min(1.0, (step - self.opt_start + 1) / max(self.cfg.warmup_steps, 1))
 
-    def _resume(self) -> None:
+    def _resume(self) -> bool:
         if not self.ckpt.is_file():
-            return
+            return False
         from dipir.errors import DipirError
 
         try:
@@ -113,8 +123,50 @@ class PriorTrainer:
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise DipirError(f"checkpoint does not fit the model ({err.__class__.__name__})", self.ckpt, "unet") from None
         self.step, self.losses, self.wall_s = int(st["step"]), list(st["losses"]), float(st.get("wall_s", 0.0))
+        self.opt_start, self.loss_start = int(st.get("opt_start", 0)), int(st.get("loss_start", 0))
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
         self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
+        return True
+
+    def _start_from(self, model: str) -> dict:
+        """UNet and EMA from an exported prior's (EMA) weights; its step count and runs carry on."""
+        from diffusers.training_utils import EMAModel
+
+        from dipir.errors import DipirError
+        from dipir.guidance.registry import local_model_digest, resolve_model
+        from dipir.io import read_json_object
+        from dipir.prior.model import load_prior
+
+        folder = Path(resolve_model(model)).expanduser()
+        unet, _, tok, te = load_prior(folder)
+        meta_path = folder / "dipir_prior.json"
+        meta = read_json_object(meta_path) if meta_path.is_file() else {}
+        trained = (meta.get("config") or {}).get("model")
+        mine = json.loads(json.dumps(dataclasses.asdict(self.cfg.model)))  # as JSON holds it (tuples are lists)
+        if trained is not None and trained != mine:
+            diff = sorted(k for k in set(trained) | set(mine) if trained.get(k) != mine.get(k))
+            raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass its "
+                             "--image-size / --channels)", meta_path, "config.model")
+        try:
+            self.unet.load_state_dict(unet.state_dict())
+        except RuntimeError:
+            raise DipirError("--init's weights do not fit the model config", folder / "unet", "unet") from None
+        # Captions must mean what they meant when it was trained: the same frozen text encoder.
+        uniq = [""] + sorted({"a scene with a car", "a scene with two boxes"})
+        ours, theirs = encode(self.tokenizer, self.text_encoder, uniq), encode(tok, te, uniq)
+        if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-6):
+            raise DipirError("--init's text encoder is not the one this --seed builds", folder / "text_encoder",
+                             "text_encoder")
+        step = int(meta.get("step", 0))
+        self.ema = EMAModel(self.unet.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
+                            power=2 / 3)
+        self.ema.optimization_step = step  # its decay is that of a model `step` steps in
+        self.step = self.opt_start = self.loss_start = step
+        self.wall_s = float(meta.get("wall_s", 0.0))
+        self.runs = [r for r in meta.get("runs") or [] if isinstance(r, dict)] or (
+            [{"steps": [0, step], "recorded": False}] if step else [])
+        digest = local_model_digest(str(folder))
+        return {"model": str(model), "step": step, **({"weights": digest[:16]} if digest else {})}
 
     @property
     def history(self) -> list[dict]:
@@ -125,6 +177,7 @@ class PriorTrainer:
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused on its inputs leaves no folder
         st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
               "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
+              "opt_start": self.opt_start, "loss_start": self.loss_start,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(st, tmp)
@@ -174,7 +227,7 @@ class PriorTrainer:
         extra = {"step": self.step, "wall_s": round(self.wall_s, 1), "train_images": len(self.images),
                  "data_seeds": self.data_seeds, "runs": self.history, "config": self.cfg.to_dict()}
         path = save_prior(self.out / "model", self.ema_unet(), self.scheduler, self.tokenizer, self.text_encoder, extra)
-        plot_losses(self.losses, self.out / "loss.png")
+        plot_losses(self.losses, self.out / "loss.png", start=self.loss_start)
         (self.out / "losses.json").write_text(json.dumps(self.losses))
         return path
 
@@ -211,7 +264,7 @@ class PriorTrainer:
                 "model": str(self.out / "model")}
 
 
-def plot_losses(losses: list[float], path: Path, window: int = 50) -> None:
+def plot_losses(losses: list[float], path: Path, window: int = 50, start: int = 0) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,9 +273,10 @@ def plot_losses(losses: list[float], path: Path, window: int = 50) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3))
     y = np.asarray(losses, dtype=np.float64)
-    ax.plot(y, lw=0.3, alpha=0.4, label="step")
+    x = start + 1 + np.arange(len(y))  # a run started from --init plots at its own steps
+    ax.plot(x, y, lw=0.3, alpha=0.4, label="step")
     if len(y) >= window:
-        ax.plot(np.arange(window - 1, len(y)), np.convolve(y, np.ones(window) / window, "valid"), lw=1.2,
+        ax.plot(x[window - 1:], np.convolve(y, np.ones(window) / window, "valid"), lw=1.2,
                 label=f"mean of {window}")
     ax.set_xlabel("step")
     ax.set_ylabel("denoising MSE")
