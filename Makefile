@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast demo bench gpu-check clean
+.PHONY: setup test test-fast lint demo bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup
 # two pytest-xdist workers.
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" -n 2
+
+# Syntax errors, pyflakes and import order (pyproject.toml [tool.ruff]); ruff comes with the dev extras.
+lint: setup
+	$(VENV)/bin/ruff check dipir pipelines reports tests benchmarks scripts
 
 demo: setup
 	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.io import publish_dir
 from dipir.hashing import FileHashCache, hash_json
+from dipir.io import publish_dir
 from pipelines.suite import DatasetEntry, Suite
 
 # Bump when the way a recipe becomes a scene folder changes (it is part of every scene key).

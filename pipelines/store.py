@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from dipir.errors import DipirError
 from dipir import io
+from dipir.errors import DipirError
 from pipelines import schema
 from pipelines.schema import RESULT as RESULT_FILE
 from pipelines.schema import TaskResult

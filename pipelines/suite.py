@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
 from dipir.io import read_yaml

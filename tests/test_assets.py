@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dipir.scene.assets import check_placement, load_mesh_file, object_from_dict, object_to_world, place_in_front
 from dipir.errors import DipirError
-from dipir.scene.procedural import BUILTIN_ASSETS
+from dipir.scene.assets import check_placement, load_mesh_file, object_from_dict, object_to_world, place_in_front
 from dipir.scene.contract import Camera, Plane, look_at
+from dipir.scene.procedural import BUILTIN_ASSETS
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_ASSETS))
@@ -122,9 +122,9 @@ def test_points_inside_footprint():
 
 def test_waymo_auto_placement_avoids_obstacles(tmp_path):
     """Asking for the spot where a box stands moves the car to a free one nearby."""
-    from dipir.scene.assets import points_inside
     from dipir.data.synth_waymo import SynthWaymoConfig, make_street, write_segments
     from dipir.data.waymo import make_scene
+    from dipir.scene.assets import points_inside
     from dipir.scene.contract import load_scene
 
     cfg = SynthWaymoConfig.small(render=False, top_height=48, top_width=512, front_height=2, front_width=8)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.pipeline import TINY_RENDER
 
 from dipir.errors import DipirError
-from helpers.pipeline import TINY_RENDER
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from helpers.cluster_estimators import RENDER_16
+
 from dipir.scene.synthetic import tiny_scenes
 from pipelines.local_cluster import REPO, mount_namespace, new_cluster
 

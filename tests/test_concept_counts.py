@@ -58,9 +58,9 @@ def test_personalization_gets_the_count_of_its_scene(tmp_path, monkeypatch):
 
 
 def test_suite_scene_type_key_reaches_the_scene_provenance(tmp_path):
+    from dipir.hashing import FileHashCache
     from dipir.rendering.hdr import write_hdr
     from dipir.scene.contract import load_scene
-    from dipir.hashing import FileHashCache
     from pipelines.scenes import build_scene, plan_scenes
     from pipelines.suite import parse_suite
 

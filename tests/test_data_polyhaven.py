@@ -8,12 +8,18 @@ import json
 import numpy as np
 import pytest
 
-from dipir.data.polyhaven import (crop_camera, hdri_to_scene_rotation, make_scene, pixel_directions, rotate_equirect,
-                                  sample_equirect)
+from dipir.data.polyhaven import (
+    crop_camera,
+    hdri_to_scene_rotation,
+    make_scene,
+    pixel_directions,
+    rotate_equirect,
+    sample_equirect,
+)
 from dipir.data.synth_polyhaven import SynthHDRIConfig, direction, sky_hdri, write_hdris
 from dipir.errors import DipirError
-from dipir.scene.geometry import project
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, read_hdr
+from dipir.scene.geometry import project
 
 
 def _centroid(img, frac=0.5):

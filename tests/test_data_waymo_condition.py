@@ -107,6 +107,7 @@ def test_condition_reaches_the_pipeline_result(tmp_path):
     """A waymo suite entry over a Night v2 segment: the task's result has condition "night"
     (TaskContext.run in-process, the same call the Ray workers make)."""
     from helpers.pipeline import TINY_RENDER
+
     from pipelines import store
     from pipelines.execute import IDENTITY, TaskContext, metrics_meta
     from pipelines.suite import load_suite

@@ -7,19 +7,18 @@ suite method with nothing changed outside the test.
 
 from __future__ import annotations
 
-import dataclasses
-
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from helpers.pipeline import TINY_RENDER
 
 from dipir.errors import DipirError
 from dipir.estimators import ESTIMATORS, EstimatorTraits, InsertionResult, Requirements, estimator_traits
-from helpers.pipeline import TINY_RENDER
 from dipir.scene.synthetic import tiny_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,12 +149,12 @@ def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
 
 def test_dipir_optimizes_through_the_depth_it_is_scored_with(tmp_path):
     """The suite's render depth reaches the DiPIR it builds (and so its task id); an explicit option wins."""
+    from dipir.errors import DipirError
+    from dipir.estimators import build_estimator, render_options
+    from dipir.rendering.config import RenderConfig
     from pipelines import execute
     from pipelines.suite import load_suite
     from pipelines.tasks import MethodIdentity, plan
-    from dipir.estimators import build_estimator, render_options
-    from dipir.errors import DipirError
-    from dipir.rendering.config import RenderConfig
 
     render = RenderConfig(width=16, height=16, max_depth=3)
     assert render_options(estimator_traits("dipir"), render) == {"max_depth": 3}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import angle_deg
 
 from dipir.errors import DipirError
 from dipir.estimators import ESTIMATORS, build_estimator
@@ -14,7 +15,7 @@ from dipir.estimators.common import pixel_directions
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, write_hdr
 from dipir.scene.contract import Camera, Scene, look_at
 from dipir.scene.synthetic import SUN_DIR, crop_scene, sky_envmap
-from helpers import angle_deg
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Scene:

@@ -13,7 +13,6 @@ from dipir.errors import DipirError
 from dipir.estimators import build_estimator
 from dipir.estimators.base import Lighting, Requirements
 from dipir.rendering.hdr import equirect_directions, read_hdr, write_hdr
-
 from dipir.scene.synthetic import crop_scene, sky_envmap
 
 
@@ -285,12 +284,13 @@ def test_cli_estimate_reports_an_unmet_requirement(tmp_path):
 def test_on_project_synthetic_polyhaven_scene(tmp_path, cfg, sphere_cfg):
     """A procedural sky HDRI (known sun) cropped by dipir.data.polyhaven.make_scene with the sun in
     view: sunsky finds the sun within 10°, oracle scores zero, khan06 scores worse."""
-    from dipir.data.polyhaven import hdri_to_scene_rotation, make_scene as make_ph_scene
+    from helpers import angle_deg
+
+    from dipir.data.polyhaven import hdri_to_scene_rotation
+    from dipir.data.polyhaven import make_scene as make_ph_scene
     from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
     from dipir.evaluation.evaluate import estimate_and_render, evaluate
     from dipir.scene.contract import load_scene
-
-    from helpers import angle_deg
 
     hdri = write_hdris(tmp_path / "hdris", count=1, seed=3, config=SynthHDRIConfig(
         width=256, height=128, kinds=("sky",), formats=("exr",), sun_elevation_deg=(15.0, 30.0)))[0]

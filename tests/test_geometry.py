@@ -7,8 +7,14 @@ import pytest
 
 from dipir.data.range_image import euler_to_rotation
 from dipir.errors import DipirError
-from dipir.scene.geometry import (WAYMO_CAM_TO_OPENCV, fit_plane, project, transform_points, waymo_cam_to_mitsuba_cam,
-                            world_from_vehicle)
+from dipir.scene.geometry import (
+    WAYMO_CAM_TO_OPENCV,
+    fit_plane,
+    project,
+    transform_points,
+    waymo_cam_to_mitsuba_cam,
+    world_from_vehicle,
+)
 
 
 def _extrinsic(yaw, pitch, t):

@@ -8,18 +8,16 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.models import ensure_tiny
 
 from dipir.errors import DipirError
 from dipir.guidance import adapters as adapters_mod
 from dipir.guidance import lora as lora_mod
-from dipir.guidance.concepts import concept_prompts, generate_concepts
-from dipir.guidance.config import ConceptConfig
 from dipir.guidance.adapters import adapters_disabled, install_adapter
+from dipir.guidance.concepts import concept_prompts, generate_concepts
+from dipir.guidance.config import ConceptConfig, PersonalizeConfig
 from dipir.guidance.lora import LoraTrainer, load_lora, personalize, read_lora_meta, save_lora
-from dipir.guidance.models import encode_prompt
-from dipir.guidance.config import PersonalizeConfig
-from dipir.guidance.models import load_pipeline
-from helpers.models import ensure_tiny
+from dipir.guidance.models import encode_prompt, load_pipeline
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

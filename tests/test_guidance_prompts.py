@@ -13,8 +13,16 @@ import pytest
 import torch
 
 from dipir.errors import DipirError
-from dipir.guidance.prompts import (CAPTION_PROMPTS, DIPIR_PROMPTS, PROMPTS_FILE, fill, model_prompts,
-                                    read_prompts, scene_fields, write_prompts)
+from dipir.guidance.prompts import (
+    CAPTION_PROMPTS,
+    DIPIR_PROMPTS,
+    PROMPTS_FILE,
+    fill,
+    model_prompts,
+    read_prompts,
+    scene_fields,
+    write_prompts,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

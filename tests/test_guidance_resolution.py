@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
 from dipir.guidance.guidance import Guidance
-from dipir.guidance.config import GuidanceConfig
-from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline
 from dipir.guidance.spaces import ImageFit, model_space, native_resolution, unet_multiple
 

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from dipir.errors import DipirError
-from dipir.rendering.hdr import (direction_to_pixel, equirect_directions, read_hdr, resample_equirect,
-                       solid_angles, write_hdr)
+from dipir.rendering.hdr import (
+    direction_to_pixel,
+    equirect_directions,
+    read_hdr,
+    resample_equirect,
+    solid_angles,
+    write_hdr,
+)
 
 
 def _eval_mitsuba_envmap(img, dirs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from helpers.render import write_scene
 from PIL import Image
 
 from dipir.cli.insert import default_resolution, parse_resolution
@@ -12,7 +13,6 @@ from dipir.cli.main import main
 from dipir.errors import DipirError
 from dipir.rendering.hdr import read_hdr, write_hdr
 from dipir.rendering.lighting import SGLighting
-from helpers.render import write_scene
 
 
 @pytest.fixture(scope="module")

@@ -148,12 +148,12 @@ def test_no_envmap_fusion_is_scored_on_its_two_maps(tmp_path, monkeypatch):
     scored image is the render of (L_fg for the object, L_shadow for β), as the optimizer's final
     composite, and not the render of the fused map."""
     from dipir.evaluation.evaluate import estimate_and_render
-    from dipir.rendering.hdr import read_hdr
     from dipir.evaluation.insertion import load_result, render_result
-    from dipir.rendering.lighting import SGLighting
     from dipir.optim.losses import fused_map
     from dipir.optim.optimizer import DipirOptimizer
     from dipir.optim.presets import PRESET_OVERRIDES
+    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.lighting import SGLighting
     from dipir.scene.contract import load_scene
 
     init = DipirOptimizer.__init__

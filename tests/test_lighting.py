@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from dipir.rendering.config import RenderConfig
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, luminance, read_hdr, solid_angles
 from dipir.rendering.lighting import SGLighting, dominant_direction, fit_sg, sg_integral
-from dipir.rendering.config import RenderConfig
 
 
 def _integral(env):

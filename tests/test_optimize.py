@@ -53,10 +53,10 @@ def test_oracle_guidance_recovers_the_sun(scene, tmp_path):
     """Pixel loss to the GT composite: the fused map's dominant lobe ends within 5° of the sun and the
     composite's RMSE to the GT falls >= 5x. Composites are compared at 256 spp so render noise (the
     same for any lighting) does not hide the lighting error."""
-    from dipir.rendering.composite import composite
-    from dipir.rendering.hdr import read_hdr, resample_equirect, luminance
-    from dipir.rendering.lighting import dominant_direction
     from dipir.optim.optimizer import DipirOptimizer, run_dipir
+    from dipir.rendering.composite import composite
+    from dipir.rendering.hdr import luminance, read_hdr, resample_equirect
+    from dipir.rendering.lighting import dominant_direction
 
     cfg = small(get_preset("oracle-guidance"), iterations=100, render__spp=16)
     start = DipirOptimizer(scene, cfg)
@@ -167,8 +167,8 @@ def _nan_grad(x):
 
 
 def test_nan_in_guidance_gradient_stops_with_clear_error_and_keeps_outputs(scene, tiny_pipe, tmp_path):
-    from dipir.rendering.hdr import read_hdr
     from dipir.optim.optimizer import OptimizationError, build_guidance, run_dipir
+    from dipir.rendering.hdr import read_hdr
 
     cfg = small(get_preset("sds-no-lora"), iterations=10)
     guid = _NanAfter(build_guidance(tiny_pipe, cfg, scene, 64, 64), k=3)

@@ -5,10 +5,9 @@ import math
 import pytest
 import torch
 
-from dipir.rendering.hdr import equirect_directions, luminance
 from dipir.optim.config import FusionConfig
-from dipir.optim.losses import (consistency_loss, energy, fuse, fused_map, fusion_alpha, normalized_luminance,
-                                reg_loss)
+from dipir.optim.losses import consistency_loss, energy, fuse, fused_map, fusion_alpha, normalized_luminance, reg_loss
+from dipir.rendering.hdr import equirect_directions, luminance
 
 H, W = 16, 32
 

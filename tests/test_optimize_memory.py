@@ -3,13 +3,13 @@ peak after 50 (tiny model, 64 px, LDS with a quickly trained LoRA), measured in 
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 SCRIPT = textwrap.dedent("""
     import json, resource, sys

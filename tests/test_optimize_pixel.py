@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from helpers.models import ensure_tiny_pixel
 
 from dipir.optim.config import replace_path
 from dipir.optim.outputs import read_losses
 from dipir.optim.presets import get_preset
 from dipir.scene.synthetic import box_scene
-from helpers.models import ensure_tiny_pixel
 
 
 @pytest.fixture(scope="module")

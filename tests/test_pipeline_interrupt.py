@@ -3,8 +3,6 @@ same command again completes the suite without redoing finished tasks. Real proc
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import signal
 import subprocess
@@ -13,8 +11,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
-
 from helpers.pipeline import TINY_RENDER, count_lines
 
 from dipir.scene.synthetic import tiny_scenes

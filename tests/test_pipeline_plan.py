@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.pipeline import TINY_RENDER
 
 from dipir.errors import DipirError
+from dipir.scene.synthetic import tiny_scenes
 from pipelines import schema, store
 from pipelines.suite import load_suite, parse_suite
 from pipelines.tasks import MethodIdentity, plan
-from helpers.pipeline import TINY_RENDER
-from dipir.scene.synthetic import tiny_scenes
 
 REPO = Path(__file__).resolve().parents[1]
 EST = "helpers.pipeline:CountingEstimator"

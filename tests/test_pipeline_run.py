@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers.pipeline import TINY_RENDER, count_lines
 
+from dipir.scene.synthetic import tiny_scenes
 from pipelines.runner import CRASH_ENV, run_suite
 from pipelines.suite import load_suite
-from helpers.pipeline import TINY_RENDER, count_lines
-from dipir.scene.synthetic import tiny_scenes
 
 TESTS = Path(__file__).resolve().parent
 EST = "helpers.pipeline:CountingEstimator"

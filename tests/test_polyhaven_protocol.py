@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dipir.scene.assets import check_placement, object_from_dict, shadow_disk
 from dipir.errors import DipirError
-from dipir.scene.geometry import in_view
+from dipir.scene.assets import check_placement, object_from_dict, shadow_disk
 from dipir.scene.contract import ObjectSpec, Plane, load_scene
+from dipir.scene.geometry import in_view
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,9 +88,9 @@ def _disk_pixels(scene, width, height, radius=1.0):
 def test_ground_truth_composite_has_a_visible_shadow_under_the_sunny_maps(crops):
     """Mean β over the visible ground of the 1 m disk (pixels the object does not cover) < 0.9.
     The car hides most of the disk around its centre, hence 192×128 (4 spp) to see its rim."""
+    from dipir.rendering.config import RenderConfig
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.renderer import render_insertion
-    from dipir.rendering.config import RenderConfig
 
     cfg = RenderConfig(width=192, height=128, spp=4, max_depth=1, envmap_height=64, envmap_width=128)
     betas = {}

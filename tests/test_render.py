@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.render import make_scene, plane_points, project
 
+from dipir.rendering.config import RenderConfig
 from dipir.rendering.hdr import equirect_directions, solid_angles
 from dipir.rendering.lighting import SGLighting
 from dipir.rendering.renderer import InsertionRenderer, pad_envmap, render_insertion
-from dipir.rendering.config import RenderConfig
-from helpers.render import make_scene, plane_points, project
 
 W = H = 64
 ENV = (32, 64)

@@ -7,14 +7,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers.render import make_scene, uv_sphere
 
 from dipir.rendering.composite import composite
+from dipir.rendering.config import RenderConfig
 from dipir.rendering.hdr import luminance
 from dipir.rendering.lighting import SGLighting, dominant_direction
 from dipir.rendering.renderer import InsertionRenderer
-from dipir.rendering.config import RenderConfig
 from dipir.rendering.tonemap import ToneCurves
-from helpers.render import make_scene, uv_sphere
 
 ENV = (32, 64)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers.store import CHROMIUM, launch_chromium, write_fixture_store
+
 from reports.build import ReportConfig, build_report
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")

@@ -12,10 +12,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers.cli import md_row, run_dipir
 from helpers.store import FAILED, expected_values, write_fixture_store
+
 from reports.stats import bootstrap_mean_ci
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-
 from helpers.store import write_fixture_store
+
 from reports.build import ReportConfig, build_report
 from reports.placement import placement_tables
 from reports.store import load_store

@@ -7,8 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from reports.stats import (binom_test_two_sided, bootstrap_mean_ci, bootstrap_median_ci, median_with_inf, fleiss_kappa, pairwise_agreement, sign_test,
-                           wilson_interval)
+from reports.stats import (
+    binom_test_two_sided,
+    bootstrap_mean_ci,
+    bootstrap_median_ci,
+    fleiss_kappa,
+    median_with_inf,
+    pairwise_agreement,
+    sign_test,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_by_hand():

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 from helpers.pipeline import TINY_RENDER, count_lines
-from dipir.scene.synthetic import tiny_scenes
 
 from dipir.errors import DipirError
+from dipir.scene.synthetic import tiny_scenes
 from pipelines import schema, store
 from pipelines.suite import load_suite
 

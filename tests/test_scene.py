@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from helpers.render import write_scene
 
 from dipir.errors import DipirError
 from dipir.scene.contract import load_scene, look_at
-from helpers.render import write_scene
 
 
 def _edit(path, fn):

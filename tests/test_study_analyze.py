@@ -6,13 +6,13 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-
+from helpers.cli import md_row, run_dipir
 from helpers.store import write_fixture_store
+
 from reports.stats import binom_test_two_sided, wilson_interval
 from reports.study.analyze import analyze_study, write_study_report
 from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study
-from helpers.cli import md_row, run_dipir
 
 
 def _answer(db: StudyDB, con, rater: str, pair: str, item: str) -> None:

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers.store import CHROMIUM, free_port, launch_chromium, start_server, stop_server, write_fixture_store
+
 from reports.study.manifest import StudyConfig, make_study
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")

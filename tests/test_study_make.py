@@ -7,10 +7,10 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from helpers.store import OBJ, write_fixture_store
 from PIL import Image
 
 from dipir.errors import DipirError
-from helpers.store import OBJ, write_fixture_store
 from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study
 

@@ -9,8 +9,8 @@ import sqlite3
 import psutil
 import pytest
 from fastapi.testclient import TestClient
-
 from helpers.store import free_port, start_server, stop_server, write_fixture_store
+
 from reports.study.app import create_app
 from reports.study.db import StudyDB
 from reports.study.manifest import StudyConfig, make_study

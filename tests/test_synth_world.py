@@ -32,9 +32,9 @@ def test_caption_and_split():
 
 
 def test_shadow_falls_away_from_the_sun(tmp_path):
-    from dipir.scene.geometry import project
     from dipir.rendering.renderer import InsertionRenderer, RenderConfig
     from dipir.scene.contract import load_scene
+    from dipir.scene.geometry import project
 
     cfg = WorldConfig(width=48, height=48, spp=16)
     folders = write_world(tmp_path, 3, seed=HELD_OUT_START, cfg=cfg)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from dipir.estimators import build_estimator
 from dipir.rendering.hdr import write_hdr
 
@@ -60,7 +59,12 @@ def main() -> None:
         print(f"{name:10s} {med:9.4f} {mn:9.4f}")
 
     from dipir.evaluation import image_metrics as M
-    from dipir.evaluation.sphere_metrics import SphereConfig, SphereRenderer, light_direction_error_deg, lighting_metrics
+    from dipir.evaluation.sphere_metrics import (
+        SphereConfig,
+        SphereRenderer,
+        light_direction_error_deg,
+        lighting_metrics,
+    )
 
     rng = np.random.default_rng(0)
     a = rng.random((256, 256, 3)).astype(np.float32)

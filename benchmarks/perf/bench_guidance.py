@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
+from dipir.guidance.config import GuidanceConfig, PersonalizeConfig
 from dipir.guidance.guidance import Guidance
-from dipir.guidance.config import GuidanceConfig
 from dipir.guidance.lora import LoraTrainer
-from dipir.guidance.config import PersonalizeConfig
 from dipir.guidance.models import load_pipeline, write_tiny_pipeline
 
 

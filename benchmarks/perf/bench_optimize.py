@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 
-
 def bench(size: int, iterations: int, spp: int, tmp: Path, pipe) -> dict:
     import torch
 
@@ -73,8 +72,8 @@ def main() -> None:
 
     import torch
 
-    from dipir.rendering.mitsuba_setup import load_mitsuba
     from dipir.optim.optimizer import load_model
+    from dipir.rendering.mitsuba_setup import load_mitsuba
 
     mi = load_mitsuba()
     print(f"variant {mi.variant()}, torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")

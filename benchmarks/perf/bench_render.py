@@ -76,10 +76,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
+    from dipir.rendering.config import RenderConfig
     from dipir.rendering.lighting import SGLighting
     from dipir.rendering.mitsuba_setup import load_mitsuba
     from dipir.rendering.renderer import InsertionRenderer
-    from dipir.rendering.config import RenderConfig
     from dipir.rendering.tonemap import ToneCurves
 
     mi = load_mitsuba()

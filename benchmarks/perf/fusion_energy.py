@@ -26,12 +26,12 @@ def run(rule: str, iterations: int, size: int, height: int, tmp: Path) -> dict:
     import numpy as np
     import torch
 
-    from dipir.rendering.composite import composite
-    from dipir.rendering.hdr import read_hdr, resample_equirect
     from dipir.optim.config import replace_path
     from dipir.optim.losses import energy, fusion_alpha
     from dipir.optim.optimizer import DipirOptimizer
     from dipir.optim.presets import get_preset
+    from dipir.rendering.composite import composite
+    from dipir.rendering.hdr import read_hdr, resample_equirect
     from dipir.scene.contract import load_scene
     from dipir.scene.synthetic import box_scene
 

@@ -60,8 +60,8 @@ def build_pipe(args, tmp: Path):
 def run(args) -> dict:
     import torch
 
-    from dipir.optim import optimizer as optimize
     from dipir.guidance.spaces import native_resolution
+    from dipir.optim import optimizer as optimize
     from dipir.optim.config import replace_path
     from dipir.optim.presets import get_preset
     from dipir.scene.contract import load_scene

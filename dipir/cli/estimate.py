@@ -117,9 +117,10 @@ def register(app: typer.Typer) -> None:
         """Compare a prediction with the scene's ground truth: writes metrics.json (+ gt_composite.png).
         Use the same render settings and seed as `dipir estimate`."""
         from dipir.errors import DipirError
-        from dipir.evaluation.evaluate import METRICS, evaluate as run_evaluate
-        from dipir.io import staged_dir, write_json_atomic
+        from dipir.evaluation.evaluate import METRICS
+        from dipir.evaluation.evaluate import evaluate as run_evaluate
         from dipir.evaluation.sphere_metrics import SphereConfig
+        from dipir.io import staged_dir, write_json_atomic
         from dipir.scene.contract import load_scene
 
         sc = load_scene(scene)

@@ -80,7 +80,6 @@ def run_insert(args: InsertArgs, method: str | None = None, options: dict | None
     cfg = _render_cfg(args, args.scene)
     if method is not None:
         from dipir.cli.estimate import run_estimator
-
         from dipir.estimators import estimator_traits
 
         opts = dict(options or {})

@@ -33,10 +33,10 @@ def register(app: typer.Typer) -> None:
         import dataclasses
 
         from dipir.errors import DipirError
-        from dipir.guidance.lora import personalize
         from dipir.guidance.config import PersonalizeConfig
-        from dipir.io import read_rgb_image, read_yaml
+        from dipir.guidance.lora import personalize
         from dipir.guidance.models import load_pipeline
+        from dipir.io import read_rgb_image, read_yaml
         from dipir.scene.contract import load_scene
 
         cfg = PersonalizeConfig()

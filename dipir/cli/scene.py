@@ -24,9 +24,9 @@ def _object(mesh: str | None, cls: str | None, distance: float | None, yaw: floa
     if scale is not None:
         d["scale"] = scale
     if position:
-        from dipir.errors import DipirError
-
         import math
+
+        from dipir.errors import DipirError
 
         try:
             d["position"] = [float(x) for x in position.split(",")]

@@ -37,7 +37,6 @@ from dipir.errors import DipirError
 from dipir.rendering.hdr import LUMA, direction_to_pixel
 
 
-
 @dataclass(frozen=True)
 class CropProtocol:
     """The Poly Haven crop protocol; the reasons for each number are in the README."""
@@ -160,8 +159,8 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     ground around it is out of the crop."""
     from PIL import Image
 
-    from dipir.scene.assets import object_from_dict
     from dipir.rendering.hdr import read_hdr, write_hdr
+    from dipir.scene.assets import object_from_dict
     from dipir.scene.contract import Plane, Scene
 
     hdri_path = Path(hdri_path)

@@ -21,8 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dipir.data.range_image import (column_azimuths, encode_matrix_float, euler_to_rotation, row_inclinations,
-                                    sensor_directions)
+from dipir.data.range_image import (
+    column_azimuths,
+    encode_matrix_float,
+    euler_to_rotation,
+    row_inclinations,
+    sensor_directions,
+)
 
 NO_RETURN = -1.0
 
@@ -233,8 +238,8 @@ def scan(street: Street, cfg: SynthWaymoConfig, laser: dict, t: float, rng: np.r
 
 class _Renderer:
     def __init__(self, street: Street, cfg: SynthWaymoConfig, calib: dict):
-        from dipir.scene.geometry import waymo_cam_to_mitsuba_cam
         from dipir.rendering.mitsuba_setup import load_mitsuba
+        from dipir.scene.geometry import waymo_cam_to_mitsuba_cam
 
         self.mi = mi = load_mitsuba()
         self.cfg, self.calib = cfg, calib

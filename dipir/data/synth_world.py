@@ -163,8 +163,8 @@ class WorldRenderer:
         self.mi = load_mitsuba()
 
     def _mesh(self, name: str, obj: dict):
-        from dipir.scene.assets import load_object_mesh, object_to_world
         from dipir.rendering.renderer import _bsdf_dict
+        from dipir.scene.assets import load_object_mesh, object_to_world
         from dipir.scene.contract import ObjectSpec, Plane
 
         mi = self.mi

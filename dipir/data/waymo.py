@@ -52,8 +52,8 @@ def read_frame(path: str | Path, frame_index: int, camera: str = "FRONT", segmen
 
 def frame_camera(frame, width: int | None = None):
     """The scene Camera (Mitsuba convention) and world_from_vehicle for this frame's camera."""
-    from dipir.scene.geometry import waymo_cam_to_mitsuba_cam, world_from_vehicle
     from dipir.scene.contract import Camera
+    from dipir.scene.geometry import waymo_cam_to_mitsuba_cam, world_from_vehicle
 
     c = frame.camera
     w_from_v = world_from_vehicle(c.extrinsic)
@@ -116,8 +116,8 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
 
     from dipir.data.synth_waymo import load_truth
     from dipir.data.waymo_frame import time_of_day_condition
-    from dipir.scene.geometry import fit_plane, transform_plane, transform_points, write_ply_points
     from dipir.scene.contract import Plane, Scene
+    from dipir.scene.geometry import fit_plane, transform_plane, transform_points, write_ply_points
 
     if ground not in GROUNDS:
         raise DipirError(f"unknown ground {ground!r} (choose from {', '.join(GROUNDS)})", field="--ground")

@@ -9,7 +9,6 @@ import numpy as np
 from dipir.data.range_image import range_image_to_points
 from dipir.errors import DipirError
 
-
 # Waymo's stats.time_of_day (set from the sun's elevation) -> the report's lighting condition; an
 # already normalized condition maps to itself.
 _CONDITIONS = {"day": "day", "dawn/dusk": "twilight", "dawn": "twilight", "dusk": "twilight", "twilight": "twilight",

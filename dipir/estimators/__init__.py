@@ -12,8 +12,15 @@ from __future__ import annotations
 import importlib
 
 from dipir.errors import DipirError
-from dipir.estimators.base import (EstimateInterrupted, EstimatorTraits, InsertionResult, Lighting,
-                                   LightingEstimator, Requirements, traits_of)
+from dipir.estimators.base import (
+    EstimateInterrupted,
+    EstimatorTraits,
+    InsertionResult,
+    Lighting,
+    LightingEstimator,
+    Requirements,
+    traits_of,
+)
 
 ESTIMATORS: dict[str, str] = {
     "oracle": "dipir.estimators.oracle:OracleEstimator",

@@ -16,8 +16,15 @@ import time
 import numpy as np
 
 from dipir.estimators.base import Lighting, Requirements
-from dipir.estimators.common import (area_resize, bilinear, camera_frame, check_options, finalize, load_background_linear,
-                                     map_size)
+from dipir.estimators.common import (
+    area_resize,
+    bilinear,
+    camera_frame,
+    check_options,
+    finalize,
+    load_background_linear,
+    map_size,
+)
 from dipir.rendering.hdr import equirect_directions
 from dipir.scene.contract import Scene
 

@@ -39,8 +39,15 @@ import time
 import numpy as np
 
 from dipir.estimators.base import Lighting, Requirements
-from dipir.estimators.common import (area_resize, check_options, finalize, load_background_srgb, map_size,
-                                     pixel_directions, srgb_to_linear)
+from dipir.estimators.common import (
+    area_resize,
+    check_options,
+    finalize,
+    load_background_srgb,
+    map_size,
+    pixel_directions,
+    srgb_to_linear,
+)
 from dipir.estimators.sun_detect import SunCheck, find_sun
 from dipir.rendering.hdr import LUMA, equirect_directions, solid_angles
 from dipir.scene.contract import Scene

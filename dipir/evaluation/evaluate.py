@@ -267,8 +267,8 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
     in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT (and a
     re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
-    from dipir.rendering.hdr import read_hdr
     from dipir.evaluation.insertion import load_result, render_result
+    from dipir.rendering.hdr import read_hdr
     from dipir.rendering.renderer import InsertionRenderer, render_insertion
 
     pred_dir = Path(pred_dir)

@@ -222,13 +222,13 @@ class Lpips:
         status = status or lpips_status()
         if not status.available:
             raise RuntimeError(status.reason)
-        import lpips
-        import torch
-        from torchvision.models import alexnet
-
         # pnet_rand=True: no torchvision download path is touched; pretrained=True loads the
         # linear layers from the package's own file.
         import warnings
+
+        import lpips
+        import torch
+        from torchvision.models import alexnet
 
         with warnings.catch_warnings():  # torchvision's "pretrained is deprecated" from inside lpips
             warnings.simplefilter("ignore", UserWarning)

@@ -28,6 +28,7 @@ from dipir.errors import DipirError
 from dipir.guidance import schedules
 from dipir.guidance.config import GuidanceConfig
 
+
 class Guidance:
     """The diffusion judge for one object class. Call `update_step` once per optimization step."""
 

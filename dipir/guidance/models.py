@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from dipir.errors import DipirError, first_line
-from dipir.io import publish_dir
 from dipir.guidance.registry import PRIORS_DIR, prior_names, resolve_model  # noqa: F401 (re-exported)
+from dipir.io import publish_dir
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
 # hub repos in November 2025; the community mirror holds the same weights.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from dipir.rendering.hdr import luminance, solid_angles
 from dipir.optim.config import FusionConfig
+from dipir.rendering.hdr import luminance, solid_angles
 
 EPS = 1e-8
 

@@ -93,8 +93,14 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     from dipir.guidance.guidance import Guidance
     from dipir.guidance.prompts import scene_fields
     from dipir.optim.optimizer import load_model, personalize_scene
-    from dipir.prior.check import (PriorCheckConfig, composites, held_out_folders, noise_seed,
-                                   scene_bootstrap_ci, timesteps)
+    from dipir.prior.check import (
+        PriorCheckConfig,
+        composites,
+        held_out_folders,
+        noise_seed,
+        scene_bootstrap_ci,
+        timesteps,
+    )
     from dipir.scene.contract import load_scene
 
     est = DipirEstimator.from_options({**(options or {}), "preset": preset, "model": str(model)})

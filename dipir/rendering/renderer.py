@@ -52,8 +52,8 @@ import torch
 
 from dipir.rendering.config import RenderConfig
 from dipir.scene.assets import load_object_mesh, object_to_world, rotation_between
-from dipir.scene.mesh import Mesh
 from dipir.scene.contract import Camera, Scene
+from dipir.scene.mesh import Mesh
 
 __all__ = ["RenderConfig", "RenderOutput", "InsertionRenderer", "render_insertion", "pad_envmap",
            "MATERIAL_KEYS"]

@@ -15,6 +15,7 @@ from dipir.errors import DipirError
 from dipir.scene.contract import ObjectSpec, Plane
 from dipir.scene.mesh import DEFAULT_MATERIAL, Mesh
 
+
 def normalize_local(mesh: Mesh) -> Mesh:
     """Centre the mesh on x/z, put its base at y = 0."""
     lo, hi = mesh.bounds()

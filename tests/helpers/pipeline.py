@@ -32,9 +32,9 @@ class CountingEstimator:
             self.requires = Requirements(ground_truth=True)
 
     def estimate(self, scene) -> Lighting:
-        from PIL import Image
-
         import time
+
+        from PIL import Image
 
         time.sleep(self.delay)
         with open(self.counter, "a") as f:
