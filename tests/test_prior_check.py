@@ -233,3 +233,32 @@ def test_card_names_the_checked_scenes_from_their_seeds():
     assert _held_out_command([1000200, 1000201, 1000202]) == "`dipir synth world DIR --count 3 --seed 1000200`"
     assert "not consecutive" in _held_out_command([1000000, 1000005])
     assert _held_out_command(None) == "not recorded by this check"
+
+
+def _check_json(path, wins, n_noise=64, model="m"):
+    rows = [{"scene": f"world_{1000000 + i // 2:07d}", "rotation_deg": 90.0 if i % 2 == 0 else 180.0,
+             "truth_wins": w} for i, w in enumerate(wins)]
+    path.write_text(json.dumps({"model": model, "weights": "ab" * 32, "n_noise": n_noise, "t_range": [0.02, 0.6],
+                                "pairs_detail": rows}))
+    return path
+
+
+def test_compare_counts_the_pairs_gained_and_lost_and_refuses_other_checks(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    a = _check_json(tmp_path / "a.json", [True] * 20 + [False] * 12)
+    b = _check_json(tmp_path / "b.json", [True] * 18 + [False] * 2 + [True] * 10 + [False] * 2, model="n")
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "compare", str(a), str(b)])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    # 10 gained, 2 lost: two-sided exact binomial p = 2 * P(X <= 2 | 12, 0.5) = 2 * 79 / 4096
+    assert "A: m (abababababababab): 20/32 = 62.5%" in out and "B: n" in out and "28/32 = 87.5%" in out
+    assert f"10 gained, 2 lost (McNemar exact p = {2 * 79 / 4096:.2g})" in out
+
+    for other, words in ((_check_json(tmp_path / "c.json", [True] * 30), "not the same pairs"),
+                         (_check_json(tmp_path / "d.json", [True] * 32, n_noise=8), "n_noise: not the same check")):
+        with pytest.raises(SystemExit) as exc:
+            main(["prior", "compare", str(a), str(other)])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and words in err and str(other) in err and "\n" not in err, err

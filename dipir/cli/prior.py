@@ -13,6 +13,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(prior_app, name="prior")
     _ship_command(prior_app)
     _forms_command(prior_app)
+    _compare_command(prior_app)
 
     @prior_app.command("train")
     def train(
@@ -89,6 +90,27 @@ def register(app: typer.Typer) -> None:
         bar = res["bar"]
         typer.echo(f"{'PASSES' if res['passes'] else 'FAILS'} the bar (truth wins >= {bar['fraction']:.0%} "
                    f"of >= {bar['min_pairs']} pairs)")
+
+
+def _compare_command(prior_app: typer.Typer) -> None:
+    @prior_app.command("compare")
+    def compare(
+        check_a: Path = typer.Argument(..., help="`dipir prior check --json` of the earlier prior."),
+        check_b: Path = typer.Argument(..., help="... and of the prior to compare with it (same scenes)."),
+    ) -> None:
+        """B against A on the same pairs: pairs gained and lost, McNemar's exact p."""
+        from dipir.prior.compare import compare_checks
+        from reports.stats import binom_test_two_sided
+
+        res = compare_checks(check_a, check_b)
+        for name, path in (("a", check_a), ("b", check_b)):
+            s = res[name]
+            typer.echo(f"{name.upper()}: {s['model']} ({s['weights']}): {s['truth_wins']}/{s['pairs']} = "
+                       f"{s['truth_wins'] / s['pairs']:.1%}  [{path}]")
+        g, lo = len(res["gained"]), len(res["lost"])
+        p = binom_test_two_sided(g, g + lo) if g + lo else 1.0
+        typer.echo(f"B against A on the same {res['a']['pairs']} pairs: {g} gained, {lo} lost "
+                   f"(McNemar exact p = {p:.2g})")
 
 
 def _forms_command(prior_app: typer.Typer) -> None:
