@@ -117,3 +117,28 @@ def test_more_gpus_than_an_embedded_ray_has_is_a_one_line_error(tmp_path):
     assert r.returncode == 2, (r.stdout, r.stderr[-2000:])
     err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(err) == 1 and "--gpus" in err[0] and "GPU(s)" in err[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_free_port_never_hands_out_a_port_twice(monkeypatch):
+    # The kernel may give a just-closed port again; Ray refuses a node two of whose components share
+    # one ("dashboard_agent_http is trying to use a port number ... used by other components").
+    import pipelines.local_cluster as lc
+
+    given = iter([41001, 41001, 41001, 41002])
+
+    class FakeSocket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def bind(self, addr):
+            self.port = next(given)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(lc.socket, "socket", FakeSocket)
+    monkeypatch.setattr(lc, "_ISSUED", set())
+    assert [lc.free_port(), lc.free_port()] == [41001, 41002]

@@ -169,11 +169,9 @@ def expected_values(dataset: str, label: str, metric: str) -> np.ndarray:
 # --- running `dipir study serve` in a subprocess (study tests) ---------------------------------
 
 def free_port() -> int:
-    import socket
+    from pipelines.local_cluster import free_port as _free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _free_port()
 
 
 def start_server(study: Path, port: int, extra: list[str] | None = None):
