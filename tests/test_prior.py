@@ -206,7 +206,7 @@ def test_init_continues_an_exported_prior(tmp_path):
     a.run(progress=False)
     ema = [p.detach().clone() for p in a.ema_unet().parameters()]
     b = PriorTrainer(data, tmp_path / "b", _cfg(5, lr=2e-4, init=str(tmp_path / "a" / "model")))
-    assert b.step == b.opt_start == 3 and b.losses == []
+    assert b.step == b.start_step == 3 and b.losses == []
     assert all(torch.equal(p, q) for p, q in zip(b.unet.parameters(), ema))
     assert all(torch.equal(p, q) for p, q in zip(b.ema_unet().parameters(), ema))
     assert b._lr(3) == pytest.approx(2e-4 / 2)  # warm-up (2 steps) runs again for the fresh optimizer
@@ -219,7 +219,7 @@ def test_init_continues_an_exported_prior(tmp_path):
         model_card(meta, 1, None, "", "")
     # Resuming b's own checkpoint keeps where its optimizer and losses began (init is ignored then).
     b2 = PriorTrainer(data, tmp_path / "b", _cfg(6, init=str(tmp_path / "nowhere")))
-    assert (b2.step, b2.opt_start, b2.loss_start, len(b2.losses)) == (5, 3, 3, 2)
+    assert (b2.step, b2.start_step, len(b2.losses)) == (5, 3, 2)
 
     other = _cfg(4, init=str(tmp_path / "a" / "model"))
     other.model = PriorModelConfig(image_size=16, block_out_channels=(32, 64), text_dim=32)

@@ -62,8 +62,6 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 class PriorTrainer:
     def __init__(self, data: str | Path, out: str | Path, cfg: PriorTrainConfig):
-        from diffusers.training_utils import EMAModel
-
         from dipir.prior.data import load_training_images
 
         self.cfg, self.out = cfg, Path(out)
@@ -80,11 +78,8 @@ class PriorTrainer:
         self.scheduler = cfg.model.build_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.float()
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ema = EMAModel(self.unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
-                            power=2 / 3)
+        self.ema = self._new_ema()
         self.step = 0
-        self.opt_start = 0  # the step the optimizer's state (and so its warm-up) began at
-        self.loss_start = 0  # self.losses[i] is the loss of step loss_start + i + 1
         self.losses: list[float] = []
         self.wall_s = 0.0
         self.runs: list[dict] = []
@@ -98,8 +93,20 @@ class PriorTrainer:
     def ckpt(self) -> Path:
         return self.out / "checkpoint.pt"
 
+    def _new_ema(self):
+        from diffusers.training_utils import EMAModel
+
+        return EMAModel(self.unet.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
+                        power=2 / 3)
+
+    @property
+    def start_step(self) -> int:
+        """The step this folder's training began at (0, or the --init prior's): its optimizer state and
+        warm-up start there, and self.losses[i] is the loss of step start_step + i + 1."""
+        return self.step - len(self.losses)
+
     def _lr(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step - self.opt_start + 1) / max(self.cfg.warmup_steps, 1))
+        return self.cfg.lr * min(1.0, (step - self.start_step + 1) / max(self.cfg.warmup_steps, 1))
 
     def _resume(self) -> bool:
         if not self.ckpt.is_file():
@@ -123,15 +130,12 @@ class PriorTrainer:
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise DipirError(f"checkpoint does not fit the model ({err.__class__.__name__})", self.ckpt, "unet") from None
         self.step, self.losses, self.wall_s = int(st["step"]), list(st["losses"]), float(st.get("wall_s", 0.0))
-        self.opt_start, self.loss_start = int(st.get("opt_start", 0)), int(st.get("loss_start", 0))
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
         self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
         return True
 
     def _start_from(self, model: str) -> dict:
         """UNet and EMA from an exported prior's (EMA) weights; its step count and runs carry on."""
-        from diffusers.training_utils import EMAModel
-
         from dipir.errors import DipirError
         from dipir.guidance.registry import local_model_digest, resolve_model
         from dipir.io import read_json_object
@@ -158,10 +162,9 @@ class PriorTrainer:
             raise DipirError("--init's text encoder is not the one this --seed builds", folder / "text_encoder",
                              "text_encoder")
         step = int(meta.get("step", 0))
-        self.ema = EMAModel(self.unet.parameters(), decay=self.cfg.ema_decay, use_ema_warmup=True, inv_gamma=1.0,
-                            power=2 / 3)
+        self.ema = self._new_ema()
         self.ema.optimization_step = step  # its decay is that of a model `step` steps in
-        self.step = self.opt_start = self.loss_start = step
+        self.step = step
         self.wall_s = float(meta.get("wall_s", 0.0))
         self.runs = [r for r in meta.get("runs") or [] if isinstance(r, dict)] or (
             [{"steps": [0, step], "recorded": False}] if step else [])
@@ -177,7 +180,6 @@ class PriorTrainer:
         self.out.mkdir(parents=True, exist_ok=True)  # only now: a run refused on its inputs leaves no folder
         st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
               "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
-              "opt_start": self.opt_start, "loss_start": self.loss_start,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(st, tmp)
@@ -227,7 +229,7 @@ class PriorTrainer:
         extra = {"step": self.step, "wall_s": round(self.wall_s, 1), "train_images": len(self.images),
                  "data_seeds": self.data_seeds, "runs": self.history, "config": self.cfg.to_dict()}
         path = save_prior(self.out / "model", self.ema_unet(), self.scheduler, self.tokenizer, self.text_encoder, extra)
-        plot_losses(self.losses, self.out / "loss.png", start=self.loss_start)
+        plot_losses(self.losses, self.out / "loss.png", start=self.start_step)
         (self.out / "losses.json").write_text(json.dumps(self.losses))
         return path
 
