@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,19 +29,40 @@ BIN = Path(sys.executable).parent
 
 
 _ISSUED: set[int] = set()
+_RANDOM = random.SystemRandom()
+_LOWEST = 20000  # Ray's workers take ports 10002-19999 by default
+
+
+def _ephemeral_start() -> int:
+    """The first port the kernel hands to outgoing connections (and to `bind(port 0)`)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port() -> int:
-    """A free port on 127.0.0.1 that this process has not handed out before. The kernel may give a
-    just-closed port again, and Ray refuses a node two of whose components got the same one."""
-    for _ in range(1000):
+    """A free port on 127.0.0.1, below the kernel's ephemeral range, that this process has not
+    handed out before. Ray binds it seconds later; in between, any outgoing connection on the machine
+    (Ray's own among them) takes an ephemeral port, and once took a head's dashboard port. Never twice:
+    Ray refuses a node two of whose components got the same port."""
+    top = _ephemeral_start()
+    if top - _LOWEST < 1024:  # an odd ephemeral range leaves no room below it: the kernel's choice
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ISSUED:
-            _ISSUED.add(port)
-            return port
-    raise RuntimeError("no free port on 127.0.0.1 that was not handed out already")
+            return s.getsockname()[1]
+    for _ in range(1000):
+        port = _RANDOM.randrange(_LOWEST, top)
+        if port in _ISSUED:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # someone listens there
+                continue
+        _ISSUED.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 below {top} that was not handed out already")
 
 
 def mount_namespace() -> list[str] | None:
@@ -77,6 +100,7 @@ class Node:
     manager_port: int
     cmd: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
+    new_command: Callable[[], tuple[list, int]] | None = None  # `ray start` again, with fresh ports
     starts: int = 1
     node_id: str | None = None  # Ray's id, known once the node is up
     pids: set = field(default_factory=set)  # every process of this node seen so far (workers included)
@@ -123,38 +147,42 @@ class LocalCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, args: list[str], name: str, mask: Path | None = None, env: dict | None = None) -> Node:
-        temp = self.root / name
-        temp.mkdir()
-        log = self.root / f"{name}.log"
+    def _command(self, args: list[str], name: str, mask: Path | None) -> tuple[list[str], int]:
+        """`ray start` for one node, with fresh ports for its components (and the head's dashboard)."""
         manager_port = free_port()
         ports = ["--node-manager-port", str(manager_port), "--object-manager-port", str(free_port()),
                  "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port",
                  str(free_port()), "--metrics-export-port", str(free_port()), "--runtime-env-agent-port",
                  str(free_port())]
-        cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp),
-               "--disable-usage-stats", *ports, *args]
+        if "--include-dashboard" in args and args[args.index("--include-dashboard") + 1] == "true":
+            self.dashboard_port = free_port()
+            ports += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port)]
+        cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir",
+               str(self.root / name), "--disable-usage-stats", *ports, *args]
         if mask is not None:
             # A node without the shared storage: in its own mount namespace, `mask` is an empty tmpfs.
             cmd = [*mount_namespace(), "sh", "-c", 'mount -t tmpfs none "$0" && shift && exec "$@"', str(mask),
                    "-", *cmd]
+        return cmd, manager_port
+
+    def _start(self, args: list[str], name: str, mask: Path | None = None, env: dict | None = None) -> Node:
+        temp = self.root / name
+        temp.mkdir()
+        log = self.root / f"{name}.log"
+        cmd, manager_port = self._command(args, name, mask)
         with open(log, "w") as f:
             proc = subprocess.Popen(cmd, env=env or self.env, stdout=f, stderr=subprocess.STDOUT,
                                     start_new_session=True)
-        node = Node(proc, temp, log, manager_port, cmd, env or self.env)
+        node = Node(proc, temp, log, manager_port, cmd, env or self.env,
+                    new_command=lambda: self._command(args, name, mask))
         self.nodes.append(node)
         return node
 
     def start_head(self, cpus: int, gpus: int, dashboard: bool) -> Node:
         args = ["--head", "--port", str(self.port), "--num-cpus", str(cpus), "--num-gpus", str(gpus),
                 # node loss is noticed in ~3 s instead of ~30 s
-                "--system-config", '{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}']
-        if dashboard:
-            self.dashboard_port = free_port()
-            args += ["--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-                     "--dashboard-port", str(self.dashboard_port)]
-        else:
-            args += ["--include-dashboard", "false"]
+                "--system-config", '{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}',
+                "--include-dashboard", "true" if dashboard else "false"]
         return self._start(args, "head")
 
     def add_node(self, cpus: int, gpus: int, mask: Path | None = None) -> Node:
@@ -175,9 +203,15 @@ class LocalCluster:
                 if node.proc.poll() is None:
                     continue
                 text = node.log.read_text()
-                if "timed out during startup" in text and node.starts < 3 and node is not self.nodes[0]:
-                    # Ray gives a raylet 30 s to register, too little on a loaded 2-core machine: retry.
+                head = node is self.nodes[0]
+                # Ray gives a raylet 30 s to register, too little on a loaded 2-core machine; and a port
+                # chosen here may be taken by the time Ray binds it (then new ports; the head's own
+                # port stays, the other nodes were told it). Either way: start the node again.
+                timed_out = "timed out during startup" in text and not head
+                if (timed_out or "address already in use" in text) and node.starts < 3:
                     node.kill()
+                    if not timed_out:
+                        node.cmd, node.manager_port = node.new_command()
                     with open(node.log, "a") as f:
                         node.proc = subprocess.Popen(node.cmd, env=node.env, stdout=f, stderr=subprocess.STDOUT,
                                                      start_new_session=True)

@@ -119,12 +119,13 @@ def test_more_gpus_than_an_embedded_ray_has_is_a_one_line_error(tmp_path):
     assert len(err) == 1 and "--gpus" in err[0] and "GPU(s)" in err[0] and "Traceback" not in r.stderr, r.stderr
 
 
-def test_free_port_never_hands_out_a_port_twice(monkeypatch):
-    # The kernel may give a just-closed port again; Ray refuses a node two of whose components share
-    # one ("dashboard_agent_http is trying to use a port number ... used by other components").
+def test_free_port_never_hands_out_a_port_twice_nor_a_busy_one(monkeypatch):
+    # Ray refuses a node two of whose components share a port ("dashboard_agent_http is trying to use
+    # a port number ... used by other components"), and cannot bind one someone listens on.
     import pipelines.local_cluster as lc
 
-    given = iter([41001, 41001, 41001, 41002])
+    drawn = iter([20001, 20001, 20005, 20002])
+    busy = {20005}
 
     class FakeSocket:
         def __enter__(self):
@@ -134,11 +135,29 @@ def test_free_port_never_hands_out_a_port_twice(monkeypatch):
             return False
 
         def bind(self, addr):
-            self.port = next(given)
+            if addr[1] in busy:
+                raise OSError(98, "Address already in use")
 
-        def getsockname(self):
-            return ("127.0.0.1", self.port)
+    class FakeRandom:
+        def randrange(self, lo, hi):
+            return next(drawn)
 
     monkeypatch.setattr(lc.socket, "socket", FakeSocket)
+    monkeypatch.setattr(lc, "_RANDOM", FakeRandom())
     monkeypatch.setattr(lc, "_ISSUED", set())
-    assert [lc.free_port(), lc.free_port()] == [41001, 41002]
+    assert [lc.free_port(), lc.free_port()] == [20001, 20002]
+
+
+def test_free_ports_lie_below_the_ephemeral_range():
+    # Chosen here, bound by Ray seconds later: an outgoing connection (which takes an ephemeral port)
+    # once took a head's dashboard port in between. Below the range, no connection can.
+    import socket
+
+    import pipelines.local_cluster as lc
+
+    top = lc._ephemeral_start()
+    ports = [lc.free_port() for _ in range(30)]
+    assert len(set(ports)) == 30 and all(lc._LOWEST <= p < top for p in ports), (top, ports)
+    for p in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", p))
