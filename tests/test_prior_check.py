@@ -4,6 +4,7 @@ DiPIR's own t range; a rotation of 0° must tie the truth exactly (same noise, s
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,8 +123,40 @@ def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
     assert passes({"pairs": MIN_PAIRS, "fraction": 0.85}) and not passes({"pairs": MIN_PAIRS, "fraction": 0.84})
     assert len(res["fraction_by_t_band"]) == 3  # 6 draws, two in each third of the range
     assert all(0.0 <= v <= 1.0 for v in res["fraction_by_t_band"].values())
+    # By the true sun's elevation (each scene's truth.json): each band holds its scenes' pairs.
+    elev = {json.loads((held_out_world / r["scene"] / "truth.json").read_text())["sun_elevation_deg"]
+            for r in res["pairs_detail"]}
+    assert {r["sun_elevation_deg"] for r in res["pairs_detail"]} == elev
+    bands = {}
+    for r in res["pairs_detail"]:
+        bands.setdefault(int(r["sun_elevation_deg"] // 15) * 15, []).append(r["truth_wins"])
+    assert res["fraction_by_sun_elevation"] == {f"{lo}-{lo + 15}": np.mean(w) for lo, w in sorted(bands.items())}
     lo, hi = res["fraction_ci"]
     assert 0.0 <= lo <= res["fraction"] <= hi <= 1.0
+
+
+def test_elevation_bands_are_15_degrees_wide():
+    from dipir.prior.check import _elevation_band_fractions, elevation_band
+
+    assert [elevation_band(e) for e in (14.9, 15.0, 44.99, 59.9)] == ["0-15", "15-30", "30-45", "45-60"]
+    rows = [{"sun_elevation_deg": e, "truth_wins": w} for e, w in ((50.0, False), (20.0, True), (55.0, True))]
+    assert _elevation_band_fractions(rows) == {"15-30": 1.0, "45-60": 0.5}
+
+
+def test_a_scene_without_a_numeric_sun_elevation_is_one_line(held_out_world, tiny_prior, tmp_path):
+    import shutil
+
+    from dipir.errors import DipirError
+    from dipir.prior.check import PriorCheckConfig, check_prior
+
+    bad = tmp_path / "held"
+    shutil.copytree(held_out_world, bad)
+    scene = sorted(p for p in bad.iterdir() if p.is_dir())[0]
+    truth = json.loads((scene / "truth.json").read_text())
+    (scene / "truth.json").write_text(json.dumps(dict(truth, sun_elevation_deg="high")))
+    with pytest.raises(DipirError) as e:
+        check_prior(tiny_prior, bad, PriorCheckConfig(n_noise=2, spp=4), log=lambda s: None)
+    assert str(e.value).startswith(f"{scene / 'truth.json'}: sun_elevation_deg: expected a number"), str(e.value)
 
 
 def test_fraction_ci_resamples_scenes():
@@ -147,6 +180,7 @@ def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tin
     r = CliRunner().invoke(app, ["prior", "check", str(tiny_prior), "--data", str(held_out_world), "--n-noise", "3"])
     assert r.exit_code == 0, r.output
     assert "pairs =" in r.output and "by t band:" in r.output and "95% CI over scenes" in r.output
+    assert re.search(r"by sun elevation: \d+-\d+°: \d+% of \d+", r.output), r.output
     assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output
 
 
@@ -184,6 +218,8 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
     # The card says how to write the scenes that were checked (the check records their seeds).
     assert res["seeds"] == [1000000, 1000001]
     assert "(held-out scenes: `dipir synth world DIR --count 2 --seed 1000000`)" in card
+    assert "Truth wins by the true sun's elevation: " + ", ".join(
+        f"{k}°: {v:.0%}" for k, v in res["fraction_by_sun_elevation"].items()) + "." in card
 
     PriorTrainer(tiny_prior.parent.parent / "train", run, _tiny_cfg(steps=2)).run(progress=False)  # one more step
     with pytest.raises(DipirError, match=r"check\.json: weights: this check is of other weights"):
@@ -197,7 +233,7 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
              ("legacy.json", json.dumps(legacy), "weights: missing")]
     for i, (key, value) in enumerate([("t_range", []), ("fraction_by_rotation", {"90": "x"}),
                                       ("detail_adjusted", [1]), ("fraction_ci", "ab"), ("complexity_correlation", "x"),
-                                      ("seeds", [1, "2"])]):
+                                      ("seeds", [1, "2"]), ("fraction_by_sun_elevation", {"15-30": None})]):
         cases.append((f"typed{i}.json", json.dumps({**fresh, key: value}), f"{key}: "))
     for name, text, field in cases:
         (tmp_path / name).write_text(text)

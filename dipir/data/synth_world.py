@@ -278,7 +278,8 @@ def read_truth(folder: Path, *keys: str) -> dict:
 
 # The types of the truth.json fields readers require (the writer is `write_scene` above).
 _TRUTH_TYPES = {"split": (str, "a string"), "seed": (int, "an integer"), "caption": (str, "a string"),
-                "background_caption": (str, "a string"), "image_size": (list, "[width, height]")}
+                "background_caption": (str, "a string"), "image_size": (list, "[width, height]"),
+                "sun_elevation_deg": ((int, float), "a number")}
 
 
 def _same_world(out: Path, cfg: WorldConfig) -> None:

@@ -64,6 +64,7 @@ _CHECK_FIELDS = {
     "fraction_ci": (False, lambda v: _numbers(v, 2), "two numbers"),
     "complexity_correlation": (False, _number, "a number"),
     "fraction_by_t_band": (False, _number_map, "a mapping of numbers"),
+    "fraction_by_sun_elevation": (False, _number_map, "a mapping of numbers"),
     "detail_adjusted": (False, lambda v: isinstance(v, dict) and all(
         _number(v.get(k)) or v.get(k) is None for k in ("margin", "t", "fraction")), "a mapping of numbers"),
 }
@@ -206,6 +207,10 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         if bands:
             lines += ["", "Truth wins by third of the t range: "
                       + ", ".join(f"t {k}: {v:.0%}" for k, v in bands.items()) + "."]
+        elev = check.get("fraction_by_sun_elevation")
+        if elev:
+            lines += ["", "Truth wins by the true sun's elevation: "
+                      + ", ".join(f"{k}°: {v:.0%}" for k, v in elev.items()) + "."]
         adj = check.get("detail_adjusted")
         if adj and adj.get("t") is not None:
             lines += ["", f"At equal detail (a least-squares line through the pairs), the truth keeps a loss margin of "

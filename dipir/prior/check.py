@@ -16,7 +16,9 @@ differences follow the differences in fine detail (a visible vs a hidden shadow)
 a least-squares line loss difference = slope · edge difference + margin over the pairs; the margin
 is the truth's advantage at equal detail (with its t statistic), and `fraction` the share of pairs
 the truth wins once the detail term is taken out (fitted in-sample: a diagnostic, not the verdict).
-`fraction_by_t_band` splits the range into thirds (each noise draw has its own t). `fraction_ci` is a
+`fraction_by_t_band` splits the range into thirds (each noise draw has its own t);
+`fraction_by_sun_elevation` splits the pairs by the true sun's elevation, in 15° bands (a high sun
+casts a short shadow: a few pixels at 32 px). `fraction_ci` is a
 95 % percentile bootstrap over scenes (a scene's pairs share its true composite and its noise, so they
 are not independent): two priors whose intervals overlap widely are not told apart by the check.
 """
@@ -204,6 +206,25 @@ def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndar
     return out
 
 
+ELEVATION_BAND_DEG = 15.0
+
+
+def elevation_band(elevation_deg: float) -> str:
+    """The `ELEVATION_BAND_DEG`-wide band an elevation falls in, as "30-45"."""
+    lo = float(np.floor(elevation_deg / ELEVATION_BAND_DEG) * ELEVATION_BAND_DEG)
+    return f"{lo:g}-{lo + ELEVATION_BAND_DEG:g}"
+
+
+def _elevation_band_fractions(rows: list[dict]) -> dict:
+    """Share of pairs the truth wins by the true sun's elevation band, lowest first (pairs of scenes
+    that do not record it are left out)."""
+    bands: dict[str, list[bool]] = {}
+    for r in sorted(rows, key=lambda r: r.get("sun_elevation_deg") or 0.0):
+        if r.get("sun_elevation_deg") is not None:
+            bands.setdefault(elevation_band(r["sun_elevation_deg"]), []).append(r["truth_wins"])
+    return {k: float(np.mean(w)) for k, w in bands.items()}
+
+
 def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | None = None,
                 out_json: str | Path | None = None, log=print) -> dict:
     from dipir.data.synth_world import read_truth
@@ -220,7 +241,8 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
                          "check a copy", model, "model")
     size = int(unet.config.sample_size)
     held = held_out_folders(data, cfg.max_scenes)
-    seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes: the card says how to write them
+    truths = [read_truth(f, "seed", "sun_elevation_deg") for f in held]
+    seeds = [t["seed"] for t in truths]  # which scenes: the card says how to write them
     T = sched.config.num_train_timesteps
     tfrac = timesteps(cfg, T).numpy() / T
     rows, draws = [], []
@@ -232,7 +254,8 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         edges = [edge_energy(im) for im in imgs]
         for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
-                         "truth_wins": bool(losses[0] < lr), "edges_truth": edges[0], "edges_rotated": er})
+                         "truth_wins": bool(losses[0] < lr), "edges_truth": edges[0], "edges_rotated": er,
+                         "sun_elevation_deg": truths[i].get("sun_elevation_deg")})
         wins = sum(r["truth_wins"] for r in rows)
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
@@ -246,6 +269,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
            "fraction_by_rotation": per_rot,
            "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise,
            "fraction_by_t_band": _t_band_fractions(draws, tfrac, cfg),
+           "fraction_by_sun_elevation": _elevation_band_fractions(rows),
            "complexity_correlation": complexity_correlation(rows), "detail_adjusted": detail_adjusted(rows),
            "bar": {"fraction": PASS_FRACTION, "min_pairs": MIN_PAIRS}, "pairs_detail": rows}
     res["passes"] = passes(res)
