@@ -147,14 +147,14 @@ class LocalCluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _command(self, args: list[str], name: str, mask: Path | None) -> tuple[list[str], int]:
+    def _command(self, args: list[str], name: str, mask: Path | None, dashboard: bool) -> tuple[list[str], int]:
         """`ray start` for one node, with fresh ports for its components (and the head's dashboard)."""
         manager_port = free_port()
         ports = ["--node-manager-port", str(manager_port), "--object-manager-port", str(free_port()),
                  "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port",
                  str(free_port()), "--metrics-export-port", str(free_port()), "--runtime-env-agent-port",
                  str(free_port())]
-        if "--include-dashboard" in args and args[args.index("--include-dashboard") + 1] == "true":
+        if dashboard:
             self.dashboard_port = free_port()
             ports += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port)]
         cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--temp-dir",
@@ -165,16 +165,17 @@ class LocalCluster:
                    "-", *cmd]
         return cmd, manager_port
 
-    def _start(self, args: list[str], name: str, mask: Path | None = None, env: dict | None = None) -> Node:
+    def _start(self, args: list[str], name: str, mask: Path | None = None, env: dict | None = None,
+               dashboard: bool = False) -> Node:
         temp = self.root / name
         temp.mkdir()
         log = self.root / f"{name}.log"
-        cmd, manager_port = self._command(args, name, mask)
+        cmd, manager_port = self._command(args, name, mask, dashboard)
         with open(log, "w") as f:
             proc = subprocess.Popen(cmd, env=env or self.env, stdout=f, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         node = Node(proc, temp, log, manager_port, cmd, env or self.env,
-                    new_command=lambda: self._command(args, name, mask))
+                    new_command=lambda: self._command(args, name, mask, dashboard))
         self.nodes.append(node)
         return node
 
@@ -183,7 +184,7 @@ class LocalCluster:
                 # node loss is noticed in ~3 s instead of ~30 s
                 "--system-config", '{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}',
                 "--include-dashboard", "true" if dashboard else "false"]
-        return self._start(args, "head")
+        return self._start(args, "head", dashboard=dashboard)
 
     def add_node(self, cpus: int, gpus: int, mask: Path | None = None) -> Node:
         # Ray's `ray start --address` (unlike `ray start --head`) sends the token only when told to.
@@ -203,11 +204,10 @@ class LocalCluster:
                 if node.proc.poll() is None:
                     continue
                 text = node.log.read_text()
-                head = node is self.nodes[0]
                 # Ray gives a raylet 30 s to register, too little on a loaded 2-core machine; and a port
                 # chosen here may be taken by the time Ray binds it (then new ports; the head's own
                 # port stays, the other nodes were told it). Either way: start the node again.
-                timed_out = "timed out during startup" in text and not head
+                timed_out = "timed out during startup" in text and node is not self.nodes[0]
                 if (timed_out or "address already in use" in text) and node.starts < 3:
                     node.kill()
                     if not timed_out:

@@ -131,16 +131,17 @@ def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
     for r in res["pairs_detail"]:
         bands.setdefault(int(r["sun_elevation_deg"] // 15) * 15, []).append(r["truth_wins"])
     assert res["fraction_by_sun_elevation"] == {f"{lo}-{lo + 15}": np.mean(w) for lo, w in sorted(bands.items())}
+    assert res["pairs_by_sun_elevation"] == {f"{lo}-{lo + 15}": len(w) for lo, w in sorted(bands.items())}
     lo, hi = res["fraction_ci"]
     assert 0.0 <= lo <= res["fraction"] <= hi <= 1.0
 
 
 def test_elevation_bands_are_15_degrees_wide():
-    from dipir.prior.check import _elevation_band_fractions, elevation_band
+    from dipir.prior.check import _elevation_bands, elevation_band
 
     assert [elevation_band(e) for e in (14.9, 15.0, 44.99, 59.9)] == ["0-15", "15-30", "30-45", "45-60"]
     rows = [{"sun_elevation_deg": e, "truth_wins": w} for e, w in ((50.0, False), (20.0, True), (55.0, True))]
-    assert _elevation_band_fractions(rows) == {"15-30": 1.0, "45-60": 0.5}
+    assert _elevation_bands(rows) == {"15-30": [True], "45-60": [False, True]}
 
 
 def test_a_scene_without_a_numeric_sun_elevation_is_one_line(held_out_world, tiny_prior, tmp_path):

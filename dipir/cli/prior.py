@@ -68,9 +68,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Fraction of (true sun, sun rotated 90°/180°) composite pairs where the prior's denoising loss
         prefers the truth."""
-        from collections import Counter
-
-        from dipir.prior.check import PriorCheckConfig, check_prior, elevation_band
+        from dipir.prior.check import PriorCheckConfig, check_prior
 
         cfg = PriorCheckConfig(max_scenes=max_scenes)
         if n_noise is not None:
@@ -82,11 +80,8 @@ def register(app: typer.Typer) -> None:
                    f"[95% CI over scenes {lo:.0%}–{hi:.0%}] ({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
         bands = ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items())
         typer.echo(f"by t band: {bands}")
-        if res["fraction_by_sun_elevation"]:
-            n = Counter(elevation_band(r["sun_elevation_deg"]) for r in res["pairs_detail"]
-                        if r["sun_elevation_deg"] is not None)
-            typer.echo("by sun elevation: " + ", ".join(
-                f"{k}°: {v:.0%} of {n[k]}" for k, v in res["fraction_by_sun_elevation"].items()))
+        typer.echo("by sun elevation: " + ", ".join(f"{k}°: {v:.0%} of {res['pairs_by_sun_elevation'][k]}"
+                                                    for k, v in res["fraction_by_sun_elevation"].items()))
         if res["complexity_correlation"] is not None:
             typer.echo(f"correlation of the loss difference with the edge-energy difference: "
                        f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")

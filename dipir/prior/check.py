@@ -17,10 +17,11 @@ a least-squares line loss difference = slope · edge difference + margin over th
 is the truth's advantage at equal detail (with its t statistic), and `fraction` the share of pairs
 the truth wins once the detail term is taken out (fitted in-sample: a diagnostic, not the verdict).
 `fraction_by_t_band` splits the range into thirds (each noise draw has its own t);
-`fraction_by_sun_elevation` splits the pairs by the true sun's elevation, in 15° bands (a high sun
-casts a short shadow: a few pixels at 32 px). `fraction_ci` is a
-95 % percentile bootstrap over scenes (a scene's pairs share its true composite and its noise, so they
-are not independent): two priors whose intervals overlap widely are not told apart by the check.
+`fraction_by_sun_elevation` splits the pairs by the true sun's elevation in 15° bands, and
+`pairs_by_sun_elevation` counts them (a high sun casts a short shadow: a few pixels at 32 px).
+`fraction_ci` is a 95 % percentile bootstrap over scenes (a scene's pairs share its true composite
+and its noise, so they are not independent): two priors whose intervals overlap widely are not told
+apart by the check.
 """
 
 from __future__ import annotations
@@ -215,14 +216,12 @@ def elevation_band(elevation_deg: float) -> str:
     return f"{lo:g}-{lo + ELEVATION_BAND_DEG:g}"
 
 
-def _elevation_band_fractions(rows: list[dict]) -> dict:
-    """Share of pairs the truth wins by the true sun's elevation band, lowest first (pairs of scenes
-    that do not record it are left out)."""
+def _elevation_bands(rows: list[dict]) -> dict[str, list[bool]]:
+    """The pairs' verdicts by the true sun's elevation band, lowest band first."""
     bands: dict[str, list[bool]] = {}
-    for r in sorted(rows, key=lambda r: r.get("sun_elevation_deg") or 0.0):
-        if r.get("sun_elevation_deg") is not None:
-            bands.setdefault(elevation_band(r["sun_elevation_deg"]), []).append(r["truth_wins"])
-    return {k: float(np.mean(w)) for k, w in bands.items()}
+    for r in sorted(rows, key=lambda r: r["sun_elevation_deg"]):
+        bands.setdefault(elevation_band(r["sun_elevation_deg"]), []).append(r["truth_wins"])
+    return bands
 
 
 def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | None = None,
@@ -255,11 +254,12 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
                          "truth_wins": bool(losses[0] < lr), "edges_truth": edges[0], "edges_rotated": er,
-                         "sun_elevation_deg": truths[i].get("sun_elevation_deg")})
+                         "sun_elevation_deg": truths[i]["sun_elevation_deg"]})
         wins = sum(r["truth_wins"] for r in rows)
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
     wins = sum(r["truth_wins"] for r in rows)
+    elevation = _elevation_bands(rows)
     per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
                for d in cfg.rotations_deg}
     res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "seeds": seeds, "pairs": len(rows), "truth_wins": wins,
@@ -269,7 +269,8 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
            "fraction_by_rotation": per_rot,
            "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise,
            "fraction_by_t_band": _t_band_fractions(draws, tfrac, cfg),
-           "fraction_by_sun_elevation": _elevation_band_fractions(rows),
+           "fraction_by_sun_elevation": {k: float(np.mean(w)) for k, w in elevation.items()},
+           "pairs_by_sun_elevation": {k: len(w) for k, w in elevation.items()},
            "complexity_correlation": complexity_correlation(rows), "detail_adjusted": detail_adjusted(rows),
            "bar": {"fraction": PASS_FRACTION, "min_pairs": MIN_PAIRS}, "pairs_detail": rows}
     res["passes"] = passes(res)

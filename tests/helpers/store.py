@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from pipelines.local_cluster import free_port  # noqa: F401 - the study tests' ports; one owner
 from pipelines.schema import RunInfo
 from reports.images import write_exr
 
@@ -167,12 +168,6 @@ def expected_values(dataset: str, label: str, metric: str) -> np.ndarray:
 
 
 # --- running `dipir study serve` in a subprocess (study tests) ---------------------------------
-
-def free_port() -> int:
-    from pipelines.local_cluster import free_port as _free_port
-
-    return _free_port()
-
 
 def start_server(study: Path, port: int, extra: list[str] | None = None):
     """`dipir study serve STUDY --port PORT` as a subprocess; returns once it answers HTTP."""
