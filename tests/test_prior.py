@@ -53,6 +53,66 @@ def test_train_resumes_to_the_same_state(tmp_path):
     assert (tmp_path / "a" / "loss.png").is_file()
 
 
+def test_cosine_schedule_falls_to_zero_and_a_resumed_run_follows_it(tmp_path):
+    # A fixed-budget run decays its lr to 0 at --steps; the lr is a function of the step, so a run
+    # interrupted and resumed follows the same curve and ends in the same state.
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    a = PriorTrainer(data, tmp_path / "a", _cfg(6, lr=1e-3, lr_schedule="cosine"))
+    lrs = [a._lr(s) for s in range(6)]
+    assert lrs[:2] == pytest.approx([5e-4, 1e-3])  # the 2-step warm-up, then the peak
+    assert all(x > y for x, y in zip(lrs[1:], lrs[2:])) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert lrs[3] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 2 / 4)))
+    a.run(progress=False)
+    b = PriorTrainer(data, tmp_path / "b", _cfg(6, lr=1e-3, lr_schedule="cosine"))
+    for _ in range(3):
+        b.train_step()
+    b.save_checkpoint()
+    b2 = PriorTrainer(data, tmp_path / "b", _cfg(6, lr=1e-3, lr_schedule="cosine"))
+    assert b2.step == 3 and b2._lr(4) == pytest.approx(lrs[4])
+    b2.run(progress=False)
+    assert b2.losses == a.losses
+    for (k, va), vb in zip(a.unet.state_dict().items(), b2.unet.state_dict().values()):
+        assert torch.equal(va, vb), k
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0]["lr_schedule"] == "cosine" and meta["runs"][0]["decay_to_step"] == 6
+    assert "AdamW lr 0.001, cosine-decayed to 0" in model_card(meta, 1, None, "", "")
+    with pytest.raises(DipirError, match="lr_schedule.*expected constant or cosine|expected constant or cosine"):
+        PriorTrainer(data, tmp_path / "c", _cfg(6, lr_schedule="linear"))
+
+
+def test_min_snr_weights_follow_diffusers_convention_and_are_recorded(tmp_path):
+    # Min-SNR-γ as diffusers' training scripts compute it (from `compute_snr`): min(SNR, γ)/SNR for an ε
+    # target, min(SNR, γ)/(SNR + 1) for v; unset, every sample weighs 1 (the plain MSE).
+    from diffusers.training_utils import compute_snr
+
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    t = torch.tensor([0, 20, 300, 650, 999])
+    plain = PriorTrainer(data, tmp_path / "p", _cfg(2))
+    assert torch.equal(plain.loss_weights(t), torch.ones(5))
+    tr = PriorTrainer(data, tmp_path / "a", _cfg(2, snr_gamma=5.0))
+    snr = compute_snr(tr.scheduler, t)
+    want = torch.minimum(snr, torch.full_like(snr, 5.0)) / snr
+    assert torch.allclose(tr.loss_weights(t), want, rtol=1e-5)
+    assert tr.loss_weights(t)[0] < 0.01 and tr.loss_weights(t)[-1] == pytest.approx(1.0)  # clean t down-weighted
+    tr.cfg.model.prediction_type = "v_prediction"
+    assert torch.allclose(tr.loss_weights(t), torch.minimum(snr, torch.full_like(snr, 5.0)) / (snr + 1), rtol=1e-5)
+    tr.cfg.model.prediction_type = "epsilon"
+    tr.run(progress=False)
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0]["snr_gamma"] == 5.0 and meta["config"]["snr_gamma"] == 5.0
+    assert "min-SNR-5 loss weights" in model_card(meta, 1, None, "", "")
+    with pytest.raises(DipirError, match="expected a positive number"):
+        PriorTrainer(data, tmp_path / "c", _cfg(2, snr_gamma=0.0))
+
+
 def test_each_run_is_recorded_and_the_card_lists_them(tmp_path):
     # A resumed run may change the learning rate; the record (and the card) must keep both runs'.
     from dipir.prior.card import model_card

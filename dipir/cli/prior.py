@@ -22,6 +22,10 @@ def register(app: typer.Typer) -> None:
         steps: int = typer.Option(4000, "--steps", min=1),
         batch_size: int = typer.Option(32, "--batch-size", min=1),
         lr: float = typer.Option(4e-4, "--lr"),
+        lr_schedule: str = typer.Option("constant", "--lr-schedule",
+                                        help="constant (after the warm-up) or cosine (down to 0 at --steps)."),
+        snr_gamma: float = typer.Option(None, "--snr-gamma",
+                                        help="Min-SNR-γ loss weighting (e.g. 5); unset: plain MSE."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
@@ -50,7 +54,8 @@ def register(app: typer.Typer) -> None:
                              field="--channels") from None
         if image_size % 2 ** (len(widths) - 1):
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
-        cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, max_minutes=max_minutes, seed=seed,
+        cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                               snr_gamma=snr_gamma, max_minutes=max_minutes, seed=seed,
                                checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))

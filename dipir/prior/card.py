@@ -29,7 +29,9 @@ def _runs(meta: dict) -> list[str]:
         d = r.get("data_seeds") or {}
         init = r.get("init") if isinstance(r.get("init"), dict) else None
         start = f", started from the EMA weights of {init.get('model')} (optimizer state fresh)" if init else ""
-        out.append(f"- steps {a}–{b}: lr {r['lr']:g}, batch {r['batch_size']}, {d.get('scenes')} scenes "
+        decay = f" cosine-decayed to 0 at step {r['decay_to_step']}" if r.get("lr_schedule") == "cosine" else ""
+        decay += f", min-SNR-{r['snr_gamma']:g} loss weights" if r.get("snr_gamma") is not None else ""
+        out.append(f"- steps {a}–{b}: lr {r['lr']:g}{decay}, batch {r['batch_size']}, {d.get('scenes')} scenes "
                    f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min{start}")
     return out
 
@@ -150,8 +152,11 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
     bs = cfg.get("batch_size", 0)
     runs = _runs(meta)
     # The last run that trained says the lr (the config is the last invocation's, which may have trained nothing).
-    last_lr = next((r["lr"] for r in reversed(meta.get("runs", [])) if "lr" in r), cfg.get("lr"))
+    last = next((r for r in reversed(meta.get("runs", [])) if "lr" in r), cfg)
+    last_lr = last.get("lr")
     lr = f"lr {last_lr:g}" if isinstance(last_lr, (int, float)) else "lr unrecorded"
+    lr += ", cosine-decayed to 0" if last.get("lr_schedule") == "cosine" else ""
+    lr += f", min-SNR-{last['snr_gamma']:g} loss weights" if last.get("snr_gamma") is not None else ""
     lr = lr if len(runs) <= 1 else f"{lr} in the last of {len(runs)} runs"
     lines = [
         "# mini-world: a pixel-space diffusion prior trained on the mini world",

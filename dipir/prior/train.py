@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class PriorTrainConfig:
     batch_size: int = 32
     lr: float = 4e-4
     warmup_steps: int = 200
+    # "constant" after the warm-up, or "cosine": from lr down to 0 at `steps` (diffusers' cosine-with-warm-up
+    # shape), which is what a run with a fixed budget wants: most of a short run's gain comes as the lr falls.
+    lr_schedule: str = "constant"
     weight_decay: float = 1e-2
     ema_decay: float = 0.999
     empty_caption_frac: float = 0.1
@@ -45,6 +49,10 @@ class PriorTrainConfig:
     # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good.
     focus_frac: float = 0.5
     focus_range: tuple = (20, 650)
+    # Min-SNR-γ loss weighting (Hang et al. 2023; diffusers' `snr_gamma`): each sample's loss is scaled by
+    # min(SNR, γ) / SNR (ε target) or min(SNR, γ) / (SNR + 1) (v target), so the nearly clean timesteps,
+    # whose targets are easy, stop dominating the gradient. None: the plain mean of the squared error.
+    snr_gamma: float | None = None
     flip: bool = True
     seed: int = 0
     checkpoint_every: int = 200
@@ -62,8 +70,13 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 class PriorTrainer:
     def __init__(self, data: str | Path, out: str | Path, cfg: PriorTrainConfig):
+        from dipir.errors import DipirError
         from dipir.prior.data import load_training_images
 
+        if cfg.lr_schedule not in ("constant", "cosine"):
+            raise DipirError(f"expected constant or cosine, got {cfg.lr_schedule!r}", field="lr_schedule")
+        if cfg.snr_gamma is not None and not cfg.snr_gamma > 0:
+            raise DipirError(f"expected a positive number, got {cfg.snr_gamma!r}", field="snr_gamma")
         self.cfg, self.out = cfg, Path(out)
         self.images, captions, seeds = load_training_images(data, cfg.model.image_size)
         self.data_seeds = {"first": min(seeds), "last": max(seeds), "scenes": len(set(seeds))}
@@ -74,7 +87,9 @@ class PriorTrainer:
         self.cap_idx = torch.tensor([uniq.index(c) for c in captions])
         self.empty_idx = len(uniq) - 1
         torch.manual_seed(cfg.seed)
-        self.unet = cfg.model.build_unet()
+        # channels_last: 14 % less time per step on this CPU's oneDNN convolutions (bf16 autocast and
+        # torch.compile were slower or no faster: benchmarks/perf/bench_prior_step.py).
+        self.unet = cfg.model.build_unet().to(memory_format=torch.channels_last)
         self.scheduler = cfg.model.build_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.float()
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -86,7 +101,10 @@ class PriorTrainer:
         init = None
         if not self._resume() and cfg.init:
             init = self._start_from(cfg.init)
-        self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, "batch_size": cfg.batch_size,
+        schedule = {"lr_schedule": "cosine", "decay_to_step": cfg.steps} if cfg.lr_schedule == "cosine" else {}
+        if cfg.snr_gamma is not None:
+            schedule["snr_gamma"] = cfg.snr_gamma
+        self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, **schedule, "batch_size": cfg.batch_size,
                           "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
 
     @property
@@ -106,7 +124,15 @@ class PriorTrainer:
         return self.step - len(self.losses)
 
     def _lr(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step - self.start_step + 1) / max(self.cfg.warmup_steps, 1))
+        """A function of the step alone (not of a scheduler's state), so a resumed run follows the same curve."""
+        cfg = self.cfg
+        k = step - self.start_step + 1
+        lr = cfg.lr * min(1.0, k / max(cfg.warmup_steps, 1))
+        if cfg.lr_schedule == "cosine":
+            span = max(cfg.steps - self.start_step - cfg.warmup_steps, 1)
+            progress = min(max((k - cfg.warmup_steps) / span, 0.0), 1.0)
+            lr *= 0.5 * (1.0 + math.cos(math.pi * progress))
+        return lr
 
     def _resume(self) -> bool:
         if not self.ckpt.is_file():
@@ -203,12 +229,13 @@ class PriorTrainer:
         t = torch.where(torch.rand(b, generator=g) < cfg.focus_frac, t_foc, t_uni)
         noise = torch.randn(x0.shape, generator=g)
         a = self.alphas[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=torch.channels_last)
         target = noise if cfg.model.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
         for group in self.opt.param_groups:
             group["lr"] = self._lr(self.step)
         pred = self.unet(xt, t, encoder_hidden_states=self.cap_emb[cap]).sample
-        loss = torch.nn.functional.mse_loss(pred, target)
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (per_sample * self.loss_weights(t)).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
@@ -219,10 +246,20 @@ class PriorTrainer:
         self.losses.append(value)
         return value
 
+    def loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Each sample's weight in the batch loss: 1, or min-SNR-γ's."""
+        gamma = self.cfg.snr_gamma
+        if gamma is None:
+            return torch.ones(t.shape)
+        a = self.alphas[t]
+        snr = a / (1 - a)
+        clipped = snr.clamp(max=gamma)
+        return clipped / snr if self.cfg.model.prediction_type == "epsilon" else clipped / (snr + 1)
+
     def ema_unet(self):
         u = copy.deepcopy(self.unet)
         self.ema.copy_to(u.parameters())
-        return u
+        return u.to(memory_format=torch.contiguous_format)  # safetensors writes contiguous tensors only
 
     def export(self) -> Path:
         """The EMA weights as a diffusers folder `out/model`, plus the loss curve."""

@@ -1,0 +1,67 @@
+"""One training step of the mini-world prior's UNet on this machine, in the ways torch can run it:
+fp32 (contiguous or channels_last), bf16 autocast, torch.compile. Prints s/step and images/s for each;
+it is why `dipir prior train` runs channels_last.
+
+    .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--steps 30] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def _time_variant(name: str, args, channels_last: bool, bf16: bool, compile_: bool) -> None:
+    import torch
+
+    from dipir.prior.model import PriorModelConfig
+
+    torch.manual_seed(0)
+    unet = PriorModelConfig(image_size=args.size, block_out_channels=(32, 64, 64)).build_unet()
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    text = torch.randn(args.batch, 77, 64)
+    t = torch.randint(0, 1000, (args.batch,))
+    if channels_last:
+        unet, x = unet.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    f = torch.compile(unet) if compile_ else unet
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = f(x, t, encoder_hidden_states=text).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    t0 = time.perf_counter()
+    for _ in range(3):  # oneDNN primitive creation, compilation
+        step()
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    dt = (time.perf_counter() - t0) / args.steps
+    print(f"{name:<22} {dt:.3f} s/step  {args.batch / dt:6.1f} images/s  (first 3 steps {warm:.1f} s)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    args = ap.parse_args()
+    import torch
+
+    print(f"UNet [32, 64, 64] at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads")
+    variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
+                ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False)]
+    if args.compile:
+        variants += [("compile", False, False, True), ("compile channels_last", True, False, True)]
+    for name, cl, bf16, comp in variants:
+        _time_variant(name, args, cl, bf16, comp)
+
+
+if __name__ == "__main__":
+    main()
