@@ -84,6 +84,36 @@ def test_cosine_schedule_falls_to_zero_and_a_resumed_run_follows_it(tmp_path):
         PriorTrainer(data, tmp_path / "c", _cfg(6, lr_schedule="linear"))
 
 
+def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path, monkeypatch):
+    # A pre-empted job (SIGTERM) or Ctrl-C must not lose the steps since the last checkpoint: the step
+    # under way finishes, a checkpoint and an export are written, and the same command carries on.
+    import os
+    import signal
+
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    tr = PriorTrainer(data, tmp_path / "run", _cfg(8))  # checkpoint_every 100: only the stop saves
+    step = tr.train_step
+
+    def step_then_signal():
+        loss = step()
+        if tr.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(tr, "train_step", step_then_signal)
+    before = signal.getsignal(signal.SIGTERM)
+    res = tr.run(progress=False)
+    assert res["stopped_by"] == "interrupt" and res["step"] == 3
+    assert signal.getsignal(signal.SIGTERM) == before  # handlers restored
+    meta = json.loads((tmp_path / "run" / "model" / "dipir_prior.json").read_text())
+    assert meta["step"] == 3
+    again = PriorTrainer(data, tmp_path / "run", _cfg(8))
+    assert again.step == 3 and again.losses == tr.losses
+    assert again.run(progress=False)["step"] == 8
+
+
 def test_min_snr_weights_follow_diffusers_convention_and_are_recorded(tmp_path):
     # Min-SNR-γ as diffusers' training scripts compute it (from `compute_snr`): min(SNR, γ)/SNR for an ε
     # target, min(SNR, γ)/(SNR + 1) for v; unset, every sample weighs 1 (the plain MSE).

@@ -60,6 +60,9 @@ def register(app: typer.Typer) -> None:
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))
         res = train_prior(data, out, cfg, progress=progress)
+        if res["stopped_by"] == "interrupt":
+            typer.echo(f"interrupted at step {res['step']}: checkpoint saved in {out}; the same command resumes",
+                       err=True)
         typer.echo(json.dumps(res))
 
     @prior_app.command("check")

@@ -24,6 +24,8 @@ import copy
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,29 +280,61 @@ class PriorTrainer:
         start_step, start_wall = self.step, self.wall_s
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="prior", dynamic_ncols=True)
         stopped = "steps"
-        while self.step < cfg.steps:
-            loss = self.train_step()
-            self.wall_s = start_wall + time.time() - t0
-            self.runs[-1].update(steps=[start_step, self.step], wall_s=round(time.time() - t0, 1))
-            bar.update(1)
-            if self.step % 10 == 0:
-                recent = self.losses[-50:]
-                bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
-            if self.step % cfg.checkpoint_every == 0:
-                self.save_checkpoint()
-                self.export()
-            if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
-                stopped = "time"
-                break
-            del loss
-        bar.close()
-        self.save_checkpoint()
-        self.export()
+        with _StopOnSignal() as signalled:
+            while self.step < cfg.steps:
+                if signalled:
+                    stopped = "interrupt"
+                    break
+                loss = self.train_step()
+                self.wall_s = start_wall + time.time() - t0
+                self.runs[-1].update(steps=[start_step, self.step], wall_s=round(time.time() - t0, 1))
+                bar.update(1)
+                if self.step % 10 == 0:
+                    recent = self.losses[-50:]
+                    bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                    self.export()
+                if cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes:
+                    stopped = "time"
+                    break
+                del loss
+            bar.close()
+            self.save_checkpoint()
+            self.export()
         run_s = time.time() - t0
         steps = self.step - start_step
         return {"step": self.step, "steps_this_run": steps, "stopped_by": stopped, "wall_s": self.wall_s,
                 "s_per_step": run_s / max(steps, 1), "images_per_s": steps * cfg.batch_size / max(run_s, 1e-9),
                 "model": str(self.out / "model")}
+
+
+class _StopOnSignal:
+    """Ctrl-C or SIGTERM (a scheduler's pre-emption) ends the step under way and stops training with a
+    checkpoint and an export, so nothing since the last checkpoint is lost; a second Ctrl-C interrupts
+    at once. Outside the main thread (where Python cannot install handlers) it does nothing."""
+
+    def __init__(self):
+        self.hit, self._old = False, {}
+
+    def __bool__(self) -> bool:
+        return self.hit
+
+    def _handle(self, signum, frame):
+        if self.hit and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 def plot_losses(losses: list[float], path: Path, window: int = 50, start: int = 0) -> None:
