@@ -17,10 +17,11 @@ def _time_variant(name: str, args, channels_last: bool, bf16: bool, compile_: bo
     from dipir.prior.model import PriorModelConfig
 
     torch.manual_seed(0)
-    unet = PriorModelConfig(image_size=args.size, block_out_channels=(32, 64, 64)).build_unet()
+    cfg = PriorModelConfig(image_size=args.size, block_out_channels=(32, 64, 64))
+    unet = cfg.build_unet()
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     x = torch.randn(args.batch, 3, args.size, args.size)
-    text = torch.randn(args.batch, 77, 64)
+    text = torch.randn(args.batch, 77, cfg.text_dim)  # 77: CLIP's token length
     t = torch.randint(0, 1000, (args.batch,))
     if channels_last:
         unet, x = unet.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)

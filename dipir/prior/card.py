@@ -18,6 +18,17 @@ def _ci(check: dict) -> str:
     return f" [95 % CI over scenes {ci[0]:.0%}–{ci[1]:.0%}]" if ci else ""
 
 
+def _lr_text(r: dict) -> str:
+    """A run's learning rate, its schedule and loss weighting, as the run (or the config) records them."""
+    lr = r.get("lr")
+    text = f"lr {lr:g}" if isinstance(lr, (int, float)) else "lr unrecorded"
+    if r.get("lr_schedule") == "cosine":
+        text += ", cosine-decayed to 0" + (f" at step {r['decay_to_step']}" if "decay_to_step" in r else "")
+    if r.get("snr_gamma") is not None:
+        text += f", min-SNR-{r['snr_gamma']:g} loss weights"
+    return text
+
+
 def _runs(meta: dict) -> list[str]:
     """One line per training run (a resumed run may change the learning rate or the data)."""
     out = []
@@ -29,9 +40,7 @@ def _runs(meta: dict) -> list[str]:
         d = r.get("data_seeds") or {}
         init = r.get("init") if isinstance(r.get("init"), dict) else None
         start = f", started from the EMA weights of {init.get('model')} (optimizer state fresh)" if init else ""
-        decay = f" cosine-decayed to 0 at step {r['decay_to_step']}" if r.get("lr_schedule") == "cosine" else ""
-        decay += f", min-SNR-{r['snr_gamma']:g} loss weights" if r.get("snr_gamma") is not None else ""
-        out.append(f"- steps {a}–{b}: lr {r['lr']:g}{decay}, batch {r['batch_size']}, {d.get('scenes')} scenes "
+        out.append(f"- steps {a}–{b}: {_lr_text(r)}, batch {r['batch_size']}, {d.get('scenes')} scenes "
                    f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min{start}")
     return out
 
@@ -152,11 +161,7 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
     bs = cfg.get("batch_size", 0)
     runs = _runs(meta)
     # The last run that trained says the lr (the config is the last invocation's, which may have trained nothing).
-    last = next((r for r in reversed(meta.get("runs", [])) if "lr" in r), cfg)
-    last_lr = last.get("lr")
-    lr = f"lr {last_lr:g}" if isinstance(last_lr, (int, float)) else "lr unrecorded"
-    lr += ", cosine-decayed to 0" if last.get("lr_schedule") == "cosine" else ""
-    lr += f", min-SNR-{last['snr_gamma']:g} loss weights" if last.get("snr_gamma") is not None else ""
+    lr = _lr_text(next((r for r in reversed(meta.get("runs", [])) if "lr" in r), cfg))
     lr = lr if len(runs) <= 1 else f"{lr} in the last of {len(runs)} runs"
     lines = [
         "# mini-world: a pixel-space diffusion prior trained on the mini world",

@@ -236,7 +236,7 @@ class PriorTrainer:
         for group in self.opt.param_groups:
             group["lr"] = self._lr(self.step)
         pred = self.unet(xt, t, encoder_hidden_states=self.cap_emb[cap]).sample
-        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2, 3))
+        per_sample = (pred - target).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * self.loss_weights(t)).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
