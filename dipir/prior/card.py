@@ -26,6 +26,8 @@ def _lr_text(r: dict) -> str:
         text += ", cosine-decayed to 0" + (f" at step {r['decay_to_step']}" if "decay_to_step" in r else "")
     if r.get("snr_gamma") is not None:
         text += f", min-SNR-{r['snr_gamma']:g} loss weights"
+    if r.get("region_weight"):
+        text += f", target + shadow pixels weighted {1 + r['region_weight']:g}×"
     return text
 
 
