@@ -352,3 +352,27 @@ def test_target_region_weights_the_object_and_its_shadow(tmp_path):
     assert "target + shadow pixels weighted 5×" in model_card(meta, 1, None, "", "")
     with pytest.raises(DipirError, match="region_weight"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, region_weight=-1.0))
+
+
+def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
+    # focus_frac 1: every timestep lies in the focus range; 0: uniform over [0, T), so some lie above it.
+    # A non-default share is recorded with the run and named on the card.
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data", n=2)
+    tr = PriorTrainer(data, tmp_path / "a", _cfg(2, focus_frac=1.0))
+    lo, hi = tr.cfg.focus_range
+    t = tr.timesteps(4000, torch.Generator().manual_seed(0))
+    assert lo <= int(t.min()) and int(t.max()) < hi
+    tr.cfg.focus_frac = 0.0
+    assert int(tr.timesteps(4000, torch.Generator().manual_seed(0)).max()) >= hi
+    tr.cfg.focus_frac = 1.0
+    tr.run(progress=False)
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0]["focus_frac"] == 1.0
+    assert "100% of timesteps from the guidance's range" in model_card(meta, 1, None, "", "")
+    assert "focus_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
+    with pytest.raises(DipirError, match="focus_frac"):
+        PriorTrainer(data, tmp_path / "c", _cfg(2, focus_frac=1.5))

@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
         region_weight: float = typer.Option(0.0, "--region-weight", min=0.0,
                                             help="Extra loss weight on the target object's and its shadow's "
                                             "pixels (e.g. 4: they weigh 5×); 0: plain MSE."),
+        focus_frac: float = typer.Option(0.5, "--focus-frac", min=0.0, max=1.0,
+                                         help="Share of timesteps drawn from the range DiPIR's guidance samples "
+                                         "(t 0.02-0.65); the rest uniform over all of [0, T)."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
@@ -58,7 +61,7 @@ def register(app: typer.Typer) -> None:
         if image_size % 2 ** (len(widths) - 1):
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                               snr_gamma=snr_gamma, region_weight=region_weight, max_minutes=max_minutes, seed=seed,
+                               snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac, max_minutes=max_minutes, seed=seed,
                                checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))

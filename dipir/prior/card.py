@@ -28,6 +28,8 @@ def _lr_text(r: dict) -> str:
         text += f", min-SNR-{r['snr_gamma']:g} loss weights"
     if r.get("region_weight"):
         text += f", target + shadow pixels weighted {1 + r['region_weight']:g}×"
+    if r.get("focus_frac") is not None:
+        text += f", {r['focus_frac']:.0%} of timesteps from the guidance's range"
     return text
 
 

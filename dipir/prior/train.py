@@ -85,6 +85,8 @@ class PriorTrainer:
             raise DipirError(f"expected constant or cosine, got {cfg.lr_schedule!r}", field="lr_schedule")
         if cfg.snr_gamma is not None and not cfg.snr_gamma > 0:
             raise DipirError(f"expected a positive number, got {cfg.snr_gamma!r}", field="snr_gamma")
+        if not 0.0 <= cfg.focus_frac <= 1.0:
+            raise DipirError(f"expected a fraction in [0, 1], got {cfg.focus_frac!r}", field="focus_frac")
         if not cfg.region_weight >= 0:
             raise DipirError(f"expected a number ≥ 0, got {cfg.region_weight!r}", field="region_weight")
         self.cfg, self.out = cfg, Path(out)
@@ -116,6 +118,8 @@ class PriorTrainer:
             schedule["snr_gamma"] = cfg.snr_gamma
         if cfg.region_weight:
             schedule["region_weight"] = cfg.region_weight
+        if cfg.focus_frac != PriorTrainConfig.focus_frac:
+            schedule["focus_frac"] = cfg.focus_frac
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, **schedule, "batch_size": cfg.batch_size,
                           "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
 
@@ -236,10 +240,7 @@ class PriorTrainer:
         cap = self.cap_idx[idx]
         drop = torch.rand(b, generator=g) < cfg.empty_caption_frac
         cap = torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
-        T = self.scheduler.config.num_train_timesteps
-        t_uni = torch.randint(0, T, (b,), generator=g)
-        t_foc = torch.randint(cfg.focus_range[0], cfg.focus_range[1], (b,), generator=g)
-        t = torch.where(torch.rand(b, generator=g) < cfg.focus_frac, t_foc, t_uni)
+        t = self.timesteps(b, g)
         noise = torch.randn(x0.shape, generator=g)
         a = self.alphas[t].view(-1, 1, 1, 1)
         xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=torch.channels_last)
@@ -258,6 +259,13 @@ class PriorTrainer:
         value = float(loss.detach())
         self.losses.append(value)
         return value
+
+    def timesteps(self, b: int, g: torch.Generator) -> torch.Tensor:
+        """`b` timesteps: each from the focus range with probability focus_frac, else from all of [0, T)."""
+        cfg = self.cfg
+        t_uni = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=g)
+        t_foc = torch.randint(cfg.focus_range[0], cfg.focus_range[1], (b,), generator=g)
+        return torch.where(torch.rand(b, generator=g) < cfg.focus_frac, t_foc, t_uni)
 
     def pixel_weights(self, region: torch.Tensor) -> torch.Tensor:
         """Each pixel's weight in its image's loss: 1 + region_weight in the target region, rescaled so
