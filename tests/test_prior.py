@@ -376,3 +376,17 @@ def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
     assert "focus_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
     with pytest.raises(DipirError, match="focus_frac"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, focus_frac=1.5))
+
+
+def test_save_prior_draws_no_shard_bar(tmp_path, capsys):
+    # Every checkpoint exports the prior: transformers' one-shard "Writing model shards" bar for the text
+    # encoder would fill a --no-progress training log. The bar setting is restored afterwards.
+    from transformers.utils import logging as tf_logging
+
+    from dipir.prior.model import PriorModelConfig, save_prior
+
+    cfg = PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32)
+    tok, te = cfg.build_text()
+    save_prior(tmp_path / "m", cfg.build_unet(), cfg.build_scheduler(), tok, te)
+    assert "Writing model shards" not in capsys.readouterr().err
+    assert tf_logging.is_progress_bar_enabled()
