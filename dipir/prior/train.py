@@ -47,8 +47,9 @@ class PriorTrainConfig:
     weight_decay: float = 1e-2
     ema_decay: float = 0.999
     empty_caption_frac: float = 0.1
-    # Half of the timesteps are drawn uniformly from all of [0, T); `focus_frac` of them from the range
-    # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good.
+    # A share 1 − focus_frac of the timesteps is drawn uniformly from all of [0, T), the rest from the range
+    # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good. Measured: 0.85 (with a
+    # fourth UNet level) gave 58.2 % on the check after a 90-minute run, against 53–57 % for 0.5 (README).
     focus_frac: float = 0.5
     focus_range: tuple = (20, 650)
     # Min-SNR-γ loss weighting (Hang et al. 2023; diffusers' `snr_gamma`): each sample's loss is scaled by
