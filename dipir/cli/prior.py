@@ -61,8 +61,8 @@ def register(app: typer.Typer) -> None:
         if image_size % 2 ** (len(widths) - 1):
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
-                               snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac, max_minutes=max_minutes, seed=seed,
-                               checkpoint_every=checkpoint_every, init=init,
+                               snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac,
+                               max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))
         res = train_prior(data, out, cfg, progress=progress)
