@@ -378,15 +378,17 @@ def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
         PriorTrainer(data, tmp_path / "c", _cfg(2, focus_frac=1.5))
 
 
-def test_save_prior_draws_no_shard_bar(tmp_path, capsys):
-    # Every checkpoint exports the prior: transformers' one-shard "Writing model shards" bar for the text
-    # encoder would fill a --no-progress training log. The bar setting is restored afterwards.
+def test_saving_a_model_draws_no_shard_bar(tmp_path, capsys):
+    # Every checkpoint exports the prior, and a batch run may write the tiny model: transformers' one-shard
+    # "Writing model shards" bar for the text encoder would fill their logs. The bar setting is restored.
     from transformers.utils import logging as tf_logging
 
+    from dipir.guidance.models import write_tiny_pixel_pipeline
     from dipir.prior.model import PriorModelConfig, save_prior
 
     cfg = PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32)
     tok, te = cfg.build_text()
     save_prior(tmp_path / "m", cfg.build_unet(), cfg.build_scheduler(), tok, te)
+    write_tiny_pixel_pipeline(tmp_path / "tiny")
     assert "Writing model shards" not in capsys.readouterr().err
     assert tf_logging.is_progress_bar_enabled()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -320,8 +321,24 @@ def _check_prediction_type(prediction_type: str) -> None:
                          field="prediction_type")
 
 
+@contextmanager
+def no_shard_bars():
+    """Saving a transformers model draws a "Writing model shards" bar, even for the one shard of a tiny
+    frozen text encoder: noise in every log that writes a model (each training checkpoint, a batch run's
+    tiny model). Off inside, restored after."""
+    from transformers.utils import logging as tf_logging
+
+    bars = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars:
+            tf_logging.enable_progress_bar()
+
+
 def _save_atomically(pipe, out: Path, meta: dict) -> Path:
-    with publish_dir(out, replace=True) as tmp:
+    with publish_dir(out, replace=True) as tmp, no_shard_bars():
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "dipir_tiny.json").write_text(json.dumps(meta) + "\n")
     return out

@@ -83,17 +83,10 @@ def save_prior(out: str | Path, unet, scheduler, tokenizer, text_encoder, extra:
     out.mkdir(parents=True, exist_ok=True)
     unet.save_pretrained(out / "unet", safe_serialization=True)
     scheduler.save_pretrained(out / "scheduler")
-    # transformers draws a "Writing model shards" bar for the one shard of a frozen encoder that every
-    # checkpoint rewrites: noise in a training log (and under --no-progress).
-    from transformers.utils import logging as tf_logging
+    from dipir.guidance.models import no_shard_bars
 
-    bars = tf_logging.is_progress_bar_enabled()
-    tf_logging.disable_progress_bar()
-    try:
+    with no_shard_bars():  # every training checkpoint exports: no bar in a --no-progress log
         text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
-    finally:
-        if bars:
-            tf_logging.enable_progress_bar()
     tokenizer.save_pretrained(out / "tokenizer")
     index = {"_class_name": "IFPipeline", "_diffusers_version": diffusers.__version__,
              "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
