@@ -14,14 +14,19 @@ def _fake_world(root, n=3, size=16, split="train"):
     """Scene folders with random images and captions (the trainer only reads these files)."""
     from PIL import Image
 
+    from dipir.scene.contract import look_at
+
     rng = np.random.default_rng(0)
     for i in range(n):
         f = root / f"world_{i:07d}"
         f.mkdir(parents=True)
         for name in ("image.png", "background.png"):
             Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(f / name)
+        cam = look_at((np.cos(i), 2.0, np.sin(i)), (0.0, 0.0, 0.0)).tolist()
+        sun = [np.sin(2 * i) * 0.6, 0.8, np.cos(2 * i) * 0.6]
         (f / "truth.json").write_text(json.dumps({"seed": i, "split": split, "caption": "a scene with a car and two boxes",
-                                                  "background_caption": "a scene with two boxes"}))
+                                                  "background_caption": "a scene with two boxes",
+                                                  "camera": {"to_world": cam}, "sun_direction": sun}))
     return root
 
 
@@ -338,7 +343,7 @@ def test_target_region_weights_the_object_and_its_shadow(tmp_path):
         full[6:10, 3:7] = 40
         Image.fromarray(bg.astype(np.uint8)).save(f / "background.png")
         Image.fromarray(full.astype(np.uint8)).save(f / "image.png")
-    _, region, _, _ = load_training_images(data, 16)
+    region = load_training_images(data, 16).regions
     want = np.zeros((16, 16), bool)
     want[4:12, 1:9] = True
     assert np.array_equal(region[0, 0].numpy(), want) and not region[1].any()  # full, then background
@@ -376,6 +381,62 @@ def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
     assert "focus_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
     with pytest.raises(DipirError, match="focus_frac"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, focus_frac=1.5))
+
+
+def test_sun_in_camera_is_the_suns_direction_in_the_cameras_axes(tmp_path):
+    from dipir.errors import DipirError
+    from dipir.prior.data import sun_in_camera
+    from dipir.scene.contract import look_at
+
+    m = look_at((1.0, 2.0, -3.0), (0.0, 0.0, 0.0))
+    for axis in range(3):  # the camera's left, up and forward axes, given as the sun, are its frame's axes
+        truth = {"camera": {"to_world": m.tolist()}, "sun_direction": (2 * m[:3, axis]).tolist()}
+        assert np.allclose(sun_in_camera(truth, tmp_path), np.eye(3)[axis])
+    with pytest.raises(DipirError, match="sun_direction"):
+        sun_in_camera({"camera": {"to_world": m.tolist()}}, tmp_path / "truth.json")
+
+
+def test_sun_weight_trains_a_head_that_reaches_the_unet_and_does_not_ship(tmp_path, monkeypatch):
+    # The head's loss changes the UNet (its gradient flows through the bottleneck), the labels follow the
+    # image's flip, a resumed run reaches the same state (head included), the run records the weight, and the
+    # exported prior is the same plain UNet as without the head.
+    import dipir.prior.sun_head as sun_head
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.model import load_prior
+    from dipir.prior.train import PriorTrainer, _step_generator
+
+    data = _fake_world(tmp_path / "data", n=3)
+    plain = PriorTrainer(data, tmp_path / "plain", _cfg(4))
+    plain.run(progress=False)
+    seen = []
+    real_loss = sun_head.sun_loss
+    monkeypatch.setattr(sun_head, "sun_loss", lambda pred, sun, signal: seen.append(sun) or real_loss(pred, sun, signal))
+    a = PriorTrainer(data, tmp_path / "a", _cfg(4, sun_weight=0.5))
+    assert a.sun.shape == (6, 3) and torch.allclose(a.sun.norm(dim=1), torch.ones(6))
+    a.run(progress=False)
+    assert len(a.sun_losses) == 4 and all(np.isfinite(a.sun_losses))
+    assert not torch.equal(a.unet.conv_in.weight, plain.unet.conv_in.weight)  # same seed and data: the head did it
+    g = _step_generator(0, 0)  # step 0's draws, in the trainer's order
+    idx = torch.randint(len(a.images), (3,), generator=g)
+    flip = torch.rand(3, generator=g) < 0.5
+    want = a.sun[idx] * torch.where(flip[:, None], torch.tensor([-1.0, 1, 1]), torch.ones(3))
+    assert torch.equal(seen[0], want)
+
+    b = PriorTrainer(data, tmp_path / "b", _cfg(2, sun_weight=0.5))
+    b.run(progress=False)
+    b2 = PriorTrainer(data, tmp_path / "b", _cfg(4, sun_weight=0.5))
+    b2.run(progress=False)
+    assert b2.losses == a.losses and b2.sun_losses == a.sun_losses
+    for (k, va), vb in zip(a.sun_head.state_dict().items(), b2.sun_head.state_dict().values()):
+        assert torch.equal(va, vb), k
+    unet, *_ = load_prior(tmp_path / "a" / "model")
+    assert unet.state_dict().keys() == plain.unet.state_dict().keys()
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0]["sun_weight"] == 0.5 and "sun_weight" not in plain.runs[-1]
+    assert "auxiliary sun-direction loss × 0.5" in model_card(meta, 1, None, "", "")
+    with pytest.raises(DipirError, match="sun_weight"):
+        PriorTrainer(data, tmp_path / "c", _cfg(2, sun_weight=-1.0))
 
 
 def test_saving_a_model_draws_no_shard_bar(tmp_path, capsys):

@@ -30,6 +30,8 @@ def _lr_text(r: dict) -> str:
         text += f", target + shadow pixels weighted {1 + r['region_weight']:g}×"
     if r.get("focus_frac") is not None:
         text += f", {r['focus_frac']:.0%} of timesteps from the guidance's range"
+    if r.get("sun_weight"):
+        text += f", auxiliary sun-direction loss × {r['sun_weight']:g} (a head on the bottleneck, not shipped)"
     return text
 
 

@@ -5,6 +5,7 @@ captions, and where the target and its shadow are in the full image (their diffe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,12 +41,36 @@ def target_region(full: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d((smooth > 0.04).float(), 3, stride=1, padding=1) > 0
 
 
-def load_training_images(root: str | Path, size: int) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int]]:
-    """(N, 3, size, size) pixels in [−1, 1], (N, 1, size, size) target regions (the target and its shadow
-    in a full image; none in a background), captions, scene seeds. Refuses held-out scenes."""
+class TrainingImages(NamedTuple):
+    images: torch.Tensor  # (N, 3, size, size) pixels in [−1, 1]
+    regions: torch.Tensor  # (N, 1, size, size) bool: the target and its shadow in a full image; none in a background
+    captions: list[str]
+    seeds: list[int]  # each image's scene seed
+    sun: torch.Tensor | None  # (N, 3) unit sun direction in the camera's frame (left, up, forward), if asked for
+
+
+def sun_in_camera(truth: dict, path: Path) -> list[float]:
+    """The sun's direction in the camera's frame: the columns of a Mitsuba `to_world` are the camera's left,
+    up and forward axes, so the frame's coordinates are its transpose times the world direction. Flipping an
+    image mirrors the first (left) coordinate."""
+    try:
+        rot = np.asarray(truth["camera"]["to_world"], dtype=np.float64)[:3, :3]
+        sun = np.asarray(truth["sun_direction"], dtype=np.float64)
+        if rot.shape != (3, 3) or sun.shape != (3,):
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise DipirError("expected camera.to_world (4×4) and sun_direction (3 numbers)", path,
+                         "sun_direction") from None
+    d = rot.T @ sun
+    return (d / np.linalg.norm(d)).tolist()
+
+
+def load_training_images(root: str | Path, size: int, sun: bool = False) -> TrainingImages:
+    """Both renders of every training scene with captions, target regions, seeds and (`sun`) the sun's
+    directions. Refuses held-out scenes."""
     from dipir.data.synth_world import read_truth
 
-    images, captions, seeds = [], [], []
+    images, captions, seeds, suns = [], [], [], []
     for folder in scene_folders(root):
         truth = read_truth(folder, "split", "seed", "caption", "background_caption")
         if truth.get("split") != "train":
@@ -56,7 +81,9 @@ def load_training_images(root: str | Path, size: int) -> tuple[torch.Tensor, tor
         images.append(_image(folder / "background.png", size))
         captions.append(truth["background_caption"])
         seeds += [int(truth["seed"])] * 2
+        if sun:
+            suns += [sun_in_camera(truth, folder / "truth.json")] * 2  # the background is lit by the same sun
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     region = torch.zeros((len(x), 1, size, size), dtype=torch.bool)
     region[0::2] = target_region(x[0::2], x[1::2])  # images alternate full, background per scene
-    return x, region, captions, seeds
+    return TrainingImages(x, region, captions, seeds, torch.tensor(suns, dtype=torch.float32) if sun else None)

@@ -62,6 +62,10 @@ class PriorTrainConfig:
     # in training. The minimiser is then a region-weighted posterior mean, not exactly ε's. 0: plain MSE.
     # Measured: 6 gave no gain in a 90-minute run (56.2 % against 56.6 % on the check; README).
     region_weight: float = 0.0
+    # > 0: an auxiliary head (dipir/prior/sun_head.py) predicts the sun's direction in the camera's frame
+    # from the UNet's bottleneck, and its ᾱ-weighted squared error, times sun_weight, joins the loss. The
+    # world's truth supervises the UNet's encoder; the head does not ship. 0: denoising alone.
+    sun_weight: float = 0.0
     flip: bool = True
     seed: int = 0
     checkpoint_every: int = 200
@@ -90,8 +94,11 @@ class PriorTrainer:
             raise DipirError(f"expected a fraction in [0, 1], got {cfg.focus_frac!r}", field="focus_frac")
         if not cfg.region_weight >= 0:
             raise DipirError(f"expected a number ≥ 0, got {cfg.region_weight!r}", field="region_weight")
+        if not cfg.sun_weight >= 0:
+            raise DipirError(f"expected a number ≥ 0, got {cfg.sun_weight!r}", field="sun_weight")
         self.cfg, self.out = cfg, Path(out)
-        self.images, self.regions, captions, seeds = load_training_images(data, cfg.model.image_size)
+        loaded = load_training_images(data, cfg.model.image_size, sun=cfg.sun_weight > 0)
+        self.images, self.regions, captions, seeds, self.sun = loaded
         self.data_seeds = {"first": min(seeds), "last": max(seeds), "scenes": len(set(seeds))}
         self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
         uniq = sorted(set(captions)) + [""]
@@ -107,6 +114,15 @@ class PriorTrainer:
         self.alphas = self.scheduler.alphas_cumprod.float()
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = self._new_ema()
+        self.sun_head = self.sun_opt = None
+        self.sun_losses: list[float] = []
+        if cfg.sun_weight > 0:
+            from dipir.prior.sun_head import Bottleneck, SunHead
+
+            self.bottleneck = Bottleneck(self.unet)
+            self.sun_head = SunHead(self.unet.config.block_out_channels[-1])
+            # Its own optimizer, so a checkpoint of the UNet's stays loadable with or without the head.
+            self.sun_opt = torch.optim.AdamW(self.sun_head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.losses: list[float] = []
         self.wall_s = 0.0
@@ -121,6 +137,8 @@ class PriorTrainer:
             schedule["region_weight"] = cfg.region_weight
         if cfg.focus_frac != PriorTrainConfig.focus_frac:
             schedule["focus_frac"] = cfg.focus_frac
+        if cfg.sun_weight:
+            schedule["sun_weight"] = cfg.sun_weight
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, **schedule, "batch_size": cfg.batch_size,
                           "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
 
@@ -173,6 +191,10 @@ class PriorTrainer:
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise DipirError(f"checkpoint does not fit the model ({err.__class__.__name__})", self.ckpt, "unet") from None
         self.step, self.losses, self.wall_s = int(st["step"]), list(st["losses"]), float(st.get("wall_s", 0.0))
+        if self.sun_head is not None and "sun_head" in st:  # else a fresh head: it learns fast
+            self.sun_head.load_state_dict(st["sun_head"])
+            self.sun_opt.load_state_dict(st["sun_opt"])
+            self.sun_losses = list(st.get("sun_losses", []))
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
         self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
         return True
@@ -224,6 +246,9 @@ class PriorTrainer:
         st = {"unet": self.unet.state_dict(), "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
               "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
+        if self.sun_head is not None:
+            st.update(sun_head=self.sun_head.state_dict(), sun_opt=self.sun_opt.state_dict(),
+                      sun_losses=self.sun_losses)
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(st, tmp)
         tmp.replace(self.ckpt)
@@ -234,10 +259,12 @@ class PriorTrainer:
         b = cfg.batch_size
         idx = torch.randint(len(self.images), (b,), generator=g)
         x0, region = self.images[idx], self.regions[idx]
+        sun = self.sun[idx] if self.sun is not None else torch.zeros(b, 3)
         if cfg.flip:
             flip = torch.rand(b, generator=g) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             region = torch.where(flip[:, None, None, None], region.flip(-1), region)
+            sun = torch.where(flip[:, None], sun * torch.tensor([-1.0, 1.0, 1.0]), sun)  # a mirror swaps left and right
         cap = self.cap_idx[idx]
         drop = torch.rand(b, generator=g) < cfg.empty_caption_frac
         cap = torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
@@ -246,18 +273,32 @@ class PriorTrainer:
         a = self.alphas[t].view(-1, 1, 1, 1)
         xt = (a.sqrt() * x0 + (1 - a).sqrt() * noise).contiguous(memory_format=torch.channels_last)
         target = noise if cfg.model.prediction_type == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * x0
-        for group in self.opt.param_groups:
-            group["lr"] = self._lr(self.step)
+        opts = [self.opt] + ([self.sun_opt] if self.sun_opt is not None else [])
+        for opt in opts:
+            for group in opt.param_groups:
+                group["lr"] = self._lr(self.step)
         pred = self.unet(xt, t, encoder_hidden_states=self.cap_emb[cap]).sample
         per_sample = ((pred - target).pow(2) * self.pixel_weights(region)).mean(dim=(1, 2, 3))
         loss = (per_sample * self.loss_weights(t)).mean()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total = loss
+        if self.sun_head is not None:
+            from dipir.prior.sun_head import sun_loss
+
+            aux = sun_loss(self.sun_head(self.bottleneck.features), sun, a.flatten()).mean()
+            self.bottleneck.features = None  # a non-leaf tensor kept on the UNet's hook would stop its deepcopy
+            total = loss + cfg.sun_weight * aux
+            self.sun_losses.append(float(aux.detach()))
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        total.backward()
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
-        self.opt.step()
+        if self.sun_head is not None:
+            torch.nn.utils.clip_grad_norm_(self.sun_head.parameters(), 1.0)
+        for opt in opts:
+            opt.step()
         self.ema.step(self.unet.parameters())
         self.step += 1
-        value = float(loss.detach())
+        value = float(loss.detach())  # the denoising loss: the curve stays comparable with runs without the head
         self.losses.append(value)
         return value
 
@@ -317,7 +358,10 @@ class PriorTrainer:
                 bar.update(1)
                 if self.step % 10 == 0:
                     recent = self.losses[-50:]
-                    bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
+                    shown = {"loss": f"{sum(recent) / len(recent):.4f}"}
+                    if self.sun_losses:
+                        shown["sun"] = f"{sum(self.sun_losses[-50:]) / len(self.sun_losses[-50:]):.3f}"
+                    bar.set_postfix(**shown)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()
                     self.export()
