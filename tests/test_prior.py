@@ -392,8 +392,12 @@ def test_sun_in_camera_is_the_suns_direction_in_the_cameras_axes(tmp_path):
     for axis in range(3):  # the camera's left, up and forward axes, given as the sun, are its frame's axes
         truth = {"camera": {"to_world": m.tolist()}, "sun_direction": (2 * m[:3, axis]).tolist()}
         assert np.allclose(sun_in_camera(truth, tmp_path), np.eye(3)[axis])
-    with pytest.raises(DipirError, match="sun_direction"):
-        sun_in_camera({"camera": {"to_world": m.tolist()}}, tmp_path / "truth.json")
+    for bad, field in [({"camera": {"to_world": m.tolist()}}, "sun_direction"),
+                       ({"camera": {"to_world": m.tolist()}, "sun_direction": [0, 0, 0]}, "sun_direction"),
+                       ({"camera": {"to_world": [1, 2, 3]}, "sun_direction": [0, 1, 0]}, "camera.to_world"),
+                       ({"camera": "x", "sun_direction": [0, 1, 0]}, "camera.to_world")]:
+        with pytest.raises(DipirError, match=f"truth.json: {field}: expected"):
+            sun_in_camera(bad, tmp_path / "truth.json")
 
 
 def test_sun_weight_trains_a_head_that_reaches_the_unet_and_does_not_ship(tmp_path, monkeypatch):

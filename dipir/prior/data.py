@@ -53,15 +53,20 @@ def sun_in_camera(truth: dict, path: Path) -> list[float]:
     """The sun's direction in the camera's frame: the columns of a Mitsuba `to_world` are the camera's left,
     up and forward axes, so the frame's coordinates are its transpose times the world direction. Flipping an
     image mirrors the first (left) coordinate."""
-    try:
-        rot = np.asarray(truth["camera"]["to_world"], dtype=np.float64)[:3, :3]
-        sun = np.asarray(truth["sun_direction"], dtype=np.float64)
-        if rot.shape != (3, 3) or sun.shape != (3,):
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        raise DipirError("expected camera.to_world (4×4) and sun_direction (3 numbers)", path,
-                         "sun_direction") from None
-    d = rot.T @ sun
+    def read(field, shape, get):
+        try:
+            value = np.asarray(get(), dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            value = None
+        if value is None or value.shape != shape or not np.isfinite(value).all():
+            raise DipirError(f"expected {shape[0]}×{shape[-1]} numbers" if len(shape) == 2 else
+                             f"expected {shape[0]} numbers", path, field)
+        return value
+
+    rot = read("camera.to_world", (4, 4), lambda: truth["camera"]["to_world"])[:3, :3]
+    d = rot.T @ read("sun_direction", (3,), lambda: truth["sun_direction"])
+    if not np.linalg.norm(d) > 0:
+        raise DipirError("expected a nonzero direction", path, "sun_direction")
     return (d / np.linalg.norm(d)).tolist()
 
 

@@ -29,13 +29,10 @@ class Bottleneck:
         if getattr(unet, "mid_block", None) is None:
             raise ValueError("the UNet has no mid block")
         self.features: torch.Tensor | None = None
-        self._handle = unet.mid_block.register_forward_hook(self._keep)
+        unet.mid_block.register_forward_hook(self._keep)
 
     def _keep(self, module, inputs, output):
         self.features = output[0] if isinstance(output, tuple) else output
-
-    def remove(self) -> None:
-        self._handle.remove()
 
 
 def sun_loss(pred: torch.Tensor, sun: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
