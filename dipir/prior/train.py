@@ -260,12 +260,13 @@ class PriorTrainer:
         b = cfg.batch_size
         idx = torch.randint(len(self.images), (b,), generator=g)
         x0, region = self.images[idx], self.regions[idx]
-        sun = self.sun[idx] if self.sun is not None else torch.zeros(b, 3)
+        sun = self.sun[idx] if self.sun is not None else None  # labels only for a run with the head
         if cfg.flip:
             flip = torch.rand(b, generator=g) < 0.5
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
             region = torch.where(flip[:, None, None, None], region.flip(-1), region)
-            sun = torch.where(flip[:, None], sun * torch.tensor([-1.0, 1.0, 1.0]), sun)  # a mirror swaps left and right
+            if sun is not None:  # a mirror swaps left and right
+                sun = torch.where(flip[:, None], sun * torch.tensor([-1.0, 1.0, 1.0]), sun)
         cap = self.cap_idx[idx]
         drop = torch.rand(b, generator=g) < cfg.empty_caption_frac
         cap = torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
