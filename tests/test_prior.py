@@ -392,12 +392,17 @@ def test_sun_in_camera_is_the_suns_direction_in_the_cameras_axes(tmp_path):
     for axis in range(3):  # the camera's left, up and forward axes, given as the sun, are its frame's axes
         truth = {"camera": {"to_world": m.tolist()}, "sun_direction": (2 * m[:3, axis]).tolist()}
         assert np.allclose(sun_in_camera(truth, tmp_path), np.eye(3)[axis])
-    for bad, field in [({"camera": {"to_world": m.tolist()}}, "sun_direction"),
-                       ({"camera": {"to_world": m.tolist()}, "sun_direction": [0, 0, 0]}, "sun_direction"),
-                       ({"camera": {"to_world": [1, 2, 3]}, "sun_direction": [0, 1, 0]}, "camera.to_world"),
-                       ({"camera": "x", "sun_direction": [0, 1, 0]}, "camera.to_world")]:
-        with pytest.raises(DipirError, match=f"truth.json: {field}: expected"):
+    for bad, named in [({"camera": {"to_world": m.tolist()}}, "sun_direction: missing required list of 3 numbers"),
+                       ({"camera": {"to_world": m.tolist()}, "sun_direction": [0, 0, 0]},
+                        "sun_direction: expected a nonzero direction"),
+                       ({"camera": {"to_world": [1, 2, 3]}, "sun_direction": [0, 1, 0]},
+                        "camera.to_world: expected a finite 4x4 matrix"),
+                       ({"camera": {"to_world": (2 * m).tolist()}, "sun_direction": [0, 1, 0]},
+                        "camera.to_world: expected a rigid transform"),
+                       ({"camera": "x", "sun_direction": [0, 1, 0]}, "camera: expected a mapping")]:
+        with pytest.raises(DipirError) as e:
             sun_in_camera(bad, tmp_path / "truth.json")
+        assert f"truth.json: {named}" in str(e.value)
 
 
 def test_sun_weight_trains_a_head_that_reaches_the_unet_and_does_not_ship(tmp_path, monkeypatch):

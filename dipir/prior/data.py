@@ -53,18 +53,10 @@ def sun_in_camera(truth: dict, path: Path) -> list[float]:
     """The sun's direction in the camera's frame: the columns of a Mitsuba `to_world` are the camera's left,
     up and forward axes, so the frame's coordinates are its transpose times the world direction. Flipping an
     image mirrors the first (left) coordinate."""
-    def read(field, shape, get):
-        try:
-            value = np.asarray(get(), dtype=np.float64)
-        except (KeyError, TypeError, ValueError):
-            value = None
-        if value is None or value.shape != shape or not np.isfinite(value).all():
-            raise DipirError(f"expected {shape[0]}×{shape[-1]} numbers" if len(shape) == 2 else
-                             f"expected {shape[0]} numbers", path, field)
-        return value
+    from dipir.scene.contract import _Reader
 
-    rot = read("camera.to_world", (4, 4), lambda: truth["camera"]["to_world"])[:3, :3]
-    d = rot.T @ read("sun_direction", (3,), lambda: truth["sun_direction"])
+    r = _Reader(truth, path)  # the scene contract's reader: its checks, its `file: field: message` errors
+    d = r.section("camera").rigid_transform("to_world")[:3, :3].T @ r.vector("sun_direction", 3)
     if not np.linalg.norm(d) > 0:
         raise DipirError("expected a nonzero direction", path, "sun_direction")
     return (d / np.linalg.norm(d)).tolist()

@@ -238,6 +238,21 @@ class _Reader:
             self.fail(key, f"expected {n} finite numbers, got {v!r}")
         return a
 
+    def rigid_transform(self, key: str) -> np.ndarray:
+        """A 4×4 rigid transform (a camera's `to_world`: its rotation's columns are the camera's axes)."""
+        if not self.has(key):
+            self.fail(key, "missing required 4x4 matrix")
+        try:
+            m = np.asarray(self.data[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            self.fail(key, "expected a 4x4 matrix")
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+            self.fail(key, f"expected a finite 4x4 matrix, got shape {m.shape}")
+        rot = m[:3, :3]
+        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
+            self.fail(key, "expected a rigid transform (orthonormal rotation, no scale or shear; last row 0 0 0 1)")
+        return m
+
     def string(self, key: str, default: str | None = None) -> str:
         if not self.has(key):
             if default is None:
@@ -283,16 +298,7 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
     else:
         r.fail("fov_y_deg", "give fov_y_deg or intrinsics")
     if r.has("to_world"):
-        try:
-            m = np.asarray(r.data["to_world"], dtype=np.float64)
-        except (TypeError, ValueError):
-            r.fail("to_world", "expected a 4x4 matrix")
-        if m.shape != (4, 4) or not np.all(np.isfinite(m)):
-            r.fail("to_world", f"expected a finite 4x4 matrix, got shape {m.shape}")
-        rot = m[:3, :3]
-        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
-            r.fail("to_world", "expected a rigid transform (orthonormal rotation, no scale or shear; last row "
-                               "0 0 0 1)")
+        m = r.rigid_transform("to_world")
     else:
         try:
             m = look_at(r.vector("origin", 3), r.vector("target", 3), r.vector("up", 3, default=(0, 1, 0)))
