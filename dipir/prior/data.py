@@ -53,9 +53,9 @@ def sun_in_camera(truth: dict, path: Path) -> list[float]:
     """The sun's direction in the camera's frame: the columns of a Mitsuba `to_world` are the camera's left,
     up and forward axes, so the frame's coordinates are its transpose times the world direction. Flipping an
     image mirrors the first (left) coordinate."""
-    from dipir.scene.contract import _Reader
+    from dipir.scene.contract import FieldReader
 
-    r = _Reader(truth, path)  # the scene contract's reader: its checks, its `file: field: message` errors
+    r = FieldReader(truth, path)  # the scene contract's reader: its checks, its `file: field: message` errors
     d = r.section("camera").rigid_transform("to_world")[:3, :3].T @ r.vector("sun_direction", 3)
     if not np.linalg.norm(d) > 0:
         raise DipirError("expected a nonzero direction", path, "sun_direction")

@@ -362,7 +362,8 @@ class PriorTrainer:
                     recent = self.losses[-50:]
                     shown = {"loss": f"{sum(recent) / len(recent):.4f}"}
                     if self.sun_losses:
-                        shown["sun"] = f"{sum(self.sun_losses[-50:]) / len(self.sun_losses[-50:]):.3f}"
+                        sun = self.sun_losses[-50:]
+                        shown["sun"] = f"{sum(sun) / len(sun):.3f}"
                     bar.set_postfix(**shown)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save_checkpoint()

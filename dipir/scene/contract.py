@@ -190,8 +190,9 @@ def look_at(origin, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     return m
 
 
-class _Reader:
-    """Typed access to a YAML mapping that reports errors as `file: section.key: message`."""
+class FieldReader:
+    """Typed access to a YAML or JSON mapping that reports errors as `file: section.key: message`; the scene
+    contract reads with it, and so does anything else that reads scene fields (the prior's sun labels)."""
 
     def __init__(self, data: Any, path: Path, prefix: str = ""):
         if not isinstance(data, dict):
@@ -207,10 +208,10 @@ class _Reader:
     def has(self, key: str) -> bool:
         return key in self.data and self.data[key] is not None
 
-    def section(self, key: str) -> "_Reader":
+    def section(self, key: str) -> "FieldReader":
         if not self.has(key):
             self.fail(key, "missing required section")
-        return _Reader(self.data[key], self.path, self._name(key))
+        return FieldReader(self.data[key], self.path, self._name(key))
 
     def number(self, key: str, default: float | None = None, positive: bool = False) -> float:
         if not self.has(key):
@@ -279,7 +280,7 @@ class _Reader:
             self.fail(extra[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
+def _read_camera(r: FieldReader, image_size: tuple[int, int]) -> Camera:
     r.unknown_keys({"fov_y_deg", "intrinsics", "origin", "target", "up", "to_world", "width", "height"})
     width = int(r.number("width", image_size[0], positive=True))
     height = int(r.number("height", image_size[1], positive=True))
@@ -307,7 +308,7 @@ def _read_camera(r: _Reader, image_size: tuple[int, int]) -> Camera:
     return Camera(to_world=m, width=width, height=height, fov_y_deg=fov, intrinsics=intr)
 
 
-def _read_plane(r: _Reader) -> Plane:
+def _read_plane(r: FieldReader) -> Plane:
     r.unknown_keys({"point", "normal", "size"})
     n = r.vector("normal", 3)
     if np.linalg.norm(n) < 1e-9:
@@ -315,7 +316,7 @@ def _read_plane(r: _Reader) -> Plane:
     return Plane(point=r.vector("point", 3), normal=n / np.linalg.norm(n), size=r.number("size", 40.0, positive=True))
 
 
-def _read_object(r: _Reader) -> ObjectSpec:
+def _read_object(r: FieldReader) -> ObjectSpec:
     r.unknown_keys({"mesh", "position", "yaw_deg", "scale", "class", "material"})
     mesh = r.string("mesh")
     if not mesh.startswith("builtin:"):
@@ -340,7 +341,7 @@ def load_scene(path: str | Path) -> Scene:
     if not path.is_file():
         raise DipirError("scene file not found", path)
     data = read_yaml(path)
-    r = _Reader(data, path)
+    r = FieldReader(data, path)
     r.unknown_keys({"id", "background", "camera", "plane", "object", "envmap", "points", "provenance"})
     bg = r.file("background")
     camera = _read_camera(r.section("camera"), image_size(bg, field="background"))
