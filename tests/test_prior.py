@@ -394,7 +394,7 @@ def test_sun_in_camera_is_the_suns_direction_in_the_cameras_axes(tmp_path):
         assert np.allclose(sun_in_camera(truth, tmp_path), np.eye(3)[axis])
     for bad, named in [({"camera": {"to_world": m.tolist()}}, "sun_direction: missing required list of 3 numbers"),
                        ({"camera": {"to_world": m.tolist()}, "sun_direction": [0, 0, 0]},
-                        "sun_direction: expected a nonzero direction"),
+                        "sun_direction: must be non-zero"),
                        ({"camera": {"to_world": [1, 2, 3]}, "sun_direction": [0, 1, 0]},
                         "camera.to_world: expected a finite 4x4 matrix"),
                        ({"camera": {"to_world": (2 * m).tolist()}, "sun_direction": [0, 1, 0]},

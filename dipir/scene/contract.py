@@ -239,6 +239,13 @@ class FieldReader:
             self.fail(key, f"expected {n} finite numbers, got {v!r}")
         return a
 
+    def direction(self, key: str) -> np.ndarray:
+        """A direction given as 3 numbers of any nonzero length (a plane's normal, a sun's direction): unit length."""
+        v = self.vector(key, 3)
+        if np.linalg.norm(v) < 1e-9:
+            self.fail(key, "must be non-zero")
+        return v / np.linalg.norm(v)
+
     def rigid_transform(self, key: str) -> np.ndarray:
         """A 4×4 rigid transform (a camera's `to_world`: its rotation's columns are the camera's axes)."""
         if not self.has(key):
@@ -310,10 +317,8 @@ def _read_camera(r: FieldReader, image_size: tuple[int, int]) -> Camera:
 
 def _read_plane(r: FieldReader) -> Plane:
     r.unknown_keys({"point", "normal", "size"})
-    n = r.vector("normal", 3)
-    if np.linalg.norm(n) < 1e-9:
-        r.fail("normal", "must be non-zero")
-    return Plane(point=r.vector("point", 3), normal=n / np.linalg.norm(n), size=r.number("size", 40.0, positive=True))
+    n = r.direction("normal")
+    return Plane(point=r.vector("point", 3), normal=n, size=r.number("size", 40.0, positive=True))
 
 
 def _read_object(r: FieldReader) -> ObjectSpec:
