@@ -242,9 +242,10 @@ class FieldReader:
     def direction(self, key: str) -> np.ndarray:
         """A direction given as 3 numbers of any nonzero length (a plane's normal, a sun's direction): unit length."""
         v = self.vector(key, 3)
-        if np.linalg.norm(v) < 1e-9:
+        n = np.linalg.norm(v)
+        if n < 1e-9:
             self.fail(key, "must be non-zero")
-        return v / np.linalg.norm(v)
+        return v / n
 
     def rigid_transform(self, key: str) -> np.ndarray:
         """A 4×4 rigid transform (a camera's `to_world`: its rotation's columns are the camera's axes)."""
