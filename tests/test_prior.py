@@ -448,6 +448,41 @@ def test_sun_weight_trains_a_head_that_reaches_the_unet_and_does_not_ship(tmp_pa
         PriorTrainer(data, tmp_path / "c", _cfg(2, sun_weight=-1.0))
 
 
+def test_sun_taps_put_heads_on_decoder_levels_and_old_checkpoints_resume(tmp_path):
+    # A head per tap, each reading its level's output (the up block at twice the bottleneck's size here);
+    # the run records the taps; a checkpoint from before the taps (one bottleneck head, keys "net.*")
+    # resumes with its head; an unknown tap is a one-line error naming the field.
+    from dipir.errors import DipirError
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data", n=3)
+    a = PriorTrainer(data, tmp_path / "a", _cfg(2, sun_weight=0.5, sun_taps=("mid", "up0")))
+    seen = {}
+    for name, module in [("mid", a.unet.mid_block), ("up0", a.unet.up_blocks[0])]:
+        module.register_forward_hook(lambda m, i, o, name=name: seen.update({name: o.shape}))  # None: o unchanged
+    a.run(progress=False)
+    assert set(a.sun_head) == {"mid", "up0"} and seen["up0"][-1] == 2 * seen["mid"][-1]
+    assert a.sun_head["up0"].net[0].in_channels == seen["up0"][1]
+    assert a.runs[-1]["sun_taps"] == ["mid", "up0"] and len(a.sun_losses) == 2
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert "(heads on the bottleneck and up0, not shipped)" in model_card(meta, 1, None, "", "")
+
+    b = PriorTrainer(data, tmp_path / "b", _cfg(2, sun_weight=0.5))
+    b.run(progress=False)
+    st = torch.load(b.ckpt, weights_only=False)
+    st["sun_head"] = {k.removeprefix("mid."): v for k, v in st["sun_head"].items()}  # the old layout
+    torch.save(st, b.ckpt)
+    b2 = PriorTrainer(data, tmp_path / "b", _cfg(3, sun_weight=0.5))
+    for k, v in b.sun_head.state_dict().items():
+        assert torch.equal(b2.sun_head.state_dict()[k], v), k
+    assert b2.sun_losses == b.sun_losses
+
+    for taps in [("up9",), ("mid", "mid"), ()]:
+        with pytest.raises(DipirError, match="sun_taps"):
+            PriorTrainer(data, tmp_path / "c", _cfg(2, sun_weight=0.5, sun_taps=taps))
+
+
 def test_saving_a_model_draws_no_shard_bar(tmp_path, capsys):
     # Every checkpoint exports the prior, and a batch run may write the tiny model: transformers' one-shard
     # "Writing model shards" bar for the text encoder would fill their logs. The bar setting is restored.

@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
         sun_weight: float = typer.Option(0.0, "--sun-weight", min=0.0,
                                          help="Weight of an auxiliary loss: a head on the UNet's bottleneck "
                                          "predicts the sun's direction (the head does not ship); 0: off."),
+        sun_taps: str = typer.Option("mid", "--sun-taps",
+                                     help="Where the sun heads read the UNet: mid (the bottleneck) and/or up0, "
+                                     "up1, ... (up blocks, coarsest first), comma-separated."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
@@ -65,7 +68,7 @@ def register(app: typer.Typer) -> None:
             raise DipirError(f"image size must be divisible by {2 ** (len(widths) - 1)}", field="--image-size")
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                                snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac,
-                               sun_weight=sun_weight,
+                               sun_weight=sun_weight, sun_taps=tuple(t.strip() for t in sun_taps.split(",")),
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       prediction_type=prediction_type))

@@ -31,7 +31,9 @@ def _lr_text(r: dict) -> str:
     if r.get("focus_frac") is not None:
         text += f", {r['focus_frac']:.0%} of timesteps from the guidance's range"
     if r.get("sun_weight"):
-        text += f", auxiliary sun-direction loss × {r['sun_weight']:g} (a head on the bottleneck, not shipped)"
+        taps = [t.replace("mid", "the bottleneck") for t in r.get("sun_taps", ["mid"])]
+        heads = "a head" if len(taps) == 1 else "heads"
+        text += f", auxiliary sun-direction loss × {r['sun_weight']:g} ({heads} on {' and '.join(taps)}, not shipped)"
     return text
 
 
