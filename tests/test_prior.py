@@ -481,6 +481,8 @@ def test_sun_taps_put_heads_on_decoder_levels_and_old_checkpoints_resume(tmp_pat
     for taps in [("up9",), ("mid", "mid"), ()]:
         with pytest.raises(DipirError, match="sun_taps"):
             PriorTrainer(data, tmp_path / "c", _cfg(2, sun_weight=0.5, sun_taps=taps))
+    with pytest.raises(DipirError, match="sun_taps"):  # taps without the loss would be silently ignored
+        PriorTrainer(data, tmp_path / "c", _cfg(2, sun_taps=("up0",)))
 
 
 def test_saving_a_model_draws_no_shard_bar(tmp_path, capsys):

@@ -104,6 +104,8 @@ class PriorTrainer:
             raise DipirError(f"expected a number ≥ 0, got {cfg.sun_weight!r}", field="sun_weight")
         if not cfg.sun_taps or len(set(cfg.sun_taps)) != len(cfg.sun_taps):
             raise DipirError(f"expected one or more distinct taps, got {cfg.sun_taps!r}", field="sun_taps")
+        if not cfg.sun_weight and tuple(cfg.sun_taps) != PriorTrainConfig.sun_taps:  # a run that ignores it
+            raise DipirError("sun heads need sun_weight > 0", field="sun_taps")
         self.cfg, self.out = cfg, Path(out)
         loaded = load_training_images(data, cfg.model.image_size, sun=cfg.sun_weight > 0)
         self.images, self.regions, captions, seeds, self.sun = loaded
