@@ -66,7 +66,8 @@ class PriorTrainConfig:
     # from the UNet's bottleneck, and its ᾱ-weighted squared error, times sun_weight, joins the loss. The
     # world's truth supervises the UNet's encoder; the head does not ship. 0: denoising alone.
     # Measured: 0.1 gave 69.9 % on the check after a 90-minute run, against 58.2 % without it; 0.3 gave
-    # 76.2 % in 77 minutes, mostly from more steps on a faster day; 15000 steps in 83 minutes, 79.3 % (README).
+    # 76.2 % in 77 minutes, mostly from more steps on a faster day; 15000 steps in 83 minutes, 79.3 %; 1.0 at
+    # 16000 steps, 78.1 %: level with 0.3 (README).
     sun_weight: float = 0.0
     # Where the sun heads read the UNet: "mid" (the bottleneck) and/or "up<i>" (the i-th up block's output,
     # i = 0 the coarsest); their losses are averaged, so sun_weight is the total whatever the number of taps.
