@@ -477,6 +477,11 @@ def test_sun_taps_put_heads_on_decoder_levels_and_old_checkpoints_resume(tmp_pat
     for k, v in b.sun_head.state_dict().items():
         assert torch.equal(b2.sun_head.state_dict()[k], v), k
     assert b2.sun_losses == b.sun_losses
+    # A resume without the loss keeps the heads and their loss history for a later one with it.
+    PriorTrainer(data, tmp_path / "b", _cfg(4)).run(progress=False)
+    b4 = PriorTrainer(data, tmp_path / "b", _cfg(5, sun_weight=0.5))
+    assert torch.equal(b4.sun_head.state_dict()["mid.net.0.weight"], b2.sun_head.state_dict()["mid.net.0.weight"])
+    assert b4.sun_losses == b.sun_losses
 
     for taps in [("up9",), ("mid", "mid"), ()]:
         with pytest.raises(DipirError, match="sun_taps"):

@@ -127,6 +127,7 @@ class PriorTrainer:
         self.ema = self._new_ema()
         self.sun_head = self.sun_opt = None
         self.sun_losses: list[float] = []
+        self.kept_heads: dict = {}
         if cfg.sun_weight > 0:
             from dipir.prior.sun_head import Taps, sun_heads
 
@@ -211,7 +212,9 @@ class PriorTrainer:
         if self.sun_head is not None and heads.keys() == self.sun_head.state_dict().keys():
             self.sun_head.load_state_dict(heads)
             self.sun_opt.load_state_dict(st["sun_opt"])
-            self.sun_losses = list(st.get("sun_losses", []))
+        elif self.sun_head is None and heads:  # a run without the loss keeps them for a later one with it
+            self.kept_heads = {"sun_head": st["sun_head"], "sun_opt": st["sun_opt"]}
+        self.sun_losses = list(st.get("sun_losses", []))  # the history, whichever heads wrote it
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
         self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
         return True
@@ -264,8 +267,11 @@ class PriorTrainer:
               "step": self.step, "losses": self.losses, "wall_s": self.wall_s, "runs": self.history,
               "model": dataclasses.asdict(self.cfg.model), "config": self.cfg.to_dict()}
         if self.sun_head is not None:
-            st.update(sun_head=self.sun_head.state_dict(), sun_opt=self.sun_opt.state_dict(),
-                      sun_losses=self.sun_losses)
+            st.update(sun_head=self.sun_head.state_dict(), sun_opt=self.sun_opt.state_dict())
+        else:
+            st.update(self.kept_heads)
+        if self.sun_losses:
+            st["sun_losses"] = self.sun_losses
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(st, tmp)
         tmp.replace(self.ckpt)
