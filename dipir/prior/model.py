@@ -25,6 +25,8 @@ class PriorModelConfig:
     layers_per_block: int = 1
     attention_head_dim: int = 8
     text_dim: int = 64
+    # "epsilon" or "v_prediction" (the check and guidance convert either to ε). Measured: v gave 73.8 % on
+    # the check after a 90-minute run, against ε's 79.3 % with the same recipe (README).
     prediction_type: str = "epsilon"
 
     def build_unet(self):
