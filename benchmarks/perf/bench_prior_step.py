@@ -2,7 +2,8 @@
 fp32 (contiguous or channels_last), bf16 autocast, torch.compile. Prints s/step and images/s for each;
 it is why `dipir prior train` runs channels_last.
 
-    .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--steps 30] [--compile]
+    .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--channels 32,64,64,64]
+        [--steps 30] [--only fp32-cl] [--compile]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ def _time_variant(name: str, args, channels_last: bool, bf16: bool, compile_: bo
     from dipir.prior.model import PriorModelConfig
 
     torch.manual_seed(0)
-    cfg = PriorModelConfig(image_size=args.size, block_out_channels=(32, 64, 64))
+    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels)
     unet = cfg.build_unet()
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     x = torch.randn(args.batch, 3, args.size, args.size)
@@ -51,13 +52,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(32, 64, 64, 64),
+                    help="UNet block widths (default: the 90-minute runs' model)")
+    ap.add_argument("--only", choices=["fp32-cl"], help="time only what `dipir prior train` runs (fp32 channels_last)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     args = ap.parse_args()
     import torch
 
-    print(f"UNet [32, 64, 64] at {args.size} px, batch {args.batch}, {torch.get_num_threads()} threads")
+    from dipir.prior.model import PriorModelConfig
+
+    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels)
+    n = sum(p.numel() for p in cfg.build_unet().parameters())
+    print(f"UNet {list(args.channels)} ({n / 1e6:.2f} M parameters) at {args.size} px, batch {args.batch}, "
+          f"{torch.get_num_threads()} threads")
     variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
                 ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False)]
+    if args.only:
+        variants = variants[1:2]
     if args.compile:
         variants += [("compile", False, False, True), ("compile channels_last", True, False, True)]
     for name, cl, bf16, comp in variants:
