@@ -12,13 +12,10 @@ import argparse
 import time
 
 
-def _time_variant(name: str, args, channels_last: bool, bf16: bool, compile_: bool) -> None:
+def _time_variant(name: str, cfg, args, channels_last: bool, bf16: bool, compile_: bool) -> None:
     import torch
 
-    from dipir.prior.model import PriorModelConfig
-
     torch.manual_seed(0)
-    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels)
     unet = cfg.build_unet()
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
     x = torch.randn(args.batch, 3, args.size, args.size)
@@ -68,11 +65,11 @@ def main() -> None:
     variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
                 ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False)]
     if args.only:
-        variants = variants[1:2]
+        variants = [v for v in variants if v[0] == "fp32 channels_last"]
     if args.compile:
         variants += [("compile", False, False, True), ("compile channels_last", True, False, True)]
     for name, cl, bf16, comp in variants:
-        _time_variant(name, args, cl, bf16, comp)
+        _time_variant(name, cfg, args, cl, bf16, comp)
 
 
 if __name__ == "__main__":
