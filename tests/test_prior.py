@@ -324,6 +324,47 @@ def test_init_continues_an_exported_prior(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_init_goes_on_at_a_larger_image_size(tmp_path):
+    # Training at a small size first, then going on at the full one (as Stable Diffusion went 256 → 512 px):
+    # the size is in no weight, so --init takes a prior of the same widths at another size, and the card
+    # says which steps were trained at which size.
+    import dataclasses
+
+    from dipir.prior.card import model_card
+    from dipir.prior.model import load_prior
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data")
+    small = _cfg(2)
+    small.model = dataclasses.replace(small.model, image_size=8)
+    a = PriorTrainer(data, tmp_path / "a", small)
+    assert a.images.shape[-1] == 8
+    a.run(progress=False)
+    b = PriorTrainer(data, tmp_path / "b", _cfg(4, init=str(tmp_path / "a" / "model")))
+    assert b.images.shape[-1] == 16 and b.step == 2
+    assert all(torch.equal(p, q) for p, q in zip(b.unet.parameters(), a.ema_unet().parameters()))
+    b.run(progress=False)
+    meta = json.loads((tmp_path / "b" / "model" / "dipir_prior.json").read_text())
+    assert [(r["steps"], r["image_size"]) for r in meta["runs"]] == [([0, 2], 8), ([2, 4], 16)]
+    card = model_card(meta, 1, None, "", "")
+    assert "batch 3 at 8 px" in card and "batch 3 at 16 px" in card
+    assert load_prior(tmp_path / "b" / "model")[0].config.sample_size == 16
+
+
+@pytest.mark.parametrize("kw, field", [({"block_out_channels": (32, 48)}, "block_out_channels"),
+                                       ({"block_out_channels": ()}, "block_out_channels"),
+                                       ({"image_size": 10, "block_out_channels": (32, 32, 32)}, "image_size"),
+                                       ({"prediction_type": "x0"}, "prediction_type")])
+def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
+    # The config owns its rules, so every caller (CLI, benchmarks, a stored config) gets the one-line error.
+    from dipir.errors import DipirError
+    from dipir.prior.model import PriorModelConfig
+
+    with pytest.raises(DipirError, match=f"^{field}: expected") as e:
+        PriorModelConfig(**kw)
+    assert "\n" not in str(e.value)
+
+
 def test_target_region_weights_the_object_and_its_shadow(tmp_path):
     # The region is where the full render differs from the background render: a dark 4×4 "shadow" in an
     # otherwise equal pair (with render noise) is found, grown by two pixels (the 3×3 mean spreads a strong

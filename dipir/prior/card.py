@@ -48,7 +48,8 @@ def _runs(meta: dict) -> list[str]:
         d = r.get("data_seeds") or {}
         init = r.get("init") if isinstance(r.get("init"), dict) else None
         start = f", started from the EMA weights of {init.get('model')} (optimizer state fresh)" if init else ""
-        out.append(f"- steps {a}–{b}: {_lr_text(r)}, batch {r['batch_size']}, {d.get('scenes')} scenes "
+        size = f" at {r['image_size']} px" if r.get("image_size") else ""
+        out.append(f"- steps {a}–{b}: {_lr_text(r)}, batch {r['batch_size']}{size}, {d.get('scenes')} scenes "
                    f"(seeds {d.get('first')}–{d.get('last')}), {r['wall_s'] / 60:.1f} min{start}")
     return out
 

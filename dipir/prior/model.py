@@ -29,6 +29,20 @@ class PriorModelConfig:
     # the check after a 90-minute run, against ε's 79.3 % with the same recipe (README).
     prediction_type: str = "epsilon"
 
+    def __post_init__(self):
+        widths = self.block_out_channels
+        # GroupNorm in the UNet uses 32 groups; every level but the last halves the image.
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 or w % 32 for w in widths):
+            raise DipirError(f"expected positive multiples of 32 (the UNet's GroupNorm groups), got {list(widths)}",
+                             field="block_out_channels")
+        levels = 2 ** (len(widths) - 1)
+        if self.image_size <= 0 or self.image_size % levels:
+            raise DipirError(f"expected a multiple of {levels} ({len(widths)} UNet levels), got {self.image_size}",
+                             field="image_size")
+        if self.prediction_type not in ("epsilon", "v_prediction"):
+            raise DipirError(f"expected epsilon or v_prediction, got {self.prediction_type!r}",
+                             field="prediction_type")
+
     def build_unet(self):
         from diffusers import UNet2DConditionModel
 
@@ -43,9 +57,6 @@ class PriorModelConfig:
     def build_scheduler(self):
         from diffusers import DDPMScheduler
 
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise DipirError(f"expected epsilon or v_prediction, got {self.prediction_type!r}",
-                             field="prediction_type")
         # Stable Diffusion's training schedule, so DiPIR's t fractions mean the same noise levels.
         return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                              beta_schedule="scaled_linear", clip_sample=False, prediction_type=self.prediction_type)

@@ -155,6 +155,7 @@ class PriorTrainer:
             if tuple(cfg.sun_taps) != PriorTrainConfig.sun_taps:
                 schedule["sun_taps"] = list(cfg.sun_taps)
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, **schedule, "batch_size": cfg.batch_size,
+                          "image_size": cfg.model.image_size,
                           "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
 
     @property
@@ -233,10 +234,12 @@ class PriorTrainer:
         meta = read_json_object(meta_path) if meta_path.is_file() else {}
         trained = (meta.get("config") or {}).get("model")
         mine = json.loads(json.dumps(dataclasses.asdict(self.cfg.model)))  # as JSON holds it (tuples are lists)
-        if trained is not None and trained != mine:
-            diff = sorted(k for k in set(trained) | set(mine) if trained.get(k) != mine.get(k))
+        # The image size is in no weight (convolutions and attention without position embeddings): a prior
+        # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
+        diff = sorted(k for k in set(trained or {}) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
+        if trained is not None and diff:
             raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass its "
-                             "--image-size / --channels)", meta_path, "config.model")
+                             "--channels / --prediction-type)", meta_path, "config.model")
         try:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
@@ -254,6 +257,9 @@ class PriorTrainer:
         self.wall_s = float(meta.get("wall_s", 0.0))
         self.runs = [r for r in meta.get("runs") or [] if isinstance(r, dict)] or (
             [{"steps": [0, step], "recorded": False}] if step else [])
+        for r in self.runs:  # runs recorded before their size was: the size the prior was trained at
+            if trained is not None and r.get("recorded", True) is not False:
+                r.setdefault("image_size", trained.get("image_size"))
         digest = local_model_digest(str(folder))
         return {"model": str(model), "step": step, **({"weights": digest[:16]} if digest else {})}
 
