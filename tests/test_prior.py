@@ -349,6 +349,13 @@ def test_init_goes_on_at_a_larger_image_size(tmp_path):
     card = model_card(meta, 1, None, "", "")
     assert "batch 3 at 8 px" in card and "batch 3 at 16 px" in card
     assert load_prior(tmp_path / "b" / "model")[0].config.sample_size == 16
+    # A diffusers folder without our metadata (no trained config to compare) starts at step 0.
+    import shutil
+
+    shutil.copytree(tmp_path / "a" / "model", tmp_path / "bare")
+    (tmp_path / "bare" / "dipir_prior.json").unlink()
+    c = PriorTrainer(data, tmp_path / "c", _cfg(3, init=str(tmp_path / "bare")))
+    assert c.step == 0 and all(torch.equal(p, q) for p, q in zip(c.unet.parameters(), a.ema_unet().parameters()))
 
 
 @pytest.mark.parametrize("kw, field", [({"block_out_channels": (32, 48)}, "block_out_channels"),
