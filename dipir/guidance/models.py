@@ -315,10 +315,10 @@ def _tiny_text(seed: int):
 TINY_TEXT_DIM = 32
 
 
-def _check_prediction_type(prediction_type: str) -> None:
+def check_prediction_type(prediction_type: str) -> None:
+    """The targets the guidance converts to ε (the tiny models and the mini-world prior train either)."""
     if prediction_type not in ("epsilon", "v_prediction"):
-        raise DipirError(f"prediction_type must be epsilon or v_prediction, not {prediction_type!r}",
-                         field="prediction_type")
+        raise DipirError(f"expected epsilon or v_prediction, got {prediction_type!r}", field="prediction_type")
 
 
 @contextmanager
@@ -352,7 +352,7 @@ def write_tiny_pipeline(out_dir: str | Path, seed: int = 0, prediction_type: str
     """
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    _check_prediction_type(prediction_type)
+    check_prediction_type(prediction_type)
     with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
         tokenizer, text_encoder = _tiny_text(seed)
         torch.manual_seed(seed + 1)
@@ -384,7 +384,7 @@ def write_tiny_pixel_pipeline(out_dir: str | Path, seed: int = 0, prediction_typ
     6 channels like DeepFloyd IF's (ε, then the variance interpolation)."""
     from diffusers import DDPMScheduler, IFPipeline, UNet2DConditionModel
 
-    _check_prediction_type(prediction_type)
+    check_prediction_type(prediction_type)
     with torch.random.fork_rng(devices=[]):
         tokenizer, text_encoder = _tiny_text(seed)
         torch.manual_seed(seed + 2)

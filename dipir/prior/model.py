@@ -30,6 +30,8 @@ class PriorModelConfig:
     prediction_type: str = "epsilon"
 
     def __post_init__(self):
+        from dipir.guidance.models import check_prediction_type
+
         widths = self.block_out_channels
         # GroupNorm in the UNet uses 32 groups; every level but the last halves the image.
         if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 or w % 32 for w in widths):
@@ -39,9 +41,7 @@ class PriorModelConfig:
         if self.image_size <= 0 or self.image_size % levels:
             raise DipirError(f"expected a multiple of {levels} ({len(widths)} UNet levels), got {self.image_size}",
                              field="image_size")
-        if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise DipirError(f"expected epsilon or v_prediction, got {self.prediction_type!r}",
-                             field="prediction_type")
+        check_prediction_type(self.prediction_type)
 
     def build_unet(self):
         from diffusers import UNet2DConditionModel
