@@ -372,6 +372,20 @@ def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),
+                                       ({"focus_frac": 1.5}, "focus_frac"), ({"region_weight": -1.0}, "region_weight"),
+                                       ({"sun_weight": -1.0}, "sun_weight"), ({"sun_taps": ()}, "sun_taps"),
+                                       ({"sun_taps": ("up0",)}, "sun_taps")])
+def test_train_config_refuses_settings_it_cannot_train_with(kw, field):
+    # Refused when the config is made (the CLI, a script, a test), before any data is read.
+    from dipir.errors import DipirError
+    from dipir.prior.train import PriorTrainConfig
+
+    with pytest.raises(DipirError, match=f"^{field}: ") as e:
+        PriorTrainConfig(**kw)
+    assert "\n" not in str(e.value)
+
+
 def test_target_region_weights_the_object_and_its_shadow(tmp_path):
     # The region is where the full render differs from the background render: a dark 4×4 "shadow" in an
     # otherwise equal pair (with render noise) is found, grown by two pixels (the 3×3 mean spreads a strong

@@ -81,6 +81,25 @@ class PriorTrainConfig:
     max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time in this run
     model: PriorModelConfig = field(default_factory=PriorModelConfig)
 
+    def __post_init__(self):
+        # The config owns its rules (as PriorModelConfig does): every caller gets the one-line error.
+        from dipir.errors import DipirError
+
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise DipirError(f"expected constant or cosine, got {self.lr_schedule!r}", field="lr_schedule")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise DipirError(f"expected a positive number, got {self.snr_gamma!r}", field="snr_gamma")
+        if not 0.0 <= self.focus_frac <= 1.0:
+            raise DipirError(f"expected a fraction in [0, 1], got {self.focus_frac!r}", field="focus_frac")
+        if not self.region_weight >= 0:
+            raise DipirError(f"expected a number ≥ 0, got {self.region_weight!r}", field="region_weight")
+        if not self.sun_weight >= 0:
+            raise DipirError(f"expected a number ≥ 0, got {self.sun_weight!r}", field="sun_weight")
+        if not self.sun_taps or len(set(self.sun_taps)) != len(self.sun_taps):
+            raise DipirError(f"expected one or more distinct taps, got {self.sun_taps!r}", field="sun_taps")
+        if not self.sun_weight and tuple(self.sun_taps) != PriorTrainConfig.sun_taps:  # a run that ignores it
+            raise DipirError("sun heads need sun_weight > 0", field="sun_taps")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -91,23 +110,8 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 class PriorTrainer:
     def __init__(self, data: str | Path, out: str | Path, cfg: PriorTrainConfig):
-        from dipir.errors import DipirError
         from dipir.prior.data import load_training_images
 
-        if cfg.lr_schedule not in ("constant", "cosine"):
-            raise DipirError(f"expected constant or cosine, got {cfg.lr_schedule!r}", field="lr_schedule")
-        if cfg.snr_gamma is not None and not cfg.snr_gamma > 0:
-            raise DipirError(f"expected a positive number, got {cfg.snr_gamma!r}", field="snr_gamma")
-        if not 0.0 <= cfg.focus_frac <= 1.0:
-            raise DipirError(f"expected a fraction in [0, 1], got {cfg.focus_frac!r}", field="focus_frac")
-        if not cfg.region_weight >= 0:
-            raise DipirError(f"expected a number ≥ 0, got {cfg.region_weight!r}", field="region_weight")
-        if not cfg.sun_weight >= 0:
-            raise DipirError(f"expected a number ≥ 0, got {cfg.sun_weight!r}", field="sun_weight")
-        if not cfg.sun_taps or len(set(cfg.sun_taps)) != len(cfg.sun_taps):
-            raise DipirError(f"expected one or more distinct taps, got {cfg.sun_taps!r}", field="sun_taps")
-        if not cfg.sun_weight and tuple(cfg.sun_taps) != PriorTrainConfig.sun_taps:  # a run that ignores it
-            raise DipirError("sun heads need sun_weight > 0", field="sun_taps")
         self.cfg, self.out = cfg, Path(out)
         loaded = load_training_images(data, cfg.model.image_size, sun=cfg.sun_weight > 0)
         self.images, self.regions, captions, seeds, self.sun = loaded
