@@ -361,7 +361,9 @@ def test_init_goes_on_at_a_larger_image_size(tmp_path):
 @pytest.mark.parametrize("kw, field", [({"block_out_channels": (32, 48)}, "block_out_channels"),
                                        ({"block_out_channels": ()}, "block_out_channels"),
                                        ({"image_size": 10, "block_out_channels": (32, 32, 32)}, "image_size"),
-                                       ({"prediction_type": "x0"}, "prediction_type")])
+                                       ({"prediction_type": "x0"}, "prediction_type"),
+                                       ({"block_out_channels": (32, 32), "plain_levels": 3}, "plain_levels"),
+                                       ({"plain_levels": -1}, "plain_levels")])
 def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
     # The config owns its rules, so every caller (CLI, benchmarks, a stored config) gets the one-line error.
     from dipir.errors import DipirError
@@ -370,6 +372,40 @@ def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
     with pytest.raises(DipirError, match=f"^{field}: expected") as e:
         PriorModelConfig(**kw)
     assert "\n" not in str(e.value)
+
+
+def test_plain_levels_drop_attention_from_the_finest_levels_and_old_configs_resume(tmp_path):
+    # plain_levels = 2 of 3: only the coarsest level (and the bottleneck) attend; a checkpoint and an
+    # exported prior from before the field (no plain_levels in their stored config) were trained with 1 and
+    # still resume / --init with it, and are refused by a config with 2.
+    import dataclasses
+
+    from dipir.errors import DipirError
+    from dipir.prior.model import PriorModelConfig
+    from dipir.prior.train import PriorTrainer
+
+    unet = PriorModelConfig(image_size=16, block_out_channels=(32, 32, 32), plain_levels=2).build_unet()
+    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"]
+    assert [type(b).__name__ for b in unet.up_blocks] == ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"]
+
+    data = _fake_world(tmp_path / "data", n=3)
+    a = PriorTrainer(data, tmp_path / "a", _cfg(2))
+    a.run(progress=False)
+    st = torch.load(a.ckpt, weights_only=False)
+    del st["model"]["plain_levels"]
+    torch.save(st, a.ckpt)
+    meta_path = tmp_path / "a" / "model" / "dipir_prior.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["model"]["plain_levels"]
+    meta_path.write_text(json.dumps(meta))
+    assert PriorTrainer(data, tmp_path / "a", _cfg(3)).step == 2
+    assert PriorTrainer(data, tmp_path / "b", _cfg(3, init=str(tmp_path / "a" / "model"))).step == 2
+    two = _cfg(3)
+    two.model = dataclasses.replace(two.model, plain_levels=2)
+    with pytest.raises(DipirError, match="another model config"):
+        PriorTrainer(data, tmp_path / "a", two)
+    with pytest.raises(DipirError, match=r"plain_levels differ"):
+        PriorTrainer(data, tmp_path / "c", dataclasses.replace(two, init=str(tmp_path / "a" / "model")))
 
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),

@@ -1,9 +1,11 @@
-"""One training step of the mini-world prior's UNet on this machine, in the ways torch can run it:
-fp32 (contiguous or channels_last), bf16 autocast, torch.compile. Prints s/step and images/s for each;
-it is why `dipir prior train` runs channels_last.
+"""One training step of the mini-world prior's UNet on this machine, as `dipir prior train` takes it
+(forward, backward, gradient clipping, AdamW, EMA), in the ways torch can run it: fp32 (contiguous or
+channels_last), bf16 autocast, torch.compile, and a fused update (fused AdamW, foreach EMA and
+clipping) instead of the per-tensor one. Prints s/step and images/s for each; it is why `dipir prior
+train` runs channels_last with a per-tensor update.
 
     .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--channels 32,64,64,64]
-        [--steps 30] [--only fp32-cl] [--compile]
+        [--plain-levels 1] [--steps 30] [--only fp32-cl] [--compile]
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import argparse
 import time
 
 
-def _time_variant(name: str, cfg, args, channels_last: bool, bf16: bool, compile_: bool) -> None:
+def _time_variant(name: str, cfg, args, channels_last: bool, bf16: bool, compile_: bool, fused: bool = False) -> None:
     import torch
+    from diffusers.training_utils import EMAModel
 
     torch.manual_seed(0)
     unet = cfg.build_unet()
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4, fused=fused or None)
+    ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=2 / 3, foreach=fused)
     x = torch.randn(args.batch, 3, args.size, args.size)
     text = torch.randn(args.batch, 77, cfg.text_dim)  # 77: CLIP's token length
     t = torch.randint(0, 1000, (args.batch,))
@@ -31,7 +35,9 @@ def _time_variant(name: str, cfg, args, channels_last: bool, bf16: bool, compile
         loss = torch.nn.functional.mse_loss(pred.float(), x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0, foreach=fused or None)
         opt.step()
+        ema.step(unet.parameters())
 
     t0 = time.perf_counter()
     for _ in range(3):  # oneDNN primitive creation, compilation
@@ -51,6 +57,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(32, 64, 64, 64),
                     help="UNet block widths (default: the 90-minute runs' model)")
+    ap.add_argument("--plain-levels", type=int, default=1, help="finest levels without attention")
     ap.add_argument("--only", choices=["fp32-cl"], help="time only what `dipir prior train` runs (fp32 channels_last)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     args = ap.parse_args()
@@ -58,18 +65,20 @@ def main() -> None:
 
     from dipir.prior.model import PriorModelConfig
 
-    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels)
+    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels, plain_levels=args.plain_levels)
     n = sum(p.numel() for p in cfg.build_unet().parameters())
-    print(f"UNet {list(args.channels)} ({n / 1e6:.2f} M parameters) at {args.size} px, batch {args.batch}, "
+    print(f"UNet {list(args.channels)}, {args.plain_levels} plain level(s) ({n / 1e6:.2f} M parameters) at "
+          f"{args.size} px, batch {args.batch}, "
           f"{torch.get_num_threads()} threads")
     variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
-                ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False)]
+                ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False),
+                ("fp32 cl, fused update", True, False, False, True)]
     if args.only:
         variants = [v for v in variants if v[0] == "fp32 channels_last"]
     if args.compile:
         variants += [("compile", False, False, True), ("compile channels_last", True, False, True)]
-    for name, cl, bf16, comp in variants:
-        _time_variant(name, cfg, args, cl, bf16, comp)
+    for name, *how in variants:
+        _time_variant(name, cfg, args, *how)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ def register(app: typer.Typer) -> None:
                                      "up1, ... (up blocks, coarsest first), comma-separated."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
+        plain_levels: int = typer.Option(1, "--plain-levels", help="How many of the finest UNet levels have "
+                                         "no attention."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
         max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (and checkpoint) after this long."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
@@ -65,7 +67,7 @@ def register(app: typer.Typer) -> None:
                                sun_weight=sun_weight, sun_taps=tuple(t.strip() for t in sun_taps.split(",")),
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
-                                                      prediction_type=prediction_type))
+                                                      plain_levels=plain_levels, prediction_type=prediction_type))
         res = train_prior(data, out, cfg, progress=progress)
         if res["stopped_by"] == "interrupt":
             typer.echo(f"interrupted at step {res['step']}: checkpoint saved in {out}; the same command resumes",

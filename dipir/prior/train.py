@@ -104,6 +104,11 @@ class PriorTrainConfig:
         return dataclasses.asdict(self)
 
 
+def _as_stored(config: dict) -> dict:
+    """A config as dipir_prior.json holds it (tuples become lists)."""
+    return json.loads(json.dumps(config))
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -128,6 +133,8 @@ class PriorTrainer:
         self.unet = cfg.model.build_unet().to(memory_format=torch.channels_last)
         self.scheduler = cfg.model.build_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.float()
+        # A per-tensor update: fused AdamW with foreach EMA and clipping is no faster on this CPU
+        # (benchmarks/perf/bench_prior_step.py, "fused update": 0.379 against 0.381 s/step).
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = self._new_ema()
         self.sun_head = self.sun_opt = None
@@ -202,7 +209,7 @@ class PriorTrainer:
         missing = [k for k in ("model", "unet", "opt", "ema", "step", "losses") if not isinstance(st, dict) or k not in st]
         if missing:
             raise DipirError(f"not a `dipir prior train` checkpoint (no {', '.join(missing)})", self.ckpt, missing[0])
-        if st["model"] != dataclasses.asdict(self.cfg.model):
+        if PriorModelConfig.completed(st["model"]) != dataclasses.asdict(self.cfg.model):
             raise DipirError("checkpoint was trained with another model config; use a new --out", self.ckpt, "model")
         try:
             self.unet.load_state_dict(st["unet"])
@@ -237,7 +244,10 @@ class PriorTrainer:
         meta_path = folder / "dipir_prior.json"
         meta = read_json_object(meta_path) if meta_path.is_file() else {}
         trained = (meta.get("config") or {}).get("model")
-        mine = json.loads(json.dumps(dataclasses.asdict(self.cfg.model)))  # as JSON holds it (tuples are lists)
+        if trained is not None and not isinstance(trained, dict):
+            raise DipirError(f"expected a mapping, got {type(trained).__name__}", meta_path, "config.model")
+        trained = None if trained is None else _as_stored(PriorModelConfig.completed(trained))
+        mine = _as_stored(dataclasses.asdict(self.cfg.model))
         # The image size is in no weight (convolutions and attention without position embeddings): a prior
         # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
         # Measured: 28 min at 16 px then 60 at 32 px gave 77.0 % on the check, level with 32 px alone (README).
@@ -245,7 +255,7 @@ class PriorTrainer:
             k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
         if diff:
             raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass its "
-                             "--channels / --prediction-type)", meta_path, "config.model")
+                             "--channels / --plain-levels / --prediction-type)", meta_path, "config.model")
         try:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
