@@ -406,6 +406,10 @@ def test_plain_levels_drop_attention_from_the_finest_levels_and_old_configs_resu
         PriorTrainer(data, tmp_path / "a", two)
     with pytest.raises(DipirError, match=r"plain_levels differ"):
         PriorTrainer(data, tmp_path / "c", dataclasses.replace(two, init=str(tmp_path / "a" / "model")))
+    meta["config"]["model"] = [32, 32]  # a damaged stored config is named, not an AttributeError
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DipirError, match=r"dipir_prior.json: config.model: expected a mapping, got list"):
+        PriorTrainer(data, tmp_path / "d", _cfg(3, init=str(tmp_path / "a" / "model")))
 
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),
