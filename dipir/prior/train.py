@@ -133,8 +133,9 @@ class PriorTrainer:
         self.unet = cfg.model.build_unet().to(memory_format=torch.channels_last)
         self.scheduler = cfg.model.build_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.float()
-        # A per-tensor update: fused AdamW with foreach EMA and clipping is no faster on this CPU
-        # (benchmarks/perf/bench_prior_step.py, "fused update": 0.379 against 0.381 s/step).
+        # A per-tensor update: fused AdamW with foreach EMA and clipping saves 0.5-3 % of a step on this CPU
+        # (benchmarks/perf/bench_prior_step.py, "fused update": 0.365-0.379 against 0.377-0.381 s/step), not
+        # worth changing the numerics of the recorded runs.
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = self._new_ema()
         self.sun_head = self.sun_opt = None
