@@ -136,6 +136,11 @@ def write_json_atomic(path: str | Path, data, indent: int = 2) -> Path:
     return write_text_atomic(path, json.dumps(data, indent=indent) + "\n")
 
 
+def as_read_back(data):
+    """`data` as a JSON file holding it reads back (tuples become lists): what a stored config is compared with."""
+    return json.loads(json.dumps(data))
+
+
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:
     """A JSON file that must hold an object; unreadable, bad JSON or another type is a one-line
     DipirError naming the file."""

@@ -286,9 +286,9 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
     before that file is compared by the image size its scenes record), then record this one."""
     from dipir.errors import DipirError
-    from dipir.io import read_json_object
+    from dipir.io import as_read_back, read_json_object
 
-    want = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples as lists, as read back
+    want = as_read_back(dataclasses.asdict(cfg))
     path = out / WORLD_FILE
     if path.is_file():
         have = read_json_object(path)

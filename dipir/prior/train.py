@@ -104,11 +104,6 @@ class PriorTrainConfig:
         return dataclasses.asdict(self)
 
 
-def _as_stored(config: dict) -> dict:
-    """A config as dipir_prior.json holds it (tuples become lists)."""
-    return json.loads(json.dumps(config))
-
-
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -237,7 +232,7 @@ class PriorTrainer:
         """UNet and EMA from an exported prior's (EMA) weights; its step count and runs carry on."""
         from dipir.errors import DipirError
         from dipir.guidance.registry import local_model_digest, resolve_model
-        from dipir.io import read_json_object
+        from dipir.io import as_read_back, read_json_object
         from dipir.prior.model import load_prior
 
         folder = Path(resolve_model(model)).expanduser()
@@ -245,18 +240,18 @@ class PriorTrainer:
         meta_path = folder / "dipir_prior.json"
         meta = read_json_object(meta_path) if meta_path.is_file() else {}
         trained = (meta.get("config") or {}).get("model")
-        if trained is not None and not isinstance(trained, dict):
-            raise DipirError(f"expected a mapping, got {type(trained).__name__}", meta_path, "config.model")
-        trained = None if trained is None else _as_stored(PriorModelConfig.completed(trained))
-        mine = _as_stored(dataclasses.asdict(self.cfg.model))
-        # The image size is in no weight (convolutions and attention without position embeddings): a prior
-        # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
-        # Measured: 28 min at 16 px then 60 at 32 px gave 77.0 % on the check, level with 32 px alone (README).
-        diff = [] if trained is None else sorted(
-            k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
-        if diff:
-            raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass its "
-                             "--channels / --plain-levels / --prediction-type)", meta_path, "config.model")
+        if trained is not None:  # None: a diffusers folder without our metadata, no config to compare
+            if not isinstance(trained, dict):
+                raise DipirError(f"expected a mapping, got {type(trained).__name__}", meta_path, "config.model")
+            trained = as_read_back(PriorModelConfig.completed(trained))
+            mine = as_read_back(dataclasses.asdict(self.cfg.model))
+            # The image size is in no weight (convolutions and attention without position embeddings): a prior
+            # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
+            # Measured: 28 min at 16 px then 60 at 32 px gave 77.0 % on the check, level with 32 px alone (README).
+            diff = sorted(k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
+            if diff:
+                raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass "
+                                 "its --channels / --plain-levels / --prediction-type)", meta_path, "config.model")
         try:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
