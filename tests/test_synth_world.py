@@ -125,3 +125,47 @@ def test_a_world_folder_never_mixes_configs(tmp_path):
         truth.write_text(json.dumps({**json.loads(truth.read_text()), "image_size": damaged}))
         with pytest.raises(DipirError, match=r"truth\.json: image_size: these scenes are of image_size " + re.escape(repr(damaged))):
             write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=WorldConfig(width=16, height=16, spp=2))
+
+
+def test_objects_per_scene_is_a_checked_range_and_the_default_world_is_unchanged(tmp_path):
+    """`--objects MIN-MAX` sets the training scenes' object count (held-out scenes keep at least 2);
+    the default draws the same scenes as before the option (the shipped prior's training data)."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from dipir.cli.main import app
+    from dipir.errors import DipirError
+
+    # Object counts of seeds 0-7 as the world drew them before `min_objects` existed.
+    assert [len(sample_scene(s, WorldConfig())["objects"]) for s in range(8)] == [4, 2, 4, 2, 3, 1, 4, 2]
+    crowded = WorldConfig(min_objects=2, max_objects=6)
+    counts = [len(sample_scene(s, crowded)["objects"]) for s in range(200)]
+    assert min(counts) >= 2 and max(counts) == 6 and 5 in counts
+    assert all(len(sample_scene(s, WorldConfig(max_objects=1))["objects"]) == 2
+               for s in range(HELD_OUT_START, HELD_OUT_START + 5))
+    assert caption(["box"] * 5 + ["car"]) == "a scene with five boxes and a car"
+    for lo, hi in ((0, 4), (3, 2), (1, 7)):
+        with pytest.raises(DipirError, match=f"objects: expected 1 <= min <= max <= 6 objects, got {lo}-{hi}"):
+            WorldConfig(min_objects=lo, max_objects=hi)
+
+    cfg = WorldConfig(width=8, height=8, spp=2, min_objects=2, max_objects=6)
+    write_world(tmp_path / "w", 1, seed=3, cfg=cfg)
+    with pytest.raises(DipirError, match="min_objects=2, not 1"):
+        write_world(tmp_path / "w", 1, seed=4, cfg=WorldConfig(width=8, height=8, spp=2, max_objects=6))
+    # A world.json written before the field existed: its scenes had the default, so more may join.
+    old = tmp_path / "old"
+    write_world(old, 1, seed=3, cfg=WorldConfig(width=8, height=8, spp=2))
+    record = json.loads((old / "world.json").read_text())
+    del record["min_objects"]
+    (old / "world.json").write_text(json.dumps(record))
+    assert len(write_world(old, 2, seed=3, cfg=WorldConfig(width=8, height=8, spp=2))) == 2
+
+    r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "c"), "--count", "1", "--size", "8x8",
+                                 "--spp", "2", "--objects", "3-5"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "c" / "world.json").read_text())["min_objects"] == 3
+    for bad, said in (("3to5", "--objects: expected A-B with integers"), ("2-9", "--objects: 2-9 out of range"),
+                      ("5-3", "objects: expected 1 <= min <= max")):
+        r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "d"), "--objects", bad])
+        assert r.exit_code != 0 and said in str(r.exception), (bad, r.output, r.exception)
+        assert not (tmp_path / "d").exists()

@@ -78,6 +78,8 @@ def _world_command(synth_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="First scene seed; seeds >= 1000000 are the held-out split."),
         size: str = typer.Option("32x32", "--size", help="Image WxH."),
         spp: int = typer.Option(64, "--spp", min=1, help="Path-tracing samples per pixel."),
+        objects: str = typer.Option("1-4", "--objects", help="Objects per training scene, MIN-MAX (at most 6); "
+                                    "held-out scenes keep at least 2."),
     ) -> None:
         """The mini world: path-traced ground + objects + sun/sky scenes with known lighting."""
         import time
@@ -85,20 +87,22 @@ def _world_command(synth_app: typer.Typer) -> None:
         from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
 
         w, h = _pair(size, "--size", (8, 1024), (8, 1024))
+        lo, hi = _pair(objects, "--objects", (1, 6), (1, 6), sep="-")
+        cfg = WorldConfig(width=w, height=h, spp=spp, min_objects=lo, max_objects=hi)
         t0 = time.time()
-        paths = write_world(out, count, seed, WorldConfig(width=w, height=h, spp=spp), progress=True)
+        paths = write_world(out, count, seed, cfg, progress=True)
         split = "held-out" if seed >= HELD_OUT_START else "train" if seed + count <= HELD_OUT_START else "mixed"
         typer.echo(f"wrote {len(paths)} {split} scenes to {out} ({len(paths) / (time.time() - t0):.2f} scenes/s)")
 
 
-def _pair(s: str, name: str, a_range: tuple[int, int], b_range: tuple[int, int]) -> tuple[int, int]:
+def _pair(s: str, name: str, a_range: tuple[int, int], b_range: tuple[int, int], sep: str = "x") -> tuple[int, int]:
     from dipir.errors import DipirError
 
     try:
-        a, b = (int(x) for x in s.lower().split("x"))
+        a, b = (int(x) for x in s.lower().split(sep))
     except ValueError:
-        raise DipirError(f"expected AxB with integers, got {s!r}", field=name) from None
+        raise DipirError(f"expected A{sep}B with integers, got {s!r}", field=name) from None
     if not (a_range[0] <= a <= a_range[1] and b_range[0] <= b <= b_range[1]):
-        raise DipirError(f"{a}x{b} out of range: first in [{a_range[0]}, {a_range[1]}], "
+        raise DipirError(f"{a}{sep}{b} out of range: first in [{a_range[0]}, {a_range[1]}], "
                          f"second in [{b_range[0]}, {b_range[1]}]", field=name)
     return a, b

@@ -1,6 +1,6 @@
 """The mini world: small procedural outdoor scenes, path traced by Mitsuba, whose lighting is known.
 
-Each scene: a ground plane with a procedural albedo texture, 1–4 built-in objects (car, vase, bucket,
+Each scene: a ground plane with a procedural albedo texture, 1–4 built-in objects (`--objects`) (car, vase, bucket,
 box) with random pose, scale and colour standing on it, lit by a sky + sun env map (sun anywhere in
 azimuth, 15–60° up; `dipir.data.synth_polyhaven.sky_hdri`), seen by a camera looking down at the
 ground so the shadows are large in the frame. Object 0 is the *target* (the one DiPIR re-inserts).
@@ -18,8 +18,9 @@ The output folder's `world.json` holds the `WorldConfig` its scenes were written
 scenes into it with another config (size, spp, camera, …) is refused, so a folder never mixes worlds.
 
 Seed split (fixed): scene seeds below `HELD_OUT_START` are training scenes, seeds from it on are
-held out. Held-out scenes have 2–4 objects (training scenes 1–4), so the background always holds
-another object whose shadow shows where the sun is. `dipir synth world OUT --count N --seed S` writes scenes with seeds S … S+N−1.
+held out. Held-out scenes have 2–4 objects (training scenes 1–4; `--objects MIN-MAX` changes both,
+held-out scenes keeping at least 2), so the background always holds another object whose shadow
+shows where the sun is. `dipir synth world OUT --count N --seed S` writes scenes with seeds S … S+N−1.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ CLASSES = ("car", "vase", "bucket", "box")
 SCALES = {"car": (0.25, 0.36), "vase": (1.6, 3.0), "bucket": (2.0, 3.5), "box": (0.45, 0.9)}
 # Ground albedo palettes (linear RGB): grass, asphalt, sand, dirt, concrete.
 GROUNDS = ((0.10, 0.22, 0.06), (0.09, 0.09, 0.10), (0.45, 0.38, 0.25), (0.22, 0.15, 0.09), (0.35, 0.35, 0.33))
-NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four"}
+# Captions spell "five" and "six" from the prior tokenizer's letters (they are not in its word list).
+NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
 
 
 @dataclass
@@ -59,6 +61,18 @@ class WorldConfig:
     max_objects: int = 4
     plane_size: float = 30.0
     texture_size: int = 256
+    # Objects per training scene: min_objects … max_objects; held-out scenes keep at least 2
+    # (`sample_scene`). A world.json from before this field reads back with its default (`_same_world`).
+    min_objects: int = 1
+
+    def __post_init__(self):
+        from dipir.errors import DipirError
+
+        top = max(NUMBER_WORDS)
+        if not (isinstance(self.min_objects, int) and isinstance(self.max_objects, int)
+                and 1 <= self.min_objects <= self.max_objects <= top):
+            raise DipirError(f"expected 1 <= min <= max <= {top} objects, got {self.min_objects}-{self.max_objects}",
+                             field="objects")
 
 
 def split_of(seed: int) -> str:
@@ -118,7 +132,8 @@ def sample_scene(seed: int, cfg: WorldConfig) -> dict:
     look = np.array([rng.uniform(-0.3, 0.3), 0.0, rng.uniform(-0.3, 0.3)])
     # Held-out scenes keep at least one other object: its shadow in the background is what shows
     # the sun's direction (with the target alone, any sun azimuth would be as plausible).
-    n_obj = int(rng.integers(1 if split_of(seed) == "train" else 2, cfg.max_objects + 1))
+    least = cfg.min_objects if split_of(seed) == "train" else max(2, cfg.min_objects)
+    n_obj = int(rng.integers(least, max(least, cfg.max_objects) + 1))
     objects: list[dict] = []
     # Ground-plane axes as seen by the camera: forward (away from the camera) and right.
     fwd = -np.array([np.sin(cam_az), 0, np.cos(cam_az)])
@@ -291,7 +306,9 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     want = as_read_back(dataclasses.asdict(cfg))
     path = out / WORLD_FILE
     if path.is_file():
-        have = read_json_object(path)
+        # A field added after a folder was written is absent from its world.json: its scenes were
+        # written with that field's default.
+        have = {**as_read_back(dataclasses.asdict(WorldConfig())), **read_json_object(path)}
         for k, v in want.items():
             if have.get(k) != v:
                 raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "
