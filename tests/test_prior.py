@@ -181,7 +181,9 @@ def test_each_run_is_recorded_and_the_card_lists_them(tmp_path):
     (lambda p: torch.save([1, 2], p), "not a `dipir prior train` checkpoint"),
     (lambda p: torch.save({k: v for k, v in torch.load(p, weights_only=False).items() if k != "unet"}, p),
      "checkpoint.pt: unet: not a"),
-], ids=["truncated", "text", "list", "no_unet"])
+    (lambda p: torch.save({**torch.load(p, weights_only=False), "model": [64, 128]}, p),
+     "checkpoint.pt: model: expected a mapping, got list"),
+], ids=["truncated", "text", "list", "no_unet", "model_list"])
 def test_a_damaged_checkpoint_is_named_and_kept(damage, words, tmp_path):
     from dipir.errors import DipirError
     from dipir.prior.train import PriorTrainer

@@ -54,10 +54,9 @@ class PriorModelConfig:
 
     @classmethod
     def completed(cls, saved: dict) -> dict:
-        """A stored config (a checkpoint's or dipir_prior.json's) with the fields it predates at their
-        defaults, which is what it was trained with. Anything but a mapping is returned as it is (it then
-        matches no config)."""
-        return {**dataclasses.asdict(cls()), **saved} if isinstance(saved, dict) else saved
+        """A stored config (a checkpoint's or dipir_prior.json's mapping; callers name anything else) with
+        the fields it predates at their defaults, which is what it was trained with."""
+        return {**dataclasses.asdict(cls()), **saved}
 
     def build_unet(self):
         from diffusers import UNet2DConditionModel

@@ -123,8 +123,8 @@ class PriorTrainer:
         self.cap_idx = torch.tensor([uniq.index(c) for c in captions])
         self.empty_idx = len(uniq) - 1
         torch.manual_seed(cfg.seed)
-        # channels_last: 14 % less time per step on this CPU's oneDNN convolutions (bf16 autocast and
-        # torch.compile were slower or no faster: benchmarks/perf/bench_prior_step.py).
+        # channels_last: 14 % less time per step on this CPU's oneDNN convolutions one day, level on another
+        # (0.377 s both); never slower (bf16 autocast and torch.compile were: benchmarks/perf/bench_prior_step.py).
         self.unet = cfg.model.build_unet().to(memory_format=torch.channels_last)
         self.scheduler = cfg.model.build_scheduler()
         self.alphas = self.scheduler.alphas_cumprod.float()
@@ -205,6 +205,8 @@ class PriorTrainer:
         missing = [k for k in ("model", "unet", "opt", "ema", "step", "losses") if not isinstance(st, dict) or k not in st]
         if missing:
             raise DipirError(f"not a `dipir prior train` checkpoint (no {', '.join(missing)})", self.ckpt, missing[0])
+        if not isinstance(st["model"], dict):
+            raise DipirError(f"expected a mapping, got {type(st['model']).__name__}", self.ckpt, "model")
         if PriorModelConfig.completed(st["model"]) != dataclasses.asdict(self.cfg.model):
             raise DipirError("checkpoint was trained with another model config; use a new --out", self.ckpt, "model")
         try:
