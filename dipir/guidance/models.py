@@ -142,12 +142,13 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
     major_minor = tuple(int(x) for x in diffusers.__version__.split(".")[:2])
     dtype_kw = {("dtype" if major_minor >= (0, 42) else "torch_dtype"): torch_dtype}
     try:
-        index = read_model_index(source)
-        if is_pixel_index(index):
-            pipe = _load_pixel(source, index, dtype_kw)
-        else:
-            pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-                source, safety_checker=None, requires_safety_checker=False, **dtype_kw)
+        with _quiet_hub_downloads():
+            index = read_model_index(source)
+            if is_pixel_index(index):
+                pipe = _load_pixel(source, index, dtype_kw)
+            else:
+                pipe = diffusers.StableDiffusionPipeline.from_pretrained(
+                    source, safety_checker=None, requires_safety_checker=False, **dtype_kw)
     except DipirError:
         raise
     except Exception as err:
@@ -167,6 +168,17 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
     pipe.to(device or default_device())
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@contextmanager
+def _quiet_hub_downloads():
+    """diffusers still passes huggingface_hub a download argument the hub has deprecated; its UserWarning
+    would print before every hub load (and before our own one-line error when offline)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks", category=UserWarning)
+        yield
 
 
 def _load_pixel(source: str, index: dict, dtype_kw: dict):
