@@ -1,7 +1,7 @@
 """The mini world: small procedural outdoor scenes, path traced by Mitsuba, whose lighting is known.
 
-Each scene: a ground plane with a procedural albedo texture, 1–4 built-in objects (`--objects`) (car, vase, bucket,
-box) with random pose, scale and colour standing on it, lit by a sky + sun env map (sun anywhere in
+Each scene: a ground plane with a procedural albedo texture, 1–4 built-in objects (car, vase, bucket,
+box; `--objects`) with random pose, scale and colour standing on it, lit by a sky + sun env map (sun anywhere in
 azimuth, 15–60° up; `dipir.data.synth_polyhaven.sky_hdri`), seen by a camera looking down at the
 ground so the shadows are large in the frame. Object 0 is the *target* (the one DiPIR re-inserts).
 
