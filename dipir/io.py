@@ -141,6 +141,14 @@ def as_read_back(data):
     return json.loads(json.dumps(data))
 
 
+def with_defaults(config_cls, saved: dict) -> dict:
+    """A stored config (a mapping; callers name anything else) with the fields it predates at
+    `config_cls`'s defaults, which is what it was made with."""
+    import dataclasses
+
+    return {**dataclasses.asdict(config_cls()), **saved}
+
+
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:
     """A JSON file that must hold an object; unreadable, bad JSON or another type is a one-line
     DipirError naming the file."""

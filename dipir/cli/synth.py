@@ -84,10 +84,10 @@ def _world_command(synth_app: typer.Typer) -> None:
         """The mini world: path-traced ground + objects + sun/sky scenes with known lighting."""
         import time
 
-        from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
+        from dipir.data.synth_world import HELD_OUT_START, MAX_OBJECTS, WorldConfig, write_world
 
         w, h = _pair(size, "--size", (8, 1024), (8, 1024))
-        lo, hi = _pair(objects, "--objects", (1, 6), (1, 6), sep="-")
+        lo, hi = _pair(objects, "--objects", (1, MAX_OBJECTS), (1, MAX_OBJECTS), sep="-")
         cfg = WorldConfig(width=w, height=h, spp=spp, min_objects=lo, max_objects=hi)
         t0 = time.time()
         paths = write_world(out, count, seed, cfg, progress=True)

@@ -42,6 +42,7 @@ SCALES = {"car": (0.25, 0.36), "vase": (1.6, 3.0), "bucket": (2.0, 3.5), "box": 
 GROUNDS = ((0.10, 0.22, 0.06), (0.09, 0.09, 0.10), (0.45, 0.38, 0.25), (0.22, 0.15, 0.09), (0.35, 0.35, 0.33))
 # Captions spell "five" and "six" from the prior tokenizer's letters (they are not in its word list).
 NUMBER_WORDS = {1: "a", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+MAX_OBJECTS = max(NUMBER_WORDS)  # a caption can count them
 
 
 @dataclass
@@ -68,10 +69,9 @@ class WorldConfig:
     def __post_init__(self):
         from dipir.errors import DipirError
 
-        top = max(NUMBER_WORDS)
         if not (isinstance(self.min_objects, int) and isinstance(self.max_objects, int)
-                and 1 <= self.min_objects <= self.max_objects <= top):
-            raise DipirError(f"expected 1 <= min <= max <= {top} objects, got {self.min_objects}-{self.max_objects}",
+                and 1 <= self.min_objects <= self.max_objects <= MAX_OBJECTS):
+            raise DipirError(f"expected 1 <= min <= max <= {MAX_OBJECTS} objects, got {self.min_objects}-{self.max_objects}",
                              field="objects")
 
 
@@ -301,14 +301,14 @@ def _same_world(out: Path, cfg: WorldConfig) -> None:
     """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
     before that file is compared by the image size its scenes record), then record this one."""
     from dipir.errors import DipirError
-    from dipir.io import as_read_back, read_json_object
+    from dipir.io import as_read_back, read_json_object, with_defaults
 
     want = as_read_back(dataclasses.asdict(cfg))
     path = out / WORLD_FILE
     if path.is_file():
         # A field added after a folder was written is absent from its world.json: its scenes were
         # written with that field's default.
-        have = {**as_read_back(dataclasses.asdict(WorldConfig())), **read_json_object(path)}
+        have = as_read_back(with_defaults(WorldConfig, read_json_object(path)))
         for k, v in want.items():
             if have.get(k) != v:
                 raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "

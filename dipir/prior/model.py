@@ -5,7 +5,6 @@ words) and `model_index.json`."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +50,6 @@ class PriorModelConfig:
                 not 0 <= self.plain_levels <= len(widths):
             raise DipirError(f"expected an integer in [0, {len(widths)}] (the UNet's levels), got {self.plain_levels!r}",
                              field="plain_levels")
-
-    @classmethod
-    def completed(cls, saved: dict) -> dict:
-        """A stored config (a checkpoint's or dipir_prior.json's mapping; callers name anything else) with
-        the fields it predates at their defaults, which is what it was trained with."""
-        return {**dataclasses.asdict(cls()), **saved}
 
     def build_unet(self):
         from diffusers import UNet2DConditionModel

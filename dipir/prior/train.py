@@ -196,6 +196,7 @@ class PriorTrainer:
         if not self.ckpt.is_file():
             return False
         from dipir.errors import DipirError
+        from dipir.io import with_defaults
 
         try:
             st = torch.load(self.ckpt, map_location="cpu", weights_only=False)
@@ -207,7 +208,7 @@ class PriorTrainer:
             raise DipirError(f"not a `dipir prior train` checkpoint (no {', '.join(missing)})", self.ckpt, missing[0])
         if not isinstance(st["model"], dict):
             raise DipirError(f"expected a mapping, got {type(st['model']).__name__}", self.ckpt, "model")
-        if PriorModelConfig.completed(st["model"]) != dataclasses.asdict(self.cfg.model):
+        if with_defaults(PriorModelConfig, st["model"]) != dataclasses.asdict(self.cfg.model):
             raise DipirError("checkpoint was trained with another model config; use a new --out", self.ckpt, "model")
         try:
             self.unet.load_state_dict(st["unet"])
@@ -234,7 +235,7 @@ class PriorTrainer:
         """UNet and EMA from an exported prior's (EMA) weights; its step count and runs carry on."""
         from dipir.errors import DipirError
         from dipir.guidance.registry import local_model_digest, resolve_model
-        from dipir.io import as_read_back, read_json_object
+        from dipir.io import as_read_back, read_json_object, with_defaults
         from dipir.prior.model import load_prior
 
         folder = Path(resolve_model(model)).expanduser()
@@ -245,7 +246,7 @@ class PriorTrainer:
         if trained is not None:  # None: a diffusers folder without our metadata, no config to compare
             if not isinstance(trained, dict):
                 raise DipirError(f"expected a mapping, got {type(trained).__name__}", meta_path, "config.model")
-            trained = as_read_back(PriorModelConfig.completed(trained))
+            trained = as_read_back(with_defaults(PriorModelConfig, trained))
             mine = as_read_back(dataclasses.asdict(self.cfg.model))
             # The image size is in no weight (convolutions and attention without position embeddings): a prior
             # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
