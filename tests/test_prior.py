@@ -586,6 +586,18 @@ def test_sun_taps_put_heads_on_decoder_levels_and_old_checkpoints_resume(tmp_pat
     b4 = PriorTrainer(data, tmp_path / "b", _cfg(5, sun_weight=0.5))
     assert torch.equal(b4.sun_head.state_dict()["mid.net.0.weight"], b2.sun_head.state_dict()["mid.net.0.weight"])
     assert b4.sun_losses == b.sun_losses
+    assert b2.notices == b4.notices == []
+    # Other taps on a resume, or --init (heads do not ship): fresh heads, said before the first step.
+    said = []
+    c = PriorTrainer(data, tmp_path / "b", _cfg(6, sun_weight=0.5, sun_taps=("mid", "up0")))
+    c.run(progress=False, log=said.append)
+    assert said == c.notices == [f"{b.ckpt}: sun_head: the kept heads read mid, --sun-taps asks for mid,up0: "
+                                 "new heads start fresh and replace them"]
+    assert set(torch.load(b.ckpt, weights_only=False)["sun_head"]) == set(c.sun_head.state_dict())
+    d = PriorTrainer(data, tmp_path / "d", _cfg(2, sun_weight=0.5, init=str(tmp_path / "a" / "model")))
+    assert d.notices == [f"{tmp_path / 'a' / 'model'}: sun_head: --init carries the UNet only (heads do not "
+                         "ship): new heads start fresh"]
+    assert PriorTrainer(data, tmp_path / "e", _cfg(2, init=str(tmp_path / "a" / "model"))).notices == []
 
     for taps in [("up9",), ("mid", "mid"), ()]:
         with pytest.raises(DipirError, match="sun_taps"):

@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       plain_levels=plain_levels, prediction_type=prediction_type))
-        res = train_prior(data, out, cfg, progress=progress)
+        res = train_prior(data, out, cfg, progress=progress, log=lambda line: typer.echo(line, err=True))
         if res["stopped_by"] == "interrupt":
             typer.echo(f"interrupted at step {res['step']}: checkpoint saved in {out}; the same command resumes",
                        err=True)

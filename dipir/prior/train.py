@@ -147,6 +147,7 @@ class PriorTrainer:
         self.losses: list[float] = []
         self.wall_s = 0.0
         self.runs: list[dict] = []
+        self.notices: list[str] = []  # one line each, for the user: what a resume or --init did not carry over
         init = None
         if not self._resume() and cfg.init:
             init = self._start_from(cfg.init)
@@ -224,6 +225,11 @@ class PriorTrainer:
         if self.sun_head is not None and heads.keys() == self.sun_head.state_dict().keys():
             self.sun_head.load_state_dict(heads)
             self.sun_opt.load_state_dict(st["sun_opt"])
+        elif self.sun_head is not None:  # said, because the kept heads are replaced at the next checkpoint
+            kept = sorted({k.split(".", 1)[0] for k in heads})
+            self.notices.append(f"{self.ckpt}: sun_head: " + (
+                f"the kept heads read {','.join(kept)}, --sun-taps asks for {','.join(self.cfg.sun_taps)}: "
+                "new heads start fresh and replace them" if kept else "no heads kept: they start fresh"))
         elif self.sun_head is None and heads:  # a run without the loss keeps them for a later one with it
             self.kept_heads = {"sun_head": st["sun_head"], "sun_opt": st["sun_opt"]}
         self.sun_losses = list(st.get("sun_losses", []))  # the history, whichever heads wrote it
@@ -276,6 +282,9 @@ class PriorTrainer:
             if trained is not None and r.get("recorded", True) is not False:
                 r.setdefault("image_size", trained.get("image_size"))
         digest = local_model_digest(str(folder))
+        if self.sun_head is not None:
+            self.notices.append(f"{folder}: sun_head: --init carries the UNet only (heads do not ship): "
+                                "new heads start fresh")
         return {"model": str(model), "step": step, **({"weights": digest[:16]} if digest else {})}
 
     @property
@@ -386,10 +395,12 @@ class PriorTrainer:
         (self.out / "losses.json").write_text(json.dumps(self.losses))
         return path
 
-    def run(self, progress: bool = True) -> dict:
+    def run(self, progress: bool = True, log=None) -> dict:
         from tqdm import tqdm
 
         cfg = self.cfg
+        for line in self.notices if log else ():  # before the first step, not after the last
+            log(line)
         t0 = time.time()
         start_step, start_wall = self.step, self.wall_s
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="prior", dynamic_ncols=True)
@@ -424,7 +435,7 @@ class PriorTrainer:
         steps = self.step - start_step
         return {"step": self.step, "steps_this_run": steps, "stopped_by": stopped, "wall_s": self.wall_s,
                 "s_per_step": run_s / max(steps, 1), "images_per_s": steps * cfg.batch_size / max(run_s, 1e-9),
-                "model": str(self.out / "model")}
+                "model": str(self.out / "model"), **({"notices": self.notices} if self.notices else {})}
 
 
 class _StopOnSignal:
@@ -478,5 +489,6 @@ def plot_losses(losses: list[float], path: Path, window: int = 50, start: int = 
     plt.close(fig)
 
 
-def train_prior(data: str | Path, out: str | Path, cfg: PriorTrainConfig | None = None, progress: bool = True) -> dict:
-    return PriorTrainer(data, out, cfg or PriorTrainConfig()).run(progress=progress)
+def train_prior(data: str | Path, out: str | Path, cfg: PriorTrainConfig | None = None, progress: bool = True,
+                log=None) -> dict:
+    return PriorTrainer(data, out, cfg or PriorTrainConfig()).run(progress=progress, log=log)
