@@ -63,6 +63,8 @@ def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
               "frames": max(entry.frames) + 1, "builder": SCENE_BUILDER_VERSION}
     if entry.generator == "world":
         params["size"] = [entry.width, entry.height]
+        if entry.objects:  # only when set, so the sources of suites without it keep their folder
+            params["objects"] = list(entry.objects)
     out = run_dir / "sources" / hash_json(params)[:16]
     if (out / ".complete").is_file():
         return out
@@ -74,8 +76,9 @@ def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
         elif entry.generator == "world":
             from dipir.data import synth_world
 
+            counts = dict(zip(("min_objects", "max_objects"), entry.objects))
             synth_world.write_world(tmp, entry.count, entry.seed,
-                                    synth_world.WorldConfig(width=entry.width, height=entry.height))
+                                    synth_world.WorldConfig(width=entry.width, height=entry.height, **counts))
         else:
             from dipir.data import synth_waymo
 

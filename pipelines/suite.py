@@ -73,6 +73,7 @@ class DatasetEntry:
     generator: str | None = None
     count: int = 2
     seed: int = 0
+    objects: tuple[int, ...] = ()  # world: (min, max) objects a scene; (): the world's own (held-out 2-4)
     # scenes: optional subset of scene folder names
     scenes: tuple[str, ...] = ()
     # the virtual object to insert (passed to the data loaders as given)
@@ -208,7 +209,7 @@ _ENTRY_KEYS = {
     "polyhaven": {"hdris", "azimuths_deg", "elevation_deg", "fov_deg", "width", "height", "camera_height"},
     "waymo": {"segments", "frames", "cameras", "width"},
     "synthetic": {"generator", "count", "seed", "format", "azimuths_deg", "elevation_deg", "fov_deg", "width",
-                  "height", "camera_height", "frames", "cameras"},
+                  "height", "camera_height", "frames", "cameras", "objects"},
     "scenes": {"scenes"},
 }
 
@@ -246,12 +247,33 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
         generator=generator,
         count=f.integer("count", 2, minimum=1, maximum=MAX_COUNT),
         seed=f.integer("seed", 0),
+        objects=_objects(f, generator),
         scenes=f.items("scenes", str),
         object=obj,
         limit=f.integer("limit", 0, minimum=1, maximum=1_000_000) if f.has("limit") else None,
         scene_type=f.string("scene_type", None, choices=("indoor", "outdoor")),
     )
     return e
+
+
+def _objects(f: _Fields, generator: str | None) -> tuple[int, ...]:
+    """`objects: [min, max]` (or one number) for the mini world, checked by the world's own config."""
+    if not f.has("objects"):
+        return ()
+    if generator != "world":
+        f.fail("objects", f"only for generator: world, got generator {generator!r}")
+    v = f.data["objects"]
+    v = [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+        f.fail("objects", f"expected [min, max] or one integer, got {f.data['objects']!r}")
+    from dipir.data.synth_world import WorldConfig
+
+    try:
+        WorldConfig(min_objects=v[0], max_objects=v[1])
+        return tuple(v)
+    except DipirError as err:
+        message = err.message
+    f.fail("objects", message)
 
 
 def _check_estimator_class(f: _Fields, key: str, method: str) -> None:

@@ -169,3 +169,46 @@ def test_objects_per_scene_is_a_checked_range_and_the_default_world_is_unchanged
         r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "d"), "--objects", bad])
         assert r.exit_code != 0 and said in str(r.exception), (bad, r.output, r.exception)
         assert not (tmp_path / "d").exists()
+
+
+def test_a_suite_sets_the_worlds_object_counts(tmp_path):
+    """`objects: [min, max]` (or one number) in a `generator: world` entry writes scenes with that many
+    objects into their own source folder; a suite without it keeps the folder it had; bad values name
+    the field."""
+    import pytest
+
+    from dipir.errors import DipirError
+    from dipir.hashing import FileHashCache
+    from pipelines.scenes import SCENE_BUILDER_VERSION, plan_scenes, synthetic_source_dir
+    from pipelines.suite import parse_suite
+
+    def suite(**extra):
+        entry = {"kind": "synthetic", "generator": "world", "count": 2, "seed": HELD_OUT_START, "width": 8,
+                 "height": 8, **extra}
+        return parse_suite({"name": "w", "datasets": [entry], "methods": ["oracle"]}, tmp_path / "s.yaml")
+
+    busy, plain = suite(objects=[5, 6]), suite()
+    assert busy.datasets[0].objects == (5, 6) and plain.datasets[0].objects == ()
+    assert suite(objects=3).datasets[0].objects == (3, 3)
+    run = tmp_path / "run"
+    refs = plan_scenes(busy, run, FileHashCache(tmp_path / "hashes.json"))
+    source = synthetic_source_dir(busy.datasets[0], run)
+    counts = [len(json.loads((source / r.scene_id / "truth.json").read_text())["objects"]) for r in refs]
+    assert len(counts) == 2 and all(5 <= n <= 6 for n in counts), counts
+    assert source != synthetic_source_dir(plain.datasets[0], run)
+    # The source folder of a suite without `objects` is named as before the key existed.
+    from dipir.hashing import hash_json
+
+    old = {"generator": "world", "count": 2, "seed": HELD_OUT_START, "format": "v1", "frames": 1,
+           "builder": SCENE_BUILDER_VERSION, "size": [8, 8]}
+    assert synthetic_source_dir(plain.datasets[0], run).name == hash_json(old)[:16]
+
+    for bad, said in (([3, 2], "expected 1 <= min <= max <= 6 objects, got 3-2"), ([1, 7], "got 1-7"),
+                      ("2-6", "expected [min, max] or one integer, got '2-6'"), ([2, True], "expected [min, max]"),
+                      ([2, 3, 4], "expected [min, max]")):
+        with pytest.raises(DipirError) as e:
+            suite(objects=bad)
+        assert "s.yaml: datasets[0].objects: " in str(e.value) and said in str(e.value), (bad, str(e.value))
+    with pytest.raises(DipirError, match=r"datasets\[0\]\.objects: only for generator: world, got generator 'polyhaven'"):
+        parse_suite({"name": "w", "datasets": [{"kind": "synthetic", "generator": "polyhaven", "objects": [2, 3]}],
+                     "methods": ["oracle"]}, tmp_path / "s.yaml")
