@@ -141,6 +141,9 @@ def test_objects_per_scene_is_a_checked_range_and_the_default_world_is_unchanged
     crowded = WorldConfig(min_objects=2, max_objects=6)
     counts = [len(sample_scene(s, crowded)["objects"]) for s in range(200)]
     assert min(counts) >= 2 and max(counts) == 6 and 5 in counts
+    # The minimum holds where 50 draws did not place it (seed 936 stopped at 2 of 3 before).
+    busy = WorldConfig(min_objects=3, max_objects=6)
+    assert [len(sample_scene(s, busy)["objects"]) >= 3 for s in (936, 4533, 5610)] == [True] * 3
     assert all(len(sample_scene(s, WorldConfig(max_objects=1))["objects"]) == 2
                for s in range(HELD_OUT_START, HELD_OUT_START + 5))
     assert caption(["box"] * 5 + ["car"]) == "a scene with five boxes and a car"

@@ -139,7 +139,9 @@ def sample_scene(seed: int, cfg: WorldConfig) -> dict:
     fwd = -np.array([np.sin(cam_az), 0, np.cos(cam_az)])
     right = np.cross(fwd, [0, 1, 0])
     tries = 0
-    while len(objects) < n_obj and tries < 50:
+    # 50 draws for the scene's count; more (up to 2000) only while it holds fewer than the minimum, so the
+    # scenes that 50 draws filled, every default-world scene among them, stay as they were drawn.
+    while len(objects) < n_obj and (tries < 50 or (len(objects) < least and tries < 2000)):
         tries += 1
         cls = CLASSES[int(rng.integers(len(CLASSES)))]
         scale = float(rng.uniform(*SCALES[cls]))
