@@ -270,7 +270,9 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     from dipir.prior.card import ship_prior
     from dipir.prior.train import PriorTrainer
 
-    PriorTrainer(_fake_world(tmp_path / "data"), tmp_path / "out", _cfg(1)).run(progress=False)
+    data = _fake_world(tmp_path / "data")
+    (data / "world.json").write_text(json.dumps({"min_objects": 3, "max_objects": 6}))  # a 3-6 world
+    PriorTrainer(data, tmp_path / "out", _cfg(1)).run(progress=False)
     check = {"scenes": 24, "pairs": 48, "truth_wins": wins + 3 * (wins > 40), "fraction": (wins + 3 * (wins > 40)) / 48,
              "fraction_by_rotation": {"90": 0.5, "180": 0.5}, "t_range": [0.02, 0.6], "n_noise": 64,
              "complexity_correlation": 0.93, "fraction_ci": [0.41, 0.77],
@@ -282,12 +284,27 @@ def test_ship_writes_the_weights_and_a_card_with_the_checks_verdict(tmp_path, wi
     assert f"**{verdict}**" in card and "0.93" in card and "dipir prior train --data D" in card
     assert "95 % CI over scenes 41%–77%" in card
     assert ("Status: not a working prior" in card) == (verdict == "FAILS")
+    # The card names the world the data came from and how to load the prior from where it was shipped
+    # (a folder outside the registry loads by its path).
+    assert card.startswith("# mini-world: ") and "ground plane, 3–6\nbuilt-in objects" in card
+    assert f"Load it with `--model {dest}`" in card and "1–4" not in card
     assert (dest / "model_index.json").is_file() and (dest / "loss.png").is_file()
     assert sorted(p.name for p in (tmp_path / "priors").iterdir() if p.name.startswith(".")) == []
     # The prior speaks its training captions, and the card says so.
     from dipir.guidance.prompts import CAPTION_PROMPTS, model_prompts
 
     assert model_prompts(dest) == CAPTION_PROMPTS and "dipir_prompts.json" in card
+
+
+def test_a_card_loads_a_registry_prior_by_name_and_an_unrecorded_world_is_the_default():
+    from dipir.guidance.registry import PRIORS_DIR
+    from dipir.prior.card import _load_name, model_card
+
+    assert _load_name(PRIORS_DIR / "mini-world-90") == "mini-world-90"
+    card = model_card({"step": 1, "wall_s": 1.0, "config": {}, "data_seeds": {"first": 0, "last": 2, "scenes": 3}},
+                      1, None, "", "", "mini-world-90")
+    assert card.startswith("# mini-world-90: ") and "ground plane, 1–4\nbuilt-in objects" in card
+    assert "`--model mini-world-90`" in card
 
 
 def test_init_continues_an_exported_prior(tmp_path):

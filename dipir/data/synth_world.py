@@ -299,18 +299,26 @@ _TRUTH_TYPES = {"split": (str, "a string"), "seed": (int, "an integer"), "captio
                 "sun_elevation_deg": ((int, float), "a number")}
 
 
+def read_world(out: str | Path) -> dict | None:
+    """The config a folder's scenes were written with (`OUT/world.json`), or None for a folder from
+    before that file. A field added after a folder was written is absent from its world.json: its
+    scenes were written with that field's default."""
+    from dipir.io import as_read_back, read_json_object, with_defaults
+
+    path = Path(out) / WORLD_FILE
+    return as_read_back(with_defaults(WorldConfig, read_json_object(path))) if path.is_file() else None
+
+
 def _same_world(out: Path, cfg: WorldConfig) -> None:
     """Refuse to add scenes to a folder written with another config (`OUT/world.json`; a folder from
     before that file is compared by the image size its scenes record), then record this one."""
     from dipir.errors import DipirError
-    from dipir.io import as_read_back, read_json_object, with_defaults
+    from dipir.io import as_read_back
 
     want = as_read_back(dataclasses.asdict(cfg))
     path = out / WORLD_FILE
-    if path.is_file():
-        # A field added after a folder was written is absent from its world.json: its scenes were
-        # written with that field's default.
-        have = as_read_back(with_defaults(WorldConfig, read_json_object(path)))
+    have = read_world(out)
+    if have is not None:
         for k, v in want.items():
             if have.get(k) != v:
                 raise DipirError(f"these scenes were written with {k}={have.get(k)!r}, not {v!r}; write to "

@@ -157,11 +157,28 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
         write_prompts(tmp, CAPTION_PROMPTS)  # runs exported before priors declared their prompts too
         if (run_out / "loss.png").is_file():
             shutil.copy(run_out / "loss.png", tmp / "loss.png")
-        (tmp / "MODEL_CARD.md").write_text(model_card(meta, size, check, data_command, train_command))
+        (tmp / "MODEL_CARD.md").write_text(model_card(meta, size, check, data_command, train_command, _load_name(dest)))
     return dest
 
 
-def model_card(meta: dict, size: int, check: dict | None, data_command: str, train_command: str) -> str:
+def _load_name(dest: Path) -> str:
+    """What `--model` takes to load a prior shipped to `dest`: its name in the registry, else its path."""
+    from dipir.guidance.registry import PRIORS_DIR
+
+    return dest.name if dest.resolve().parent == PRIORS_DIR.resolve() else str(dest)
+
+
+def _objects_text(seeds: dict) -> str:
+    """The objects a training scene held, as the run recorded them from its data's world.json. A run
+    that did not record them trained on a folder from before world.json: the default world's."""
+    from dipir.data.synth_world import WorldConfig
+
+    lo, hi = seeds.get("objects") or (WorldConfig.min_objects, WorldConfig.max_objects)
+    return f"{lo}–{hi}" if lo != hi else f"{lo}"
+
+
+def model_card(meta: dict, size: int, check: dict | None, data_command: str, train_command: str,
+               name: str = "mini-world") -> str:
     cfg = meta.get("config", {})
     m = cfg.get("model", {})
     seeds = meta.get("data_seeds", {})
@@ -173,11 +190,11 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
     lr = _lr_text(next((r for r in reversed(meta.get("runs", [])) if "lr" in r), cfg))
     lr = lr if len(runs) <= 1 else f"{lr} in the last of {len(runs)} runs"
     lines = [
-        "# mini-world: a pixel-space diffusion prior trained on the mini world",
+        f"# {Path(name).name}: a pixel-space diffusion prior trained on the mini world",
         "",
         "A small diffusers `UNet2DConditionModel` (pixel space, no VAE; `IFPipeline` layout) trained by",
-        "`dipir prior train` on path-traced mini-world scenes (`dipir synth world`): ground plane, 1–4",
-        "built-in objects, sun + sky. Load it with `--model mini-world`. Pixels in [−1, 1], sRGB.",
+        f"`dipir prior train` on path-traced mini-world scenes (`dipir synth world`): ground plane, {_objects_text(seeds)}",
+        f"built-in objects, sun + sky. Load it with `--model {name}`. Pixels in [−1, 1], sRGB.",
         "",
         "| | |",
         "|---|---|",
@@ -241,7 +258,7 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         if not passes:
             lines += ["", "## Status: not a working prior", "",
                       "It fails its check, so DiPIR runs with it are NOT evidence that the guidance recovers "
-                      "lighting. It ships so `--model mini-world` and the mini-world suites run end to end, and "
+                      f"lighting. It ships so `--model {name}` and the mini-world suites run end to end, and "
                       "as the starting point to resume training from."]
     else:
         lines.append("Not checked.")

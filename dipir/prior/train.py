@@ -110,12 +110,16 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 class PriorTrainer:
     def __init__(self, data: str | Path, out: str | Path, cfg: PriorTrainConfig):
+        from dipir.data.synth_world import read_world
         from dipir.prior.data import load_training_images
 
         self.cfg, self.out = cfg, Path(out)
         loaded = load_training_images(data, cfg.model.image_size, sun=cfg.sun_weight > 0)
         self.images, self.regions, captions, seeds, self.sun = loaded
         self.data_seeds = {"first": min(seeds), "last": max(seeds), "scenes": len(set(seeds))}
+        world = read_world(data)
+        if world is not None:  # the model card says which world the prior learnt (objects a scene)
+            self.data_seeds["objects"] = [world["min_objects"], world["max_objects"]]
         self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
         uniq = sorted(set(captions)) + [""]
         emb = encode(self.tokenizer, self.text_encoder, uniq)
