@@ -137,11 +137,11 @@ def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
 
 
 def test_elevation_bands_are_15_degrees_wide():
-    from dipir.prior.check import _elevation_bands, elevation_band
+    from dipir.prior.check import elevation_band, elevation_bands
 
     assert [elevation_band(e) for e in (14.9, 15.0, 44.99, 59.9)] == ["0-15", "15-30", "30-45", "45-60"]
     rows = [{"sun_elevation_deg": e, "truth_wins": w} for e, w in ((50.0, False), (20.0, True), (55.0, True))]
-    assert _elevation_bands(rows) == {"15-30": [True], "45-60": [False, True]}
+    assert elevation_bands(rows) == {"15-30": [True], "45-60": [False, True]}
 
 
 def test_a_scene_without_a_numeric_sun_elevation_is_one_line(held_out_world, tiny_prior, tmp_path):
@@ -262,6 +262,30 @@ def test_ship_quotes_only_a_check_of_the_weights_it_ships(held_out_world, tiny_p
     with pytest.raises(DipirError, match="damaged or incomplete"):
         ship_prior(run, tmp_path / "d5")  # no check given: the weights are still loaded before shipping
     assert not (tmp_path / "d5").exists()
+
+
+def test_ship_pools_checks_of_disjoint_held_out_sets_into_the_card(held_out_world, tiny_prior, tmp_path):
+    # Several sets make one verdict on all their pairs; the card lists each set with the command
+    # that writes its scenes. Each check must still be of the weights shipped.
+    from dipir.data.synth_world import HELD_OUT_START, WorldConfig, write_world
+    from dipir.errors import DipirError
+    from dipir.prior.card import ship_prior
+    from dipir.prior.check import PriorCheckConfig, check_prior
+
+    other = tmp_path / "other"
+    write_world(other, 1, seed=HELD_OUT_START + 2, cfg=WorldConfig(width=16, height=16, spp=4))
+    cfg = PriorCheckConfig(n_noise=2, spp=4)
+    a = check_prior(tiny_prior, held_out_world, cfg, out_json=tmp_path / "a.json", log=lambda s: None)
+    b = check_prior(tiny_prior, other, cfg, out_json=tmp_path / "b.json", log=lambda s: None)
+    card = (ship_prior(tiny_prior.parent, tmp_path / "dest", [tmp_path / "a.json", tmp_path / "b.json"])
+            / "MODEL_CARD.md").read_text()
+    wins = a["truth_wins"] + b["truth_wins"]
+    assert "On 3 held-out scenes (2 sets, pooled)" in card and f"**{wins}/6 pairs" in card
+    assert "- 2 scenes, `dipir synth world DIR --count 2 --seed 1000000`: " in card
+    assert "- 1 scenes, `dipir synth world DIR --count 1 --seed 1000002`: " in card
+    with pytest.raises(DipirError, match=r"a\.json: pairs_detail: 2 scenes, the first world_1000000, are also in"):
+        ship_prior(tiny_prior.parent, tmp_path / "dest2", [tmp_path / "a.json", tmp_path / "a.json"])
+    assert not (tmp_path / "dest2").exists()
 
 
 def test_card_names_the_checked_scenes_from_their_seeds():

@@ -1,4 +1,4 @@
-"""`dipir prior train|check|forms|ship`: the mini world's pixel-space diffusion prior."""
+"""`dipir prior train|check|compare|pool|forms|ship`: the mini world's pixel-space diffusion prior."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     _ship_command(prior_app)
     _forms_command(prior_app)
     _compare_command(prior_app)
+    _pool_command(prior_app)
 
     @prior_app.command("train")
     def train(
@@ -90,25 +91,51 @@ def register(app: typer.Typer) -> None:
         cfg = PriorCheckConfig(max_scenes=max_scenes)
         if n_noise is not None:
             cfg.n_noise = n_noise
-        res = check_prior(model, data, cfg, out_json, log=typer.echo)
-        by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
-        lo, hi = res["fraction_ci"]
-        typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
-                   f"[95% CI over scenes {lo:.0%}–{hi:.0%}] ({by}) on {res['scenes']} held-out scenes, t fraction {res['t_range'][0]:g}–{res['t_range'][1]:g}")
-        bands = ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items())
-        typer.echo(f"by t band: {bands}")
+        _print_check(check_prior(model, data, cfg, out_json, log=typer.echo))
+
+
+def _print_check(res: dict) -> None:
+    """A check's (or a pooled check's) summary: the fraction, its breakdowns, the verdict."""
+    by = ", ".join(f"{k}°: {v:.0%}" for k, v in res["fraction_by_rotation"].items())
+    lo, hi = res["fraction_ci"]
+    typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
+               f"[95% CI over scenes {lo:.0%}–{hi:.0%}] ({by}) on {res['scenes']} held-out scenes, t fraction "
+               f"{res['t_range'][0]:g}–{res['t_range'][1]:g}")
+    if res.get("fraction_by_t_band"):  # per set only: a pooled check has no draws
+        typer.echo("by t band: " + ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items()))
+    if res.get("fraction_by_sun_elevation"):
         typer.echo("by sun elevation: " + ", ".join(f"{k}°: {v:.0%} of {res['pairs_by_sun_elevation'][k]}"
                                                     for k, v in res["fraction_by_sun_elevation"].items()))
-        if res["complexity_correlation"] is not None:
-            typer.echo(f"correlation of the loss difference with the edge-energy difference: "
-                       f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")
-        adj = res["detail_adjusted"]
-        if adj is not None and adj["t"] is not None:
-            typer.echo(f"at equal detail (least-squares fit over pairs): truth's loss margin {adj['margin']:.2e}, "
-                       f"t = {adj['t']:.1f}; truth wins {adj['fraction']:.0%} with the detail term removed (diagnostic)")
-        bar = res["bar"]
-        typer.echo(f"{'PASSES' if res['passes'] else 'FAILS'} the bar (truth wins >= {bar['fraction']:.0%} "
-                   f"of >= {bar['min_pairs']} pairs)")
+    if res.get("complexity_correlation") is not None:
+        typer.echo(f"correlation of the loss difference with the edge-energy difference: "
+                   f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")
+    adj = res.get("detail_adjusted")
+    if adj is not None and adj["t"] is not None:
+        typer.echo(f"at equal detail (least-squares fit over pairs): truth's loss margin {adj['margin']:.2e}, "
+                   f"t = {adj['t']:.1f}; truth wins {adj['fraction']:.0%} with the detail term removed (diagnostic)")
+    bar = res["bar"]
+    typer.echo(f"{'PASSES' if res['passes'] else 'FAILS'} the bar (truth wins >= {bar['fraction']:.0%} "
+               f"of >= {bar['min_pairs']} pairs)")
+
+
+def _pool_command(prior_app: typer.Typer) -> None:
+    @prior_app.command("pool")
+    def pool(
+        checks: list[Path] = typer.Argument(..., help="`dipir prior check --json` of one prior on disjoint held-out sets."),
+        out_json: Path = typer.Option(None, "--json", help="Write the pooled check here (readable by `prior compare`)."),
+    ) -> None:
+        """One prior's checks on disjoint held-out sets as one verdict on all their pairs."""
+        import json
+
+        from dipir.prior.pool import pool_check_files
+
+        res = pool_check_files(checks)
+        for x in res["sets"]:
+            lo, hi = x["fraction_ci"] or (float("nan"), float("nan"))
+            typer.echo(f"  {x['json']}: {x['truth_wins']}/{x['pairs']} = {x['fraction']:.1%} [{lo:.0%}–{hi:.0%}]")
+        _print_check(res)
+        if out_json:
+            out_json.write_text(json.dumps(res, indent=1))
 
 
 def _compare_command(prior_app: typer.Typer) -> None:
@@ -182,7 +209,8 @@ def _ship_command(prior_app: typer.Typer) -> None:
     def ship(
         run: Path = typer.Argument(..., help="The --out folder of `dipir prior train`."),
         dest: Path = typer.Option(..., "--dest", help="Where the prior goes (e.g. dipir/guidance/priors/mini-world)."),
-        check_json: Path = typer.Option(None, "--check", help="The --json of `dipir prior check` (goes in the card)."),
+        check_json: list[Path] = typer.Option(None, "--check", help="The --json of `dipir prior check` (goes in the "
+                                              "card); given again for more disjoint held-out sets, the card pools them."),
         data_command: str = typer.Option("", "--data-command", help="The command that wrote the training data."),
         train_command: str = typer.Option("", "--train-command", help="The training command."),
     ) -> None:

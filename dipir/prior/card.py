@@ -105,11 +105,16 @@ _META_FIELDS = {
 
 def _validate(data: dict, fields: dict, path: Path) -> None:
     for key, (required, ok, what) in fields.items():
-        if key not in data and not required:
+        if data.get(key) is None and not required:  # absent, or none to report (too few pairs for a fit)
             continue
         if not ok(data.get(key)):
             hint = " (checks written before it was recorded: run `dipir prior check` again)" if key == "weights" else ""
             raise DipirError(f"{'missing or ' if required else ''}not {what}{hint}", path, key)
+
+
+def validate_check(check: dict, path: Path) -> None:
+    """A check's fields the card quotes are there and of their types (one line naming the field if not)."""
+    _validate(check, _CHECK_FIELDS, path)
 
 
 def _held_out_command(seeds: list[int] | None) -> str:
@@ -121,20 +126,30 @@ def _held_out_command(seeds: list[int] | None) -> str:
     return f"{len(seeds)} scenes of seeds {min(seeds)}–{max(seeds)}, not consecutive (see the check's JSON)"
 
 
+def _set_text(summary: dict) -> str:
+    """One pooled set, as the command that writes its scenes when they are consecutive seeds."""
+    lo_hi, n = summary.get("seeds"), summary["scenes"]
+    if not lo_hi:
+        return f"{n} scenes (seeds not recorded)"
+    if summary.get("consecutive"):
+        return f"{n} scenes, `dipir synth world DIR --count {n} --seed {lo_hi[0]}`"
+    return f"{n} scenes of seeds {lo_hi[0]}–{lo_hi[1]}, not consecutive"
+
+
 def read_check(path: str | Path, model: Path) -> dict:
     """A `dipir prior check --json` result, refused (one line naming the file and field) when it is
     not one or when it checked other weights than `model`'s: a card must not quote a stale check."""
     from dipir.guidance.registry import local_model_digest
 
     check = read_json_object(path, "a `dipir prior check --json` result")
-    _validate(check, _CHECK_FIELDS, Path(path))
+    validate_check(check, Path(path))
     if check["weights"] != local_model_digest(str(model)):
         raise DipirError(f"this check is of other weights than {model} (retrained since?); run `dipir prior check` "
                          "on them", path, "weights")
     return check
 
 
-def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | None = None,
+def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | list | None = None,
                data_command: str = "", train_command: str = "") -> Path:
     run_out, dest = Path(run_out), Path(dest)
     model = run_out / "model"
@@ -148,7 +163,14 @@ def ship_prior(run_out: str | Path, dest: str | Path, check_json: str | Path | N
     size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file())
     if size > MAX_BYTES:
         raise DipirError(f"prior is {size / 2**20:.1f} MiB, over the 20 MiB budget", model, "model")
-    check = read_check(check_json, model) if check_json else None
+    paths = [check_json] if isinstance(check_json, (str, Path)) else list(check_json or [])
+    checks = [(Path(p), read_check(p, model)) for p in paths]
+    if len(checks) > 1:  # disjoint held-out sets: one verdict on all their pairs
+        from dipir.prior.pool import pool_checks
+
+        check = pool_checks(checks)
+    else:
+        check = checks[0][1] if checks else None
     from dipir.prior.model import load_prior
 
     load_prior(model)  # weights that do not load are not shipped (a damaged copy is named here)
@@ -226,8 +248,10 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
 
         by = ", ".join(f"{k}°: {v:.0%}" for k, v in check.get("fraction_by_rotation", {}).items())
         passes = check_passes(check)
+        sets = check.get("sets") or []
+        where = f"{check['scenes']} held-out scenes" + (f" ({len(sets)} sets, pooled)" if sets else "")
         lines += [
-            f"On {check['scenes']} held-out scenes, the true composite has a lower denoising loss than the",
+            f"On {where}, the true composite has a lower denoising loss than the",
             f"composite lit by the sun rotated 90° / 180° in azimuth in **{check['truth_wins']}/{check['pairs']} "
             f"pairs = {check['fraction']:.1%}**{_ci(check)} ({by}; t fraction {check['t_range'][0]:g}–{check['t_range'][1]:g}, "
             f"{check['n_noise']} noise draws per composite). The bar is ≥ {PASS_FRACTION:.0%} on ≥ {MIN_PAIRS} pairs: "
@@ -252,9 +276,15 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
             lines += ["", f"At equal detail (a least-squares line through the pairs), the truth keeps a loss margin of "
                       f"{adj['margin']:.2e} (t = {adj['t']:.1f}); with the detail term removed it wins "
                       f"{adj['fraction']:.0%} of the pairs. This is a diagnostic, not the verdict."]
-        lines += ["", "Check command: `dipir prior check <this folder> --data <held-out scenes> "
-                  f"--max-scenes {check['scenes']} --n-noise {check['n_noise']}` (held-out scenes: "
-                  f"{_held_out_command(check.get('seeds'))})."]
+        if sets:
+            lines += ["", "The sets, each on its own (`dipir prior pool` of their checks gives the pooled verdict):", ""]
+            lines += [f"- {_set_text(x)}: {x['truth_wins']}/{x['pairs']} = {x['fraction']:.1%}{_ci(x)}" for x in sets]
+            lines += ["", "Check command, per set: `dipir prior check <this folder> --data <held-out scenes> "
+                      f"--max-scenes <scenes> --n-noise {check['n_noise']} --json <set>.json`."]
+        else:
+            lines += ["", "Check command: `dipir prior check <this folder> --data <held-out scenes> "
+                      f"--max-scenes {check['scenes']} --n-noise {check['n_noise']}` (held-out scenes: "
+                      f"{_held_out_command(check.get('seeds'))})."]
         if not passes:
             lines += ["", "## Status: not a working prior", "",
                       "It fails its check, so DiPIR runs with it are NOT evidence that the guidance recovers "

@@ -216,7 +216,7 @@ def elevation_band(elevation_deg: float) -> str:
     return f"{lo:g}-{lo + ELEVATION_BAND_DEG:g}"
 
 
-def _elevation_bands(rows: list[dict]) -> dict[str, list[bool]]:
+def elevation_bands(rows: list[dict]) -> dict[str, list[bool]]:
     """The pairs' verdicts by the true sun's elevation band, lowest band first."""
     bands: dict[str, list[bool]] = {}
     for r in sorted(rows, key=lambda r: r["sun_elevation_deg"]):
@@ -259,7 +259,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
     wins = sum(r["truth_wins"] for r in rows)
-    elevation = _elevation_bands(rows)
+    elevation = elevation_bands(rows)
     per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
                for d in cfg.rotations_deg}
     res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "seeds": seeds, "pairs": len(rows), "truth_wins": wins,

@@ -14,7 +14,7 @@ from dipir.errors import DipirError
 from dipir.io import read_json_object
 
 
-def _pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
+def check_pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
     rows = check.get("pairs_detail")
     if not isinstance(rows, list) or not rows:
         raise DipirError("no pairs (write it with `dipir prior check --json`)", path, "pairs_detail")
@@ -36,7 +36,7 @@ def compare_checks(path_a: str | Path, path_b: str | Path) -> dict:
         if a.get(key) != b.get(key):
             raise DipirError(f"not the same check: {key} {a.get(key)} in {path_a.name} against {b.get(key)}",
                              path_b, key)
-    pa, pb = _pairs(a, path_a), _pairs(b, path_b)
+    pa, pb = check_pairs(a, path_a), check_pairs(b, path_b)
     if set(pa) != set(pb):
         only = len(set(pa) ^ set(pb))
         raise DipirError(f"not the same pairs as {path_a} ({only} pairs in only one; check both on the same "
