@@ -281,8 +281,8 @@ def test_ship_pools_checks_of_disjoint_held_out_sets_into_the_card(held_out_worl
             / "MODEL_CARD.md").read_text()
     wins = a["truth_wins"] + b["truth_wins"]
     assert "On 3 held-out scenes (2 sets, pooled)" in card and f"**{wins}/6 pairs" in card
-    assert "- 2 scenes, `dipir synth world DIR --count 2 --seed 1000000`: " in card
-    assert "- 1 scenes, `dipir synth world DIR --count 1 --seed 1000002`: " in card
+    assert "- 2 scenes (`dipir synth world DIR --count 2 --seed 1000000`): " in card
+    assert "- 1 scenes (`dipir synth world DIR --count 1 --seed 1000002`): " in card
     with pytest.raises(DipirError, match=r"a\.json: pairs_detail: 2 scenes, the first world_1000000, are also in"):
         ship_prior(tiny_prior.parent, tmp_path / "dest2", [tmp_path / "a.json", tmp_path / "a.json"])
     assert not (tmp_path / "dest2").exists()

@@ -126,16 +126,6 @@ def _held_out_command(seeds: list[int] | None) -> str:
     return f"{len(seeds)} scenes of seeds {min(seeds)}–{max(seeds)}, not consecutive (see the check's JSON)"
 
 
-def _set_text(summary: dict) -> str:
-    """One pooled set, as the command that writes its scenes when they are consecutive seeds."""
-    lo_hi, n = summary.get("seeds"), summary["scenes"]
-    if not lo_hi:
-        return f"{n} scenes (seeds not recorded)"
-    if summary.get("consecutive"):
-        return f"{n} scenes, `dipir synth world DIR --count {n} --seed {lo_hi[0]}`"
-    return f"{n} scenes of seeds {lo_hi[0]}–{lo_hi[1]}, not consecutive"
-
-
 def read_check(path: str | Path, model: Path) -> dict:
     """A `dipir prior check --json` result, refused (one line naming the file and field) when it is
     not one or when it checked other weights than `model`'s: a card must not quote a stale check."""
@@ -278,7 +268,8 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
                       f"{adj['fraction']:.0%} of the pairs. This is a diagnostic, not the verdict."]
         if sets:
             lines += ["", "The sets, each on its own (`dipir prior pool` of their checks gives the pooled verdict):", ""]
-            lines += [f"- {_set_text(x)}: {x['truth_wins']}/{x['pairs']} = {x['fraction']:.1%}{_ci(x)}" for x in sets]
+            lines += [f"- {x['scenes']} scenes ({_held_out_command(x.get('seeds'))}): {x['truth_wins']}/{x['pairs']} = "
+                      f"{x['fraction']:.1%}{_ci(x)}" for x in sets]
             lines += ["", "Check command, per set: `dipir prior check <this folder> --data <held-out scenes> "
                       f"--max-scenes <scenes> --n-noise {check['n_noise']} --json <set>.json`."]
         else:
