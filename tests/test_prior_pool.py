@@ -76,3 +76,23 @@ def test_pool_needs_two_checks(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["prior", "pool", str(a)])
     assert exc.value.code == 2 and "pooling needs two or more checks" in capsys.readouterr().err
+
+
+def test_pool_splits_by_t_band_weighted_by_each_sets_pairs(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    # 48 pairs winning 75 % of the low band and 96 pairs winning 90 %: (36 + 86.4) / 144 = 85 %.
+    bands_a, bands_b = {"0.02-0.21": 0.75, "0.21-0.41": 0.5}, {"0.02-0.21": 0.9, "0.21-0.41": 0.8}
+    a = _write(tmp_path, "a.json", _check(1000600, [True] * 48, fraction_by_t_band=bands_a))
+    b = _write(tmp_path, "b.json", _check(1000800, [True] * 96, fraction_by_t_band=bands_b))
+    with pytest.raises(SystemExit):
+        main(["prior", "pool", str(a), str(b), "--json", str(tmp_path / "pooled.json")])
+    assert "by t band: 0.02-0.21: 85%, 0.21-0.41: 70%" in capsys.readouterr().out
+    pooled = json.loads((tmp_path / "pooled.json").read_text())
+    assert pooled["fraction_by_t_band"] == pytest.approx({"0.02-0.21": 0.85, "0.21-0.41": 0.7})
+    # A set without the split (or with other bands) leaves the pooled check without one, not a partial one.
+    c = _write(tmp_path, "c.json", _check(1001000, [True] * 48))
+    with pytest.raises(SystemExit):
+        main(["prior", "pool", str(a), str(b), str(c), "--json", str(tmp_path / "pooled.json")])
+    assert "by t band" not in capsys.readouterr().out
+    assert "fraction_by_t_band" not in json.loads((tmp_path / "pooled.json").read_text())

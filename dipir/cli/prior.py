@@ -101,7 +101,7 @@ def _print_check(res: dict) -> None:
     typer.echo(f"truth wins {res['truth_wins']}/{res['pairs']} pairs = {res['fraction']:.1%} "
                f"[95% CI over scenes {lo:.0%}–{hi:.0%}] ({by}) on {res['scenes']} held-out scenes, t fraction "
                f"{res['t_range'][0]:g}–{res['t_range'][1]:g}")
-    if res.get("fraction_by_t_band"):  # per set only: a pooled check has no draws
+    if res.get("fraction_by_t_band"):
         typer.echo("by t band: " + ", ".join(f"{k}: {v:.0%}" for k, v in res["fraction_by_t_band"].items()))
     if res.get("fraction_by_sun_elevation"):
         typer.echo("by sun elevation: " + ", ".join(f"{k}°: {v:.0%} of {res['pairs_by_sun_elevation'][k]}"

@@ -26,8 +26,19 @@ def _set_summary(path: Path, check: dict) -> dict:
             "seeds": check.get("seeds"), "passes": check.get("passes")}
 
 
+def _t_bands(checks: list[tuple[Path, dict]]) -> dict | None:
+    """Each third of the t range over all sets: a set's band fraction is over all its pairs (the band
+    holds the draws whose t falls in it; the t range is checked equal), so the pooled one is the
+    pair-weighted mean. None when a set has no split or other bands."""
+    bands = [c.get("fraction_by_t_band") for _, c in checks]
+    if not all(bands) or any(set(b) != set(bands[0]) for b in bands):
+        return None
+    total = sum(c["pairs"] for _, c in checks)
+    return {k: float(sum(b[k] * c["pairs"] for b, (_, c) in zip(bands, checks)) / total) for k in bands[0]}
+
+
 def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
-    """The checks' pairs as one check: fraction, scene-bootstrap CI, by rotation and sun elevation,
+    """The checks' pairs as one check: fraction, scene-bootstrap CI, by rotation, t band and sun elevation,
     the detail diagnostics, the verdict, and `sets` (each input's own numbers)."""
     from dipir.prior.card import validate_check
     from dipir.prior.check import complexity_correlation, detail_adjusted, elevation_bands, passes, scene_bootstrap_ci
@@ -69,6 +80,9 @@ def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
         bands = elevation_bands(rows)
         res["fraction_by_sun_elevation"] = {k: float(np.mean(w)) for k, w in bands.items()}
         res["pairs_by_sun_elevation"] = {k: len(w) for k, w in bands.items()}
+    t_bands = _t_bands(checks)
+    if t_bands:
+        res["fraction_by_t_band"] = t_bands
     if all("edges_truth" in r for r in rows):
         res["complexity_correlation"] = complexity_correlation(rows)
         res["detail_adjusted"] = detail_adjusted(rows)
