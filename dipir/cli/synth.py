@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from dipir.cli.params import MAX_COUNT, SEED, Float, Int, OutDir, arg, opt
+from dipir.data.synth_world import MAX_OBJECTS, WorldConfig  # numpy only: the help text's limit and default
+
+_DEFAULT_OBJECTS = f"{WorldConfig.min_objects}-{WorldConfig.max_objects}"
 
 
 def register(app: typer.Typer) -> None:
@@ -78,13 +81,13 @@ def _world_command(synth_app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="First scene seed; seeds >= 1000000 are the held-out split."),
         size: str = typer.Option("32x32", "--size", help="Image WxH."),
         spp: int = typer.Option(64, "--spp", min=1, help="Path-tracing samples per pixel."),
-        objects: str = typer.Option("1-4", "--objects", help="Objects per training scene, MIN-MAX (at most 6); "
-                                    "held-out scenes keep at least 2."),
+        objects: str = typer.Option(_DEFAULT_OBJECTS, "--objects", help="Objects per training scene, MIN-MAX "
+                                    f"(at most {MAX_OBJECTS}); held-out scenes keep at least 2."),
     ) -> None:
         """The mini world: path-traced ground + objects + sun/sky scenes with known lighting."""
         import time
 
-        from dipir.data.synth_world import HELD_OUT_START, MAX_OBJECTS, WorldConfig, write_world
+        from dipir.data.synth_world import HELD_OUT_START, write_world
 
         w, h = _pair(size, "--size", (8, 1024), (8, 1024))
         lo, hi = _pair(objects, "--objects", (1, MAX_OBJECTS), (1, MAX_OBJECTS), sep="-")
