@@ -174,6 +174,17 @@ def test_each_run_is_recorded_and_the_card_lists_them(tmp_path):
     assert meta["runs"][0] == {"steps": [0, 3], "recorded": False} and meta["runs"][1]["lr"] == 1e-4
     assert "steps 0–3: settings not recorded" in model_card(meta, 1, None, "", "")
 
+    # Runs recorded before their image size was: resumed, they get the size the checkpoint trained at
+    # (one model config per checkpoint), so the card does not lose it; unrecorded runs stay unknown.
+    st = torch.load(ck, weights_only=False)
+    for r in st["runs"]:
+        r.pop("image_size", None)
+    torch.save(st, ck)
+    PriorTrainer(data, tmp_path / "o", _cfg(5, lr=1e-4)).run(progress=False)
+    meta = json.loads((tmp_path / "o" / "model" / "dipir_prior.json").read_text())
+    assert [r.get("image_size") for r in meta["runs"]] == [None, 16, 16]
+    assert "steps 3–4: lr 0.0001, batch 3 at 16 px" in model_card(meta, 1, None, "", "")
+
 
 @pytest.mark.parametrize("damage,words", [
     (lambda p: p.write_bytes(p.read_bytes()[:5000]), "unreadable checkpoint"),

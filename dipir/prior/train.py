@@ -104,6 +104,15 @@ class PriorTrainConfig:
         return dataclasses.asdict(self)
 
 
+def _sized(runs: list[dict], image_size: int | None) -> list[dict]:
+    """Runs recorded before their image size was: the size the weights were trained at (one model config
+    per checkpoint or export, so every such run had it); unrecorded runs stay unknown."""
+    for r in runs:
+        if r.get("recorded", True) is not False:
+            r.setdefault("image_size", image_size)
+    return runs
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
@@ -238,7 +247,8 @@ class PriorTrainer:
             self.kept_heads = {"sun_head": st["sun_head"], "sun_opt": st["sun_opt"]}
         self.sun_losses = list(st.get("sun_losses", []))  # the history, whichever heads wrote it
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
-        self.runs = st.get("runs") or [{"steps": [0, self.step], "recorded": False}]
+        self.runs = _sized(st.get("runs") or [{"steps": [0, self.step], "recorded": False}],
+                           with_defaults(PriorModelConfig, st["model"]).get("image_size"))
         return True
 
     def _start_from(self, model: str) -> dict:
@@ -282,9 +292,8 @@ class PriorTrainer:
         self.wall_s = float(meta.get("wall_s", 0.0))
         self.runs = [r for r in meta.get("runs") or [] if isinstance(r, dict)] or (
             [{"steps": [0, step], "recorded": False}] if step else [])
-        for r in self.runs:  # runs recorded before their size was: the size the prior was trained at
-            if trained is not None and r.get("recorded", True) is not False:
-                r.setdefault("image_size", trained.get("image_size"))
+        if trained is not None:
+            self.runs = _sized(self.runs, trained.get("image_size"))
         digest = local_model_digest(str(folder))
         if self.sun_head is not None:
             self.notices.append(f"{folder}: sun_head: --init carries the UNet only (heads do not ship): "
