@@ -33,6 +33,7 @@ def main() -> None:
         denoising_losses,
         held_out_folders,
         noise_seed,
+        t_bands,
         timesteps,
     )
     from dipir.prior.model import load_prior
@@ -43,7 +44,7 @@ def main() -> None:
     t = timesteps(cfg, sched.config.num_train_timesteps)
     a = sched.alphas_cumprod.float()[t].numpy()
     tfrac = t.numpy() / sched.config.num_train_timesteps
-    band = np.minimum(np.floor((tfrac - cfg.t_lo) / (cfg.t_hi - cfg.t_lo) * 3).astype(int), 2)  # as the check's split
+    band = t_bands(tfrac, cfg)  # the check's split
     truth_loss, diffs = [], []
     for i, folder in enumerate(held_out_folders(args.data, args.max_scenes)):
         imgs, cap = composites(folder, cfg, size)

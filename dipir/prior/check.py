@@ -193,12 +193,15 @@ def scene_bootstrap_ci(wins: np.ndarray, n_boot: int = 2000, confidence: float =
     return float(lo), float(hi)
 
 
+def t_bands(tfrac: np.ndarray, cfg: PriorCheckConfig) -> np.ndarray:
+    """Each draw's third of the t range, 0–2 (the last third includes t_hi)."""
+    return np.minimum(np.floor((tfrac - cfg.t_lo) / max(cfg.t_hi - cfg.t_lo, 1e-12) * 3).astype(int), 2)
+
+
 def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarray, cfg: PriorCheckConfig) -> dict:
-    """Share of pairs the truth wins on the draws whose t falls in each third of the range (the last
-    third includes t_hi)."""
+    """Share of pairs the truth wins on the draws whose t falls in each third of the range."""
     edges = np.linspace(cfg.t_lo, cfg.t_hi, 4)
-    band = np.floor((tfrac - cfg.t_lo) / max(cfg.t_hi - cfg.t_lo, 1e-12) * 3).astype(int)
-    band[band == 3] = 2
+    band = t_bands(tfrac, cfg)
     out = {}
     for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
         m = band == k

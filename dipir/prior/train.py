@@ -247,8 +247,8 @@ class PriorTrainer:
             self.kept_heads = {"sun_head": st["sun_head"], "sun_opt": st["sun_opt"]}
         self.sun_losses = list(st.get("sun_losses", []))  # the history, whichever heads wrote it
         # Checkpoints from before the history was kept: their steps' settings are unknown, not the last run's.
-        self.runs = _sized(st.get("runs") or [{"steps": [0, self.step], "recorded": False}],
-                           with_defaults(PriorModelConfig, st["model"]).get("image_size"))
+        # Its model config is this run's (checked above), so its size is ours.
+        self.runs = _sized(st.get("runs") or [{"steps": [0, self.step], "recorded": False}], self.cfg.model.image_size)
         return True
 
     def _start_from(self, model: str) -> dict:
