@@ -445,7 +445,9 @@ def test_plain_levels_drop_attention_from_the_finest_levels_and_old_configs_resu
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),
                                        ({"focus_frac": 1.5}, "focus_frac"), ({"region_weight": -1.0}, "region_weight"),
                                        ({"sun_weight": -1.0}, "sun_weight"), ({"sun_taps": ()}, "sun_taps"),
-                                       ({"sun_taps": ("up0",)}, "sun_taps")])
+                                       ({"sun_taps": ("up0",)}, "sun_taps"),
+                                       ({"sun_weight": 0.3, "sun_signal_power": -1.0}, "sun_signal_power"),
+                                       ({"sun_signal_power": 0.5}, "sun_signal_power")])
 def test_train_config_refuses_settings_it_cannot_train_with(kw, field):
     # Refused when the config is made (the CLI, a script, a test), before any data is read.
     from dipir.errors import DipirError
@@ -578,6 +580,33 @@ def test_sun_weight_trains_a_head_that_reaches_the_unet_and_does_not_ship(tmp_pa
     assert "auxiliary sun-direction loss × 0.5" in model_card(meta, 1, None, "", "")
     with pytest.raises(DipirError, match="sun_weight"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, sun_weight=-1.0))
+
+
+def test_sun_signal_power_weighs_the_heads_loss_by_a_power_of_alpha_bar(tmp_path, monkeypatch):
+    # The head's loss at t weighs ᾱ_t ** p (p = 1 by default, as before the option); the run and the card
+    # record a p other than 1.
+    import dipir.prior.sun_head as sun_head
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer, _step_generator
+
+    data = _fake_world(tmp_path / "data", n=3)
+    real_loss = sun_head.sun_loss
+    for p in (1.0, 0.5, 0.0):
+        seen = []
+        monkeypatch.setattr(sun_head, "sun_loss",
+                            lambda pred, sun, signal: seen.append(signal) or real_loss(pred, sun, signal))
+        tr = PriorTrainer(data, tmp_path / f"p{p}", _cfg(1, sun_weight=0.5, sun_signal_power=p))
+        tr.run(progress=False)
+        g = _step_generator(0, 0)  # step 0's draws, in the trainer's order
+        torch.randint(len(tr.images), (3,), generator=g)
+        torch.rand(3, generator=g)  # flips
+        torch.rand(3, generator=g)  # empty captions
+        t = tr.timesteps(3, g)
+        assert torch.allclose(seen[0], tr.alphas[t] ** p)
+        rec = tr.runs[-1]
+        assert ("sun_signal_power" in rec) == (p != 1.0)
+        meta = json.loads((tmp_path / f"p{p}" / "model" / "dipir_prior.json").read_text())
+        assert ("weighted by ᾱ^0.5" in model_card(meta, 1, None, "", "")) == (p == 0.5)
 
 
 def test_sun_taps_put_heads_on_decoder_levels_and_old_checkpoints_resume(tmp_path):

@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
         sun_taps: str = typer.Option("mid", "--sun-taps",
                                      help="Where the sun heads read the UNet: mid (the bottleneck) and/or up0, "
                                      "up1, ... (up blocks, coarsest first), comma-separated."),
+        sun_signal_power: float = typer.Option(1.0, "--sun-signal-power", min=0.0,
+                                               help="The sun heads' loss at t weighs ᾱ_t to this power: 1 leans "
+                                               "on small t, 0.5 less so, 0 weighs every t alike."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
         plain_levels: int = typer.Option(1, "--plain-levels", help="How many of the finest UNet levels have "
@@ -66,6 +69,7 @@ def register(app: typer.Typer) -> None:
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                                snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac,
                                sun_weight=sun_weight, sun_taps=tuple(t.strip() for t in sun_taps.split(",")),
+                               sun_signal_power=sun_signal_power,
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       plain_levels=plain_levels, prediction_type=prediction_type))

@@ -34,6 +34,8 @@ def _lr_text(r: dict) -> str:
         taps = [t.replace("mid", "the bottleneck") for t in r.get("sun_taps", ["mid"])]
         heads = "a head" if len(taps) == 1 else "heads"
         text += f", auxiliary sun-direction loss × {r['sun_weight']:g} ({heads} on {' and '.join(taps)}, not shipped)"
+        if r.get("sun_signal_power") is not None:
+            text += f", its loss weighted by ᾱ^{r['sun_signal_power']:g}"
     return text
 
 
