@@ -26,11 +26,11 @@ class PriorModelConfig:
     attention_head_dim: int = 8
     text_dim: int = 64
     # "epsilon" or "v_prediction" (the check and guidance convert either to ε). Measured: v gave 73.8 % on
-    # the check after a 90-minute run, against ε's 79.3 % with the same recipe (README).
+    # the check after a 90-minute run, against ε's 79.3 % with the same recipe (docs/mini_world_runs.md).
     prediction_type: str = "epsilon"
     # How many of the finest levels have no attention (DownBlock2D / UpBlock2D); the coarser ones and the
     # bottleneck attend. Measured with widths 32,64,64,64 at 32 px: 2 takes 0.23 s/step against 1's 0.38,
-    # and its 90-minute run (21500 steps) gave 78.5 % on the check, level with 1's 79.3 % (README).
+    # and its 90-minute run (21500 steps) gave 78.5 % on the check, level with 1's 79.3 % (docs/mini_world_runs.md).
     plain_levels: int = 1
 
     def __post_init__(self):

@@ -2,7 +2,7 @@
 (by default the bottleneck, the mid block's output: the coarsest, most global features) and predicts the
 sun's direction in the camera's frame from the noisy image. Its loss teaches the UNet the one global fact of
 a scene, where the sun is, which pure denoising learns only after tens of thousands of steps on this world
-(README). A tap on a decoder level (`up0` is the first up block's output, at twice the bottleneck's size)
+(docs/mini_world_runs.md). A tap on a decoder level (`up0` is the first up block's output, at twice the bottleneck's size)
 asks the decoder, where the shadows are drawn, to carry that fact too. The heads are not part of the prior:
 only the UNet ships, a plain diffusers model that DiPIR uses by its denoising alone.
 """

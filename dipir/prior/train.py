@@ -49,7 +49,7 @@ class PriorTrainConfig:
     empty_caption_frac: float = 0.1
     # A share 1 − focus_frac of the timesteps is drawn uniformly from all of [0, T), the rest from the range
     # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good. Measured: 0.85 (with a
-    # fourth UNet level) gave 58.2 % on the check after a 90-minute run, against 53–57 % for 0.5 (README).
+    # fourth UNet level) gave 58.2 % on the check after a 90-minute run, against 53–57 % for 0.5 (docs/mini_world_runs.md).
     focus_frac: float = 0.5
     focus_range: tuple = (20, 650)
     # Min-SNR-γ loss weighting (Hang et al. 2023; diffusers' `snr_gamma`): each sample's loss is scaled by
@@ -61,18 +61,18 @@ class PriorTrainConfig:
     # shows, about a quarter of the image, and the rest (mostly ground texture) dominates a plain MSE early
     # in training. The minimiser is then a region-weighted posterior mean, not exactly ε's. 0: plain MSE.
     # Measured: 6 gave no gain in a 90-minute run (56.2 % against 56.6 % on the check); with the sun head,
-    # 4 gave 79.3 %, level with none (README).
+    # 4 gave 79.3 %, level with none (docs/mini_world_runs.md).
     region_weight: float = 0.0
     # > 0: an auxiliary head (dipir/prior/sun_head.py) predicts the sun's direction in the camera's frame
     # from the UNet's bottleneck, and its ᾱ-weighted squared error, times sun_weight, joins the loss. The
     # world's truth supervises the UNet's encoder; the head does not ship. 0: denoising alone.
     # Measured: 0.1 gave 69.9 % on the check after a 90-minute run, against 58.2 % without it; 0.3 gave
     # 76.2 % in 77 minutes, mostly from more steps on a faster day; 15000 steps in 83 minutes, 79.3 %; 1.0 at
-    # 16000 steps, 78.1 %: level with 0.3 (README).
+    # 16000 steps, 78.1 %: level with 0.3 (docs/mini_world_runs.md).
     sun_weight: float = 0.0
     # Where the sun heads read the UNet: "mid" (the bottleneck) and/or "up<i>" (the i-th up block's output,
     # i = 0 the coarsest); their losses are averaged, so sun_weight is the total whatever the number of taps.
-    # Measured: mid,up0,up1 at 0.3 gave 73.4 % in 88 minutes, against 79.3 % for mid alone (README).
+    # Measured: mid,up0,up1 at 0.3 gave 73.4 % in 88 minutes, against 79.3 % for mid alone (docs/mini_world_runs.md).
     sun_taps: tuple = ("mid",)
     # The heads' loss at t weighs ᾱ_t ** sun_signal_power: 1 leans on small t, where the sun shows plainly
     # (by third of DiPIR's range 0.87 / 0.57 / 0.28); 0.5 (0.93 / 0.76 / 0.52) asks the bottleneck for the sun
@@ -280,7 +280,7 @@ class PriorTrainer:
             mine = as_read_back(dataclasses.asdict(self.cfg.model))
             # The image size is in no weight (convolutions and attention without position embeddings): a prior
             # trained on smaller images can go on at a larger size, as Stable Diffusion went from 256 to 512 px.
-            # Measured: 28 min at 16 px then 60 at 32 px gave 77.0 % on the check, level with 32 px alone (README).
+            # Measured: 28 min at 16 px then 60 at 32 px gave 77.0 % on the check, level with 32 px alone (docs/mini_world_runs.md).
             diff = sorted(k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
             if diff:
                 raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass "
