@@ -62,5 +62,6 @@ def sun_heads(channels: dict[str, int]) -> nn.ModuleDict:
 
 def sun_loss(pred: torch.Tensor, sun: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
     """Per-sample squared error of the predicted direction, weighted by the signal's share of the noisy
-    image (ᾱ_t): at t near T the image holds no sun to find, and the head should not be pushed there."""
+    image (ᾱ_t, or a power of it: the trainer's sun_signal_power): at t near T the image holds no sun to find,
+    and the head should not be pushed there."""
     return (pred - sun).pow(2).sum(dim=1) * signal
