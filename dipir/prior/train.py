@@ -103,12 +103,19 @@ class PriorTrainConfig:
             raise DipirError(f"expected a number ≥ 0, got {self.sun_weight!r}", field="sun_weight")
         if not self.sun_taps or len(set(self.sun_taps)) != len(self.sun_taps):
             raise DipirError(f"expected one or more distinct taps, got {self.sun_taps!r}", field="sun_taps")
-        if not self.sun_weight and tuple(self.sun_taps) != PriorTrainConfig.sun_taps:  # a run that ignores it
-            raise DipirError("sun heads need sun_weight > 0", field="sun_taps")
         if not self.sun_signal_power >= 0:
             raise DipirError(f"expected a number ≥ 0, got {self.sun_signal_power!r}", field="sun_signal_power")
-        if not self.sun_weight and self.sun_signal_power != PriorTrainConfig.sun_signal_power:
-            raise DipirError("sun heads need sun_weight > 0", field="sun_signal_power")
+        if not self.sun_weight and self.head_options():  # a run that would silently ignore them
+            raise DipirError("sun heads need sun_weight > 0", field=next(iter(self.head_options())))
+
+    def head_options(self) -> dict:
+        """The sun heads' options this config sets away from their defaults, as a run records them."""
+        out = {}
+        if tuple(self.sun_taps) != PriorTrainConfig.sun_taps:
+            out["sun_taps"] = list(self.sun_taps)
+        if self.sun_signal_power != PriorTrainConfig.sun_signal_power:
+            out["sun_signal_power"] = self.sun_signal_power
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -183,10 +190,7 @@ class PriorTrainer:
             schedule["focus_frac"] = cfg.focus_frac
         if cfg.sun_weight:
             schedule["sun_weight"] = cfg.sun_weight
-            if tuple(cfg.sun_taps) != PriorTrainConfig.sun_taps:
-                schedule["sun_taps"] = list(cfg.sun_taps)
-            if cfg.sun_signal_power != PriorTrainConfig.sun_signal_power:
-                schedule["sun_signal_power"] = cfg.sun_signal_power
+            schedule.update(cfg.head_options())
         self.runs.append({"steps": [self.step, self.step], "lr": cfg.lr, **schedule, "batch_size": cfg.batch_size,
                           "image_size": cfg.model.image_size,
                           "data_seeds": self.data_seeds, "wall_s": 0.0, **({"init": init} if init else {})})
