@@ -149,7 +149,8 @@ def test_suite_errors_name_the_field(tmp_path, change, field):
     assert "s.yaml" in str(err.value)
 
 
-@pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations", "mini_world", "mini_world_demo"])
+@pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations", "mini_world", "mini_world_demo",
+                                  "mini_world_val"])
 def test_shipped_suites_parse(name):
     suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
     assert suite.methods and suite.datasets
@@ -159,6 +160,24 @@ def test_shipped_suites_parse(name):
         assert set(suite.presets["dipir"]) <= set(PRESETS)
         assert len(suite.presets["dipir"]) >= 6
 
+
+
+def test_mini_world_validation_scenes_are_used_by_no_suite_and_no_check():
+    """Options chosen on benchmarks/mini_world_val.yaml are judged on other scenes: its seeds are held
+    out and disjoint from the mini-world suites' and from every kept prior check's."""
+    from dipir.data.synth_world import split_of
+
+    def seeds(name):
+        return {s for e in load_suite(REPO / "benchmarks" / f"{name}.yaml").datasets
+                if e.generator == "world" for s in range(e.seed, e.seed + e.count)}
+
+    val = seeds("mini_world_val")
+    assert len(val) == 16 and all(split_of(s) == "held_out" for s in val)
+    assert not val & (seeds("mini_world") | seeds("mini_world_demo"))
+    checks = sorted((REPO / "benchmarks" / "prior_checks").glob("*.json"))
+    assert checks
+    for f in checks:
+        assert not val & set(json.loads(f.read_text())["seeds"]), f.name
 
 def test_store_finished_and_parquet(tmp_path):
     run = tmp_path / "run"
