@@ -159,3 +159,24 @@ def test_lpips_loads_a_backbone_file_without_downloading(tmp_path, monkeypatch):
     m = np.zeros((32, 32), bool)
     m[8:20, 8:20] = True
     assert lp(x, y) > 0 and lp(x, y, m) > 0
+
+
+def test_sun_direction_splits_into_azimuth_and_elevation():
+    from dipir.evaluation.sphere_metrics import angle_deg, azimuth_error_deg, elevation_deg
+
+    def sun(az, el):  # +Y up, azimuth about it
+        a, e = np.radians(az), np.radians(el)
+        return np.array([np.cos(e) * np.sin(a), np.sin(e), -np.cos(e) * np.cos(a)])
+
+    assert elevation_deg(sun(123, 37)) == pytest.approx(37)
+    assert elevation_deg(sun(10, -20)) == pytest.approx(-20)
+    # the same azimuth at another elevation: no azimuth error, the whole angle is elevation
+    assert azimuth_error_deg(sun(40, 15), sun(40, 60)) == pytest.approx(0, abs=1e-6)
+    assert angle_deg(sun(40, 15), sun(40, 60)) == pytest.approx(45)
+    assert azimuth_error_deg(sun(40, 15), sun(130, 60)) == pytest.approx(90)
+    assert azimuth_error_deg(sun(-170, 30), sun(170, 50)) == pytest.approx(20)  # wraps around
+    assert azimuth_error_deg(sun(0, 30), sun(180, 30)) == pytest.approx(180)
+    # a sun at the zenith has no azimuth, and its error is 90° − the truth's elevation
+    assert azimuth_error_deg(sun(0, 89.5), sun(50, 30)) is None
+    assert azimuth_error_deg(sun(50, 30), sun(0, -89.5)) is None
+    assert angle_deg(sun(0, 90), sun(50, 30)) == pytest.approx(60)

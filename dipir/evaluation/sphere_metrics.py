@@ -25,6 +25,8 @@ What we keep from the protocol and what we change:
 - Dominant light direction: `dipir.rendering.lighting.dominant_direction` (the peak of luminance x solid angle,
   refined by the energy-weighted mean direction within 15° of it) of each linear map; the error is
   the angle between the two, in degrees. A uniform prediction has no dominant direction: unavailable.
+  `azimuth_error_deg` and `elevation_deg` split such a pair of directions about +Y (used by
+  benchmarks/sun_components.py: a sun at the zenith scores 90° − elevation whatever the azimuth).
 
 All renders of one evaluation share the seed, so prediction and ground truth see the same samples.
 """
@@ -162,6 +164,30 @@ def sphere_errors(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[st
         "angular_deg": M.angular_error_deg(pred, gt, mask),
         "nrmse": M.normalized_rmse(pred, gt, mask, channel_sum=True),
     }
+
+
+UP = np.array([0.0, 1.0, 0.0])  # the env maps' pole (dipir.rendering.hdr: v = 0 at +Y)
+POLE_DEG = 1.0  # closer to a pole than this, a direction has no azimuth
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two (not necessarily unit) vectors, degrees."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.degrees(np.arccos(np.clip(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))))
+
+
+def elevation_deg(d: np.ndarray) -> float:
+    """A direction's angle above the horizon (the plane normal to +Y), degrees."""
+    return 90.0 - angle_deg(d, UP)
+
+
+def azimuth_error_deg(pred: np.ndarray, gt: np.ndarray) -> float | None:
+    """Angle between two directions' azimuths about +Y, in [0, 180] (what sets a shadow's direction
+    on the ground; elevation sets its length); None when either is within POLE_DEG of a pole."""
+    pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt, dtype=np.float64)
+    if min(angle_deg(v, s * UP) for v in (pred, gt) for s in (1, -1)) < POLE_DEG:
+        return None
+    return angle_deg(pred[[0, 2]], gt[[0, 2]])
 
 
 def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[float | None, str]:

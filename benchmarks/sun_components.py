@@ -1,0 +1,105 @@
+"""The sun-direction error split into azimuth and elevation, against a sun-at-the-zenith guess.
+
+    .venv/bin/python benchmarks/sun_components.py SUITE RUN [--json OUT]
+
+The report's `light_dir_err_deg` (angle between the dominant directions of the predicted and the
+ground-truth maps) mixes two things. A shadow's direction in the image is set by the sun's azimuth
+(what `dipir prior check` rotates); the elevation sets its length. A map whose sun sits at the
+zenith scores 90° − elevation whatever the azimuth, about 55° for a sun 15–60° up, so a median
+near that says nothing about the azimuth. Reads a run folder (`dipir run SUITE --out RUN`)
+read-only, as `dipir report` does (its results.parquet; the suite names the scenes); for every
+finished task with an env map it prints per method (and preset): the median
+error [95 % bootstrap CI], the median azimuth error [CI] (chance: 90°), the median elevation of
+the predicted sun, and on how many scenes the method beats the zenith guess (sign test). The
+azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sun_trajectory import median_ci, sign_p  # noqa: E402
+
+from dipir.evaluation.sphere_metrics import UP, angle_deg, azimuth_error_deg, elevation_deg, light_direction_error_deg  # noqa: E402
+
+
+def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
+    """method[/preset] -> dataset/scene id -> {err, azimuth_err, elevation, zenith_err}, for the done
+    rows of RUN/results.parquet (what `dipir report` reads) on scenes with a ground-truth map."""
+    import pandas as pd
+
+    from dipir.hashing import FileHashCache
+    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.lighting import dominant_direction
+    from dipir.scene.contract import load_scene
+    from pipelines.scenes import build_scene, plan_scenes
+    from pipelines.suite import load_suite
+
+    refs = {(r.dataset, r.scene_id): r for r in
+            plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
+    rows = pd.read_parquet(run / "results.parquet")
+    out: dict = defaultdict(dict)
+    truth: dict[tuple, np.ndarray | None] = {}  # scene -> its ground-truth map
+    for row in rows[(rows["status"] == "done") & rows["artifact.envmap"].notna()].to_dict("records"):
+        scene = (row["dataset"], row["scene_id"])
+        if scene not in refs:
+            continue  # a scene the suite no longer plans
+        if scene not in truth:
+            ref = refs[scene]
+            gt_path = load_scene(build_scene(ref.recipe, ref.key, run)).envmap
+            truth[scene] = None if gt_path is None else read_hdr(gt_path)
+        gt_env = truth[scene]
+        env = read_hdr(run / row["artifact.envmap"])
+        if gt_env is None or light_direction_error_deg(env, gt_env)[0] is None:
+            continue  # no truth, or a uniform map without a sun (the report's rule)
+        pred, gt = dominant_direction(env), dominant_direction(gt_env)
+        name = row["method"] if pd.isna(row["preset"]) else f"{row['method']}/{row['preset']}"
+        out[name]["/".join(scene)] = {
+            "err": angle_deg(pred, gt), "azimuth_err": azimuth_error_deg(pred, gt),
+            "elevation": elevation_deg(pred), "zenith_err": angle_deg(UP, gt)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("suite", type=Path)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--json", type=Path, default=None, help="also write the per-task values here")
+    args = ap.parse_args(argv)
+    comp = components(args.suite, args.run)
+    if not comp:
+        print(f"{args.run}: no finished task with an env map and a ground-truth map")
+        return 1
+    scenes = {s: v["zenith_err"] for rows in comp.values() for s, v in rows.items()}
+    m, lo, hi = median_ci(np.array(list(scenes.values())))
+    print(f"sun at the zenith (the reference): median error {m:.1f}° [{lo:.1f}, {hi:.1f}] over {len(scenes)} scenes")
+    print(f"{'method':28s} {'n':>3s}  {'error':>20s}  {'azimuth error':>20s}  {'elevation':>9s}  beats the zenith")
+    for name, rows in sorted(comp.items()):
+        v = list(rows.values())
+        err = median_ci(np.array([r["err"] for r in v]))
+        az = [r["azimuth_err"] for r in v if r["azimuth_err"] is not None]
+        az_s = "{:6.1f}° [{:.0f}, {:.0f}]".format(*median_ci(np.array(az))) if az else "–"
+        if len(az) < len(v):
+            az_s += f" ({len(v) - len(az)} at a pole)"
+        wins = sum(r["err"] < r["zenith_err"] for r in v)
+        ties = sum(r["err"] == r["zenith_err"] for r in v)
+        print(f"{name:28s} {len(v):3d}  {err[0]:6.1f}° [{err[1]:.0f}, {err[2]:.0f}]  {az_s:>20s}  "
+              f"{np.median([r['elevation'] for r in v]):8.1f}°  {wins}/{len(v) - ties} "
+              f"(p = {sign_p(wins, len(v) - ties):.3f})")
+    if args.json:
+        args.json.write_text(json.dumps(comp, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
