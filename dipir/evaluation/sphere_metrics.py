@@ -198,8 +198,7 @@ def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple
     lum = luminance(np.asarray(pred_env, dtype=np.float32))
     if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):
         return None, "the predicted map is uniform: it has no dominant light direction"
-    a, b = dominant_direction(pred_env), dominant_direction(gt_env)
-    return float(np.degrees(np.arccos(np.clip(float(a @ b), -1, 1)))), ""
+    return angle_deg(dominant_direction(pred_env), dominant_direction(gt_env)), ""
 
 
 def lighting_metrics(pred_env: np.ndarray, gt_env: np.ndarray, cfg: SphereConfig | None = None,
