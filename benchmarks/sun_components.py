@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sun_trajectory import median_ci, sign_p  # noqa: E402
 
-from dipir.evaluation.sphere_metrics import UP, angle_deg, azimuth_error_deg, elevation_deg, light_direction_error_deg  # noqa: E402
+from dipir.evaluation.sphere_metrics import UP, angle_deg, azimuth_error_deg, elevation_deg  # noqa: E402
 
 
 def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
     """method[/preset] -> dataset/scene id -> {err, azimuth_err, elevation, zenith_err}, for the done
-    rows of RUN/results.parquet (what `dipir report` reads) on scenes with a ground-truth map."""
+    rows of RUN/results.parquet (what `dipir report` reads) that have a light direction error."""
     import pandas as pd
 
     from dipir.hashing import FileHashCache
@@ -49,20 +49,18 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
             plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
     rows = pd.read_parquet(run / "results.parquet")
     out: dict = defaultdict(dict)
-    truth: dict[tuple, np.ndarray | None] = {}  # scene -> its ground-truth map
-    for row in rows[(rows["status"] == "done") & rows["artifact.envmap"].notna()].to_dict("records"):
+    truth: dict[tuple, np.ndarray] = {}  # scene -> its ground-truth sun direction
+    # a stored light_dir_err_deg: the task has a ground-truth map and its map has a sun (the report's verdict)
+    done = rows[(rows["status"] == "done") & rows["metric.light_dir_err_deg"].notna()]
+    for row in done.to_dict("records"):
         scene = (row["dataset"], row["scene_id"])
         if scene not in refs:
             continue  # a scene the suite no longer plans
         if scene not in truth:
             ref = refs[scene]
-            gt_path = load_scene(build_scene(ref.recipe, ref.key, run)).envmap
-            truth[scene] = None if gt_path is None else read_hdr(gt_path)
-        gt_env = truth[scene]
-        env = read_hdr(run / row["artifact.envmap"])
-        if gt_env is None or light_direction_error_deg(env, gt_env)[0] is None:
-            continue  # no truth, or a uniform map without a sun (the report's rule)
-        pred, gt = dominant_direction(env), dominant_direction(gt_env)
+            truth[scene] = dominant_direction(read_hdr(load_scene(build_scene(ref.recipe, ref.key, run)).envmap))
+        gt = truth[scene]
+        pred = dominant_direction(read_hdr(run / row["artifact.envmap"]))
         name = row["method"] if pd.isna(row["preset"]) else f"{row['method']}/{row['preset']}"
         out[name]["/".join(scene)] = {
             "err": angle_deg(pred, gt), "azimuth_err": azimuth_error_deg(pred, gt),

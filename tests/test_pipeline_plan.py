@@ -161,7 +161,6 @@ def test_shipped_suites_parse(name):
         assert len(suite.presets["dipir"]) >= 6
 
 
-
 def test_mini_world_validation_scenes_are_used_by_no_suite_and_no_check():
     """Options chosen on benchmarks/mini_world_val.yaml are judged on other scenes: its seeds are held
     out and disjoint from the mini-world suites' and from every kept prior check's."""
@@ -178,6 +177,7 @@ def test_mini_world_validation_scenes_are_used_by_no_suite_and_no_check():
     assert checks
     for f in checks:
         assert not val & set(json.loads(f.read_text())["seeds"]), f.name
+
 
 def test_store_finished_and_parquet(tmp_path):
     run = tmp_path / "run"
