@@ -11,7 +11,9 @@ read-only, as `dipir report` does (its results.parquet; the suite names the scen
 finished task with an env map it prints per method (and preset): the median
 error [95 % bootstrap CI], the median azimuth error [CI] (chance: 90°), the median elevation of
 the predicted sun, and on how many scenes the method beats the zenith guess (sign test). The
-azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart.
+azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart. Runs evaluated
+since the report carries `light_azimuth_err_deg` and `light_elevation_err_deg` show the split in
+their tables already (the same functions); this script adds the zenith guess and reads older runs.
 """
 
 from __future__ import annotations

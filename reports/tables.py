@@ -48,7 +48,8 @@ class TableConfig:
     reference_methods: tuple[str, ...] = ("oracle",)  # shown, never bolded (they use GT lighting)
     # Metrics also summarised by their median (heavy-tailed: a sun found on the wrong side is off by
     # ~180°, so a mean mixes "how often" with "how far").
-    median_metrics: tuple[str, ...] = ("light_dir_err_deg", "sphere_angular_deg", "si_rmse_region")
+    median_metrics: tuple[str, ...] = ("light_dir_err_deg", "light_azimuth_err_deg", "light_elevation_err_deg",
+                                       "sphere_angular_deg", "si_rmse_region")
 
 
 def decimals_for(values) -> int:

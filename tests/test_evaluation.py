@@ -40,7 +40,8 @@ def test_metrics_metadata_covers_the_contract():
 
     names = ["rmse_full", "rmse_region", "si_rmse_full", "si_rmse_region", "psnr_full", "psnr_region",
              "ssim_full", "ssim_region", "lpips_full", "lpips_region", "sphere_rmse", "sphere_si_rmse",
-             "sphere_angular_deg", "sphere_nrmse", "light_dir_err_deg"]
+             "sphere_angular_deg", "sphere_nrmse", "light_dir_err_deg", "light_azimuth_err_deg",
+             "light_elevation_err_deg"]
     for n in names:
         assert set(METRICS[n]) >= {"lower_is_better", "description", "source"}
         assert METRICS[n]["source"] and METRICS[n]["description"]
@@ -65,6 +66,7 @@ def test_oracle_scores_zero_and_writes_artifacts(scene, cfg, sphere_cfg, tmp_pat
     assert m["rmse_region"] == pytest.approx(0, abs=1e-6) and m["ssim_full"] == pytest.approx(1.0)
     assert m["sphere_si_rmse"] == pytest.approx(0, abs=1e-6) and m["sphere_rmse"] == pytest.approx(0, abs=1e-6)
     assert m["light_dir_err_deg"] < 3.0
+    assert m["light_azimuth_err_deg"] < 3.0 and m["light_elevation_err_deg"] < 3.0
     assert ev["region_pixels"] > 0
     for k, v in m.items():
         assert v is not None or k in ev["metrics_unavailable"], k
@@ -78,6 +80,7 @@ def test_a_wrong_lighting_scores_worse_than_oracle(scene, cfg, sphere_cfg, tmp_p
     m = evaluate(scene, tmp_path, cfg, 3, sphere_cfg=sphere_cfg)["metrics"]
     assert m["rmse_region"] > 0.01 and m["sphere_si_rmse"] > 0.01 and m["ssim_region"] < 1
     assert m["light_dir_err_deg"] is None  # a uniform map has no dominant direction
+    assert m["light_azimuth_err_deg"] is None and m["light_elevation_err_deg"] is None
 
 
 def test_lpips_is_a_reason_not_a_number_without_weights(scene, cfg, sphere_cfg, tmp_path, monkeypatch):

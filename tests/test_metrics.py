@@ -180,3 +180,23 @@ def test_sun_direction_splits_into_azimuth_and_elevation():
     assert azimuth_error_deg(sun(0, 89.5), sun(50, 30)) is None
     assert azimuth_error_deg(sun(50, 30), sun(0, -89.5)) is None
     assert angle_deg(sun(0, 90), sun(50, 30)) == pytest.approx(60)
+
+
+def test_light_direction_errors_split_a_sky_maps_sun_and_a_zenith_guess_shows_in_the_azimuth():
+    from dipir.data.synth_polyhaven import SynthHDRIConfig, direction, sky_hdri
+    from dipir.evaluation.sphere_metrics import light_direction_errors
+
+    cfg = SynthHDRIConfig(width=128, height=64, sun_radius_deg=3.0)
+    truth = sky_hdri(cfg, direction(30, 100))
+    errs, why = light_direction_errors(sky_hdri(cfg, direction(50, 160)), truth)
+    assert errs["light_azimuth_err_deg"] == pytest.approx(60, abs=3)
+    assert errs["light_elevation_err_deg"] == pytest.approx(20, abs=3)
+    assert errs["light_dir_err_deg"] == pytest.approx(48.6, abs=3)  # arccos(sin30 sin50 + cos30 cos50 cos60)
+    assert why == {}
+    # the sun straight up: a fair angle (90° − 30°), no azimuth at all
+    errs, why = light_direction_errors(sky_hdri(cfg, direction(90, 0)), truth)
+    assert errs["light_dir_err_deg"] == pytest.approx(60, abs=3)
+    assert errs["light_azimuth_err_deg"] is None and "pole" in why["light_azimuth_err_deg"]
+    # a uniform map: none of the three, each with the reason
+    errs, why = light_direction_errors(np.ones_like(truth), truth)
+    assert set(errs.values()) == {None} and set(why) == set(errs) and all("uniform" in r for r in why.values())

@@ -81,6 +81,19 @@ def _metrics_meta() -> dict[str, dict]:
         "source": "dominant direction: dipir.rendering.lighting.dominant_direction (peak of luminance x solid angle)",
         "group": "lighting",
     }
+    # The same two directions split about +Y (dipir.evaluation.sphere_metrics.light_direction_errors):
+    # the angle above rewards a sun at the zenith, which casts no shadow direction at all.
+    meta["light_azimuth_err_deg"] = {
+        "lower_is_better": True,
+        "description": "angle between the azimuths (about +Y) of the dominant light directions of the predicted "
+                       "and GT maps, degrees: the shadow's direction on the ground; chance is 90°",
+        "source": "as light_dir_err_deg, projected on the ground plane", "group": "lighting",
+    }
+    meta["light_elevation_err_deg"] = {
+        "lower_is_better": True,
+        "description": "|difference of the elevations| of the dominant light directions, degrees: the shadow's length",
+        "source": "as light_dir_err_deg", "group": "lighting",
+    }
     return meta
 
 

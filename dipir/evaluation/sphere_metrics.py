@@ -25,8 +25,9 @@ What we keep from the protocol and what we change:
 - Dominant light direction: `dipir.rendering.lighting.dominant_direction` (the peak of luminance x solid angle,
   refined by the energy-weighted mean direction within 15° of it) of each linear map; the error is
   the angle between the two, in degrees. A uniform prediction has no dominant direction: unavailable.
-  `azimuth_error_deg` and `elevation_deg` split such a pair of directions about +Y (used by
-  benchmarks/sun_components.py: a sun at the zenith scores 90° − elevation whatever the azimuth).
+  The same pair split about +Y: the azimuth error (the shadow's direction on the ground; chance
+  90°) and the elevation error (its length), since a sun at the zenith scores 90° − elevation on
+  the angle whatever the azimuth.
 
 All renders of one evaluation share the seed, so prediction and ground truth see the same samples.
 """
@@ -192,20 +193,38 @@ def azimuth_error_deg(pred: np.ndarray, gt: np.ndarray) -> float | None:
 
 def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[float | None, str]:
     """Angle between dominant light directions, or (None, reason) when the prediction has none."""
+    errs, why = light_direction_errors(pred_env, gt_env)
+    return errs["light_dir_err_deg"], why.get("light_dir_err_deg", "")
+
+
+def light_direction_errors(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[dict[str, float | None], dict[str, str]]:
+    """The dominant light directions compared three ways: `light_dir_err_deg` (the angle between
+    them), `light_azimuth_err_deg` (about +Y: the shadow's direction on the ground, chance 90°) and
+    `light_elevation_err_deg` (|difference of their elevations|: the shadow's length). A sun at the
+    zenith scores 90° − the true elevation on the first whatever the azimuth, so the split says
+    whether a small angle came from finding the shadow. Returns (metrics, reasons for those None)."""
     from dipir.rendering.hdr import luminance
     from dipir.rendering.lighting import dominant_direction
 
+    names = ("light_dir_err_deg", "light_azimuth_err_deg", "light_elevation_err_deg")
     lum = luminance(np.asarray(pred_env, dtype=np.float32))
     if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):
-        return None, "the predicted map is uniform: it has no dominant light direction"
-    return angle_deg(dominant_direction(pred_env), dominant_direction(gt_env)), ""
+        why = "the predicted map is uniform: it has no dominant light direction"
+        return dict.fromkeys(names), dict.fromkeys(names, why)
+    pred, gt = dominant_direction(pred_env), dominant_direction(gt_env)
+    out = {"light_dir_err_deg": angle_deg(pred, gt), "light_azimuth_err_deg": azimuth_error_deg(pred, gt),
+           "light_elevation_err_deg": abs(elevation_deg(pred) - elevation_deg(gt))}
+    why = {}
+    if out["light_azimuth_err_deg"] is None:
+        why["light_azimuth_err_deg"] = f"a dominant direction within {POLE_DEG:g}° of a pole has no azimuth"
+    return out, why
 
 
 def lighting_metrics(pred_env: np.ndarray, gt_env: np.ndarray, cfg: SphereConfig | None = None,
                      view: np.ndarray | None = None, seed: int = 0,
                      renderer: SphereRenderer | None = None) -> tuple[dict, dict, dict]:
     """(metrics, unavailable reasons, renders). Metrics: per sphere `sphere_<name>_<metric>`, the
-    mean over the three spheres as `sphere_<metric>`, and `light_dir_err_deg`."""
+    mean over the three spheres as `sphere_<metric>`, and the three of `light_direction_errors`."""
     r = renderer or SphereRenderer(cfg, view)
     gt_r = r.render(gt_env, seed)
     pr_r = r.render(pred_env, seed)
@@ -216,9 +235,8 @@ def lighting_metrics(pred_env: np.ndarray, gt_env: np.ndarray, cfg: SphereConfig
     for k in SPHERE_METRICS:
         out[f"sphere_{k}"] = float(np.mean([out[f"sphere_{n}_{k}"] for n in SPHERE_MATERIALS]))
     unavailable = {}
-    err, why = light_direction_error_deg(pred_env, gt_env)
-    out["light_dir_err_deg"] = err
-    if err is None:
-        unavailable["light_dir_err_deg"] = why
+    errs, why = light_direction_errors(pred_env, gt_env)
+    out.update(errs)
+    unavailable.update(why)
     renders = {f"{n}_pred": pr_r[n] for n in SPHERE_MATERIALS} | {f"{n}_gt": gt_r[n] for n in SPHERE_MATERIALS}
     return out, unavailable, renders
