@@ -62,6 +62,8 @@ def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior
             assert zero == truth and half != truth
     for f in res["forms"].values():
         assert f["pairs"] == 4 and f["truth_wins"] <= 2
+        # By third of t, the 0° pair (half the pairs) cannot be won either.
+        assert len(f["fraction_by_t_band"]) >= 2 and all(0 <= v <= 0.5 for v in f["fraction_by_t_band"].values())
     assert json.loads((tmp_path / "forms.json").read_text())["forms"] == res["forms"]
     # A trained LoRA moves the LoRA branches away from the base ones.
     row = res["scenes_detail"][0]

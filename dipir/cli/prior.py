@@ -204,8 +204,9 @@ def _forms_command(prior_app: typer.Typer) -> None:
                    "truth preferred by:")
         for name, f in res["forms"].items():
             lo, hi = f["fraction_ci"]
+            bands = " / ".join(f"{v:.0%}" for v in f["fraction_by_t_band"].values())
             typer.echo(f"  {name:12s} {f['truth_wins']:3d}/{f['pairs']} = {f['fraction']:.1%} "
-                       f"[95% CI over scenes {lo:.0%}–{hi:.0%}]")
+                       f"[95% CI over scenes {lo:.0%}–{hi:.0%}]; by third of t {bands}")
 
 
 def _ship_command(prior_app: typer.Typer) -> None:

@@ -198,7 +198,7 @@ def t_bands(tfrac: np.ndarray, cfg: PriorCheckConfig) -> np.ndarray:
     return np.minimum(np.floor((tfrac - cfg.t_lo) / max(cfg.t_hi - cfg.t_lo, 1e-12) * 3).astype(int), 2)
 
 
-def _t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarray, cfg: PriorCheckConfig) -> dict:
+def t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarray, cfg: PriorCheckConfig) -> dict:
     """Share of pairs the truth wins on the draws whose t falls in each third of the range."""
     edges = np.linspace(cfg.t_lo, cfg.t_hi, 4)
     band = t_bands(tfrac, cfg)
@@ -271,7 +271,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
                len(held), len(cfg.rotations_deg)))),
            "fraction_by_rotation": per_rot,
            "t_range": [cfg.t_lo, cfg.t_hi], "n_noise": cfg.n_noise,
-           "fraction_by_t_band": _t_band_fractions(draws, tfrac, cfg),
+           "fraction_by_t_band": t_band_fractions(draws, tfrac, cfg),
            "fraction_by_sun_elevation": {k: float(np.mean(w)) for k, w in elevation.items()},
            "pairs_by_sun_elevation": {k: len(w) for k, w in elevation.items()},
            "complexity_correlation": complexity_correlation(rows), "detail_adjusted": detail_adjusted(rows),

@@ -99,6 +99,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         held_out_folders,
         noise_seed,
         scene_bootstrap_ci,
+        t_band_fractions,
         timesteps,
     )
     from dipir.scene.contract import load_scene
@@ -115,6 +116,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     T = int(pipe.scheduler.config.num_train_timesteps)
     t = timesteps(ccfg, T)
     energies = {name: [] for name in forms_for(lora)}  # per scene: (truth, rotations...) energies
+    draw_pairs = {name: [] for name in energies}  # per pair: (truth, rotated) energies on each draw
     rows = []
     for i, folder in enumerate(held):
         release_adapters(pipe)  # each scene's LoRA is trained (or loaded) on the base weights
@@ -127,8 +129,10 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(noise_seed(ccfg, i)))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
         e = form_energies({k: v.mean(axis=1) for k, v in losses.items()}, cfg.guidance.guidance_scale)
+        per_draw = form_energies(losses, cfg.guidance.guidance_scale)  # (images, draws)
         for name, v in e.items():
             energies[name].append(v)
+            draw_pairs[name] += [(per_draw[name][0], per_draw[name][k]) for k in range(1, len(v))]
         row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit")}
         for name, v in e.items():
             row[name] = [float(x) for x in v]
@@ -140,7 +144,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         e = np.stack(per_scene)  # (scenes, 1 + rotations)
         wins = e[:, :1] < e[:, 1:]
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
-                       "fraction_ci": list(scene_bootstrap_ci(wins))}
+                       "fraction_ci": list(scene_bootstrap_ci(wins)),
+                       "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg)}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
            "prompt": guidance.template,  # the last scene's; every scene's is the same
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
