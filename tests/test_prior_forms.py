@@ -54,7 +54,7 @@ def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior
     cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
     res = check_forms(str(model), held, options=OPTIONS, cache_dir=cache, n_noise=4,
                       out_json=tmp_path / "forms.json", log=lambda s: None, check_cfg=cfg)
-    assert res["scenes"] == 2 and set(res["forms"]) == set(FORMS)
+    assert res["scenes"] == 2 and set(res["forms"]) == set(FORMS) and len(set(res["seeds"])) == 2
     for row in res["scenes_detail"]:
         assert row["lora_cache_hit"] is False and row["lora"]
         for name in FORMS:

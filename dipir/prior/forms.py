@@ -87,6 +87,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     `{background_caption}` (dipir.guidance.prompts)."""
     import dataclasses
 
+    from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
     from dipir.estimators.dipir_estimator import DipirEstimator
     from dipir.guidance.adapters import release_adapters
@@ -112,6 +113,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     pipe = load_model(str(model), cache_dir=cache_dir)
     size = int(pipe.unet.config.sample_size)
     held = held_out_folders(data, max_scenes)
+    seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes, as the check records them
     ccfg = dataclasses.replace(check_cfg or PriorCheckConfig(), n_noise=n_noise)
     T = int(pipe.scheduler.config.num_train_timesteps)
     t = timesteps(ccfg, T)
@@ -150,7 +152,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
            "prompt": guidance.template,  # the last scene's; every scene's is the same
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
            "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
-           "scenes": len(held), "forms": forms, "scenes_detail": rows}
+           "scenes": len(held), "seeds": seeds, "forms": forms, "scenes_detail": rows}
     if out_json:
         Path(out_json).write_text(json.dumps(res, indent=1))
     return res
