@@ -444,6 +444,7 @@ def test_plain_levels_drop_attention_from_the_finest_levels_and_old_configs_resu
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),
                                        ({"focus_frac": 1.5}, "focus_frac"), ({"region_weight": -1.0}, "region_weight"),
+                                       ({"empty_caption_frac": -0.1}, "empty_caption_frac"),
                                        ({"sun_weight": -1.0}, "sun_weight"), ({"sun_taps": ()}, "sun_taps"),
                                        ({"sun_taps": ("up0",)}, "sun_taps"),
                                        ({"sun_weight": 0.3, "sun_signal_power": -1.0}, "sun_signal_power"),
@@ -491,6 +492,30 @@ def test_target_region_weights_the_object_and_its_shadow(tmp_path):
     assert "target + shadow pixels weighted 5×" in model_card(meta, 1, None, "", "")
     with pytest.raises(DipirError, match="region_weight"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, region_weight=-1.0))
+
+
+def test_empty_caption_frac_sets_how_many_captions_train_the_unconditional_branch(tmp_path):
+    # 1: every caption is the empty one; 0: none is; 0.5: about half. A non-default share is recorded
+    # with the run and named on the card.
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    data = _fake_world(tmp_path / "data", n=2)
+    tr = PriorTrainer(data, tmp_path / "a", _cfg(2, empty_caption_frac=1.0))
+    idx = torch.arange(len(tr.cap_idx)).repeat(1000)
+    assert bool((tr.cap_idx != tr.empty_idx).all())
+    assert bool((tr.captions(idx, torch.Generator().manual_seed(0)) == tr.empty_idx).all())
+    tr.cfg.empty_caption_frac = 0.0
+    assert torch.equal(tr.captions(idx, torch.Generator().manual_seed(0)), tr.cap_idx[idx])
+    tr.cfg.empty_caption_frac = 0.5
+    share = float((tr.captions(idx, torch.Generator().manual_seed(0)) == tr.empty_idx).float().mean())
+    assert 0.45 < share < 0.55
+    tr.cfg.empty_caption_frac = 1.0
+    tr.run(progress=False)
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0]["empty_caption_frac"] == 1.0
+    assert "100% of captions empty" in model_card(meta, 1, None, "", "")
+    assert "empty_caption_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
 
 
 def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):

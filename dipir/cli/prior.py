@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         sun_signal_power: float = typer.Option(1.0, "--sun-signal-power", min=0.0,
                                                help="The sun heads' loss at t weighs ᾱ_t to this power: 1 leans "
                                                "on small t, 0.5 less so, 0 weighs every t alike."),
+        empty_caption_frac: float = typer.Option(0.1, "--empty-caption-frac", min=0.0, max=1.0,
+                                                 help="Share of captions dropped to \"\" (the unconditional branch)."),
         image_size: int = typer.Option(32, "--image-size", min=8),
         channels: str = typer.Option("64,128,128", "--channels", help="UNet block widths."),
         plain_levels: int = typer.Option(1, "--plain-levels", help="How many of the finest UNet levels have "
@@ -69,7 +71,7 @@ def register(app: typer.Typer) -> None:
         cfg = PriorTrainConfig(steps=steps, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                                snr_gamma=snr_gamma, region_weight=region_weight, focus_frac=focus_frac,
                                sun_weight=sun_weight, sun_taps=tuple(t.strip() for t in sun_taps.split(",")),
-                               sun_signal_power=sun_signal_power,
+                               sun_signal_power=sun_signal_power, empty_caption_frac=empty_caption_frac,
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       plain_levels=plain_levels, prediction_type=prediction_type))

@@ -30,6 +30,8 @@ def _lr_text(r: dict) -> str:
         text += f", target + shadow pixels weighted {1 + r['region_weight']:g}×"
     if r.get("focus_frac") is not None:
         text += f", {r['focus_frac']:.0%} of timesteps from the guidance's range"
+    if r.get("empty_caption_frac") is not None:
+        text += f", {r['empty_caption_frac']:.0%} of captions empty"
     if r.get("sun_weight"):
         taps = [t.replace("mid", "the bottleneck") for t in r.get("sun_taps", ["mid"])]
         heads = "a head" if len(taps) == 1 else "heads"

@@ -46,6 +46,8 @@ class PriorTrainConfig:
     lr_schedule: str = "constant"
     weight_decay: float = 1e-2
     ema_decay: float = 0.999
+    # Share of captions dropped to "": how much the unconditional branch trains, and so how DiPIR's
+    # E(c) − E(∅) (which its LDS follows at this scale) is shaped (docs/mini_world_runs.md).
     empty_caption_frac: float = 0.1
     # A share 1 − focus_frac of the timesteps is drawn uniformly from all of [0, T), the rest from the range
     # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good. Measured: 0.85 (with a
@@ -95,6 +97,8 @@ class PriorTrainConfig:
             raise DipirError(f"expected constant or cosine, got {self.lr_schedule!r}", field="lr_schedule")
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise DipirError(f"expected a positive number, got {self.snr_gamma!r}", field="snr_gamma")
+        if not 0.0 <= self.empty_caption_frac <= 1.0:
+            raise DipirError(f"expected a fraction in [0, 1], got {self.empty_caption_frac!r}", field="empty_caption_frac")
         if not 0.0 <= self.focus_frac <= 1.0:
             raise DipirError(f"expected a fraction in [0, 1], got {self.focus_frac!r}", field="focus_frac")
         if not self.region_weight >= 0:
@@ -188,6 +192,8 @@ class PriorTrainer:
             schedule["region_weight"] = cfg.region_weight
         if cfg.focus_frac != PriorTrainConfig.focus_frac:
             schedule["focus_frac"] = cfg.focus_frac
+        if cfg.empty_caption_frac != PriorTrainConfig.empty_caption_frac:
+            schedule["empty_caption_frac"] = cfg.empty_caption_frac
         if cfg.sun_weight:
             schedule["sun_weight"] = cfg.sun_weight
             schedule.update(cfg.head_options())
@@ -336,6 +342,12 @@ class PriorTrainer:
         torch.save(st, tmp)
         tmp.replace(self.ckpt)
 
+    def captions(self, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """The caption indices of the images `idx`, `empty_caption_frac` of them dropped to the empty one."""
+        cap = self.cap_idx[idx]
+        drop = torch.rand(len(idx), generator=g) < self.cfg.empty_caption_frac
+        return torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
+
     def train_step(self) -> float:
         cfg = self.cfg
         g = _step_generator(cfg.seed, self.step)
@@ -349,9 +361,7 @@ class PriorTrainer:
             region = torch.where(flip[:, None, None, None], region.flip(-1), region)
             if sun is not None:  # a mirror swaps left and right
                 sun = torch.where(flip[:, None], sun * torch.tensor([-1.0, 1.0, 1.0]), sun)
-        cap = self.cap_idx[idx]
-        drop = torch.rand(b, generator=g) < cfg.empty_caption_frac
-        cap = torch.where(drop, torch.full_like(cap, self.empty_idx), cap)
+        cap = self.captions(idx, g)
         t = self.timesteps(b, g)
         noise = torch.randn(x0.shape, generator=g)
         a = self.alphas[t].view(-1, 1, 1, 1)
