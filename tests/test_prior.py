@@ -494,10 +494,22 @@ def test_target_region_weights_the_object_and_its_shadow(tmp_path):
         PriorTrainer(data, tmp_path / "c", _cfg(2, region_weight=-1.0))
 
 
+def _assert_recorded_and_carded(tr, data, tmp_path, key, value, card_text):
+    """`tr` (in tmp_path / "a", `key` set to `value`, not the default) trains; its run records the value
+    and the card names it; a run at the default does not record the key."""
+    from dipir.prior.card import model_card
+    from dipir.prior.train import PriorTrainer
+
+    tr.run(progress=False)
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert meta["runs"][0][key] == value
+    assert card_text in model_card(meta, 1, None, "", "")
+    assert key not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
+
+
 def test_empty_caption_frac_sets_how_many_captions_train_the_unconditional_branch(tmp_path):
     # 1: every caption is the empty one; 0: none is; 0.5: about half. A non-default share is recorded
     # with the run and named on the card.
-    from dipir.prior.card import model_card
     from dipir.prior.train import PriorTrainer
 
     data = _fake_world(tmp_path / "data", n=2)
@@ -511,18 +523,13 @@ def test_empty_caption_frac_sets_how_many_captions_train_the_unconditional_branc
     share = float((tr.captions(idx, torch.Generator().manual_seed(0)) == tr.empty_idx).float().mean())
     assert 0.45 < share < 0.55
     tr.cfg.empty_caption_frac = 1.0
-    tr.run(progress=False)
-    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
-    assert meta["runs"][0]["empty_caption_frac"] == 1.0
-    assert "100% of captions empty" in model_card(meta, 1, None, "", "")
-    assert "empty_caption_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
+    _assert_recorded_and_carded(tr, data, tmp_path, "empty_caption_frac", 1.0, "100% of captions empty")
 
 
 def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
     # focus_frac 1: every timestep lies in the focus range; 0: uniform over [0, T), so some lie above it.
     # A non-default share is recorded with the run and named on the card.
     from dipir.errors import DipirError
-    from dipir.prior.card import model_card
     from dipir.prior.train import PriorTrainer
 
     data = _fake_world(tmp_path / "data", n=2)
@@ -533,11 +540,7 @@ def test_focus_frac_draws_timesteps_from_the_guidance_range(tmp_path):
     tr.cfg.focus_frac = 0.0
     assert int(tr.timesteps(4000, torch.Generator().manual_seed(0)).max()) >= hi
     tr.cfg.focus_frac = 1.0
-    tr.run(progress=False)
-    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
-    assert meta["runs"][0]["focus_frac"] == 1.0
-    assert "100% of timesteps from the guidance's range" in model_card(meta, 1, None, "", "")
-    assert "focus_frac" not in PriorTrainer(data, tmp_path / "b", _cfg(2)).runs[-1]
+    _assert_recorded_and_carded(tr, data, tmp_path, "focus_frac", 1.0, "100% of timesteps from the guidance's range")
     with pytest.raises(DipirError, match="focus_frac"):
         PriorTrainer(data, tmp_path / "c", _cfg(2, focus_frac=1.5))
 
