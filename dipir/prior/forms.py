@@ -130,8 +130,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         images, _ = composites(folder, ccfg, size)
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(noise_seed(ccfg, i)))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
-        e = form_energies({k: v.mean(axis=1) for k, v in losses.items()}, cfg.guidance.guidance_scale)
         per_draw = form_energies(losses, cfg.guidance.guidance_scale)  # (images, draws)
+        e = {name: v.mean(axis=1) for name, v in per_draw.items()}  # an energy is linear in the losses
         for name, v in e.items():
             energies[name].append(v)
             draw_pairs[name] += [(per_draw[name][0], per_draw[name][k]) for k in range(1, len(v))]

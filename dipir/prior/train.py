@@ -97,10 +97,9 @@ class PriorTrainConfig:
             raise DipirError(f"expected constant or cosine, got {self.lr_schedule!r}", field="lr_schedule")
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise DipirError(f"expected a positive number, got {self.snr_gamma!r}", field="snr_gamma")
-        if not 0.0 <= self.empty_caption_frac <= 1.0:
-            raise DipirError(f"expected a fraction in [0, 1], got {self.empty_caption_frac!r}", field="empty_caption_frac")
-        if not 0.0 <= self.focus_frac <= 1.0:
-            raise DipirError(f"expected a fraction in [0, 1], got {self.focus_frac!r}", field="focus_frac")
+        for name in ("empty_caption_frac", "focus_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise DipirError(f"expected a fraction in [0, 1], got {getattr(self, name)!r}", field=name)
         if not self.region_weight >= 0:
             raise DipirError(f"expected a number ≥ 0, got {self.region_weight!r}", field="region_weight")
         if not self.sun_weight >= 0:
@@ -190,10 +189,9 @@ class PriorTrainer:
             schedule["snr_gamma"] = cfg.snr_gamma
         if cfg.region_weight:
             schedule["region_weight"] = cfg.region_weight
-        if cfg.focus_frac != PriorTrainConfig.focus_frac:
-            schedule["focus_frac"] = cfg.focus_frac
-        if cfg.empty_caption_frac != PriorTrainConfig.empty_caption_frac:
-            schedule["empty_caption_frac"] = cfg.empty_caption_frac
+        for name in ("focus_frac", "empty_caption_frac"):  # recorded when not the default
+            if getattr(cfg, name) != getattr(PriorTrainConfig, name):
+                schedule[name] = getattr(cfg, name)
         if cfg.sun_weight:
             schedule["sun_weight"] = cfg.sun_weight
             schedule.update(cfg.head_options())
