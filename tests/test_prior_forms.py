@@ -65,6 +65,10 @@ def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior
         # By third of t, the 0° pair (half the pairs) cannot be won either.
         assert len(f["fraction_by_t_band"]) >= 2 and all(0 <= v <= 0.5 for v in f["fraction_by_t_band"].values())
     assert json.loads((tmp_path / "forms.json").read_text())["forms"] == res["forms"]
+    # The prompt's share of the energy, 1 − E(c)/E(∅) on the truth, from the two base-model forms.
+    share = [1 - r["sds-no-cfg"][0] / r["prior ∅"][0] for r in res["scenes_detail"]]
+    assert res["caption_share"]["mean"] == pytest.approx(np.mean(share))
+    assert res["caption_share"]["sd"] == pytest.approx(np.std(share, ddof=1))
     # A trained LoRA moves the LoRA branches away from the base ones.
     row = res["scenes_detail"][0]
     assert row["lds"] != row["lds-no-lora"]
