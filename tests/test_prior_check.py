@@ -323,3 +323,46 @@ def test_compare_counts_the_pairs_gained_and_lost_and_refuses_other_checks(tmp_p
             main(["prior", "compare", str(a), str(other)])
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and words in err and str(other) in err and "\n" not in err, err
+
+
+def _forms_json(path, lds_wins, n_noise=64, model="m"):
+    """A `prior forms --json` result of 8 scenes: lds-no-lora's truth energy below a rotation's when it wins;
+    prior ∅ always prefers the truth."""
+    rows = []
+    for i in range(8):
+        w90, w180 = lds_wins[2 * i], lds_wins[2 * i + 1]
+        rows.append({"scene": f"world_{1000000 + i:07d}", "lora": None, "lora_cache_hit": None,
+                     "prior ∅": [0.01, 0.02, 0.02],
+                     "lds-no-lora": [0.0, 0.001 if w90 else -0.001, 0.001 if w180 else -0.001]})
+    path.write_text(json.dumps({"model": model, "n_noise": n_noise, "t_range": [0.02, 0.6],
+                                "rotations_deg": [90.0, 180.0], "forms": {"prior ∅": {}, "lds-no-lora": {}},
+                                "scenes_detail": rows}))
+    return path
+
+
+def test_compare_reads_one_form_of_two_forms_results(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    a = _forms_json(tmp_path / "a.json", [True] * 6 + [False] * 10)
+    b = _forms_json(tmp_path / "b.json", [True] * 4 + [False] * 2 + [True] * 8 + [False] * 2, model="n")
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "compare", str(a), str(b), "--form", "lds-no-lora"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    # 8 gained (pairs 6-13), 2 lost (pairs 4, 5): p = 2 * P(X <= 2 | 10, 0.5) = 2 * 56 / 1024
+    assert "A: m: 6/16 = 37.5%" in out and "B: n: 12/16 = 75.0%" in out, out
+    assert f"by lds-no-lora's energy: 8 gained, 2 lost (McNemar exact p = {2 * 56 / 1024:.2g})" in out
+    with pytest.raises(SystemExit):
+        main(["prior", "compare", str(a), str(b), "--form", "prior ∅"])
+    assert "16 pairs by prior ∅'s energy: 0 gained, 0 lost" in capsys.readouterr().out
+
+    # A form the file lacks, a forms result read as a check, other draws: one line naming file and field.
+    for args, words, path in (([str(a), str(b), "--form", "sds-lora"], "form 'sds-lora' (forms here: lds-no-lora, "
+                                                                      "prior ∅)", a),
+                              ([str(a), str(b)], "name the form to compare with --form (prior ∅, lds-no-lora)", a),
+                              ([str(a), str(_forms_json(tmp_path / "c.json", [True] * 16, n_noise=8)), "--form",
+                                "lds-no-lora"], "n_noise: not the same check", tmp_path / "c.json")):
+        with pytest.raises(SystemExit) as exc:
+            main(["prior", "compare", *args])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and words in err and str(path) in err and "\n" not in err, err

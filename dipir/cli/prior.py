@@ -149,19 +149,24 @@ def _compare_command(prior_app: typer.Typer) -> None:
     def compare(
         check_a: Path = typer.Argument(..., help="`dipir prior check --json` of the earlier prior."),
         check_b: Path = typer.Argument(..., help="... and of the prior to compare with it (same scenes)."),
+        form: str = typer.Option(None, "--form",
+                                 help="Compare two `dipir prior forms --json` results by this form's verdicts "
+                                      "(e.g. lds-no-lora) instead of two checks."),
     ) -> None:
         """B against A on the same pairs: pairs gained and lost, McNemar's exact p."""
         from dipir.prior.compare import compare_checks
         from reports.stats import binom_test_two_sided
 
-        res = compare_checks(check_a, check_b)
+        res = compare_checks(check_a, check_b, form=form)
         for name, path in (("a", check_a), ("b", check_b)):
             s = res[name]
-            typer.echo(f"{name.upper()}: {s['model']} ({s['weights']}): {s['truth_wins']}/{s['pairs']} = "
+            weights = f" ({s['weights']})" if s["weights"] else ""  # a forms result records no weights hash
+            typer.echo(f"{name.upper()}: {s['model']}{weights}: {s['truth_wins']}/{s['pairs']} = "
                        f"{s['truth_wins'] / s['pairs']:.1%}  [{path}]")
         g, lo = len(res["gained"]), len(res["lost"])
         p = binom_test_two_sided(g, g + lo) if g + lo else 1.0
-        typer.echo(f"B against A on the same {res['a']['pairs']} pairs: {g} gained, {lo} lost "
+        by = f" by {form}'s energy" if form else ""
+        typer.echo(f"B against A on the same {res['a']['pairs']} pairs{by}: {g} gained, {lo} lost "
                    f"(McNemar exact p = {p:.2g})")
 
 
