@@ -304,15 +304,22 @@ def _check_json(path, wins, n_noise=64, model="m"):
     return path
 
 
+def _compare(capsys, *args) -> str:
+    """`dipir prior compare ARGS`' printout; it must exit 0."""
+    from dipir.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "compare", *map(str, args)])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
 def test_compare_counts_the_pairs_gained_and_lost_and_refuses_other_checks(tmp_path, capsys):
     from dipir.cli.main import main
 
     a = _check_json(tmp_path / "a.json", [True] * 20 + [False] * 12)
     b = _check_json(tmp_path / "b.json", [True] * 18 + [False] * 2 + [True] * 10 + [False] * 2, model="n")
-    with pytest.raises(SystemExit) as exc:
-        main(["prior", "compare", str(a), str(b)])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
+    out = _compare(capsys, a, b)
     # 10 gained, 2 lost: two-sided exact binomial p = 2 * P(X <= 2 | 12, 0.5) = 2 * 79 / 4096
     assert "A: m (abababababababab): 20/32 = 62.5%" in out and "B: n" in out and "28/32 = 87.5%" in out
     assert f"10 gained, 2 lost (McNemar exact p = {2 * 79 / 4096:.2g})" in out
@@ -345,16 +352,11 @@ def test_compare_reads_one_form_of_two_forms_results(tmp_path, capsys):
 
     a = _forms_json(tmp_path / "a.json", [True] * 6 + [False] * 10)
     b = _forms_json(tmp_path / "b.json", [True] * 4 + [False] * 2 + [True] * 8 + [False] * 2, model="n")
-    with pytest.raises(SystemExit) as exc:
-        main(["prior", "compare", str(a), str(b), "--form", "lds-no-lora"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
+    out = _compare(capsys, a, b, "--form", "lds-no-lora")
     # 8 gained (pairs 6-13), 2 lost (pairs 4, 5): p = 2 * P(X <= 2 | 10, 0.5) = 2 * 56 / 1024
     assert "A: m: 6/16 = 37.5%" in out and "B: n: 12/16 = 75.0%" in out, out
     assert f"by lds-no-lora's energy: 8 gained, 2 lost (McNemar exact p = {2 * 56 / 1024:.2g})" in out
-    with pytest.raises(SystemExit):
-        main(["prior", "compare", str(a), str(b), "--form", "prior ∅"])
-    assert "16 pairs by prior ∅'s energy: 0 gained, 0 lost" in capsys.readouterr().out
+    assert "16 pairs by prior ∅'s energy: 0 gained, 0 lost" in _compare(capsys, a, b, "--form", "prior ∅")
 
     # A form the file lacks, a forms result read as a check, other draws: one line naming file and field.
     for args, words, path in (([str(a), str(b), "--form", "sds-lora"], "form 'sds-lora' (forms here: lds-no-lora, "
