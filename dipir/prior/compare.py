@@ -40,7 +40,8 @@ def form_pairs(forms: dict, path: Path, form: str) -> dict[tuple[str, float], bo
     out = {}
     for i, r in enumerate(rows):
         e = r.get(form) if isinstance(r, dict) else None
-        if not isinstance(e, list) or len(e) != 1 + len(rots) or not isinstance(r.get("scene"), str):
+        if not isinstance(e, list) or len(e) != 1 + len(rots) or not isinstance(r.get("scene"), str) or \
+                not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e):
             known = sorted(k for k in r if isinstance(r.get(k), list)) if isinstance(r, dict) else []
             raise DipirError(f"expected the scene and {1 + len(rots)} energies of form {form!r} "
                              f"(forms here: {', '.join(known) or 'none'})", path, f"scenes_detail[{i}]")
