@@ -357,15 +357,21 @@ def test_compare_reads_one_form_of_two_forms_results(tmp_path, capsys):
     assert "A: m: 6/16 = 37.5%" in out and "B: n: 12/16 = 75.0%" in out, out
     assert f"by lds-no-lora's energy: 8 gained, 2 lost (McNemar exact p = {2 * 56 / 1024:.2g})" in out
     assert "16 pairs by prior ∅'s energy: 0 gained, 0 lost" in _compare(capsys, a, b, "--form", "prior ∅")
-    rows = json.loads(b.read_text())
-    rows["scenes_detail"][3]["prior ∅"][1] = "0.02"  # a hand-edited energy is refused, not compared as text
-    b.write_text(json.dumps(rows))
+    doc = json.loads(b.read_text())
+    doc["scenes_detail"][3]["prior ∅"][1] = "0.02"  # a hand-edited energy is refused, not compared as text
+    b.write_text(json.dumps(doc))
+    odd = json.loads(a.read_text())
+    odd["rotations_deg"], odd["forms"] = ["ninety", 180.0], 5  # malformed, not a crash
+    (tmp_path / "odd.json").write_text(json.dumps(odd))
 
     # A form the file lacks, a forms result read as a check, other draws: one line naming file and field.
     for args, words, path in (([str(a), str(b), "--form", "sds-lora"], "form 'sds-lora' (forms here: lds-no-lora, "
                                                                       "prior ∅)", a),
                               ([str(a), str(b)], "name the form to compare with --form (prior ∅, lds-no-lora)", a),
                               ([str(a), str(b), "--form", "prior ∅"], "energies of form 'prior ∅'", b),
+                              ([str(tmp_path / "odd.json"), str(a), "--form", "prior ∅"],
+                               "rotations_deg: expected the rotations in degrees", tmp_path / "odd.json"),
+                              ([str(tmp_path / "odd.json"), str(a)], "--form (none recorded)", tmp_path / "odd.json"),
                               ([str(a), str(_forms_json(tmp_path / "c.json", [True] * 16, n_noise=8)), "--form",
                                 "lds-no-lora"], "n_noise: not the same check", tmp_path / "c.json")):
         with pytest.raises(SystemExit) as exc:

@@ -18,8 +18,10 @@ from dipir.io import read_json_object
 def check_pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
     rows = check.get("pairs_detail")
     if "scenes_detail" in check and rows is None:
+        forms = check.get("forms")
+        names = ", ".join(map(str, forms)) if isinstance(forms, dict) else ""
         raise DipirError("a `dipir prior forms` result: name the form to compare with --form "
-                         f"({', '.join(check.get('forms') or {}) or 'none recorded'})", path, "pairs_detail")
+                         f"({names or 'none recorded'})", path, "pairs_detail")
     if not isinstance(rows, list) or not rows:
         raise DipirError("no pairs (write it with `dipir prior check --json`)", path, "pairs_detail")
     out = {}
@@ -31,17 +33,23 @@ def check_pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
     return out
 
 
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def form_pairs(forms: dict, path: Path, form: str) -> dict[tuple[str, float], bool]:
     """A `prior forms --json` result's verdicts for one form: the truth wins a pair when its energy is the
     lower one (as `prior forms` counts)."""
     rows, rots = forms.get("scenes_detail"), forms.get("rotations_deg")
-    if not isinstance(rows, list) or not rows or not isinstance(rots, list) or not rots:
+    if not isinstance(rows, list) or not rows:
         raise DipirError("no scenes (write it with `dipir prior forms --json`)", path, "scenes_detail")
+    if not isinstance(rots, list) or not rots or not all(_number(r) for r in rots):
+        raise DipirError(f"expected the rotations in degrees, got {rots!r}", path, "rotations_deg")
     out = {}
     for i, r in enumerate(rows):
         e = r.get(form) if isinstance(r, dict) else None
         if not isinstance(e, list) or len(e) != 1 + len(rots) or not isinstance(r.get("scene"), str) or \
-                not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e):
+                not all(_number(x) for x in e):
             known = sorted(k for k in r if isinstance(r.get(k), list)) if isinstance(r, dict) else []
             raise DipirError(f"expected the scene and {1 + len(rots)} energies of form {form!r} "
                              f"(forms here: {', '.join(known) or 'none'})", path, f"scenes_detail[{i}]")
