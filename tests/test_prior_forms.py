@@ -44,6 +44,23 @@ def test_form_energies_are_the_forms_differences():
     np.testing.assert_allclose(e["prior ∅"], L["base_u"])
 
 
+@pytest.mark.parametrize(("mean", "words"), [(0.049, "lowers the base model's energy on the true composites by 4.9%"),
+                                             (-0.069, "raises the base model's energy on the true composites by 6.9%"),
+                                             (-0.0004, "lowers the base model's energy on the true composites by 0.0%")])
+def test_the_prompts_share_is_said_with_its_direction(mean, words):
+    from dipir.prior.forms import describe_share
+
+    line = describe_share({"mean": mean, "sd": 0.02})
+    assert words in line and "-" not in line.split("(")[0]
+
+
+def test_a_tie_is_not_a_win():
+    from dipir.prior.verdict import truth_wins
+
+    assert truth_wins(0.1, 0.2) and not truth_wins(0.2, 0.1) and not truth_wins(0.2, 0.2)
+    np.testing.assert_array_equal(truth_wins(np.array([[1.0]]), np.array([[2.0, 1.0, 0.5]])), [[True, False, False]])
+
+
 def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior, tmp_path):
     from dipir.prior.check import PriorCheckConfig
     from dipir.prior.forms import FORMS, check_forms

@@ -194,7 +194,7 @@ def _forms_command(prior_app: typer.Typer) -> None:
         import json
 
         from dipir.errors import DipirError
-        from dipir.prior.forms import check_forms
+        from dipir.prior.forms import check_forms, describe_share
 
         opts = None
         if options is not None:
@@ -214,9 +214,7 @@ def _forms_command(prior_app: typer.Typer) -> None:
             bands = " / ".join(f"{v:.0%}" for v in f["fraction_by_t_band"].values())
             typer.echo(f"  {name:12s} {f['truth_wins']:3d}/{f['pairs']} = {f['fraction']:.1%} "
                        f"[95% CI over scenes {lo:.0%}–{hi:.0%}]; by third of t {bands}")
-        share = res["caption_share"]
-        typer.echo(f"The prompt lowers the base model's energy on the true composites by {share['mean']:.1%} "
-                   f"(sd {share['sd']:.1%} over scenes): what E(c) − E(∅) has to work with.")
+        typer.echo(describe_share(res["caption_share"]))
 
 
 def _ship_command(prior_app: typer.Typer) -> None:

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipir.prior.verdict import truth_wins
+
 
 def _guidance_t_range() -> tuple[float, float]:
     from dipir.guidance.config import GuidanceConfig
@@ -206,7 +208,7 @@ def t_band_fractions(pairs: list[tuple[np.ndarray, np.ndarray]], tfrac: np.ndarr
     for k, (lo, hi) in enumerate(itertools.pairwise(edges)):
         m = band == k
         if m.any():
-            out[f"{lo:.2f}-{hi:.2f}"] = float(np.mean([truth[m].mean() < rot[m].mean() for truth, rot in pairs]))
+            out[f"{lo:.2f}-{hi:.2f}"] = float(np.mean([truth_wins(truth[m].mean(), rot[m].mean()) for truth, rot in pairs]))
     return out
 
 
@@ -256,7 +258,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         edges = [edge_energy(im) for im in imgs]
         for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
-                         "truth_wins": bool(losses[0] < lr), "edges_truth": edges[0], "edges_rotated": er,
+                         "truth_wins": bool(truth_wins(losses[0], lr)), "edges_truth": edges[0], "edges_rotated": er,
                          "sun_elevation_deg": truths[i]["sun_elevation_deg"]})
         wins = sum(r["truth_wins"] for r in rows)
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.io import read_json_object
+from dipir.prior.verdict import truth_wins
 
 
 def check_pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
@@ -54,7 +55,7 @@ def form_pairs(forms: dict, path: Path, form: str) -> dict[tuple[str, float], bo
             raise DipirError(f"expected the scene and {1 + len(rots)} energies of form {form!r} "
                              f"(forms here: {', '.join(known) or 'none'})", path, f"scenes_detail[{i}]")
         for rot, other in zip(rots, e[1:]):
-            out[(r["scene"], float(rot))] = e[0] < other
+            out[(r["scene"], float(rot))] = truth_wins(e[0], other)
     return out
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipir.prior.verdict import truth_wins
+
 # name -> the energy's weights on the four denoising losses (base ∅, base c, LoRA ∅, LoRA c);
 # "s" stands for the guidance scale.
 FORMS = {
@@ -64,6 +66,14 @@ def caption_share(uncond: list[np.ndarray], cond: list[np.ndarray]) -> dict:
     the 90-minute priors)."""
     share = 1.0 - np.array([c[0] for c in cond]) / np.array([u[0] for u in uncond])
     return {"mean": float(share.mean()), "sd": float(share.std(ddof=1)) if len(share) > 1 else 0.0}
+
+
+def describe_share(share: dict) -> str:
+    """`caption_share` in words. A prompt can also raise the energy (a caption that leaves out a visible
+    object), and a share a hair below zero reads "lowers by -0.0 %" unless the direction is named."""
+    way = "raises" if round(share["mean"], 3) < 0 else "lowers"
+    return (f"The prompt {way} the base model's energy on the true composites by {abs(share['mean']):.1%} "
+            f"(sd {share['sd']:.1%} over scenes): what E(c) − E(∅) has to work with.")
 
 
 def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise: torch.Tensor,
@@ -149,11 +159,11 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
             row[name] = [float(x) for x in v]
         rows.append(row)
         log(f"{i + 1}/{len(held)} {folder.name}: truth preferred by "
-            + ", ".join(f"{n} {int((v[0] < v[1:]).sum())}/{len(v) - 1}" for n, v in e.items()))
+            + ", ".join(f"{n} {int(truth_wins(v[0], v[1:]).sum())}/{len(v) - 1}" for n, v in e.items()))
     forms = {}
     for name, per_scene in energies.items():
         e = np.stack(per_scene)  # (scenes, 1 + rotations)
-        wins = e[:, :1] < e[:, 1:]
+        wins = truth_wins(e[:, :1], e[:, 1:])
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins)),
                        "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg)}
