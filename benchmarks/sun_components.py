@@ -10,7 +10,9 @@ near that says nothing about the azimuth. Reads a run folder (`dipir run SUITE -
 read-only, as `dipir report` does (its results.parquet; the suite names the scenes); for every
 finished task with an env map it prints per method (and preset): the median
 error [95 % bootstrap CI], the median azimuth error [CI] (chance: 90°), the median elevation of
-the predicted sun, and on how many scenes the method beats the zenith guess (sign test). The
+the predicted sun, on how many scenes the method beats the zenith guess (sign test), and how many
+of its suns stand within 45° of straight behind the camera (`dipir.prior.camera_side`; a quarter of
+azimuths do, so chance is 1/4: more is a pull toward shadows hidden behind the object). The
 azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart. Runs evaluated
 since the report carries `light_azimuth_err_deg` and `light_elevation_err_deg` show the split in
 their tables already (the same functions); this script adds the zenith guess and reads older runs.
@@ -33,6 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sun_trajectory import median_ci, sign_p  # noqa: E402
 
 from dipir.evaluation.sphere_metrics import UP, angle_deg, azimuth_error_deg, elevation_deg  # noqa: E402
+from dipir.prior.camera_side import backness  # noqa: E402
+
+# A sun within 45° of azimuth of straight behind the camera; a quarter of all azimuths.
+BEHIND = float(np.cos(np.radians(45.0)))
 
 
 def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
@@ -51,7 +57,7 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
             plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
     rows = pd.read_parquet(run / "results.parquet")
     out: dict = defaultdict(dict)
-    truth: dict[tuple, np.ndarray] = {}  # scene -> its ground-truth sun direction
+    truth: dict[tuple, tuple] = {}  # scene -> its ground-truth sun direction and camera-to-world
     # a stored light_dir_err_deg: the task has a ground-truth map and its map has a sun (the report's verdict)
     done = rows[(rows["status"] == "done") & rows["metric.light_dir_err_deg"].notna()]
     for row in done.to_dict("records"):
@@ -60,14 +66,27 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
             continue  # a scene the suite no longer plans
         if scene not in truth:
             ref = refs[scene]
-            truth[scene] = dominant_direction(read_hdr(load_scene(build_scene(ref.recipe, ref.key, run)).envmap))
-        gt = truth[scene]
+            sc = load_scene(build_scene(ref.recipe, ref.key, run))
+            truth[scene] = (dominant_direction(read_hdr(sc.envmap)), sc.camera.to_world)
+        gt, to_world = truth[scene]
         pred = dominant_direction(read_hdr(run / row["artifact.envmap"]))
         name = row["method"] if pd.isna(row["preset"]) else f"{row['method']}/{row['preset']}"
         out[name]["/".join(scene)] = {
             "err": angle_deg(pred, gt), "azimuth_err": azimuth_error_deg(pred, gt),
-            "elevation": elevation_deg(pred), "zenith_err": angle_deg(UP, gt)}
+            "elevation": elevation_deg(pred), "zenith_err": angle_deg(UP, gt),
+            "backness": backness(pred, to_world), "truth_backness": backness(gt, to_world)}
     return out
+
+
+def _behind(values: list[float | None]) -> str:
+    """How many suns stand within 45° of straight behind the camera (their shadows cast away from it,
+    behind the object), against the quarter of azimuths that are: a method pulled there by a prior
+    that prefers hidden shadows shows it here (docs/mini_world_runs.md)."""
+    from scipy.stats import binomtest
+
+    v = [b for b in values if b is not None]
+    k = sum(b >= BEHIND for b in v)
+    return f"{k}/{len(v)} (p = {binomtest(k, len(v), 0.25).pvalue:.2g})" if v else "–"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     scenes = {s: v["zenith_err"] for rows in comp.values() for s, v in rows.items()}
     m, lo, hi = median_ci(np.array(list(scenes.values())))
     print(f"sun at the zenith (the reference): median error {m:.1f}° [{lo:.1f}, {hi:.1f}] over {len(scenes)} scenes")
-    print(f"{'method':28s} {'n':>3s}  {'error':>20s}  {'azimuth error':>20s}  {'elevation':>9s}  beats the zenith")
+    truths = list({s: v["truth_backness"] for rows in comp.values() for s, v in rows.items()}.values())
+    print(f"true suns within 45° of behind the camera: {_behind(truths)}")
+    print(f"{'method':28s} {'n':>3s}  {'error':>20s}  {'azimuth error':>20s}  {'elevation':>9s}  beats the zenith  "
+          "behind the camera (chance 1/4)")
     for name, rows in sorted(comp.items()):
         v = list(rows.values())
         err = median_ci(np.array([r["err"] for r in v]))
@@ -95,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         ties = sum(r["err"] == r["zenith_err"] for r in v)
         print(f"{name:28s} {len(v):3d}  {err[0]:6.1f}° [{err[1]:.0f}, {err[2]:.0f}]  {az_s:>20s}  "
               f"{np.median([r['elevation'] for r in v]):8.1f}°  {wins}/{len(v) - ties} "
-              f"(p = {sign_p(wins, len(v) - ties):.3f})")
+              f"(p = {sign_p(wins, len(v) - ties):.3f})  {_behind([r['backness'] for r in v])}")
     if args.json:
         args.json.write_text(json.dumps(comp, indent=1) + "\n")
     return 0

@@ -134,6 +134,18 @@ def test_verdict_and_bands_are_in_the_result(held_out_world, tiny_prior):
     assert res["pairs_by_sun_elevation"] == {f"{lo}-{lo + 15}": len(w) for lo, w in sorted(bands.items())}
     lo, hi = res["fraction_ci"]
     assert 0.0 <= lo <= res["fraction"] <= hi <= 1.0
+    # By camera side: each pair's suns are the dominant directions of the maps its composites are lit by.
+    from dipir.prior.camera_side import backness, side_summary
+
+    for r in res["pairs_detail"]:
+        truth = json.loads((held_out_world / r["scene"] / "truth.json").read_text())
+        assert r["sun_backness_truth"] == pytest.approx(backness(truth["sun_direction"], truth["camera"]["to_world"]),
+                                                        abs=0.02)
+        assert -1.0 <= r["sun_backness_rotated"] <= 1.0
+        if r["rotation_deg"] == 180.0:  # the sun swung round: as far in front as it was behind
+            assert r["sun_backness_rotated"] == pytest.approx(-r["sun_backness_truth"], abs=0.05)
+    assert {k: res[k] for k in ("fraction_by_camera_side", "pairs_by_camera_side")} == side_summary(res["pairs_detail"])
+    assert sum(res["pairs_by_camera_side"].values()) == res["pairs"]
 
 
 def test_elevation_bands_are_15_degrees_wide():
@@ -182,6 +194,7 @@ def test_check_cli_prints_the_fraction_bands_and_the_verdict(held_out_world, tin
     assert r.exit_code == 0, r.output
     assert "pairs =" in r.output and "by t band:" in r.output and "95% CI over scenes" in r.output
     assert re.search(r"by sun elevation: \d+-\d+°: \d+% of \d+", r.output), r.output
+    assert re.search(r"by camera side: truth more (behind|in front) \d+% of \d+", r.output), r.output
     assert "FAILS the bar (truth wins >= 85% of >= 48 pairs)" in r.output
 
 

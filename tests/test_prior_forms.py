@@ -77,8 +77,11 @@ def test_forms_score_truth_against_rotations_and_reuse_the_loras(world_and_prior
         for name in FORMS:
             truth, zero, half = row[name]
             assert zero == truth and half != truth
+    for row in res["scenes_detail"]:  # the 0° composite's sun is the truth's, on the same side of the camera
+        assert len(row["sun_backness"]) == 3 and row["sun_backness"][1] == row["sun_backness"][0]
     for f in res["forms"].values():
         assert f["pairs"] == 4 and f["truth_wins"] <= 2
+        assert sum(f["pairs_by_camera_side"].values()) == 2  # the 180° pairs; a 0° pair is a tie and has no side
         # By third of t, the 0° pair (half the pairs) cannot be won either.
         assert len(f["fraction_by_t_band"]) >= 2 and all(0 <= v <= 0.5 for v in f["fraction_by_t_band"].values())
     assert json.loads((tmp_path / "forms.json").read_text())["forms"] == res["forms"]

@@ -12,7 +12,8 @@ def _check(first_seed: int, wins: list[bool], **kw) -> dict:
     n = len(wins) // 2
     rows = [{"scene": f"world_{first_seed + i // 2:07d}", "rotation_deg": (90.0, 180.0)[i % 2], "truth_wins": w,
              "loss_truth": 0.02, "loss_rotated": 0.02 + (0.001 if w else -0.001), "edges_truth": 100.0 + i,
-             "edges_rotated": 100.0 + (i if w else -i), "sun_elevation_deg": 20.0 + 30.0 * (i % 2)} for i, w in enumerate(wins)]
+             "edges_rotated": 100.0 + (i if w else -i), "sun_elevation_deg": 20.0 + 30.0 * (i % 2),
+             "sun_backness_truth": 0.5 - (i % 2), "sun_backness_rotated": (i % 2) - 0.5} for i, w in enumerate(wins)]
     return {"model": "m", "weights": "abc", "data": f"/d{first_seed}", "scenes": n,
             "seeds": list(range(first_seed, first_seed + n)), "pairs": len(wins), "truth_wins": sum(wins),
             "fraction": sum(wins) / len(wins), "fraction_ci": [0.5, 0.9], "fraction_by_rotation": {"90": 0.5, "180": 0.5},
@@ -38,12 +39,15 @@ def test_pool_counts_every_pair_of_disjoint_sets_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "truth wins 86/96 pairs = 89.6%" in out and "on 48 held-out scenes" in out and "PASSES" in out
     assert f"{a}: 40/48 = 83.3%" in out and f"{b}: 46/48 = 95.8%" in out
+    # even rows have the truth's sun the more behind: 43 of 48 won on each side (8 + 2 losses split evenly)
+    assert "by camera side: truth more behind 90% of 48, truth more in front 90% of 48" in out
     pooled = json.loads((tmp_path / "pooled.json").read_text())
     assert pooled["passes"] and pooled["scenes"] == 48 and len(pooled["seeds"]) == 48
     lo, hi = pooled["fraction_ci"]
     assert lo < 86 / 96 < hi and hi - lo < 0.25  # a bootstrap over all 48 scenes
     assert pooled["fraction_by_rotation"] == {"90": 43 / 48, "180": 43 / 48}
     assert sum(pooled["pairs_by_sun_elevation"].values()) == 96
+    assert pooled["pairs_by_camera_side"] == {"truth more behind": 48, "truth more in front": 48}
     assert [s["seeds"] for s in pooled["sets"]] == [list(range(1000600, 1000624)), list(range(1000800, 1000824))]
     # A pooled check is a check: `prior compare` reads it pair by pair.
     with pytest.raises(SystemExit):

@@ -112,6 +112,10 @@ def _print_check(res: dict) -> None:
     if res.get("fraction_by_sun_elevation"):
         typer.echo("by sun elevation: " + ", ".join(f"{k}°: {v:.0%} of {res['pairs_by_sun_elevation'][k]}"
                                                     for k, v in res["fraction_by_sun_elevation"].items()))
+    if res.get("fraction_by_camera_side"):
+        typer.echo("by camera side: " + ", ".join(f"{k} {v:.0%} of {res['pairs_by_camera_side'][k]}"
+                                                  for k, v in res["fraction_by_camera_side"].items())
+                   + " (a gap: a lean toward the sun behind the camera, the shadow hidden behind the object)")
     if res.get("complexity_correlation") is not None:
         typer.echo(f"correlation of the loss difference with the edge-energy difference: "
                    f"{res['complexity_correlation']:.2f} (near 1: the verdicts follow image detail, not lighting)")
@@ -212,8 +216,10 @@ def _forms_command(prior_app: typer.Typer) -> None:
         for name, f in res["forms"].items():
             lo, hi = f["fraction_ci"]
             bands = " / ".join(f"{v:.0%}" for v in f["fraction_by_t_band"].values())
+            sides = ", ".join(f"{k} {v:.0%}" for k, v in f.get("fraction_by_camera_side", {}).items())
             typer.echo(f"  {name:12s} {f['truth_wins']:3d}/{f['pairs']} = {f['fraction']:.1%} "
-                       f"[95% CI over scenes {lo:.0%}–{hi:.0%}]; by third of t {bands}")
+                       f"[95% CI over scenes {lo:.0%}–{hi:.0%}]; by third of t {bands}"
+                       + (f"; by camera side {sides}" if sides else ""))
         typer.echo(describe_share(res["caption_share"]))
 
 

@@ -19,6 +19,9 @@ the truth wins once the detail term is taken out (fitted in-sample: a diagnostic
 `fraction_by_t_band` splits the range into thirds (each noise draw has its own t);
 `fraction_by_sun_elevation` splits the pairs by the true sun's elevation in 15° bands, and
 `pairs_by_sun_elevation` counts them (a high sun casts a short shadow: a few pixels at 32 px).
+`fraction_by_camera_side` splits them by which sun, the truth's or the rotated one, stands the more
+behind the camera (`camera_side`): a gap between the two is a lean toward hiding the shadow behind
+the object, which the fraction counts as knowing the lighting.
 `fraction_ci` is a 95 % percentile bootstrap over scenes (a scene's pairs share its true composite
 and its noise, so they are not independent): two priors whose intervals overlap widely are not told
 apart by the check.
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipir.prior.camera_side import backness, side_summary
 from dipir.prior.verdict import truth_wins
 
 
@@ -68,6 +72,19 @@ def rotate_envmap(env: np.ndarray, degrees: float) -> np.ndarray:
     """Rotate an equirect map about +Y by `degrees` of azimuth (a column roll)."""
     w = env.shape[1]
     return np.roll(env, int(round(degrees / 360.0 * w)), axis=1)
+
+
+def sun_backness(folder: Path, cfg: PriorCheckConfig) -> list[float | None]:
+    """How far behind the camera each composite's sun stands (`camera_side.backness`), truth first,
+    then each rotation: the dominant direction of the map each composite is lit by."""
+    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.lighting import dominant_direction
+    from dipir.scene.contract import load_scene
+
+    scene = load_scene(folder)
+    env = read_hdr(scene.envmap)
+    maps = [env] + [rotate_envmap(env, deg) for deg in cfg.rotations_deg]
+    return [backness(dominant_direction(m), scene.camera.to_world) for m in maps]
 
 
 def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.ndarray], str]:
@@ -256,10 +273,12 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         losses = per_draw.mean(axis=1).tolist()
         draws += [(per_draw[0], per_draw[k]) for k in range(1, len(imgs))]
         edges = [edge_energy(im) for im in imgs]
-        for deg, lr, er in zip(cfg.rotations_deg, losses[1:], edges[1:]):
+        back = sun_backness(folder, cfg)
+        for deg, lr, er, br in zip(cfg.rotations_deg, losses[1:], edges[1:], back[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
                          "truth_wins": bool(truth_wins(losses[0], lr)), "edges_truth": edges[0], "edges_rotated": er,
-                         "sun_elevation_deg": truths[i]["sun_elevation_deg"]})
+                         "sun_elevation_deg": truths[i]["sun_elevation_deg"],
+                         "sun_backness_truth": back[0], "sun_backness_rotated": br})
         wins = sum(r["truth_wins"] for r in rows)
         log(f"{i + 1}/{len(held)} {folder.name}: truth {losses[0]:.5f} rotated "
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
@@ -276,6 +295,7 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
            "fraction_by_t_band": t_band_fractions(draws, tfrac, cfg),
            "fraction_by_sun_elevation": {k: float(np.mean(w)) for k, w in elevation.items()},
            "pairs_by_sun_elevation": {k: len(w) for k, w in elevation.items()},
+           **side_summary(rows),
            "complexity_correlation": complexity_correlation(rows), "detail_adjusted": detail_adjusted(rows),
            "bar": {"fraction": PASS_FRACTION, "min_pairs": MIN_PAIRS}, "pairs_detail": rows}
     res["passes"] = passes(res)

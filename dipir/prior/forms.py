@@ -21,6 +21,10 @@ The LoRA of each scene is personalized exactly as the `dipir` estimator does it 
 options and cache), so pointing `--cache-dir` at a suite run's cache reuses the LoRAs it trained. A
 preset without personalization (e.g. `sds-no-lora`) scores the forms on the base model alone, with
 no LoRA to train: fast enough for many scenes.
+
+Each form's verdicts are also split by camera side (`fraction_by_camera_side`, as in the check):
+a form that wins the pairs whose true sun is the more behind the camera and loses the others leans
+toward hiding the shadow behind the object, and guidance that follows it puts the sun there.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipir.prior.camera_side import side_summary
 from dipir.prior.verdict import truth_wins
 
 # name -> the energy's weights on the four denoising losses (base ∅, base c, LoRA ∅, LoRA c);
@@ -119,6 +124,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         held_out_folders,
         noise_seed,
         scene_bootstrap_ci,
+        sun_backness,
         t_band_fractions,
         timesteps,
     )
@@ -154,7 +160,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         for name, v in e.items():
             energies[name].append(v)
             draw_pairs[name] += [(per_draw[name][0], per_draw[name][k]) for k in range(1, len(v))]
-        row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit")}
+        row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit"),
+               "sun_backness": sun_backness(folder, ccfg)}
         for name, v in e.items():
             row[name] = [float(x) for x in v]
         rows.append(row)
@@ -166,7 +173,10 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         wins = truth_wins(e[:, :1], e[:, 1:])
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins)),
-                       "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg)}
+                       "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg),
+                       **side_summary([{"truth_wins": w, "sun_backness_truth": r["sun_backness"][0],
+                                        "sun_backness_rotated": b}
+                                       for r, ws in zip(rows, wins) for w, b in zip(ws, r["sun_backness"][1:])])}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
            "caption_share": caption_share(energies["prior ∅"], energies["sds-no-cfg"]),
            "prompt": guidance.template,  # the last scene's; every scene's is the same

@@ -15,6 +15,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.io import read_json_object
+from dipir.prior.camera_side import side_summary
 
 # Fields the pooled checks must agree on: pairs scored otherwise are not one sample.
 _SAME = ("weights", "n_noise", "t_range", "bar")
@@ -38,7 +39,7 @@ def _t_bands(checks: list[tuple[Path, dict]]) -> dict | None:
 
 
 def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
-    """The checks' pairs as one check: fraction, scene-bootstrap CI, by rotation, t band and sun elevation,
+    """The checks' pairs as one check: fraction, scene-bootstrap CI, by rotation, t band, sun elevation and camera side,
     the detail diagnostics, the verdict, and `sets` (each input's own numbers)."""
     from dipir.prior.card import validate_check
     from dipir.prior.check import complexity_correlation, detail_adjusted, elevation_bands, passes, scene_bootstrap_ci
@@ -80,6 +81,8 @@ def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
         bands = elevation_bands(rows)
         res["fraction_by_sun_elevation"] = {k: float(np.mean(w)) for k, w in bands.items()}
         res["pairs_by_sun_elevation"] = {k: len(w) for k, w in bands.items()}
+    if all("sun_backness_truth" in r for r in rows):
+        res.update(side_summary(rows))
     t_bands = _t_bands(checks)
     if t_bands:
         res["fraction_by_t_band"] = t_bands

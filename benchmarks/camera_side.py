@@ -1,0 +1,77 @@
+"""A recorded check's or forms result's verdicts split by camera side, for results written before
+`dipir prior check` and `dipir prior forms` recorded the split themselves.
+
+    .venv/bin/python benchmarks/camera_side.py RESULT.json [RESULT.json …] --data HELD_OUT
+
+HELD_OUT is the folder the results were scored on (each result's pairs name its scenes). For every
+pair the sun of each composite (the scene's map, rotated as the check rotates it) is placed relative
+to the camera (`dipir.prior.camera_side`), and the truth's win rate is printed separately for pairs
+whose true sun is the more behind the camera and for the others. Equal rates: the verdicts do not
+lean toward a sun behind the camera (a shadow hidden behind the object); a gap: they do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dipir.io import read_json_object  # noqa: E402
+from dipir.prior.camera_side import side_summary  # noqa: E402
+from dipir.prior.verdict import truth_wins  # noqa: E402
+
+
+_BACK: dict[tuple, list] = {}  # (folder, rotations) -> backness of the truth's sun and the rotated ones
+
+
+def _back(folder: Path, rotations: tuple) -> list:
+    from dipir.prior.check import PriorCheckConfig, sun_backness
+
+    if (folder, rotations) not in _BACK:
+        _BACK[folder, rotations] = sun_backness(folder, PriorCheckConfig(rotations_deg=rotations))
+    return _BACK[folder, rotations]
+
+
+def split(result: dict, data: Path) -> dict[str, dict]:
+    """name -> side_summary: one entry ("check") for a check, one per form for a forms result."""
+    def back(scene: str, rotations: tuple) -> list:
+        return _back(data / scene, rotations)
+
+    if "pairs_detail" in result:
+        rots = tuple(sorted({float(r["rotation_deg"]) for r in result["pairs_detail"]}))
+        rows = []
+        for r in result["pairs_detail"]:
+            b = back(r["scene"], rots)
+            rows.append({**r, "sun_backness_truth": b[0],
+                         "sun_backness_rotated": b[1 + rots.index(float(r["rotation_deg"]))]})
+        return {"check": side_summary(rows)}
+    rots = tuple(float(d) for d in result["rotations_deg"])
+    out = {}
+    for name in result["forms"]:
+        rows = []
+        for r in result["scenes_detail"]:
+            b, e = back(r["scene"], rots), r[name]
+            rows += [{"truth_wins": bool(truth_wins(e[0], other)), "sun_backness_truth": b[0],
+                      "sun_backness_rotated": br} for other, br in zip(e[1:], b[1:])]
+        out[name] = side_summary(rows)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path, nargs="+")
+    ap.add_argument("--data", type=Path, required=True, help="the held-out folder the results scored")
+    args = ap.parse_args(argv)
+    for path in args.results:
+        print(path.name)
+        for name, s in split(read_json_object(path, "a prior check or forms result"), args.data).items():
+            print(f"  {name:12s} " + ", ".join(f"{k} {v:.1%} of {s['pairs_by_camera_side'][k]}"
+                                               for k, v in s["fraction_by_camera_side"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
