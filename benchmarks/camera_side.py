@@ -23,7 +23,6 @@ from dipir.io import read_json_object  # noqa: E402
 from dipir.prior.camera_side import side_summary  # noqa: E402
 from dipir.prior.verdict import truth_wins  # noqa: E402
 
-
 _BACK: dict[tuple, list] = {}  # (folder, rotations) -> backness of the truth's sun and the rotated ones
 
 
