@@ -13,50 +13,43 @@ lean toward a sun behind the camera (a shadow hidden behind the object); a gap: 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dipir.io import read_json_object  # noqa: E402
-from dipir.prior.camera_side import side_summary  # noqa: E402
+from dipir.prior.camera_side import scene_pairs, side_summary  # noqa: E402
 from dipir.prior.verdict import truth_wins  # noqa: E402
 
-_BACK: dict[tuple, list] = {}  # (folder, rotations) -> backness of the truth's sun and the rotated ones
 
-
+@functools.cache
 def _back(folder: Path, rotations: tuple) -> list:
+    """The backness of a scene's true sun and its rotated ones (several results share the scenes)."""
     from dipir.prior.check import PriorCheckConfig, sun_backness
 
-    if (folder, rotations) not in _BACK:
-        _BACK[folder, rotations] = sun_backness(folder, PriorCheckConfig(rotations_deg=rotations))
-    return _BACK[folder, rotations]
+    return sun_backness(folder, PriorCheckConfig(rotations_deg=rotations))
 
 
 def split(result: dict, data: Path) -> dict[str, dict]:
     """name -> side_summary: one entry ("check") for a check, one per form for a forms result."""
-    def back(scene: str, rotations: tuple) -> list:
-        return _back(data / scene, rotations)
-
     if "pairs_detail" in result:
         rots = tuple(sorted({float(r["rotation_deg"]) for r in result["pairs_detail"]}))
         rows = []
         for r in result["pairs_detail"]:
-            b = back(r["scene"], rots)
+            b = _back(data / r["scene"], rots)
             rows.append({**r, "sun_backness_truth": b[0],
                          "sun_backness_rotated": b[1 + rots.index(float(r["rotation_deg"]))]})
         return {"check": side_summary(rows)}
     rots = tuple(float(d) for d in result["rotations_deg"])
-    out = {}
-    for name in result["forms"]:
-        rows = []
-        for r in result["scenes_detail"]:
-            b, e = back(r["scene"], rots), r[name]
-            rows += [{"truth_wins": bool(truth_wins(e[0], other)), "sun_backness_truth": b[0],
-                      "sun_backness_rotated": br} for other, br in zip(e[1:], b[1:])]
-        out[name] = side_summary(rows)
-    return out
+    return {name: side_summary([p for r in result["scenes_detail"]
+                                for p in scene_pairs(truth_wins(r[name][0], np.array(r[name][1:])),
+                                                     _back(data / r["scene"], rots))])
+            for name in result["forms"]}
 
 
 def main(argv: list[str] | None = None) -> int:

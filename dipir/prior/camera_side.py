@@ -32,6 +32,13 @@ def backness(direction, camera_to_world) -> float | None:
     return float(-(d @ f) / (nd * nf))
 
 
+def scene_pairs(wins, back: list[float | None]) -> list[dict]:
+    """One scene's pairs as `camera_sides` reads them: its verdicts against each rotation (`wins`) and
+    its suns' backness (`back`: the truth's first, then each rotation's)."""
+    return [{"truth_wins": bool(w), "sun_backness_truth": back[0], "sun_backness_rotated": b}
+            for w, b in zip(wins, back[1:])]
+
+
 def camera_sides(rows: list[dict]) -> dict[str, list[bool]]:
     """The pairs' verdicts (`truth_wins`) by which of the two suns is the more behind the camera
     (`SIDES`); pairs without both `sun_backness_*` values, or with equal ones, are left out."""

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dipir.prior.camera_side import side_summary
+from dipir.prior.camera_side import scene_pairs, side_summary
 from dipir.prior.verdict import truth_wins
 
 # name -> the energy's weights on the four denoising losses (base ∅, base c, LoRA ∅, LoRA c);
@@ -174,9 +174,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         forms[name] = {"truth_wins": int(wins.sum()), "pairs": int(wins.size), "fraction": float(wins.mean()),
                        "fraction_ci": list(scene_bootstrap_ci(wins)),
                        "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg),
-                       **side_summary([{"truth_wins": w, "sun_backness_truth": r["sun_backness"][0],
-                                        "sun_backness_rotated": b}
-                                       for r, ws in zip(rows, wins) for w, b in zip(ws, r["sun_backness"][1:])])}
+                       **side_summary([p for r, ws in zip(rows, wins) for p in scene_pairs(ws, r["sun_backness"])])}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
            "caption_share": caption_share(energies["prior ∅"], energies["sds-no-cfg"]),
            "prompt": guidance.template,  # the last scene's; every scene's is the same
