@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -60,14 +61,17 @@ class FileHashCache:
         self.dirty = True
         return digest
 
-    def tree(self, folder: Path) -> str:
-        """Content hash of every file under a folder (relative names + contents)."""
+    def tree(self, folder: Path, skip: tuple[str, ...] = ()) -> str:
+        """Content hash of every file under a folder (relative names + contents), leaving out the
+        files whose relative name matches a `skip` pattern (fnmatch)."""
         parts = []
         for root, dirs, files in os.walk(folder):
             dirs.sort()
             for name in sorted(files):
                 p = Path(root) / name
-                parts.append([str(p.relative_to(folder)), self.file(p)])
+                rel = str(p.relative_to(folder))
+                if not any(fnmatch.fnmatchcase(rel, pat) for pat in skip):
+                    parts.append([rel, self.file(p)])
         return hash_json(parts)
 
     def save(self) -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 from dipir.errors import DipirError
 from dipir.hashing import FileHashCache, hash_json
 from dipir.io import publish_dir
+from dipir.scene.contract import SCENE_FILE, scene_folder_hash
 from pipelines.suite import DatasetEntry, Suite
 
 # Bump when the way a recipe becomes a scene folder changes (it is part of every scene key).
 SCENE_BUILDER_VERSION = 2  # 2: builtin classes, contact-shadow placement check
 HDRI_SUFFIXES = (".hdr", ".exr")
-SCENE_FILE = "scene.yaml"
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
                 p for p in root.iterdir() if (p / SCENE_FILE).is_file())
             for folder in folders:
                 recipe = dict(base, folder=str(folder))
-                contents = [hashes.tree(folder)] if folder.is_dir() else [hash_json({"missing": folder.name})]
+                contents = [scene_folder_hash(folder, hashes)] if folder.is_dir() else [hash_json({"missing": folder.name})]
                 entry_refs.append(SceneRef(entry.name, folder.name, _key(recipe, contents, drop=("folder",)), recipe))
         if entry.limit is not None:
             entry_refs = entry_refs[: entry.limit]

@@ -78,6 +78,19 @@ def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
     assert diff == {"scene0"}
 
 
+def test_a_prior_checks_old_cache_in_a_scene_folder_is_not_scene_content(tmp_path, scenes):
+    """`dipir prior check` once kept its composites in the scene folders; a check run on a suite's
+    scenes then made every task of the suite stale. Those files are not the scene: same ids."""
+    moved = tmp_path / "scenes"
+    shutil.copytree(scenes, moved)
+    ids = lambda run: [t.task_id for t in plan(load_suite(_suite(tmp_path, moved)), run, _IDENTITY)]  # noqa: E731
+    base = ids(tmp_path / "run1")
+    (moved / "scene0" / "prior_check_32px_64spp_90-180_s0.npz").write_bytes(b"composites")
+    assert ids(tmp_path / "run2") == base
+    (moved / "scene0" / "notes.txt").write_text("anything else in the folder is part of the scene")
+    assert ids(tmp_path / "run3") != base
+
+
 def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monkeypatch):
     """A shipped prior (or a model path) is identified by its weights, not its name: retraining it
     changes the DiPIR ids (old results are stale, not current); its card or plots do not."""

@@ -4,10 +4,24 @@ DiPIR's own t range; a rotation of 0° must tie the truth exactly (same noise, s
 from __future__ import annotations
 
 import json
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _composite_cache(tmp_path_factory):
+    """The checks' rendered composites go to a cache of this module's own, not ~/.cache/dipir."""
+    old = os.environ.get("DIPIR_CACHE_DIR")
+    os.environ["DIPIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield Path(os.environ["DIPIR_CACHE_DIR"])
+    if old is None:
+        os.environ.pop("DIPIR_CACHE_DIR")
+    else:
+        os.environ["DIPIR_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +70,48 @@ def test_check_scores_pairs_over_dipirs_t_range_and_a_zero_rotation_ties(held_ou
     cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), n_noise=4, spp=4)
     g = GuidanceConfig()
     assert (cfg.t_lo, cfg.t_hi) == (g.t_min, max(g.t_max_start, g.t_max_end))
-    res = check_prior(tiny_prior, held_out_world, cfg, out_json=tmp_path / "check.json", log=lambda s: None)
+    before = sorted(p.relative_to(held_out_world) for p in held_out_world.rglob("*"))
+    cache_dir = tmp_path / "cache"
+    res = check_prior(tiny_prior, held_out_world, cfg, out_json=tmp_path / "check.json", log=lambda s: None,
+                      cache_dir=cache_dir)
     assert res["scenes"] == 2 and res["pairs"] == 4
     zero = [r for r in res["pairs_detail"] if r["rotation_deg"] == 0.0]
     assert all(r["loss_rotated"] == r["loss_truth"] and not r["truth_wins"] for r in zero)
     half = [r for r in res["pairs_detail"] if r["rotation_deg"] == 180.0]
     assert all(r["loss_rotated"] != r["loss_truth"] for r in half)
     assert json.loads((tmp_path / "check.json").read_text())["pairs"] == 4
-    # The composites are cached per scene: a second check renders nothing and scores the same.
-    assert len(list(held_out_world.glob("*/prior_check_*.npz"))) == 2
-    again = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None)
+    # The scene folders are only read (a suite hashes them; they may be read-only): the composites
+    # are cached per scene in the cache folder, and a second check renders nothing and scores the same.
+    assert sorted(p.relative_to(held_out_world) for p in held_out_world.rglob("*")) == before
+    cached = sorted((cache_dir / "prior_check").glob("*.npz"))
+    assert len(cached) == 2
+    again = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None, cache_dir=cache_dir)
     assert again["pairs_detail"] == res["pairs_detail"]
+    assert sorted((cache_dir / "prior_check").glob("*.npz")) == cached
     # A damaged cache (a killed writer) is a miss: rendered again, same scores, file replaced.
-    cache = sorted(held_out_world.glob("*/prior_check_*.npz"))[0]
+    cache = cached[0]
     cache.write_bytes(cache.read_bytes()[:300])
-    healed = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None)
+    healed = check_prior(tiny_prior, held_out_world, cfg, log=lambda s: None, cache_dir=cache_dir)
     assert healed["pairs_detail"] == res["pairs_detail"]
     assert np.load(cache)["images"].shape[0] == 3
+
+
+def test_composites_are_keyed_by_the_scenes_content_not_its_folder(held_out_world, tmp_path):
+    """A scene written again under the same name is a new scene: its composites are rendered again,
+    never the old scene's served as current."""
+    import shutil
+
+    from dipir.prior.check import PriorCheckConfig, composites
+
+    cfg = PriorCheckConfig(rotations_deg=(180.0,), spp=4)
+    folder = tmp_path / "scene"
+    shutil.copytree(sorted(p for p in held_out_world.iterdir() if p.is_dir())[0], folder)
+    first, _ = composites(folder, cfg, 16, cache_dir=tmp_path / "cache")
+    scene_file = folder / "scene.yaml"
+    scene_file.write_text(scene_file.read_text().replace("  scale: ", "  scale: 0.5 #"))  # a smaller object
+    second, _ = composites(folder, cfg, 16, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "prior_check").glob("*.npz"))) == 2
+    assert not np.allclose(first[0], second[0])
 
 
 def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior):

@@ -119,7 +119,8 @@ def test_a_preset_without_lora_scores_the_base_forms_the_same(world_and_prior):
 
     held, model, root = world_and_prior
     cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
-    base = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg)
+    base = check_forms(str(model), held, preset="sds-no-lora", cache_dir=root / "cache", n_noise=4,
+                       log=lambda s: None, check_cfg=cfg)
     assert list(base["forms"]) == forms_for(lora=False) == ["prior ∅", "sds-no-lora", "sds-no-cfg", "lds-no-lora"]
     assert all(r["lora"] is None for r in base["scenes_detail"])
     full = check_forms(str(model), held, options=OPTIONS, cache_dir=root / "cache", n_noise=4, log=lambda s: None,
@@ -137,12 +138,13 @@ def test_the_prompt_is_the_priors_own_unless_given(world_and_prior):
     from dipir.prior.check import PriorCheckConfig
     from dipir.prior.forms import check_forms
 
-    held, model, _ = world_and_prior
+    held, model, root = world_and_prior
     assert (model / "dipir_prompts.json").is_file()
     cfg = PriorCheckConfig(rotations_deg=(0.0, 180.0), spp=4)
-    own = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg)
-    sd = check_forms(str(model), held, preset="sds-no-lora", n_noise=4, log=lambda s: None, check_cfg=cfg,
-                     prompt=DIPIR_PROMPTS.guidance)
+    own = check_forms(str(model), held, preset="sds-no-lora", cache_dir=root / "cache", n_noise=4,
+                      log=lambda s: None, check_cfg=cfg)
+    sd = check_forms(str(model), held, preset="sds-no-lora", cache_dir=root / "cache", n_noise=4,
+                     log=lambda s: None, check_cfg=cfg, prompt=DIPIR_PROMPTS.guidance)
     assert own["prompt"] == "{caption}"
     assert sd["prompt"] == "a photo of a {cls} in a scene in the style of sks rendering"
     for a, b in zip(sd["scenes_detail"], own["scenes_detail"]):

@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
         n_noise: int = typer.Option(None, "--n-noise", min=1, help="Noise draws per composite [default: 64]."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
         out_json: Path = typer.Option(None, "--json", help="Write every pair's losses here."),
+        cache_dir: Path = typer.Option(None, "--cache-dir",
+                                       help="Where the rendered composites are kept (default $DIPIR_CACHE_DIR "
+                                            "or ~/.cache/dipir); the scene folders are only read."),
     ) -> None:
         """Fraction of (true sun, sun rotated 90°/180°) composite pairs where the prior's denoising loss
         prefers the truth."""
@@ -97,7 +100,7 @@ def register(app: typer.Typer) -> None:
         cfg = PriorCheckConfig(max_scenes=max_scenes)
         if n_noise is not None:
             cfg.n_noise = n_noise
-        _print_check(check_prior(model, data, cfg, out_json, log=typer.echo))
+        _print_check(check_prior(model, data, cfg, out_json, log=typer.echo, cache_dir=cache_dir))
 
 
 def _print_check(res: dict) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,31 +75,35 @@ def rotate_envmap(env: np.ndarray, degrees: float) -> np.ndarray:
     return np.roll(env, int(round(degrees / 360.0 * w)), axis=1)
 
 
-def sun_backness(folder: Path, cfg: PriorCheckConfig) -> list[float | None]:
+def sun_backness(scene, cfg: PriorCheckConfig) -> list[float | None]:
     """How far behind the camera each composite's sun stands (`camera_side.backness`), truth first,
-    then each rotation: the dominant direction of the map each composite is lit by."""
+    then each rotation: the dominant direction of the map each composite is lit by. `scene` is the
+    loaded scene (`load_scene`), which its callers already hold."""
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.lighting import dominant_direction
-    from dipir.scene.contract import load_scene
 
-    scene = load_scene(folder)
     env = read_hdr(scene.envmap)
     maps = [env] + [rotate_envmap(env, deg) for deg in cfg.rotations_deg]
     return [backness(dominant_direction(m), scene.camera.to_world) for m in maps]
 
 
-def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.ndarray], str]:
-    """sRGB composites (truth first, then each rotation) at `size` px and the scene's caption. Cached
-    in the scene folder (`prior_check_<size>px_<spp>spp_<rotations>.npz`): checking several
-    checkpoints renders once."""
+def composites(folder: Path, cfg: PriorCheckConfig, size: int, scene=None,
+               cache_dir: str | Path | None = None) -> tuple[list[np.ndarray], str]:
+    """sRGB composites (truth first, then each rotation) at `size` px and the scene's caption.
+    Cached by the scene folder's content and the render settings in CACHE/prior_check/ (default
+    $DIPIR_CACHE_DIR or ~/.cache/dipir), never in the scene folder, which may be read-only or a
+    suite's input: checking several checkpoints renders once, and a scene written again renders
+    again. `scene`: the folder's scene when the caller has loaded it already."""
+    from dipir.guidance.lora import default_cache_dir
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.renderer import InsertionRenderer, RenderConfig, render_insertion
-    from dipir.scene.contract import load_scene
+    from dipir.scene.contract import load_scene, scene_folder_hash
 
-    scene = load_scene(folder)
+    scene = scene or load_scene(folder)
     caption = str(scene.provenance.get("caption", ""))
     rot = "-".join(str(int(d)) for d in cfg.rotations_deg)
-    cache = folder / f"prior_check_{size}px_{cfg.spp}spp_{rot}_s{cfg.seed}.npz"
+    cache = (Path(cache_dir or default_cache_dir()) / "prior_check"
+             / f"{scene_folder_hash(folder)[:20]}_{size}px_{cfg.spp}spp_{rot}_s{cfg.seed}.npz")
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
@@ -110,7 +115,8 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int) -> tuple[list[np.
     out = [render_insertion(scene, env, renderer=r, seed=cfg.seed)["composite"]]
     for deg in cfg.rotations_deg:
         out.append(render_insertion(scene, rotate_envmap(env, deg), renderer=r, seed=cfg.seed)["composite"])
-    tmp = cache.with_name(cache.stem + ".tmp.npz")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")  # two checks on one scene never share a temp
     np.savez(tmp, images=np.stack(out).astype(np.float32))
     tmp.replace(cache)
     return out, caption
@@ -247,11 +253,12 @@ def elevation_bands(rows: list[dict]) -> dict[str, list[bool]]:
 
 
 def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | None = None,
-                out_json: str | Path | None = None, log=print) -> dict:
+                out_json: str | Path | None = None, log=print, cache_dir: str | Path | None = None) -> dict:
     from dipir.data.synth_world import read_truth
     from dipir.errors import DipirError
     from dipir.guidance.registry import local_model_digest, resolve_model
     from dipir.prior.model import load_prior
+    from dipir.scene.contract import load_scene
 
     cfg = cfg or PriorCheckConfig()
     model = resolve_model(str(model))  # a shipped prior by name ("mini-world"), as --model takes it
@@ -268,12 +275,13 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     tfrac = timesteps(cfg, T).numpy() / T
     rows, draws = [], []
     for i, folder in enumerate(held):
-        imgs, cap = composites(folder, cfg, size)
+        scene = load_scene(folder)
+        imgs, cap = composites(folder, cfg, size, scene, cache_dir)
         per_draw = denoising_losses(imgs, cap, unet, sched, tok, te, cfg, seed=noise_seed(cfg, i))
         losses = per_draw.mean(axis=1).tolist()
         draws += [(per_draw[0], per_draw[k]) for k in range(1, len(imgs))]
         edges = [edge_energy(im) for im in imgs]
-        back = sun_backness(folder, cfg)
+        back = sun_backness(scene, cfg)
         for deg, lr, er, br in zip(cfg.rotations_deg, losses[1:], edges[1:], back[1:]):
             rows.append({"scene": folder.name, "rotation_deg": deg, "loss_truth": losses[0], "loss_rotated": lr,
                          "truth_wins": bool(truth_wins(losses[0], lr)), "edges_truth": edges[0], "edges_rotated": er,

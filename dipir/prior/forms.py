@@ -152,7 +152,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
                                   cache_dir, progress=False)
         gcfg = cfg.guidance if prompt is None else dataclasses.replace(cfg.guidance, prompt=prompt)
         guidance = Guidance(pipe, gcfg, scene.object.cls, scene_fields(scene))
-        images, _ = composites(folder, ccfg, size)
+        images, _ = composites(folder, ccfg, size, scene, cache_dir)
         noise = torch.randn((n_noise, 3, size, size), generator=torch.Generator().manual_seed(noise_seed(ccfg, i)))
         losses = denoising_losses(guidance, images, t, noise, lora=lora)
         per_draw = form_energies(losses, cfg.guidance.guidance_scale)  # (images, draws)
@@ -161,7 +161,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
             energies[name].append(v)
             draw_pairs[name] += [(per_draw[name][0], per_draw[name][k]) for k in range(1, len(v))]
         row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit"),
-               "sun_backness": sun_backness(folder, ccfg)}
+               "sun_backness": sun_backness(scene, ccfg)}
         for name, v in e.items():
             row[name] = [float(x) for x in v]
         rows.append(row)

@@ -45,6 +45,10 @@ from dipir.errors import DipirError
 from dipir.io import image_size, read_yaml
 
 SCENE_FILE = "scene.yaml"
+# Files a tool once wrote beside a scene that are not part of it: `dipir prior check` kept its
+# composites in the scene folder until it moved them to the cache. A scene folder's content hash
+# leaves them out, so a check run on a suite's scenes does not make every task of the suite stale.
+NOT_SCENE_CONTENT = ("prior_check_*.npz",)
 
 
 @dataclass
@@ -365,3 +369,12 @@ def load_scene(path: str | Path) -> Scene:
         provenance=dict(provenance),
         source=path,
     )
+
+
+def scene_folder_hash(folder: str | Path, hashes=None) -> str:
+    """The content hash of a scene folder (every file in it but `NOT_SCENE_CONTENT`): the one key for
+    "the same scene" (a suite's scene keys, the prior check's composite cache). `hashes`: a
+    `FileHashCache` (default: this process's)."""
+    from dipir.hashing import process_file_hashes
+
+    return (hashes or process_file_hashes()).tree(Path(folder), skip=NOT_SCENE_CONTENT)
