@@ -22,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dipir.errors import DipirError  # noqa: E402
 from dipir.io import read_json_object  # noqa: E402
 from dipir.prior.camera_side import scene_pairs, side_summary  # noqa: E402
 from dipir.prior.verdict import truth_wins  # noqa: E402
@@ -31,12 +32,24 @@ from dipir.prior.verdict import truth_wins  # noqa: E402
 def _back(folder: Path, rotations: tuple) -> list:
     """The backness of a scene's true sun and its rotated ones (several results share the scenes)."""
     from dipir.prior.check import PriorCheckConfig, sun_backness
+    from dipir.scene.contract import load_scene
 
-    return sun_backness(folder, PriorCheckConfig(rotations_deg=rotations))
+    return sun_backness(load_scene(folder), PriorCheckConfig(rotations_deg=rotations))
 
 
-def split(result: dict, data: Path) -> dict[str, dict]:
-    """name -> side_summary: one entry ("check") for a check, one per form for a forms result."""
+def split(result: dict, data: Path, path: Path | None = None) -> dict[str, dict]:
+    """name -> side_summary: one entry ("check") for a check, one per form for a forms result. A
+    result without the fields it needs is a one-line DipirError naming `path` and the field."""
+    try:
+        return _split(result, data)
+    except KeyError as err:
+        raise DipirError("not a prior check or forms result: no such field", path, str(err.args[0])) from None
+    except (TypeError, ValueError, IndexError, AttributeError) as err:
+        field = "pairs_detail" if "pairs_detail" in result else "scenes_detail"
+        raise DipirError(f"not a prior check or forms result ({type(err).__name__}: {err})", path, field) from None
+
+
+def _split(result: dict, data: Path) -> dict[str, dict]:
     if "pairs_detail" in result:
         rots = tuple(sorted({float(r["rotation_deg"]) for r in result["pairs_detail"]}))
         rows = []
@@ -57,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("results", type=Path, nargs="+")
     ap.add_argument("--data", type=Path, required=True, help="the held-out folder the results scored")
     args = ap.parse_args(argv)
-    for path in args.results:
+    status = 0
+    for path in args.results:  # a bad result is a line of its own; the others are still split
+        try:
+            sides = split(read_json_object(path, "a prior check or forms result"), args.data, path)
+        except DipirError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 2
+            continue
         print(path.name)
-        for name, s in split(read_json_object(path, "a prior check or forms result"), args.data).items():
+        for name, s in sides.items():
             print(f"  {name:12s} " + ", ".join(f"{k} {v:.1%} of {s['pairs_by_camera_side'][k]}"
                                                for k, v in s["fraction_by_camera_side"].items()))
-    return 0
+    return status
 
 
 if __name__ == "__main__":
