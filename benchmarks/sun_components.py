@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sun_trajectory import median_ci, sign_p  # noqa: E402
 
+from dipir.errors import DipirError  # noqa: E402
 from dipir.evaluation.sphere_metrics import UP, angle_deg, azimuth_error_deg, elevation_deg  # noqa: E402
 from dipir.prior.camera_side import backness  # noqa: E402
 
@@ -53,9 +54,13 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
     from pipelines.scenes import build_scene, plan_scenes
     from pipelines.suite import load_suite
 
+    results = run / "results.parquet"
+    if not results.is_file():
+        raise DipirError("no results.parquet: not a run folder of `dipir run`", run)
+    # checked first: planning a folder that is no run would write the suite's synthetic scenes into it
     refs = {(r.dataset, r.scene_id): r for r in
             plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
-    rows = pd.read_parquet(run / "results.parquet")
+    rows = pd.read_parquet(results)
     out: dict = defaultdict(dict)
     truth: dict[tuple, tuple] = {}  # scene -> its ground-truth sun direction and camera-to-world
     # a stored light_dir_err_deg: the task has a ground-truth map and its map has a sun (the report's verdict)
@@ -95,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("--json", type=Path, default=None, help="also write the per-task values here")
     args = ap.parse_args(argv)
-    comp = components(args.suite, args.run)
+    try:
+        comp = components(args.suite, args.run)
+    except DipirError as err:  # a bad suite or run folder: one line, as the CLI says it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not comp:
         print(f"{args.run}: no finished task with an env map and a ground-truth map")
         return 1
