@@ -13,7 +13,12 @@ error [95 % bootstrap CI], the median azimuth error [CI] (chance: 90°), the med
 the predicted sun, on how many scenes the method beats the zenith guess (sign test), and how many
 of its suns stand within 45° of straight behind the camera (`dipir.prior.camera_side`; a quarter of
 azimuths do, so chance is 1/4: more is a pull toward shadows hidden behind the object). The
-azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart. Runs evaluated
+azimuth of a sun within 1° of a pole is undefined; such tasks are counted apart. Last, how much
+shadow each composite shows: the light its inserted object takes from the background (the summed
+linear luminance by which the composite is darker than the background), as a ratio to the
+ground-truth-lit composite's, with the number of scenes that show less than the truth (sign test).
+A method pulled toward composites with the least shadow to show (a sun behind the camera, high,
+dim against the sky) shows well under 1. Runs evaluated
 since the report carries `light_azimuth_err_deg` and `light_elevation_err_deg` show the split in
 their tables already (the same functions); this script adds the zenith guess and reads older runs.
 """
@@ -76,11 +81,41 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
         gt, to_world = truth[scene]
         pred = dominant_direction(read_hdr(run / row["artifact.envmap"]))
         name = row["method"] if pd.isna(row["preset"]) else f"{row['method']}/{row['preset']}"
+        art = {k: row.get(f"artifact.{k}") for k in ("composite", "gt_composite", "background")}
+        shown = {}
+        if all(isinstance(a, str) for a in art.values()):
+            shown = {"shadow": darkening(run / art["composite"], run / art["background"]),
+                     "truth_shadow": darkening(run / art["gt_composite"], run / art["background"])}
         out[name]["/".join(scene)] = {
             "err": angle_deg(pred, gt), "azimuth_err": azimuth_error_deg(pred, gt),
             "elevation": elevation_deg(pred), "zenith_err": angle_deg(UP, gt),
-            "backness": backness(pred, to_world), "truth_backness": backness(gt, to_world)}
+            "backness": backness(pred, to_world), "truth_backness": backness(gt, to_world), **shown}
     return out
+
+
+def darkening(image: Path, background: Path) -> float:
+    """How much light a composite takes from its background: the summed linear luminance of the
+    pixels by which it is darker (the shadow, and object pixels darker than what they cover)."""
+    from PIL import Image
+
+    from dipir.rendering.composite import srgb_to_linear
+    from dipir.rendering.hdr import luminance
+
+    def lum(p: Path) -> np.ndarray:
+        with Image.open(p) as im:
+            return luminance(srgb_to_linear(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0))
+
+    return float(np.clip(lum(background) - lum(image), 0.0, None).sum())
+
+
+def _shadow(v: list[dict]) -> str:
+    """The median ratio of shadow shown to the truth's, and on how many scenes it is less."""
+    pairs = [(r["shadow"], r["truth_shadow"]) for r in v if r.get("truth_shadow")]
+    if not pairs:
+        return "–"
+    less, more = sum(a < b for a, b in pairs), sum(a > b for a, b in pairs)
+    return (f"{np.median([a / b for a, b in pairs]):.2f} (less on {less}/{less + more}, "
+            f"p = {sign_p(less, less + more):.3f})")
 
 
 def _behind(values: list[float | None]) -> str:
@@ -114,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     truths = list({s: v["truth_backness"] for rows in comp.values() for s, v in rows.items()}.values())
     print(f"true suns within 45° of behind the camera: {_behind(truths)}")
     print(f"{'method':28s} {'n':>3s}  {'error':>20s}  {'azimuth error':>20s}  {'elevation':>9s}  beats the zenith  "
-          "behind the camera (chance 1/4)")
+          "behind the camera (chance 1/4)  shadow shown / truth's")
     for name, rows in sorted(comp.items()):
         v = list(rows.values())
         err = median_ci(np.array([r["err"] for r in v]))
@@ -126,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         ties = sum(r["err"] == r["zenith_err"] for r in v)
         print(f"{name:28s} {len(v):3d}  {err[0]:6.1f}° [{err[1]:.0f}, {err[2]:.0f}]  {az_s:>20s}  "
               f"{np.median([r['elevation'] for r in v]):8.1f}°  {wins}/{len(v) - ties} "
-              f"(p = {sign_p(wins, len(v) - ties):.3f})  {_behind([r['backness'] for r in v])}")
+              f"(p = {sign_p(wins, len(v) - ties):.3f})  {_behind([r['backness'] for r in v])}  {_shadow(v)}")
     if args.json:
         args.json.write_text(json.dumps(comp, indent=1) + "\n")
     return 0
