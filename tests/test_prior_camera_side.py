@@ -38,23 +38,3 @@ def test_pairs_split_by_which_sun_is_the_more_behind():
     # a result whose rows carry no sides (older checks) has an empty split, not a crash
     assert side_summary([{"truth_wins": True}]) == {"fraction_by_camera_side": {}, "pairs_by_camera_side": {}}
 
-
-def test_the_split_script_names_the_file_and_field_of_a_bad_result(tmp_path, capsys):
-    """`benchmarks/camera_side.py` on a file that is no check or forms result: one line each, exit 2."""
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "camera_side.py"
-    spec = importlib.util.spec_from_file_location("camera_side_script", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    no_scenes = tmp_path / "forms.json"
-    no_scenes.write_text(json.dumps({"forms": ["lds"], "rotations_deg": [90]}))
-    not_json = tmp_path / "check.json"
-    not_json.write_text("{")
-    assert script.main([str(no_scenes), str(not_json), "--data", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {no_scenes}: scenes_detail: not a prior check or forms result: no such field",
-                   f"error: {not_json}: unreadable check.json: not valid JSON (Expecting property name enclosed "
-                   "in double quotes, line 1)"]
