@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from run_folder import read_run, task_name  # noqa: E402
 from sun_trajectory import sign_p  # noqa: E402
 
 from dipir.errors import DipirError  # noqa: E402
@@ -45,12 +46,11 @@ FORMS = ("prior ∅", "sds-no-cfg", "lds-no-lora")
 def energies(suite_path: Path, run: Path, model: str, n_noise: int, log=print) -> dict[str, dict[str, dict]]:
     """scene -> {"truth": {form: energy}, method[/preset]: {form: energy}} for every scene of RUN with a
     ground-truth composite."""
-    import pandas as pd
     import torch
 
     from dipir.guidance.guidance import Guidance
     from dipir.guidance.prompts import scene_fields
-    from dipir.hashing import FileHashCache
+    from dipir.optim.optimizer import load_model
     from dipir.optim.presets import get_preset
     from dipir.prior.check import PriorCheckConfig, noise_seed, timesteps
     from dipir.prior.forms import denoising_losses, form_energies
@@ -58,17 +58,9 @@ def energies(suite_path: Path, run: Path, model: str, n_noise: int, log=print) -
     from dipir.rendering.renderer import InsertionRenderer, RenderConfig, render_insertion
     from dipir.scene.contract import load_scene
     from pipelines.execute import model_cache_dir
-    from pipelines.scenes import build_scene, plan_scenes
-    from pipelines.suite import load_suite
+    from pipelines.scenes import build_scene
 
-    results = run / "results.parquet"
-    if not results.is_file():
-        raise DipirError("no results.parquet: not a run folder of `dipir run`", run)
-    from dipir.optim.optimizer import load_model
-
-    refs = {(r.dataset, r.scene_id): r for r in
-            plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
-    rows = pd.read_parquet(results)
+    refs, rows = read_run(suite_path, run)
     done = rows[(rows["status"] == "done") & rows["artifact.envmap"].notna() & rows["artifact.gt_composite"].notna()]
     per_scene: dict[tuple, list[dict]] = defaultdict(list)
     for row in done.to_dict("records"):
@@ -84,7 +76,7 @@ def energies(suite_path: Path, run: Path, model: str, n_noise: int, log=print) -
         ref = refs[scene]
         sc = load_scene(build_scene(ref.recipe, ref.key, run))
         guidance = Guidance(pipe, gcfg, sc.object.cls, scene_fields(sc))
-        names = ["truth"] + [r["method"] if pd.isna(r["preset"]) else f"{r['method']}/{r['preset']}" for r in task_rows]
+        names = ["truth"] + [task_name(r) for r in task_rows]
         size = int(pipe.unet.config.sample_size)
         renderer = InsertionRenderer(sc, RenderConfig(width=size, height=size, spp=ccfg.spp))
         maps = [read_hdr(sc.envmap)] + [read_hdr(run / r["artifact.envmap"]) for r in task_rows]

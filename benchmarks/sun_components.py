@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from run_folder import read_run, task_name  # noqa: E402
 from sun_trajectory import median_ci, sign_p  # noqa: E402
 
 from dipir.errors import DipirError  # noqa: E402
@@ -50,22 +51,13 @@ BEHIND = float(np.cos(np.radians(45.0)))
 def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
     """method[/preset] -> dataset/scene id -> {err, azimuth_err, elevation, zenith_err}, for the done
     rows of RUN/results.parquet (what `dipir report` reads) that have a light direction error."""
-    import pandas as pd
 
-    from dipir.hashing import FileHashCache
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.lighting import dominant_direction
     from dipir.scene.contract import load_scene
-    from pipelines.scenes import build_scene, plan_scenes
-    from pipelines.suite import load_suite
+    from pipelines.scenes import build_scene
 
-    results = run / "results.parquet"
-    if not results.is_file():
-        raise DipirError("no results.parquet: not a run folder of `dipir run`", run)
-    # checked first: planning a folder that is no run would write the suite's synthetic scenes into it
-    refs = {(r.dataset, r.scene_id): r for r in
-            plan_scenes(load_suite(suite_path), run, FileHashCache(run / "cache" / "file_hashes.json"))}
-    rows = pd.read_parquet(results)
+    refs, rows = read_run(suite_path, run)
     out: dict = defaultdict(dict)
     truth: dict[tuple, tuple] = {}  # scene -> its ground-truth sun direction and camera-to-world
     # a stored light_dir_err_deg: the task has a ground-truth map and its map has a sun (the report's verdict)
@@ -80,7 +72,7 @@ def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
             truth[scene] = (dominant_direction(read_hdr(sc.envmap)), sc.camera.to_world)
         gt, to_world = truth[scene]
         pred = dominant_direction(read_hdr(run / row["artifact.envmap"]))
-        name = row["method"] if pd.isna(row["preset"]) else f"{row['method']}/{row['preset']}"
+        name = task_name(row)
         art = {k: row.get(f"artifact.{k}") for k in ("composite", "gt_composite", "background")}
         shown = {}
         if all(isinstance(a, str) for a in art.values()):
