@@ -71,13 +71,13 @@ def energies(suite_path: Path, run: Path, model: str, n_noise: int, log=print) -
     ccfg = PriorCheckConfig(n_noise=n_noise)
     T = int(pipe.scheduler.config.num_train_timesteps)
     t = timesteps(ccfg, T)
+    size = int(pipe.unet.config.sample_size)
     out: dict[str, dict[str, dict]] = {}
     for i, (scene, task_rows) in enumerate(sorted(per_scene.items())):
         ref = refs[scene]
         sc = load_scene(build_scene(ref.recipe, ref.key, run))
         guidance = Guidance(pipe, gcfg, sc.object.cls, scene_fields(sc))
         names = ["truth"] + [task_name(r) for r in task_rows]
-        size = int(pipe.unet.config.sample_size)
         renderer = InsertionRenderer(sc, RenderConfig(width=size, height=size, spp=ccfg.spp))
         maps = [read_hdr(sc.envmap)] + [read_hdr(run / r["artifact.envmap"]) for r in task_rows]
         images = [render_insertion(sc, m, renderer=renderer, seed=ccfg.seed)["composite"] for m in maps]

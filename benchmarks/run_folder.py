@@ -32,5 +32,7 @@ def read_run(suite_path: Path, run: Path):
 
 def task_name(row: dict) -> str:
     """"method" or "method/preset", as the report labels a row."""
+    import pandas as pd
+
     preset = row.get("preset")
-    return row["method"] if preset is None or preset != preset else f"{row['method']}/{preset}"
+    return row["method"] if pd.isna(preset) else f"{row['method']}/{preset}"

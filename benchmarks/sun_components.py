@@ -51,7 +51,6 @@ BEHIND = float(np.cos(np.radians(45.0)))
 def components(suite_path: Path, run: Path) -> dict[str, dict[str, dict]]:
     """method[/preset] -> dataset/scene id -> {err, azimuth_err, elevation, zenith_err}, for the done
     rows of RUN/results.parquet (what `dipir report` reads) that have a light direction error."""
-
     from dipir.rendering.hdr import read_hdr
     from dipir.rendering.lighting import dominant_direction
     from dipir.scene.contract import load_scene

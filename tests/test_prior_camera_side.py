@@ -37,4 +37,3 @@ def test_pairs_split_by_which_sun_is_the_more_behind():
     assert s["pairs_by_camera_side"] == {SIDES[0]: 2, SIDES[1]: 2}
     # a result whose rows carry no sides (older checks) has an empty split, not a crash
     assert side_summary([{"truth_wins": True}]) == {"fraction_by_camera_side": {}, "pairs_by_camera_side": {}}
-

@@ -4,9 +4,7 @@ DiPIR's own t range; a rotation of 0° must tie the truth exactly (same noise, s
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,13 +13,10 @@ import pytest
 @pytest.fixture(autouse=True, scope="module")
 def _composite_cache(tmp_path_factory):
     """The checks' rendered composites go to a cache of this module's own, not ~/.cache/dipir."""
-    old = os.environ.get("DIPIR_CACHE_DIR")
-    os.environ["DIPIR_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield Path(os.environ["DIPIR_CACHE_DIR"])
-    if old is None:
-        os.environ.pop("DIPIR_CACHE_DIR")
-    else:
-        os.environ["DIPIR_CACHE_DIR"] = old
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIPIR_CACHE_DIR", str(cache))
+        yield cache
 
 
 @pytest.fixture(scope="module")
