@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         plain_levels: int = typer.Option(1, "--plain-levels", help="How many of the finest UNet levels have "
                                          "no attention."),
         prediction_type: str = typer.Option("epsilon", "--prediction-type", help="epsilon or v_prediction."),
+        text_time: bool = typer.Option(False, "--text-time/--no-text-time",
+                                       help="Also pool the caption into the timestep embedding, so every UNet "
+                                       "block hears it."),
         max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (and checkpoint) after this long."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
         seed: int = typer.Option(0, "--seed"),
@@ -74,7 +77,8 @@ def register(app: typer.Typer) -> None:
                                sun_signal_power=sun_signal_power, empty_caption_frac=empty_caption_frac,
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
-                                                      plain_levels=plain_levels, prediction_type=prediction_type))
+                                                      plain_levels=plain_levels, prediction_type=prediction_type,
+                                                      text_time=text_time))
         res = train_prior(data, out, cfg, progress=progress, log=lambda line: typer.echo(line, err=True))
         if res["stopped_by"] == "interrupt":
             typer.echo(f"interrupted at step {res['step']}: checkpoint saved in {out}; the same command resumes",

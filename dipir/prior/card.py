@@ -216,7 +216,8 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         "|---|---|",
         f"| image size | {m.get('image_size')} × {m.get('image_size')} px |",
         f"| UNet | widths {m.get('block_out_channels')}, {m.get('layers_per_block')} layer/block, "
-        f"attention on all but the finest {m.get('plain_levels', 1)} level(s), cross-attention dim {m.get('text_dim')} |",
+        f"attention on all but the finest {m.get('plain_levels', 1)} level(s), cross-attention dim {m.get('text_dim')}"
+        f"{', the caption also pooled into the timestep embedding' if m.get('text_time') else ''} |",
         f"| target | {m.get('prediction_type')} (DDPM, SD's scaled-linear betas, T = 1000) |",
         f"| text encoder | tiny CLIP (2 layers, random weights, frozen), {cfg.get('empty_caption_frac', 0):.0%} empty captions |",
         f"| training data | scene seeds {seeds.get('first')}–{seeds.get('last')} ({seeds.get('scenes')} scenes, "

@@ -294,7 +294,7 @@ class PriorTrainer:
             diff = sorted(k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
             if diff:
                 raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass "
-                                 "its --channels / --plain-levels / --prediction-type)", meta_path, "config.model")
+                                 "its --channels / --plain-levels / --prediction-type / --text-time)", meta_path, "config.model")
         try:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
