@@ -393,7 +393,8 @@ def test_init_goes_on_at_a_larger_image_size(tmp_path):
                                        ({"image_size": 10, "block_out_channels": (32, 32, 32)}, "image_size"),
                                        ({"prediction_type": "x0"}, "prediction_type"),
                                        ({"block_out_channels": (32, 32), "plain_levels": 3}, "plain_levels"),
-                                       ({"plain_levels": -1}, "plain_levels")])
+                                       ({"plain_levels": -1}, "plain_levels"),
+                                       ({"text_time": "yes"}, "text_time")])
 def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
     # The config owns its rules, so every caller (CLI, benchmarks, a stored config) gets the one-line error.
     from dipir.errors import DipirError
@@ -440,6 +441,35 @@ def test_plain_levels_drop_attention_from_the_finest_levels_and_old_configs_resu
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(DipirError, match=r"dipir_prior.json: config.model: expected a mapping, got list"):
         PriorTrainer(data, tmp_path / "d", _cfg(3, init=str(tmp_path / "a" / "model")))
+
+
+def test_text_time_lets_the_caption_reach_the_finest_attention_free_level(tmp_path):
+    # Without it the caption enters by cross-attention only, so the finest (plain) level's features are the
+    # same for any caption; with it they differ, and the flag survives save_prior / load_prior.
+    from dipir.prior.model import PriorModelConfig, load_prior, save_prior
+
+    torch.manual_seed(0)
+    x, t = torch.randn(1, 3, 16, 16), torch.tensor([300])
+    a, b = torch.randn(1, 77, 64), torch.randn(1, 77, 64)
+
+    def finest(unet, emb):
+        out = {}
+        hook = unet.down_blocks[0].register_forward_hook(lambda m, i, o: out.update(h=o[0]))
+        with torch.no_grad():
+            unet(x, t, encoder_hidden_states=emb)
+        hook.remove()
+        return out["h"]
+
+    cfg = PriorModelConfig(image_size=16, block_out_channels=(32, 32, 32))
+    plain = cfg.build_unet()
+    assert torch.equal(finest(plain, a), finest(plain, b))
+    cfg = PriorModelConfig(image_size=16, block_out_channels=(32, 32, 32), text_time=True)
+    unet = cfg.build_unet()
+    assert not torch.allclose(finest(unet, a), finest(unet, b))
+    tok, te = cfg.build_text()
+    loaded = load_prior(save_prior(tmp_path / "m", unet, cfg.build_scheduler(), tok, te))[0]
+    assert loaded.config.addition_embed_type == "text"
+    assert torch.equal(finest(loaded, a), finest(unet, a))
 
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),
