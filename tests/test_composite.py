@@ -26,6 +26,21 @@ def test_srgb_reference_values_and_round_trip():
     assert float(linear_to_srgb(np.float32(-1))) == 0.0
 
 
+def test_srgb_has_one_owner_and_the_numpy_baselines_stay_torch_free():
+    # The compositor and the baselines decode with the same function; the baselines' path imports no torch.
+    import subprocess
+    import sys
+
+    from dipir.estimators import common
+    from dipir.rendering import srgb
+
+    assert common.srgb_to_linear is srgb.srgb_to_linear is srgb_to_linear
+    code = ("import sys, numpy as np; from dipir.estimators.common import srgb_to_linear; "
+            "import dipir.estimators.sunsky, dipir.scene.synthetic; "
+            "assert abs(float(srgb_to_linear(np.float32(0.5))) - 0.21404) < 1e-5; print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
 def _out(fg, beta, mask):
     return RenderOutput(fg=torch.as_tensor(fg, dtype=torch.float32), shadow_ratio=torch.as_tensor(beta, dtype=torch.float32),
                         mask=torch.as_tensor(mask, dtype=torch.float32))

@@ -100,9 +100,10 @@ def test_the_synthetic_sun_is_still_found_and_says_why(tmp_path):
 
 def test_find_sun_turns_down_a_strip_and_many_lamps():
     """The shape and dominance checks on their own (daylight sky, ground in view)."""
-    from dipir.estimators.common import pixel_directions, srgb_to_linear
+    from dipir.estimators.common import pixel_directions
     from dipir.estimators.sun_detect import find_sun
     from dipir.rendering.hdr import LUMA
+    from dipir.rendering.srgb import srgb_to_linear
     from dipir.scene.contract import Camera, look_at
 
     cam = Camera(to_world=look_at([0, 1.5, 0], [0, 1.5, 1]), width=96, height=64, fov_y_deg=60.0)

@@ -13,20 +13,10 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.io import read_rgb
+from dipir.rendering.srgb import srgb_to_linear
 from dipir.scene.contract import Camera, Scene
 
 DEFAULT_HEIGHT = 128  # declared map size of every baseline unless its options say otherwise
-
-
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB decoding of values in [0, 1]."""
-    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 
 
 def load_background_srgb(scene: Scene) -> np.ndarray:

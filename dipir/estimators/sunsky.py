@@ -46,10 +46,10 @@ from dipir.estimators.common import (
     load_background_srgb,
     map_size,
     pixel_directions,
-    srgb_to_linear,
 )
 from dipir.estimators.sun_detect import SunCheck, find_sun
 from dipir.rendering.hdr import LUMA, equirect_directions, solid_angles
+from dipir.rendering.srgb import srgb_to_linear
 from dipir.scene.contract import Scene
 
 # Preetham et al. 1999, Appendix A.2: Perez coefficients [A, B, C, D, E] = M @ [T, 1].

@@ -11,27 +11,11 @@ Colour handling, explicitly:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from dipir.rendering.srgb import linear_to_srgb, srgb_to_linear
+
 __all__ = ["composite", "srgb_to_linear", "linear_to_srgb"]
-
-
-def srgb_to_linear(x):
-    """sRGB-encoded values in [0, 1] -> linear (torch or numpy)."""
-    if isinstance(x, torch.Tensor):
-        return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-    x = np.asarray(x, dtype=np.float32)
-    return np.where(x <= 0.04045, x / 12.92, ((np.maximum(x, 0.04045) + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x):
-    """Linear values -> sRGB encoding, clamped to [0, 1] first (torch or numpy)."""
-    if isinstance(x, torch.Tensor):
-        x = x.clamp(0, 1)
-        return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
-    x = np.clip(np.asarray(x, dtype=np.float32), 0, 1)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 def composite(bg_srgb: torch.Tensor, out, tone=None) -> torch.Tensor:

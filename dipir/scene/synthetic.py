@@ -14,8 +14,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from dipir.estimators.common import linear_to_srgb, pixel_directions
+from dipir.estimators.common import pixel_directions
 from dipir.rendering.hdr import direction_to_pixel, equirect_directions, write_hdr
+from dipir.rendering.srgb import linear_to_srgb
 from dipir.scene.contract import Camera, ObjectSpec, Plane, Scene, look_at
 
 SUN = np.array([0.7, 0.65, 0.2])
