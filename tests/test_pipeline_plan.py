@@ -162,8 +162,12 @@ def test_suite_errors_name_the_field(tmp_path, change, field):
     assert "s.yaml" in str(err.value)
 
 
+# suites/: the suites docs/mini_world_runs.md ran (priors and scenes under runs/, not shipped).
+SUITES = ["suites/r20_suite", "suites/r20_ablate", "suites/mw_ablate", "suites/baselines_1000600"]
+
+
 @pytest.mark.parametrize("name", ["demo", "polyhaven", "waymo", "ablations", "mini_world", "mini_world_demo",
-                                  "mini_world_val"])
+                                  "mini_world_val", *SUITES])
 def test_shipped_suites_parse(name):
     suite = load_suite(REPO / "benchmarks" / f"{name}.yaml")
     assert suite.methods and suite.datasets
@@ -185,7 +189,7 @@ def test_mini_world_validation_scenes_are_used_by_no_suite_and_no_check():
 
     val = seeds("mini_world_val")
     assert len(val) == 16 and all(split_of(s) == "held_out" for s in val)
-    assert not val & (seeds("mini_world") | seeds("mini_world_demo"))
+    assert not val & (seeds("mini_world") | seeds("mini_world_demo") | set().union(*map(seeds, SUITES)))
     checks = sorted((REPO / "benchmarks" / "prior_checks").glob("*.json"))
     assert checks
     for f in checks:
