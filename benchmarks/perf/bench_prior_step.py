@@ -5,7 +5,7 @@ clipping) instead of the per-tensor one. Prints s/step and images/s for each; it
 train` runs channels_last with a per-tensor update.
 
     .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--channels 32,64,64,64]
-        [--plain-levels 1] [--steps 30] [--only fp32-cl] [--compile]
+        [--plain-levels 1] [--text-time] [--steps 30] [--only fp32-cl] [--compile]
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")), default=(32, 64, 64, 64),
                     help="UNet block widths (default: the 90-minute runs' model)")
     ap.add_argument("--plain-levels", type=int, default=1, help="finest levels without attention")
+    ap.add_argument("--text-time", action="store_true", help="the caption also pooled into the timestep embedding")
     ap.add_argument("--only", choices=["fp32-cl"], help="time only what `dipir prior train` runs (fp32 channels_last)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     args = ap.parse_args()
@@ -65,9 +66,11 @@ def main() -> None:
 
     from dipir.prior.model import PriorModelConfig
 
-    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels, plain_levels=args.plain_levels)
+    cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels, plain_levels=args.plain_levels,
+                           text_time=args.text_time)
     n = sum(p.numel() for p in cfg.build_unet().parameters())
-    print(f"UNet {list(args.channels)}, {args.plain_levels} plain level(s) ({n / 1e6:.2f} M parameters) at "
+    print(f"UNet {list(args.channels)}, {args.plain_levels} plain level(s){', text-time' if args.text_time else ''} "
+          f"({n / 1e6:.2f} M parameters) at "
           f"{args.size} px, batch {args.batch}, "
           f"{torch.get_num_threads()} threads")
     variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
