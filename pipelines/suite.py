@@ -20,9 +20,11 @@ methods: [oracle, constant, dipir]
 presets: {dipir: [dipir, no_consistency]}   # per method; others run once with preset null
 seeds: [0]
 render: {width: 128, height: 96, spp: 16}
-model: tiny                        # a path, a hub id, or "tiny"
+model: tiny                        # a shipped prior's name, a path, a hub id, or "tiny"
 ```
-Relative paths are relative to the suite file.
+Relative paths are relative to the suite file, except `model:`'s, which is read from the working
+directory as written (it is part of every task id); a path there that names no folder is refused
+before anything runs.
 """
 
 from __future__ import annotations

@@ -86,7 +86,13 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     if model is None:
         return None
     from dipir.guidance.prompts import prompts_file
-    from dipir.guidance.registry import local_model_digest, resolve_model
+    from dipir.guidance.registry import local_model_digest, looks_like_path, resolve_model
+
+    if looks_like_path(model) and not Path(model).expanduser().exists():
+        # Refused at planning, not as a failed row per DiPIR task. Unlike a dataset's path, a model's
+        # is not read from the suite file's folder: it is part of every task id as written.
+        raise DipirError(f"no such model folder {model!r} (a model path is read from the working directory, "
+                         f"{Path.cwd()})", field="model")
 
     file_hash = (hashes or FileHashCache(None)).file
     digest = local_model_digest(model, file_hash)
@@ -109,6 +115,17 @@ def _config(identity: MethodIdentity, suite: Suite, method: str, preset: str | N
         raise DipirError(err.message, suite.source, field.rstrip(".")) from None
 
 
+def _suite_model_id(suite: Suite, uses: dict, hashes: FileHashCache | None) -> str | None:
+    """The suite's `model:` as task ids carry it, when a method uses it; a missing folder is the suite
+    file's error."""
+    if not any(u is True for u in uses.values()):
+        return None
+    try:
+        return model_identity(suite.model, hashes)
+    except DipirError as err:
+        raise DipirError(err.message, suite.source, "model") from None
+
+
 def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
            hashes: FileHashCache | None = None) -> list[Task]:
     """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed)."""
@@ -117,7 +134,7 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
     seen: set[str] = set()
     per_method = []
     uses = {m: identity.uses_model(m) for m in suite.methods}
-    model_id = model_identity(suite.model, hashes) if any(u is True for u in uses.values()) else None
+    model_id = _suite_model_id(suite, uses, hashes)
     for m in suite.methods:
         u = uses[m]
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
@@ -138,6 +155,8 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
 
 def plan(suite: Suite, run_dir: Path, identity: MethodIdentity) -> list[Task]:
     hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
+    # The model first: a suite naming a missing one is refused before any scene is written.
+    _suite_model_id(suite, {m: identity.uses_model(m) for m in suite.methods}, hashes)
     tasks = expand(suite, plan_scenes(suite, run_dir, hashes), identity, hashes)
     hashes.save()
     return tasks

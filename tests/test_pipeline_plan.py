@@ -114,6 +114,29 @@ def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monke
         assert (v == base[k]) == (k[0] == EST), k
 
 
+def test_a_missing_model_folder_is_the_suite_files_error_before_any_scene_is_written(tmp_path, scenes,
+                                                                                   monkeypatch):
+    """A model path that names no folder (a suite run from another directory) is one line naming the
+    suite file and `model`, raised at planning instead of a failed row per DiPIR task; a hub id
+    ("owner/name") and a suite whose methods use no model are planned as before."""
+    monkeypatch.chdir(tmp_path)
+    for model in ("runs/r20/model", "./model", str(tmp_path / "nowhere")):
+        suite = _suite(tmp_path, scenes, model=model)
+        with pytest.raises(DipirError) as err:
+            plan(load_suite(suite), tmp_path / "run", _IDENTITY)
+        msg = str(err.value)
+        assert msg.startswith(f"{suite}: model: no such model folder") and str(tmp_path) in msg and "\n" not in msg
+        assert not (tmp_path / "run").exists()
+    assert plan(load_suite(_suite(tmp_path, scenes, model="some/hub-id")), tmp_path / "r1", _IDENTITY)
+    assert plan(load_suite(_suite(tmp_path, scenes, model="./model", methods=[EST], presets={})), tmp_path / "r2",
+                _IDENTITY)
+    (tmp_path / "runs" / "r20").mkdir(parents=True)
+    from dipir.guidance.models import write_tiny_pixel_pipeline
+
+    write_tiny_pixel_pipeline(tmp_path / "runs" / "r20" / "model", seed=3)
+    assert plan(load_suite(_suite(tmp_path, scenes, model="runs/r20/model")), tmp_path / "r3", _IDENTITY)
+
+
 def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
     """`dipir-tiny` always runs the tiny model (traits.own_model): changing the suite's model, or
     retraining it, leaves its ids alone while DiPIR's change."""

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from dipir.errors import DipirError, first_line
-from dipir.guidance.registry import PRIORS_DIR, prior_names, resolve_model  # noqa: F401 (re-exported)
+from dipir.guidance.registry import PRIORS_DIR, looks_like_path, prior_names, resolve_model  # noqa: F401 (re-exported)
 from dipir.io import publish_dir
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
@@ -59,11 +59,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _looks_like_path(model: str) -> bool:
-    # Hub ids are "owner/name"; anything anchored or deeper is meant as a folder.
-    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
 def read_model_index(source: str) -> dict:
@@ -134,7 +129,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
         if not (local / "model_index.json").is_file():
             raise DipirError("not a diffusers pipeline folder (no model_index.json)", local, "model")
         source = str(local.resolve())
-    elif _looks_like_path(model):
+    elif looks_like_path(model):
         raise DipirError("model folder does not exist", model, "model")
     else:
         source = model

@@ -25,6 +25,11 @@ def prior_names() -> list[str]:
     return sorted(p.name for p in PRIORS_DIR.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
 
+def looks_like_path(model: str) -> bool:
+    """Whether `model` can only be a folder: hub ids are "owner/name"; anything anchored or deeper is a path."""
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+
+
 def resolve_model(model: str) -> str:
     """A shipped prior's folder for a bare registry name, else `model` unchanged. A registered prior
     whose weights are not there yet is a one-line error."""
