@@ -115,10 +115,10 @@ def _config(identity: MethodIdentity, suite: Suite, method: str, preset: str | N
         raise DipirError(err.message, suite.source, field.rstrip(".")) from None
 
 
-def _suite_model_id(suite: Suite, uses: dict, hashes: FileHashCache | None) -> str | None:
+def _suite_model_id(suite: Suite, identity: MethodIdentity, hashes: FileHashCache | None) -> str | None:
     """The suite's `model:` as task ids carry it, when a method uses it; a missing folder is the suite
     file's error."""
-    if not any(u is True for u in uses.values()):
+    if not any(identity.uses_model(m) is True for m in suite.methods):
         return None
     try:
         return model_identity(suite.model, hashes)
@@ -126,17 +126,16 @@ def _suite_model_id(suite: Suite, uses: dict, hashes: FileHashCache | None) -> s
         raise DipirError(err.message, suite.source, "model") from None
 
 
-def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
+def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity, model_id: str | None,
            hashes: FileHashCache | None = None) -> list[Task]:
-    """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed)."""
+    """All tasks of a suite in a stable order (dataset entry, scene, method, preset, seed); `model_id` is
+    the suite model's identity (`_suite_model_id`)."""
     render = render_identity(suite.render)
     tasks: list[Task] = []
     seen: set[str] = set()
     per_method = []
-    uses = {m: identity.uses_model(m) for m in suite.methods}
-    model_id = _suite_model_id(suite, uses, hashes)
     for m in suite.methods:
-        u = uses[m]
+        u = identity.uses_model(m)
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
         options = identity.options(m, suite.options.get(m, {}), suite.render)
         configs = {p: _config(identity, suite, m, p, options) for p in suite.presets.get(m, (None,))}
@@ -156,7 +155,7 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity,
 def plan(suite: Suite, run_dir: Path, identity: MethodIdentity) -> list[Task]:
     hashes = FileHashCache(run_dir / "cache" / "file_hashes.json")
     # The model first: a suite naming a missing one is refused before any scene is written.
-    _suite_model_id(suite, {m: identity.uses_model(m) for m in suite.methods}, hashes)
-    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), identity, hashes)
+    model_id = _suite_model_id(suite, identity, hashes)
+    tasks = expand(suite, plan_scenes(suite, run_dir, hashes), identity, model_id, hashes)
     hashes.save()
     return tasks
