@@ -17,6 +17,7 @@ th:first-child,td:first-child{text-align:left}
 thead th{border-bottom:2px solid #444}
 td .sub{display:block;color:#777;font-size:11px}
 td.best{font-weight:bold}
+td.tied{text-decoration:underline}
 .note{color:#555;font-size:12px;margin:0 0 1.5em}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#555;font-size:12px}
@@ -25,7 +26,7 @@ figcaption{color:#555;font-size:12px}
 
 
 def cell_html(c: Cell, tag: str = "td") -> str:
-    cls = ' class="best"' if c.bold else ""
+    cls = ' class="best"' if c.bold else ' class="tied"' if c.tied else ""
     sub = f'<span class="sub">{html.escape(c.sub)}</span>' if c.sub else ""
     return f"<{tag}{cls}>{html.escape(c.text)}{sub}</{tag}>"
 

@@ -18,6 +18,8 @@ def _esc(s: str, brackets: bool = True) -> str:
 
 def cell_md(c: Cell) -> str:
     main = f"**{_esc(c.text)}**" if c.bold and c.text else _esc(c.text)
+    if c.tied and c.text:  # GitHub keeps <ins> (underlined); it strips <u>
+        main = f"<ins>{main}</ins>"
     # a sub-line is the tables' own statistics text ("[lo, hi] n=4"): its brackets stay readable
     return f"{main} <sub>{_esc(c.sub, brackets=False)}</sub>" if c.sub else main
 

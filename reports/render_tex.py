@@ -24,6 +24,8 @@ def cell_tex(c: Cell) -> str:
     main = tex_escape(c.text)
     if c.bold and c.text:
         main = rf"\textbf{{{main}}}"
+    elif c.tied and c.text:
+        main = rf"\underline{{{main}}}"
     return main + (rf" {{\scriptsize {tex_escape(c.sub)}}}" if c.sub else "")
 
 

@@ -28,6 +28,7 @@ class Cell:
     sub: str = ""  # secondary text: CI, n, p-value
     bold: bool = False
     value: float | None = None
+    tied: bool = False  # not told apart from the column's bold value by a paired test (rendered underlined)
 
 
 @dataclass
@@ -143,6 +144,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
         if not detail and not groups:
             groups = [(None, [])]  # still one table: the task counts
         stats = _label_stats(done, labels, [m for _, ms in groups for m in ms], cfg, mean_with_inf, bootstrap_mean_ci)
+        paired = scene_means(store, dataset).unstack("label")
         for gi, (group, ms) in enumerate(groups):
             counts = gi == 0 and not detail
             rows = []
@@ -155,7 +157,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                             Cell(str(int(c.get("failed", 0)))), Cell(str(int(c.get("skipped", 0))))]
                 rows.append(row)
             for m in ms:
-                _metric_column(store, cfg, m, labels, stats, rows)
+                _metric_column(store, cfg, m, labels, stats, rows, paired)
             notes = [
                 f"Mean over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
                 f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value; "
@@ -163,6 +165,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                 "Best value per column in bold (↓ lower is better, ↑ higher is better)"
                 + (f"; {', '.join(cfg.reference_methods)} uses ground-truth lighting and is never bolded."
                    if cfg.reference_methods else "."),
+                TIED_NOTE,
                 *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)]),
             ]
             if not ms:
@@ -203,37 +206,56 @@ def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
             continue
         labels = label_order(d["label"], cfg)
         stats = _label_stats(done, labels, ms, cfg, median_with_inf, bootstrap_median_ci)
+        paired = scene_means(store, dataset).unstack("label")
         rows = [[Cell(label)] for label in labels]
         for m in ms:
-            _metric_column(store, cfg, m, labels, stats, rows)
+            _metric_column(store, cfg, m, labels, stats, rows, paired)
         out.append(Table(
             key=f"medians_{_slug(dataset)}", title=f"Medians — {dataset}",
             columns=["method", *[metric_header(store, m) for m in ms]], rows=rows,
             notes=[f"Median over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
                    f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value. Best value "
-                   "per column in bold, as in the mean tables.",
+                   "per column in bold, as in the mean tables.", TIED_NOTE,
                    *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)])]))
     return out
 
 
+TIED_NOTE = ("Underlined: not told apart from the bold value by a two-sided sign test over the scenes both "
+             "were scored on (metrics averaged over seeds per scene, ties dropped, p ≥ 0.05): a bold value "
+             "alone in its column is the only one that test separates from all others.")
+
+
 def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], stats: dict,
-                   rows: list[list[Cell]]) -> None:
+                   rows: list[list[Cell]], paired: pd.DataFrame) -> None:
     """Append metric m's cell to each row: the statistic (mean or median), CI, n; the best
-    non-reference value in bold."""
+    non-reference value in bold, and those a paired sign test cannot tell from it underlined (with
+    few scenes a single best in bold would claim more than the data show)."""
     dec = decimals_for([stats[(lab, m)][0] for lab in labels])
     eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
                 and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]
-    best = None
+    best = best_label = None
     if eligible:
         means = [round(stats[(lab, m)][0], dec) for lab in eligible]
         best = min(means) if store.meta[m].lower_is_better else max(means)
+        best_label = eligible[means.index(best)]
     for row, label in zip(rows, labels):
         mean, lo, hi, n, n_done = stats[(label, m)]
         sub = f"[{fmt(lo, dec)}, {fmt(hi, dec)}] n={n}"
         if n < n_done:
             sub += f" ({n_done - n} n/a)"
         bold = label in eligible and best is not None and round(mean, dec) == best
-        row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean))
+        tied = not bold and label in eligible and _tied(paired, m, best_label, label, store.meta[m].lower_is_better)
+        row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean, tied))
+
+
+def _tied(paired: pd.DataFrame, m: str, best: str, label: str, lower_is_better: bool) -> bool:
+    """Whether a two-sided sign test over the scenes both labels have fails to separate them at
+    p < 0.05 (no scene in common: nothing separates them either)."""
+    col = f"metric.{m}"
+    if (col, best) not in paired or (col, label) not in paired:
+        return True
+    st = sign_test(paired[(col, best)].to_numpy(float), paired[(col, label)].to_numpy(float), lower_is_better)
+    return st.wins + st.losses == 0 or st.p_value >= 0.05
 
 
 def scene_means(store: Store, dataset: str) -> pd.DataFrame:

@@ -1,0 +1,66 @@
+"""The metric tables bold the best value and underline every value a paired sign test over scenes
+cannot tell from it: with few scenes a lone bold value would claim more than the data show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from reports.metrics_meta import MetricInfo
+from reports.render_html import cell_html
+from reports.render_md import cell_md
+from reports.render_tex import cell_tex
+from reports.store import Store
+from reports.tables import TableConfig, median_tables, metric_tables
+
+# Eight scenes. "best" has the lowest error; "close" beats it on 3 scenes and loses on 5 (a sign test
+# gives p = 0.73: tied); "worse" loses on all 8 (p = 0.008: separated); the oracle is never marked.
+BEST = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+ERRORS = {"best": BEST, "close": [0.5, 1.5, 2.5, 4.5, 5.5, 6.5, 7.5, 8.5],
+          "worse": [b + 1 for b in BEST], "oracle": [0.1] * 8}
+
+
+def _store(errors: dict[str, list[float]]) -> Store:
+    rows = [{"task_id": f"{label}-{i}", "dataset": "world", "scene_id": f"s{i}", "label": label, "method": label,
+             "status": "done", "metric.light_dir_err_deg": v}
+            for label, vals in errors.items() for i, v in enumerate(vals)]
+    meta = {"light_dir_err_deg": MetricInfo("light_dir_err_deg", True, "sun error", "lighting")}
+    return Store(Path("/nonexistent"), pd.DataFrame(rows), ["light_dir_err_deg"], meta, [])
+
+
+def _column(table, col: int = 1) -> dict[str, object]:
+    return {row[0].text: row[col] for row in table.rows}
+
+
+def test_mean_and_median_tables_underline_what_the_sign_test_cannot_separate():
+    store, cfg = _store(ERRORS), TableConfig(n_boot=200)
+    mean_table = next(t for t in metric_tables(store, cfg) if "light_dir_err_deg" in " ".join(t.columns))
+    median_table = median_tables(store, cfg)[0]
+    for table, col in ((mean_table, mean_table.columns.index(next(c for c in mean_table.columns
+                                                                  if c.startswith("light_dir")))),
+                       (median_table, 1)):
+        cells = _column(table, col)
+        assert cells["best"].bold and not cells["best"].tied
+        assert cells["close"].tied and not cells["close"].bold
+        assert not cells["worse"].tied and not cells["worse"].bold
+        assert not cells["oracle"].tied and not cells["oracle"].bold
+        assert any("Underlined" in n for n in table.notes)
+
+
+def test_scenes_in_common_only():
+    """A method scored on other scenes than the best's cannot be told from it."""
+    errors = dict(ERRORS, elsewhere=[9.0] * 8)
+    store = _store(errors)
+    store.tasks.loc[store.tasks["label"] == "elsewhere", "scene_id"] = [f"t{i}" for i in range(8)]
+    cells = _column(median_tables(store, TableConfig(n_boot=200))[0])
+    assert cells["elsewhere"].tied and not cells["worse"].tied
+
+
+def test_rendered_underlined_in_each_format():
+    store = _store(ERRORS)
+    cells = _column(median_tables(store, TableConfig(n_boot=200))[0])
+    close, best = cells["close"], cells["best"]
+    assert cell_md(close).startswith(f"<ins>{close.text}</ins>") and "<ins>" not in cell_md(best)
+    assert 'class="tied"' in cell_html(close) and 'class="best"' in cell_html(best)
+    assert cell_tex(close).startswith(rf"\underline{{{close.text}}}") and r"\underline" not in cell_tex(best)
