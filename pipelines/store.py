@@ -159,6 +159,25 @@ def run_lock(run: Path):
         os.close(fd)
 
 
+def remove_if_only_lock(run: Path) -> None:
+    """Remove a run folder that holds nothing but its lock file, unless another run holds that lock;
+    anything else in it stays."""
+    try:
+        if {p.name for p in run.iterdir()} - {schema.LOCK}:
+            return
+        fd = os.open(run / schema.LOCK, os.O_RDWR)
+    except OSError:  # gone already
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run that started beside this one keeps its folder
+        (run / schema.LOCK).unlink()
+        run.rmdir()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 # ---------------------------------------------------------------------------------------------
 # Run-level files (call with the lock held)
 

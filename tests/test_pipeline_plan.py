@@ -137,6 +137,22 @@ def test_a_missing_model_folder_is_the_suite_files_error_before_any_scene_is_wri
     assert plan(load_suite(_suite(tmp_path, scenes, model="runs/r20/model")), tmp_path / "r3", _IDENTITY)
 
 
+def test_a_run_refused_at_planning_leaves_no_run_folder(tmp_path, scenes, monkeypatch):
+    """`dipir run` takes the run folder's lock before planning; refused there, the folder it created
+    for that (holding only the lock) goes again, while a folder that was there before stays."""
+    from pipelines.runner import run_suite
+
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(_suite(tmp_path, scenes, model="runs/missing/model"))
+    with pytest.raises(DipirError, match="no such model folder"):
+        run_suite(suite, tmp_path / "new-run", progress=False)
+    assert not (tmp_path / "new-run").exists()
+    (tmp_path / "old-run").mkdir()
+    with pytest.raises(DipirError, match="no such model folder"):
+        run_suite(suite, tmp_path / "old-run", progress=False)
+    assert (tmp_path / "old-run").is_dir()
+
+
 def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
     """`dipir-tiny` always runs the tiny model (traits.own_model): changing the suite's model, or
     retraining it, leaves its ids alone while DiPIR's change."""
