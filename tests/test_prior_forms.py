@@ -111,6 +111,11 @@ def test_forms_cli_refuses_a_preset_without_a_model_and_bad_options(world_and_pr
             main(["prior", "forms", str(model), "--data", str(held), *extra])
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and "\n" not in err and all(w in err for w in words), err
+    # --data is read before the model is loaded: a typo in it costs no model load
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "forms", str(held / "no-model"), "--data", str(held / "no-data")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and "--data" in err and "no-data" in err, err
 
 
 def test_a_preset_without_lora_scores_the_base_forms_the_same(world_and_prior):

@@ -135,9 +135,9 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     if not cfg.needs_model():
         raise DipirError(f"preset {preset!r} uses no diffusion model", field="--preset")
     lora = cfg.uses_lora()  # without one, only the forms on the base model (no personalization)
+    held = held_out_folders(data, max_scenes)  # a bad --data is refused before seconds of loading the model
     pipe = load_model(str(model), cache_dir=cache_dir)
     size = int(pipe.unet.config.sample_size)
-    held = held_out_folders(data, max_scenes)
     seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes, as the check records them
     ccfg = dataclasses.replace(check_cfg or PriorCheckConfig(), n_noise=n_noise)
     T = int(pipe.scheduler.config.num_train_timesteps)
