@@ -82,17 +82,6 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     run_dir = Path(run_dir).resolve()
     address = _check_address(address)  # before the run folder is touched: a bad address fails in seconds
     summary = RunSummary()
-    created = not run_dir.exists()
-    try:
-        return _run_locked(suite, run_dir, address, workers, retry_failed, progress, gpus, summary, t0)
-    except BaseException:
-        if created:  # refused at planning: no empty folder (only the lock file) left behind as if a run were there
-            store.remove_if_only_lock(run_dir)
-        raise
-
-
-def _run_locked(suite: Suite, run_dir: Path, address: str | None, workers: int | None, retry_failed: bool,
-                progress: bool, gpus: int | None, summary: RunSummary, t0: float) -> RunSummary:
     # One writer per run folder: nothing in it is written or deleted before the lock is held.
     with store.run_lock(run_dir) as summary.took_over:
         tasks, todo = prepare(suite, run_dir, retry_failed, summary)

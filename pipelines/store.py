@@ -135,7 +135,9 @@ def run_lock(run: Path):
     """Hold RUN/.lock (fcntl.flock, exclusive) for the block; yields the holder the lock was taken
     over from ({} when the last holder let go cleanly). The kernel drops a flock when its process
     dies, so a killed run's lock is free; its host/pid left in the file tell that it was taken over.
-    A second writer gets a DipirError (exit 2) naming the holder."""
+    A second writer gets a DipirError (exit 2) naming the holder. A block that raises (a run refused at
+    planning) takes away the folder this call created if nothing but the lock file is in it."""
+    created = not run.exists()
     run.mkdir(parents=True, exist_ok=True)
     path = run / schema.LOCK
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -154,27 +156,14 @@ def run_lock(run: Path):
     os.pwrite(fd, json.dumps(me).encode(), 0)
     try:
         yield previous
+    except BaseException:
+        if created and {p.name for p in run.iterdir()} == {schema.LOCK}:  # still held: no run can be in it
+            with contextlib.suppress(OSError):  # the block's error is the one to report
+                path.unlink()
+                run.rmdir()
+        raise
     finally:
         os.ftruncate(fd, 0)  # let go cleanly: an empty file means nobody died holding it
-        os.close(fd)
-
-
-def remove_if_only_lock(run: Path) -> None:
-    """Remove a run folder that holds nothing but its lock file, unless another run holds that lock;
-    anything else in it stays."""
-    try:
-        if {p.name for p in run.iterdir()} - {schema.LOCK}:
-            return
-        fd = os.open(run / schema.LOCK, os.O_RDWR)
-    except OSError:  # gone already
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a run that started beside this one keeps its folder
-        (run / schema.LOCK).unlink()
-        run.rmdir()
-    except OSError:
-        pass
-    finally:
         os.close(fd)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from reports.metrics_meta import MetricGroup, metric_group
 from reports.stats import (
+    SignTest,
     binom_test_two_sided,
     bootstrap_mean_ci,
     bootstrap_median_ci,
@@ -251,11 +252,16 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
 def _tied(paired: pd.DataFrame, m: str, best: str, label: str, lower_is_better: bool) -> bool:
     """Whether a two-sided sign test over the scenes both labels have fails to separate them at
     p < 0.05 (no scene in common: nothing separates them either)."""
-    col = f"metric.{m}"
-    if (col, best) not in paired or (col, label) not in paired:
-        return True
-    st = sign_test(paired[(col, best)].to_numpy(float), paired[(col, label)].to_numpy(float), lower_is_better)
+    st = paired_sign_test(paired, m, best, label, lower_is_better)
     return st.wins + st.losses == 0 or st.p_value >= 0.05
+
+
+def paired_sign_test(wide: pd.DataFrame, m: str, a: str, b: str, lower_is_better: bool) -> SignTest:
+    """`sign_test` of label `a` against label `b` on metric m over the scenes both have, from
+    `scene_means(...).unstack("label")`; a label without the metric has no scenes (n = 0)."""
+    col = f"metric.{m}"
+    x, y = (wide[(col, lab)].to_numpy(float) if (col, lab) in wide else np.full(len(wide), np.nan) for lab in (a, b))
+    return sign_test(x, y, lower_is_better)
 
 
 def scene_means(store: Store, dataset: str) -> pd.DataFrame:
@@ -294,9 +300,7 @@ def pairwise_tables(store: Store, cfg: TableConfig, detail: bool = False) -> lis
             for label in labels:
                 row = [Cell(label)]
                 for m in ms:
-                    a = wide[(f"metric.{m}", cfg.main_label)].to_numpy(float)
-                    b = wide[(f"metric.{m}", label)].to_numpy(float) if (f"metric.{m}", label) in wide else np.full_like(a, np.nan)
-                    st = sign_test(a, b, store.meta[m].lower_is_better)
+                    st = paired_sign_test(wide, m, cfg.main_label, label, store.meta[m].lower_is_better)
                     if st.n == 0:
                         row.append(Cell("–", "no paired scenes"))
                         continue
