@@ -156,9 +156,14 @@ def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise DipirError(f"unreadable {path.name}: not valid JSON ({err.msg}, line {err.lineno})", path) from None
+        raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from None
+    except FileNotFoundError:
+        raise DipirError("no such file", path) from None
+    except IsADirectoryError:
+        raise DipirError("a folder, not a JSON file", path) from None
     except (OSError, ValueError) as err:
-        raise DipirError(f"unreadable {path.name} ({err.__class__.__name__})", path) from None
+        # the error names the path already (DipirError's prefix), so the message does not repeat it
+        raise DipirError(f"unreadable ({err.__class__.__name__})", path) from None
     if not isinstance(data, dict):
         raise DipirError(f"expected {expected}", path)
     return data

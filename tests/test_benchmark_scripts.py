@@ -69,5 +69,5 @@ def test_the_split_script_names_the_file_and_field_of_a_bad_result(tmp_path, cap
     assert script.main([str(no_scenes), str(not_json), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {no_scenes}: scenes_detail: not a prior check or forms result: no such field",
-                   f"error: {not_json}: unreadable check.json: not valid JSON (Expecting property name enclosed "
+                   f"error: {not_json}: not valid JSON (Expecting property name enclosed "
                    "in double quotes, line 1)"]

@@ -213,7 +213,7 @@ def _tone_with(**fg):
     (_damage("material.json", {"base_color": [1, 2]}), "material.json: base_color: expected 3"),
     (_damage("material.json", {"shine": 1}), "material.json: shine: unknown material key"),
     (_damage("material.json", [1]), "material.json: expected a JSON object"),
-    (_damage("sg.json", "{bad"), "sg.json: unreadable"),
+    (_damage("sg.json", "{bad"), "sg.json: not valid JSON"),
 ], ids=["estimate_list", "extras", "tone_list", "tone_part", "tone_bins", "tone_widths", "tone_nan",
         "material_word", "material_size", "material_key", "material_list", "sg_json"])
 def test_a_damaged_prediction_folder_is_named(damage, where, tmp_path):

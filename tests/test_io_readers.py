@@ -92,6 +92,24 @@ def test_yaml_that_is_not_utf8_or_not_yaml_is_named(tmp_path):
     assert read_yaml(p) == {"a": 1}
 
 
+def test_a_json_file_that_is_missing_a_folder_or_not_json_is_named_once(tmp_path, capsys):
+    """The JSON reader's messages follow the file's name, which DipirError already puts first, so a
+    missing result reads `a.json: no such file`, not `a.json: unreadable a.json (FileNotFoundError)`."""
+    from dipir.io import read_json_object
+
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "dir.json").mkdir()
+    for name, want in [("gone.json", "no such file"), ("dir.json", "a folder, not a JSON file"),
+                       ("bad.json", "not valid JSON (Expecting property name enclosed in double quotes, line 1)")]:
+        with pytest.raises(DipirError) as e:
+            read_json_object(tmp_path / name)
+        assert str(e.value) == f"{tmp_path / name}: {want}"
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "pool", str(tmp_path / "gone.json"), str(tmp_path / "bad.json")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.count("gone.json") == 1 and "\n" not in err, err
+
+
 @pytest.mark.parametrize("argv", [
     ["evaluate", "--scene", "{scene}", "--pred", "{dir}/p", "--out", "{dir}/o"],
     ["run", "{scene}", "--out", "{dir}/o"],

@@ -256,7 +256,7 @@ def _edit_truth(folder, **values):
 
 
 @pytest.mark.parametrize("damage,named", [
-    (lambda f: (f / "truth.json").write_text("{bad"), "truth.json: unreadable truth.json"),
+    (lambda f: (f / "truth.json").write_text("{bad"), "truth.json: not valid JSON"),
     (lambda f: (f / "truth.json").write_text('{"split": "train", "seed": 1}'), "truth.json: caption: missing"),
     (lambda f: (f / "image.png").unlink(), "image.png: unreadable image"),
     (lambda f: _edit_truth(f, seed="x"), "truth.json: seed: expected an integer, got 'x'"),
@@ -469,7 +469,10 @@ def test_text_time_lets_the_caption_reach_the_finest_attention_free_level(tmp_pa
     tok, te = cfg.build_text()
     loaded = load_prior(save_prior(tmp_path / "m", unet, cfg.build_scheduler(), tok, te))[0]
     assert loaded.config.addition_embed_type == "text"
-    assert torch.equal(finest(loaded, a), finest(unet, a))
+    # The weights come back bitwise; the forward pass may not (3e-7 apart with diffusers 0.42.1 on this CPU),
+    # which is far below what a lost flag changes, so the features are compared to 1e-5.
+    assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), unet.parameters()))
+    torch.testing.assert_close(finest(loaded, a), finest(unet, a), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),

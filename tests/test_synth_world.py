@@ -90,7 +90,10 @@ def test_synth_world_cli_writes_scenes_and_names_a_bad_size(tmp_path):
     r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "w"), "--count", "1", "--seed", str(HELD_OUT_START),
                                  "--size", "8x8", "--spp", "2"])
     assert r.exit_code == 0, r.output
-    assert "wrote 1 held-out scenes" in r.output
+    assert "wrote 1 held-out scenes" in r.stdout and "1/1 scenes" in r.stderr  # progress to stderr
+    r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "q"), "--count", "1", "--size", "8x8", "--spp", "2",
+                                 "--no-progress"])
+    assert r.exit_code == 0 and "wrote 1 train scenes" in r.stdout and "scenes/s" not in r.stderr, r.output
     truth = json.loads((tmp_path / "w" / f"world_{HELD_OUT_START:07d}" / "truth.json").read_text())
     assert truth["split"] == "held_out"
     r = CliRunner().invoke(app, ["synth", "world", str(tmp_path / "x"), "--size", "8by8"])
@@ -115,7 +118,7 @@ def test_a_world_folder_never_mixes_configs(tmp_path):
     assert "world.json" in str(e.value)
     assert not (tmp_path / "w" / f"world_{HELD_OUT_START + 5:07d}").exists()
     (tmp_path / "w" / "world.json").write_text("{bad")
-    with pytest.raises(DipirError, match="world.json: unreadable"):
+    with pytest.raises(DipirError, match="world.json: not valid JSON"):
         write_world(tmp_path / "w", 1, seed=HELD_OUT_START, cfg=cfg)
     (tmp_path / "w" / "world.json").unlink()  # as written before the file existed
     with pytest.raises(DipirError, match="8x8, not 16x16"):

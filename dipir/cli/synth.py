@@ -83,6 +83,8 @@ def _world_command(synth_app: typer.Typer) -> None:
         spp: int = typer.Option(64, "--spp", min=1, help="Path-tracing samples per pixel."),
         objects: str = typer.Option(_DEFAULT_OBJECTS, "--objects", help="Objects per training scene, MIN-MAX "
                                     f"(at most {MAX_OBJECTS}); held-out scenes keep at least 2."),
+        progress: bool = typer.Option(True, "--progress/--no-progress",
+                                      help="Print a line every 50 scenes and at the end (to stderr)."),
     ) -> None:
         """The mini world: path-traced ground + objects + sun/sky scenes with known lighting."""
         import time
@@ -93,7 +95,7 @@ def _world_command(synth_app: typer.Typer) -> None:
         lo, hi = _pair(objects, "--objects", (1, MAX_OBJECTS), (1, MAX_OBJECTS), sep="-")
         cfg = WorldConfig(width=w, height=h, spp=spp, min_objects=lo, max_objects=hi)
         t0 = time.time()
-        paths = write_world(out, count, seed, cfg, progress=True)
+        paths = write_world(out, count, seed, cfg, progress=progress)
         split = "held-out" if seed >= HELD_OUT_START else "train" if seed + count <= HELD_OUT_START else "mixed"
         typer.echo(f"wrote {len(paths)} {split} scenes to {out} ({len(paths) / (time.time() - t0):.2f} scenes/s)")
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,6 +352,6 @@ def write_world(out: str | Path, count: int, seed: int = 0, cfg: WorldConfig | N
             paths.append(folder)
             continue
         paths.append(write_scene(out, s, cfg, renderer))
-        if progress and (i + 1) % 50 == 0:
-            print(f"{i + 1}/{count} scenes, {(i + 1) / (time.time() - t0):.2f} scenes/s", flush=True)
+        if progress and ((i + 1) % 50 == 0 or i + 1 == count):
+            print(f"{i + 1}/{count} scenes, {(i + 1) / (time.time() - t0):.2f} scenes/s", file=sys.stderr, flush=True)
     return paths
