@@ -116,6 +116,7 @@ def test_fit_sg_on_real_polyhaven_maps(polyhaven_dir):
         fit = fit_sg(env, n_lobes=8, iters=200)
         got = fit.envmap(64, 128).detach().numpy()
         small = resample_equirect(env, 64, 128)
-        # Keeps the energy and the brightest direction of the real map.
-        np.testing.assert_allclose(_integral(got), _integral(small), rtol=0.05)
+        # Keeps the energy and the brightest direction of the real map (within 2 %: with a constant
+        # learning rate the fit still circled the optimum at step 200, 6.4 % off in red on venice_sunset).
+        np.testing.assert_allclose(_integral(got), _integral(small), rtol=0.02)
         assert _angle(dominant_direction(got), dominant_direction(env)) < 3, name

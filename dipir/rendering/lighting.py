@@ -212,6 +212,7 @@ def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int =
     (the first at `dominant_direction`, the others at least 15° apart), each with the colour of the
     map there above the median (the background) and the σ whose integral matches the energy above
     the background within 20°; the last lobe is a broad ambient lobe (σ = 2, the median colour).
+    Adam, its learning rate cosine-decayed to 0 over `iters`.
     Loss: Σ ΔΩ·|L_sg − L|² / Σ ΔΩ·|L|² (relative, so one learning rate fits any exposure) plus
     `energy_weight` × the squared relative error of the total energy per channel (a one-texel sun
     barely moves the L2 term, but its energy is what lights the object).
@@ -251,6 +252,9 @@ def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int =
         sharp.append(2.0)
     sg = SGLighting.from_params(np.array(colors), np.array(axes), np.array(sharp))
     opt = torch.optim.Adam(sg.parameters(), lr=lr)
+    # A constant rate leaves the lobes circling the optimum: at a fixed step the total energy of
+    # venice_sunset's fit swung by up to 6 %; decayed to 0 it settles within 0.3 %.
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(iters), 1))
     denom = (sa * target.square()).sum().clamp_min(1e-20)
     energy = (sa * target).sum((0, 1)).clamp_min(1e-20)
     for _ in range(int(iters)):
@@ -260,6 +264,7 @@ def fit_sg(envmap: np.ndarray, n_lobes: int = 8, iters: int = 300, height: int =
         loss = loss + energy_weight * (((sa * est).sum((0, 1)) - energy) / energy).square().sum()
         loss.backward()
         opt.step()
+        sched.step()
     with torch.no_grad():
         sg.raw_axes.copy_(sg.axes)
     return sg
