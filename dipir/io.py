@@ -149,21 +149,30 @@ def with_defaults(config_cls, saved: dict) -> dict:
     return {**dataclasses.asdict(config_cls()), **saved}
 
 
+def _read_text(path: Path, kind: str) -> str:
+    """The file's UTF-8 text; a missing file, a folder, another encoding or an OS error is a one-line
+    DipirError. The error names the path already (DipirError's prefix), so the message does not."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DipirError("no such file", path) from None
+    except IsADirectoryError:
+        raise DipirError(f"a folder, not a {kind} file", path) from None
+    except UnicodeDecodeError:
+        raise DipirError(f"unreadable {kind} file (UnicodeDecodeError; {kind} files are UTF-8)", path) from None
+    except OSError as err:
+        raise DipirError(f"unreadable ({err.__class__.__name__})", path) from None
+
+
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:
     """A JSON file that must hold an object; unreadable, bad JSON or another type is a one-line
     DipirError naming the file."""
     path = Path(path)
+    text = _read_text(path, "JSON")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DipirError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from None
-    except FileNotFoundError:
-        raise DipirError("no such file", path) from None
-    except IsADirectoryError:
-        raise DipirError("a folder, not a JSON file", path) from None
-    except (OSError, ValueError) as err:
-        # the error names the path already (DipirError's prefix), so the message does not repeat it
-        raise DipirError(f"unreadable ({err.__class__.__name__})", path) from None
     if not isinstance(data, dict):
         raise DipirError(f"expected {expected}", path)
     return data
@@ -228,12 +237,11 @@ def read_yaml(path: str | Path):
     import yaml
 
     path = Path(path)
+    text = _read_text(path, "YAML")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise DipirError(f"invalid YAML ({str(err).splitlines()[0]})", path) from None
-    except (UnicodeDecodeError, OSError) as err:
-        raise DipirError(f"unreadable YAML file ({err.__class__.__name__}; YAML files are UTF-8)", path) from None
 
 
 @contextlib.contextmanager

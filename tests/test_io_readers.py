@@ -92,6 +92,16 @@ def test_yaml_that_is_not_utf8_or_not_yaml_is_named(tmp_path):
     assert read_yaml(p) == {"a": 1}
 
 
+def test_a_yaml_file_that_is_missing_or_a_folder_is_named_once(tmp_path):
+    # The same words as the JSON reader's (one helper reads both), without an encoding hint that
+    # would send the user looking for the wrong cause.
+    (tmp_path / "dir.yaml").mkdir()
+    for name, want in [("gone.yaml", "no such file"), ("dir.yaml", "a folder, not a YAML file")]:
+        with pytest.raises(DipirError) as e:
+            read_yaml(tmp_path / name)
+        assert str(e.value) == f"{tmp_path / name}: {want}"
+
+
 def test_a_json_file_that_is_missing_a_folder_or_not_json_is_named_once(tmp_path, capsys):
     """The JSON reader's messages follow the file's name, which DipirError already puts first, so a
     missing result reads `a.json: no such file`, not `a.json: unreadable a.json (FileNotFoundError)`."""
