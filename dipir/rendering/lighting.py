@@ -8,8 +8,11 @@ sharpness σ_k > 0 (small σ = sharp lobe; angular width ≈ σ radians). Its in
 logarithms (exp keeps them positive and spans the sun-vs-sky dynamic range), axes as free 3-vectors
 normalized on use. An optional floor `min_sharpness` makes σ = σ_min + exp(raw), so a lobe never
 gets sharper than the grid it is evaluated on can hold (`grid_min_sharpness`) while the gradient
-w.r.t. raw never vanishes (a hard clamp would freeze a lobe that hit it). `fit_sg` converts any HDR equirect map (ground truth, baselines) into SG lobes by
-solid-angle-weighted least squares, so every method can be expressed in the same parameters.
+w.r.t. raw never vanishes (a hard clamp would freeze a lobe that hit it).
+
+`fit_sg` converts any HDR equirect map into SG lobes by solid-angle-weighted least squares, for users
+who want a map in these parameters. The pipeline itself does not call it: every estimator hands over
+an env map, and evaluation compares maps, sun directions and composites.
 """
 
 from __future__ import annotations
