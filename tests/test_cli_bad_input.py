@@ -38,7 +38,15 @@ COMMANDS = {
     "study make": (["study", "make", "{dir}/run", "--against", "khan06", "--out", "{out}"], "--per-rater"),
     "study serve": (["study", "serve", "{dir}/study"], "--port"),
     "study report": (["study", "report", "{dir}/study", "--out", "{out}"], None),
+    "synth world": (["synth", "world", "{out}"], "--count"),
+    "prior train": (["prior", "train", "--data", "{dir}/w", "--out", "{out}"], None),
+    # --json names a file: the wrong kind is an existing folder, which used to fail only after the
+    # minutes of work whose result it was to hold.
+    "prior check": (["prior", "check", "mini-world", "--data", "{dir}/w", "--json", "{out}"], None),
+    "prior forms": (["prior", "forms", "mini-world", "--data", "{dir}/w", "--json", "{out}"], None),
+    "prior pool": (["prior", "pool", "{dir}/a.json", "--json", "{out}"], None),
 }
+OUT_IS_A_FILE = {"evaluate", "prior check", "prior forms", "prior pool"}
 # `model check` takes a model name and --device/--dtype words only: no number, no output.
 VALUES = {"nan": "nan", "inf": "inf", "zero": "0", "negative": "-3", "huge": HUGE}
 VALID = {("model tiny", "zero")}  # seed 0 is a seed
@@ -76,7 +84,7 @@ def test_bad_value_is_one_line_exit_2_and_writes_nothing(cmd, case, tmp_path, ca
     out = tmp_path / "out"
     argv = _argv(cmd, tmp_path, out)
     if case == "existing_file_out":
-        if cmd == "evaluate":  # --out names a file there: an existing folder is the wrong kind
+        if cmd in OUT_IS_A_FILE:  # an existing folder is the wrong kind there
             out.mkdir()
         else:
             out.write_text("keep me")

@@ -23,6 +23,7 @@ MAX_ENV_HEIGHT = 4096  # env map rows (width = 2 x rows)
 MAX_SPP = 65536
 MAX_SEED = 2**32 - 1
 MAX_COUNT = 10_000  # generated files, segments, frames
+MAX_WORLD_SCENES = 1_000_000  # `synth world`: a training world is ~15 k scenes, about 30 min at 32 px
 MAX_ITERS = 1_000_000
 
 

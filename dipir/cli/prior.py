@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from dipir.cli.params import OutDir, OutFile, opt
+
 
 def register(app: typer.Typer) -> None:
     prior_app = typer.Typer(help="Train and check a small pixel-space diffusion prior on the mini world.",
@@ -19,7 +21,7 @@ def register(app: typer.Typer) -> None:
     @prior_app.command("train")
     def train(
         data: Path = typer.Option(..., "--data", help="Folder of training scenes (`dipir synth world`)."),
-        out: Path = typer.Option(..., "--out", help="Output folder (checkpoint.pt, model/, loss.png); resumes."),
+        out: Path = opt(..., "--out", kind=OutDir(), help="Output folder (checkpoint.pt, model/, loss.png); resumes."),
         steps: int = typer.Option(4000, "--steps", min=1),
         batch_size: int = typer.Option(32, "--batch-size", min=1),
         lr: float = typer.Option(4e-4, "--lr"),
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Folder of held-out scenes (seeds >= 1000000)."),
         n_noise: int = typer.Option(None, "--n-noise", min=1, help="Noise draws per composite [default: 64]."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
-        out_json: Path = typer.Option(None, "--json", help="Write every pair's losses here."),
+        out_json: Path = opt(None, "--json", kind=OutFile(), help="Write every pair's losses here."),
         cache_dir: Path = typer.Option(None, "--cache-dir",
                                        help="Where the rendered composites are kept (default $DIPIR_CACHE_DIR "
                                             "or ~/.cache/dipir); the scene folders are only read."),
@@ -139,7 +141,8 @@ def _pool_command(prior_app: typer.Typer) -> None:
     @prior_app.command("pool")
     def pool(
         checks: list[Path] = typer.Argument(..., help="`dipir prior check --json` of one prior on disjoint held-out sets."),
-        out_json: Path = typer.Option(None, "--json", help="Write the pooled check here (readable by `prior compare`)."),
+        out_json: Path = opt(None, "--json", kind=OutFile(),
+                             help="Write the pooled check here (readable by `prior compare`)."),
     ) -> None:
         """One prior's checks on disjoint held-out sets as one verdict on all their pairs."""
         import json
@@ -198,7 +201,7 @@ def _forms_command(prior_app: typer.Typer) -> None:
                                         "scene's captions."),
         n_noise: int = typer.Option(64, "--n-noise", min=1, help="Noise draws per composite."),
         max_scenes: int = typer.Option(None, "--max-scenes", min=1),
-        out_json: Path = typer.Option(None, "--json", help="Write every scene's energies here."),
+        out_json: Path = opt(None, "--json", kind=OutFile(), help="Write every scene's energies here."),
     ) -> None:
         """Which guidance forms (SDS, SDS+LoRA, LDS, LDS without LoRA) prefer the true sun: each
         form's energy on the prior check's composites, truth against the sun rotated 90°/180°."""

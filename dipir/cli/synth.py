@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from dipir.cli.params import MAX_COUNT, SEED, Float, Int, OutDir, arg, opt
+from dipir.cli.params import MAX_COUNT, MAX_WORLD_SCENES, SEED, SPP, Float, Int, OutDir, arg, opt
 from dipir.data.synth_world import MAX_OBJECTS, WorldConfig  # numpy only: the help text's limit and default
 
 _DEFAULT_OBJECTS = f"{WorldConfig.min_objects}-{WorldConfig.max_objects}"
@@ -76,11 +76,11 @@ def register(app: typer.Typer) -> None:
 def _world_command(synth_app: typer.Typer) -> None:
     @synth_app.command("world")
     def world(
-        out: Path = typer.Argument(..., help="Output folder (one scene folder per seed)."),
-        count: int = typer.Option(8, "--count", min=1),
-        seed: int = typer.Option(0, "--seed", help="First scene seed; seeds >= 1000000 are the held-out split."),
+        out: Path = arg(..., kind=OutDir(), help="Output folder (one scene folder per seed)."),
+        count: int = opt(8, "--count", kind=Int(1, MAX_WORLD_SCENES)),
+        seed: int = opt(0, "--seed", kind=SEED, help="First scene seed; seeds >= 1000000 are the held-out split."),
         size: str = typer.Option("32x32", "--size", help="Image WxH."),
-        spp: int = typer.Option(64, "--spp", min=1, help="Path-tracing samples per pixel."),
+        spp: int = opt(64, "--spp", kind=SPP, help="Path-tracing samples per pixel."),
         objects: str = typer.Option(_DEFAULT_OBJECTS, "--objects", help="Objects per training scene, MIN-MAX "
                                     f"(at most {MAX_OBJECTS}); held-out scenes keep at least 2."),
         progress: bool = typer.Option(True, "--progress/--no-progress",
