@@ -394,7 +394,10 @@ def test_init_goes_on_at_a_larger_image_size(tmp_path):
                                        ({"prediction_type": "x0"}, "prediction_type"),
                                        ({"block_out_channels": (32, 32), "plain_levels": 3}, "plain_levels"),
                                        ({"plain_levels": -1}, "plain_levels"),
-                                       ({"text_time": "yes"}, "text_time")])
+                                       ({"text_time": "yes"}, "text_time"),
+                                       ({"text_tokens": 4}, "text_tokens"), ({"text_tokens": 24.0}, "text_tokens"),
+                                       ({"token_scale": 0}, "token_scale"),
+                                       ({"token_scale": float("nan")}, "token_scale")])
 def test_model_config_refuses_what_the_unet_cannot_build(kw, field):
     # The config owns its rules, so every caller (CLI, benchmarks, a stored config) gets the one-line error.
     from dipir.errors import DipirError
@@ -473,6 +476,54 @@ def test_text_time_lets_the_caption_reach_the_finest_attention_free_level(tmp_pa
     # which is far below what a lost flag changes, so the features are compared to 1e-5.
     assert all(torch.equal(p, q) for p, q in zip(loaded.parameters(), unet.parameters()))
     torch.testing.assert_close(finest(loaded, a), finest(unet, a), rtol=0, atol=1e-5)
+
+
+def test_text_tokens_and_token_scale_shape_the_frozen_encoder_that_guidance_loads(tmp_path):
+    # The caption's length and the token embeddings' scale are the exported text encoder's: DiPIR's guidance
+    # reads them from the folder (the tokenizer's length), so a prior trained on 24 tokens is used with 24.
+    # A caption longer than the length is refused before training (truncated, it would lose its last words),
+    # and a stored config from before the fields resumes with CLIP's 77 tokens and scale 1.
+    import dataclasses
+
+    from dipir.errors import DipirError
+    from dipir.guidance.models import encode_prompt, load_pipeline
+    from dipir.prior.card import model_card
+    from dipir.prior.model import PriorModelConfig
+    from dipir.prior.train import PriorTrainer
+
+    base = PriorModelConfig(image_size=16, block_out_channels=(32, 32), text_dim=32)
+    tok, te = base.build_text()
+    stok, ste = dataclasses.replace(base, text_tokens=24, token_scale=10.0).build_text()
+    assert stok.model_max_length == 24 and ste.config.max_position_embeddings == 24
+    assert torch.allclose(ste.get_input_embeddings().weight.std(), 10 * te.get_input_embeddings().weight.std(),
+                          rtol=0.05)
+
+    data = _fake_world(tmp_path / "data", n=3)
+    cfg = _cfg(2)
+    cfg.model = dataclasses.replace(cfg.model, text_tokens=24, token_scale=10.0)
+    a = PriorTrainer(data, tmp_path / "a", cfg)
+    a.run(progress=False)
+    assert a.cap_emb.shape[1] == 24
+    pipe = load_pipeline(str(tmp_path / "a" / "model"), device="cpu")
+    assert torch.allclose(encode_prompt(pipe, ["a scene with a car and two boxes"]),
+                          a.cap_emb[a.cap_idx[0]][None], atol=1e-5)
+    meta = json.loads((tmp_path / "a" / "model" / "dipir_prior.json").read_text())
+    assert "(2 layers, random weights, token embeddings × 10, frozen), captions padded to 24 tokens" in \
+        model_card(meta, 1, None, "", "")
+
+    short = _cfg(2)
+    short.model = dataclasses.replace(short.model, text_tokens=8)
+    with pytest.raises(DipirError, match=r"data: text_tokens: the caption 'a scene with a car and two boxes' "
+                                         r"takes 10 tokens, more than 8; raise --text-tokens$"):
+        PriorTrainer(data, tmp_path / "b", short)
+
+    old = PriorTrainer(data, tmp_path / "c", _cfg(2))
+    old.run(progress=False)
+    st = torch.load(old.ckpt, weights_only=False)
+    del st["model"]["text_tokens"], st["model"]["token_scale"]
+    torch.save(st, old.ckpt)
+    resumed = PriorTrainer(data, tmp_path / "c", _cfg(3))
+    assert resumed.step == 2 and resumed.cap_emb.shape[1] == 77
 
 
 @pytest.mark.parametrize("kw, field", [({"lr_schedule": "linear"}, "lr_schedule"), ({"snr_gamma": 0.0}, "snr_gamma"),

@@ -54,6 +54,12 @@ def register(app: typer.Typer) -> None:
         text_time: bool = typer.Option(False, "--text-time/--no-text-time",
                                        help="Also pool the caption into the timestep embedding, so every UNet "
                                        "block hears it."),
+        text_tokens: int = typer.Option(77, "--text-tokens",
+                                        help="Tokens a caption is padded to (CLIP's 77; the mini world's longest "
+                                        "caption takes 18)."),
+        token_scale: float = typer.Option(1.0, "--token-scale",
+                                          help="Scale of the frozen text encoder's token embeddings (1: CLIP's "
+                                          "init), so words outweigh their positions."),
         max_minutes: float = typer.Option(None, "--max-minutes", help="Stop (and checkpoint) after this long."),
         checkpoint_every: int = typer.Option(200, "--checkpoint-every", min=1),
         seed: int = typer.Option(0, "--seed"),
@@ -80,7 +86,8 @@ def register(app: typer.Typer) -> None:
                                max_minutes=max_minutes, seed=seed, checkpoint_every=checkpoint_every, init=init,
                                model=PriorModelConfig(image_size=image_size, block_out_channels=widths,
                                                       plain_levels=plain_levels, prediction_type=prediction_type,
-                                                      text_time=text_time))
+                                                      text_time=text_time, text_tokens=text_tokens,
+                                                      token_scale=token_scale))
         res = train_prior(data, out, cfg, progress=progress, log=lambda line: typer.echo(line, err=True))
         if res["stopped_by"] == "interrupt":
             typer.echo(f"interrupted at step {res['step']}: checkpoint saved in {out}; the same command resumes",

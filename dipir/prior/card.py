@@ -184,6 +184,11 @@ def _load_name(dest: Path) -> str:
     return dest.name if dest.resolve().parent == PRIORS_DIR.resolve() else str(dest)
 
 
+def _token_scale_text(model: dict) -> str:
+    scale = model.get("token_scale", 1.0)
+    return f", token embeddings × {scale:g}" if scale != 1 else ""
+
+
 def _objects_text(seeds: dict) -> str:
     """The objects a training scene held, as the run recorded them from its data's world.json. A run
     that did not record them trained on a folder from before world.json: the default world's."""
@@ -219,7 +224,8 @@ def model_card(meta: dict, size: int, check: dict | None, data_command: str, tra
         f"attention on all but the finest {m.get('plain_levels', 1)} level(s), cross-attention dim {m.get('text_dim')}"
         f"{', the caption also pooled into the timestep embedding' if m.get('text_time') else ''} |",
         f"| target | {m.get('prediction_type')} (DDPM, SD's scaled-linear betas, T = 1000) |",
-        f"| text encoder | tiny CLIP (2 layers, random weights, frozen), {cfg.get('empty_caption_frac', 0):.0%} empty captions |",
+        f"| text encoder | tiny CLIP (2 layers, random weights{_token_scale_text(m)}, frozen), captions padded to "
+        f"{m.get('text_tokens', 77)} tokens, {cfg.get('empty_caption_frac', 0):.0%} empty captions |",
         f"| training data | scene seeds {seeds.get('first')}–{seeds.get('last')} ({seeds.get('scenes')} scenes, "
         f"{meta.get('train_images')} images: full image and background of each) |",
         "| held-out split | scene seeds ≥ 1000000 (never trained on) |",

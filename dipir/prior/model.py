@@ -36,6 +36,14 @@ class PriorModelConfig:
     # DeepFloyd IF does), so every ResNet block, the finest attention-free ones included, hears it;
     # cross-attention alone reaches only the attending levels.
     text_time: bool = False
+    # The caption's length in tokens (the tokenizer pads to it; CLIP's position embeddings). CLIP's 77 pads
+    # the mini world's captions (at most 18 tokens) with ~60 end tokens that are nearly the same for every
+    # caption and fill the cross-attention: 24 makes the mean of a caption's encodings differ from the
+    # empty caption's by 71 % of its norm instead of 41 % (docs/mini_world_runs.md, "The twenty-eighth run").
+    text_tokens: int = 77
+    # The frozen random encoder's token embeddings times this, so a word outweighs its position embedding
+    # (both are drawn with std 0.02): captions naming different objects then differ by more.
+    token_scale: float = 1.0
 
     def __post_init__(self):
         from dipir.guidance.models import check_prediction_type
@@ -56,6 +64,12 @@ class PriorModelConfig:
                              field="plain_levels")
         if not isinstance(self.text_time, bool):
             raise DipirError(f"expected true or false, got {self.text_time!r}", field="text_time")
+        if isinstance(self.text_tokens, bool) or not isinstance(self.text_tokens, int) or not 8 <= self.text_tokens <= 77:
+            raise DipirError(f"expected an integer in [8, 77] (tokens a caption is padded to), got {self.text_tokens!r}",
+                             field="text_tokens")
+        if isinstance(self.token_scale, bool) or not isinstance(self.token_scale, (int, float)) or \
+                not 0 < self.token_scale < float("inf"):
+            raise DipirError(f"expected a positive number, got {self.token_scale!r}", field="token_scale")
 
     def build_unet(self):
         from diffusers import UNet2DConditionModel
@@ -85,14 +99,17 @@ class PriorModelConfig:
         from dipir.guidance.models import _TINY_WORDS, tiny_vocab
 
         vocab, merges = tiny_vocab(list(_TINY_WORDS) + WORLD_WORDS)
-        tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+        tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=self.text_tokens)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             te = CLIPTextModel(CLIPTextConfig(
                 vocab_size=len(vocab), hidden_size=self.text_dim, intermediate_size=2 * self.text_dim,
-                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=self.text_tokens,
                 projection_dim=self.text_dim, hidden_act="gelu", bos_token_id=tok.bos_token_id,
                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+        if self.token_scale != 1:
+            with torch.no_grad():
+                te.get_input_embeddings().weight.mul_(self.token_scale)
         te.requires_grad_(False).eval()
         return tok, te
 

@@ -151,8 +151,14 @@ class PriorTrainer:
             self.data_seeds["objects"] = [world["min_objects"], world["max_objects"]]
         self.tokenizer, self.text_encoder = cfg.model.build_text(seed=cfg.seed)
         uniq = sorted(set(captions)) + [""]
+        n_tokens, longest = max((len(self.tokenizer(c).input_ids), c) for c in uniq)
+        if n_tokens > cfg.model.text_tokens:  # truncated, a caption would lose its last words
+            from dipir.errors import DipirError
+
+            raise DipirError(f"the caption {longest!r} takes {n_tokens} tokens, more than {cfg.model.text_tokens}; "
+                             "raise --text-tokens", data, "text_tokens")
         emb = encode(self.tokenizer, self.text_encoder, uniq)
-        self.cap_emb = emb  # (C, 77, D)
+        self.cap_emb = emb  # (C, text_tokens, D)
         self.cap_idx = torch.tensor([uniq.index(c) for c in captions])
         self.empty_idx = len(uniq) - 1
         torch.manual_seed(cfg.seed)
@@ -294,7 +300,7 @@ class PriorTrainer:
             diff = sorted(k for k in set(trained) | set(mine) if k != "image_size" and trained.get(k) != mine.get(k))
             if diff:
                 raise DipirError(f"--init was trained with another model config ({', '.join(diff)} differ: pass "
-                                 "its --channels / --plain-levels / --prediction-type / --text-time)", meta_path, "config.model")
+                                 "its --channels / --plain-levels / --prediction-type / --text-time / --text-tokens / --token-scale)", meta_path, "config.model")
         try:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
