@@ -109,10 +109,16 @@ def test_composites_are_keyed_by_the_scenes_content_not_its_folder(held_out_worl
     assert not np.allclose(first[0], second[0])
 
 
-def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior):
+def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior, monkeypatch):
+    # Said before the model loads (seconds with a real prior, and transformers' loading bar).
+    import dipir.prior.model
     from dipir.errors import DipirError
     from dipir.prior.check import PriorCheckConfig, check_prior
 
+    def no_loading(*a, **k):
+        raise AssertionError("the model was loaded before the data folder was checked")
+
+    monkeypatch.setattr(dipir.prior.model, "load_prior", no_loading)
     with pytest.raises(DipirError, match="held-out"):
         check_prior(tiny_prior, tiny_prior.parent.parent / "train", PriorCheckConfig(n_noise=1), log=lambda s: None)
 

@@ -261,6 +261,9 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
     from dipir.scene.contract import load_scene
 
     cfg = cfg or PriorCheckConfig()
+    # The scenes first: a folder without them is said at once, not after the model has loaded.
+    held = held_out_folders(data, cfg.max_scenes)
+    truths = [read_truth(f, "seed", "sun_elevation_deg") for f in held]
     model = resolve_model(str(model))  # a shipped prior by name ("mini-world"), as --model takes it
     weights = local_model_digest(model)
     unet, sched, tok, te = load_prior(model)
@@ -268,8 +271,6 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
         raise DipirError("the weights changed while they were read (is a training run writing them?); "
                          "check a copy", model, "model")
     size = int(unet.config.sample_size)
-    held = held_out_folders(data, cfg.max_scenes)
-    truths = [read_truth(f, "seed", "sun_elevation_deg") for f in held]
     seeds = [t["seed"] for t in truths]  # which scenes: the card says how to write them
     T = sched.config.num_train_timesteps
     tfrac = timesteps(cfg, T).numpy() / T
