@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_folder import read_run, task_name  # noqa: E402
+from run_folder import json_out, read_run, task_name  # noqa: E402
 from sun_trajectory import sign_p  # noqa: E402
 
 from dipir.errors import DipirError  # noqa: E402
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path)
     ap.add_argument("--model", required=True, help="the prior (a folder or a shipped prior's name)")
     ap.add_argument("--n-noise", type=int, default=64)
-    ap.add_argument("--json", type=Path, default=None, help="also write every scene's energies here")
+    ap.add_argument("--json", type=json_out, default=None, help="also write every scene's energies here")
     args = ap.parse_args(argv)
     try:
         scores = energies(args.suite, args.run, args.model, args.n_noise, log=lambda s: print(s, file=sys.stderr))

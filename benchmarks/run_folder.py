@@ -1,7 +1,9 @@
-"""A run folder as the diagnostic scripts read it: the suite's scenes and the results table."""
+"""A run folder as the diagnostic scripts read it: the suite's scenes and the results table; and
+their --json option, checked as the CLI's are."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -36,3 +38,14 @@ def task_name(row: dict) -> str:
 
     preset = row.get("preset")
     return row["method"] if pd.isna(preset) else f"{row['method']}/{preset}"
+
+
+def json_out(value: str) -> Path:
+    """argparse type of a --json output: a folder or an unwritable place is refused while the arguments are
+    parsed, not after the minutes of work whose result it would lose (the CLI's `OutFile`)."""
+    from dipir.cli.params import OutFile
+
+    try:
+        return OutFile()(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_folder import read_run, task_name  # noqa: E402
+from run_folder import json_out, read_run, task_name  # noqa: E402
 from sun_trajectory import median_ci, sign_p  # noqa: E402
 
 from dipir.errors import DipirError  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("suite", type=Path)
     ap.add_argument("run", type=Path)
-    ap.add_argument("--json", type=Path, default=None, help="also write the per-task values here")
+    ap.add_argument("--json", type=json_out, default=None, help="also write the per-task values here")
     args = ap.parse_args(argv)
     try:
         comp = components(args.suite, args.run)

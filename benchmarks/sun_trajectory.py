@@ -24,6 +24,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_folder import json_out  # noqa: E402
 
 
 def trajectories(suite_path: Path, run: Path, preset: str | None) -> dict[str, dict[str, dict[int, float]]]:
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("suite", type=Path)
     ap.add_argument("run", type=Path)
     ap.add_argument("--preset", default=None, help="only this DiPIR preset")
-    ap.add_argument("--json", type=Path, default=None, help="also write the per-task errors here")
+    ap.add_argument("--json", type=json_out, default=None, help="also write the per-task errors here")
     args = ap.parse_args(argv)
     traj = trajectories(args.suite, args.run, args.preset)
     if not traj:

@@ -57,6 +57,17 @@ def test_a_folder_that_is_no_run_is_one_line_and_left_untouched(name, extra, tmp
     assert not run.exists()
 
 
+@pytest.mark.parametrize("name, extra", [("sun_components", []), ("sun_trajectory", []),
+                                         ("prior_prefers", ["--model", "mini-world"])])
+def test_a_json_output_naming_a_folder_is_refused_before_the_work(name, extra, tmp_path, capsys):
+    # prior_prefers takes minutes; its result was lost at the end with "Is a directory".
+    with pytest.raises(SystemExit) as e:
+        _script(name).main([str(tmp_path / "suite.yaml"), str(tmp_path / "run"), *extra, "--json", str(tmp_path)])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"argument --json: {tmp_path} is a folder; name the file to write")
+
+
 def test_the_split_script_names_the_file_and_field_of_a_bad_result(tmp_path, capsys):
     """`benchmarks/camera_side.py` on a file that is no check or forms result: one line each, exit 2."""
     import json
