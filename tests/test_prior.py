@@ -321,6 +321,8 @@ def test_a_card_loads_a_registry_prior_by_name_and_an_unrecorded_world_is_the_de
 def test_init_continues_an_exported_prior(tmp_path):
     # Only a folder survives between machines: a new run starts from an exported (or shipped) prior's
     # EMA weights, keeps its step count and runs, and warms the fresh optimizer up again.
+    import shutil
+
     from dipir.errors import DipirError
     from dipir.prior.card import model_card
     from dipir.prior.model import PriorModelConfig
@@ -345,6 +347,20 @@ def test_init_continues_an_exported_prior(tmp_path):
     # Resuming b's own checkpoint keeps where its optimizer and losses began (init is ignored then).
     b2 = PriorTrainer(data, tmp_path / "b", _cfg(6, init=str(tmp_path / "nowhere")))
     assert (b2.step, b2.start_step, len(b2.losses)) == (5, 3, 2)
+
+    # A text encoder that differs only on a word of this data's captions ("and"), not on those of any
+    # fixed sample, is refused: the captions would no longer mean what they meant when it was trained.
+    from safetensors.torch import load_file, save_file
+
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "a" / "model", moved)
+    weights = next((moved / "text_encoder").glob("*.safetensors"))
+    st = load_file(weights)
+    key = next(k for k in st if k.endswith("token_embedding.weight"))
+    st[key][a.tokenizer.convert_tokens_to_ids("and</w>")] += 0.5
+    save_file(st, weights)
+    with pytest.raises(DipirError, match=r"text_encoder: text_encoder: --init's text encoder is not the one"):
+        PriorTrainer(data, tmp_path / "d", _cfg(4, init=str(moved)))
 
     other = _cfg(4, init=str(tmp_path / "a" / "model"))
     other.model = PriorModelConfig(image_size=16, block_out_channels=(32, 64), text_dim=32)

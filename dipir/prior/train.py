@@ -159,6 +159,7 @@ class PriorTrainer:
                              "raise --text-tokens", data, "text_tokens")
         emb = encode(self.tokenizer, self.text_encoder, uniq)
         self.cap_emb = emb  # (C, text_tokens, D)
+        self.cap_texts = uniq  # cap_emb's rows
         self.cap_idx = torch.tensor([uniq.index(c) for c in captions])
         self.empty_idx = len(uniq) - 1
         torch.manual_seed(cfg.seed)
@@ -305,9 +306,9 @@ class PriorTrainer:
             self.unet.load_state_dict(unet.state_dict())
         except RuntimeError:
             raise DipirError("--init's weights do not fit the model config", folder / "unet", "unet") from None
-        # Captions must mean what they meant when it was trained: the same frozen text encoder.
-        uniq = [""] + sorted({"a scene with a car", "a scene with two boxes"})
-        ours, theirs = encode(self.tokenizer, self.text_encoder, uniq), encode(tok, te, uniq)
+        # Captions must mean what they meant when it was trained: the same frozen text encoder and tokenizer
+        # on every caption of this data (a word that tokenizes or embeds otherwise hides in no fixed sample).
+        ours, theirs = self.cap_emb, encode(tok, te, self.cap_texts)
         if ours.shape != theirs.shape or not torch.allclose(ours, theirs, atol=1e-6):
             raise DipirError("--init's text encoder is not the one this --seed builds", folder / "text_encoder",
                              "text_encoder")
