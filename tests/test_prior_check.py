@@ -431,3 +431,29 @@ def test_compare_reads_one_form_of_two_forms_results(tmp_path, capsys):
             main(["prior", "compare", *args])
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 2 and words in err and str(path) in err and "\n" not in err, err
+
+
+def test_compare_of_two_forms_results_sets_the_prompts_share_scene_by_scene(tmp_path, capsys):
+    from dipir.cli.main import main
+
+    a = _forms_json(tmp_path / "a.json", [True] * 16)
+    b = _forms_json(tmp_path / "b.json", [True] * 16, model="n")
+    # Without E(c) (sds-no-cfg) in the results there is no share to set side by side, and it says so.
+    assert "The prompt's share: not in both results" in _compare(capsys, a, b, "--form", "lds-no-lora")
+    # E(∅) = 0.01 on every truth; E(c) gives A a share of 2 % on each scene and B 3 % on 7 of 8, 1 % on one.
+    for path, shares in ((a, [0.02] * 8), (b, [0.03] * 7 + [0.01])):
+        doc = json.loads(path.read_text())
+        for row, share in zip(doc["scenes_detail"], shares):
+            row["sds-no-cfg"] = [0.01 * (1 - share), 0.02, 0.02]
+        path.write_text(json.dumps(doc))
+    out = _compare(capsys, a, b, "--form", "lds-no-lora")
+    # 7 of 8 the higher: p = 2 * P(X <= 1 | 8, 0.5) = 2 * 9 / 256
+    assert (f"A 2.0%, B 2.8%; B's the higher on 7 of 8 scenes (sign test p = {2 * 9 / 256:.2g})") in out, out
+    doc = json.loads(b.read_text())
+    doc["scenes_detail"][5]["prior ∅"][0] = 0  # no energy to take a share of: refused, not a division by zero
+    b.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit) as exc:
+        main(["prior", "compare", str(a), str(b), "--form", "lds-no-lora"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and f"{b}: scenes_detail[5]: expected the truth's energies" in err, err
+    assert "\n" not in err

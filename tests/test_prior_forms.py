@@ -48,7 +48,7 @@ def test_form_energies_are_the_forms_differences():
                                              (-0.069, "raises the base model's energy on the true composites by 6.9%"),
                                              (-0.0004, "lowers the base model's energy on the true composites by 0.0%")])
 def test_the_prompts_share_is_said_with_its_direction(mean, words):
-    from dipir.prior.forms import describe_share
+    from dipir.prior.share import describe_share
 
     line = describe_share({"mean": mean, "sd": 0.02})
     assert words in line and "-" not in line.split("(")[0]

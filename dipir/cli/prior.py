@@ -189,6 +189,14 @@ def _compare_command(prior_app: typer.Typer) -> None:
         by = f" by {form}'s energy" if form else ""
         typer.echo(f"B against A on the same {res['a']['pairs']} pairs{by}: {g} gained, {lo} lost "
                    f"(McNemar exact p = {p:.2g})")
+        sh = res.get("share")
+        if form and sh is None:
+            typer.echo("The prompt's share: not in both results (it needs their prior ∅ and sds-no-cfg energies).")
+        elif sh:
+            n = sh["b_higher"] + sh["a_higher"]
+            typer.echo(f"The prompt's share, 1 − E(c)/E(∅) on the truth: A {sh['a']:.1%}, B {sh['b']:.1%}; "
+                       f"B's the higher on {sh['b_higher']} of {sh['scenes']} scenes "
+                       f"(sign test p = {binom_test_two_sided(sh['b_higher'], n) if n else 1.0:.2g})")
 
 
 def _forms_command(prior_app: typer.Typer) -> None:
@@ -215,7 +223,8 @@ def _forms_command(prior_app: typer.Typer) -> None:
         import json
 
         from dipir.errors import DipirError
-        from dipir.prior.forms import check_forms, describe_share
+        from dipir.prior.forms import check_forms
+        from dipir.prior.share import describe_share
 
         opts = None
         if options is not None:

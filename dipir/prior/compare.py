@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.io import read_json_object
+from dipir.prior.share import detail_shares
 from dipir.prior.verdict import truth_wins
 
 
@@ -82,4 +83,20 @@ def compare_checks(path_a: str | Path, path_b: str | Path, form: str | None = No
     lost = sorted(k for k in pa if pa[k] and not pb[k])
     side = {name: {"model": c.get("model"), "weights": str(c.get("weights", ""))[:16],
                    "truth_wins": sum(p.values()), "pairs": len(p)} for name, c, p in (("a", a, pa), ("b", b, pb))}
-    return {**side, "gained": [list(k) for k in gained], "lost": [list(k) for k in lost]}
+    res = {**side, "gained": [list(k) for k in gained], "lost": [list(k) for k in lost]}
+    if form:
+        res["share"] = compare_shares(a, path_a, b, path_b)
+    return res
+
+
+def compare_shares(a: dict, path_a: Path, b: dict, path_b: Path) -> dict | None:
+    """The prompt's share (`share.py`) of two `prior forms` results on their common scenes: each one's
+    mean, and on how many scenes B's is the higher (ties go to neither); None when either result lacks
+    the two base-model forms."""
+    sa, sb = detail_shares(a, path_a), detail_shares(b, path_b)
+    if sa is None or sb is None:
+        return None
+    scenes = sorted(sa)  # the same scenes: the pairs were checked equal
+    return {"scenes": len(scenes), "a": sum(sa[s] for s in scenes) / len(scenes),
+            "b": sum(sb[s] for s in scenes) / len(scenes),
+            "b_higher": sum(sb[s] > sa[s] for s in scenes), "a_higher": sum(sa[s] > sb[s] for s in scenes)}

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from dipir.prior.camera_side import scene_pairs, side_summary
+from dipir.prior.share import COND, UNCOND, caption_share
 from dipir.prior.verdict import truth_wins
 
 # name -> the energy's weights on the four denoising losses (base ∅, base c, LoRA ∅, LoRA c);
@@ -62,23 +63,6 @@ def form_energies(losses: dict[str, np.ndarray], guidance_scale: float) -> dict[
     coef = {"s": s, "1-s": 1.0 - s}
     return {name: sum((coef[c] if isinstance(c, str) else c) * losses[k] for k, c in terms.items())
             for name, terms in FORMS.items() if all(k in losses for k in terms)}
-
-
-def caption_share(uncond: list[np.ndarray], cond: list[np.ndarray]) -> dict:
-    """How much the prompt lowers the base model's energy on the true composites: the mean and sd over
-    scenes of 1 − E(c)/E(∅). A prior that barely uses its prompt hands LDS, which follows
-    E(c) − E(∅), little but noise (docs/mini_world_runs.md: 4.9 % for `mini-world`, 1.5–1.8 % for
-    the 90-minute priors)."""
-    share = 1.0 - np.array([c[0] for c in cond]) / np.array([u[0] for u in uncond])
-    return {"mean": float(share.mean()), "sd": float(share.std(ddof=1)) if len(share) > 1 else 0.0}
-
-
-def describe_share(share: dict) -> str:
-    """`caption_share` in words. A prompt can also raise the energy (a caption that leaves out a visible
-    object), and a share a hair below zero reads "lowers by -0.0 %" unless the direction is named."""
-    way = "raises" if round(share["mean"], 3) < 0 else "lowers"
-    return (f"The prompt {way} the base model's energy on the true composites by {abs(share['mean']):.1%} "
-            f"(sd {share['sd']:.1%} over scenes): what E(c) − E(∅) has to work with.")
 
 
 def denoising_losses(guidance, images: list[np.ndarray], t: torch.Tensor, noise: torch.Tensor,
@@ -176,7 +160,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
                        "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg),
                        **side_summary([p for r, ws in zip(rows, wins) for p in scene_pairs(ws, r["sun_backness"])])}
     res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
-           "caption_share": caption_share(energies["prior ∅"], energies["sds-no-cfg"]),
+           "caption_share": caption_share(energies[UNCOND], energies[COND]),
            "prompt": guidance.template,  # the last scene's; every scene's is the same
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,
            "t_range": [ccfg.t_lo, ccfg.t_hi], "n_noise": n_noise, "rotations_deg": list(ccfg.rotations_deg),
