@@ -280,8 +280,15 @@ def _byte_alphabet() -> list[str]:
 
 
 def tiny_vocab(words: list[str] = _TINY_WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """A CLIP-style BPE vocabulary: every byte symbol (bare and word-final), then each word built
-    left to right by merges, then the two special tokens."""
+    """A CLIP-style BPE vocabulary: every byte symbol (bare and word-final), then for each word the
+    merges that join it left to right, then the two special tokens.
+
+    BPE applies merges by rank, not word by word, so a word in which an earlier word's merge fires
+    first stays in a few pieces (29 of the 108 words of `_TINY_WORDS` and the mini world's, e.g.
+    "three" → th re e, "van" → v an). Each word still has one fixed token sequence, the same in
+    training and use (the tokenizer ships in each model's folder). Building every word whole would
+    change the token ids, hence every tiny text encoder a seed draws, and `prior train --init` from
+    the shipped priors would refuse their captions: kept as is."""
     chars = _byte_alphabet()
     vocab: dict[str, int] = {}
     for c in chars:
