@@ -185,3 +185,74 @@ def test_damaged_exr_is_one_line_and_prints_nothing(tmp_path, capfd):
     assert read_hdr(good).shape == (64, 128, 3)  # fds are back: a good read prints nothing either
     print("still here")
     assert capfd.readouterr().out == "still here\n"
+
+
+def _sky(h=32, w=64):
+    img = np.full((h, w, 3), 0.8, np.float32)
+    img[h // 2:] = 0.3
+    img[4, 20] = 500.0
+    return img
+
+
+def test_bad_hdris_and_sidecars_are_one_line_and_write_nothing(tmp_path, capsys):
+    """`dipir scene polyhaven` on an HDRI that is no equirect, a depth-only EXR, a folder, or a sidecar
+    `<name>.json` that is no truth: exit 2, one line naming the file (and field), nothing written."""
+    import OpenEXR
+
+    from dipir.cli.main import main
+    from dipir.rendering.hdr import write_hdr
+
+    d = tmp_path / "in"
+    d.mkdir()
+    cases = [(write_hdr(d / "photo.exr", _sky(40, 60)), "envmap: an equirect env map must be twice as wide")]
+    depth = d / "depth.exr"
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage},
+                      {"Z": _sky()[..., 0].copy()}) as f:
+        f.write(str(depth))
+    cases.append((depth, "not an RGB or luminance image"))
+    (d / "folder.exr").mkdir()
+    cases.append((d / "folder.exr", "a folder, not an HDR file"))
+    for name, text, words in (("notjson", "not json", "notjson.json: not valid JSON"),
+                              ("alist", "[1, 2]", "alist.json: expected a JSON object"),
+                              ("badsun", '{"sun_direction": "n/a"}', "badsun.json: sun_direction: expected a direction"),
+                              ("badlight", '{"lights": [{"direction": [0, 0, 0]}]}',
+                               "badlight.json: lights[0].direction: expected a direction")):
+        write_hdr(d / f"{name}.exr", _sky())
+        (d / f"{name}.json").write_text(text)
+        cases.append((d / f"{name}.exr", words))
+    for hdri, words in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["scene", "polyhaven", str(hdri), "--out", str(tmp_path / "out"), "--width", "32", "--height", "24"])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and words in err and "\n" not in err, err
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_scene_is_not_written_over_its_own_hdri(tmp_path, capsys):
+    """`dipir scene polyhaven D/envmap.exr --out D` would publish the rotated, exposure-scaled copy over
+    its source: refused, the source kept byte for byte."""
+    from dipir.cli.main import main
+    from dipir.rendering.hdr import write_hdr
+
+    src = write_hdr(tmp_path / "envmap.exr", _sky())
+    before = src.read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["scene", "polyhaven", str(src), "--out", str(tmp_path), "--azimuth", "90", "--width", "32",
+              "--height", "24"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and f"{src}: the HDRI is the scene's own envmap.exr" in err, err
+    assert src.read_bytes() == before and not (tmp_path / "scene.yaml").exists()
+
+
+def test_negative_texels_are_clipped_and_counted(tmp_path):
+    """A map with negative texels (a colour-space conversion's undershoot) would make the ambient
+    luminance negative and the auto exposure collapse: they are set to 0 and counted, as the file
+    estimator does."""
+    from dipir.rendering.hdr import write_hdr
+    from dipir.scene.contract import load_scene
+
+    img = _sky()
+    img[:3] = -50.0
+    s = load_scene(make_scene(write_hdr(tmp_path / "neg.exr", img), tmp_path / "s", width=32, height=24))
+    assert s.provenance["negative_texels"] == 3 * 64
+    assert read_hdr(s.envmap).min() >= 0 and 0.01 < s.provenance["exposure_scale"] < 100

@@ -92,10 +92,11 @@ def register(app: typer.Typer) -> None:
         scale: float = scale_opt, position: str = pos_opt,
     ) -> None:
         """Scene from an HDRI: perspective LDR crop, rotated ground-truth env map, ground plane."""
-        from dipir.data.polyhaven import make_scene
+        from dipir.data.polyhaven import make_scene, refuse_own_output
         from dipir.io import staged_dir
 
         obj = _object(mesh, cls, distance, yaw, scale, position)
+        refuse_own_output(hdri, out)  # make_scene writes to a stage: the final folder is checked here
         with staged_dir(out) as stage:  # a failure leaves an existing scene folder as it was
             p = make_scene(hdri, stage, azimuth_deg=azimuth, elevation_deg=elevation, fov_deg=fov, width=width,
                            height=height, camera_height=camera_height, exposure=exposure, object=obj)

@@ -27,14 +27,14 @@ Conventions
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.rendering.hdr import LUMA, direction_to_pixel
+from dipir.io import read_json_object
+from dipir.rendering.hdr import LUMA, direction_to_pixel, equirect_map
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,36 @@ def tonemap(linear: np.ndarray) -> np.ndarray:
     return (srgb * 255 + 0.5).astype(np.uint8)
 
 
+SCENE_FILES = ("background.png", "envmap.exr", "scene.yaml")
+
+
+def refuse_own_output(hdri_path: Path, out: Path) -> None:
+    """Writing the scene into the folder the HDRI is one of the scene files of would replace the source
+    with its rotated, exposure-scaled copy (`dipir scene polyhaven D/envmap.exr --out D`)."""
+    for name in SCENE_FILES:
+        if hdri_path.is_file() and (out / name).is_file() and (out / name).samefile(hdri_path):
+            raise DipirError(f"the HDRI is the scene's own {name} in --out, which writing the scene replaces; "
+                             "write it to another folder", hdri_path)
+
+
+def _read_truth(sidecar: Path) -> dict | None:
+    """A synthetic HDRI's `<name>.json` (`synth_polyhaven.py`), its directions checked; None without one."""
+    if not sidecar.is_file():
+        return None
+    truth = read_json_object(sidecar, "a JSON object (the HDRI's truth: sun_direction or lights)")
+    vectors = [("sun_direction", truth.get("sun_direction"))] if "sun_direction" in truth else []
+    lights = truth.get("lights", [])
+    if not isinstance(lights, list) or not all(isinstance(x, dict) for x in lights):
+        raise DipirError(f"expected a list of lights, each with a direction, got {str(lights)[:60]}", sidecar, "lights")
+    vectors += [(f"lights[{i}].direction", x.get("direction")) for i, x in enumerate(lights)]
+    for field, v in vectors:
+        ok = isinstance(v, list) and len(v) == 3 and all(
+            isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in v)
+        if not ok or not np.linalg.norm(v) > 0:
+            raise DipirError(f"expected a direction of 3 finite numbers, got {str(v)[:60]}", sidecar, field)
+    return truth
+
+
 def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 180.0,
                elevation_deg: float = PROTOCOL.elevation_deg, fov_deg: float = PROTOCOL.fov_deg,
                width: int = PROTOCOL.width, height: int = PROTOCOL.height,
@@ -174,34 +204,34 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
         raise DipirError(f"azimuth must be in [-360, 360] degrees, got {azimuth_deg}", field="azimuth")
     if not (1 <= int(width) <= 8192 and 1 <= int(height) <= 8192):
         raise DipirError(f"width and height must be in [1, 8192], got {width}x{height}", field="width")
-    hdri = read_hdr(hdri_path)
-    env = rotate_equirect(hdri, azimuth_deg)
-    cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
-    crop = sample_equirect(env, pixel_directions(cam))
-    ambient = ambient_luminance(env)
-    scale = exposure_scale(crop, exposure, ambient=ambient)
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
-    write_hdr(out / "envmap.exr", env * scale)
+    refuse_own_output(hdri_path, out)
+    env, negative = equirect_map(read_hdr(hdri_path), hdri_path)
+    env = rotate_equirect(env, azimuth_deg)
+    cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
     plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)
-    try:
+    try:  # before anything is written: a refused object leaves no half-written folder
         obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)
     except DipirError as err:
         if err.field not in ("object.distance", "object.position"):
             raise
         raise DipirError(f"{err.message} (crop of {hdri_path.name}: elevation_deg={elevation_deg:g}, "
                          f"camera_height={camera_height:g}, fov_deg={fov_deg:g})", err.path, err.field) from None
+    truth = _read_truth(hdri_path.with_suffix(".json"))
+    crop = sample_equirect(env, pixel_directions(cam))
+    ambient = ambient_luminance(env)
+    scale = exposure_scale(crop, exposure, ambient=ambient)
+
+    out.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
+    write_hdr(out / "envmap.exr", env * scale)
     prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
             "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
             "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),
             "exposure_scale": scale, "ambient_luminance": ambient,
             "exposure_key": auto_key(ambient) if exposure == "auto" else None, "tonemap": "scale, clip [0,1], sRGB OETF, 8-bit",
-            "hdri_to_scene_rotation": hdri_to_scene_rotation(azimuth_deg).tolist()}
-    sidecar = hdri_path.with_suffix(".json")
-    if sidecar.is_file():  # a synthetic HDRI: carry its truth over, in the scene world
-        truth = json.loads(sidecar.read_text())
+            "hdri_to_scene_rotation": hdri_to_scene_rotation(azimuth_deg).tolist(), "negative_texels": negative}
+    if truth is not None:  # a synthetic HDRI: carry its truth over, in the scene world
         r = hdri_to_scene_rotation(azimuth_deg)
         if "sun_direction" in truth:
             truth["sun_direction_scene"] = (r @ np.asarray(truth["sun_direction"])).tolist()

@@ -46,7 +46,7 @@ import numpy as np
 from dipir.errors import DipirError
 from dipir.estimators.base import Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size, pixel_directions
-from dipir.rendering.hdr import equirect_directions, read_hdr, resample_equirect
+from dipir.rendering.hdr import equirect_directions, equirect_map, read_hdr, resample_equirect
 from dipir.scene.contract import Camera, Scene
 
 CONVENTIONS = ("mitsuba", "blender")
@@ -149,11 +149,8 @@ class FileEstimator:
         camera-frame map; required when frame is `camera`)."""
         path = find_map(self.folder, scene_id)
         env = read_hdr(path)  # raises a DipirError naming the file on NaN / inf / unreadable files
-        h, w = env.shape[:2]
-        if w != 2 * h:
-            raise DipirError(f"an equirect env map must be twice as wide as high, got {w}x{h}", path, "envmap")
-        extras = {"source": str(path), "negative_texels": int((env < 0).any(axis=-1).sum())}
-        env = np.clip(env, 0, None)
+        env, negative = equirect_map(env, path)
+        extras = {"source": str(path), "negative_texels": negative}
         if self.convention == "blender":
             env = blender_to_mitsuba(env)
         extras["frame"] = self.frame

@@ -121,6 +121,8 @@ def read_hdr(path: str | Path) -> np.ndarray:
     polyhaven` in well under a second); anything else (old-style RLE, other orientations, EXR channel
     layouts without RGB/Y) is read with Mitsuba's Bitmap, which decodes all of them."""
     path = Path(path)
+    if path.is_dir():
+        raise DipirError("a folder, not an HDR file", path)
     if not path.is_file():
         raise DipirError("HDR file not found", path)
     suffix = path.suffix.lower()
@@ -142,6 +144,17 @@ def read_hdr(path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(img)):
         raise DipirError("image holds NaN or infinite values", path)
     return img
+
+
+def equirect_map(env: np.ndarray, path: str | Path, field: str = "envmap") -> tuple[np.ndarray, int]:
+    """An image read as an equirectangular env map: refused unless twice as wide as high (anything else
+    would be sampled as a sphere it is not), negative texels (a colour-space conversion's undershoot) set
+    to 0; returns the map and how many texels were negative, for the record."""
+    h, w = env.shape[:2]
+    if w != 2 * h:
+        raise DipirError(f"an equirect env map must be twice as wide as high, got {w}x{h}", path, field)
+    negative = int((env < 0).any(axis=-1).sum())
+    return (np.clip(env, 0, None) if negative else env), negative
 
 
 def _read_pfm(path: Path) -> np.ndarray:
@@ -187,7 +200,11 @@ def _read_mitsuba(path: Path) -> np.ndarray:
     except Exception as err:  # Mitsuba raises RuntimeError with a long C++ message
         msg = str(err).strip().splitlines()[-1] if str(err).strip() else err.__class__.__name__
         raise DipirError(f"unreadable HDR image ({msg[:200]})", path) from None
-    bmp = bmp.convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.Float32, srgb_gamma=False)
+    try:
+        bmp = bmp.convert(mi.Bitmap.PixelFormat.RGB, mi.Struct.Type.Float32, srgb_gamma=False)
+    except Exception:  # e.g. an EXR of depth (Z) only: Mitsuba cannot make RGB of it
+        names = ", ".join(bmp.channel_names()) if hasattr(bmp, "channel_names") else str(bmp.pixel_format())
+        raise DipirError(f"not an RGB or luminance image (channels: {names[:80]})", path) from None
     return np.array(bmp, dtype=np.float32)
 
 
