@@ -49,6 +49,12 @@ CASES = {
     "unknown_top_key": (lambda d: d.update(lights=[]), "lights", "unknown key"),
     "no_plane": (lambda d: d.pop("plane"), "plane", "missing required section"),
     "bad_material": (lambda d: d["object"].update(material=[1, 2]), "object.material", "mapping"),
+    # Orthonormal but a reflection: a silently mirrored camera.
+    "mirrored_to_world": (lambda d: (d["camera"].pop("origin"), d["camera"].pop("target"), d["camera"].update(
+        to_world=[[-1, 0, 0, 0], [0, 1, 0, 1.5], [0, 0, 1, 0], [0, 0, 0, 1]])), "camera.to_world", "reflection"),
+    # YAML ints past float's range, and keys of mixed types (1:, yes:) once crashed the checks.
+    "int_past_float": (lambda d: d["plane"].update(size=10**400), "plane.size", "expected a finite number"),
+    "mixed_key_types": (lambda d: d["camera"].update({1: "a", "foo": "b"}), "camera.1", "unknown key"),
 }
 
 

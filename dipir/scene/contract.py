@@ -223,8 +223,12 @@ class FieldReader:
                 self.fail(key, "missing required number")
             return float(default)
         v = self.data[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            self.fail(key, f"expected a finite number, got {v!r}")
+        try:  # a YAML int past float's range (1e400) is no number a scene can hold either
+            finite = not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(float(v)))
+        except OverflowError:
+            finite = False
+        if not finite:
+            self.fail(key, f"expected a finite number, got {repr(v)[:40]}")
         if positive and v <= 0:
             self.fail(key, f"must be > 0, got {v!r}")
         return float(v)
@@ -264,6 +268,8 @@ class FieldReader:
         rot = m[:3, :3]
         if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
             self.fail(key, "expected a rigid transform (orthonormal rotation, no scale or shear; last row 0 0 0 1)")
+        if np.linalg.det(rot) < 0:  # orthonormal but a reflection: the image would be mirrored
+            self.fail(key, "expected a rotation, got a reflection (determinant -1): the camera's axes must be right-handed")
         return m
 
     def string(self, key: str, default: str | None = None) -> str:
@@ -287,7 +293,7 @@ class FieldReader:
         return p
 
     def unknown_keys(self, allowed: set[str]) -> None:
-        extra = sorted(set(self.data) - allowed)
+        extra = sorted(set(self.data) - allowed, key=str)  # YAML keys may be numbers or booleans (yes:, 1:)
         if extra:
             self.fail(extra[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
