@@ -7,7 +7,9 @@ from reports.tables import Cell, Table
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
         "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
         "↓": r"$\downarrow$", "↑": r"$\uparrow$", "–": "--", "×": r"$\times$", "<": r"$<$", ">": r"$>$",
-        "∞": r"$\infty$"}
+        "∞": r"$\infty$",
+        # Not in LaTeX's default UTF-8 input (pdflatex stops at them): math symbols the notes use.
+        "≥": r"$\geq$", "≤": r"$\leq$", "κ": r"$\kappa$", "−": "$-$", "∅": r"$\emptyset$"}
 
 
 def tex_escape(s: str) -> str:

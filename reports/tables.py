@@ -157,8 +157,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                     row += [Cell(str(len(g))), Cell(str(int(c.get("done", 0)))),
                             Cell(str(int(c.get("failed", 0)))), Cell(str(int(c.get("skipped", 0))))]
                 rows.append(row)
-            for m in ms:
-                _metric_column(store, cfg, m, labels, stats, rows, paired)
+            reversed_notes = [n for m in ms for n in _metric_column(store, cfg, m, labels, stats, rows, paired)]
             notes = [
                 f"Mean over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
                 f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value; "
@@ -166,7 +165,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                 "Best value per column in bold (↓ lower is better, ↑ higher is better)"
                 + (f"; {', '.join(cfg.reference_methods)} uses ground-truth lighting and is never bolded."
                    if cfg.reference_methods else "."),
-                TIED_NOTE,
+                TIED_NOTE, *reversed_notes,
                 *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)]),
             ]
             if not ms:
@@ -209,28 +208,30 @@ def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
         stats = _label_stats(done, labels, ms, cfg, median_with_inf, bootstrap_median_ci)
         paired = scene_means(store, dataset).unstack("label")
         rows = [[Cell(label)] for label in labels]
-        for m in ms:
-            _metric_column(store, cfg, m, labels, stats, rows, paired)
+        reversed_notes = [n for m in ms for n in _metric_column(store, cfg, m, labels, stats, rows, paired)]
         out.append(Table(
             key=f"medians_{_slug(dataset)}", title=f"Medians — {dataset}",
             columns=["method", *[metric_header(store, m) for m in ms]], rows=rows,
             notes=[f"Median over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
                    f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value. Best value "
-                   "per column in bold, as in the mean tables.", TIED_NOTE,
+                   "per column in bold, as in the mean tables.", TIED_NOTE, *reversed_notes,
                    *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)])]))
     return out
 
 
-TIED_NOTE = ("Underlined: not told apart from the bold value by a two-sided sign test over the scenes both "
-             "were scored on (metrics averaged over seeds per scene, ties dropped, p ≥ 0.05): a bold value "
-             "alone in its column is the only one that test separates from all others.")
+TIED_NOTE = ("Underlined: not shown worse than the bold value by a two-sided sign test over the scenes both "
+             "were scored on (metrics averaged over seeds per scene, ties dropped; p ≥ 0.05, or the bold one "
+             "loses more of those scenes than it wins): a bold value alone in its column is the only one that "
+             "test shows better than all others.")
 
 
 def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], stats: dict,
-                   rows: list[list[Cell]], paired: pd.DataFrame) -> None:
+                   rows: list[list[Cell]], paired: pd.DataFrame) -> list[str]:
     """Append metric m's cell to each row: the statistic (mean or median), CI, n; the best
-    non-reference value in bold, and those a paired sign test cannot tell from it underlined (with
-    few scenes a single best in bold would claim more than the data show)."""
+    non-reference value in bold, and those a paired sign test does not show worse underlined (with
+    few scenes a single best in bold would claim more than the data show). Returns a note for each
+    method that beats the bold one on the scenes both have: the bold statistic is over other tasks
+    (e.g. the bold method failed the hard scenes), and the table must not read as its win."""
     dec = decimals_for([stats[(lab, m)][0] for lab in labels])
     eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
                 and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]
@@ -239,21 +240,24 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
         means = [round(stats[(lab, m)][0], dec) for lab in eligible]
         best = min(means) if store.meta[m].lower_is_better else max(means)
         best_label = eligible[means.index(best)]
+    notes = []
     for row, label in zip(rows, labels):
         mean, lo, hi, n, n_done = stats[(label, m)]
         sub = f"[{fmt(lo, dec)}, {fmt(hi, dec)}] n={n}"
         if n < n_done:
             sub += f" ({n_done - n} n/a)"
         bold = label in eligible and best is not None and round(mean, dec) == best
-        tied = not bold and label in eligible and _tied(paired, m, best_label, label, store.meta[m].lower_is_better)
+        tied = False
+        if not bold and label in eligible:
+            st = paired_sign_test(paired, m, best_label, label, store.meta[m].lower_is_better)
+            separated = st.wins + st.losses > 0 and st.p_value < 0.05  # no scene in common: nothing separates
+            tied = not (separated and st.wins > st.losses)
+            if separated and st.losses > st.wins:
+                notes.append(f"{label} beats the bold {best_label} on {m} on {st.losses} of the "
+                             f"{st.wins + st.losses} scenes both were scored on (sign test p = {st.p_value:.2g}): "
+                             "the bold value is over other tasks (compare their n).")
         row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean, tied))
-
-
-def _tied(paired: pd.DataFrame, m: str, best: str, label: str, lower_is_better: bool) -> bool:
-    """Whether a two-sided sign test over the scenes both labels have fails to separate them at
-    p < 0.05 (no scene in common: nothing separates them either)."""
-    st = paired_sign_test(paired, m, best, label, lower_is_better)
-    return st.wins + st.losses == 0 or st.p_value >= 0.05
+    return notes
 
 
 def paired_sign_test(wide: pd.DataFrame, m: str, a: str, b: str, lower_is_better: bool) -> SignTest:

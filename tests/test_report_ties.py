@@ -10,7 +10,7 @@ import pandas as pd
 from reports.metrics_meta import MetricInfo
 from reports.render_html import cell_html
 from reports.render_md import cell_md
-from reports.render_tex import cell_tex
+from reports.render_tex import cell_tex, render_tex
 from reports.store import Store
 from reports.tables import TableConfig, median_tables, metric_tables
 
@@ -64,3 +64,27 @@ def test_rendered_underlined_in_each_format():
     assert cell_md(close).startswith(f"<ins>{close.text}</ins>") and "<ins>" not in cell_md(best)
     assert 'class="tied"' in cell_html(close) and 'class="best"' in cell_html(best)
     assert cell_tex(close).startswith(rf"\underline{{{close.text}}}") and r"\underline" not in cell_tex(best)
+    # The note's "p ≥ 0.05" in TeX: pdflatex's default UTF-8 input has no ≥.
+    tex = render_tex(median_tables(store, TableConfig(n_boot=200))[0])
+    assert "≥" not in tex and r"p $\geq$ 0.05" in tex
+
+
+def test_a_method_that_beats_the_bold_one_on_their_common_scenes_is_not_marked_separated():
+    """The bold value is the best over each method's own done tasks; the sign test is over the scenes both
+    were scored on. When the bold method failed the hard scenes, another can beat it on every scene they
+    share: that one is underlined (not shown worse) and a note says so, in the mean and median tables."""
+    errors = {"bold": [10.0 + i for i in range(8)], "rival": [9.0 + i for i in range(8)] + [90.0] * 4}
+    store = _store(errors)
+    hard = store.tasks["task_id"].isin([f"rival-{i}" for i in range(8, 12)])
+    store.tasks.loc[hard, "scene_id"] = [f"h{i}" for i in range(4)]  # bold has no task on these scenes
+    cfg = TableConfig(n_boot=200)
+    mean_table = next(t for t in metric_tables(store, cfg) if "light_dir_err_deg" in " ".join(t.columns))
+    col = mean_table.columns.index(next(c for c in mean_table.columns if c.startswith("light_dir")))
+    for table, c in ((mean_table, col), (median_tables(store, cfg)[0], 1)):
+        cells = _column(table, c)
+        assert cells["bold"].bold and cells["rival"].tied and not cells["rival"].bold
+        # 8 of 8: p = 2 / 256
+        assert (f"rival beats the bold bold on light_dir_err_deg on 8 of the 8 scenes both were scored on "
+                f"(sign test p = {2 / 256:.2g})") in " ".join(table.notes), table.notes
+    # Where the bold one wins as usual, no such note.
+    assert not any("beats the bold" in n for t in median_tables(_store(ERRORS), cfg) for n in t.notes)
