@@ -58,6 +58,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     info = [("run", str(store.run.resolve())),
             ("tasks", f"{len(df)} ({int(counts.get('done', 0))} done, {int(counts.get('failed', 0))} failed, "
                       f"{int(counts.get('skipped', 0))} skipped)"),
+            *([("not read", f"{len(store.unreadable)} task folders whose result.json does not read back "
+                            f"(their tasks run again on resume; see 'Failed, skipped and unavailable')")]
+              if store.unreadable else []),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
             ("methods", ", ".join(sorted(df["label"].unique())))]
     ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
@@ -82,8 +85,12 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         sections += study_secs
         pref_tables = [t for s in study_secs for t in s.tables]
     ft = failure_table(store)
+    unread = [f"Not in these tables: {len(store.unreadable)} task folders whose result.json does not read "
+              "back (the pipeline runs those tasks again on resume): " + "; ".join(store.unreadable[:5])
+              + (f"; and {len(store.unreadable) - 5} more" if len(store.unreadable) > 5 else "") + "."
+              ] if store.unreadable else []
     sections.append(Section("Failed, skipped and unavailable", tables=[ft] if ft else [],
-                            text=[] if ft else ["Every task finished and every metric is available."]))
+                            text=unread + ([] if ft or unread else ["Every task finished and every metric is available."])))
     placed = placement_tables(store)
     if placed:
         sections.append(Section("Where the tasks ran", tables=placed))

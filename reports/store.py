@@ -54,6 +54,9 @@ class Store:
     artifacts: list[str]  # artifact names, without the `artifact.` prefix
     spec: dict = field(default_factory=dict)
     run_info: schema.RunInfo = field(default_factory=schema.RunInfo)
+    # "tasks/<id>/result.json: why" for each task folder whose result does not read back: the pipeline
+    # runs those tasks again, so they have no row here, and the report says so.
+    unreadable: list[str] = field(default_factory=list)
 
     def task_dir(self, task_id: str) -> Path:
         return self.run / "tasks" / task_id
@@ -119,19 +122,21 @@ class Store:
         return cache[task_id]
 
 
-def _rows_from_task_folders(run: Path) -> pd.DataFrame:
-    """The results table rebuilt from RUN/tasks/*/result.json, as the pipeline builds it."""
-    results = []
+def _rows_from_task_folders(run: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The results table rebuilt from RUN/tasks/*/result.json as the pipeline builds it (a result that
+    does not read back has no row: its task is pending), and why each such result.json was left out."""
+    results, unreadable = [], []
     for path in sorted((run / schema.TASKS).glob(f"*/{schema.RESULT}")):
         try:
             results.append(schema.read_result(path))
         except schema.SchemaError as err:
-            raise DipirError(err.message, path, err.field) from None
+            unreadable.append(f"{path.relative_to(run)}: {err.field + ': ' if err.field else ''}{err.message}")
         except OSError as err:
-            raise DipirError(f"cannot read ({err.strerror})", path) from None
+            unreadable.append(f"{path.relative_to(run)}: cannot read ({err.strerror})")
     if not results:
-        raise DipirError("no results.parquet and no tasks/*/result.json: is this a run folder?", run)
-    return schema.results_frame(results)
+        why = f" ({len(unreadable)} do not read back; the first: {unreadable[0]})" if unreadable else ""
+        raise DipirError(f"no results.parquet and no task with a readable result.json{why}: is this a run folder?", run)
+    return schema.results_frame(results), unreadable
 
 
 def _table_is_current(run: Path, parquet: Path, df: pd.DataFrame) -> bool:
@@ -153,7 +158,7 @@ def load_store(run: str | Path) -> Store:
     if not run.is_dir():
         raise DipirError("run folder not found", run)
     parquet = run / schema.RESULTS
-    df = None
+    df, unreadable = None, []
     if parquet.exists():
         try:
             df = pd.read_parquet(parquet)
@@ -162,7 +167,7 @@ def load_store(run: str | Path) -> Store:
         if not _table_is_current(run, parquet, df):
             df = None
     if df is None:
-        df = _rows_from_task_folders(run)
+        df, unreadable = _rows_from_task_folders(run)
         parquet = run / "tasks"
     for col in REQUIRED:
         if col not in df.columns:
@@ -199,4 +204,5 @@ def load_store(run: str | Path) -> Store:
         except schema.SchemaError as err:
             raise DipirError(err.message, run / schema.RUN_INFO, err.field) from None
     return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
-                 artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info)
+                 artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info,
+                 unreadable=unreadable)

@@ -166,6 +166,26 @@ def test_a_stale_parquet_is_not_reported_as_current(tmp_path):
     assert "zz-new-task" in set(load_store(run).tasks["task_id"])
 
 
+def test_a_result_that_does_not_read_back_is_left_out_and_named(tmp_path):
+    """A task folder whose result.json is cut short (a crash mid-write) is a pending task to the pipeline,
+    which leaves it out of results.parquet: the report uses the readable results and names the file,
+    instead of failing on it (or counting it as current)."""
+    run = write_fixture_store(tmp_path / "run")
+    n = len(pd.read_parquet(run / "results.parquet"))
+    cut = sorted((run / "tasks").glob("*/result.json"))[0]
+    cut.write_text(cut.read_text()[:40])
+    proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (run / "report" / "report.md").read_text()
+    rel = cut.relative_to(run)
+    assert "Not in these tables: 1 task folders whose result.json does not read back" in md
+    assert f"{rel}: not valid JSON" in md and f"{n - 1} (" in md  # the tasks line counts the readable ones
+    for path in (run / "tasks").glob("*/result.json"):  # nothing left to read: refused, naming why
+        path.write_text("{")
+    proc = run_dipir(["report", str(run), "--format", "md"], tmp_path)
+    assert proc.returncode == 2 and "no task with a readable result.json" in proc.stderr, proc.stderr
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path):
     run = write_fixture_store(tmp_path / "run")
     df = pd.read_parquet(run / "results.parquet")
