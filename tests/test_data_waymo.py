@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 
 import numpy as np
 import pytest
@@ -412,3 +413,140 @@ def test_frame_and_camera_errors(segs, tmp_path, capsys):
     assert "camera_image" in err and "no images from camera SIDE_LEFT" in err
     err = _cli(["scene", "waymo", str(segs["v1"]), "--camera", "BACK", "--out", str(tmp_path / "o")], capsys)
     assert "unknown camera 'BACK'" in err
+
+
+def _front(frame):
+    return next(c for c in frame.context.camera_calibrations if c.name == 1)
+
+
+def _one_channel(frame):
+    from dipir.data.range_image import decode_matrix_float, encode_matrix_float
+
+    for laser in frame.lasers:
+        ri = decode_matrix_float(laser.ri_return1.range_image_compressed)
+        laser.ri_return1.range_image_compressed = encode_matrix_float(ri[..., :1])
+
+
+def _negative_dims(frame):
+    from dipir.data.waymo_protos import dataset_pb2
+
+    m = dataset_pb2().MatrixFloat()
+    m.data.extend([1.0] * 4)
+    m.shape.dims.extend([-2, -2, 1])
+    frame.lasers[0].ri_return1.range_image_compressed = zlib.compress(m.SerializeToString())
+
+
+# A v1 frame edited one way each -> the proto field the one-line error names. Before, the scene was
+# written from a zero or negative focal length or a scaled camera, or the reader crashed.
+V1_BAD = {
+    "f_u zero": (lambda f: _front(f).intrinsic.__setitem__(0, 0.0), "camera_calibrations[FRONT].intrinsic: "
+                 "expected 9 finite numbers with focal lengths"),
+    "f_u nan": (lambda f: _front(f).intrinsic.__setitem__(0, float("nan")), "camera_calibrations[FRONT].intrinsic"),
+    "scaled extrinsic": (lambda f: [_front(f).extrinsic.transform.__setitem__(i, 2 * _front(f).extrinsic.transform[i])
+                                    for i in (0, 1, 2, 4, 5, 6, 8, 9, 10)],
+                         "camera_calibrations[FRONT].extrinsic.transform: expected a rigid"),
+    "singular pose": (lambda f: (f.pose.ClearField("transform"), f.pose.transform.extend([0.0] * 16)),
+                      "pose.transform: expected a rigid vehicle -> world pose"),
+    "one-channel range image": (_one_channel, "range_image_compressed: laser 1: range image has shape [32, 256, 1]"),
+    "negative dims": (_negative_dims, "MatrixFloat holds 4 values for shape [-2, -2, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(V1_BAD))
+def test_a_v1_frame_with_bad_calibration_or_lidar_is_one_line(segs, tmp_path, capsys, case):
+    from dipir.data.waymo_protos import dataset_pb2
+
+    edit, words = V1_BAD[case]
+    _, data = next(iter_records(_frames_file(segs)))
+    f = dataset_pb2().Frame.FromString(data)
+    edit(f)
+    bad = tmp_path / "bad.tfrecord"
+    with TFRecordWriter(bad) as w:
+        w.write(f.SerializeToString())
+    err = _cli(["scene", "waymo", str(bad), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
+               capsys)
+    assert f"{bad}: record at byte 0: " in err and words in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def _cell(table, column: str, value):
+    """`table` with `column`'s first row replaced (None: a null cell)."""
+    import pyarrow as pa
+
+    i = table.schema.get_field_index(column)
+    rows = table.column(column).to_pylist()
+    rows[0] = value
+    return table.set_column(i, table.schema.field(i), pa.array(rows, type=table.schema.field(i).type))
+
+
+def _as_list(table, column: str):
+    """The column as a variable-length list<double> (Waymo's files use both that and fixed-size lists)."""
+    import pyarrow as pa
+
+    i = table.schema.get_field_index(column)
+    kind = pa.list_(pa.float64())
+    return table.set_column(i, pa.field(column, kind), pa.array(table.column(column).to_pylist(), type=kind))
+
+
+def _retyped(table, column: str):
+    import pyarrow as pa
+
+    i = table.schema.get_field_index(column)
+    return table.set_column(i, pa.field(column, pa.string()), pa.array([str(x) for x in table.column(column).to_pylist()]))
+
+
+CCAL, LCAL = "[CameraCalibrationComponent]", "[LiDARCalibrationComponent]"
+# A v2 component edited one way each -> the file and column the one-line error names. Before: a
+# reshape, float(None) or pyarrow traceback, or a scene written from a zero focal length.
+V2_BAD = {
+    "f_u zero": ("camera_calibration", lambda t: _cell(t, f"{CCAL}.intrinsic.f_u", 0.0),
+                 f"camera_calibration: {CCAL}.intrinsic: expected 9 finite numbers"),
+    "f_u null": ("camera_calibration", lambda t: _cell(t, f"{CCAL}.intrinsic.f_u", None),
+                 f"{CCAL}.intrinsic.f_u: expected a number, got None"),
+    "width null": ("camera_calibration", lambda t: _cell(t, f"{CCAL}.width", None), f"{CCAL}.width: expected a number"),
+    "extrinsic of 12": ("camera_calibration", lambda t: _cell(_as_list(t, f"{CCAL}.extrinsic.transform"),
+                                                                     f"{CCAL}.extrinsic.transform", [1.0] * 12),
+                        f"{CCAL}.extrinsic.transform: expected a 4x4 transform (16 numbers), got 12"),
+    "pose null": ("vehicle_pose", lambda t: _cell(t, "[VehiclePoseComponent].world_from_vehicle.transform", None),
+                  "world_from_vehicle.transform: expected a 4x4 transform (16 numbers), got 0"),
+    "image null": ("camera_image", lambda t: _cell(t, "[CameraImageComponent].image", None),
+                   "expected the JPEG's bytes, got NoneType"),
+    "beam min null": ("lidar_calibration", lambda t: _cell(t, f"{LCAL}.beam_inclination.min", None),
+                      f"{LCAL}.beam_inclination.min: expected a number"),
+    "timestamp as text": ("camera_image", lambda t: _retyped(t, "key.frame_timestamp_micros"),
+                          "key.frame_timestamp_micros: expected an integer column, got string"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(V2_BAD))
+def test_a_v2_component_with_a_bad_cell_is_one_line(segs, tmp_path, capsys, case):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    tag, edit, words = V2_BAD[case]
+    root = tmp_path / "v2"
+    shutil.copytree(segs["v2"], root)
+    f = next((root / tag).glob("*.parquet"))
+    pq.write_table(edit(pq.read_table(f)), f)
+    err = _cli(["scene", "waymo", str(root), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
+               capsys)
+    assert str(root) in err and words in err, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("text", "words"), [('{"seed": 3, "frames": [', "not valid JSON"),
+                                             ('{"labels": []}', "seed: expected the segment's integer seed"),
+                                             ('{"seed": 3, "frames": [{"timestamp": 1}]}', "frames[0]: expected")])
+def test_a_damaged_truth_sidecar_is_one_line(segs, tmp_path, capsys, text, words):
+    """A synthetic segment's truth/<segment>.json that is cut short or someone else's: named, not a crash."""
+    import shutil
+
+    src = _frames_file(segs)
+    shutil.copy(src, tmp_path / src.name)
+    truth = tmp_path / "truth" / (src.parent / "truth").glob("*.json").__next__().name
+    truth.parent.mkdir()
+    truth.write_text(text)
+    err = _cli(["scene", "waymo", str(tmp_path / src.name), "--ground", "calibration", "--out", str(tmp_path / "o")],
+               capsys)
+    assert f"{truth}: {words}" in err, err

@@ -108,7 +108,7 @@ def decode_matrix_float(blob: bytes, path=None, field: str | None = None) -> np.
         raise DipirError(f"range image is not a MatrixFloat ({err.__class__.__name__})", path, field) from None
     shape = tuple(int(d) for d in m.shape.dims)
     data = np.asarray(m.data, dtype=np.float32)
-    if not shape or int(np.prod(shape)) != data.size:
+    if not shape or any(d < 0 for d in shape) or int(np.prod(shape)) != data.size:
         raise DipirError(f"MatrixFloat holds {data.size} values for shape {list(shape)}", path, field)
     return data.reshape(shape)
 

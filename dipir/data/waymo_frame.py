@@ -8,6 +8,7 @@ import numpy as np
 
 from dipir.data.range_image import range_image_to_points
 from dipir.errors import DipirError
+from dipir.scene.geometry import is_rigid
 
 # Waymo's stats.time_of_day (set from the sun's elevation) -> the report's lighting condition; an
 # already normalized condition maps to itself.
@@ -49,6 +50,33 @@ class WaymoFrame:
     source: str = ""  # file or folder it came from
     where: str = ""  # record offset (v1) or row key (v2), for error messages
     time_of_day: str = ""  # the segment's stats: "Day", "Dawn/Dusk", "Night" ("" when unknown)
+
+    def check(self, fields: dict[str, str]) -> "WaymoFrame":
+        """Refuse what the scene would be built wrong from: a calibration without a positive focal length
+        or a whole image, a transform that is not rigid, a range image without its intensity channel.
+        `fields` names the format's own fields ("intrinsic", "extrinsic", "pose", "laser_extrinsic",
+        "range_image"), so the one-line error points where the file holds the value."""
+        def fail(msg: str, key: str):
+            raise DipirError(msg, self.source, f"{self.where}: {fields[key]}" if self.where else fields[key])
+
+        c = self.camera
+        k = np.asarray(c.intrinsic, dtype=np.float64)
+        if k.shape != (9,) or not np.all(np.isfinite(k)) or not (k[0] > 0 and k[1] > 0):
+            fail(f"expected 9 finite numbers with focal lengths f_u, f_v > 0, got {np.round(k[:4], 3).tolist()}",
+                 "intrinsic")
+        if not (1 <= c.width <= 65536 and 1 <= c.height <= 65536):
+            fail(f"expected an image size of 1 to 65536 pixels a side, got {c.width}x{c.height}", "size")
+        if not is_rigid(c.extrinsic):
+            fail("expected a rigid camera -> vehicle transform (finite, a rotation, no scale)", "extrinsic")
+        if not is_rigid(self.pose):
+            fail("expected a rigid vehicle -> world pose (finite, a rotation, no scale)", "pose")
+        for scan in self.lasers:
+            if not is_rigid(scan.extrinsic):
+                fail(f"laser {scan.name}: expected a rigid lidar -> vehicle transform", "laser_extrinsic")
+            if scan.range_image.ndim != 3 or scan.range_image.shape[2] < 2:
+                fail(f"laser {scan.name}: range image has shape {list(scan.range_image.shape)}, expected [H, W, 4] "
+                     "(range and intensity at least)", "range_image")
+        return self
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         """All first-return LiDAR points (N, 3) in this frame's vehicle frame, and their intensity."""

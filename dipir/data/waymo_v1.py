@@ -79,7 +79,16 @@ def parse_frame(data: bytes, camera: str | int = "FRONT", path: str | Path = "",
                                     path, field), inclinations=incl, pixel_pose=pose))
     return WaymoFrame(segment=frame.context.name, timestamp_micros=int(frame.timestamp_micros),
                       pose=_matrix4(frame.pose.transform, path, where), camera=cc, image=bytes(image.image),
-                      lasers=lasers, source=str(path), where=where, time_of_day=frame.context.stats.time_of_day)
+                      lasers=lasers, source=str(path), where=where,
+                      time_of_day=frame.context.stats.time_of_day).check(_fields(camera))
+
+
+def _fields(camera) -> dict[str, str]:
+    """The proto fields `WaymoFrame.check` names."""
+    cal = f"context.camera_calibrations[{camera}]"
+    return {"intrinsic": f"{cal}.intrinsic", "size": f"{cal}.width/height", "extrinsic": f"{cal}.extrinsic.transform",
+            "pose": "pose.transform", "laser_extrinsic": "context.laser_calibrations.extrinsic.transform",
+            "range_image": "lasers.ri_return1.range_image_compressed"}
 
 
 def iter_frames(path: str | Path, camera: str | int = "FRONT", with_lidar: bool = True) -> Iterator[WaymoFrame]:

@@ -39,6 +39,7 @@ def segments(root: str | Path) -> list[str]:
 
 
 def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = root / tag / f"{segment}.parquet"
@@ -51,8 +52,19 @@ def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
     for c in columns + [f[0] for f in (filters or [])]:
         if c not in names:
             raise DipirError("missing required column", path, c)
+    schema = pq.read_schema(path)
+    for c, _, v in filters or []:  # a key column of another type cannot be filtered (pyarrow: no kernel)
+        kind = schema.field(c).type
+        want = "an integer" if c == TS else "a string" if c == SEG else "an integer or a name"
+        ok = (pa.types.is_integer(kind) if c == TS else pa.types.is_string(kind) or pa.types.is_large_string(kind)
+              if c == SEG else pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        if not ok:
+            raise DipirError(f"expected {want} column, got {kind}", path, c)
     filters = [(c, op, _key_value(path, c, v)) for c, op, v in (filters or [])]
-    table = pq.read_table(path, columns=columns, filters=filters or None)
+    try:
+        table = pq.read_table(path, columns=columns, filters=filters or None)
+    except (pa.ArrowException, OSError) as err:  # a damaged column chunk, say
+        raise DipirError(f"cannot read ({err.__class__.__name__}: {str(err).splitlines()[0][:120]})", path) from None
     return path, table
 
 
@@ -92,6 +104,22 @@ def _floats(table, column: str, row: int = 0) -> np.ndarray:
     return np.asarray(cell.values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def _matrix4(path: Path, table, column: str, row: int = 0) -> np.ndarray:
+    """A 4x4 transform cell (16 numbers, row-major); a null or other-sized cell names the column."""
+    v = _floats(table, column, row)
+    if v.size != 16:
+        raise DipirError(f"expected a 4x4 transform (16 numbers), got {v.size}", path, column)
+    return v.reshape(4, 4)
+
+
+def _scalar(path: Path, table, column: str, row: int = 0, kind=float):
+    """A number cell; null (or not a number) names the column."""
+    v = table.column(column)[row].as_py()
+    if v is None or isinstance(v, (bool, str, bytes)):
+        raise DipirError(f"expected a number, got {v!r}", path, column)
+    return kind(v)
+
+
 def _one(path, table, what: str):
     if table.num_rows == 0:
         raise DipirError(f"no row for {what}", path)
@@ -123,23 +151,31 @@ def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segmen
     frame_f = [(SEG, "=", segment), (TS, "=", timestamp)]
 
     path, t = _read(root, "camera_image", segment, [f"{IMG}.image"], frame_f + [(CAM, "=", cam)])
-    image = bytes(_one(path, t, where).column(f"{IMG}.image")[0].as_py())
+    image = _one(path, t, where).column(f"{IMG}.image")[0].as_py()
+    if not isinstance(image, bytes):
+        raise DipirError(f"{where}: expected the JPEG's bytes, got {type(image).__name__}", path, f"{IMG}.image")
 
     cols = [f"{CCAL}.intrinsic.{k}" for k in INTRINSIC] + [f"{CCAL}.extrinsic.transform", f"{CCAL}.width",
                                                            f"{CCAL}.height"]
     path, t = _read(root, "camera_calibration", segment, cols, [(SEG, "=", segment), (CAM, "=", cam)])
     _one(path, t, f"camera {cam}")
     calib = CameraCalibration(
-        name=cam, intrinsic=np.array([float(t.column(f"{CCAL}.intrinsic.{k}")[0].as_py()) for k in INTRINSIC]),
-        extrinsic=_floats(t, f"{CCAL}.extrinsic.transform").reshape(4, 4),
-        width=int(t.column(f"{CCAL}.width")[0].as_py()), height=int(t.column(f"{CCAL}.height")[0].as_py()))
+        name=cam, intrinsic=np.array([_scalar(path, t, f"{CCAL}.intrinsic.{k}") for k in INTRINSIC]),
+        extrinsic=_matrix4(path, t, f"{CCAL}.extrinsic.transform"),
+        width=_scalar(path, t, f"{CCAL}.width", kind=int), height=_scalar(path, t, f"{CCAL}.height", kind=int))
 
     path, t = _read(root, "vehicle_pose", segment, [f"{VPOSE}.world_from_vehicle.transform"], frame_f)
-    pose = _floats(_one(path, t, where), f"{VPOSE}.world_from_vehicle.transform").reshape(4, 4)
+    pose = _matrix4(path, _one(path, t, where), f"{VPOSE}.world_from_vehicle.transform")
 
-    return WaymoFrame(segment=segment, timestamp_micros=int(timestamp), pose=pose, camera=calib, image=image,
-                      lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where,
-                      time_of_day=read_time_of_day(root, segment, timestamp))
+    frame = WaymoFrame(segment=segment, timestamp_micros=int(timestamp), pose=pose, camera=calib, image=image,
+                       lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where,
+                       time_of_day=read_time_of_day(root, segment, timestamp))
+    return frame.check({"intrinsic": f"camera_calibration: {CCAL}.intrinsic",
+                        "size": f"camera_calibration: {CCAL}.width/height",
+                        "extrinsic": f"camera_calibration: {CCAL}.extrinsic.transform",
+                        "pose": f"vehicle_pose: {VPOSE}.world_from_vehicle.transform",
+                        "laser_extrinsic": f"lidar_calibration: {LCAL}.extrinsic.transform",
+                        "range_image": f"lidar: {LID}.range_image_return1.shape"})
 
 
 def read_time_of_day(root: str | Path, segment: str, timestamp: int | None = None) -> str:
@@ -179,8 +215,8 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
         j = cal_rows[name]
         vals = _floats(cal, f"{LCAL}.beam_inclination.values", j)
         try:
-            incl = row_inclinations(shape[0], vals, float(cal.column(f"{LCAL}.beam_inclination.min")[j].as_py()),
-                                    float(cal.column(f"{LCAL}.beam_inclination.max")[j].as_py()))
+            incl = row_inclinations(shape[0], vals, _scalar(cpath, cal, f"{LCAL}.beam_inclination.min", j),
+                                    _scalar(cpath, cal, f"{LCAL}.beam_inclination.max", j))
         except ValueError as err:
             raise DipirError(str(err), cpath, f"{LCAL}.beam_inclination.values") from None
         pixel_pose = None
@@ -197,7 +233,7 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
                                      ppath, f"{LPOSE}.range_image_return1.shape")
                 pixel_pose = pv.reshape(pshape)
         lasers.append(LaserScan(name=name, range_image=values.reshape(shape),
-                                extrinsic=_floats(cal, f"{LCAL}.extrinsic.transform", j).reshape(4, 4),
+                                extrinsic=_matrix4(cpath, cal, f"{LCAL}.extrinsic.transform", j),
                                 inclinations=incl, pixel_pose=pixel_pose))
     return lasers
 

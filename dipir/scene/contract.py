@@ -43,6 +43,7 @@ import yaml
 
 from dipir.errors import DipirError
 from dipir.io import image_size, read_yaml
+from dipir.scene.geometry import is_rigid
 
 SCENE_FILE = "scene.yaml"
 # Files a tool once wrote beside a scene that are not part of it: `dipir prior check` kept its
@@ -265,10 +266,9 @@ class FieldReader:
             self.fail(key, "expected a 4x4 matrix")
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
             self.fail(key, f"expected a finite 4x4 matrix, got shape {m.shape}")
-        rot = m[:3, :3]
-        if not np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) or not np.allclose(rot.T @ rot, np.eye(3), atol=1e-4):
+        if not is_rigid(m, proper=False):
             self.fail(key, "expected a rigid transform (orthonormal rotation, no scale or shear; last row 0 0 0 1)")
-        if np.linalg.det(rot) < 0:  # orthonormal but a reflection: the image would be mirrored
+        if not is_rigid(m):  # orthonormal but a reflection: the image would be mirrored
             self.fail(key, "expected a rotation, got a reflection (determinant -1): the camera's axes must be right-handed")
         return m
 

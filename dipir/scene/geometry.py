@@ -43,6 +43,17 @@ def world_from_vehicle(cam_to_vehicle_waymo: np.ndarray) -> np.ndarray:
     return VEHICLE_AXES_TO_WORLD @ rz @ t
 
 
+def is_rigid(m: np.ndarray, proper: bool = True) -> bool:
+    """A finite 4x4 rotation + translation: orthonormal 3x3 block (no scale or shear), last row 0 0 0 1
+    and, when `proper`, no reflection (determinant +1)."""
+    m = np.asarray(m, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        return False
+    r = m[:3, :3]
+    ok = np.allclose(m[3], [0, 0, 0, 1], atol=1e-6) and np.allclose(r.T @ r, np.eye(3), atol=1e-4)
+    return bool(ok and (not proper or np.linalg.det(r) > 0))
+
+
 def transform_points(m: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.asarray(p, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
 
