@@ -8,6 +8,7 @@ later task reuses it. A source that is missing or corrupt therefore fails only i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +140,19 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             entry_refs = entry_refs[: entry.limit]
         refs.extend(entry_refs)
     hashes.save()
-    return refs
+    return _distinct_ids(refs)
+
+
+def _distinct_ids(refs: list[SceneRef]) -> list[SceneRef]:
+    """Different scenes under one (dataset, scene_id) would be averaged as seeds of one scene and paired
+    across methods by the report: `sky.exr` beside `sky.hdr`, `sky.v1.exr` beside `sky.v2.exr`, azimuths
+    0 and 0.3 (both `az000`), two dataset entries of one name. Those get their scene key's first 8 hex
+    digits appended; every other id stays as it was (a task's id does not depend on it)."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for r in refs:
+        keys.setdefault((r.dataset, r.scene_id), set()).add(r.key)
+    return [dataclasses.replace(r, scene_id=f"{r.scene_id}_{r.key[:8]}") if len(keys[(r.dataset, r.scene_id)]) > 1
+            else r for r in refs]
 
 
 def _key(recipe: dict, contents: list[str], drop: tuple[str, ...]) -> str:

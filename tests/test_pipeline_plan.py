@@ -318,3 +318,34 @@ def test_the_driver_keeps_a_busy_scene_for_later():
     # The scan is bounded: a long run of one busy scene ends it (dispatch stays cheap).
     q = deque([task("a", str(i)) for i in range(SCAN)] + [task("b", "dipir")])
     assert next_task(q, {"a"}).task_id == "a-0"
+
+
+def test_different_scenes_never_share_a_dataset_and_scene_id(tmp_path):
+    """`sky.exr` beside `sky.hdr` (one Poly Haven map downloaded twice), azimuths 0 and 0.3 (both `az000`),
+    two dataset entries of one name: the report would average such scenes as seeds of one and pair them
+    across methods. Each gets its scene key's prefix; an id without a twin stays as it was."""
+    import numpy as np
+
+    from dipir.hashing import FileHashCache
+    from dipir.rendering.hdr import write_hdr
+    from pipelines.scenes import plan_scenes
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    img = np.ones((16, 32, 3), np.float32)
+    write_hdr(maps / "sky.exr", img)
+    write_hdr(maps / "sky.hdr", img * 2)
+    write_hdr(maps / "meadow.exr", img * 3)
+    entry = {"kind": "polyhaven", "path": str(maps), "azimuths_deg": [0.0, 0.3, 90.0]}
+    suite = parse_suite({"name": "t", "methods": ["constant"], "datasets": [entry, dict(entry, azimuths_deg=[90.0, 180.0])]},
+                        tmp_path / "suite.yaml")
+    refs = plan_scenes(suite, tmp_path / "run", FileHashCache(tmp_path / "hashes.json"))
+    ids = [(r.dataset, r.scene_id) for r in refs]
+    # The second entry's 90° scenes are the first's (same content: one scene, one task), the rest differ.
+    assert len(refs) == 3 * 3 + 3 * 2 and len(set(ids)) == len({r.key for r in refs}) == 12, ids
+    assert len({(r.dataset, r.scene_id, r.key) for r in refs}) == 12  # one id per scene, one scene per id
+    plain = {sid for _, sid in ids if sid.count("_") == 1}
+    assert plain == {"meadow_az090", "meadow_az180"}, plain
+    for r in refs:
+        if r.scene_id not in plain:
+            assert r.scene_id.endswith("_" + r.key[:8])
