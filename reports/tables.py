@@ -3,6 +3,8 @@ Markdown, HTML and LaTeX. Every number a table shows comes with the n it was com
 
 from __future__ import annotations
 
+import hashlib
+
 import math
 from dataclasses import dataclass, field
 
@@ -406,4 +408,8 @@ def preference_cell(k: int, n: int, confidence: float = 0.95) -> Cell:
 
 
 def _slug(s: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in str(s)).strip("_").lower() or "x"
+    """A file-name and anchor-safe form of a dataset, group or scene name. Where the name had to change
+    (`ph-day`, `A`), a short hash of it is appended, so `ph-day` and `ph_day` never write one file."""
+    s = str(s)
+    slug = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in s).strip("_").lower() or "x"
+    return slug if slug == s else f"{slug}_{hashlib.sha1(s.encode()).hexdigest()[:6]}"

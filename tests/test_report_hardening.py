@@ -75,3 +75,21 @@ def test_a_damaged_loss_log_costs_its_task_not_the_report(tmp_path):
     assert good is None or good["iteration"].dtype.kind in "iuf"
     res = build_report(run, ReportConfig(formats=("md",)))
     assert res.files["md"][0].is_file()
+
+
+def test_datasets_whose_names_slug_alike_write_their_own_tables(tmp_path):
+    """`ph-day` and `ph_day` (or `A` and `a`) once made one file name: the second table's .tex replaced
+    the first's and the HTML had one anchor twice."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"task_id": f"{d}-{m}", "dataset": d, "scene_id": "s0", "method": m, "preset": None, "seed": 0,
+             "status": "done", "error": None, "seconds": 1.0, "condition": None, "metric.rmse_full": v}
+            for d in ("ph-day", "ph_day", "A", "a") for m, v in (("dipir", 0.1), ("khan06", 0.2))]
+    pd.DataFrame(rows).to_parquet(run / "results.parquet")
+    res = build_report(run, ReportConfig(formats=("html", "tex")))
+    names = [p.name for p in res.files["tex"]]
+    assert len(names) == len(set(names)) and "metrics_ph_day.tex" in names and "metrics_a.tex" in names, names
+    assert sum(n.startswith("metrics_") for n in names) == 4
+    html = res.files["html"][0].read_text()
+    ids = [a.split('"')[0] for a in html.split('id="')[1:]]
+    assert len(ids) == len(set(ids)), ids
