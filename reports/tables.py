@@ -4,7 +4,6 @@ Markdown, HTML and LaTeX. Every number a table shows comes with the n it was com
 from __future__ import annotations
 
 import hashlib
-
 import math
 from dataclasses import dataclass, field
 
