@@ -79,3 +79,27 @@ def test_unreadable_hdr_names_the_file(tmp_path):
         read_hdr(bad)
     with pytest.raises(DipirError, match="missing.exr"):
         read_hdr(tmp_path / "missing.exr")
+
+
+@pytest.mark.parametrize("resolution", ["-Y 3 +X 4", "+Y 3 +X 4", "-Y 3 -X 4", "+Y 3 -X 4",
+                                        "-X 4 +Y 3", "+X 4 -Y 3", "-X 4 -Y 3", "+X 4 +Y 3"])
+def test_radiance_files_in_every_orientation_read_as_the_same_image(tmp_path, resolution):
+    """Radiance allows eight scan orders; Mitsuba's reader, the fallback, takes only -Y H +X W (others
+    failed with "I/O error ... Success"). Each file here stores one 3x4 image in its own order (flat RGBE)."""
+    rgbe = np.zeros((3, 4, 4), np.uint8)
+    rgbe[..., 0] = np.arange(12).reshape(3, 4) * 10 + 5  # every pixel its own red
+    rgbe[..., 3] = 129  # exponent: value = c * 2^(129 - 136)
+    truth = rgbe[..., 0].astype(np.float32) * 2.0 ** -7
+    a1, _, a2, _ = resolution.split()
+    scan = rgbe if a1[1] == "Y" else rgbe.transpose(1, 0, 2)  # scanlines: rows, or columns
+    sign = {a1[1]: a1[0], a2[1]: a2[0]}
+    if sign["Y"] == "+":  # from the bottom up
+        scan = scan[::-1] if a1[1] == "Y" else scan[:, ::-1]
+    if sign["X"] == "-":  # from right to left
+        scan = scan[:, ::-1] if a1[1] == "Y" else scan[::-1]
+    p = tmp_path / "o.hdr"
+    p.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + resolution.encode() + b"\n"
+                  + np.ascontiguousarray(scan).tobytes())
+    img = read_hdr(p)
+    assert img.shape == (3, 4, 3)
+    np.testing.assert_array_equal(img[..., 0], truth)

@@ -116,10 +116,11 @@ def _overlap_matrix_rows(n_src: int, n_dst: int) -> np.ndarray:
 def read_hdr(path: str | Path) -> np.ndarray:
     """Read a linear HDR image (.exr, .hdr, .pfm) as float32 (H, W, 3).
 
-    .exr goes through OpenEXR, Radiance .hdr (new-style RLE or flat, -Y H +X W) and .pfm through
+    .exr goes through OpenEXR, Radiance .hdr (new-style RLE or flat, any orientation) and .pfm through
     small numpy decoders, so reading a map needs neither Mitsuba nor a GPU probe (a `dipir scene
-    polyhaven` in well under a second); anything else (old-style RLE, other orientations, EXR channel
-    layouts without RGB/Y) is read with Mitsuba's Bitmap, which decodes all of them."""
+    polyhaven` in well under a second); anything else (old-style RLE, XYZE, EXR channel layouts
+    without RGB/Y) is read with Mitsuba's Bitmap. Mitsuba reads only the standard -Y H +X W
+    orientation, so the other seven are decoded here."""
     path = Path(path)
     if path.is_dir():
         raise DipirError("a folder, not an HDR file", path)
@@ -243,7 +244,8 @@ def _read_exr(path: Path) -> np.ndarray | None:
 
 
 def _read_rgbe(path: Path) -> np.ndarray | None:
-    """Radiance RGBE, new-style run-length encoded or flat, standard orientation; None otherwise."""
+    """Radiance RGBE, new-style run-length encoded or flat, any of the eight orientations; None for
+    old-style run-length encoding or XYZE (Mitsuba reads those)."""
     data = path.read_bytes()
     if not data.startswith((b"#?RADIANCE", b"#?RGBE")):
         raise DipirError("unreadable HDR image (no #?RADIANCE signature)", path)
@@ -254,9 +256,12 @@ def _read_rgbe(path: Path) -> np.ndarray | None:
     if b"FORMAT=32-bit_rle_xyze" in data[:end]:
         return None
     res = data[end + 2:nl].split()
-    if len(res) != 4 or res[0] != b"-Y" or res[2] != b"+X" or not (res[1].isdigit() and res[3].isdigit()):
-        return None
-    h, w = int(res[1]), int(res[3])
+    axes = (res[0][1:], res[2][1:]) if len(res) == 4 else None
+    if axes not in ((b"Y", b"X"), (b"X", b"Y")) or not all(r[:1] in b"+-" for r in (res[0], res[2])) \
+            or not (res[1].isdigit() and res[3].isdigit()):
+        raise DipirError(f"unreadable HDR image (resolution line {data[end + 2:nl][:40]!r}: expected e.g. "
+                         "'-Y 512 +X 1024')", path)
+    h, w = int(res[1]), int(res[3])  # scanlines, and pixels per scanline
     body = data[nl + 1:]
     if h * w > 2**28:
         raise DipirError(f"image too large ({w}x{h})", path)
@@ -273,7 +278,16 @@ def _read_rgbe(path: Path) -> np.ndarray | None:
         raise DipirError(f"unreadable HDR image ({err or 'truncated pixel data'})", path) from None
     e = rgbe[..., 3].astype(np.int32)
     scale = np.where(e > 0, np.ldexp(1.0, e - 136), 0.0).astype(np.float32)  # as Mitsuba: c * 2^(e-136)
-    return rgbe[..., :3].astype(np.float32) * scale[..., None]
+    img = rgbe[..., :3].astype(np.float32) * scale[..., None]
+    # Radiance's orientations: the first axis is the scanlines', "-Y" top to bottom, "+X" left to right.
+    if axes[0] == b"X":  # scanlines are columns
+        img = img.transpose(1, 0, 2)
+    sign = dict(zip(axes, (res[0][:1], res[2][:1])))
+    if sign[b"Y"] == b"+":
+        img = img[::-1]
+    if sign[b"X"] == b"-":
+        img = img[:, ::-1]
+    return np.ascontiguousarray(img)
 
 
 def _decode_rle(b: bytes, h: int, w: int) -> np.ndarray:
