@@ -85,6 +85,7 @@ def test_range_image_math_by_hand():
     ri = np.zeros((2, 4, 4), np.float32)
     ri[1, 2, 0] = 5.0
     ri[0, 0, 0] = -1.0  # no return
+    ri[0, 1, 0], ri[0, 3, 0] = np.inf, np.nan  # no point either (they reached points.ply as inf)
     p = range_image_to_points(ri, e, incl)
     a, i = az[2], -0.1
     expect = e[:3, :3] @ (5 * np.array([np.cos(a) * np.cos(i), np.sin(a) * np.cos(i), np.sin(i)])) + e[:3, 3]

@@ -68,13 +68,20 @@ def rotation_to_euler(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return roll, pitch, yaw
 
 
+def returns(range_image: np.ndarray) -> np.ndarray:
+    """The pixels that hold a return: a finite, positive range (Waymo writes -1 for none; an infinite
+    range is no point either)."""
+    r = range_image[..., 0]
+    return np.isfinite(r) & (r > 0)
+
+
 def range_image_to_points(range_image: np.ndarray, extrinsic: np.ndarray, inclinations: np.ndarray,
                           pixel_pose: np.ndarray | None = None, frame_pose: np.ndarray | None = None) -> np.ndarray:
     """Points (N, 3) float64 in the frame's vehicle frame from a [H, W, C] range image (channel 0 =
     range). `pixel_pose` [H, W, 6] and `frame_pose` (vehicle→global 4x4) motion-compensate."""
     h, w = range_image.shape[:2]
     rng = range_image[..., 0].astype(np.float64)
-    valid = rng > 0
+    valid = returns(range_image)
     dirs = sensor_directions(inclinations, column_azimuths(w, extrinsic))
     p = dirs[valid] * rng[valid][:, None]
     p = p @ extrinsic[:3, :3].T + extrinsic[:3, 3]

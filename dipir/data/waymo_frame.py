@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dipir.data.range_image import range_image_to_points
+from dipir.data.range_image import range_image_to_points, returns
 from dipir.errors import DipirError
 from dipir.scene.geometry import is_rigid
 
@@ -87,7 +87,7 @@ class WaymoFrame:
             p = range_image_to_points(scan.range_image, scan.extrinsic, scan.inclinations,
                                       scan.pixel_pose, self.pose if scan.pixel_pose is not None else None)
             pts.append(p)
-            inten.append(scan.range_image[..., 1][scan.range_image[..., 0] > 0])
+            inten.append(scan.range_image[..., 1][returns(scan.range_image)])
         return np.concatenate(pts), np.concatenate(inten).astype(np.float32)
 
     def decode_image(self) -> np.ndarray:
