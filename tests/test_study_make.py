@@ -76,3 +76,22 @@ def test_per_rater_randomization_and_balance(run, tmp_path):
     assert len(orders) == 5  # different order per rater
     sides = [s for v in per.values() for _, s in v]
     assert 0.2 < sides.count("a") / len(sides) < 0.8  # left/right randomized
+
+
+@pytest.mark.parametrize(("against", "words"), [(("khan06", "khan06"), "khan06 named more than once"),
+                                                (("khan06", "dipir"), "dipir is --main")])
+def test_a_method_named_twice_or_the_main_one_is_refused(against, words):
+    """`--against khan06,khan06` built every pair twice under one id: the server failed every rater
+    (one assignment twice) and the analysis counted each answer twice."""
+    with pytest.raises(DipirError, match=words) as exc:
+        StudyConfig(against=against)
+    assert exc.value.field == "--against"
+
+
+def test_a_manifest_listing_a_pair_twice_is_refused(tmp_path):
+    from reports.study.manifest import load_manifest
+
+    pair = {"pair_id": "p1", "kind": "test", "a": {}, "b": {}, "opponent": "khan06", "dataset": "d"}
+    (tmp_path / "manifest.json").write_text(json.dumps({"config": {}, "pairs": [pair, dict(pair)]}))
+    with pytest.raises(DipirError, match=r"pairs\[1\]\.pair_id: pair 'p1' listed twice"):
+        load_manifest(tmp_path)

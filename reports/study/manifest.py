@@ -46,6 +46,13 @@ class StudyConfig:
             raise DipirError(f"must be in [0, 1000], got {self.n_catch}", field="--catch")
         if not (math.isfinite(self.min_catch_accuracy) and 0 <= self.min_catch_accuracy <= 1):
             raise DipirError(f"must be in [0, 1], got {self.min_catch_accuracy}", field="--min-catch-accuracy")
+        # A label named twice built every pair twice under one pair id: the server then failed every
+        # rater's assignment (UNIQUE(rater, pair)) and the analysis counted each answer twice.
+        twice = sorted({a for a in self.against if self.against.count(a) > 1})
+        if twice:
+            raise DipirError(f"{', '.join(twice)} named more than once", field="--against")
+        if self.main in self.against:
+            raise DipirError(f"{self.main} is --main: a method is not compared with itself", field="--against")
 
 
 def exclusion_rule(cfg: StudyConfig) -> str:
@@ -164,8 +171,12 @@ def load_manifest(study: str | Path) -> dict:
     for key in ("pairs", "config"):
         if key not in m:
             raise DipirError("missing key", path, key)
+    seen = set()
     for i, p in enumerate(m["pairs"]):
         for key in ("pair_id", "kind", "a", "b", "opponent", "dataset"):
             if key not in p:
                 raise DipirError("missing key", path, f"pairs[{i}].{key}")
+        if p["pair_id"] in seen:  # one answer would count once per copy
+            raise DipirError(f"pair {p['pair_id']!r} listed twice", path, f"pairs[{i}].pair_id")
+        seen.add(p["pair_id"])
     return m

@@ -54,7 +54,8 @@ async function answer(side) {
   busy = true;
   try {
     show(await api("/api/answer", {rater_id: raterId, pair_id: trial.pair_id, side: side,
-                                   ms: Math.round(performance.now() - shown)}));
+                                   // the server keeps times up to an hour: a trial left open longer still counts
+                                   ms: Math.min(Math.round(performance.now() - shown), 3600000)}));
     $("msg").textContent = "";
   } catch (e) {
     $("msg").textContent = "Could not save the answer (" + e.message + "); reload the page.";
