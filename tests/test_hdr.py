@@ -103,3 +103,15 @@ def test_radiance_files_in_every_orientation_read_as_the_same_image(tmp_path, re
     img = read_hdr(p)
     assert img.shape == (3, 4, 3)
     np.testing.assert_array_equal(img[..., 0], truth)
+
+
+def test_an_exr_whose_name_is_not_utf8_says_so(tmp_path):
+    """OpenEXR refused `caf\\xe9.exr` with "pass a filesystem path as str", read as a damaged file."""
+    import os
+    from pathlib import Path
+
+    good = write_hdr(tmp_path / "good.exr", np.ones((4, 8, 3), np.float32))
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.exr"))
+    os.replace(good, odd)
+    with pytest.raises(DipirError, match="name is not UTF-8; rename the file"):
+        read_hdr(odd)

@@ -217,6 +217,10 @@ def _read_exr(path: Path) -> np.ndarray | None:
         return None
     from dipir.io import captured_output_fds
 
+    try:  # OpenEXR takes a str it can encode as UTF-8: a name in another encoding is no file to it
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DipirError("OpenEXR cannot open a file whose name is not UTF-8; rename the file", path) from None
     px, error = None, None
     with captured_output_fds() as printed:  # a damaged file also makes OpenEXR print (fds 1 and 2)
         try:
