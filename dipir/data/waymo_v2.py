@@ -46,21 +46,19 @@ def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
     if not path.is_file():
         raise DipirError(f"missing component file for segment {segment}", path)
     try:
-        names = set(pq.read_schema(path).names)
+        schema = pq.read_schema(path)
     except Exception as err:  # pyarrow raises ArrowInvalid / OSError for non-Parquet files
         raise DipirError(f"not a Parquet file ({err.__class__.__name__})", path) from None
     for c in columns + [f[0] for f in (filters or [])]:
-        if c not in names:
+        if c not in schema.names:
             raise DipirError("missing required column", path, c)
-    schema = pq.read_schema(path)
-    for c, _, v in filters or []:  # a key column of another type cannot be filtered (pyarrow: no kernel)
-        kind = schema.field(c).type
-        want = "an integer" if c == TS else "a string" if c == SEG else "an integer or a name"
-        ok = (pa.types.is_integer(kind) if c == TS else pa.types.is_string(kind) or pa.types.is_large_string(kind)
-              if c == SEG else pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind))
+    kinds = {c: schema.field(c).type for c, _, _ in filters or []}
+    for c, kind in kinds.items():  # a key column of another type cannot be filtered (pyarrow: no kernel)
+        number, text = pa.types.is_integer(kind), _is_text(kind)
+        want, ok = {TS: ("an integer", number), SEG: ("a string", text)}.get(c, ("an integer or a name", number or text))
         if not ok:
             raise DipirError(f"expected {want} column, got {kind}", path, c)
-    filters = [(c, op, _key_value(path, c, v)) for c, op, v in (filters or [])]
+    filters = [(c, op, _key_value(kinds[c], c, v)) for c, op, v in (filters or [])]
     try:
         table = pq.read_table(path, columns=columns, filters=filters or None)
     except (pa.ArrowException, OSError) as err:  # a damaged column chunk, say
@@ -71,15 +69,15 @@ def _read(root: Path, tag: str, segment: str, columns: list[str], filters=None):
 _ENUMS = {CAM: CAMERA_NAMES, LASER: LASER_NAMES}
 
 
-def _key_value(path: Path, column: str, value):
-    """A camera/laser filter value in the column's own type: the enum name for a string column."""
+def _is_text(kind) -> bool:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    if column not in _ENUMS or not isinstance(value, int):
-        return value
-    kind = pq.read_schema(path).field(column).type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _key_value(kind, column: str, value):
+    """A camera/laser filter value in the column's own type (`kind`): the enum name for a string column."""
+    if column in _ENUMS and isinstance(value, int) and _is_text(kind):
         return next((k for k, v in _ENUMS[column].items() if v == value), str(value))
     return value
 
