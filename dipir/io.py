@@ -14,13 +14,16 @@ Temporary names start with "." and hold a random part, so concurrent writers nev
 
 The reading side turns a damaged input into a one-line error naming the file (and the field that
 pointed at it), never a decoder's traceback: `read_json_object` for a JSON file that must hold an
-object, `read_yaml` for YAML (scenes, suites, configs), `read_rgb_image` / `read_rgb` / `image_size` for images.
+object, `read_yaml` for YAML (scenes, suites, configs), `read_rgb_image` / `read_rgb` / `image_size` for images;
+`is_number` / `is_numbers` for the values read (True is an int to Python, and a YAML or JSON int may
+be past float's range).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -162,6 +165,22 @@ def _read_text(path: Path, kind: str) -> str:
         raise DipirError(f"unreadable {kind} file (UnicodeDecodeError; {kind} files are UTF-8)", path) from None
     except OSError as err:
         raise DipirError(f"unreadable ({err.__class__.__name__})", path) from None
+
+
+def is_number(x, finite: bool = False) -> bool:
+    """A number read from JSON or YAML: an int or a float, not a bool; with `finite`, also not NaN, ±inf
+    or an int too large to be a float."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return not finite or math.isfinite(x)
+    except OverflowError:  # an int past float's range
+        return False
+
+
+def is_numbers(v, n: int | None = None, finite: bool = False) -> bool:
+    """A list of numbers (`is_number`), of length `n` when given."""
+    return isinstance(v, list) and (n is None or len(v) == n) and all(is_number(x, finite) for x in v)
 
 
 def read_json_object(path: str | Path, expected: str = "a JSON object") -> dict:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.io import read_json_object
+from dipir.io import is_numbers, read_json_object
 from dipir.rendering.hdr import LUMA, direction_to_pixel, equirect_map
 
 
@@ -172,9 +172,7 @@ def _read_truth(sidecar: Path) -> dict | None:
         raise DipirError(f"expected a list of lights, each with a direction, got {str(lights)[:60]}", sidecar, "lights")
     vectors += [(f"lights[{i}].direction", x.get("direction")) for i, x in enumerate(lights)]
     for field, v in vectors:
-        ok = isinstance(v, list) and len(v) == 3 and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) and np.isfinite(c) for c in v)
-        if not ok or not np.linalg.norm(v) > 0:
+        if not is_numbers(v, 3, finite=True) or not np.linalg.norm(v) > 0:
             raise DipirError(f"expected a direction of 3 finite numbers, got {str(v)[:60]}", sidecar, field)
     return truth
 

@@ -29,7 +29,7 @@ from dipir.data.range_image import (
     sensor_directions,
 )
 from dipir.errors import DipirError
-from dipir.io import read_json_object
+from dipir.io import is_number, is_numbers, read_json_object
 
 NO_RETURN = -1.0
 
@@ -556,23 +556,19 @@ def load_truth(path_or_root: str | Path, segment: str) -> dict | None:
     if not f.is_file():
         return None
     truth = read_json_object(f, "a JSON object (a synthetic segment's truth)")
-    if not isinstance(truth.get("seed"), int) or isinstance(truth.get("seed"), bool):
+    if not (isinstance(truth.get("seed"), int) and is_number(truth.get("seed"))):
         raise DipirError(f"expected the segment's integer seed, got {truth.get('seed')!r}", f, "seed")
     frames = truth.get("frames")
     if not isinstance(frames, list):
         raise DipirError(f"expected a list of frames, got {type(frames).__name__}", f, "frames")
     for i, fr in enumerate(frames):  # the fields a scene takes its true plane from
-        n = fr.get("plane_normal_vehicle") if isinstance(fr, dict) else None
-        ok = isinstance(fr, dict) and _number(fr.get("timestamp"), int) and _number(fr.get("plane_offset_vehicle")) \
-            and isinstance(n, list) and len(n) == 3 and all(_number(x) for x in n)
+        ok = isinstance(fr, dict) and isinstance(fr.get("timestamp"), int) and is_number(fr.get("timestamp")) \
+            and is_number(fr.get("plane_offset_vehicle"), finite=True) \
+            and is_numbers(fr.get("plane_normal_vehicle"), 3, finite=True)
         if not ok:
             raise DipirError("expected timestamp, plane_normal_vehicle (3 numbers) and plane_offset_vehicle",
                              f, f"frames[{i}]")
     return truth
-
-
-def _number(x, kind=(int, float)) -> bool:
-    return isinstance(x, kind) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def surface_distance(truth: dict, points_vehicle: np.ndarray, pose: np.ndarray) -> np.ndarray:

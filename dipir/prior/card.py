@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.guidance.prompts import CAPTION_PROMPTS, PROMPTS_FILE, write_prompts
-from dipir.io import publish_dir, read_json_object
+from dipir.io import is_number, is_numbers, publish_dir, read_json_object
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -62,16 +62,8 @@ def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _numbers(v, n: int | None = None) -> bool:
-    return isinstance(v, list) and (n is None or len(v) == n) and all(_number(x) for x in v)
-
-
 def _number_map(v) -> bool:
-    return isinstance(v, dict) and all(_number(x) for x in v.values())
+    return isinstance(v, dict) and all(is_number(x) for x in v.values())
 
 
 # What the card quotes from a check: field -> (required, test, what it must be).
@@ -81,28 +73,28 @@ _CHECK_FIELDS = {
     "pairs": (True, _int, "an integer"),
     "truth_wins": (True, _int, "an integer"),
     "n_noise": (True, _int, "an integer"),
-    "fraction": (True, _number, "a number"),
-    "t_range": (True, lambda v: _numbers(v, 2), "two numbers"),
+    "fraction": (True, is_number, "a number"),
+    "t_range": (True, lambda v: is_numbers(v, 2), "two numbers"),
     "fraction_by_rotation": (True, _number_map, "a mapping of numbers"),
     "seeds": (False, lambda v: isinstance(v, list) and all(_int(x) for x in v), "a list of integers"),
-    "fraction_ci": (False, lambda v: _numbers(v, 2), "two numbers"),
-    "complexity_correlation": (False, _number, "a number"),
+    "fraction_ci": (False, lambda v: is_numbers(v, 2), "two numbers"),
+    "complexity_correlation": (False, is_number, "a number"),
     "fraction_by_t_band": (False, _number_map, "a mapping of numbers"),
     "fraction_by_sun_elevation": (False, _number_map, "a mapping of numbers"),
     "detail_adjusted": (False, lambda v: isinstance(v, dict) and all(
-        _number(v.get(k)) or v.get(k) is None for k in ("margin", "t", "fraction")), "a mapping of numbers"),
+        is_number(v.get(k)) or v.get(k) is None for k in ("margin", "t", "fraction")), "a mapping of numbers"),
 }
 # What the card quotes from the run's model/dipir_prior.json.
 _META_FIELDS = {
     "step": (True, _int, "an integer"),
-    "wall_s": (True, _number, "a number"),
+    "wall_s": (True, is_number, "a number"),
     "config": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model", {}), dict) and all(
-        _number(v[k]) for k in ("lr", "batch_size", "ema_decay", "empty_caption_frac") if k in v),
+        is_number(v[k]) for k in ("lr", "batch_size", "ema_decay", "empty_caption_frac") if k in v),
         "a mapping (with numbers for lr, batch_size, ema_decay, empty_caption_frac)"),
     "data_seeds": (False, lambda v: isinstance(v, dict), "a mapping"),
     "runs": (False, lambda v: isinstance(v, list) and all(
-        isinstance(r, dict) and _numbers(r.get("steps"), 2) and (r.get("recorded") is False or (
-            _number(r.get("lr")) and _number(r.get("wall_s")) and _int(r.get("batch_size"))))
+        isinstance(r, dict) and is_numbers(r.get("steps"), 2) and (r.get("recorded") is False or (
+            is_number(r.get("lr")) and is_number(r.get("wall_s")) and _int(r.get("batch_size"))))
         for r in v), "a list of runs ({steps: [from, to], lr, batch_size, wall_s})"),
 }
 

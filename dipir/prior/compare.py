@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dipir.errors import DipirError
-from dipir.io import read_json_object
+from dipir.io import is_number, read_json_object
 from dipir.prior.share import detail_shares
 from dipir.prior.verdict import truth_wins
 
@@ -35,23 +35,19 @@ def check_pairs(check: dict, path: Path) -> dict[tuple[str, float], bool]:
     return out
 
 
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def form_pairs(forms: dict, path: Path, form: str) -> dict[tuple[str, float], bool]:
     """A `prior forms --json` result's verdicts for one form: the truth wins a pair when its energy is the
     lower one (as `prior forms` counts)."""
     rows, rots = forms.get("scenes_detail"), forms.get("rotations_deg")
     if not isinstance(rows, list) or not rows:
         raise DipirError("no scenes (write it with `dipir prior forms --json`)", path, "scenes_detail")
-    if not isinstance(rots, list) or not rots or not all(_number(r) for r in rots):
+    if not isinstance(rots, list) or not rots or not all(is_number(r) for r in rots):
         raise DipirError(f"expected the rotations in degrees, got {rots!r}", path, "rotations_deg")
     out = {}
     for i, r in enumerate(rows):
         e = r.get(form) if isinstance(r, dict) else None
         if not isinstance(e, list) or len(e) != 1 + len(rots) or not isinstance(r.get("scene"), str) or \
-                not all(_number(x) for x in e):
+                not all(is_number(x) for x in e):
             known = sorted(k for k in r if isinstance(r.get(k), list)) if isinstance(r, dict) else []
             raise DipirError(f"expected the scene and {1 + len(rots)} energies of form {form!r} "
                              f"(forms here: {', '.join(known) or 'none'})", path, f"scenes_detail[{i}]")

@@ -8,12 +8,12 @@ so comparing two recorded results needs nothing but their JSON.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from dipir.errors import DipirError
+from dipir.io import is_number
 
 UNCOND, COND = "prior ∅", "sds-no-cfg"  # the two base-model forms: E(∅) and E(c)
 
@@ -45,9 +45,8 @@ def detail_shares(doc: dict, path: Path) -> dict[str, float] | None:
         if UNCOND not in r or COND not in r:
             return None
         u, c = r[UNCOND], r[COND]
-        ok = all(isinstance(e, list) and e and isinstance(e[0], (int, float)) and not isinstance(e[0], bool)
-                 for e in (u, c))
-        if not ok or not (math.isfinite(u[0]) and u[0] > 0) or not math.isfinite(c[0]):  # hand-edited, or no energy to take a share of
+        ok = all(isinstance(e, list) and e and is_number(e[0], finite=True) for e in (u, c))
+        if not ok or not u[0] > 0:  # hand-edited, or no energy to take a share of
             raise DipirError(f"expected the truth's energies of {UNCOND!r} (positive) and {COND!r}, got "
                              f"{str(u)[:40]} and {str(c)[:40]}", path, f"scenes_detail[{i}]")
         out[r["scene"]] = float(scene_shares(u[0], c[0]))

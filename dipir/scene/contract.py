@@ -42,7 +42,7 @@ import numpy as np
 import yaml
 
 from dipir.errors import DipirError
-from dipir.io import image_size, read_yaml
+from dipir.io import image_size, is_number, read_yaml
 from dipir.scene.geometry import is_rigid
 
 SCENE_FILE = "scene.yaml"
@@ -224,11 +224,7 @@ class FieldReader:
                 self.fail(key, "missing required number")
             return float(default)
         v = self.data[key]
-        try:  # a YAML int past float's range (1e400) is no number a scene can hold either
-            finite = not isinstance(v, bool) and isinstance(v, (int, float)) and bool(np.isfinite(float(v)))
-        except OverflowError:
-            finite = False
-        if not finite:
+        if not is_number(v, finite=True):  # a YAML int past float's range (1e400) is no number a scene holds
             self.fail(key, f"expected a finite number, got {repr(v)[:40]}")
         if positive and v <= 0:
             self.fail(key, f"must be > 0, got {v!r}")
