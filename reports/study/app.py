@@ -26,7 +26,7 @@ from reports.study.guard import (
     content_security_policy,
 )
 from reports.study.manifest import IMAGES, load_manifest
-from reports.study.page import PAGE
+from reports.study.page import MAX_MS, PAGE
 
 COOKIE = "dipir_rater"
 
@@ -35,7 +35,7 @@ class Answer(BaseModel):
     rater_id: str = Field(min_length=1, max_length=64)
     pair_id: str = Field(min_length=1, max_length=64)
     side: str = Field(pattern="^(left|right)$")
-    ms: int | None = Field(default=None, ge=0, le=3_600_000)
+    ms: int | None = Field(default=None, ge=0, le=MAX_MS)
 
 
 def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI:

@@ -1,5 +1,7 @@
 """The rater's page: one static HTML file, no external assets. Click an image or press ←/→."""
 
+MAX_MS = 3_600_000  # the longest time on one trial an answer records (the server's bound; the page caps at it)
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Which image looks more realistic?</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -54,8 +56,8 @@ async function answer(side) {
   busy = true;
   try {
     show(await api("/api/answer", {rater_id: raterId, pair_id: trial.pair_id, side: side,
-                                   // the server keeps times up to an hour: a trial left open longer still counts
-                                   ms: Math.min(Math.round(performance.now() - shown), 3600000)}));
+                                   // the server keeps times up to MAX_MS: a trial left open longer still counts
+                                   ms: Math.min(Math.round(performance.now() - shown), __MAX_MS__)}));
     $("msg").textContent = "";
   } catch (e) {
     $("msg").textContent = "Could not save the answer (" + e.message + "); reload the page.";
@@ -76,4 +78,4 @@ document.addEventListener("keydown", (e) => {
   } catch (e) { $("msg").textContent = "Error: " + e.message; }
 })();
 </script></body></html>
-"""
+""".replace("__MAX_MS__", str(MAX_MS))
