@@ -5,7 +5,7 @@ clipping) instead of the per-tensor one. Prints s/step and images/s for each; it
 train` runs channels_last with a per-tensor update.
 
     .venv/bin/python benchmarks/perf/bench_prior_step.py [--batch 16] [--size 32] [--channels 32,64,64,64]
-        [--plain-levels 1] [--text-time] [--steps 30] [--only fp32-cl] [--compile]
+        [--plain-levels 1] [--text-time] [--text-tokens 77] [--steps 30] [--only fp32-cl] [--compile]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _time_variant(name: str, cfg, args, channels_last: bool, bf16: bool, compile
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4, fused=fused or None)
     ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=2 / 3, foreach=fused)
     x = torch.randn(args.batch, 3, args.size, args.size)
-    text = torch.randn(args.batch, 77, cfg.text_dim)  # 77: CLIP's token length
+    text = torch.randn(args.batch, cfg.text_tokens, cfg.text_dim)
     t = torch.randint(0, 1000, (args.batch,))
     if channels_last:
         unet, x = unet.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
@@ -59,6 +59,7 @@ def main() -> None:
                     help="UNet block widths (default: the 90-minute runs' model)")
     ap.add_argument("--plain-levels", type=int, default=1, help="finest levels without attention")
     ap.add_argument("--text-time", action="store_true", help="the caption also pooled into the timestep embedding")
+    ap.add_argument("--text-tokens", type=int, default=77, help="tokens a caption is padded to (CLIP's 77)")
     ap.add_argument("--only", choices=["fp32-cl"], help="time only what `dipir prior train` runs (fp32 channels_last)")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     args = ap.parse_args()
@@ -67,11 +68,11 @@ def main() -> None:
     from dipir.prior.model import PriorModelConfig
 
     cfg = PriorModelConfig(image_size=args.size, block_out_channels=args.channels, plain_levels=args.plain_levels,
-                           text_time=args.text_time)
+                           text_time=args.text_time, text_tokens=args.text_tokens)
     n = sum(p.numel() for p in cfg.build_unet().parameters())
     print(f"UNet {list(args.channels)}, {args.plain_levels} plain level(s){', text-time' if args.text_time else ''} "
           f"({n / 1e6:.2f} M parameters) at "
-          f"{args.size} px, batch {args.batch}, "
+          f"{args.size} px, batch {args.batch}, {args.text_tokens} text tokens, "
           f"{torch.get_num_threads()} threads")
     variants = [("fp32", False, False, False), ("fp32 channels_last", True, False, False),
                 ("bf16 autocast", False, True, False), ("bf16 channels_last", True, True, False),
