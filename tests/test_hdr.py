@@ -115,3 +115,20 @@ def test_an_exr_whose_name_is_not_utf8_says_so(tmp_path):
     os.replace(good, odd)
     with pytest.raises(DipirError, match="name is not UTF-8; rename the file"):
         read_hdr(odd)
+
+
+def test_a_short_rle_file_claiming_a_huge_image_is_refused_before_allocating(tmp_path):
+    """A 40-byte file whose header claims 16384 x 16384 run-length-encoded pixels allocated the 1 GiB
+    pixel buffer before finding the body truncated; the least a scanline can take is known up front."""
+    import tracemalloc
+
+    p = tmp_path / "huge.hdr"
+    p.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 16384 +X 16384\n" + b"\x02\x02\x40\x00" + b"\x80" * 8)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DipirError, match=r"huge\.hdr.*truncated"):
+            read_hdr(p)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak

@@ -271,6 +271,10 @@ def _read_rgbe(path: Path) -> np.ndarray | None:
         raise DipirError(f"image too large ({w}x{h})", path)
     try:
         if 8 <= w < 0x8000 and body[:2] == b"\x02\x02":
+            # The shortest a scanline can be: its 4-byte head, then each plane in runs of at most
+            # 127; a shorter file is truncated, found before the pixels are allocated.
+            if len(body) < h * (4 + 8 * -(-w // 127)):
+                raise ValueError("truncated pixel data")
             rgbe = _decode_rle(body, h, w)
         elif len(body) >= h * w * 4:
             rgbe = np.frombuffer(body, np.uint8, h * w * 4).reshape(h, w, 4)
