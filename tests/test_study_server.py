@@ -173,3 +173,32 @@ def test_new_raters_are_rate_limited_and_capped(study, tmp_path):
     capped = TestClient(create_app(study, ServerLimits(max_raters=n)))
     r = capped.post("/api/rater")
     assert r.status_code == 429 and "maximum" in r.json()["detail"]
+
+
+def test_concurrent_new_raters_never_overshoot_the_cap(study, tmp_path):
+    """The cap was checked outside the transaction that adds the rater: requests in the server's
+    thread pool all passed the check before any of them wrote, so a study could end with more raters
+    than max_raters. Eight browsers arrive at once for the last two places."""
+    import shutil
+    import threading
+
+    from reports.study.guard import ServerLimits
+
+    mine = tmp_path / "study"
+    shutil.copytree(study, mine, ignore=shutil.ignore_patterns("answers.sqlite*"))
+    cap = 2
+    app = create_app(mine, ServerLimits(max_raters=cap, new_raters_per_minute=1000))
+    go, codes = threading.Barrier(8), []
+
+    def arrive():
+        c = TestClient(app)
+        go.wait()
+        codes.append(c.post("/api/rater").status_code)
+
+    threads = [threading.Thread(target=arrive) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [200] * cap + [429] * 6
+    assert len(StudyDB(mine / "answers.sqlite").raters()) == cap

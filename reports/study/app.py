@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB
+from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB, StudyFull
 from reports.study.guard import (
     Guard,
     RateLimiter,
@@ -93,9 +93,11 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
                 pass  # stale cookie (e.g. a different study on this port): start afresh
         if not new_raters.allow(request.client.host if request.client else "?"):
             raise HTTPException(429, f"too many new raters from this address (at most {limits.new_raters_per_minute} a minute)")
-        if len(db.raters()) >= limits.max_raters:
-            raise HTTPException(429, f"this study has its maximum of {limits.max_raters} raters")
-        rater_id, secret = db.create_rater(test_ids, catch_ids, cfg.get("per_rater"), int(cfg.get("seed", 0)))
+        try:
+            rater_id, secret = db.create_rater(test_ids, catch_ids, cfg.get("per_rater"), int(cfg.get("seed", 0)),
+                                               limits.max_raters)
+        except StudyFull:
+            raise HTTPException(429, f"this study has its maximum of {limits.max_raters} raters") from None
         response.set_cookie(COOKIE, f"{rater_id}.{secret}", httponly=True, samesite="strict",
                             max_age=90 * 24 * 3600)
         return {"rater_id": rater_id, "new": True}

@@ -38,6 +38,10 @@ class NotAssigned(Exception):
     pass
 
 
+class StudyFull(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class Trial:
     position: int
@@ -67,14 +71,18 @@ class StudyDB:
             conn.close()
 
     def create_rater(self, test_pairs: list[str], catch_pairs: list[str], per_rater: int | None,
-                     seed: int) -> tuple[str, str]:
+                     seed: int, max_raters: int | None = None) -> tuple[str, str]:
         """New rater with a balanced random subset of test pairs (fewest assignments first) plus all
-        catch trials, shuffled, each with a random left/right. Returns (rater_id, secret)."""
+        catch trials, shuffled, each with a random left/right. Returns (rater_id, secret). Raises
+        StudyFull when the study already has max_raters (counted in the same transaction, so
+        concurrent requests cannot overshoot it)."""
         rater_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24)
         rng = random.Random(f"{seed}:{rater_id}")
         with self._conn() as c:
             c.execute("BEGIN IMMEDIATE")
             try:
+                if max_raters is not None and c.execute("SELECT COUNT(*) FROM raters").fetchone()[0] >= max_raters:
+                    raise StudyFull(max_raters)
                 counts = dict(c.execute("SELECT pair_id, COUNT(*) FROM assignments GROUP BY pair_id").fetchall())
                 chosen = list(test_pairs)
                 if per_rater is not None and per_rater < len(chosen):
