@@ -220,7 +220,7 @@ def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
     return out
 
 
-TIED_NOTE = ("Underlined: not shown worse than the bold value by a two-sided sign test over the scenes both "
+TIED_NOTE = ("Underlined: not shown worse than a bold value by a two-sided sign test over the scenes both "
              "were scored on (metrics averaged over seeds per scene, ties dropped; p ≥ 0.05, or the bold one "
              "loses more of those scenes than it wins): a bold value alone in its column is the only one that "
              "test shows better than all others.")
@@ -236,11 +236,11 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
     dec = decimals_for([stats[(lab, m)][0] for lab in labels])
     eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
                 and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]
-    best = best_label = None
+    best, bold_labels = None, []
     if eligible:
         means = [round(stats[(lab, m)][0], dec) for lab in eligible]
         best = min(means) if store.meta[m].lower_is_better else max(means)
-        best_label = eligible[means.index(best)]
+        bold_labels = [lab for lab, v in zip(eligible, means) if v == best]  # several when they round alike
     notes = []
     for row, label in zip(rows, labels):
         mean, lo, hi, n, n_done = stats[(label, m)]
@@ -250,13 +250,15 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
         bold = label in eligible and best is not None and round(mean, dec) == best
         tied = False
         if not bold and label in eligible:
-            st = paired_sign_test(paired, m, best_label, label, store.meta[m].lower_is_better)
-            separated = st.wins + st.losses > 0 and st.p_value < 0.05  # no scene in common: nothing separates
-            tied = not (separated and st.wins > st.losses)
-            if separated and st.losses > st.wins:
-                notes.append(f"{label} beats the bold {best_label} on {m} on {st.losses} of the "
-                             f"{st.wins + st.losses} scenes both were scored on (sign test p = {st.p_value:.2g}): "
-                             "the bold value is over other tasks (compare their n).")
+            # Underlined unless shown worse than every bold value: one it cannot be told from is enough.
+            for best_label in bold_labels:
+                st = paired_sign_test(paired, m, best_label, label, store.meta[m].lower_is_better)
+                separated = st.wins + st.losses > 0 and st.p_value < 0.05  # no scene in common: nothing separates
+                tied = tied or not (separated and st.wins > st.losses)
+                if separated and st.losses > st.wins:
+                    notes.append(f"{label} beats the bold {best_label} on {m} on {st.losses} of the "
+                                 f"{st.wins + st.losses} scenes both were scored on (sign test p = "
+                                 f"{st.p_value:.2g}): the bold value is over other tasks (compare their n).")
         row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean, tied))
     return notes
 

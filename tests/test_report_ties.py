@@ -88,3 +88,15 @@ def test_a_method_that_beats_the_bold_one_on_their_common_scenes_is_not_marked_s
                 f"(sign test p = {2 / 256:.2g})") in " ".join(table.notes), table.notes
     # Where the bold one wins as usual, no such note.
     assert not any("beats the bold" in n for t in median_tables(_store(ERRORS), cfg) for n in t.notes)
+
+
+def test_with_two_bold_values_a_method_is_underlined_if_either_cannot_be_told_from_it():
+    """Two methods whose medians round alike are both bold. The others were sign-tested against the
+    first of them in label order only: here "third" loses every scene to "a" but is level with "b",
+    so it is as close to a best value as "b" is, and is underlined."""
+    a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    b = [0.0, 2.5, 2.0, 4.5, 4.5, 6.5, 6.0, 9.0]  # the same median, 4.5
+    third = [1.5, 2.2, 3.5, 4.2, 5.5, 6.2, 7.5, 8.2]  # above a on every scene; above b on 4 of 8
+    cells = _column(median_tables(_store({"a": a, "b": b, "third": third}), TableConfig(n_boot=200))[0])
+    assert cells["a"].bold and cells["b"].bold, (cells["a"].text, cells["b"].text)
+    assert cells["third"].tied and not cells["third"].bold
