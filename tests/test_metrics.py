@@ -57,6 +57,18 @@ def test_angular_error_hand_computed():
     assert M.angular_error_deg(g, 7 * g) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_angular_error_of_a_black_prediction_is_undefined_not_perfect():
+    """A zero RGB vector counts 0° (DiffusionLight `angular`), so an all-black prediction scored 0°,
+    the best value, and would be bolded; where no pixel has a direction in both, it is NaN."""
+    g = _img([[[0, 1, 0], [1, 1, 1], [1, 1, 1]]])
+    assert math.isnan(M.angular_error_deg(np.zeros_like(g), g))
+    assert math.isnan(M.angular_error_deg(g, np.zeros_like(g)))
+    p = _img([[[0, 0, 0], [1, 1, 1], [1, 0, 0]]])
+    assert math.isnan(M.angular_error_deg(p, g, mask=np.array([[True, False, False]])))
+    assert M.angular_error_deg(p, g) == pytest.approx(
+        np.degrees(np.arccos(1 / np.sqrt(3))) / 3)  # one black pixel still counts 0 beside the others
+
+
 def test_normalized_rmse_hand_computed():
     x = np.linspace(0, 1, 10001).reshape(1, -1, 1).repeat(3, -1)
     lo, hi = np.percentile(x, 0.01), np.percentile(x, 99.9)

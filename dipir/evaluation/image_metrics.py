@@ -13,14 +13,15 @@ Sources
   least-squares scale α = <p, g> / <p, p>, then RMSE is taken.
 - Angular error: mean over pixels of the angle between the predicted and true RGB vectors, in
   degrees (StyleLight / DiffusionLight evaluation `angular`: cos clipped to [0, 1], a pixel whose
-  RGB vector is zero contributes 0).
+  RGB vector is zero contributes 0; if every pixel's is, in either image, the error is undefined).
 - Normalized RMSE: DiffusionLight evaluation `norm_rmse`: each image is mapped by
   (x - P0.01) / (P99.9 - P0.01) (percentiles of that whole image, after ExpandNet), then RMSE.
 - SSIM: Wang, Bovik, Sheikh, Simoncelli 2004, "Image quality assessment: from error visibility to
   structural similarity" (IEEE TIP): 11x11 Gaussian window σ = 1.5, K1 = 0.01, K2 = 0.03, population
   statistics, computed per channel and averaged (what scikit-image's `structural_similarity` gives
   with gaussian_weights=True, sigma=1.5, use_sample_covariance=False). The SSIM map uses reflected
-  borders and is averaged over all pixels, or over the mask's pixels for a region.
+  borders and is averaged over all pixels, or over the mask's pixels for a region; scikit-image's
+  single score instead leaves out a 5-pixel border, so the two means differ near the image's edge.
 - LPIPS: Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric"
   (CVPR), the `lpips` package with the AlexNet backbone (v0.1). For a region, the spatial LPIPS map
   is averaged over the mask. Available only when the AlexNet ImageNet weights are already on disk.
@@ -105,13 +106,17 @@ def psnr(pred, gt, mask=None, data_range: float = 1.0) -> float:
 
 
 def angular_error_deg(pred, gt, mask=None) -> float:
-    """Mean per-pixel angle between RGB vectors, degrees (StyleLight / DiffusionLight `angular`)."""
+    """Mean per-pixel angle between RGB vectors, degrees (StyleLight / DiffusionLight `angular`).
+    Undefined (NaN) when no pixel of the mask has a direction in both images: an all-black
+    prediction would otherwise score 0°, the best value there is."""
     p, g = _pair(pred, gt)
     m = _mask(mask, p.shape)
     if _empty(m):
         return float("nan")
     num = (p * g).sum(axis=-1)
     den = np.linalg.norm(p, axis=-1) * np.linalg.norm(g, axis=-1)
+    if not np.any(den[m] > 0):
+        return float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
         cos = np.clip(num / den, 0.0, 1.0)
     ang = np.nan_to_num(np.arccos(cos), nan=0.0)  # a zero RGB vector has no direction: counts 0
