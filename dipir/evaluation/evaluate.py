@@ -78,7 +78,7 @@ def _metrics_meta() -> dict[str, dict]:
     meta["light_dir_err_deg"] = {
         "lower_is_better": True,
         "description": "angle between the dominant light directions of the predicted and GT maps, degrees",
-        "source": "dominant direction: dipir.rendering.lighting.dominant_direction (peak of luminance x solid angle)",
+        "source": "dominant direction: dipir.rendering.lighting.dominant_direction (mode of the map blurred by an SG kernel)",
         "group": "lighting",
     }
     # The same two directions split about +Y (dipir.evaluation.sphere_metrics.light_direction_errors):

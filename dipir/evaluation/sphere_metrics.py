@@ -22,12 +22,12 @@ What we keep from the protocol and what we change:
 - Error formulas: `dipir.evaluation.image_metrics` with `channel_sum=True` (their RMSE sums the squared error over
   RGB and divides by the pixel count only); normalized RMSE percentiles are taken over the whole
   render with a black background, as theirs are.
-- Dominant light direction: `dipir.rendering.lighting.dominant_direction` (the peak of luminance x solid angle,
-  refined by the energy-weighted mean direction within 15° of it) of each linear map; the error is
-  the angle between the two, in degrees. A uniform prediction has no dominant direction: unavailable.
-  The same pair split about +Y: the azimuth error (the shadow's direction on the ground; chance
-  90°) and the elevation error (its length), since a sun at the zenith scores 90° − elevation on
-  the angle whatever the azimuth.
+- Dominant light direction: `dipir.rendering.lighting.dominant_direction` (from the brightest texel of a
+  17 x 32 copy, mean-shift with a spherical-Gaussian kernel to the mode of the map it blurs) of each
+  linear map; the error is the angle between the two, in degrees. A uniform prediction has no
+  dominant direction: unavailable. The same pair split about +Y: the azimuth error (the shadow's
+  direction on the ground; chance 90°) and the elevation error (its length), since a sun at the
+  zenith scores 90° − elevation on the angle whatever the azimuth.
 
 All renders of one evaluation share the seed, so prediction and ground truth see the same samples.
 """
