@@ -105,6 +105,8 @@ def _quantile_with_inf(v: np.ndarray, q: float) -> float:
     a, b = float(v[lo]), float(v[hi])
     if t == 0 or a == b:
         return a
+    if math.isinf(a) and math.isinf(b):
+        return float("nan")  # between -inf and +inf: undefined, as numpy gives it
     if math.isinf(a):
         return a  # -inf (sorted, so a finite or +inf b cannot be below it)
     if math.isinf(b):

@@ -85,6 +85,8 @@ def test_median_and_its_bootstrap_ci_by_hand():
     assert median_with_inf([1.0, 2.0, 3.0, 10.0]) == 2.5
     assert median_with_inf([1.0, np.inf, np.inf]) == np.inf and median_with_inf([1.0, 2.0, np.inf]) == 2.0
     assert math.isnan(median_with_inf([np.nan]))
+    # halfway between -inf and +inf is undefined (numpy: NaN), as the mean of both is
+    assert math.isnan(median_with_inf([-np.inf, np.inf])) and median_with_inf([-np.inf, 1.0, np.inf]) == 1.0
     x = np.array([1.0, 5.0, 2.0, 180.0, 3.0, 4.0, 2.5, 6.0, 1.5])  # one flip: the median shrugs it off
     lo, hi = bootstrap_median_ci(x, n_boot=500, seed=3)
     rng = np.random.default_rng(3)  # the same resample matrix as the mean's CI
