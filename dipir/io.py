@@ -15,7 +15,7 @@ Temporary names start with "." and hold a random part, so concurrent writers nev
 The reading side turns a damaged input into a one-line error naming the file (and the field that
 pointed at it), never a decoder's traceback: `read_json_object` for a JSON file that must hold an
 object, `read_yaml` for YAML (scenes, suites, configs), `read_rgb_image` / `read_rgb` / `image_size` for images;
-`is_number` / `is_numbers` for the values read (True is an int to Python, and a YAML or JSON int may
+`is_number` / `is_numbers` / `is_integer` for the values read (True is an int to Python, and a YAML or JSON int may
 be past float's range).
 """
 
@@ -176,6 +176,11 @@ def is_number(x, finite: bool = False) -> bool:
         return not finite or math.isfinite(x)
     except OverflowError:  # an int past float's range
         return False
+
+
+def is_integer(x) -> bool:
+    """An int read from JSON or YAML, not a bool."""
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def is_numbers(v, n: int | None = None, finite: bool = False) -> bool:

@@ -37,7 +37,7 @@ from typing import Any
 
 from dipir.data.polyhaven import PROTOCOL as PH
 from dipir.errors import DipirError
-from dipir.io import read_yaml
+from dipir.io import is_integer, read_yaml
 from dipir.rendering.config import RenderConfig
 
 KINDS = ("polyhaven", "waymo", "synthetic", "scenes")
@@ -265,8 +265,8 @@ def _objects(f: _Fields, generator: str | None) -> tuple[int, ...]:
     if generator != "world":
         f.fail("objects", f"only for generator: world, got generator {generator!r}")
     v = f.data["objects"]
-    v = [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
-    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in v)):
+    v = [v, v] if is_integer(v) else v
+    if not (isinstance(v, list) and len(v) == 2 and all(is_integer(x) for x in v)):
         f.fail("objects", f"expected [min, max] or one integer, got {f.data['objects']!r}")
     from dipir.data.synth_world import WorldConfig
 

@@ -29,7 +29,7 @@ from dipir.data.range_image import (
     sensor_directions,
 )
 from dipir.errors import DipirError
-from dipir.io import is_number, is_numbers, read_json_object
+from dipir.io import is_integer, is_number, is_numbers, read_json_object
 
 NO_RETURN = -1.0
 
@@ -556,13 +556,13 @@ def load_truth(path_or_root: str | Path, segment: str) -> dict | None:
     if not f.is_file():
         return None
     truth = read_json_object(f, "a JSON object (a synthetic segment's truth)")
-    if not (isinstance(truth.get("seed"), int) and is_number(truth.get("seed"))):
+    if not is_integer(truth.get("seed")):
         raise DipirError(f"expected the segment's integer seed, got {truth.get('seed')!r}", f, "seed")
     frames = truth.get("frames")
     if not isinstance(frames, list):
         raise DipirError(f"expected a list of frames, got {type(frames).__name__}", f, "frames")
     for i, fr in enumerate(frames):  # the fields a scene takes its true plane from
-        ok = isinstance(fr, dict) and isinstance(fr.get("timestamp"), int) and is_number(fr.get("timestamp")) \
+        ok = isinstance(fr, dict) and is_integer(fr.get("timestamp")) \
             and is_number(fr.get("plane_offset_vehicle"), finite=True) \
             and is_numbers(fr.get("plane_normal_vehicle"), 3, finite=True)
         if not ok:

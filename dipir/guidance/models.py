@@ -22,7 +22,7 @@ import torch
 
 from dipir.errors import DipirError, first_line
 from dipir.guidance.registry import PRIORS_DIR, looks_like_path, prior_names, resolve_model  # noqa: F401 (re-exported)
-from dipir.io import publish_dir
+from dipir.io import is_integer, publish_dir
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
 # hub repos in November 2025; the community mirror holds the same weights.
@@ -98,7 +98,7 @@ def check_loaded(unet, scheduler, where: str | Path) -> None:
                          Path(where) / "scheduler" / "scheduler_config.json", "prediction_type")
     size = unet.config.sample_size
     sizes = size if isinstance(size, (list, tuple)) else [size]
-    if not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+    if not sizes or not all(is_integer(s) and s > 0 for s in sizes):
         raise DipirError(f"must be a positive integer, not {size!r}", Path(where) / "unet" / "config.json",
                          "sample_size")
 

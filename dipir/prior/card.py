@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.guidance.prompts import CAPTION_PROMPTS, PROMPTS_FILE, write_prompts
-from dipir.io import is_number, is_numbers, publish_dir, read_json_object
+from dipir.io import is_integer, is_number, is_numbers, publish_dir, read_json_object
 
 MAX_BYTES = 20 * 1024 * 1024
 
@@ -58,10 +58,6 @@ def _runs(meta: dict) -> list[str]:
     return out
 
 
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _number_map(v) -> bool:
     return isinstance(v, dict) and all(is_number(x) for x in v.values())
 
@@ -69,14 +65,14 @@ def _number_map(v) -> bool:
 # What the card quotes from a check: field -> (required, test, what it must be).
 _CHECK_FIELDS = {
     "weights": (True, lambda v: isinstance(v, str), "a string"),
-    "scenes": (True, _int, "an integer"),
-    "pairs": (True, _int, "an integer"),
-    "truth_wins": (True, _int, "an integer"),
-    "n_noise": (True, _int, "an integer"),
+    "scenes": (True, is_integer, "an integer"),
+    "pairs": (True, is_integer, "an integer"),
+    "truth_wins": (True, is_integer, "an integer"),
+    "n_noise": (True, is_integer, "an integer"),
     "fraction": (True, is_number, "a number"),
     "t_range": (True, lambda v: is_numbers(v, 2), "two numbers"),
     "fraction_by_rotation": (True, _number_map, "a mapping of numbers"),
-    "seeds": (False, lambda v: isinstance(v, list) and all(_int(x) for x in v), "a list of integers"),
+    "seeds": (False, lambda v: isinstance(v, list) and all(is_integer(x) for x in v), "a list of integers"),
     "fraction_ci": (False, lambda v: is_numbers(v, 2), "two numbers"),
     "complexity_correlation": (False, is_number, "a number"),
     "fraction_by_t_band": (False, _number_map, "a mapping of numbers"),
@@ -86,7 +82,7 @@ _CHECK_FIELDS = {
 }
 # What the card quotes from the run's model/dipir_prior.json.
 _META_FIELDS = {
-    "step": (True, _int, "an integer"),
+    "step": (True, is_integer, "an integer"),
     "wall_s": (True, is_number, "a number"),
     "config": (True, lambda v: isinstance(v, dict) and isinstance(v.get("model", {}), dict) and all(
         is_number(v[k]) for k in ("lr", "batch_size", "ema_decay", "empty_caption_frac") if k in v),
@@ -94,7 +90,7 @@ _META_FIELDS = {
     "data_seeds": (False, lambda v: isinstance(v, dict), "a mapping"),
     "runs": (False, lambda v: isinstance(v, list) and all(
         isinstance(r, dict) and is_numbers(r.get("steps"), 2) and (r.get("recorded") is False or (
-            is_number(r.get("lr")) and is_number(r.get("wall_s")) and _int(r.get("batch_size"))))
+            is_number(r.get("lr")) and is_number(r.get("wall_s")) and is_integer(r.get("batch_size"))))
         for r in v), "a list of runs ({steps: [from, to], lr, batch_size, wall_s})"),
 }
 
