@@ -117,8 +117,9 @@ class TaskContext:
     estimators (DiPIR holds its diffusion model), the model id and the concept-image cache."""
 
     def __init__(self, run_dir: str | Path, render: RenderConfig, model: str | None, options: dict[str, dict],
-                 crash_marker: str | None = None, placement: dict | None = None):
+                 crash_marker: str | None = None, placement: dict | None = None, token: str | None = None):
         self.run_dir = Path(run_dir)
+        self.token = token  # the driver's lock token: no commit once another run holds the folder
         self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
         self.render = render
         self.model = model
@@ -213,7 +214,7 @@ class TaskContext:
         except Exception as err:  # noqa: BLE001 - every failure becomes a row, the run goes on
             result.update(status="failed", error=error_message(err), traceback=traceback.format_exc())
         result["seconds"] = time.perf_counter() - t0
-        store.commit_task(self.run_dir, stage, result)
+        store.commit_task(self.run_dir, stage, result, self.token)
         return result
 
 

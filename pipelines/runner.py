@@ -95,6 +95,7 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
+            store.clear_staging(run_dir)  # this run's actors are gone; a killed run's may have written since
             found = store.results(run_dir)
             store.rebuild_results(run_dir, found)
             summary.final = Counter(r.status for r in found.values() if r is not None)
@@ -249,7 +250,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         summary.workers = n
         Actor = make_actor_class(use_gpu)
         args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
-                None if use_gpu else 1, probe)
+                None if use_gpu else 1, probe, store.lock_token(run_dir))
 
         def new_actor(slot: int):
             return Actor.remote(*args)

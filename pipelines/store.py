@@ -7,6 +7,11 @@ RUN/.staging/ and renamed into RUN/tasks/<id> when complete; it counts as finish
 result.json reads back as a schema-valid TaskResult (anything else runs again). Task folders of
 tasks no longer in the suite are moved to RUN/stale/ (and back, when the suite names them again),
 so results.parquet describes the suite as it stands.
+
+The lock file also names the holder's token. A worker commits only while the lock file still names
+the token of the run that started it: the Ray workers of a killed run outlive it by a second or
+more, and must not write into a folder another run has taken over. What such a worker leaves in
+RUN/.staging is cleared when a run starts and again when it ends.
 """
 
 from __future__ import annotations
@@ -133,8 +138,9 @@ def describe_holder(holder: dict) -> str:
 @contextlib.contextmanager
 def run_lock(run: Path):
     """Hold RUN/.lock (fcntl.flock, exclusive) for the block; yields the holder the lock was taken
-    over from ({} when the last holder let go cleanly). The kernel drops a flock when its process
-    dies, so a killed run's lock is free; its host/pid left in the file tell that it was taken over.
+    over from ({} when the last holder let go cleanly); `lock_token(run)` is this holder's token.
+    The kernel drops a flock when its process dies, so a killed run's lock is free; its host/pid
+    left in the file tell that it was taken over.
     A second writer gets a DipirError (exit 2) naming the holder. A block that raises (a run refused at
     planning) takes away the folder this call created if nothing but the lock file is in it."""
     created = not run.exists()
@@ -151,9 +157,10 @@ def run_lock(run: Path):
                          "folder at a time", run) from None
     previous = _holder(path)
     me = {"host": socket.gethostname(), "pid": os.getpid(),
-          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+          "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "token": uuid.uuid4().hex}
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
+    os.fsync(fd)  # the file stays open: on shared storage, other nodes' workers read the token from the server
     try:
         yield previous
     except BaseException:
@@ -167,6 +174,15 @@ def run_lock(run: Path):
         os.close(fd)
 
 
+def lock_token(run: Path) -> str | None:
+    """The token of the run holding RUN/.lock (None when it was let go cleanly)."""
+    return _holder(run / schema.LOCK).get("token")
+
+
+class LockLost(DipirError):
+    """A worker's run no longer holds the run folder: its result is dropped, not committed."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Run-level files (call with the lock held)
 
@@ -177,8 +193,15 @@ def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = N
     io.write_text_atomic(run / schema.SPEC, yaml.safe_dump(spec, sort_keys=False))
     write_json_atomic(run / schema.RUN_INFO, run_info(cluster))
     write_json_atomic(run / schema.METRICS_META, metrics_meta)
-    # Staging folders (and storage probes) left by an interrupted run hold no finished work.
-    for p in (run / schema.STAGING).iterdir():
+    clear_staging(run)
+
+
+def clear_staging(run: Path) -> None:
+    """Empty RUN/.staging: what an interrupted run, a dead worker or a killed run's outliving worker
+    left there (and storage probes) holds no finished work. Call with the lock held and none of this
+    run's workers writing."""
+    staging = run / schema.STAGING
+    for p in list(staging.iterdir()) if staging.is_dir() else []:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -247,11 +270,16 @@ def staging_dir(run: Path, task_id: str) -> Path:
     return d
 
 
-def commit_task(run: Path, stage: Path, result: dict | TaskResult) -> Path:
+def commit_task(run: Path, stage: Path, result: dict | TaskResult, token: str | None = None) -> Path:
     """Write result.json (checked against the schema) into the staging folder, then move the
-    folder to RUN/tasks/<id>."""
+    folder to RUN/tasks/<id>. `token` (a worker's): commit only while the run that started the
+    worker holds the folder, else drop the staging folder and raise LockLost."""
     res = result if isinstance(result, TaskResult) else TaskResult.from_dict(result)
     tid = res.task_id
+    if token is not None and lock_token(run) != token:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise LockLost(f"the run that started this worker no longer holds the run folder: task {tid}'s "
+                       "result is dropped", run / schema.LOCK)
     write_json_atomic(stage / RESULT_FILE, res.to_dict())
     final = run / schema.TASKS / tid
     old = None

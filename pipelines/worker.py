@@ -45,7 +45,7 @@ def check_storage(run_dir: str, probe: tuple[str, str] | None) -> str | None:
 
 class TaskWorker:
     def __init__(self, run_dir: str, render: dict, model: str | None, options: dict, crash_marker: str | None,
-                 threads: int | None, probe: tuple[str, str] | None = None):
+                 threads: int | None, probe: tuple[str, str] | None = None, token: str | None = None):
         import ray
 
         ctx = ray.get_runtime_context()
@@ -70,7 +70,8 @@ class TaskWorker:
         # mask) hangs Mitsuba's LLVM variant here, so render threads are not capped per actor.
         from dipir.rendering.config import RenderConfig
 
-        self.ctx = TaskContext(run_dir, RenderConfig(**render), model, options, crash_marker, placement=self.where)
+        self.ctx = TaskContext(run_dir, RenderConfig(**render), model, options, crash_marker, placement=self.where,
+                               token=token)
 
     def hello(self) -> dict:
         """Where this actor runs (node, actor id, pid, host, GPUs) and its storage check."""

@@ -120,6 +120,31 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
         assert previous["pid"] == proc.pid and previous["host"] == socket.gethostname()
 
 
+def test_worker_of_a_run_that_lost_the_folder_cannot_commit(tmp_path):
+    # A killed run's Ray workers outlive it by a second or more: once another run holds the
+    # folder, what they finish is dropped, and their staging folder with it.
+    run = tmp_path / "run"
+    with store.run_lock(run):
+        first = store.lock_token(run)
+        assert first and len(first) == 32
+        store.init_run(run, {"name": "x"}, {})
+        assert store.commit_task(run, store.staging_dir(run, "t0"), _result("t0"), token=first).is_dir()
+    # The first run let go (or died); a second run holds the folder now.
+    with store.run_lock(run):
+        assert store.lock_token(run) not in (None, first)
+        stage = store.staging_dir(run, "t1")
+        (stage / "partial.png").write_bytes(b"x")
+        with pytest.raises(store.LockLost, match="task t1's result is dropped") as err:
+            store.commit_task(run, stage, _result("t1"), token=first)
+        assert err.value.path == str(run / schema.LOCK)
+        assert not stage.exists() and not (run / "tasks" / "t1").exists()
+        assert store.commit_task(run, store.staging_dir(run, "t1"), _result("t1"), token=store.lock_token(run))
+    assert store.lock_token(run) is None  # let go cleanly: no run's worker may commit
+    with pytest.raises(store.LockLost):
+        store.commit_task(run, store.staging_dir(run, "t2"), _result("t2"), token=first)
+    assert store.finished(run) == {"t0": "done", "t1": "done"}
+
+
 # ---------------------------------------------------------------------------------------------
 # Completion = a schema-valid result.json; stale task folders moved aside
 
@@ -364,17 +389,31 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
     data["seeds"] = [1]
     first.write_text(yaml.safe_dump(data))
     c = _dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
+    d = None
     try:
         _wait_for(lambda: count_lines(counter) >= 7, c)
         os.kill(c.pid, signal.SIGKILL)
         c.wait(timeout=30)
         assert holder().get("pid") == c.pid  # the dead run's lock file still names it
+        dead_token = holder()["token"]
+        probes = {p.name for p in (run / ".staging").iterdir()}  # the dead run's own storage probe
         d = _dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
+        # The dead run's Ray workers outlive it by a second or more. Play one of them once the new
+        # run is at work (its storage probe is up): it can leave a staging folder, not commit.
+        _wait_for(lambda: holder().get("pid") == d.pid and any(
+            p.name.startswith(".probe-") and p.name not in probes for p in (run / ".staging").iterdir()), d)
+        old = next((run / "stale").iterdir())  # a finished task of the first suite
+        (store.staging_dir(run, old.name) / "partial.png").write_bytes(b"half")
+        with pytest.raises(store.LockLost):
+            store.commit_task(run, store.staging_dir(run, old.name),
+                              json.loads((old / "result.json").read_text()), token=dead_token)
         out, err = d.communicate(timeout=300)
         assert d.returncode == 0, (out, err)
         assert f"took over the run folder's lock from pid {c.pid}" in err
     finally:
-        _kill_group(c)
+        for proc in (c, d):
+            if proc is not None:
+                _kill_group(proc)
     df = pd.read_parquet(run / "results.parquet")
     assert len(df) == 6 and df.task_id.is_unique and (df.status == "done").all(), df[["status", "error"]]
     assert (df.seed == 1).all() and not list((run / ".staging").iterdir())
