@@ -119,7 +119,7 @@ def test_worker_killed_mid_task(ray_session, scenes, tmp_path, monkeypatch):
     assert len(df) == 12 and df.task_id.is_unique and (df.status == "done").all(), df[["status", "error"]]
     res = json.loads((run / "tasks" / crashed / "result.json").read_text())
     assert res["attempts"] == 2 and res["status"] == "done"
-    assert not list((run / ".staging").iterdir()) or all(p.name.startswith(crashed) for p in (run / ".staging").iterdir())
+    assert not list((run / ".staging").iterdir())  # the dead attempt's staging folder is cleared at the end
 
 
 @pytest.mark.slow  # ~11 s; smoke: test_worker_killed_mid_task
