@@ -259,7 +259,8 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
                     notes.append(f"{label} beats the bold {best_label} on {m} on {st.losses} of the "
                                  f"{st.wins + st.losses} scenes both were scored on (sign test p = "
                                  f"{st.p_value:.2g}): the bold value is over other tasks (compare their n).")
-        row.append(Cell(fmt(mean, dec), sub if n else f"n=0 ({n_done} n/a)", bold, mean, tied))
+        empty = f"n=0 ({n_done} n/a)" if n_done else "n=0 (no task done)"
+        row.append(Cell(fmt(mean, dec), sub if n else empty, bold, mean, tied))
     return notes
 
 

@@ -100,3 +100,14 @@ def test_with_two_bold_values_a_method_is_underlined_if_either_cannot_be_told_fr
     cells = _column(median_tables(_store({"a": a, "b": b, "third": third}), TableConfig(n_boot=200))[0])
     assert cells["a"].bold and cells["b"].bold, (cells["a"].text, cells["b"].text)
     assert cells["third"].tied and not cells["third"].bold
+
+
+def test_a_method_without_a_score_says_why():
+    """No done task and no available value read differently: "0 n/a" would say nothing was missing."""
+    store = _store(dict(ERRORS, crashed=[1.0] * 8, blank=[float("nan")] * 8))
+    store.tasks.loc[store.tasks["label"] == "crashed", ["status", "metric.light_dir_err_deg"]] = ["failed", float("nan")]
+    table = next(t for t in metric_tables(store, TableConfig(n_boot=200)) if "light_dir_err_deg" in " ".join(t.columns))
+    col = table.columns.index(next(c for c in table.columns if c.startswith("light_dir")))
+    cells = _column(table, col)
+    assert cells["crashed"].sub == "n=0 (no task done)" and cells["blank"].sub == "n=0 (8 n/a)"
+    assert not cells["crashed"].bold and not cells["blank"].bold
