@@ -32,7 +32,9 @@ def hash_json(data) -> str:
 
 
 class FileHashCache:
-    """Content hashes of files, cached by (size, mtime_ns); on disk when given a `cache_file`."""
+    """Content hashes of files, cached by (size, mtime_ns, inode, ctime_ns); on disk when given a
+    `cache_file`. The change time is in the key because `cp -p`, `rsync -t` and `tar x` carry the
+    modification time over: a file replaced by one of the same size would keep its old hash."""
 
     def __init__(self, cache_file: Path | None):
         self.cache_file = cache_file
@@ -40,9 +42,10 @@ class FileHashCache:
         self.dirty = False
         if cache_file is not None and cache_file.is_file():
             try:
-                self.entries = json.loads(cache_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                self.entries = {}  # a damaged cache is only a slower plan
+                entries = json.loads(cache_file.read_text())
+            except (OSError, ValueError):
+                entries = {}
+            self.entries = entries if isinstance(entries, dict) else {}  # a damaged cache is only a slower plan
 
     def file(self, path: Path) -> str:
         """Content hash of a file; a missing file hashes as its name so the task still gets an id
@@ -53,11 +56,12 @@ class FileHashCache:
         except OSError:
             return hash_json({"missing": path.name})
         key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = self.entries.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2]
+        if isinstance(hit, list) and hit[:-1] == stamp:
+            return hit[-1]
         digest = file_sha256(path)
-        self.entries[key] = [st.st_size, st.st_mtime_ns, digest]
+        self.entries[key] = [*stamp, digest]
         self.dirty = True
         return digest
 

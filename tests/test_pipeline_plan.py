@@ -349,3 +349,27 @@ def test_different_scenes_never_share_a_dataset_and_scene_id(tmp_path):
     for r in refs:
         if r.scene_id not in plain:
             assert r.scene_id.endswith("_" + r.key[:8])
+
+
+def test_file_replaced_with_its_old_size_and_mtime_hashes_anew(tmp_path):
+    """`cp -p`, `rsync -t` and `tar x` carry the modification time over: a corrected HDRI of the same
+    size must not keep the old one's hash (its tasks would count as finished)."""
+    import os
+
+    from dipir.hashing import FileHashCache
+
+    path, cache_file = tmp_path / "sky.exr", tmp_path / "hashes.json"
+    path.write_bytes(b"old map")
+    st = path.stat()
+    cache = FileHashCache(cache_file)
+    old = cache.file(path)
+    cache.save()
+    path.write_bytes(b"new map")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert FileHashCache(cache_file).file(path) != old
+    # Unchanged files stay cached; a cache file of the wrong shape is only a slower plan.
+    again = FileHashCache(cache_file)
+    assert again.file(path) == again.file(path)
+    cache_file.write_text("[1, 2]")
+    assert FileHashCache(cache_file).file(path) == again.file(path)
