@@ -220,8 +220,14 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     kind = f.string("kind", choices=KINDS)
     if kind is None:
         f.fail("kind", f"missing required key (one of {', '.join(KINDS)})")
-    f.only({"kind", "name", "path", "object", "limit"} | _ENTRY_KEYS[kind] | ({"scene_type"} if kind != "scenes" else set()))
     generator = f.string("generator", choices=GENERATORS)
+    if kind == "scenes" or generator == "world":
+        # Ready scene folders are used as they are: an override would change the task ids and nothing else.
+        for key in ("object", "scene_type"):
+            if f.has(key):
+                f.fail(key, f"not used by {'kind: scenes' if kind == 'scenes' else 'generator: world'} (each scene "
+                            "folder's scene.yaml sets its object and provenance)")
+    f.only({"kind", "name", "path", "object", "limit", "scene_type"} | _ENTRY_KEYS[kind])
     if kind == "synthetic" and generator is None:
         f.fail("generator", f"missing required key (one of {', '.join(GENERATORS)})")
     path = f.path("path", required=kind in ("polyhaven", "waymo", "scenes") and not f.has("hdris"))
@@ -321,6 +327,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
         for m in pf.data:
             if m not in methods:
                 pf.fail(str(m), f"not one of the suite's methods ({', '.join(methods)})")
+            if not pf.has(m):  # `sh2:` with no list would plan no task for the method
+                pf.fail(str(m), "expected a non-empty list of presets")
             presets[m] = pf.items(m, str)
 
     options: dict[str, dict] = {}

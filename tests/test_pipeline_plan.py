@@ -191,6 +191,13 @@ def test_ids_stable_across_processes(tmp_path, scenes):
     ({"render": {"variant": "cuda_ad_rgb"}}, "render.variant"),
     ({"seeds": [1, 1]}, "seeds"),
     ({"colour": 1}, "colour"),
+    # Accepted, these would plan nothing (`sh2:`) or change task ids and nothing else (ready scene folders).
+    ({"methods": ["oracle", "sh2"], "presets": {"sh2": None}}, "presets.sh2"),
+    ({"datasets": [{"kind": "scenes", "path": ".", "object": "builtin:vase"}]}, "datasets[0].object"),
+    ({"datasets": [{"kind": "scenes", "path": ".", "scene_type": "indoor"}]}, "datasets[0].scene_type"),
+    ({"datasets": [{"kind": "synthetic", "generator": "world", "object": {"mesh": "builtin:car"}}]},
+     "datasets[0].object"),
+    ({"datasets": [{"kind": "synthetic", "generator": "world", "scene_type": "indoor"}]}, "datasets[0].scene_type"),
 ])
 def test_suite_errors_name_the_field(tmp_path, change, field):
     data = {"name": "t", "datasets": [{"kind": "scenes", "path": "."}], "methods": ["oracle"]}
