@@ -99,6 +99,8 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             kind = entry.generator
             root = synthetic_source_dir(entry, run_dir)
         base = {"kind": kind, "object": entry.object, "builder": SCENE_BUILDER_VERSION, "where": where}
+        mesh = _mesh_file(entry.object)
+        mesh_content = [hashes.file(mesh)] if mesh else []  # an edited mesh is another scene
         if entry.scene_type:  # only when set, so existing scene keys stay as they were
             base["scene_type"] = entry.scene_type
         entry_refs: list[SceneRef] = []
@@ -113,7 +115,7 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
                     recipe = dict(base, hdri=str(hdri), azimuth_deg=az, elevation_deg=entry.elevation_deg,
                                   fov_deg=entry.fov_deg, width=entry.width, height=entry.height,
                                   camera_height=entry.camera_height)
-                    key = _key(recipe, [content], drop=("hdri",))
+                    key = _key(recipe, [content, *mesh_content], drop=("hdri",))
                     stem = hdri.name.split(".")[0]
                     entry_refs.append(SceneRef(entry.name, f"{stem}_az{az:03.0f}", key, recipe))
         elif kind == "waymo":
@@ -125,7 +127,7 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
                     for cam in entry.cameras:
                         recipe = dict(base, path=str(path), segment=v2_segment, frame_index=frame, camera=cam,
                                       width=entry.width)
-                        key = _key(recipe, contents, drop=("path",))
+                        key = _key(recipe, [*contents, *mesh_content], drop=("path",))
                         entry_refs.append(SceneRef(entry.name, f"{segment}_f{frame}_{cam}", key, recipe))
         elif kind in ("scenes", "world"):  # world: the mini world's scene folders, written above
             if root is None or not root.is_dir():
@@ -155,9 +157,18 @@ def _distinct_ids(refs: list[SceneRef]) -> list[SceneRef]:
             else r for r in refs]
 
 
+def _mesh_file(obj: dict | None) -> Path | None:
+    """The object's mesh file (the suite made it absolute); None for a builtin or no object."""
+    mesh = (obj or {}).get("mesh")
+    return Path(mesh) if isinstance(mesh, str) and mesh and not mesh.startswith("builtin:") else None
+
+
 def _key(recipe: dict, contents: list[str], drop: tuple[str, ...]) -> str:
-    # Paths and the entry's position in the suite are where the inputs live, not what they are.
+    # Paths and the entry's position in the suite are where the inputs live, not what they are: a
+    # mesh file counts by its contents (in `contents`), a builtin by its name.
     ident = {k: v for k, v in recipe.items() if k not in drop and k != "where"}
+    if _mesh_file(ident.get("object")):
+        ident["object"] = dict(ident["object"], mesh="file")
     return hash_json({"recipe": ident, "contents": contents})[:20]
 
 

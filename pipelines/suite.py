@@ -237,6 +237,11 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     if obj is not None and not isinstance(obj, dict):
         f.fail("object", f"expected a mapping (mesh, class, scale, material, position | distance, lateral, "
                          f"yaw_deg) or a mesh name, got {obj!r}")
+    mesh = (obj or {}).get("mesh")
+    if isinstance(mesh, str) and mesh and not mesh.startswith("builtin:"):
+        # A mesh file is relative to the suite file, as every other path in it (not to where `dipir run` starts).
+        p = Path(mesh).expanduser()
+        obj = dict(obj, mesh=str(p if p.is_absolute() else (f.file.parent / p).resolve()))
     e = DatasetEntry(
         kind=kind,
         name=f.string("name", generator if kind == "synthetic" else kind),

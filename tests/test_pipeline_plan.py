@@ -380,3 +380,60 @@ def test_file_replaced_with_its_old_size_and_mtime_hashes_anew(tmp_path):
     assert again.file(path) == again.file(path)
     cache_file.write_text("[1, 2]")
     assert FileHashCache(cache_file).file(path) == again.file(path)
+
+
+_BOX = ("".join(f"v {x} {y} {z}\n" for x in (-.5, .5) for y in (0, 1) for z in (-.5, .5))
+        + "f 1 2 4 3\nf 5 7 8 6\nf 1 5 6 2\nf 3 4 8 7\nf 1 3 7 5\nf 2 6 8 4\n")
+
+
+def test_mesh_file_counts_by_contents_and_is_relative_to_the_suite(tmp_path, monkeypatch):
+    """An edited mesh is another scene (its old results must not count as finished), and a relative
+    mesh path means the same file wherever `dipir run` starts."""
+    import numpy as np
+
+    from dipir.rendering.hdr import write_hdr
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "meshes").mkdir()
+    write_hdr(tmp_path / "maps" / "sky.exr", np.ones((16, 32, 3), np.float32))
+    mesh = tmp_path / "meshes" / "box.obj"
+    mesh.write_text(_BOX)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(yaml.safe_dump({"name": "t", "methods": ["constant"], "datasets": [
+        {"kind": "polyhaven", "path": "maps", "object": {"mesh": "meshes/box.obj", "class": "box", "distance": 3}}]}))
+
+    def task():
+        (t,) = plan(load_suite(suite), tmp_path / "run", _IDENTITY)
+        return t
+
+    monkeypatch.chdir(tmp_path / "maps")  # not the suite's folder
+    first = task()
+    assert first.recipe["object"]["mesh"] == str(mesh)
+    mesh.write_text(_BOX.replace("v 0.5", "v 2.5"))
+    assert task().task_id != first.task_id
+    mesh.write_text(_BOX)
+    assert task().task_id == first.task_id
+
+
+def test_scene_folder_hash_covers_files_named_outside_it(tmp_path):
+    """A scene folder whose scene.yaml names a shared mesh outside it: editing the mesh changes its key.
+    A self-contained folder keeps the hash of its files alone (existing keys stay as they were)."""
+    from dipir.hashing import FileHashCache
+    from dipir.scene.contract import load_scene, scene_folder_hash
+    from dipir.scene.synthetic import tiny_scenes
+
+    scenes = tiny_scenes(tmp_path / "scenes", 2)
+    hashes = FileHashCache(None)
+    alone = scenes / "scene1"
+    assert scene_folder_hash(alone, hashes) == hashes.tree(alone, skip=("prior_check_*.npz",))
+    (tmp_path / "meshes").mkdir()
+    mesh = tmp_path / "meshes" / "box.obj"
+    mesh.write_text(_BOX)
+    path = scenes / "scene0" / "scene.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["object"].update(mesh="../../meshes/box.obj", **{"class": "box"})
+    path.write_text(yaml.safe_dump(data))
+    assert load_scene(path.parent).object.mesh == str(mesh)
+    before = scene_folder_hash(path.parent, FileHashCache(None))
+    mesh.write_text(_BOX.replace("v 0.5", "v 2.5"))
+    assert scene_folder_hash(path.parent, FileHashCache(None)) != before

@@ -374,9 +374,36 @@ def load_scene(path: str | Path) -> Scene:
 
 
 def scene_folder_hash(folder: str | Path, hashes=None) -> str:
-    """The content hash of a scene folder (every file in it but `NOT_SCENE_CONTENT`): the one key for
-    "the same scene" (a suite's scene keys, the prior check's composite cache). `hashes`: a
-    `FileHashCache` (default: this process's)."""
-    from dipir.hashing import process_file_hashes
+    """The content hash of a scene folder (every file in it but `NOT_SCENE_CONTENT`, and the files
+    its scene.yaml names outside it: a shared mesh or background): the one key for "the same scene"
+    (a suite's scene keys, the prior check's composite cache). `hashes`: a `FileHashCache` (default:
+    this process's)."""
+    from dipir.hashing import hash_json, process_file_hashes
 
-    return (hashes or process_file_hashes()).tree(Path(folder), skip=NOT_SCENE_CONTENT)
+    folder = Path(folder)
+    hashes = hashes or process_file_hashes()
+    inside = hashes.tree(folder, skip=NOT_SCENE_CONTENT)
+    outside = [[key, hashes.file(p)] for key, p in _files_named_outside(folder)]
+    return hash_json([inside, outside]) if outside else inside  # a self-contained folder keeps its hash
+
+
+def _files_named_outside(folder: Path) -> list[tuple[str, Path]]:
+    """(field, path) of each file scene.yaml names outside its folder; none when it does not read
+    (loading the scene reports that)."""
+    try:
+        data = yaml.safe_load((folder / SCENE_FILE).read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    named = {k: data.get(k) for k in ("background", "envmap", "points")} | {"object.mesh": obj.get("mesh")}
+    root, out = folder.resolve(), []
+    for key, name in named.items():
+        if not isinstance(name, str) or not name or name.startswith("builtin:"):
+            continue
+        p = Path(name) if Path(name).is_absolute() else (folder / name)
+        p = p.resolve()
+        if not p.is_relative_to(root):
+            out.append((key, p))
+    return out
