@@ -39,6 +39,7 @@ class RunSummary:
     interrupted: bool = False
     final: Counter = field(default_factory=Counter)  # status -> tasks of the suite after this run
     stale: int = 0  # task folders of tasks no longer in the suite, moved to RUN/stale/
+    relabelled: int = 0  # finished tasks whose dataset or scene_id the suite now names differently
     took_over: dict = field(default_factory=dict)  # the dead holder of the run folder's lock, if any
     workers: int = 0
     nodes: int = 0  # Ray nodes that ran actors
@@ -69,8 +70,9 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary
     tasks = plan(suite, run_dir, execute.IDENTITY)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
     aside, _ = store.set_aside_stale(run_dir, [t.task_id for t in tasks])
+    relabelled = store.relabel(run_dir, {t.task_id: (t.dataset, t.scene_id) for t in tasks})
     if summary is not None:
-        summary.stale = len(aside)
+        summary.stale, summary.relabelled = len(aside), relabelled
     todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed))
     return tasks, [t for t in tasks if t.task_id in todo]
 

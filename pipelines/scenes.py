@@ -142,7 +142,20 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             entry_refs = entry_refs[: entry.limit]
         refs.extend(entry_refs)
     hashes.save()
+    _one_dataset_per_scene(refs, suite)
     return _distinct_ids(refs)
+
+
+def _one_dataset_per_scene(refs: list[SceneRef], suite: Suite) -> None:
+    """A scene is one task per method, preset and seed, and a result row has one dataset: listed under
+    two dataset names, it would silently be missing from the second one's tables."""
+    first: dict[str, SceneRef] = {}
+    for r in refs:
+        f = first.setdefault(r.key, r)
+        if f.dataset != r.dataset:
+            raise DipirError(f"scene {r.scene_id} is already in dataset {f.dataset!r} ({f.recipe['where']}); a scene "
+                             "belongs to one dataset (its results are one row, in one dataset's tables)",
+                             suite.source, f"{r.recipe['where']}.name")
 
 
 def _distinct_ids(refs: list[SceneRef]) -> list[SceneRef]:

@@ -437,3 +437,21 @@ def test_scene_folder_hash_covers_files_named_outside_it(tmp_path):
     before = scene_folder_hash(path.parent, FileHashCache(None))
     mesh.write_text(_BOX.replace("v 0.5", "v 2.5"))
     assert scene_folder_hash(path.parent, FileHashCache(None)) != before
+
+
+def test_a_scene_in_two_datasets_is_refused(tmp_path):
+    """One scene is one row per method, preset and seed: listed under a second dataset name, it would
+    silently be missing from that dataset's tables."""
+    import numpy as np
+
+    from dipir.rendering.hdr import write_hdr
+
+    (tmp_path / "maps").mkdir()
+    write_hdr(tmp_path / "maps" / "sky.exr", np.ones((16, 32, 3), np.float32))
+    write_hdr(tmp_path / "maps" / "dune.exr", np.full((16, 32, 3), 2.0, np.float32))
+    suite = parse_suite({"name": "t", "methods": ["constant"], "datasets": [
+        {"kind": "polyhaven", "name": "sunny", "hdris": ["maps/sky.exr"]},
+        {"kind": "polyhaven", "name": "all", "path": "maps"}]}, tmp_path / "suite.yaml")
+    with pytest.raises(DipirError) as err:
+        plan(suite, tmp_path / "run", _IDENTITY)
+    assert err.value.field == "datasets[1].name" and "already in dataset 'sunny' (datasets[0])" in str(err.value)

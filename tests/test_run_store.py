@@ -419,3 +419,37 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
     assert (df.seed == 1).all() and not list((run / ".staging").iterdir())
     assert len(list((run / "stale").iterdir())) == 6  # seed 0's tasks, set aside by the killed run
     assert holder() == {}  # released cleanly
+
+
+def test_finished_tasks_take_the_labels_the_suite_gives_them_now(tmp_path):
+    """A dataset entry renamed (or a twin HDRI that makes a scene id take its key's prefix) changes no
+    task id: the finished results must not keep the old names, or the report splits one scene in two."""
+    import numpy as np
+
+    from dipir.rendering.hdr import write_hdr
+    from pipelines.runner import prepare
+
+    (tmp_path / "maps").mkdir()
+    write_hdr(tmp_path / "maps" / "sky.exr", np.ones((16, 32, 3), np.float32))
+    path = tmp_path / "suite.yaml"
+    data = {"name": "t", "methods": ["constant"], "datasets": [{"kind": "polyhaven", "name": "ph", "path": "maps"}],
+            "render": TINY_RENDER}
+    path.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    with store.run_lock(run):
+        (task,), todo = prepare(load_suite(path), run, retry_failed=False)
+        store.commit_task(run, store.staging_dir(run, task.task_id),
+                          _result(task.task_id, dataset=task.dataset, scene_id=task.scene_id))
+    assert (task.dataset, task.scene_id) == ("ph", "sky_az000")
+    data["datasets"][0]["name"] = "polyhaven-outdoor"
+    path.write_text(yaml.safe_dump(data))
+    write_hdr(tmp_path / "maps" / "sky.hdr", np.full((16, 32, 3), 2.0, np.float32))  # a twin: ids take a prefix
+    with store.run_lock(run):
+        tasks, todo = prepare(load_suite(path), run, retry_failed=False)
+        assert store.relabel(run, {t.task_id: (t.dataset, t.scene_id) for t in tasks}) == 0  # done once
+    (again,) = [t for t in tasks if t.task_id == task.task_id]
+    assert task.task_id not in {t.task_id for t in todo}  # still finished: only its labels changed
+    res = schema.read_result(run / "tasks" / task.task_id / "result.json")
+    assert (res.dataset, res.scene_id) == (again.dataset, again.scene_id) == ("polyhaven-outdoor",
+                                                                              f"sky_az000_{task.scene_key[:8]}")
+    assert res.metrics == {"rmse_full": 0.5}  # nothing else in it changed
