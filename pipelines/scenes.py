@@ -20,7 +20,14 @@ from pipelines.suite import DatasetEntry, Suite
 
 # Bump when the way a recipe becomes a scene folder changes (it is part of every scene key).
 SCENE_BUILDER_VERSION = 2  # 2: builtin classes, contact-shadow placement check
-HDRI_SUFFIXES = (".hdr", ".exr")
+HDRI_SUFFIXES = (".hdr", ".exr", ".pfm")  # what dipir.rendering.hdr.read_hdr reads
+
+
+def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """The regular files in a folder with one of `suffixes` (any case), sorted; hidden files (macOS's
+    `._sky.exr` companions) and sub-folders are not sources."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,7 @@ class SceneRef:
 def _waymo_sources(entry: DatasetEntry, root: Path) -> list[tuple[str, list[Path], Path, str | None]]:
     """(segment name, files whose contents define it, path handed to the loader, v2 segment)."""
     if (root / "camera_image").is_dir():  # v2: one Parquet file per component and segment
-        names = list(entry.segments) or sorted(p.stem for p in (root / "camera_image").glob("*.parquet"))
+        names = list(entry.segments) or [p.stem for p in _files(root / "camera_image", (".parquet",))]
         out = []
         for n in names:
             files = sorted(root.glob(f"*/{n}.parquet")) or [root / "camera_image" / f"{n}.parquet"]
@@ -45,7 +52,7 @@ def _waymo_sources(entry: DatasetEntry, root: Path) -> list[tuple[str, list[Path
     if entry.segments:
         paths = [root / (s if s.endswith(".tfrecord") else f"{s}.tfrecord") for s in entry.segments]
     else:
-        paths = sorted(root.glob("*.tfrecord"))
+        paths = _files(root, (".tfrecord",)) if root.is_dir() else []
     return [(p.stem, [p], p, None) for p in paths]
 
 
@@ -55,7 +62,7 @@ def _hdri_sources(entry: DatasetEntry, root: Path | None, suite_dir: Path) -> li
         return [Path(h) if Path(h).is_absolute() else base / h for h in entry.hdris]
     if root is None or not root.is_dir():
         raise DipirError("not a folder of HDRIs", root, "path")
-    return sorted(p for p in root.iterdir() if p.suffix.lower() in HDRI_SUFFIXES)
+    return _files(root, HDRI_SUFFIXES)
 
 
 def synthetic_source_dir(entry: DatasetEntry, run_dir: Path) -> Path:
@@ -138,6 +145,10 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
                 recipe = dict(base, folder=str(folder))
                 contents = [scene_folder_hash(folder, hashes)] if folder.is_dir() else [hash_json({"missing": folder.name})]
                 entry_refs.append(SceneRef(entry.name, folder.name, _key(recipe, contents, drop=("folder",)), recipe))
+        if not entry_refs:  # a mistyped folder would otherwise shrink the benchmark without a word
+            what = {"polyhaven": f"HDRI ({', '.join(HDRI_SUFFIXES)})", "waymo": "segment (.tfrecord, or a v2 "
+                    "root's camera_image/*.parquet)"}.get(kind, f"scene folder (with {SCENE_FILE})")
+            raise DipirError(f"no {what} in {root}", suite.source, f"{where}.path")
         if entry.limit is not None:
             entry_refs = entry_refs[: entry.limit]
         refs.extend(entry_refs)

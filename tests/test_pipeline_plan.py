@@ -455,3 +455,39 @@ def test_a_scene_in_two_datasets_is_refused(tmp_path):
     with pytest.raises(DipirError) as err:
         plan(suite, tmp_path / "run", _IDENTITY)
     assert err.value.field == "datasets[1].name" and "already in dataset 'sunny' (datasets[0])" in str(err.value)
+
+
+def test_source_folders_list_their_files_only(tmp_path):
+    """A folder of .pfm maps is a dataset (read_hdr reads them); a sub-folder named like a map and
+    macOS's `._sky.exr` companions are not maps; a folder with no map at all is an error, not an
+    empty dataset."""
+    import numpy as np
+
+    from dipir.hashing import FileHashCache
+    from dipir.rendering.hdr import write_hdr
+    from pipelines.scenes import plan_scenes
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    write_hdr(maps / "sky.pfm", np.ones((16, 32, 3), np.float32))
+    write_hdr(maps / "dune.EXR", np.full((16, 32, 3), 2.0, np.float32))
+    (maps / "._sky.exr").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (maps / "old.exr").mkdir()
+
+    def scene_ids(path):
+        suite = parse_suite({"name": "t", "methods": ["constant"], "datasets": [{"kind": "polyhaven", "path": path}]},
+                            tmp_path / "suite.yaml")
+        return [r.scene_id for r in plan_scenes(suite, tmp_path / "run", FileHashCache(None))]
+
+    assert scene_ids("maps") == ["dune_az000", "sky_az000"]
+    (tmp_path / "typo").mkdir()
+    with pytest.raises(DipirError) as err:
+        scene_ids("typo")
+    assert err.value.field == "datasets[0].path" and "no HDRI (.hdr, .exr, .pfm) in" in str(err.value)
+    segments = tmp_path / "waymo"
+    segments.mkdir()
+    (segments / "notes.txt").write_text("")
+    suite = parse_suite({"name": "t", "methods": ["constant"], "datasets": [{"kind": "waymo", "path": "waymo"}]},
+                        tmp_path / "suite.yaml")
+    with pytest.raises(DipirError, match=r"datasets\[0\]\.path: no segment"):
+        plan_scenes(suite, tmp_path / "run", FileHashCache(None))
