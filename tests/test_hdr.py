@@ -132,3 +132,31 @@ def test_a_short_rle_file_claiming_a_huge_image_is_refused_before_allocating(tmp
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20, peak
+
+
+def test_exr_layouts_other_than_plain_rgb_keep_their_colour_and_place(tmp_path):
+    """Luminance/chroma (Y, RY, BY: OpenEXR's YC layout) is a colour image, not grey; a data window
+    inside the display window (an autocropped map) is placed in it, zero outside, as the format
+    defines, so the sphere keeps its geometry; a data window with no RGB or Y channels is refused."""
+    import OpenEXR
+
+    h, w = 32, 64
+    red = np.zeros((h, w, 3), np.float32)
+    red[..., 0] = 1.0
+    y = (red @ np.array([0.2126, 0.7152, 0.0722], np.float32)).astype(np.float32)
+    head = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with OpenEXR.File(head, {"Y": y, "RY": (red[..., 0] - y) / y, "BY": (red[..., 2] - y) / y}) as f:
+        f.write(str(tmp_path / "yc.exr"))
+    np.testing.assert_allclose(read_hdr(tmp_path / "yc.exr")[0, 0], [1, 0, 0], atol=1e-3)
+
+    crop = np.full((16, 32, 3), 2.0, np.float32)
+    windows = {"displayWindow": ((0, 0), (63, 31)), "dataWindow": ((16, 8), (47, 23))}
+    with OpenEXR.File({**head, **windows}, {"RGB": crop}) as f:
+        f.write(str(tmp_path / "cropped.exr"))
+    img = read_hdr(tmp_path / "cropped.exr")
+    assert img.shape == (32, 64, 3)
+    assert (img[8:24, 16:48] == 2.0).all() and img.sum() == crop.sum()
+    with OpenEXR.File({**head, **windows}, {"Z": crop[..., 0]}) as f:
+        f.write(str(tmp_path / "depth.exr"))
+    with pytest.raises(DipirError, match=r"data window \[\[16, 8\], \[47, 23\]\] is not its display window"):
+        read_hdr(tmp_path / "depth.exr")

@@ -21,6 +21,7 @@ import numpy as np
 from dipir.errors import DipirError
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
+MAX_PIXELS = 2**28  # 16384 x 16384: the largest map the readers here allocate
 
 
 def equirect_angles(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +211,9 @@ def _read_mitsuba(path: Path) -> np.ndarray:
 
 
 def _read_exr(path: Path) -> np.ndarray | None:
-    """RGB (or Y) channels of an EXR as float32; None if OpenEXR is missing or the channels differ."""
+    """RGB (or Y) channels of an EXR as float32, over its display window (pixels outside the data
+    window are 0, as the format defines: an autocropped map is whole again); None if OpenEXR is
+    missing or the channels differ (Mitsuba reads those, luminance/chroma Y, RY, BY among them)."""
     try:
         import OpenEXR
     except ImportError:  # pragma: no cover - a declared dependency
@@ -221,12 +224,16 @@ def _read_exr(path: Path) -> np.ndarray | None:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
         raise DipirError("OpenEXR cannot open a file whose name is not UTF-8; rename the file", path) from None
-    px, error = None, None
+    px, error, windows = None, None, None
     with captured_output_fds() as printed:  # a damaged file also makes OpenEXR print (fds 1 and 2)
         try:
             with OpenEXR.File(str(path)) as f:
                 ch = f.channels()
-                name = next((n for n in ("RGB", "RGBA", "Y") if n in ch), None)
+                chroma = "RY" in ch or "BY" in ch  # Y alone is grey; with chroma it is a colour image
+                name = next((n for n in ("RGB", "RGBA", "Y") if n in ch and not (n == "Y" and chroma)), None)
+                h = f.header()
+                windows = [np.asarray(h[k], dtype=np.int64).reshape(2, 2) for k in ("dataWindow", "displayWindow")
+                           if k in h]
                 if name is not None:
                     px = np.asarray(ch[name].pixels, dtype=np.float32)
         except Exception as err:  # OpenEXR raises RuntimeError / OSError with its own message
@@ -242,9 +249,31 @@ def _read_exr(path: Path) -> np.ndarray | None:
         import sys
 
         print("\n".join(printed), file=sys.stderr)
+    data_window, display = windows if windows and len(windows) == 2 else (None, None)
+    cropped = data_window is not None and not np.array_equal(data_window, display)
     if px is None:
+        if cropped:  # Mitsuba would take the data window for the whole map
+            raise DipirError(f"an EXR whose data window {data_window.tolist()} is not its display window "
+                             f"{display.tolist()} needs RGB or Y channels (channels: {', '.join(sorted(ch))[:80]})",
+                             path)
         return None  # other channel layouts: let Mitsuba pick RGB
-    return np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
+    px = np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
+    return _in_display_window(px, data_window, display, path) if cropped else px
+
+
+def _in_display_window(px: np.ndarray, data_window: np.ndarray, display: np.ndarray, path: Path) -> np.ndarray:
+    """The data window's pixels placed in a zero display window (overscan outside it dropped)."""
+    (dx0, dy0), (dx1, dy1) = display
+    (x0, y0), (x1, y1) = data_window
+    h, w = int(dy1 - dy0 + 1), int(dx1 - dx0 + 1)
+    if h < 1 or w < 1 or h * w > MAX_PIXELS:
+        raise DipirError(f"unreadable HDR image (display window {display.tolist()})", path)
+    out = np.zeros((h, w, *px.shape[2:]), dtype=np.float32)
+    ty0, tx0 = max(y0, dy0), max(x0, dx0)
+    ty1, tx1 = min(y1, dy1), min(x1, dx1)
+    if ty0 <= ty1 and tx0 <= tx1:
+        out[ty0 - dy0:ty1 - dy0 + 1, tx0 - dx0:tx1 - dx0 + 1] = px[ty0 - y0:ty1 - y0 + 1, tx0 - x0:tx1 - x0 + 1]
+    return out
 
 
 def _read_rgbe(path: Path) -> np.ndarray | None:
@@ -267,7 +296,7 @@ def _read_rgbe(path: Path) -> np.ndarray | None:
                          "'-Y 512 +X 1024')", path)
     h, w = int(res[1]), int(res[3])  # scanlines, and pixels per scanline
     body = data[nl + 1:]
-    if h * w > 2**28:
+    if h * w > MAX_PIXELS:
         raise DipirError(f"image too large ({w}x{h})", path)
     try:
         if 8 <= w < 0x8000 and body[:2] == b"\x02\x02":
