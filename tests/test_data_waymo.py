@@ -246,6 +246,32 @@ def test_parquet_missing_column(segs, tmp_path, capsys):
     assert str(f) in err and col in err and "missing" in err
 
 
+@pytest.mark.parametrize("component, col, typ, edit", [
+    # pandas writes a missing int as NaN in a float column; a list may hold a null.
+    ("camera_calibration", "[CameraCalibrationComponent].width", "float64", lambda v: float("nan")),
+    ("lidar", "[LiDARComponent].range_image_return1.shape", "list<int32>", lambda s: [s[0], None, s[2]]),
+    ("lidar", "[LiDARComponent].range_image_return1.shape", "list<int32>", lambda s: [-s[0], -s[1], s[2]]),
+    ("lidar_calibration", "[LiDARCalibrationComponent].extrinsic.transform", "list<float64>",
+     lambda m: [float("nan")] + m[1:]),
+], ids=["nan-width", "null-in-shape", "negative-shape", "nan-in-transform"])
+def test_parquet_cells_that_are_no_number_name_the_column(segs, tmp_path, capsys, component, col, typ, edit):
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "v2"
+    shutil.copytree(segs["v2"], root)
+    f = next((root / component).glob("*.parquet"))
+    t = pq.read_table(f)
+    kind = {"float64": pa.float64(), "list<int32>": pa.list_(pa.int32()), "list<float64>": pa.list_(pa.float64())}[typ]
+    i = t.schema.get_field_index(col)
+    t = t.set_column(i, pa.field(col, kind), pa.array([edit(v) for v in t.column(col).to_pylist()], type=kind))
+    pq.write_table(t, f)
+    err = _cli(["scene", "waymo", str(root), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")], capsys)
+    assert f"{f}: {col}: expected" in err and "internal error" not in err, err
+
+
 def test_no_ground_plane_is_a_clear_error():
     from dipir.scene.geometry import fit_plane
 

@@ -107,14 +107,25 @@ def _matrix4(path: Path, table, column: str, row: int = 0) -> np.ndarray:
     v = _floats(table, column, row)
     if v.size != 16:
         raise DipirError(f"expected a 4x4 transform (16 numbers), got {v.size}", path, column)
+    if not np.isfinite(v).all():
+        raise DipirError("expected a 4x4 transform of finite numbers (a null or NaN entry)", path, column)
     return v.reshape(4, 4)
 
 
+def _shape(path: Path, table, column: str, row: int) -> tuple[int, ...]:
+    """A range image's shape cell: whole numbers >= 0 (a null entry or NaN names the column)."""
+    v = _floats(table, column, row)
+    if not (np.isfinite(v).all() and (v >= 0).all() and (v == np.round(v)).all()):
+        raise DipirError(f"expected a shape of whole numbers, got {v.tolist()}", path, column)
+    return tuple(int(x) for x in v)
+
+
 def _scalar(path: Path, table, column: str, row: int = 0, kind=float):
-    """A number cell; null (or not a number) names the column."""
+    """A finite number cell (a whole one for kind=int); null, NaN or not a number names the column
+    (pandas writes a missing int as NaN)."""
     v = table.column(column)[row].as_py()
-    if v is None or isinstance(v, (bool, str, bytes)):
-        raise DipirError(f"expected a number, got {v!r}", path, column)
+    if v is None or isinstance(v, (bool, str, bytes)) or not np.isfinite(v) or (kind is int and v != int(v)):
+        raise DipirError(f"expected {'a whole' if kind is int else 'a finite'} number, got {v!r}", path, column)
     return kind(v)
 
 
@@ -203,7 +214,7 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
     pose_table = None
     lasers = []
     for i, name in enumerate(_enum_ids(lpath, lid, LASER)):
-        shape = tuple(int(x) for x in _floats(lid, f"{LID}.range_image_return1.shape", i))
+        shape = _shape(lpath, lid, f"{LID}.range_image_return1.shape", i)
         values = _floats(lid, f"{LID}.range_image_return1.values", i).astype(np.float32)
         if len(shape) != 3 or int(np.prod(shape)) != values.size:
             raise DipirError(f"range image of laser {name} has {values.size} values for shape {list(shape)}",
@@ -224,7 +235,7 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
                                                                        f"{LPOSE}.range_image_return1.shape"], frame_f)
             rows = [k for k, n in enumerate(_enum_ids(ppath, pose_table, LASER)) if n == TOP]
             if rows:
-                pshape = tuple(int(x) for x in _floats(pose_table, f"{LPOSE}.range_image_return1.shape", rows[0]))
+                pshape = _shape(ppath, pose_table, f"{LPOSE}.range_image_return1.shape", rows[0])
                 pv = _floats(pose_table, f"{LPOSE}.range_image_return1.values", rows[0])
                 if pshape != shape[:2] + (6,) or pv.size != int(np.prod(pshape)):
                     raise DipirError(f"range image pose has shape {list(pshape)}, expected {list(shape[:2]) + [6]}",
