@@ -124,7 +124,9 @@ def _scalar(path: Path, table, column: str, row: int = 0, kind=float):
     """A finite number cell (a whole one for kind=int); null, NaN or not a number names the column
     (pandas writes a missing int as NaN)."""
     v = table.column(column)[row].as_py()
-    if v is None or isinstance(v, (bool, str, bytes)) or not np.isfinite(v) or (kind is int and v != int(v)):
+    if v is None or isinstance(v, (bool, str, bytes)):
+        raise DipirError(f"expected a number, got {v!r}", path, column)
+    if not np.isfinite(v) or (kind is int and v != int(v)):
         raise DipirError(f"expected {'a whole' if kind is int else 'a finite'} number, got {v!r}", path, column)
     return kind(v)
 
