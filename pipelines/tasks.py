@@ -111,6 +111,8 @@ def _config(identity: MethodIdentity, suite: Suite, method: str, preset: str | N
         return identity.config(method, preset, options)
     except DipirError as err:
         field = err.field or ""
+        if field == "options.preset" and preset is not None:  # a method that takes no preset
+            raise DipirError(f"{method} takes no presets ({err.message})", suite.source, f"presets.{method}") from None
         field = f"presets.{method}" if field == "preset" else f"options.{method}.{field.removeprefix('options.')}"
         raise DipirError(err.message, suite.source, field.rstrip(".")) from None
 

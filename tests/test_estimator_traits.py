@@ -226,6 +226,14 @@ def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
     with pytest.raises(DipirError) as err:
         ids()
     assert str(err.value).startswith(f"{path}: presets.dipir: unknown preset 'no-such-preset'")
+    # So for a baseline's: each of its tasks would fail the same way.
+    for presets_, options, words in (({"sunsky": ["bright"]}, {}, "presets.sunsky: sunsky takes no presets"),
+                                     ({}, {"sunsky": {"colour": 1}}, "options.sunsky.colour: unknown option")):
+        data["presets"], data["options"] = presets_, options
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(DipirError) as err:
+            ids()
+        assert str(err.value).startswith(f"{path}: {words}"), str(err.value)
 
 
 def _method_name_branches(path: Path, names: set[str]) -> list[str]:

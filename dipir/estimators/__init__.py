@@ -74,9 +74,16 @@ def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
 
 def config_identity(name: str, options: dict, field: str = "method") -> dict | None:
     """The configuration `options` resolve to for estimator `name`, as plain data, when its class
-    declares one (a `config_identity(options)` classmethod); None otherwise. Part of task ids."""
-    fn = getattr(estimator_class(name, field), "config_identity", None)
-    return None if fn is None else fn(dict(options))
+    declares one (a `config_identity(options)` classmethod); None otherwise. Part of task ids. A
+    built-in baseline declares none but checks its options here (its `from_options` builds nothing
+    heavy), so a suite's bad option or preset fails before any task runs, not in every task."""
+    cls = estimator_class(name, field)
+    fn = getattr(cls, "config_identity", None)
+    if fn is not None:
+        return fn(dict(options))
+    if name in ESTIMATORS and hasattr(cls, "from_options"):
+        cls.from_options(dict(options))
+    return None
 
 
 def render_options(traits: EstimatorTraits, render, options: dict | None = None) -> dict:
