@@ -524,6 +524,8 @@ V2_BAD = {
                       f"{LCAL}.beam_inclination.min: expected a number"),
     "timestamp as text": ("camera_image", lambda t: _retyped(t, "key.frame_timestamp_micros"),
                           "key.frame_timestamp_micros: expected an integer column, got string"),
+    "rows twice": ("camera_image", lambda t: __import__("pyarrow").concat_tables([t, t]),
+                   "key.frame_timestamp_micros: segment synth0003_000 has more than one image from camera FRONT"),
     # pandas writes a missing int as NaN in a float column; a list cell may hold a null.
     "width NaN": ("camera_calibration", lambda t: _cell(_as_float(t, f"{CCAL}.width"), f"{CCAL}.width", float("nan")),
                   f"{CCAL}.width: expected a whole number, got nan"),

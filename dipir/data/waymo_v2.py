@@ -140,7 +140,13 @@ def _one(path, table, what: str):
 def frame_timestamps(root: str | Path, segment: str, camera: str | int = "FRONT") -> list[int]:
     root = Path(root)
     path, t = _read(root, "camera_image", segment, [TS], [(SEG, "=", segment), (CAM, "=", camera_id(camera))])
-    return sorted(int(x) for x in t.column(TS).to_pylist())
+    stamps = sorted(int(x) for x in t.column(TS).to_pylist())
+    twice = next((a for a, b in zip(stamps, stamps[1:]) if a == b), None)
+    if twice is not None:  # e.g. shards concatenated twice: frame i would be another frame's image
+        name = {v: k for k, v in CAMERA_NAMES.items()}.get(camera_id(camera), camera)
+        raise DipirError(f"segment {segment} has more than one image from camera {name} at timestamp {twice}",
+                         path, TS)
+    return stamps
 
 
 def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segment: str | None = None,
