@@ -173,7 +173,7 @@ class TaskContext:
         """Run one task and commit its folder; returns the result.json dict."""
         t0 = time.perf_counter()
         stage = store.staging_dir(self.run_dir, task.task_id)
-        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement}
+        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement, "git": store.code_version()}
         try:
             self.maybe_crash(task)
             from dipir.scene.contract import load_scene
@@ -246,4 +246,5 @@ def _relative_artifacts(artifacts: dict, stage: Path) -> dict:
 def failed_result(task: Task, error: str, attempts: int, placement: dict | None = None) -> dict:
     """The row for a task whose worker died on every attempt (written by the driver); `placement`
     names the node and actor of the last attempt."""
-    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error, **(placement or {})}
+    return {**schema.TaskResult.start(task, attempts).to_dict(), "error": error, **(placement or {}),
+            "git": store.code_version()}

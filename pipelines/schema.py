@@ -193,6 +193,7 @@ class TaskResult:
     seconds_render: float | None = None
     node: str | None = None  # the cluster node that ran it (multi-node runs)
     actor: str | None = None  # the actor that ran it
+    git: str | None = None  # the code version that ran it (pipelines.store.code_version); None: not recorded
 
     @classmethod
     def start(cls, task, attempts: int = 1) -> TaskResult:
@@ -231,7 +232,7 @@ def read_result(path: str | Path) -> TaskResult:
 
 
 ROW_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
-               "condition", "node", "actor")
+               "condition", "node", "actor", "git")
 # The columns a results table cannot do without: TaskResult's fields without a default.
 REQUIRED_COLUMNS = tuple(f.name for f in dataclasses.fields(TaskResult)
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
@@ -266,7 +267,7 @@ def results_frame(results: list[TaskResult]):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", "node", "actor",
-              *artifact_cols):
+              "git", *artifact_cols):
         df[c] = df[c].astype("string")
     return df
 

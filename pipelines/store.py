@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -48,7 +49,10 @@ def write_json_atomic(path: Path, data) -> None:
 # Run-level files
 
 
-def _git_hash() -> str | None:
+@functools.cache
+def code_version() -> str | None:
+    """This checkout's git commit (`-dirty` with uncommitted changes to tracked files): recorded in
+    run.json and in each result, since a resumed run keeps results an older version computed."""
     repo = Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
@@ -94,7 +98,7 @@ def _gpus() -> list[dict]:
 def run_info(cluster: dict | None = None, nodes: list[dict] | None = None) -> dict:
     versions = _versions()
     return schema.RunInfo(
-        git=_git_hash(),
+        git=code_version(),
         python=sys.version.split()[0],
         packages=versions,
         ray=versions.get("ray"),

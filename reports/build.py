@@ -45,6 +45,20 @@ class ReportOutput:
     seconds: float
 
 
+def code_versions(df, last_run: str | None) -> str:
+    """The code versions the results were computed with (each result records its own): a resumed
+    run keeps what an older version computed, and one hash for the whole table would hide it."""
+    counts = df["git"].dropna().astype(str).value_counts() if "git" in df.columns else None
+    if counts is None or counts.empty:
+        return f"{last_run or 'unknown'} (the last run; the results do not record theirs)"
+    missing = len(df) - int(counts.sum())
+    parts = [f"{v} ({n} task{'s' if n != 1 else ''})" for v, n in counts.items()]
+    parts += [f"not recorded ({missing} task{'s' if missing != 1 else ''})"] if missing else []
+    if len(parts) == 1:
+        return f"{counts.index[0]} (all {len(df)} tasks)"
+    return ", ".join(parts) + ": results from more than one code version"
+
+
 def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | Path | None = None,
                  out: str | Path | None = None) -> ReportOutput:
     cfg = cfg or ReportConfig()
@@ -64,7 +78,7 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
             ("methods", ", ".join(sorted(df["label"].unique())))]
     ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
-    info += [("git", ri.git or "unknown"), ("host", str(ri.host.get("hostname") or "unknown")),
+    info += [("git", code_versions(df, ri.git)), ("host", str(ri.host.get("hostname") or "unknown")),
              ("GPUs", ri.gpu_summary())]
 
     sections = []

@@ -19,6 +19,7 @@ from helpers.pipeline import TINY_RENDER, count_lines
 
 from dipir.scene.synthetic import tiny_scenes
 from pipelines.runner import CRASH_ENV, run_suite
+from pipelines.store import code_version
 from pipelines.suite import load_suite
 
 TESTS = Path(__file__).resolve().parent
@@ -91,6 +92,8 @@ def test_suite_completes_then_resumes(ray_session, scenes, tmp_path):
     assert res["status"] == "done" and res["condition"] == "day" and res["attempts"] == 1
     assert (run / "spec.yaml").is_file() and (run / "metrics_meta.json").is_file()
     assert json.loads((run / "run.json").read_text())["ray"]
+    # Each result names the code version that computed it (a resumed run keeps older ones' results).
+    assert code_version() and (df.git == code_version()).all()
 
     # Resume: nothing runs again.
     s2 = run_suite(load_suite(_suite(tmp_path, scenes, counter)), run, workers=2, progress=False)

@@ -111,3 +111,14 @@ def test_a_method_without_a_score_says_why():
     cells = _column(table, col)
     assert cells["crashed"].sub == "n=0 (no task done)" and cells["blank"].sub == "n=0 (8 n/a)"
     assert not cells["crashed"].bold and not cells["blank"].bold
+
+
+def test_the_report_names_every_code_version_its_results_come_from():
+    from reports.build import code_versions
+
+    df = pd.DataFrame({"git": ["abc", "abc", "def", None]})
+    assert code_versions(df, "def") == ("abc (2 tasks), def (1 task), not recorded (1 task): results from more than "
+                                        "one code version")
+    assert code_versions(df.iloc[:2], "def") == "abc (all 2 tasks)"
+    assert code_versions(pd.DataFrame({"git": [None]}), "def") == "def (the last run; the results do not record theirs)"
+    assert code_versions(pd.DataFrame({"x": [1]}), None).startswith("unknown (the last run")
