@@ -120,6 +120,7 @@ class TaskContext:
                  crash_marker: str | None = None, placement: dict | None = None, token: str | None = None):
         self.run_dir = Path(run_dir)
         self.token = token  # the driver's lock token: no commit once another run holds the folder
+        self.git = store.code_version()  # the code this process runs, recorded in each result
         self.placement = dict(placement or {})  # {"node", "actor"} on Ray: recorded in each result
         self.render = render
         self.model = model
@@ -173,7 +174,7 @@ class TaskContext:
         """Run one task and commit its folder; returns the result.json dict."""
         t0 = time.perf_counter()
         stage = store.staging_dir(self.run_dir, task.task_id)
-        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement, "git": store.code_version()}
+        result = {**schema.TaskResult.start(task, attempt).to_dict(), **self.placement, "git": self.git}
         try:
             self.maybe_crash(task)
             from dipir.scene.contract import load_scene

@@ -97,7 +97,8 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
-            store.clear_staging(run_dir)  # this run's actors are gone; a killed run's may have written since
+            store.revoke_workers(run_dir)  # an actor not yet gone cannot commit while its folder is swept
+            store.clear_staging(run_dir)  # what a dead attempt or a killed run's outliving worker left
             found = store.results(run_dir)
             store.rebuild_results(run_dir, found)
             summary.final = Counter(r.status for r in found.values() if r is not None)

@@ -26,8 +26,8 @@ HDRI_SUFFIXES = (".hdr", ".exr", ".pfm")  # what dipir.rendering.hdr.read_hdr re
 def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
     """The regular files in a folder with one of `suffixes` (any case), sorted; hidden files (macOS's
     `._sky.exr` companions) and sub-folders are not sources."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+    return sorted(p for p in folder.iterdir()  # a broken link stays: its task fails, naming it
+                  if p.suffix.lower() in suffixes and not p.name.startswith(".") and not p.is_dir())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import json
 import os
 import platform
@@ -49,7 +48,6 @@ def write_json_atomic(path: Path, data) -> None:
 # Run-level files
 
 
-@functools.cache
 def code_version() -> str | None:
     """This checkout's git commit (`-dirty` with uncommitted changes to tracked files): recorded in
     run.json and in each result, since a resumed run keeps results an older version computed."""
@@ -183,6 +181,21 @@ def lock_token(run: Path) -> str | None:
     return _holder(run / schema.LOCK).get("token")
 
 
+def revoke_workers(run: Path) -> None:
+    """Give the held lock a new token, so the workers this run started can commit no more (the end of
+    a run: `ray.kill` returns before an actor is gone, and on a cluster `ray.shutdown` only
+    disconnects). Written in place: a new file at RUN/.lock would not be the one locked."""
+    path = run / schema.LOCK
+    holder = _holder(path)
+    if not holder:
+        return
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        f.write(json.dumps({**holder, "token": uuid.uuid4().hex}).encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 class LockLost(DipirError):
     """A worker's run no longer holds the run folder: its result is dropped, not committed."""
 
@@ -296,11 +309,11 @@ def commit_task(run: Path, stage: Path, result: dict | TaskResult, token: str | 
     worker holds the folder, else drop the staging folder and raise LockLost."""
     res = result if isinstance(result, TaskResult) else TaskResult.from_dict(result)
     tid = res.task_id
-    if token is not None and lock_token(run) != token:
+    write_json_atomic(stage / RESULT_FILE, res.to_dict())
+    if token is not None and lock_token(run) != token:  # checked last, just before the renames
         shutil.rmtree(stage, ignore_errors=True)
         raise LockLost(f"the run that started this worker no longer holds the run folder: task {tid}'s "
                        "result is dropped", run / schema.LOCK)
-    write_json_atomic(stage / RESULT_FILE, res.to_dict())
     final = run / schema.TASKS / tid
     old = None
     if final.exists():  # a retried failure (or an unreadable result) replaces its previous folder

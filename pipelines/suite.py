@@ -220,6 +220,7 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     kind = f.string("kind", choices=KINDS)
     if kind is None:
         f.fail("kind", f"missing required key (one of {', '.join(KINDS)})")
+    f.only({"kind", "name", "path", "object", "limit", "scene_type"} | _ENTRY_KEYS[kind])
     generator = f.string("generator", choices=GENERATORS)
     if kind == "scenes" or generator == "world":
         # Ready scene folders are used as they are: an override would change the task ids and nothing else.
@@ -227,7 +228,6 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
             if f.has(key):
                 f.fail(key, f"not used by {'kind: scenes' if kind == 'scenes' else 'generator: world'} (each scene "
                             "folder's scene.yaml sets its object and provenance)")
-    f.only({"kind", "name", "path", "object", "limit", "scene_type"} | _ENTRY_KEYS[kind])
     if kind == "synthetic" and generator is None:
         f.fail("generator", f"missing required key (one of {', '.join(GENERATORS)})")
     path = f.path("path", required=kind in ("polyhaven", "waymo", "scenes") and not f.has("hdris"))
@@ -241,7 +241,10 @@ def _entry(f: _Fields, index: int) -> DatasetEntry:
     if isinstance(mesh, str) and mesh and not mesh.startswith("builtin:"):
         # A mesh file is relative to the suite file, as every other path in it (not to where `dipir run` starts).
         p = Path(mesh).expanduser()
-        obj = dict(obj, mesh=str(p if p.is_absolute() else (f.file.parent / p).resolve()))
+        p = p if p.is_absolute() else (f.file.parent / p).resolve()
+        if not p.is_file():
+            f.fail("object.mesh", f"mesh file not found: {p} (a relative path is relative to the suite file)")
+        obj = dict(obj, mesh=str(p))
     e = DatasetEntry(
         kind=kind,
         name=f.string("name", generator if kind == "synthetic" else kind),

@@ -56,7 +56,7 @@ def code_versions(df, last_run: str | None) -> str:
     parts += [f"not recorded ({missing} task{'s' if missing != 1 else ''})"] if missing else []
     if len(parts) == 1:
         return f"{counts.index[0]} (all {len(df)} tasks)"
-    return ", ".join(parts) + ": results from more than one code version"
+    return ", ".join(parts) + (": results from more than one code version" if len(counts) > 1 else "")
 
 
 def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | Path | None = None,

@@ -228,7 +228,9 @@ def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
     assert str(err.value).startswith(f"{path}: presets.dipir: unknown preset 'no-such-preset'")
     # So for a baseline's: each of its tasks would fail the same way.
     for presets_, options, words in (({"sunsky": ["bright"]}, {}, "presets.sunsky: sunsky takes no presets"),
-                                     ({}, {"sunsky": {"colour": 1}}, "options.sunsky.colour: unknown option")):
+                                     ({}, {"sunsky": {"colour": 1}}, "options.sunsky.colour: unknown option"),
+                                     ({}, {"sunsky": {"turbidities": 3}}, "options.sunsky: an option of 'sunsky' "
+                                                                          "has the wrong type")):
         data["presets"], data["options"] = presets_, options
         path.write_text(yaml.safe_dump(data))
         with pytest.raises(DipirError) as err:

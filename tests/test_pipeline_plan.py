@@ -362,6 +362,7 @@ def test_file_replaced_with_its_old_size_and_mtime_hashes_anew(tmp_path):
     """`cp -p`, `rsync -t` and `tar x` carry the modification time over: a corrected HDRI of the same
     size must not keep the old one's hash (its tasks would count as finished)."""
     import os
+    import time
 
     from dipir.hashing import FileHashCache
 
@@ -371,9 +372,11 @@ def test_file_replaced_with_its_old_size_and_mtime_hashes_anew(tmp_path):
     cache = FileHashCache(cache_file)
     old = cache.file(path)
     cache.save()
+    time.sleep(0.05)  # past a clock tick: kernels before 6.13 stamp ctime once a tick (1-10 ms)
     path.write_bytes(b"new map")  # same size
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    assert path.stat().st_ctime_ns != st.st_ctime_ns
     assert FileHashCache(cache_file).file(path) != old
     # Unchanged files stay cached; a cache file of the wrong shape is only a slower plan.
     again = FileHashCache(cache_file)
@@ -426,6 +429,11 @@ def test_scene_folder_hash_covers_files_named_outside_it(tmp_path):
     hashes = FileHashCache(None)
     alone = scenes / "scene1"
     assert scene_folder_hash(alone, hashes) == hashes.tree(alone, skip=("prior_check_*.npz",))
+    # A symlink in the folder is part of it (hashed by what it points at), wherever it points.
+    before = scene_folder_hash(alone, FileHashCache(None))
+    (alone / "background.png").rename(tmp_path / "shared.png")
+    (alone / "background.png").symlink_to(tmp_path / "shared.png")
+    assert scene_folder_hash(alone, FileHashCache(None)) == before
     (tmp_path / "meshes").mkdir()
     mesh = tmp_path / "meshes" / "box.obj"
     mesh.write_text(_BOX)
@@ -473,13 +481,14 @@ def test_source_folders_list_their_files_only(tmp_path):
     write_hdr(maps / "dune.EXR", np.full((16, 32, 3), 2.0, np.float32))
     (maps / "._sky.exr").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
     (maps / "old.exr").mkdir()
+    (maps / "lost.hdr").symlink_to(tmp_path / "unmounted" / "lost.hdr")  # a broken link fails its tasks, loudly
 
     def scene_ids(path):
         suite = parse_suite({"name": "t", "methods": ["constant"], "datasets": [{"kind": "polyhaven", "path": path}]},
                             tmp_path / "suite.yaml")
         return [r.scene_id for r in plan_scenes(suite, tmp_path / "run", FileHashCache(None))]
 
-    assert scene_ids("maps") == ["dune_az000", "sky_az000"]
+    assert scene_ids("maps") == ["dune_az000", "lost_az000", "sky_az000"]
     (tmp_path / "typo").mkdir()
     with pytest.raises(DipirError) as err:
         scene_ids("typo")
@@ -491,3 +500,14 @@ def test_source_folders_list_their_files_only(tmp_path):
                         tmp_path / "suite.yaml")
     with pytest.raises(DipirError, match=r"datasets\[0\]\.path: no segment"):
         plan_scenes(suite, tmp_path / "run", FileHashCache(None))
+
+
+def test_a_suite_mesh_that_is_not_there_is_the_suites_error(tmp_path):
+    """A relative mesh is relative to the suite file: one that is not there is refused while the
+    suite loads, naming the field, not in every task when its scene is built."""
+    with pytest.raises(DipirError) as err:
+        parse_suite({"name": "t", "methods": ["constant"], "datasets": [
+            {"kind": "polyhaven", "path": ".", "object": {"mesh": "assets/car.obj", "class": "car"}}]},
+            tmp_path / "bench" / "s.yaml")
+    assert err.value.field == "datasets[0].object.mesh"
+    assert f"{tmp_path / 'bench' / 'assets' / 'car.obj'} (a relative path is relative to the suite file)" in str(err.value)

@@ -120,5 +120,6 @@ def test_the_report_names_every_code_version_its_results_come_from():
     assert code_versions(df, "def") == ("abc (2 tasks), def (1 task), not recorded (1 task): results from more than "
                                         "one code version")
     assert code_versions(df.iloc[:2], "def") == "abc (all 2 tasks)"
+    assert code_versions(df.iloc[[0, 3]], "def") == "abc (1 task), not recorded (1 task)"  # e.g. a node without git
     assert code_versions(pd.DataFrame({"git": [None]}), "def") == "def (the last run; the results do not record theirs)"
     assert code_versions(pd.DataFrame({"x": [1]}), None).startswith("unknown (the last run")

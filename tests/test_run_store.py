@@ -139,6 +139,15 @@ def test_worker_of_a_run_that_lost_the_folder_cannot_commit(tmp_path):
         assert err.value.path == str(run / schema.LOCK)
         assert not stage.exists() and not (run / "tasks" / "t1").exists()
         assert store.commit_task(run, store.staging_dir(run, "t1"), _result("t1"), token=store.lock_token(run))
+        # The end of a run: its own actors, not yet gone, can commit no more; the folder stays held.
+        second = store.lock_token(run)
+        store.revoke_workers(run)
+        assert store.lock_token(run) not in (None, second)
+        assert json.loads((run / schema.LOCK).read_text())["pid"] == os.getpid()
+        with pytest.raises(store.LockLost):
+            store.commit_task(run, store.staging_dir(run, "t3"), _result("t3"), token=second)
+        with pytest.raises(DipirError, match="in use by"), store.run_lock(run):
+            pass
     assert store.lock_token(run) is None  # let go cleanly: no run's worker may commit
     with pytest.raises(store.LockLost):
         store.commit_task(run, store.staging_dir(run, "t2"), _result("t2"), token=first)

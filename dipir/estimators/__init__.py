@@ -82,7 +82,10 @@ def config_identity(name: str, options: dict, field: str = "method") -> dict | N
     if fn is not None:
         return fn(dict(options))
     if name in ESTIMATORS and hasattr(cls, "from_options"):
-        cls.from_options(dict(options))
+        try:
+            cls.from_options(dict(options))
+        except (TypeError, ValueError) as err:  # e.g. float("bright"): the option of the wrong type
+            raise DipirError(f"an option of {name!r} has the wrong type ({err})") from None
     return None
 
 

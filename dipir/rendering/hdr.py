@@ -224,11 +224,12 @@ def _read_exr(path: Path) -> np.ndarray | None:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
         raise DipirError("OpenEXR cannot open a file whose name is not UTF-8; rename the file", path) from None
-    px, error, windows = None, None, None
+    px, error, windows, names = None, None, None, []
     with captured_output_fds() as printed:  # a damaged file also makes OpenEXR print (fds 1 and 2)
         try:
             with OpenEXR.File(str(path)) as f:
                 ch = f.channels()
+                names = sorted(ch)  # the binding empties `ch` when the file closes
                 chroma = "RY" in ch or "BY" in ch  # Y alone is grey; with chroma it is a colour image
                 name = next((n for n in ("RGB", "RGBA", "Y") if n in ch and not (n == "Y" and chroma)), None)
                 h = f.header()
@@ -254,8 +255,8 @@ def _read_exr(path: Path) -> np.ndarray | None:
     if px is None:
         if cropped:  # Mitsuba would take the data window for the whole map
             raise DipirError(f"an EXR whose data window {data_window.tolist()} is not its display window "
-                             f"{display.tolist()} needs RGB or Y channels (channels: {', '.join(sorted(ch))[:80]})",
-                             path)
+                             f"{display.tolist()} is read here only with RGB or Y channels, without chroma "
+                             f"(channels: {', '.join(names)[:80]})", path)
         return None  # other channel layouts: let Mitsuba pick RGB
     px = np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
     return _in_display_window(px, data_window, display, path) if cropped else px

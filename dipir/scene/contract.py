@@ -34,6 +34,7 @@ provenance: {dataset: polyhaven}  # free-form, copied into results
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,12 +399,12 @@ def _files_named_outside(folder: Path) -> list[tuple[str, Path]]:
         return []
     obj = data.get("object") if isinstance(data.get("object"), dict) else {}
     named = {k: data.get(k) for k in ("background", "envmap", "points")} | {"object.mesh": obj.get("mesh")}
-    root, out = folder.resolve(), []
+    root, out = Path(os.path.normpath(folder.absolute())), []
     for key, name in named.items():
         if not isinstance(name, str) or not name or name.startswith("builtin:"):
             continue
-        p = Path(name) if Path(name).is_absolute() else (folder / name)
-        p = p.resolve()
+        # As written, links not followed: a symlink in the folder is hashed with it (by what it points at).
+        p = Path(os.path.normpath(root / name))
         if not p.is_relative_to(root):
             out.append((key, p))
     return out
