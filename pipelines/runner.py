@@ -70,10 +70,11 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary
     tasks = plan(suite, run_dir, execute.IDENTITY)
     store.init_run(run_dir, suite.to_dict(), execute.metrics_meta())
     aside, _ = store.set_aside_stale(run_dir, [t.task_id for t in tasks])
-    relabelled = store.relabel(run_dir, {t.task_id: (t.dataset, t.scene_id) for t in tasks})
+    found = store.results(run_dir)  # read once: relabelling changes no status
+    relabelled = store.relabel(run_dir, {t.task_id: (t.dataset, t.scene_id) for t in tasks}, found)
     if summary is not None:
         summary.stale, summary.relabelled = len(aside), relabelled
-    todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed))
+    todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed, found))
     return tasks, [t for t in tasks if t.task_id in todo]
 
 

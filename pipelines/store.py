@@ -267,13 +267,14 @@ def results(run: Path) -> dict[str, TaskResult | None]:
     return out
 
 
-def relabel(run: Path, labels: dict[str, tuple[str, str]]) -> int:
+def relabel(run: Path, labels: dict[str, tuple[str, str]], found: dict[str, TaskResult | None] | None = None) -> int:
     """Give finished tasks the (dataset, scene_id) the suite gives them now: neither is part of a
     task's id, so renaming a dataset entry, or a twin that makes a scene id take its key's prefix,
     would leave the old names in the results and split one scene across labels in the report.
-    Returns how many result.json files were rewritten. Call with the lock held."""
+    Returns how many result.json files were rewritten. Call with the lock held (`found`: `results(run)`
+    when the caller has just read it)."""
     n = 0
-    for tid, res in results(run).items():
+    for tid, res in (results(run) if found is None else found).items():
         if res is None or tid not in labels or (res.dataset, res.scene_id) == labels[tid]:
             continue
         dataset, scene_id = labels[tid]
@@ -283,13 +284,14 @@ def relabel(run: Path, labels: dict[str, tuple[str, str]]) -> int:
     return n
 
 
-def finished(run: Path) -> dict[str, str]:
+def finished(run: Path, found: dict[str, TaskResult | None] | None = None) -> dict[str, str]:
     """task_id -> status for every task folder with a schema-valid result.json."""
-    return {tid: res.status for tid, res in results(run).items() if res is not None}
+    return {tid: res.status for tid, res in (results(run) if found is None else found).items() if res is not None}
 
 
-def pending(task_ids: list[str], run: Path, retry_failed: bool) -> list[str]:
-    fin = finished(run)
+def pending(task_ids: list[str], run: Path, retry_failed: bool,
+            found: dict[str, TaskResult | None] | None = None) -> list[str]:
+    fin = finished(run, found)
     return [t for t in task_ids if t not in fin or (retry_failed and fin[t] == "failed")]
 
 
