@@ -30,3 +30,9 @@ def camera_id(name: str | int) -> int:
     if key not in CAMERA_NAMES:
         raise DipirError(f"unknown camera {name!r} (have: {', '.join(CAMERA_NAMES)})", field="camera")
     return CAMERA_NAMES[key]
+
+
+def camera_name(camera: str | int) -> str:
+    """The name of a camera (id or name) for messages; an unknown id as its number."""
+    cam = camera_id(camera)
+    return next((k for k, v in CAMERA_NAMES.items() if v == cam), str(cam))

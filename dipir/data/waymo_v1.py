@@ -10,7 +10,7 @@ import numpy as np
 from dipir.data.range_image import decode_matrix_float, row_inclinations
 from dipir.data.tfrecord import iter_records
 from dipir.data.waymo_frame import CameraCalibration, LaserScan, WaymoFrame
-from dipir.data.waymo_protos import CAMERA_NAMES, camera_id, dataset_pb2
+from dipir.data.waymo_protos import camera_id, camera_name, dataset_pb2
 from dipir.errors import DipirError
 
 TOP = 1
@@ -43,9 +43,8 @@ def parse_frame(data: bytes, camera: str | int = "FRONT", path: str | Path = "",
     image = next((im for im in frame.images if im.name == cam), None)
     if calib is None or image is None:
         have = sorted({c.name for c in frame.context.camera_calibrations} & {im.name for im in frame.images})
-        names = {v: k for k, v in CAMERA_NAMES.items()}
         raise DipirError(f"frame has no {'calibration' if calib is None else 'image'} for camera {camera} "
-                         f"(has: {', '.join(names.get(n, str(n)) for n in have) or 'none'})", path, where)
+                         f"(has: {', '.join(camera_name(n) for n in have) or 'none'})", path, where)
     if len(calib.intrinsic) != 9:
         raise DipirError(f"camera intrinsic has {len(calib.intrinsic)} values, expected 9", path, where)
     cc = CameraCalibration(name=cam, intrinsic=np.asarray(calib.intrinsic, dtype=np.float64),

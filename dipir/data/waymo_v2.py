@@ -15,7 +15,7 @@ import numpy as np
 
 from dipir.data.range_image import row_inclinations
 from dipir.data.waymo_frame import CameraCalibration, LaserScan, WaymoFrame
-from dipir.data.waymo_protos import CAMERA_NAMES, LASER_NAMES, camera_id
+from dipir.data.waymo_protos import CAMERA_NAMES, LASER_NAMES, camera_id, camera_name
 from dipir.errors import DipirError
 
 SEG, TS, CAM, LASER = "key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name", "key.laser_name"
@@ -143,8 +143,8 @@ def frame_timestamps(root: str | Path, segment: str, camera: str | int = "FRONT"
     stamps = sorted(int(x) for x in t.column(TS).to_pylist())
     twice = next((a for a, b in zip(stamps, stamps[1:]) if a == b), None)
     if twice is not None:  # e.g. shards concatenated twice: frame i would be another frame's image
-        name = {v: k for k, v in CAMERA_NAMES.items()}.get(camera_id(camera), camera)
-        raise DipirError(f"segment {segment} has more than one image from camera {name} at timestamp {twice}",
+        raise DipirError(f"segment {segment} has more than one image from camera {camera_name(camera)} at "
+                         f"timestamp {twice}",
                          path, TS)
     return stamps
 
