@@ -134,6 +134,15 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _pinned(model: str | None) -> str | None:
+    """The suite's model as its workers load it: a hub id pinned to the commit its task ids carry (each
+    node's hub cache could hold another); anything else as written. Planning has already refused a hub
+    id it could not pin."""
+    from dipir.guidance.registry import is_hub_id, pin_hub_model
+
+    return pin_hub_model(model) if model is not None and is_hub_id(model) else model
+
+
 def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | None = None) -> tuple[bool, int]:
     """(GPU actors?, how many): one actor per GPU when the cluster has GPUs, else one per CPU;
     never more than --workers or than there are tasks. `gpus` (--gpus): plan that many GPU actors
@@ -253,7 +262,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
         summary.workers = n
         Actor = make_actor_class(use_gpu)
-        args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
+        args = (str(run_dir), suite.to_dict()["render"], _pinned(suite.model), suite.options, os.environ.get(CRASH_ENV),
                 None if use_gpu else 1, probe, store.lock_token(run_dir))
 
         def new_actor(slot: int):

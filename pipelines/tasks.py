@@ -81,12 +81,12 @@ def render_identity(render) -> dict:
 def model_identity(model: str | None, hashes: FileHashCache | None = None) -> str | None:
     """The model part of a task id: "name@<weights hash>" for a local diffusers folder, plus
     "+prompts@<hash>" when the folder declares its own prompt set (dipir.guidance.prompts: what DiPIR
-    says to the model decides the result as much as the weights); the bare id for a hub model or
-    "tiny" (built from a fixed config)."""
+    says to the model decides the result as much as the weights); "owner/name@<commit>" for a hub model
+    (the snapshot its runs load: registry.pin_hub_model); "tiny" as it is (built from a fixed config)."""
     if model is None:
         return None
     from dipir.guidance.prompts import prompts_file
-    from dipir.guidance.registry import local_model_digest, looks_like_path, resolve_model
+    from dipir.guidance.registry import TINY, local_model_digest, looks_like_path, pin_hub_model, resolve_model
 
     if looks_like_path(model) and not Path(model).expanduser().exists():
         # Refused at planning, not as a failed row per DiPIR task. Unlike a dataset's path, a model's
@@ -97,7 +97,7 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     file_hash = (hashes or FileHashCache(None)).file
     digest = local_model_digest(model, file_hash)
     if digest is None:
-        return model
+        return model if model == TINY else pin_hub_model(model)
     prompts = prompts_file(resolve_model(model))
     return f"{model}@{digest[:16]}" + ("" if prompts is None else f"+prompts@{file_hash(prompts)[:12]}")
 

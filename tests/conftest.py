@@ -59,6 +59,15 @@ def _quiet_env():
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+@pytest.fixture
+def hub_ids(tmp_path, monkeypatch) -> Path:
+    """A local hub cache holding "some/hub-id" and "some/model-id" (planning pins a hub id to the commit
+    the cache holds: helpers.models.HUB_COMMIT)."""
+    from helpers.models import hub_cache
+
+    return hub_cache(tmp_path / "hub-cache", monkeypatch, ("some/hub-id", "some/model-id"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from helpers.models import ensure_tiny

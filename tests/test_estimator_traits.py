@@ -97,7 +97,7 @@ def test_traits_are_read_from_the_class():
     assert estimator_traits("test_estimator_traits:PlainToy") == EstimatorTraits()
 
 
-def test_a_toy_estimator_runs_as_its_traits_say(tmp_path):
+def test_a_toy_estimator_runs_as_its_traits_say(tmp_path, hub_ids):
     """Planned and run through pipelines (in-process TaskContext, no Ray): seeded per task seed,
     given the suite's model, its own folder kept as the declared subfolder and artifact."""
     from pipelines import execute
@@ -128,7 +128,7 @@ def test_a_toy_estimator_runs_as_its_traits_say(tmp_path):
     assert not np.allclose(maps[0], maps[1])  # one instance per seed
 
 
-def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
+def test_model_id_is_part_of_identity_only_for_model_users(tmp_path, hub_ids):
     from pipelines import execute
     from pipelines.suite import load_suite
     from pipelines.tasks import plan
@@ -137,13 +137,13 @@ def test_model_id_is_part_of_identity_only_for_model_users(tmp_path):
     path = _suite(tmp_path, scenes)
     data = yaml.safe_load(path.read_text())
     ids = {}
-    for model in ("a", "b"):
+    for model in ("some/hub-id", "some/model-id"):
         data["model"] = model
         path.write_text(yaml.safe_dump(data))
-        ids[model] = {(t.method, t.seed): t.task_id for t in plan(load_suite(path), tmp_path / f"run_{model}",
+        ids[model] = {(t.method, t.seed): t.task_id for t in plan(load_suite(path), tmp_path / f"run_{model[5:]}",
                                                                    execute.IDENTITY)}
-    for key in ids["a"]:
-        same = ids["a"][key] == ids["b"][key]
+    for key in ids["some/hub-id"]:
+        same = ids["some/hub-id"][key] == ids["some/model-id"][key]
         assert same == (not key[0].endswith("SeededToy")), key
 
 

@@ -55,7 +55,7 @@ def test_expansion_counts_and_unique_ids(tmp_path, scenes):
     assert {t.scene_id for t in tasks} == {"scene0", "scene1", "scene2"}
 
 
-def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes):
+def test_ids_depend_on_inputs_not_on_paths(tmp_path, scenes, hub_ids):
     ids = lambda p, run: [t.task_id for t in plan(load_suite(p), run, _IDENTITY)]  # noqa: E731
     base = ids(_suite(tmp_path, scenes), tmp_path / "run1")
     # Same scene contents elsewhere, another run folder: same ids.
@@ -115,10 +115,10 @@ def test_a_retrained_local_prior_makes_its_old_ids_stale(tmp_path, scenes, monke
 
 
 def test_a_missing_model_folder_is_the_suite_files_error_before_any_scene_is_written(tmp_path, scenes,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, hub_ids):
     """A model path that names no folder (a suite run from another directory) is one line naming the
     suite file and `model`, raised at planning instead of a failed row per DiPIR task; a hub id
-    ("owner/name") and a suite whose methods use no model are planned as before."""
+    ("owner/name") the hub cache holds and a suite whose methods use no model are planned as before."""
     monkeypatch.chdir(tmp_path)
     for model in ("runs/r20/model", "./model", str(tmp_path / "nowhere")):
         suite = _suite(tmp_path, scenes, model=model)
@@ -153,7 +153,7 @@ def test_a_run_refused_at_planning_leaves_no_run_folder(tmp_path, scenes, monkey
     assert (tmp_path / "old-run").is_dir()
 
 
-def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes):
+def test_a_method_with_its_own_model_ignores_the_suites(tmp_path, scenes, hub_ids):
     """`dipir-tiny` always runs the tiny model (traits.own_model): changing the suite's model, or
     retraining it, leaves its ids alone while DiPIR's change."""
     from pipelines.execute import uses_model

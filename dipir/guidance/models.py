@@ -14,14 +14,21 @@ exercise the same loading code as a real run. A bare name (no "/") that is a fol
 from __future__ import annotations
 
 import json
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from dipir.errors import DipirError, first_line
-from dipir.guidance.registry import PRIORS_DIR, looks_like_path, prior_names, resolve_model  # noqa: F401 (re-exported)
+from dipir.guidance.registry import (  # noqa: F401
+    PRIORS_DIR,
+    hub_commit,
+    hub_offline,
+    looks_like_path,
+    prior_names,
+    resolve_model,
+    split_revision,
+)
 from dipir.io import is_integer, publish_dir
 
 # The paper uses Stable Diffusion 2.1 (base, 512 px, ε-prediction). Stability AI withdrew the SD 2.x
@@ -61,8 +68,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def read_model_index(source: str) -> dict:
-    """`model_index.json` of a local folder or a hub id (downloaded or from the hub cache)."""
+def read_model_index(source: str, revision: str | None = None) -> dict:
+    """`model_index.json` of a local folder or a hub id at `revision` (downloaded or from the hub cache)."""
     local = Path(source)
     if local.is_dir():
         from dipir.io import read_json_object
@@ -70,7 +77,7 @@ def read_model_index(source: str) -> dict:
         return read_json_object(local / "model_index.json", "a diffusers model_index.json (an object)")
     from diffusers import DiffusionPipeline
 
-    return dict(DiffusionPipeline.load_config(source))
+    return dict(DiffusionPipeline.load_config(source, revision=revision))
 
 
 def is_pixel_index(index: dict) -> bool:
@@ -104,8 +111,7 @@ def check_loaded(unet, scheduler, where: str | Path) -> None:
 
 
 def _load_error(err: Exception, model: str) -> DipirError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    why = "offline (HF_HUB_OFFLINE is set)" if offline else "it could not be downloaded"
+    why = "offline (HF_HUB_OFFLINE is set)" if hub_offline() else "it could not be downloaded"
     return DipirError(f"cannot load diffusion model: weights not on disk and {why}; "
                       f"write a tiny one with `dipir model tiny DIR` or pass a local folder ({first_line(err, 160)})",
                       model, "model")
@@ -113,7 +119,8 @@ def _load_error(err: Exception, model: str) -> DipirError:
 
 def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
                   dtype: str | torch.dtype = "float32"):
-    """A frozen diffusers pipeline from a local folder, a hub id or a shipped prior's name: a
+    """A frozen diffusers pipeline from a local folder, a hub id ("owner/name[@revision]": the commit the
+    local hub cache holds for it, downloaded only when it holds none) or a shipped prior's name: a
     `StableDiffusionPipeline` for latent models, the class `model_index.json` names (IFPipeline) for
     pixel-space ones (`pipe.vae` is then absent; see `spaces.model_space`).
 
@@ -124,7 +131,7 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
 
     torch_dtype = resolve_dtype(dtype)
     model = resolve_model(model)
-    local = Path(model).expanduser()
+    local, revision = Path(model).expanduser(), None
     if local.exists():
         if not (local / "model_index.json").is_file():
             raise DipirError("not a diffusers pipeline folder (no model_index.json)", local, "model")
@@ -132,18 +139,21 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
     elif looks_like_path(model):
         raise DipirError("model folder does not exist", model, "model")
     else:
-        source = model
+        source, revision = split_revision(model)
+        # The cached commit, not the hub's newest: what planning pinned the task ids to (registry.pin_hub_model).
+        revision = hub_commit(source, revision) or revision
     # diffusers 0.42 renamed `torch_dtype` to `dtype`; older releases only know the former.
     major_minor = tuple(int(x) for x in diffusers.__version__.split(".")[:2])
     dtype_kw = {("dtype" if major_minor >= (0, 42) else "torch_dtype"): torch_dtype}
     try:
         with _quiet_hub_downloads():
-            index = read_model_index(source)
+            hub_kw = {} if revision is None else {"revision": revision}
+            index = read_model_index(source, **hub_kw)
             if is_pixel_index(index):
-                pipe = _load_pixel(source, index, dtype_kw)
+                pipe = _load_pixel(source, index, {**dtype_kw, **hub_kw})
             else:
                 pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-                    source, safety_checker=None, requires_safety_checker=False, **dtype_kw)
+                    source, safety_checker=None, requires_safety_checker=False, **dtype_kw, **hub_kw)
     except DipirError:
         raise
     except Exception as err:
@@ -155,6 +165,9 @@ def load_pipeline(model: str = DEFAULT_MODEL, device: str | None = None,
             raise _load_error(err, model) from err
         raise
     check_loaded(pipe.unet, pipe.scheduler, local if local.exists() else model)
+    if not local.exists():
+        commit = hub_commit(source, revision)
+        pipe._dipir_hub_key = f"{source}@{commit}" if commit else model  # model_fingerprint's key
     for name in ("unet", "vae", "text_encoder"):
         module = getattr(pipe, name, None)
         if module is not None:
@@ -176,7 +189,7 @@ def _quiet_hub_downloads():
         yield
 
 
-def _load_pixel(source: str, index: dict, dtype_kw: dict):
+def _load_pixel(source: str, index: dict, load_kw: dict):
     """A pixel-space pipeline: each component by the class `model_index.json` names (diffusers'
     own loader); the IF safety checker and watermarker are not needed to judge images."""
     import inspect
@@ -196,7 +209,7 @@ def _load_pixel(source: str, index: dict, dtype_kw: dict):
     before = dlog.get_verbosity()
     dlog.set_verbosity_error()  # IFPipeline's annotations say T5; a CLIP text encoder is fine here
     try:
-        pipe = cls.from_pretrained(source, **off, **dtype_kw)
+        pipe = cls.from_pretrained(source, **off, **load_kw)
     finally:
         dlog.set_verbosity(before)
     for name in ("unet", "text_encoder", "tokenizer", "scheduler"):
@@ -213,11 +226,14 @@ def _load_pixel(source: str, index: dict, dtype_kw: dict):
 def model_fingerprint(pipe) -> str:
     """What identifies a pipeline's weights in cache keys (LoRAs, concept images): for a local folder
     the content digest that task ids and prior checks use (`registry.local_model_digest`), so a copy
-    or a fresh clone of the same weights hits the cache and rewritten weights miss it; otherwise the
-    hub id."""
+    or a fresh clone of the same weights hits the cache and rewritten weights miss it; for a hub model
+    "owner/name@<commit>", so a LoRA trained on an older snapshot is not reused."""
     from dipir.guidance.registry import local_model_digest
     from dipir.hashing import process_file_hashes
 
+    hub = getattr(pipe, "_dipir_hub_key", None)
+    if hub is not None:
+        return hub
     name = str(pipe.name_or_path)
     if Path(name).is_dir():
         digest = local_model_digest(name, file_hash=process_file_hashes().file)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from dipir.errors import DipirError
+from dipir.guidance.registry import TINY as TINY_MODEL
 from dipir.optim.config import DipirConfig
 from dipir.optim.losses import consistency_loss, fuse, fusion_alpha, pixel_loss, reg_loss
 from dipir.optim.outputs import OutputWriter
@@ -341,9 +342,6 @@ def build_guidance(pipe, cfg: DipirConfig, scene: Scene, width: int, height: int
     kind = g.kind if g.kind in ("lds", "sds") else "lds"  # dataset-update only uses `denoise`
     gcfg = dataclasses.replace(g, kind=kind, use_lora=cfg.uses_lora(), seed=cfg.seed)
     return Guidance(pipe, gcfg, scene.object.cls, scene_fields(scene))
-
-
-TINY_MODEL = "tiny"
 
 
 def default_cache_dir() -> Path:

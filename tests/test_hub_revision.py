@@ -1,0 +1,56 @@
+"""A hub id means one commit of the local hub cache: task ids carry it, loads ask for it, LoRA caches key
+on it. An updated repository (a new refs/main) is new tasks, not old results kept current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+C1, C2 = "1" * 40, "2" * 40
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    """Two commits of "acme/tiny" with different weights; refs/main names the first."""
+    from helpers.models import hub_cache
+
+    return hub_cache(tmp_path / "hub", monkeypatch, snapshots={("acme/tiny", C1): 0, ("acme/tiny", C2): 1}) \
+        / "models--acme--tiny"
+
+
+def test_task_ids_follow_the_cached_commit(hub_cache):
+    from pipelines.tasks import model_identity
+
+    assert model_identity("acme/tiny") == f"acme/tiny@{C1}"
+    (hub_cache / "refs" / "main").write_text(C2)  # the repository was updated and downloaded again
+    assert model_identity("acme/tiny") == f"acme/tiny@{C2}"
+    assert model_identity(f"acme/tiny@{C1}") == f"acme/tiny@{C1}"  # pinned by the suite
+
+
+def test_load_asks_for_the_pinned_commit(hub_cache):
+    import torch
+
+    from dipir.guidance.models import load_pipeline, model_fingerprint
+
+    old = load_pipeline(f"acme/tiny@{C1}", device="cpu")
+    (hub_cache / "refs" / "main").write_text(C2)
+    new = load_pipeline("acme/tiny", device="cpu")
+    assert model_fingerprint(old) == f"acme/tiny@{C1}" and model_fingerprint(new) == f"acme/tiny@{C2}"
+    w_old, w_new = (next(p.unet.parameters()) for p in (old, new))
+    assert not torch.equal(w_old, w_new)  # each snapshot's own weights, not whichever the hub has now
+    again = load_pipeline(f"acme/tiny@{C1}", device="cpu")
+    assert torch.equal(next(again.unet.parameters()), w_old)
+
+
+def test_uncached_hub_model_is_refused_at_planning(hub_cache, tmp_path):
+    from dipir.errors import DipirError
+    from pipelines.tasks import model_identity
+
+    with pytest.raises(DipirError) as err:
+        model_identity("acme/missing")
+    assert err.value.field == "model" and "acme/missing" in str(err.value) and "HF_HUB_OFFLINE" in str(err.value)
+    (hub_cache / "refs" / "main").write_text("not a commit")
+    with pytest.raises(DipirError, match="not in the local hub cache"):
+        model_identity("acme/tiny")
+    assert model_identity("tiny") == "tiny"  # the fixed-config test model is not a hub id
