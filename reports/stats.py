@@ -125,7 +125,8 @@ def _resamples(x, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray | None
 
 
 def _degenerate_ci(x: np.ndarray) -> tuple[float, float]:
-    return (float(x[0]), float(x[0])) if len(x) else (float("nan"), float("nan"))
+    # One value has no spread to resample: its interval is unknown, not exact (shown as [–, –]).
+    return (float("nan"), float("nan"))
 
 
 def bootstrap_mean_ci(x, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:

@@ -122,9 +122,10 @@ class Store:
         return cache[task_id]
 
 
-def _rows_from_task_folders(run: Path) -> tuple[pd.DataFrame, list[str]]:
+def _rows_from_task_folders(run: Path, stale: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The results table rebuilt from RUN/tasks/*/result.json as the pipeline builds it (a result that
-    does not read back has no row: its task is pending), and why each such result.json was left out."""
+    does not read back has no row: its task is pending), and why each such result.json was left out.
+    `stale`: the results.parquet found out of date, named in the error when no task is left."""
     results, unreadable = [], []
     for path in sorted((run / schema.TASKS).glob(f"*/{schema.RESULT}")):
         try:
@@ -135,19 +136,24 @@ def _rows_from_task_folders(run: Path) -> tuple[pd.DataFrame, list[str]]:
             unreadable.append(f"{path.relative_to(run)}: cannot read ({err.strerror})")
     if not results:
         why = f" ({len(unreadable)} do not read back; the first: {unreadable[0]})" if unreadable else ""
+        if stale is not None:
+            raise DipirError(f"no task with a readable result.json{why}; results.parquet is out of date (its "
+                             f"{len(stale)} rows are no longer in tasks/: set aside or removed), not reported", run)
         raise DipirError(f"no results.parquet and no task with a readable result.json{why}: is this a run folder?", run)
     return schema.results_frame(results), unreadable
 
 
 def _table_is_current(run: Path, parquet: Path, df: pd.DataFrame) -> bool:
     """The parquet lists exactly the finished task folders and is newer than every result.json
-    (no task folders at all: the table is all there is)."""
+    (no tasks folder at all: the table is all there is). A tasks folder with no result in it and a
+    parquet with rows is a stale table: a run that set every old task aside (its suite changed) and
+    was killed before it rewrote the parquet left it."""
     done = {}
     for path in (run / schema.TASKS).glob(f"*/{schema.RESULT}"):
         with contextlib.suppress(OSError):
             done[path.parent.name] = path.stat().st_mtime_ns
     if not done:
-        return True
+        return not (run / schema.TASKS).is_dir() or df.empty
     if "task_id" not in df.columns or set(df["task_id"].astype(str)) != set(done):
         return False
     return max(done.values()) <= parquet.stat().st_mtime_ns
@@ -158,16 +164,16 @@ def load_store(run: str | Path) -> Store:
     if not run.is_dir():
         raise DipirError("run folder not found", run)
     parquet = run / schema.RESULTS
-    df, unreadable = None, []
+    df, unreadable, stale = None, [], None
     if parquet.exists():
         try:
             df = pd.read_parquet(parquet)
         except Exception as err:  # pyarrow raises several types for a corrupt file
             raise DipirError(f"cannot read parquet: {err}", parquet) from err
         if not _table_is_current(run, parquet, df):
-            df = None
+            stale, df = df, None
     if df is None:
-        df, unreadable = _rows_from_task_folders(run)
+        df, unreadable = _rows_from_task_folders(run, stale)
         parquet = run / "tasks"
     for col in REQUIRED:
         if col not in df.columns:

@@ -48,7 +48,9 @@ class TableConfig:
     seed: int = 0
     confidence: float = 0.95
     main_label: str = DIPIR  # the DiPIR preset the pairwise tables compare against everyone
-    reference_methods: tuple[str, ...] = ("oracle",)  # shown, never bolded (they use GT lighting)
+    # Shown, never bolded: they use the ground truth. A method name or a "method:preset" label; DiPIR's
+    # presets that use it (dipir.optim.presets.GROUND_TRUTH_PRESETS) always count.
+    reference_methods: tuple[str, ...] = ("oracle",)
     # Metrics also summarised by their median (heavy-tailed: a sun found on the wrong side is off by
     # ~180°, so a mean mixes "how often" with "how far").
     median_metrics: tuple[str, ...] = ("light_dir_err_deg", "light_azimuth_err_deg", "light_elevation_err_deg",
@@ -56,11 +58,14 @@ class TableConfig:
 
 
 def decimals_for(values) -> int:
-    """Decimals that give about 3 significant digits for the largest |value| of a column."""
+    """Decimals that give every nonzero |value| of a column at least 3 significant digits (at most 6
+    decimals). From the largest value alone, 10.6 and 11.4 beside a 108 both showed as 11 and both
+    were bolded, while the sign test said one won every scene."""
     v = np.abs(np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float))
-    if len(v) == 0 or v.max() == 0:
+    v = v[v > 0]
+    if len(v) == 0:
         return 3
-    return int(min(6, max(0, 2 - math.floor(math.log10(v.max())))))
+    return int(min(6, max(0, 2 - math.floor(math.log10(v.min())))))
 
 
 def fmt(v: float | None, d: int) -> str:
@@ -77,16 +82,29 @@ def fmt_p(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def is_reference(label: str, cfg: TableConfig) -> bool:
+    """Whether a row uses the ground truth (an upper bound to read against, never the best)."""
+    from dipir.optim.presets import GROUND_TRUTH_PRESETS
+
+    method, _, preset = label.partition(":")
+    return (method in cfg.reference_methods or label in cfg.reference_methods
+            or method == DIPIR and preset in GROUND_TRUTH_PRESETS)
+
+
+def reference_labels(labels, cfg: TableConfig) -> list[str]:
+    return [lab for lab in dict.fromkeys(labels) if is_reference(lab, cfg)]
+
+
 def label_order(labels, cfg: TableConfig) -> list[str]:
     """DiPIR's main preset, its ablations, the baselines, then the reference methods."""
     def key(label: str):
         method = label.split(":")[0]
         if label == cfg.main_label:
             rank = 0
+        elif is_reference(label, cfg):
+            rank = 3
         elif method == DIPIR:
             rank = 1
-        elif method in cfg.reference_methods:
-            rank = 3
         else:
             rank = 2
         return (rank, label)
@@ -115,23 +133,28 @@ def _inf_note(values) -> list[str]:
             "values holding +∞ is +∞, and each CI bound is a bootstrap quantile with ∞ kept as ∞."]
 
 
-def _label_stats(done: pd.DataFrame, labels: list[str], metrics: list[str], cfg: TableConfig, center, ci) -> dict:
-    """(label, metric) -> (statistic, CI low, CI high, n with a value, n done) over the done tasks of
-    each label; `center` is the statistic (mean or median), `ci` its bootstrap CI."""
+def _label_stats(done: pd.DataFrame, wide: pd.DataFrame, labels: list[str], metrics: list[str], cfg: TableConfig,
+                 center, ci) -> dict:
+    """(label, metric) -> (statistic, CI low, CI high, n scenes with a value, n scenes done) over the
+    scenes of each label, a scene's value being the mean over its seeds (`wide`: `scene_means`
+    unstacked); `center` is the statistic (mean or median), `ci` its bootstrap CI, resampling scenes.
+    Seeds of a scene are not more scenes: resampling tasks made the CI of 4 scenes × 10 seeds about 3
+    times too narrow. With one seed a scene's value is its task's."""
     stats = {}
     for label in labels:
-        g = done[done["label"] == label]
+        n_done = done.loc[done["label"] == label, "scene_id"].nunique()
         for m in metrics:
-            x = g[f"metric.{m}"].to_numpy(dtype=float)
+            col = (f"metric.{m}", label)
+            x = wide[col].to_numpy(dtype=float) if col in wide else np.zeros(0)
             x = x[~np.isnan(x)]
             lo, hi = ci(x, cfg.n_boot, cfg.confidence, cfg.seed)
-            stats[(label, m)] = (center(x), lo, hi, len(x), len(g))
+            stats[(label, m)] = (center(x), lo, hi, len(x), n_done)
     return stats
 
 
 def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[Table]:
     """Per dataset and metric group (see metrics_meta.GROUPS): rows are methods (× preset),
-    columns each metric's mean with a bootstrap CI over tasks and the n used. detail=False gives
+    columns each metric's mean with a bootstrap CI over scenes and the n used. detail=False gives
     the headline groups, the first table of a dataset (key `metrics_<dataset>`) also holding the
     task counts; detail=True the appendix groups (the per-sphere breakdown)."""
     out = []
@@ -145,8 +168,9 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
         groups = metric_groups(store, metrics, detail)
         if not detail and not groups:
             groups = [(None, [])]  # still one table: the task counts
-        stats = _label_stats(done, labels, [m for _, ms in groups for m in ms], cfg, mean_with_inf, bootstrap_mean_ci)
         paired = scene_means(store, dataset).unstack("label")
+        stats = _label_stats(done, paired, labels, [m for _, ms in groups for m in ms], cfg, mean_with_inf,
+                             bootstrap_mean_ci)
         for gi, (group, ms) in enumerate(groups):
             counts = gi == 0 and not detail
             rows = []
@@ -160,12 +184,11 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
                 rows.append(row)
             reversed_notes = [n for m in ms for n in _metric_column(store, cfg, m, labels, stats, rows, paired)]
             notes = [
-                f"Mean over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
-                f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value; "
-                "'n/a' = done tasks whose metric was unavailable.",
-                "Best value per column in bold (↓ lower is better, ↑ higher is better)"
-                + (f"; {', '.join(cfg.reference_methods)} uses ground-truth lighting and is never bolded."
-                   if cfg.reference_methods else "."),
+                f"Mean over scenes with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
+                f"({cfg.n_boot} resamples of scenes, seed {cfg.seed}); a scene with several seeds counts "
+                "once, as the mean over its done seeds; n = scenes with a value ([–, –] for one); "
+                "'n/a' = scenes done whose metric was unavailable.",
+                _bold_note(labels, cfg),
                 TIED_NOTE, *reversed_notes,
                 *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)]),
             ]
@@ -195,7 +218,7 @@ def metric_tables(store: Store, cfg: TableConfig, detail: bool = False) -> list[
 
 def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
     """Per dataset: the median of each of `cfg.median_metrics` that has values, with a percentile
-    bootstrap CI over tasks and the n used (key `medians_<dataset>`)."""
+    bootstrap CI over scenes and the n used (key `medians_<dataset>`)."""
     out = []
     df = store.tasks
     for dataset in sorted(df["dataset"].unique()):
@@ -206,16 +229,17 @@ def median_tables(store: Store, cfg: TableConfig) -> list[Table]:
         if not ms:
             continue
         labels = label_order(d["label"], cfg)
-        stats = _label_stats(done, labels, ms, cfg, median_with_inf, bootstrap_median_ci)
         paired = scene_means(store, dataset).unstack("label")
+        stats = _label_stats(done, paired, labels, ms, cfg, median_with_inf, bootstrap_median_ci)
         rows = [[Cell(label)] for label in labels]
         reversed_notes = [n for m in ms for n in _metric_column(store, cfg, m, labels, stats, rows, paired)]
         out.append(Table(
             key=f"medians_{_slug(dataset)}", title=f"Medians — {dataset}",
             columns=["method", *[metric_header(store, m) for m in ms]], rows=rows,
-            notes=[f"Median over done tasks with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
-                   f"({cfg.n_boot} resamples of tasks, seed {cfg.seed}); n = tasks with a value. Best value "
-                   "per column in bold, as in the mean tables.", TIED_NOTE, *reversed_notes,
+            notes=[f"Median over scenes with a {int(cfg.confidence * 100)}% percentile bootstrap CI "
+                   f"({cfg.n_boot} resamples of scenes, seed {cfg.seed}); a scene with several seeds counts once, "
+                   "as the mean over its done seeds; n = scenes with a value. Best value per column in bold, as "
+                   "in the mean tables.", TIED_NOTE, *reversed_notes,
                    *_inf_note([stats[(lab, m)][k] for lab in labels for m in ms for k in (0, 1, 2)])]))
     return out
 
@@ -226,6 +250,13 @@ TIED_NOTE = ("Underlined: not shown worse than a bold value by a two-sided sign 
              "test shows better than all others.")
 
 
+def _bold_note(labels, cfg: TableConfig) -> str:
+    refs = reference_labels(labels, cfg)
+    return ("Best value per column in bold (↓ lower is better, ↑ higher is better)"
+            + (f"; {', '.join(refs)} use{'s' * (len(refs) == 1)} the ground truth and {'is' if len(refs) == 1 else 'are'} "
+               "never bolded." if refs else "."))
+
+
 def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], stats: dict,
                    rows: list[list[Cell]], paired: pd.DataFrame) -> list[str]:
     """Append metric m's cell to each row: the statistic (mean or median), CI, n; the best
@@ -233,8 +264,10 @@ def _metric_column(store: Store, cfg: TableConfig, m: str, labels: list[str], st
     few scenes a single best in bold would claim more than the data show). Returns a note for each
     method that beats the bold one on the scenes both have: the bold statistic is over other tasks
     (e.g. the bold method failed the hard scenes), and the table must not read as its win."""
-    dec = decimals_for([stats[(lab, m)][0] for lab in labels])
-    eligible = [lab for lab in labels if lab.split(":")[0] not in cfg.reference_methods
+    # Digits for the rows that compete (an oracle's near-zero error would give every cell six decimals).
+    competing = [lab for lab in labels if not is_reference(lab, cfg)] or labels
+    dec = decimals_for([stats[(lab, m)][0] for lab in competing])
+    eligible = [lab for lab in labels if not is_reference(lab, cfg)
                 and stats[(lab, m)][3] > 0 and not np.isnan(stats[(lab, m)][0])]
     best, bold_labels = None, []
     if eligible:

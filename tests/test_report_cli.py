@@ -166,6 +166,25 @@ def test_a_stale_parquet_is_not_reported_as_current(tmp_path):
     assert "zz-new-task" in set(load_store(run).tasks["task_id"])
 
 
+def test_a_parquet_whose_tasks_were_all_set_aside_is_not_reported(tmp_path):
+    """A suite changed: the next run moves every old task folder to stale/ and is killed before it
+    rewrites results.parquet. The old rows must not read as the run's results."""
+    import shutil
+
+    from dipir.errors import DipirError
+    from reports.store import load_store
+
+    run = write_fixture_store(tmp_path / "run")
+    n = len(pd.read_parquet(run / "results.parquet"))
+    (run / "stale").mkdir()
+    for folder in list((run / "tasks").iterdir()):
+        shutil.move(folder, run / "stale" / folder.name)
+    with pytest.raises(DipirError, match=f"results.parquet is out of date \\(its {n} rows"):
+        load_store(run)
+    shutil.rmtree(run / "tasks")  # no tasks folder at all: the table is all there is (a copied parquet)
+    assert len(load_store(run).tasks) == n
+
+
 def test_a_result_that_does_not_read_back_is_left_out_and_named(tmp_path):
     """A task folder whose result.json is cut short (a crash mid-write) is a pending task to the pipeline,
     which leaves it out of results.parquet: the report uses the readable results and names the file,

@@ -48,6 +48,8 @@ def _build(overrides: dict[str, object]) -> DipirConfig:
 
 
 PRESETS: dict[str, DipirConfig] = {name: _build(o) for name, o in PRESET_OVERRIDES.items()}
+# Presets that read the ground truth (an upper bound, not an estimator): reports never rank them best.
+GROUND_TRUTH_PRESETS = frozenset(name for name, cfg in PRESETS.items() if cfg.guidance.kind == "oracle")
 
 
 def get_preset(name: str) -> DipirConfig:
