@@ -261,3 +261,28 @@ def test_emissive_object_still_reflects_the_env_map(box_scene):
     glow = r.render(env, seed=1, material={"emission": torch.full((3,), 0.25)}).fg
     inside = r.mask[..., 0] > 0
     torch.testing.assert_close(glow[inside], plain[inside] + 0.25)
+
+
+@pytest.mark.parametrize("intrinsics", [None, (80.0, 80.0, 40.0, 30.0)])
+def test_a_render_of_another_aspect_is_stretched_as_the_background(tmp_path, intrinsics):
+    """A 96 × 64 scene rendered at 64 × 64 or 96 × 32: the background is resized per axis, so the object
+    must land where the native projection lands scaled the same way (Mitsuba's pinhole has square
+    pixels: rendered straight at that size, it was cropped or misplaced against the photo). Gradients
+    still reach the env map through the resampling."""
+    scene = make_scene(tmp_path, size=(96, 64), intrinsics=intrinsics)
+    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (0.0, 1.0) for z in (-0.5, 0.5)])
+    native = project(scene, corners, 96, 64)
+    for w, h in [(64, 64), (96, 32)]:
+        r = InsertionRenderer(scene, RenderConfig(width=w, height=h, spp=4, envmap_height=8, envmap_width=16))
+        m = r.mask.numpy()[..., 0]
+        assert m.shape == (h, w)
+        uv = native * [w / 96, h / 64]
+        lo, hi = uv.min(0), uv.max(0)
+        ys, xs = np.nonzero(m > 0.5)
+        assert abs(xs.min() - lo[0]) <= 1.5 and abs(xs.max() + 1 - hi[0]) <= 1.5, (w, h, xs.min(), xs.max(), lo, hi)
+        assert abs(ys.min() - lo[1]) <= 1.5 and abs(ys.max() + 1 - hi[1]) <= 1.5, (w, h, ys.min(), ys.max(), lo, hi)
+        env = torch.full((8, 16, 3), 0.5, requires_grad=True)
+        out = r.render(env, seed=1)
+        assert out.fg.shape == (h, w, 3) and out.shadow_ratio.shape == (h, w, 3)
+        (out.fg.sum() + out.shadow_ratio.sum()).backward()
+        assert env.grad is not None and env.grad.abs().sum() > 0

@@ -91,6 +91,21 @@ def pad_envmap(env):
     return np.concatenate([env[:, -1:], env, env[:, :1]], axis=1)
 
 
+def film_size(camera: Camera, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of a film with square pixels that covers what `camera` resized to width × height
+    sees: that size itself when its pixels stay square, else one side grown (never shrunk) until they
+    are. A render size of another aspect than the scene's stretches the background on one axis;
+    Mitsuba's pinhole has square pixels, so it renders this film and the result is resampled to the
+    requested size, stretched as the background is (rendered straight at that size, the object and
+    its shadow were misplaced against the photo: a 96 × 64 scene at 64 × 64 put the object 4 % of the
+    width off)."""
+    K = camera.resized(width, height).K()
+    r = K[0, 0] / K[1, 1]  # a pixel's height over its width, in angle
+    if abs(r - 1) <= 1e-3:
+        return width, height
+    return (max(1, round(width / r)), height) if r < 1 else (width, max(1, round(height * r)))
+
+
 def _sensor_dict(mi, cam: Camera, spp: int) -> dict:
     """Mitsuba perspective sensor for a pinhole camera. Intrinsics become a vertical fov (from f_y;
     Mitsuba's perspective camera has square pixels, so f_x is not used) and principal-point offsets
@@ -164,7 +179,9 @@ class InsertionRenderer:
 
         self.dr = dr
         self.scene = scene
-        self.camera = scene.camera.resized(cfg.width, cfg.height)
+        self.camera = scene.camera.resized(cfg.width, cfg.height)  # the output's (its pixels may not be square)
+        self.film = film_size(scene.camera, cfg.width, cfg.height)  # what Mitsuba renders: square pixels
+        self.film_camera = film_camera = scene.camera.resized(*self.film)
         self.mesh = mesh if mesh is not None else load_object_mesh(scene.object)
         self.to_world = object_to_world(scene.object, scene.plane)
         self.device = torch.device("cuda") if mi.variant().startswith("cuda") else torch.device("cpu")
@@ -174,7 +191,7 @@ class InsertionRenderer:
         fg_dict = {
             "type": "scene",
             "integrator": {"type": "prb", "max_depth": cfg.max_depth + 1, "hide_emitters": True},
-            "sensor": _sensor_dict(mi, self.camera, cfg.spp),
+            "sensor": _sensor_dict(mi, film_camera, cfg.spp),
             "env": {"type": "envmap", "bitmap": blank},
         }
         if cfg.with_object:
@@ -190,7 +207,7 @@ class InsertionRenderer:
         sh_dict = {
             "type": "scene",
             "integrator": {"type": "prb", "max_depth": 2, "hide_emitters": True},
-            "sensor": _sensor_dict(mi, self.camera, cfg.spp),
+            "sensor": _sensor_dict(mi, film_camera, cfg.spp),
             "env": {"type": "envmap", "bitmap": blank},
             "plane": self.plane,
         }
@@ -203,6 +220,16 @@ class InsertionRenderer:
         self._sampler = mi.load_dict({"type": "independent"})
         self._scene_plane = None  # built on demand by render_separately
         self.mask = self._render_mask(cfg.mask_spp_sqrt, seed=0)
+
+    def _to_output(self, t: torch.Tensor) -> torch.Tensor:
+        """(film h, film w, C) → (h, w, C): linear resampling (antialiased where it shrinks) of
+        per-pixel means, differentiable; the identity when the film is the output."""
+        h, w = self.cfg.height, self.cfg.width
+        if tuple(t.shape[:2]) == (h, w):
+            return t
+        x = t.permute(2, 0, 1)[None]
+        y = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        return y[0].permute(1, 2, 0)
 
     # -- scene pieces ----------------------------------------------------------------------------
     def _mi_mesh(self, name: str, with_bsdf: bool):
@@ -234,8 +261,8 @@ class InsertionRenderer:
     # -- primary rays ----------------------------------------------------------------------------
     def _camera_rays(self, spp: int, seed: int, stratified_sqrt: int | None = None):
         """One ray per sample, samples of a pixel consecutive. Returns (ray, pixel index, sampler)."""
-        mi, dr, cfg = self.mi, self.dr, self.cfg
-        w, h = cfg.width, cfg.height
+        mi, dr = self.mi, self.dr
+        w, h = self.film
         n = w * h * spp
         sampler = self._sampler
         sampler.seed(dr.opaque(mi.UInt32, seed) if not isinstance(seed, mi.UInt32) else seed, n)
@@ -258,20 +285,21 @@ class InsertionRenderer:
         spp = sqrt_spp * sqrt_spp
         if self.obj_sh is None:
             return torch.zeros(cfg.height, cfg.width, 1, device=self.device)
+        w, h = self.film
         with dr.suspend_grad():
             ray, pix, _ = self._camera_rays(spp, seed, stratified_sqrt=sqrt_spp)
             si = self.scene_sh.ray_intersect(ray)
             hit = si.is_valid() & (si.shape == mi.ShapePtr(self.obj_sh))
-            acc = dr.zeros(mi.Float, cfg.width * cfg.height)
+            acc = dr.zeros(mi.Float, w * h)
             dr.scatter_reduce(dr.ReduceOp.Add, acc, dr.select(hit, 1.0 / spp, 0.0), pix)
-            m = np.array(acc, dtype=np.float32).reshape(cfg.height, cfg.width, 1)
-        return torch.from_numpy(np.clip(m, 0, 1)).to(self.device)
+            m = np.array(acc, dtype=np.float32).reshape(h, w, 1)
+        return self._to_output(torch.from_numpy(np.clip(m, 0, 1)).to(self.device)).clamp(0, 1)
 
     # -- the shadow estimator --------------------------------------------------------------------
     def _shadow_pass(self, spp: int, seed):
         """Numerator and denominator of β as flat (h·w·3) Float arrays (differentiable w.r.t. the
         shadow env map via plain AD). See the module docstring."""
-        mi, dr, cfg = self.mi, self.dr, self.cfg
+        mi, dr = self.mi, self.dr
         ray, pix, sampler = self._camera_rays(spp, seed)
         si = self.scene_sh.ray_intersect(ray)
         on_plane = si.is_valid() & (si.shape == mi.ShapePtr(self.plane))
@@ -304,7 +332,7 @@ class InsertionRenderer:
 
         den = dr.select(on_plane, c_e + c_b, 0.0)
         num = dr.select(on_plane, dr.select(vis_e, c_e, 0.0) + dr.select(vis_b, c_b, 0.0), 0.0)
-        npx = cfg.width * cfg.height
+        npx = self.film[0] * self.film[1]
         num_acc = dr.zeros(mi.Float, npx * 3)
         den_acc = dr.zeros(mi.Float, npx * 3)
         for c in range(3):  # per-pixel means
@@ -351,7 +379,7 @@ class InsertionRenderer:
         env_shadow = env_fg if env_shadow is None else self._check_env(env_shadow, "env_shadow")
         mat_keys = list(material.keys()) if material else []
         mat_vals = self._material_tensors(material)
-        h, w = cfg.height, cfg.width
+        w, h = self.film
 
         @dr.wrap(source="torch", target="drjit")
         def _render(env_fg_pad, env_sh_pad, *mat):
@@ -373,7 +401,7 @@ class InsertionRenderer:
             return fg, mi.TensorXf(num, (h, w, 3)), mi.TensorXf(den, (h, w, 3))
 
         fg, num, den = _render(pad_envmap(env_fg), pad_envmap(env_shadow), *mat_vals)
-        out = self._finish(fg, num, den, self.mask)
+        out = self._finish(*map(self._to_output, (fg, num, den)), self.mask)
         if "emission" in mat_keys:
             # Emission is the radiance the camera sees leaving the object, added to fg here. It is not
             # a Mitsuba area emitter: with hide_emitters, Mitsuba ends every camera path whose first
@@ -403,7 +431,7 @@ class InsertionRenderer:
             self._scene_plane = mi.load_dict({
                 "type": "scene",
                 "integrator": {"type": "prb", "max_depth": 2, "hide_emitters": True},
-                "sensor": _sensor_dict(mi, self.camera, cfg.spp),
+                "sensor": _sensor_dict(mi, self.film_camera, cfg.spp),
                 "env": {"type": "envmap", "bitmap": mi.Bitmap(np.full((cfg.envmap_height, cfg.envmap_width, 3), 0.5, dtype=np.float32))},
                 "plane": self._plane_dict(),
             })
@@ -418,9 +446,9 @@ class InsertionRenderer:
                 return mi.render(scene, params, seed=_seed(seed), seed_grad=_seed(seed, _GRAD_SEED_OFFSET), spp=spp)
             return _r
 
-        fg = one(self.scene_fg, self.params_fg)(pad_envmap(env_fg))
-        num = one(self.scene_sh, self.params_sh)(pad_envmap(env_shadow))
-        den = one(self._scene_plane, self._params_plane)(pad_envmap(env_shadow))
+        fg, num, den = (self._to_output(t) for t in (one(self.scene_fg, self.params_fg)(pad_envmap(env_fg)),
+                                                      one(self.scene_sh, self.params_sh)(pad_envmap(env_shadow)),
+                                                      one(self._scene_plane, self._params_plane)(pad_envmap(env_shadow))))
         mask = self._render_mask(int(round(math.sqrt(spp))) or 1, _seed(seed))
         # Pixels where the object is seen: the plane-only render still sees the plane there.
         den = torch.where(mask > 0, torch.zeros_like(den), den)

@@ -76,12 +76,17 @@ class Camera:
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
 
     def resized(self, width: int, height: int) -> "Camera":
-        """The same camera rendering at another resolution (intrinsics scale with it)."""
-        intr = None
-        if self.intrinsics is not None:
-            sx, sy = width / self.width, height / self.height
-            fx, fy, cx, cy = self.intrinsics
-            intr = (fx * sx, fy * sy, cx * sx, cy * sy)
+        """The same camera rendering at another resolution (intrinsics scale with it: the image is
+        stretched, as a resized photo is). A field-of-view camera taken to another aspect becomes
+        intrinsics, since its form can only say square pixels (it would crop where the photo stretches)."""
+        sx, sy = width / self.width, height / self.height
+        intr = self.intrinsics
+        if intr is None and (width, height) != (self.width, self.height) and abs(sx - sy) > 1e-12:
+            K = self.K()
+            intr = (K[0, 0], K[1, 1], K[0, 2], K[1, 2])
+        if intr is not None:
+            fx, fy, cx, cy = intr
+            intr = (float(fx * sx), float(fy * sy), float(cx * sx), float(cy * sy))
         return dataclasses.replace(self, width=width, height=height, intrinsics=intr)
 
     def to_dict(self) -> dict:
