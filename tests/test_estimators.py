@@ -194,3 +194,15 @@ def test_sunsky_with_no_sky_in_view_falls_back_to_a_prior(tmp_path):
     sun = np.asarray(light.extras["sun_direction"])
     assert sun[1] == pytest.approx(np.sqrt(0.5), abs=1e-6) and sun[2] < 0  # 45° up, behind the camera
     assert np.isfinite(light.envmap).all() and light.envmap.max() > 0
+
+
+def test_finalize_clamps_small_negatives_and_keeps_non_finite_values():
+    """Ringing below 0 (sh2's fit) is clamped; NaN / inf are a broken estimate that `check_result`
+    must see, not black light."""
+    from dipir.estimators.common import finalize
+
+    env = np.array([[[-1e-4, 0.5, 2.0], [np.nan, np.inf, -np.inf]]], np.float64)
+    out = finalize(env)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out[0, 0], np.float32([0.0, 0.5, 2.0]))
+    assert np.isnan(out[0, 1, 0]) and out[0, 1, 1] == np.inf and out[0, 1, 2] == -np.inf

@@ -51,22 +51,40 @@ def test_psnr_hand_computed():
 def test_angular_error_hand_computed():
     p = _img([[[1, 0, 0], [1, 1, 1], [0, 0, 0]]])
     g = _img([[[0, 1, 0], [1, 1, 1], [1, 1, 1]]])
-    # 90°, 0°, and a zero vector counting 0 (DiffusionLight `angular`) -> mean 30°
-    assert M.angular_error_deg(p, g) == pytest.approx(30.0)
+    # 90°, 0°, and a black prediction pixel under a coloured truth counting 90° -> mean 60°
+    assert M.angular_error_deg(p, g) == pytest.approx(60.0)
     assert M.angular_error_deg(p, g, mask=np.array([[True, False, False]])) == pytest.approx(90.0)
     assert M.angular_error_deg(g, 7 * g) == pytest.approx(0.0, abs=1e-5)
 
 
-def test_angular_error_of_a_black_prediction_is_undefined_not_perfect():
-    """A zero RGB vector counts 0° (DiffusionLight `angular`), so an all-black prediction scored 0°,
-    the best value, and would be bolded; where no pixel has a direction in both, it is NaN."""
+def test_angular_error_of_a_black_prediction_is_the_worst_not_perfect():
+    """DiffusionLight's `angular` counts a zero RGB vector 0°, so an all-black prediction scored 0°,
+    the best value. A pixel black only in the prediction counts 90°; black in the truth, it is left
+    out, and with no coloured truth pixel at all the error is undefined."""
     g = _img([[[0, 1, 0], [1, 1, 1], [1, 1, 1]]])
-    assert math.isnan(M.angular_error_deg(np.zeros_like(g), g))
+    assert M.angular_error_deg(np.zeros_like(g), g) == pytest.approx(90.0)
     assert math.isnan(M.angular_error_deg(g, np.zeros_like(g)))
+    assert math.isnan(M.angular_error_deg(np.zeros_like(g), np.zeros_like(g)))
     p = _img([[[0, 0, 0], [1, 1, 1], [1, 0, 0]]])
-    assert math.isnan(M.angular_error_deg(p, g, mask=np.array([[True, False, False]])))
-    assert M.angular_error_deg(p, g) == pytest.approx(
-        np.degrees(np.arccos(1 / np.sqrt(3))) / 3)  # one black pixel still counts 0 beside the others
+    assert M.angular_error_deg(p, g, mask=np.array([[True, False, False]])) == pytest.approx(90.0)
+    assert M.angular_error_deg(p, g) == pytest.approx((90 + np.degrees(np.arccos(1 / np.sqrt(3)))) / 3)
+    # black in both, or black in the truth only: left out, the other pixels decide
+    g2 = _img([[[0, 0, 0], [0, 0, 0], [0, 1, 0]]])
+    p2 = _img([[[0, 0, 0], [5, 1, 2], [0, 1, 0]]])
+    assert M.angular_error_deg(p2, g2) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_angular_error_does_not_improve_by_blacking_out_pixels():
+    """Audit: every pixel the wrong hue scored 55.15°; the same with 75% of the pixels black scored
+    13.79° under the zero-vector-counts-0° convention."""
+    gt = np.tile(np.array([0.2, 0.4, 0.8]), (8, 8, 1))
+    wrong = np.tile(np.array([0.8, 0.4, 0.2]), (8, 8, 1))
+    blacked = wrong.copy()
+    blacked[:, :6] = 0
+    everywhere = M.angular_error_deg(wrong, gt)
+    assert everywhere == pytest.approx(55.15, abs=0.01)
+    assert M.angular_error_deg(blacked, gt) == pytest.approx(0.25 * everywhere + 0.75 * 90)
+    assert M.angular_error_deg(blacked, gt) > everywhere
 
 
 def test_normalized_rmse_hand_computed():

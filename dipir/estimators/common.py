@@ -126,6 +126,11 @@ def check_options(name: str, options: dict, allowed: set[str]) -> None:
 
 
 def finalize(envmap: np.ndarray) -> np.ndarray:
-    """Contract of every estimate: finite, non-negative float32 (H, W, 3)."""
-    env = np.nan_to_num(np.asarray(envmap, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.ascontiguousarray(np.clip(env, 0, None), dtype=np.float32)
+    """Contiguous float32 (H, W, 3) with finite negative values (fit ringing, e.g. sh2's) set to 0.
+
+    NaN and ±inf are kept as they are: they mean a broken estimate, and
+    `dipir.evaluation.insertion.check_result` turns them into an error naming the method and the map,
+    where zeroing them here scored the estimate as black light."""
+    env = np.asarray(envmap, dtype=np.float32)
+    env = np.where(np.isfinite(env) & (env < 0), np.float32(0), env)
+    return np.ascontiguousarray(env, dtype=np.float32)

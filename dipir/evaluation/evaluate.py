@@ -48,9 +48,11 @@ _SOURCE = {
     "lpips": "Zhang et al. 2018, CVPR; `lpips` package v0.1, AlexNet",
 }
 _SPHERE_DESC = {
-    "rmse": ("RMSE (squared error summed over RGB, per pixel)", "DiffusionLight / StyleLight evaluation"),
+    "rmse": ("RMSE (squared error summed over RGB, per pixel), both maps tone-mapped with the GT's scale: "
+             "counts the prediction's exposure", "DiffusionLight / StyleLight evaluation, one tone-map scale"),
     "si_rmse": ("scale-invariant RMSE, closed-form scale", "Grosse et al. 2009; DiffusionLight / StyleLight evaluation"),
-    "angular_deg": ("mean per-pixel angle between RGB vectors, degrees", "DiffusionLight / StyleLight evaluation"),
+    "angular_deg": ("mean per-pixel angle between RGB vectors, degrees (a black predicted pixel counts 90°)",
+                    "DiffusionLight / StyleLight evaluation, black pixels not rewarded"),
     "nrmse": ("RMSE after (x - P0.01) / (P99.9 - P0.01) normalization of each image",
               "DiffusionLight evaluation (ExpandNet normalization)"),
 }

@@ -12,8 +12,10 @@ Sources
   DiffusionLight (Phongthawee et al. 2024): the prediction is first multiplied by the closed-form
   least-squares scale α = <p, g> / <p, p>, then RMSE is taken.
 - Angular error: mean over pixels of the angle between the predicted and true RGB vectors, in
-  degrees (StyleLight / DiffusionLight evaluation `angular`: cos clipped to [0, 1], a pixel whose
-  RGB vector is zero contributes 0; if every pixel's is, in either image, the error is undefined).
+  degrees (StyleLight / DiffusionLight evaluation `angular`, cos clipped to [0, 1]). Departure: they
+  count a pixel whose RGB vector is zero as 0°, which rewards black pixels; here a pixel black in the
+  prediction but not in the truth counts 90°, and one black in the truth is left out (see
+  `angular_error_deg`).
 - Normalized RMSE: DiffusionLight evaluation `norm_rmse`: each image is mapped by
   (x - P0.01) / (P99.9 - P0.01) (percentiles of that whole image, after ExpandNet), then RMSE.
 - SSIM: Wang, Bovik, Sheikh, Simoncelli 2004, "Image quality assessment: from error visibility to
@@ -106,21 +108,25 @@ def psnr(pred, gt, mask=None, data_range: float = 1.0) -> float:
 
 
 def angular_error_deg(pred, gt, mask=None) -> float:
-    """Mean per-pixel angle between RGB vectors, degrees (StyleLight / DiffusionLight `angular`).
-    Undefined (NaN) when no pixel of the mask has a direction in both images: an all-black
-    prediction would otherwise score 0°, the best value there is."""
+    """Mean per-pixel angle between RGB vectors, degrees, after StyleLight / DiffusionLight `angular`
+    (cos clipped to [0, 1], so 90° is the worst a pixel scores).
+
+    Departure from their convention, which counts a zero RGB vector as 0° (`nan_to_num` of the
+    angle): that makes black the best answer for any pixel, so blacking out three quarters of a
+    wrong-hue prediction took its error from 55° to 14°. Here a pixel black in the prediction but
+    not in the truth counts 90° (no colour is as wrong as an orthogonal one), and a pixel black in
+    the truth is left out (there is no colour to be right or wrong about; RMSE sees its light).
+    Undefined (NaN) when no pixel of the mask is non-black in the truth."""
     p, g = _pair(pred, gt)
     m = _mask(mask, p.shape)
-    if _empty(m):
-        return float("nan")
-    num = (p * g).sum(axis=-1)
-    den = np.linalg.norm(p, axis=-1) * np.linalg.norm(g, axis=-1)
-    if not np.any(den[m] > 0):
+    pn, gn = np.linalg.norm(p, axis=-1), np.linalg.norm(g, axis=-1)
+    keep = m & (gn > 0)
+    if not keep.any():
         return float("nan")
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.clip(num / den, 0.0, 1.0)
-    ang = np.nan_to_num(np.arccos(cos), nan=0.0)  # a zero RGB vector has no direction: counts 0
-    return float(np.degrees(ang[m].mean()))
+        cos = np.clip((p * g).sum(axis=-1) / (pn * gn), 0.0, 1.0)
+    ang = np.where(pn > 0, np.arccos(cos), np.pi / 2)
+    return float(np.degrees(ang[keep].mean()))
 
 
 def percentile_normalize(x: np.ndarray) -> np.ndarray:

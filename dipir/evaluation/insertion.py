@@ -53,7 +53,8 @@ def write_json(path: Path, data) -> None:
 
 
 def check_result(result: InsertionResult, method: str | None) -> InsertionResult:
-    """The contract of every estimate: (H, 2H, 3) finite non-negative maps; errors name the method."""
+    """The contract of every estimate: (H, 2H, 3) finite non-negative maps with H >= 2; errors name
+    the method and the map."""
     where = f"method {method or '?'}"
     if not isinstance(result, InsertionResult):
         raise DipirError(f"estimator returned {type(result).__name__}; expected an InsertionResult", field=where)
@@ -62,10 +63,18 @@ def check_result(result: InsertionResult, method: str | None) -> InsertionResult
         if env is None and name == "envmap_shadow":
             continue
         env = np.asarray(env, dtype=np.float32)
+        field = f"{where}, {name}"
         if env.ndim != 3 or env.shape[2] != 3 or env.shape[1] != 2 * env.shape[0]:
-            raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)", field=where)
-        if not np.isfinite(env).all() or env.min() < 0:
-            raise DipirError("estimator returned non-finite or negative radiance", field=where)
+            raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)", field=field)
+        if env.shape[0] < 2:
+            # rows sit on θ = iπ/(H-1), one at each pole (dipir.rendering.hdr): one row has no spacing
+            raise DipirError(f"estimator returned a map of shape {env.shape}; expected H >= 2 rows", field=field)
+        bad = int(np.count_nonzero(~np.isfinite(env)))
+        if bad:
+            raise DipirError(f"estimator returned {bad} non-finite (NaN or infinite) values of {env.size}",
+                             field=field)
+        if env.min() < 0:
+            raise DipirError(f"estimator returned negative radiance (min {float(env.min()):.3g})", field=field)
         setattr(result, name, env)
     if result.envmap_shadow is not None and result.envmap_shadow.shape != result.envmap.shape:
         raise DipirError(f"envmap_shadow {result.envmap_shadow.shape} and envmap {result.envmap.shape} differ",

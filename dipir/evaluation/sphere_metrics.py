@@ -6,9 +6,13 @@ RMSE are taken inside the sphere mask. Plus the angular error of the dominant li
 
 What we keep from the protocol and what we change:
 - Both maps are area-resampled to 128 x 256 first (StyleLight / DiffusionLight `envmap2resize`).
-- Each map is tone-mapped on its own before rendering, as their `tonemap.py` does
-  (StyleLight `TonemapHDR(gamma=2.4, percentile=50, max_mapping=0.5)`): x -> α x^(1/2.4) with α
-  putting the median of the non-zero values at 0.5. `tonemap="none"` renders the linear maps.
+- Both maps are tone-mapped before rendering with StyleLight's `TonemapHDR(gamma=2.4, percentile=50,
+  max_mapping=0.5)`: x -> α x^(1/2.4), α putting the median of the non-zero values at 0.5. Departure:
+  one α, the ground truth's, for both maps. Their `tonemap.py` takes α from each map, which divides
+  out the prediction's exposure, so a prediction of 100x or 0.01x the truth scored 0 on every
+  number, RMSE included. With the truth's α, `rmse` counts exposure (a k-times map renders
+  k^(1/2.4) times as bright), while `si_rmse`, `angular_deg` and `nrmse` stay scale-invariant by
+  definition. `tonemap="none"` renders the linear maps.
 - Materials: diffuse = Lambertian, albedo 0.8; matte silver = principled BSDF, base colour 0.8,
   metallic 1, roughness 0.3271 (their Blender principled node; we drop their extra glossy/Fresnel
   mix); mirror = perfect conductor (reflectance 1).
@@ -24,10 +28,12 @@ What we keep from the protocol and what we change:
   render with a black background, as theirs are.
 - Dominant light direction: `dipir.rendering.lighting.dominant_direction` (from the brightest texel of a
   17 x 32 copy, mean-shift with a spherical-Gaussian kernel to the mode of the map it blurs) of each
-  linear map; the error is the angle between the two, in degrees. A uniform prediction has no
-  dominant direction: unavailable. The same pair split about +Y: the azimuth error (the shadow's
-  direction on the ground; chance 90°) and the elevation error (its length), since a sun at the
-  zenith scores 90° − elevation on the angle whatever the azimuth.
+  linear map; the error is the angle between the two, in degrees. A uniform (or black) prediction
+  or ground truth has no dominant direction: unavailable. The same pair split about +Y: the azimuth
+  error (the shadow's direction on the ground; chance 90°) and the elevation error (its length),
+  since a sun at the zenith scores 90° − elevation on the angle whatever the azimuth.
+- A sphere number the renders leave undefined (the angle, when the truth's render is black) is
+  None with a reason, as the direction metrics are.
 
 All renders of one evaluation share the seed, so prediction and ground truth see the same samples.
 """
@@ -67,14 +73,24 @@ class SphereConfig:
         return self
 
 
-def diffusionlight_tonemap(env: np.ndarray, gamma: float = 2.4, percentile: float = 50.0,
-                           max_mapping: float = 0.5) -> np.ndarray:
-    """StyleLight's TonemapHDR as used by DiffusionLight's evaluation (no clipping)."""
+def tonemap_alpha(env: np.ndarray, gamma: float = 2.4, percentile: float = 50.0,
+                  max_mapping: float = 0.5) -> float:
+    """TonemapHDR's α for this map: the `percentile` of its non-zero x^(1/gamma) goes to
+    `max_mapping`; 1 for an all-black map."""
     x = np.power(np.clip(np.asarray(env, dtype=np.float64), 0, None), 1.0 / gamma)
     nz = x[x > 0]
     if nz.size == 0:
-        return x.astype(np.float32)
-    alpha = max_mapping / (np.percentile(nz, percentile) + 1e-10)
+        return 1.0
+    return float(max_mapping / (np.percentile(nz, percentile) + 1e-10))
+
+
+def diffusionlight_tonemap(env: np.ndarray, gamma: float = 2.4, percentile: float = 50.0,
+                           max_mapping: float = 0.5, alpha: float | None = None) -> np.ndarray:
+    """StyleLight's TonemapHDR as used by DiffusionLight's evaluation (no clipping): α x^(1/gamma),
+    α from this map (`tonemap_alpha`) unless given (the sphere metrics pass the ground truth's)."""
+    x = np.power(np.clip(np.asarray(env, dtype=np.float64), 0, None), 1.0 / gamma)
+    if alpha is None:
+        alpha = tonemap_alpha(env, gamma, percentile, max_mapping)
     return (alpha * x).astype(np.float32)
 
 
@@ -134,18 +150,26 @@ class SphereRenderer:
             self.params[name] = mi.traverse(scene)
         self.mask = sphere_mask(self.cfg)
 
-    def prepare(self, env: np.ndarray) -> np.ndarray:
-        env = resample_equirect(np.asarray(env, dtype=np.float32), self.cfg.envmap_height,
-                                2 * self.cfg.envmap_height)
+    def resample(self, env: np.ndarray) -> np.ndarray:
+        return resample_equirect(np.asarray(env, dtype=np.float32), self.cfg.envmap_height,
+                                 2 * self.cfg.envmap_height)
+
+    def tonemap_alpha(self, env: np.ndarray) -> float | None:
+        """The tone map's α of `env` once resampled (None with tonemap="none")."""
+        return tonemap_alpha(self.resample(env)) if self.cfg.tonemap == "diffusionlight" else None
+
+    def prepare(self, env: np.ndarray, alpha: float | None = None) -> np.ndarray:
+        """Resampled and tone-mapped; `alpha` (from `tonemap_alpha`) replaces the map's own."""
+        env = self.resample(env)
         if self.cfg.tonemap == "diffusionlight":
-            env = diffusionlight_tonemap(env)
+            env = diffusionlight_tonemap(env, alpha=alpha)
         return env
 
-    def render(self, env: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    def render(self, env: np.ndarray, seed: int = 0, alpha: float | None = None) -> dict[str, np.ndarray]:
         """Linear renders (res, res, 3) of each sphere under `env` (any size, Mitsuba convention),
-        background zeroed outside the mask."""
+        background zeroed outside the mask; `alpha` as in `prepare`."""
         mi = self.mi
-        env = self.prepare(env)
+        env = self.prepare(env, alpha)
         padded = np.concatenate([env[:, -1:], env, env[:, :1]], axis=1)  # Mitsuba's wrap columns
         out = {}
         for name, scene in self.scenes.items():
@@ -192,7 +216,7 @@ def azimuth_error_deg(pred: np.ndarray, gt: np.ndarray) -> float | None:
 
 
 def light_direction_error_deg(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[float | None, str]:
-    """Angle between dominant light directions, or (None, reason) when the prediction has none."""
+    """Angle between dominant light directions, or (None, reason) when either map has none."""
     errs, why = light_direction_errors(pred_env, gt_env)
     return errs["light_dir_err_deg"], why.get("light_dir_err_deg", "")
 
@@ -202,15 +226,20 @@ def light_direction_errors(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[di
     them), `light_azimuth_err_deg` (about +Y: the shadow's direction on the ground, chance 90°) and
     `light_elevation_err_deg` (|difference of their elevations|: the shadow's length). A sun at the
     zenith scores 90° − the true elevation on the first whatever the azimuth, so the split says
-    whether a small angle came from finding the shadow. Returns (metrics, reasons for those None)."""
+    whether a small angle came from finding the shadow. Both maps need a direction: a uniform (or
+    black) one has none, and `dominant_direction` would still return its starting texel. Returns
+    (metrics, reasons for those None)."""
     from dipir.rendering.hdr import luminance
     from dipir.rendering.lighting import dominant_direction
 
     names = ("light_dir_err_deg", "light_azimuth_err_deg", "light_elevation_err_deg")
-    lum = luminance(np.asarray(pred_env, dtype=np.float32))
-    if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):
-        why = "the predicted map is uniform: it has no dominant light direction"
-        return dict.fromkeys(names), dict.fromkeys(names, why)
+    reasons = []
+    for which, env in (("ground-truth", gt_env), ("predicted", pred_env)):
+        lum = luminance(np.asarray(env, dtype=np.float32))
+        if not np.isfinite(lum).all() or lum.max() <= lum.min() * (1 + 1e-4):
+            reasons.append(f"the {which} map is uniform: it has no dominant light direction")
+    if reasons:
+        return dict.fromkeys(names), dict.fromkeys(names, "; ".join(reasons))
     pred, gt = dominant_direction(pred_env), dominant_direction(gt_env)
     out = {"light_dir_err_deg": angle_deg(pred, gt), "light_azimuth_err_deg": azimuth_error_deg(pred, gt),
            "light_elevation_err_deg": abs(elevation_deg(pred) - elevation_deg(gt))}
@@ -220,21 +249,41 @@ def light_direction_errors(pred_env: np.ndarray, gt_env: np.ndarray) -> tuple[di
     return out, why
 
 
+def _undefined_reason(key: str, gt_renders: dict[str, np.ndarray]) -> str:
+    """Why the sphere metric `key` came out NaN (a black ground-truth render leaves the angle undefined)."""
+    spheres = [n for n in SPHERE_MATERIALS if key.startswith(f"sphere_{n}_")] or list(SPHERE_MATERIALS)
+    black = [n for n in spheres if not np.any(gt_renders[n])]
+    if key.endswith("angular_deg") and black:
+        names = [n.replace("_", " ") for n in black]
+        which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        return (f"the {which} sphere{'s' if len(names) > 1 else ''} under the ground-truth map "
+                f"{'are' if len(names) > 1 else 'is'} black: no colour to measure an angle from")
+    return "undefined for these renders (NaN)"
+
+
 def lighting_metrics(pred_env: np.ndarray, gt_env: np.ndarray, cfg: SphereConfig | None = None,
                      view: np.ndarray | None = None, seed: int = 0,
                      renderer: SphereRenderer | None = None) -> tuple[dict, dict, dict]:
     """(metrics, unavailable reasons, renders). Metrics: per sphere `sphere_<name>_<metric>`, the
-    mean over the three spheres as `sphere_<metric>`, and the three of `light_direction_errors`."""
+    mean over the three spheres as `sphere_<metric>`, and the three of `light_direction_errors`.
+    Both maps are tone-mapped with the ground truth's α (module docstring), so `sphere_rmse` sees
+    the prediction's exposure. A number the renders leave undefined is None with a reason."""
     r = renderer or SphereRenderer(cfg, view)
-    gt_r = r.render(gt_env, seed)
-    pr_r = r.render(pred_env, seed)
+    alpha = r.tonemap_alpha(gt_env)
+    gt_r = r.render(gt_env, seed, alpha)
+    pr_r = r.render(pred_env, seed, alpha)
     out: dict[str, float | None] = {}
+    unavailable = {}
     for name in SPHERE_MATERIALS:
         for k, v in sphere_errors(pr_r[name], gt_r[name], r.mask).items():
             out[f"sphere_{name}_{k}"] = v
     for k in SPHERE_METRICS:
         out[f"sphere_{k}"] = float(np.mean([out[f"sphere_{n}_{k}"] for n in SPHERE_MATERIALS]))
-    unavailable = {}
+    for key, v in out.items():
+        if not np.isfinite(v):
+            # a NaN with no reason reads as a bug in the report; say which input made it
+            out[key] = None
+            unavailable[key] = _undefined_reason(key, gt_r)
     errs, why = light_direction_errors(pred_env, gt_env)
     out.update(errs)
     unavailable.update(why)
