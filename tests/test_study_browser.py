@@ -19,11 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _wait_trial(page, previous: str | None) -> str | None:
-    """Wait until a new pair is on screen (both images loaded) or the study is finished."""
+    """Wait until a new pair can be answered (both images loaded and shown MIN_MS) or the study is
+    finished."""
     page.wait_for_function(
         "prev => document.body.dataset.finished === '1' || "
-        "(document.body.dataset.pair && document.body.dataset.pair !== prev)", arg=previous or "", timeout=20000)
-    return page.evaluate("document.body.dataset.finished === '1' ? null : document.body.dataset.pair")
+        "(document.body.dataset.ready && document.body.dataset.ready !== prev)", arg=previous or "", timeout=20000)
+    return page.evaluate("document.body.dataset.finished === '1' ? null : document.body.dataset.ready")
 
 
 def _answer_for_dipir(page, pair_id: str, a_image: dict, how: str) -> None:

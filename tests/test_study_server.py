@@ -52,22 +52,23 @@ def test_answers_rejections(study):
     assert r.status_code == 200 and r.json()["done"] == 1
     # the same pair again, either side
     for side in ("left", "right"):
-        r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": side})
+        r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": side, "ms": 900})
         assert r.status_code == 409
     # unknown pair
-    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": "ffffffffffff", "side": "left"})
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": "ffffffffffff", "side": "left", "ms": 900})
     assert r.status_code == 404
     # another rater's id (a's cookie, b's id) and b answering for a's pair under a's id
-    r = a.post("/api/answer", json={"rater_id": sb["rater_id"], "pair_id": sb["trial"]["pair_id"], "side": "left"})
+    r = a.post("/api/answer", json={"rater_id": sb["rater_id"], "pair_id": sb["trial"]["pair_id"], "side": "left",
+                                    "ms": 900})
     assert r.status_code == 403
-    r = b.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": "left"})
+    r = b.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": pa, "side": "left", "ms": 900})
     assert r.status_code == 403
     # forged ids / cookies
     for cookie in ("deadbeef0000.secret", f"{sa['rater_id']}.wrong-secret", "garbage"):
         c = TestClient(create_app(study))
         c.cookies.set("dipir_rater", cookie)
         assert c.get("/api/next").status_code in (401, 403)
-        r = c.post("/api/answer", json={"rater_id": cookie.split(".")[0], "pair_id": pa, "side": "left"})
+        r = c.post("/api/answer", json={"rater_id": cookie.split(".")[0], "pair_id": pa, "side": "left", "ms": 900})
         assert r.status_code in (401, 403)
     assert TestClient(create_app(study)).get("/api/next").status_code == 401
     # a pair that exists but is not in this rater's assignment (per_rater=4 of 14)
@@ -77,10 +78,11 @@ def test_answers_rejections(study):
 
     all_ids = [p["pair_id"] for p in json.loads((study / "manifest.json").read_text())["pairs"]]
     other = next(p for p in all_ids if p not in assigned)
-    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": other, "side": "left"})
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": other, "side": "left", "ms": 900})
     assert r.status_code == 404
     # malformed
-    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": sa["trial"]["pair_id"], "side": "up"})
+    r = a.post("/api/answer", json={"rater_id": sa["rater_id"], "pair_id": sa["trial"]["pair_id"], "side": "up",
+                                    "ms": 900})
     assert r.status_code == 400  # malformed: 400 naming the field, input not echoed
     n = con.execute("SELECT COUNT(*) FROM answers WHERE rater_id = ?", (sa["rater_id"],)).fetchone()[0]
     assert n == 1
@@ -89,12 +91,50 @@ def test_answers_rejections(study):
 def test_answers_survive_a_new_app(study):
     a = _client(study)
     s = _join(a)
-    a.post("/api/answer", json={"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "right"})
+    a.post("/api/answer", json={"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "right",
+                                "ms": 900})
     cookie = a.cookies.get("dipir_rater")
     b = TestClient(create_app(study))  # a "restarted" server on the same folder
     b.cookies.set("dipir_rater", cookie)
     s2 = b.get("/api/next").json()
     assert s2["rater_id"] == s["rater_id"] and s2["done"] == 1 and s2["trial"]["pair_id"] != s["trial"]["pair_id"]
+
+
+def test_answers_faster_than_min_ms_are_refused(study):
+    """A held key sent answers 7-96 ms apart; the server took them. Below MIN_MS is a 422 that says
+    why, and nothing is recorded; MIN_MS itself is kept."""
+    from reports.study.page import MIN_MS
+
+    c = _client(study)
+    s = _join(c)
+    body = {"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "left"}
+    for ms in (0, 7, MIN_MS - 1):
+        r = c.post("/api/answer", json={**body, "ms": ms})
+        assert r.status_code == 422, (ms, r.status_code)
+        assert f"at least {MIN_MS} ms" in r.json()["detail"]
+    assert c.get("/api/next").json()["done"] == 0
+    r = c.post("/api/answer", json={**body, "ms": MIN_MS})
+    assert r.status_code == 200 and r.json()["done"] == 1
+    con = sqlite3.connect(study / "answers.sqlite")
+    assert con.execute("SELECT ms FROM answers WHERE rater_id = ?", (s["rater_id"],)).fetchall() == [(MIN_MS,)]
+
+
+def test_ms_must_be_a_json_integer(study):
+    """`"ms": true` was stored as 1 (lenient parsing); a bool, a float, a string or no ms at all is
+    a 400 naming the field."""
+    c = _client(study)
+    s = _join(c)
+    body = {"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "left"}
+    for bad in ({"ms": True}, {"ms": False}, {"ms": 900.0}, {"ms": 900.5}, {"ms": "900"}, {"ms": None}, {}):
+        r = c.post("/api/answer", json={**body, **bad})
+        assert r.status_code == 400, (bad, r.status_code)
+        assert r.json()["detail"] == "invalid request: ms", bad
+    assert c.get("/api/next").json()["done"] == 0
+
+
+def test_favicon_is_no_content(study):
+    r = _client(study).get("/favicon.ico")  # was a 404: a console error on every page load
+    assert r.status_code == 204 and r.content == b""
 
 
 TRAVERSALS = [

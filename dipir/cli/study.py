@@ -26,15 +26,12 @@ def make(
     seed: int = opt(0, "--seed", kind=SEED),
 ) -> None:
     """Build pairs (DiPIR vs each named method, same scene), catch trials and the manifest."""
-    from dipir.errors import DipirError
     from dipir.io import staged_dir
-    from reports.study.manifest import MANIFEST, StudyConfig, make_study
+    from reports.study.manifest import StudyConfig, check_new_study_dir, make_study
 
     cfg = StudyConfig(against=tuple(a.strip() for a in against.split(",") if a.strip()), main=main,
                       per_rater=per_rater, n_catch=catch, min_catch_accuracy=min_catch, seed=seed)
-    if (out / MANIFEST).exists():
-        raise DipirError("a study already exists here (its answers would no longer match): choose a new --out",
-                         out / MANIFEST)
+    check_new_study_dir(out)  # make_study sees only the empty staging folder
     with staged_dir(out) as stage:  # images and manifest appear together, or not at all
         m = make_study(run, stage, cfg)
     n_test = sum(p["kind"] == "test" for p in m["pairs"])

@@ -7,6 +7,10 @@ exact name in the manifest (no file system path is ever built from the URL). Bod
 `ServerLimits.max_body_bytes` get 413 before parsing, malformed bodies (NaN included) 400 without
 echoing the input, new raters are rate-limited per client address and capped per study (429), and
 every response says `nosniff` and carries a CSP that forbids framing (`guard.py`).
+
+An answer must carry its time on screen as a JSON integer of at least `MIN_MS` (the page ignores
+earlier answers, so only a script could send one). The server refuses to start on an
+answers file whose assignments name pairs the manifest lacks (answers left from another study).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from dipir.errors import DipirError
 from reports.study.db import DB_NAME, DuplicateAnswer, NotAssigned, StudyDB, StudyFull
 from reports.study.guard import (
     Guard,
@@ -25,8 +30,8 @@ from reports.study.guard import (
     ServerLimits,
     content_security_policy,
 )
-from reports.study.manifest import IMAGES, load_manifest
-from reports.study.page import MAX_MS, PAGE
+from reports.study.manifest import IMAGES, MANIFEST, load_manifest
+from reports.study.page import MAX_MS, MIN_MS, PAGE
 
 COOKIE = "dipir_rater"
 
@@ -35,7 +40,8 @@ class Answer(BaseModel):
     rater_id: str = Field(min_length=1, max_length=64)
     pair_id: str = Field(min_length=1, max_length=64)
     side: str = Field(pattern="^(left|right)$")
-    ms: int | None = Field(default=None, ge=0, le=MAX_MS)
+    # strict: JSON true/false or 900.0 are not a time (lenient parsing stored true as 1 ms)
+    ms: int = Field(strict=True, ge=0, le=MAX_MS)
 
 
 def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI:
@@ -49,6 +55,11 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
     image_dir = (study / IMAGES).resolve()
     images = {p[s]["image"] for p in manifest["pairs"] for s in ("a", "b")}
     db = StudyDB(study / DB_NAME)
+    stale = sorted(db.assigned_pair_ids() - pairs.keys())
+    if stale:  # every old rater's page would get a 500 (no such pair), and the report would mix two studies
+        raise DipirError(f"{len(stale)} assigned pair(s) are not in {study / MANIFEST} (e.g. {stale[0]!r}): "
+                         "these answers belong to another study; move the file away or serve the study it came from",
+                         study / DB_NAME)
     app = FastAPI(title="DiPIR 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, headers={
         "X-Content-Type-Options": "nosniff", "Content-Security-Policy": content_security_policy(PAGE),
@@ -83,6 +94,12 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
     def index() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        # browsers ask for it on every page: a 404 logs a console error. (A `data:` icon link would
+        # be blocked by the CSP's img-src 'self' and log one as well.)
+        return Response(status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
     @app.post("/api/rater")
     def rater(request: Request, response: Response, dipir_rater: str | None = Cookie(default=None)) -> dict:
         """Returns the cookie's rater if valid, else makes a new one with its randomized assignment."""
@@ -111,6 +128,9 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
         rater_id = rater_from_cookie(dipir_rater)
         if ans.rater_id != rater_id:
             raise HTTPException(403, "rater id does not match this browser's rater")
+        if ans.ms < MIN_MS:
+            raise HTTPException(422, f"answered after {ans.ms} ms: a pair must be on screen at least {MIN_MS} ms "
+                                     "before it is answered")
         if ans.pair_id not in pairs:
             raise HTTPException(404, "unknown pair")
         try:

@@ -138,6 +138,10 @@ class StudyDB:
                 raise
         return chosen
 
+    def assigned_pair_ids(self) -> set[str]:
+        with self._conn() as c:
+            return {r[0] for r in c.execute("SELECT DISTINCT pair_id FROM assignments")}
+
     def answers(self) -> list[tuple[str, str, str, str, int | None, float]]:
         with self._conn() as c:
             return c.execute("SELECT rater_id, pair_id, side, chosen, ms, answered FROM answers "

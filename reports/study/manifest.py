@@ -3,7 +3,7 @@ trials, copied into a self-contained study folder with `manifest.json`.
 
 Images are stored under content-hash names, so neither the file name nor the URL tells a rater
 which method made an image. Left/right and order are randomized per rater when the rater joins
-(see `db.assign`), from the study seed and the rater id.
+(see `StudyDB.create_rater`), from the study seed and the rater id.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dipir.io import write_text_atomic
 from reports.store import load_store
 from reports.study.catch import RULE as CATCH_RULE
 from reports.study.catch import broken_insert
+from reports.study.db import DB_NAME
 
 MANIFEST = "manifest.json"
 IMAGES = "images"
@@ -91,12 +92,23 @@ def _pair_id(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
-def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
-    store = load_store(run)
+def check_new_study_dir(out: str | Path) -> None:
+    """Refuse a folder that holds a study or its answers: answers left beside a new manifest would be
+    counted for it (same run, same pair ids) and their raters' pages would fail on pairs it lacks."""
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DipirError("a study already exists here (its answers would no longer match): choose a new --out",
                          out / MANIFEST)
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        if (out / name).exists():
+            raise DipirError("answers of an earlier study are here (a new study would count them): "
+                             "choose a new --out", out / name)
+
+
+def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
+    store = load_store(run)
+    out = Path(out)
+    check_new_study_dir(out)
     if not cfg.against:
         raise DipirError("name at least one method to compare against", field="--against")
     if cfg.per_rater is not None and cfg.per_rater < 1:

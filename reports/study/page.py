@@ -1,6 +1,14 @@
-"""The rater's page: one static HTML file, no external assets. Click an image or press ←/→."""
+"""The rater's page: one static HTML file, no external assets. Click an image or press ←/→.
+
+One deliberate act answers one pair: a held key (auto-repeat) or a key never released answers at
+most once, Enter/Space on the button last clicked do nothing, and nothing counts before the pair
+has been on screen MIN_MS (the server refuses shorter times too). An image that fails to load is
+retried a few times with a message; until the pair is on screen nothing can be answered.
+"""
 
 MAX_MS = 3_600_000  # the longest time on one trial an answer records (the server's bound; the page caps at it)
+MIN_MS = 300  # the shortest time a pair must be on screen before an answer counts (page and server)
+LOAD_RETRIES = 3  # tries again after a failed image load, then asks the rater to reload
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Which image looks more realistic?</title>
@@ -25,7 +33,8 @@ header{padding:12px}#q{font-size:20px;margin:6px}
 </div>
 <div id="msg"></div><div class="hint">rater id: <span id="rater">…</span></div>
 <script>
-let trial = null, busy = false, shown = 0, raterId = null;
+let trial = null, busy = false, shown = 0, raterId = null, loading = 0;
+const held = new Set();  // answer keys down now: a second answer needs a keyup first
 const $ = (id) => document.getElementById(id);
 async function api(path, body) {
   const opt = body ? {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)} : {};
@@ -34,10 +43,28 @@ async function api(path, body) {
   if (!r.ok) throw new Error(data.detail || r.status);
   return data;
 }
+function load(img, url, gen, ready) {
+  let tries = 0;
+  img.onload = () => { if (gen === loading) ready(); };
+  img.onerror = () => {
+    if (gen !== loading) return;
+    if (tries >= __LOAD_RETRIES__) {
+      $("msg").textContent = "Could not load the image. Please reload the page.";
+      return;
+    }
+    tries += 1;
+    $("msg").textContent = "Could not load the image \u2014 retrying\u2026";
+    // a new query string so neither the browser nor a proxy answers from a cached failure
+    setTimeout(() => { if (gen === loading) img.src = url + "?retry=" + tries; }, 500 * tries);
+  };
+  img.src = url;
+}
 function show(state) {
   $("progress").textContent = state.done + " / " + state.total;
   $("fill").style.width = (state.total ? 100 * state.done / state.total : 100) + "%";
+  $("msg").textContent = "";
   trial = state.trial;
+  const gen = ++loading;
   if (!trial) {
     $("pair").style.display = "none";
     $("q").textContent = "All done, thank you!";
@@ -45,31 +72,50 @@ function show(state) {
     return;
   }
   let loaded = 0;
-  const ready = () => { if (++loaded === 2) { busy = false; shown = performance.now();
-                                              document.body.dataset.pair = trial.pair_id; } };
+  const ready = () => {
+    if (++loaded !== 2) return;
+    $("msg").textContent = "";
+    busy = false; shown = performance.now();
+    document.body.dataset.pair = trial.pair_id;
+    // answerable from here (the margin covers timer vs. clock rounding); tests wait for this
+    setTimeout(() => { if (gen === loading) document.body.dataset.ready = trial.pair_id; }, __MIN_MS__ + 20);
+  };
   busy = true;
-  $("limg").onload = ready; $("rimg").onload = ready;
-  $("limg").src = trial.left; $("rimg").src = trial.right;
+  load($("limg"), trial.left, gen, ready); load($("rimg"), trial.right, gen, ready);
 }
 async function answer(side) {
   if (busy || !trial) return;
+  const ms = Math.round(performance.now() - shown);
+  if (ms < __MIN_MS__) return;  // too soon to have looked at the pair: ignored, the server would refuse it
   busy = true;
   try {
     show(await api("/api/answer", {rater_id: raterId, pair_id: trial.pair_id, side: side,
                                    // the server keeps times up to MAX_MS: a trial left open longer still counts
-                                   ms: Math.min(Math.round(performance.now() - shown), __MAX_MS__)}));
-    $("msg").textContent = "";
+                                   ms: Math.min(ms, __MAX_MS__)}));
   } catch (e) {
     $("msg").textContent = "Could not save the answer (" + e.message + "); reload the page.";
     busy = false;
   }
 }
-$("left").onclick = () => answer("left");
-$("right").onclick = () => answer("right");
+for (const side of ["left", "right"]) {
+  $(side).onclick = (e) => {
+    e.currentTarget.blur();  // a focused button would answer again on Enter/Space, and its border marks a side
+    if (e.detail === 0) return;  // a click made by Enter/Space, not by a pointer: arrow keys are the keyboard path
+    answer(side);
+  };
+}
 document.addEventListener("keydown", (e) => {
-  if (e.key === "ArrowLeft") { e.preventDefault(); answer("left"); }
-  if (e.key === "ArrowRight") { e.preventDefault(); answer("right"); }
+  const side = e.key === "ArrowLeft" ? "left" : e.key === "ArrowRight" ? "right" : null;
+  if (!side) return;
+  e.preventDefault();
+  const first = !e.repeat && held.size === 0;
+  held.add(e.key);
+  if (first) answer(side);  // auto-repeat, or a second key while one is held, never answers
 });
+document.addEventListener("keyup", (e) => { held.delete(e.key); });
+// a key released in another window or tab sends no keyup here
+window.addEventListener("blur", () => held.clear());
+document.addEventListener("visibilitychange", () => held.clear());
 (async () => {
   try {
     raterId = (await api("/api/rater", {})).rater_id;
@@ -78,4 +124,5 @@ document.addEventListener("keydown", (e) => {
   } catch (e) { $("msg").textContent = "Error: " + e.message; }
 })();
 </script></body></html>
-""".replace("__MAX_MS__", str(MAX_MS))
+""".replace("__MAX_MS__", str(MAX_MS)).replace("__MIN_MS__", str(MIN_MS)) \
+    .replace("__LOAD_RETRIES__", str(LOAD_RETRIES))
