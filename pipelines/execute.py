@@ -199,6 +199,9 @@ class TaskContext:
                 ev = evaluate(scene, stage, cfg, task.seed)
                 result["metrics"] = {k: (None if v is None or v != v else float(v)) for k, v in ev["metrics"].items()}
                 result["metrics_unavailable"] = dict(ev.get("metrics_unavailable") or {})
+                for k, v in ev["metrics"].items():
+                    if v is not None and v != v:  # a NaN the evaluation gave no reason for: say it was one
+                        result["metrics_unavailable"].setdefault(k, "undefined for this task (NaN)")
                 artifacts = _relative_artifacts(out.get("artifacts") or {}, stage)
                 if (stage / "gt_composite.png").is_file():
                     artifacts["gt_composite"] = "gt_composite.png"

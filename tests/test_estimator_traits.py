@@ -276,3 +276,32 @@ def test_insert_runs_any_estimator_by_name(tmp_path, capsys):
     for name in ("composite.png", "foreground.exr", "shadow_ratio.exr", "mask.png", "envmap.exr", "estimate.json"):
         assert (out / name).is_file(), name
     assert json.loads((out / "toy_outputs" / "log.json").read_text())["seed"] == 5
+
+
+def test_a_metric_that_comes_out_nan_is_unavailable_with_a_reason(tmp_path, monkeypatch):
+    """A NaN the evaluation gave no reason for is stored as null with one, not a bare null the report
+    shows as '(no reason recorded)'."""
+    from dipir.evaluation import evaluate as ev_module
+    from pipelines import execute
+    from pipelines.runner import prepare
+    from pipelines.suite import load_suite
+
+    real = ev_module.evaluate
+
+    def with_a_nan(*a, **k):
+        out = real(*a, **k)
+        out["metrics"]["rmse_full"] = float("nan")
+        return out
+
+    monkeypatch.setattr(ev_module, "evaluate", with_a_nan)
+    scenes = tiny_scenes(tmp_path / "scenes", 1)
+    path = _suite(tmp_path, scenes)
+    data = yaml.safe_load(path.read_text())
+    data.update(methods=["constant"], options={}, seeds=[0])
+    data.pop("model")
+    path.write_text(yaml.safe_dump(data))
+    suite = load_suite(path)
+    tasks, _ = prepare(suite, tmp_path / "run", retry_failed=False)
+    r = execute.TaskContext(tmp_path / "run", suite.render, suite.model, suite.options).run(tasks[0])
+    assert r["status"] == "done" and r["metrics"]["rmse_full"] is None
+    assert r["metrics_unavailable"]["rmse_full"] == "undefined for this task (NaN)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,8 +160,12 @@ def test_lpips_unavailable_without_weights_on_disk(tmp_path, monkeypatch):
 
 
 def test_lpips_loads_a_backbone_file_without_downloading(tmp_path, monkeypatch):
-    """With a backbone file present (here one we write ourselves, so its weights mean nothing),
-    the loader uses it, never the network; identical images then score 0 and different ones > 0."""
+    """A backbone file that is not torchvision's ImageNet AlexNet (here random weights under its
+    name) makes LPIPS unavailable: it would load and give numbers that only look like LPIPS. Given a
+    status that names a file, the loader uses it, never the network; identical images then score 0
+    and different ones > 0."""
+    import dataclasses
+
     import torch
     import torch.hub
     from torchvision.models import alexnet
@@ -178,7 +183,13 @@ def test_lpips_loads_a_backbone_file_without_downloading(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_download)
     st = M.lpips_status()
-    assert st.available and st.backbone == path
+    assert not st.available and "not torchvision's ImageNet AlexNet" in st.reason and str(path) in st.reason
+    monkeypatch.setenv("DIPIR_LPIPS_BACKBONE", str(path))  # named explicitly: checked all the same
+    assert not M.lpips_status().available
+    import lpips
+
+    linear = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    st = dataclasses.replace(st, available=True, reason="", backbone=path, linear=linear)
     lp = M.Lpips(st)
     conv = lp.model.net.slice1[0]
     assert torch.equal(conv.weight, net.features[0].weight)

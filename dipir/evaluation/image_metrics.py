@@ -180,6 +180,14 @@ def ssim(pred, gt, mask=None, data_range: float = 1.0) -> float:
 # LPIPS, only with real pretrained weights
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision AlexNet_Weights.IMAGENET1K_V1
+# torch.hub's check_hash convention: the file name carries the first digits of the file's sha256.
+ALEXNET_SHA256_PREFIX = ALEXNET_FILE.rsplit("-", 1)[1].split(".")[0]
+
+
+def _sha256(path: Path) -> str:
+    from dipir.hashing import process_file_hashes
+
+    return process_file_hashes().file(path)  # cached by size, mtime, inode: read once per process
 
 
 @dataclass
@@ -202,7 +210,8 @@ def lpips_status(backbone_path: str | Path | None = None) -> LpipsStatus:
     """Whether LPIPS can give a real number here, looking only at files (never downloads).
 
     The backbone is searched at `backbone_path`, then $DIPIR_LPIPS_BACKBONE, then torch hub's cache
-    (`<hub>/checkpoints/alexnet-owt-7be5be79.pth`).
+    (`<hub>/checkpoints/alexnet-owt-7be5be79.pth`); the first file found must be torchvision's
+    ImageNet weights (its sha256 starts with the digits in that name), else LPIPS is unavailable.
     """
     try:
         import importlib.util
@@ -219,6 +228,11 @@ def lpips_status(backbone_path: str | Path | None = None) -> LpipsStatus:
     candidates.append(_torch_hub_dir() / "checkpoints" / ALEXNET_FILE)
     for c in candidates:
         if c.is_file():
+            digest = _sha256(c)
+            if not digest.startswith(ALEXNET_SHA256_PREFIX):
+                # Any AlexNet-shaped file loads, random weights too: the number would look like LPIPS.
+                return LpipsStatus(False, f"{c} is not torchvision's ImageNet AlexNet (sha256 {digest[:8]}…, "
+                                          f"expected {ALEXNET_SHA256_PREFIX}…): LPIPS from other weights is not LPIPS")
             return LpipsStatus(True, "", backbone=c, linear=linear)
     return LpipsStatus(False, f"AlexNet ImageNet weights for LPIPS not on disk (looked for {candidates[-1]}; "
                               "set DIPIR_LPIPS_BACKBONE or place the file in torch hub's cache)")
