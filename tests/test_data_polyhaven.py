@@ -61,6 +61,22 @@ def test_rotation_matrix_matches_column_shift():
     assert np.allclose(rotate_equirect(img, 180.0), img)
 
 
+def test_rotation_in_blocks_and_in_place_gives_the_same_texels():
+    """Blocks of rows (and `out=img`, which make_scene uses so a 16k map is not held twice) give the
+    texels of the whole-map formula exactly; rows span several blocks here."""
+    rng = np.random.default_rng(1)
+    img = (rng.random((2048, 4096, 3)) * 10).astype(np.float32)
+    for az in (37.5, 271.25, -90.0):
+        w = img.shape[1]
+        src = np.arange(w) + (az / 360.0 - 0.5) * w
+        j0 = np.floor(src).astype(np.int64)
+        t = (src - j0).astype(np.float32)[None, :, None]
+        want = (1 - t) * img[:, j0 % w] + t * img[:, (j0 + 1) % w]
+        assert np.array_equal(rotate_equirect(img, az), want)
+        copy = img.copy()
+        assert rotate_equirect(copy, az, out=copy) is copy and np.array_equal(copy, want)
+
+
 def test_synthetic_hdris_and_truth(tmp_path):
     paths = write_hdris(tmp_path, count=4, seed=2, config=SynthHDRIConfig(width=256, height=128))
     assert {p.suffix for p in paths} == {".exr", ".hdr"}

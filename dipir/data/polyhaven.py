@@ -67,13 +67,22 @@ def hdri_to_scene_rotation(azimuth_deg: float) -> np.ndarray:
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def rotate_equirect(img: np.ndarray, azimuth_deg: float) -> np.ndarray:
-    """The HDRI in the scene world: scene column j samples HDRI column j + (azimuth/360 − 0.5)·W."""
+def rotate_equirect(img: np.ndarray, azimuth_deg: float, out: np.ndarray | None = None) -> np.ndarray:
+    """The HDRI in the scene world: scene column j samples HDRI column j + (azimuth/360 − 0.5)·W.
+    `out` may be `img` itself (a row depends only on the same row): no second copy of a large map."""
     w = img.shape[1]
     src = np.arange(w) + (azimuth_deg / 360.0 - 0.5) * w
     j0 = np.floor(src).astype(np.int64)
     t = (src - j0).astype(np.float32)[None, :, None]
-    return ((1 - t) * img[:, j0 % w] + t * img[:, (j0 + 1) % w]).astype(np.float32)
+    i0, i1 = j0 % w, (j0 + 1) % w
+    out = np.empty(img.shape, np.float32) if out is None else out
+    # A block of rows at a time: whole-map temporaries made a 16k map (1.6 GB) cost 4 copies at once
+    # (benchmarks/perf/bench_hdri_memory.py); the same float32 operations in the same order.
+    rows = max(1, (16 << 20) // max(1, img[0].nbytes))
+    for r in range(0, img.shape[0], rows):
+        block = img[r:r + rows]
+        out[r:r + rows] = (1 - t) * block[:, i0] + t * block[:, i1]
+    return out
 
 
 def crop_camera(width: int, height: int, fov_deg: float, elevation_deg: float, camera_height: float):
@@ -205,7 +214,7 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     out = Path(out_dir)
     refuse_own_output(hdri_path, out)
     env, negative = equirect_map(read_hdr(hdri_path), hdri_path)
-    env = rotate_equirect(env, azimuth_deg)
+    env = rotate_equirect(env, azimuth_deg, out=env if env.flags.writeable and env.dtype == np.float32 else None)
     cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
     plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)
     try:  # before anything is written: a refused object leaves no half-written folder
@@ -222,7 +231,7 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
 
     out.mkdir(parents=True, exist_ok=True)
     Image.fromarray(tonemap(crop * scale)).save(out / "background.png")
-    write_hdr(out / "envmap.exr", env * scale)
+    write_hdr(out / "envmap.exr", np.multiply(env, np.float32(scale), out=env))  # in place: env is not used after
     prov = {"dataset": "polyhaven", "hdri": str(hdri_path.resolve()), "hdri_id": hdri_path.stem,
             "azimuth_deg": float(azimuth_deg), "elevation_deg": float(elevation_deg), "fov_y_deg": float(fov_deg),
             "camera_height_m": float(camera_height), "exposure": exposure if exposure == "auto" else float(exposure),
