@@ -15,6 +15,7 @@ from pathlib import Path
 from dipir.errors import DipirError
 from dipir.hashing import FileHashCache, hash_json
 from dipir.io import publish_dir
+from dipir.scene.assets import mesh_sidecar_hashes
 from dipir.scene.contract import SCENE_FILE, scene_folder_hash
 from pipelines.suite import DatasetEntry, Suite
 
@@ -107,7 +108,7 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             root = synthetic_source_dir(entry, run_dir)
         base = {"kind": kind, "object": entry.object, "builder": SCENE_BUILDER_VERSION, "where": where}
         mesh = _mesh_file(entry.object)
-        mesh_content = [hashes.file(mesh)] if mesh else []  # an edited mesh is another scene
+        mesh_content = _mesh_content(mesh, hashes) if mesh else []  # an edited mesh is another scene
         if entry.scene_type:  # only when set, so existing scene keys stay as they were
             base["scene_type"] = entry.scene_type
         entry_refs: list[SceneRef] = []
@@ -185,6 +186,13 @@ def _mesh_file(obj: dict | None) -> Path | None:
     """The object's mesh file (the suite made it absolute); None for a builtin or no object."""
     mesh = (obj or {}).get("mesh")
     return Path(mesh) if isinstance(mesh, str) and mesh and not mesh.startswith("builtin:") else None
+
+
+def _mesh_content(mesh: Path, hashes: FileHashCache) -> list[str]:
+    """The mesh file's hash, and one of the files it references (an OBJ's .mtl, a glTF's .bin) when
+    it has any: they change what is rendered too. A mesh without them keeps the key it always had."""
+    sidecars = mesh_sidecar_hashes(mesh, hashes)
+    return [hashes.file(mesh), hash_json(sidecars)] if sidecars else [hashes.file(mesh)]
 
 
 def _key(recipe: dict, contents: list[str], drop: tuple[str, ...]) -> str:

@@ -447,6 +447,127 @@ def test_scene_folder_hash_covers_files_named_outside_it(tmp_path):
     assert scene_folder_hash(path.parent, FileHashCache(None)) != before
 
 
+def _triangle_bin(x: float = 1.0) -> bytes:
+    """A glTF buffer: one triangle's three float32 vertices, then its uint16 indices (padded to 4 bytes)."""
+    import numpy as np
+
+    return np.array([[0, 0, 0], [x, 0, 0], [0, 1, 0]], np.float32).tobytes() + np.array([0, 1, 2, 0], np.uint16).tobytes()
+
+
+def _triangle_gltf(folder: Path) -> Path:
+    """tri.gltf whose one triangle is in the external buffer tri.bin."""
+    (folder / "tri.bin").write_bytes(_triangle_bin())
+    gltf = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+            "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+            "buffers": [{"uri": "tri.bin", "byteLength": 44}],
+            "bufferViews": [{"buffer": 0, "byteOffset": 0, "byteLength": 36},
+                            {"buffer": 0, "byteOffset": 36, "byteLength": 6}],
+            "accessors": [{"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"},
+                          {"bufferView": 1, "componentType": 5123, "count": 3, "type": "SCALAR"}]}
+    (folder / "tri.gltf").write_text(json.dumps(gltf))
+    return folder / "tri.gltf"
+
+
+def test_files_a_suite_mesh_references_count_by_their_contents(tmp_path):
+    """An OBJ's .mtl (its Kd is the object's colour) and a glTF's external .bin (its geometry) are
+    part of the mesh: editing one is another scene, undoing the edit is the old one again. A mesh
+    that references nothing keeps the very key it had before sidecars were hashed."""
+    import numpy as np
+
+    from dipir.hashing import file_sha256, hash_json
+    from dipir.rendering.hdr import write_hdr
+    from dipir.scene.assets import load_mesh_file
+
+    (tmp_path / "maps").mkdir()
+    (tmp_path / "meshes").mkdir()
+    write_hdr(tmp_path / "maps" / "sky.exr", np.ones((16, 32, 3), np.float32))
+    meshes = tmp_path / "meshes"
+    (meshes / "plain.obj").write_text(_BOX)
+    (meshes / "plain.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")  # beside it, but not referenced
+    (meshes / "box.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    (meshes / "box.obj").write_text("mtllib box.mtl\nusemtl red\n" + _BOX)
+    _triangle_gltf(meshes)
+
+    def task(mesh):
+        suite = tmp_path / "suite.yaml"
+        suite.write_text(yaml.safe_dump({"name": "t", "methods": ["constant"], "datasets": [
+            {"kind": "polyhaven", "path": "maps", "object": {"mesh": f"meshes/{mesh}", "class": "box"}}]}))
+        (t,) = plan(load_suite(suite), tmp_path / "run", _IDENTITY)
+        return t
+
+    plain = task("plain.obj")  # the key as planning computed it before: the map's and the mesh's hashes
+    ident = {k: v for k, v in plain.recipe.items() if k not in ("hdri", "where")}
+    ident["object"] = dict(ident["object"], mesh="file")
+    contents = [file_sha256(tmp_path / "maps" / "sky.exr"), file_sha256(meshes / "plain.obj")]
+    assert plain.scene_key == hash_json({"recipe": ident, "contents": contents})[:20]
+
+    assert np.allclose(load_mesh_file(meshes / "box.obj").material["base_color"], [0.8, 0.1, 0.1], atol=0.01)
+    first = task("box.obj")
+    (meshes / "box.mtl").write_text("newmtl red\nKd 0.1 0.1 0.8\n")
+    assert np.allclose(load_mesh_file(meshes / "box.obj").material["base_color"], [0.1, 0.1, 0.8], atol=0.01)
+    assert task("box.obj").task_id != first.task_id
+    (meshes / "box.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    assert task("box.obj").task_id == first.task_id
+
+    assert load_mesh_file(meshes / "tri.gltf").vertices[:, 0].max() == 0.5  # centred: x in [0, 1]
+    first = task("tri.gltf")
+    (meshes / "tri.bin").write_bytes(_triangle_bin(x=3.0))  # the .gltf stays as it was
+    assert load_mesh_file(meshes / "tri.gltf").vertices[:, 0].max() == 1.5
+    assert task("tri.gltf").task_id != first.task_id
+    (meshes / "tri.bin").write_bytes(_triangle_bin())
+    assert task("tri.gltf").task_id == first.task_id
+
+
+def test_scene_folder_hash_covers_what_its_mesh_references_outside_it(tmp_path, monkeypatch):
+    """A scene.yaml naming ../meshes/box.obj, whose mtllib box.mtl lies beside it: editing the .mtl
+    changes the folder's key. So does editing a shared .mtl that a mesh in the folder references
+    (a scene.yaml without a "/"). A folder holding its mesh and .mtl keeps the hash of its files, and
+    one naming a builtin mesh and no "/" is still not parsed (the mini world's 15 k scenes)."""
+    from dipir.hashing import FileHashCache
+    from dipir.scene import contract
+    from dipir.scene.contract import scene_folder_hash
+
+    scenes = tiny_scenes(tmp_path / "scenes", 4)
+    parsed = []
+    monkeypatch.setattr(contract.yaml, "safe_load", lambda text: parsed.append(text) or yaml.load(text, yaml.SafeLoader))
+    assert "/" not in (scenes / "scene3" / "scene.yaml").read_text()
+    scene_folder_hash(scenes / "scene3", FileHashCache(None))
+    assert parsed == []
+    (tmp_path / "scenes" / "meshes").mkdir()
+    mtl = tmp_path / "scenes" / "meshes" / "box.mtl"
+    mtl.write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    (mtl.parent / "box.obj").write_text("mtllib box.mtl\nusemtl red\n" + _BOX)
+
+    def use_mesh(folder, mesh):
+        path = folder / "scene.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["object"].update(mesh=mesh, **{"class": "box"})
+        path.write_text(yaml.safe_dump(data))
+        return folder
+
+    def key(folder):
+        return scene_folder_hash(folder, FileHashCache(None))
+
+    outside = use_mesh(scenes / "scene0", "../meshes/box.obj")
+    before = key(outside)
+    mtl.write_text("newmtl red\nKd 0.1 0.1 0.8\n")
+    assert key(outside) != before
+    mtl.write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    assert key(outside) == before
+
+    inside = use_mesh(scenes / "scene1", "box.obj")
+    (inside / "box.obj").write_text("mtllib ../meshes/box.mtl\nusemtl red\n" + _BOX)
+    assert "/" not in (inside / "scene.yaml").read_text()
+    before = key(inside)
+    mtl.write_text("newmtl red\nKd 0.1 0.1 0.8\n")
+    assert key(inside) != before
+
+    alone = use_mesh(scenes / "scene2", "box.obj")
+    (alone / "box.obj").write_text("mtllib box.mtl\nusemtl red\n" + _BOX)
+    (alone / "box.mtl").write_text("newmtl red\nKd 0.8 0.1 0.1\n")
+    assert key(alone) == FileHashCache(None).tree(alone, skip=("prior_check_*.npz",))
+
+
 def test_a_scene_in_two_datasets_is_refused(tmp_path):
     """One scene is one row per method, preset and seed: listed under a second dataset name, it would
     silently be missing from that dataset's tables."""

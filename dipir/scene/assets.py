@@ -7,7 +7,12 @@ normal, then translation to `spec.position`.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import struct
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -76,6 +81,130 @@ def load_mesh_file(path: str | Path) -> Mesh:
         if getattr(mat, attr, None) is not None:
             material[key] = float(getattr(mat, attr))
     return normalize_local(Mesh(vertices=verts, faces=faces, material=material, name=path.stem))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sidecars: the files a mesh file references. Task ids hash them with the mesh, since editing one
+# changes what `load_mesh_file` returns (an OBJ's .mtl Kd is its base_color, a .gltf's .bin its
+# geometry). Texture images (map_Kd, glTF images[]) are left out: the renderer uses colour factors
+# only, never a texture, so an edited image renders the same.
+
+_MTLLIB = re.compile(rb"mtllib[ \t]+([^\r\n]*)")
+_GLB_MAGIC, _GLB_JSON = 0x46546C67, 0x4E4F534A  # b"glTF", b"JSON" as little-endian uint32
+_REFERENCED: dict[str, tuple[tuple, tuple[str, ...]]] = {}  # path -> (stat stamp, names): planning 15 k
+# scene folders that share one mesh reads it once
+
+
+def mesh_references(path: str | Path) -> list[tuple[str, Path]]:
+    """(name, path) of each file the mesh references that changes what `load_mesh_file` returns:
+    OBJ `mtllib` .mtl files, glTF / GLB external buffers. `name` is the path relative to the mesh's
+    folder. A reference to no existing file is listed too (its path is then not a file), so that its
+    appearance changes a key. Every file the loader might read for a name is listed (trimesh falls
+    back to the base name and does not URL-decode), so an edit to any of them is seen. A file of
+    another format, or one that does not read: none (loading reports problems)."""
+    path = Path(path)
+    folder = Path(os.path.normpath(path.absolute().parent))
+    out: dict[str, Path] = {}
+    for name in _referenced_names(path):
+        paths = [Path(os.path.normpath(folder / c)) for c in (name, name.lstrip("/"), os.path.basename(name)) if c]
+        files = [p for p in paths if p.is_file()]
+        for p in files or paths[:1]:
+            out.setdefault(os.path.relpath(p, folder), p)
+    return list(out.items())
+
+
+def mesh_sidecars(path: str | Path) -> list[Path]:
+    """The existing files the mesh references that change what `load_mesh_file` returns."""
+    return [p for _, p in mesh_references(path) if p.is_file()]
+
+
+def mesh_sidecar_hashes(path: str | Path, hashes) -> list[list[str]]:
+    """[name, content hash] of each reference `mesh_references` lists (a missing file by its name).
+    `hashes`: a `FileHashCache`."""
+    from dipir.hashing import hash_json
+
+    return [[name, hashes.file(p) if p.is_file() else hash_json({"missing": name})]
+            for name, p in mesh_references(path)]
+
+
+def _referenced_names(path: Path) -> tuple[str, ...]:
+    """The names (as written) of the files a mesh references, remembered per file version."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    key, stamp = str(path.absolute()), (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    hit = _REFERENCED.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".obj":
+            names = _obj_mtllibs(path)
+        elif suffix == ".gltf":
+            with open(path, "rb") as f:
+                names = _buffer_uris(json.loads(f.read()))
+        elif suffix == ".glb":
+            names = _buffer_uris(_glb_json(path))
+        else:
+            names = []
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        names = []
+    names = tuple(dict.fromkeys(n for n in names if n))
+    _REFERENCED[key] = (stamp, names)
+    return names
+
+
+def _obj_mtllibs(path: Path) -> list[str]:
+    """The names on an OBJ's `mtllib` lines, read 1 MiB at a time (OBJs run to hundreds of MB).
+    One line may list several names; trimesh instead takes the rest of its first "mtllib" (in a
+    comment too) as one name, so both the whole rest and each word are listed."""
+    names: list[str] = []
+    tail = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            done = not chunk
+            buf = tail + chunk
+            del chunk  # at most two chunks held at once
+            end = len(buf) if done else buf.rfind(b"\n") + 1  # whole lines now, the rest with the next
+            if len(buf) - end > 1 << 20:  # a megabyte without a newline: keep only what a name could need
+                end = len(buf) - 256
+            if buf.find(b"mtllib", 0, end) >= 0:
+                for m in _MTLLIB.finditer(buf, 0, end):
+                    if m.start() and (buf[m.start() - 1:m.start()].isalnum() or buf[m.start() - 1] == 0x5F):
+                        continue  # part of another word
+                    rest = os.fsdecode(m.group(1)).strip()
+                    names += [rest, *rest.split()]
+            tail = buf[end:]
+            del buf
+            if done:
+                return names
+
+
+def _glb_json(path: Path) -> dict:
+    """The JSON chunk of a GLB: a 12-byte header (magic, version, length), then the first chunk
+    (length, type, data)."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+        if len(head) < 20:
+            raise ValueError("short GLB")
+        magic, _version, _length, size, kind = struct.unpack("<5I", head)
+        if magic != _GLB_MAGIC or kind != _GLB_JSON or size > os.fstat(f.fileno()).st_size:
+            raise ValueError("not a GLB JSON chunk")
+        return json.loads(f.read(size))
+
+
+def _buffer_uris(tree) -> list[str]:
+    """A glTF's external buffer URIs: as written (trimesh reads that name) and URL-decoded (as the
+    spec means it); embedded `data:` URIs are in the file itself."""
+    buffers = tree.get("buffers") if isinstance(tree, dict) else None
+    uris = [b.get("uri") for b in buffers if isinstance(b, dict)] if isinstance(buffers, list) else []
+    out = []
+    for uri in uris:
+        if isinstance(uri, str) and uri and not uri[:5].lower() == "data:":
+            out += [uri, unquote(uri)]
+    return out
 
 
 def load_object_mesh(spec: ObjectSpec) -> Mesh:

@@ -381,9 +381,9 @@ def load_scene(path: str | Path) -> Scene:
 
 def scene_folder_hash(folder: str | Path, hashes=None) -> str:
     """The content hash of a scene folder (every file in it but `NOT_SCENE_CONTENT`, and the files
-    its scene.yaml names outside it: a shared mesh or background): the one key for "the same scene"
-    (a suite's scene keys, the prior check's composite cache). `hashes`: a `FileHashCache` (default:
-    this process's)."""
+    its scene.yaml names outside it: a shared mesh or background, and what its mesh references
+    outside it, such as an OBJ's .mtl): the one key for "the same scene" (a suite's scene keys, the
+    prior check's composite cache). `hashes`: a `FileHashCache` (default: this process's)."""
     from dipir.hashing import hash_json, process_file_hashes
 
     folder = Path(folder)
@@ -394,13 +394,20 @@ def scene_folder_hash(folder: str | Path, hashes=None) -> str:
 
 
 def _files_named_outside(folder: Path) -> list[tuple[str, Path]]:
-    """(field, path) of each file scene.yaml names outside its folder; none when it does not read
-    (loading the scene reports that)."""
+    """(field, path) of each file scene.yaml names outside its folder, and of each file its mesh (in
+    the folder or not) references outside it (`object.mesh:<name>`; a missing one as its path, which
+    hashes as its name); none when scene.yaml does not read (loading the scene reports that)."""
+    import re
+
+    from dipir.scene.assets import mesh_references  # assets imports this module
+
     try:
         text = (folder / SCENE_FILE).read_text()
-        # A name outside the folder has a "/" (absolute, or "../"): most scene files need no parse,
+        # A name outside the folder has a "/" (absolute, or "../"), and a mesh file may reference
+        # files outside: other scene files need no parse (the mini world's name builtin meshes),
         # which is what planning 15 k mini-world scenes would otherwise spend most of a minute on.
-        data = yaml.safe_load(text) if "/" in text else None
+        names_mesh = re.search(r"""\bmesh\s*:(?!\s*['"]?builtin:)""", text)
+        data = yaml.safe_load(text) if "/" in text or names_mesh else None
     except (OSError, ValueError, yaml.YAMLError):
         return []
     if not isinstance(data, dict):
@@ -415,4 +422,7 @@ def _files_named_outside(folder: Path) -> list[tuple[str, Path]]:
         p = Path(os.path.normpath(root / name))
         if not p.is_relative_to(root):
             out.append((key, p))
+        if key == "object.mesh":  # its .mtl / .bin inside the folder are hashed with the folder
+            out += [(f"{key}:{ref}", f) for ref, f in mesh_references(p)
+                    if not f.is_relative_to(root) and (f.is_file() or not f.exists())]
     return out
