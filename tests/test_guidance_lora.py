@@ -205,6 +205,15 @@ def test_cli_personalize(tiny_model_dir, tmp_path):
     assert read_lora_meta(tmp_path / "out" / "lora.safetensors")["rank"] == 4
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0 and "cache hit" in r.output
+    # An outdoor scene without --concepts gets the outdoor count, as runs personalize it.
+    (scene / "scene.yaml").write_text((scene / "scene.yaml").read_text() + "provenance: {scene_type: outdoor}\n")
+    (tmp_path / "p.yaml").write_text("concept_count_indoor: 1\nconcept_count_outdoor: 2\n")
+    i = args.index("--concepts")
+    outdoor = args[:i] + args[i + 2:] + ["--config", str(tmp_path / "p.yaml")]
+    outdoor[outdoor.index("--out") + 1] = str(tmp_path / "out2")
+    r = CliRunner().invoke(app, outdoor)
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "out2" / "personalize.json").read_text())["config"]["concept_count"] == 2
 
 
 def test_concepts_come_from_the_base_model_even_with_a_lora_installed(tiny_model_dir, tmp_path, monkeypatch):

@@ -140,6 +140,18 @@ def test_batched_timesteps(tiny_model_dir):
     assert out["t"].shape == (6,)
     out["loss_sds"].backward()
     assert z.grad.shape == z.shape and torch.isfinite(z.grad).all()
+    # Given t: one for all, one per image (repeated over its draws), or one per draw.
+    for t, want in (([50], [50] * 6), ([100, 200], [100] * 3 + [200] * 3), (list(range(6)), list(range(6)))):
+        assert g.loss_from_latents(z.detach(), t=torch.tensor(t))["t"].tolist() == want
+    with pytest.raises(DipirError, match="timesteps"):
+        g.loss_from_latents(z.detach(), t=torch.tensor([1, 2, 3, 4]))
+
+
+def test_t_min_must_stay_below_both_ends_of_the_annealed_t_max():
+    GuidanceConfig(t_min=0.2, t_max_start=0.6, t_max_end=0.3).validate()
+    with pytest.raises(DipirError, match="t_min") as err:
+        GuidanceConfig(t_min=0.4, t_max_start=0.6, t_max_end=0.3).validate()  # the range would collapse late
+    assert err.value.field == "guidance.t_min"
 
 
 def test_nan_guards_and_grad_clip(tiny_model_dir):

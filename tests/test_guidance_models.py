@@ -151,3 +151,13 @@ def test_model_fingerprint_follows_the_weights_not_the_folder(tiny_model_dir, tm
     weights.write_bytes(bytes(data))
     assert model_fingerprint(SimpleNamespace(name_or_path=str(copy))) != first
     assert model_fingerprint(SimpleNamespace(name_or_path="org/model")) == "org/model"
+
+
+def test_model_fingerprint_names_a_dtype_other_than_float32(tiny_model_dir):
+    """A LoRA (or concept image) made in bf16 is not the float32 one: the cache key says which."""
+    from dipir.guidance.models import model_fingerprint
+
+    full = load_pipeline(str(tiny_model_dir), device="cpu")
+    half = load_pipeline(str(tiny_model_dir), device="cpu", dtype="bf16")
+    assert model_fingerprint(full).startswith("sha256:") and "|" not in model_fingerprint(full)
+    assert model_fingerprint(half) == model_fingerprint(full) + "|bfloat16"

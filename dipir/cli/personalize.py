@@ -55,6 +55,11 @@ def register(app: typer.Typer) -> None:
         except DipirError as err:
             raise DipirError(err.message, field=f"--{err.field}") from None
         sc = load_scene(scene)
+        from dipir.guidance.concepts import scene_type
+
+        # The scene type's concept count (200 outdoors, 40 indoors), as runs train it: with the indoor
+        # count an outdoor scene's LoRA was not the one `dipir run` / `insert` would read from the cache.
+        cfg = dataclasses.replace(cfg, concept_count=cfg.count_for(scene_type(sc.provenance)))
         background = read_rgb_image(sc.background, named=sc.source or sc.background, field="background")
         pipe = load_pipeline(model, device=device, dtype=dtype)
         from dipir.guidance.prompts import scene_fields

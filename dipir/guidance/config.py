@@ -83,8 +83,11 @@ class GuidanceConfig:
         if self.weighting not in WEIGHTINGS:
             raise DipirError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}",
                              field="guidance.weighting")
-        if not 0.0 <= self.t_min < max(self.t_max_start, self.t_max_end) <= 1.0:
-            raise DipirError("need 0 <= t_min < t_max <= 1", field="guidance.t_min")
+        # t_max anneals between its two ends: t_min below both, or the range collapses to t_min late in
+        # the run and the annealed maximum silently stops applying.
+        if not 0.0 <= self.t_min < min(self.t_max_start, self.t_max_end) or max(self.t_max_start, self.t_max_end) > 1.0:
+            raise DipirError(f"need 0 <= t_min < t_max_start, t_max_end <= 1, got t_min {self.t_min}, t_max "
+                             f"{self.t_max_start} -> {self.t_max_end}", field="guidance.t_min")
         if self.n_timesteps < 1:
             raise DipirError("n_timesteps must be >= 1", field="guidance.n_timesteps")
         if self.fit not in ("pad", "crop"):

@@ -159,7 +159,14 @@ class Guidance:
         k = cfg.n_timesteps
         zr = z.repeat_interleave(k, dim=0) if k > 1 else z
         n = zr.shape[0]
-        t = self.sample_timesteps(n) if t is None else t.to(self.device).long().reshape(-1).expand(n)
+        if t is not None:
+            t = t.to(self.device).long().reshape(-1)
+            # one t for all, one per image (each repeated for its k draws), or one per draw
+            t = t.expand(n) if t.numel() == 1 else t.repeat_interleave(k) if t.numel() * k == n and k > 1 else t
+            if t.numel() != n:
+                raise DipirError(f"t: expected 1, {z.shape[0]} or {n} timesteps, got {t.numel()}", field="t")
+        else:
+            t = self.sample_timesteps(n)
         if noise is None:
             noise = torch.randn(zr.shape, generator=self.gen, dtype=torch.float32).to(self.device)
         noise = noise.to(self.device, torch.float32)

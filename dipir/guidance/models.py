@@ -227,19 +227,22 @@ def model_fingerprint(pipe) -> str:
     """What identifies a pipeline's weights in cache keys (LoRAs, concept images): for a local folder
     the content digest that task ids and prior checks use (`registry.local_model_digest`), so a copy
     or a fresh clone of the same weights hits the cache and rewritten weights miss it; for a hub model
-    "owner/name@<commit>", so a LoRA trained on an older snapshot is not reused."""
+    "owner/name@<commit>", so a LoRA trained on an older snapshot is not reused. A pipeline loaded in
+    another dtype than float32 adds it ("|bfloat16"): a LoRA trained in bf16 differs from one trained
+    in float32, and whichever filled the cache first was reused by the other."""
     from dipir.guidance.registry import local_model_digest
     from dipir.hashing import process_file_hashes
 
-    hub = getattr(pipe, "_dipir_hub_key", None)
-    if hub is not None:
-        return hub
-    name = str(pipe.name_or_path)
-    if Path(name).is_dir():
-        digest = local_model_digest(name, file_hash=process_file_hashes().file)
-        if digest is not None:
-            return f"sha256:{digest}"
-    return name
+    key = getattr(pipe, "_dipir_hub_key", None)
+    if key is None:
+        key = str(pipe.name_or_path)
+        if Path(key).is_dir():
+            digest = local_model_digest(key, file_hash=process_file_hashes().file)
+            if digest is not None:
+                key = f"sha256:{digest}"
+    unet = getattr(pipe, "unet", None)
+    dtype = getattr(unet, "dtype", torch.float32)
+    return key if dtype == torch.float32 else f"{key}|{str(dtype).removeprefix('torch.')}"
 
 
 def noise_scheduler(pipe):
