@@ -95,6 +95,8 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         from reports.study.analyze import analyze_study, study_sections
 
         result = analyze_study(study)
+        # the study's metric columns come from this run only if the study was made from it and the
+        # composites its raters judged are still its own (study_sections checks; else a note)
         study_secs = study_sections(result, store, cfg.tables)
         sections += study_secs
         pref_tables = [t for s in study_secs for t in s.tables]

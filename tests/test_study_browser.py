@@ -27,9 +27,19 @@ def _wait_trial(page, previous: str | None) -> str | None:
     return page.evaluate("document.body.dataset.finished === '1' ? null : document.body.dataset.ready")
 
 
-def _answer_for_dipir(page, pair_id: str, a_image: dict, how: str) -> None:
-    left_src = page.get_attribute("#limg", "src")
-    dipir_left = left_src.endswith("/" + a_image[pair_id])
+def _answer_for_dipir(page, study: Path, pair: dict, how: str) -> None:
+    """Choose item a (DiPIR / the intact insert). Image URLs are opaque tokens, so the side comes from
+    the rater's assignment in the answers file, and the page's left image must be that item's file."""
+    con = sqlite3.connect(study / "answers.sqlite")
+    try:
+        (left,) = con.execute("SELECT left_item FROM assignments WHERE rater_id = ? AND pair_id = ?",
+                              (page.inner_text("#rater"), pair["pair_id"])).fetchone()
+    finally:
+        con.close()
+    shown = page.evaluate("async () => Array.from(new Uint8Array(await (await fetch("
+                          "document.getElementById('limg').src)).arrayBuffer()))")
+    assert bytes(shown) == (study / "images" / pair[left]["image"]).read_bytes()
+    dipir_left = left == "a"
     if how == "click":
         page.click("#left" if dipir_left else "#right")
     else:
@@ -43,7 +53,7 @@ def test_full_study_in_chromium(tmp_path):
     run = write_fixture_store(tmp_path / "run")
     study = tmp_path / "study"
     m = make_study(run, study, StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=6))
-    a_image = {p["pair_id"]: p["a"]["image"] for p in m["pairs"]}  # item a: DiPIR / the intact insert
+    by_id = {p["pair_id"]: p for p in m["pairs"]}
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = start_server(study, port)
@@ -67,7 +77,7 @@ def test_full_study_in_chromium(tmp_path):
                         assert page.inner_text("#progress") == "4 / 8"
                         assert page.inner_text("#rater") == rater  # same rater after the restart
                     assert pair is not None and pair not in answered
-                    _answer_for_dipir(page, pair, a_image, how)
+                    _answer_for_dipir(page, study, by_id[pair], how)
                     answered.append(pair)
                     pair = _wait_trial(page, pair)
                     assert page.inner_text("#progress") == f"{i + 1} / 8"

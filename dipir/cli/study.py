@@ -90,6 +90,8 @@ def report(
     typer.echo(f"raters: {len(res.raters)} answered, {kept} kept")
     for row in res.prefs.itertuples():
         typer.echo(f"{row.dataset}\t{row.opponent}\t{row.condition}\t{row.k}/{row.n} prefer main")
+    for note in [*res.notes, *res.metric_notes]:  # also in the report; here so they are not missed
+        typer.echo(f"note: {note}", err=True)
     typer.echo(f"wrote {out_dir}")
 
 

@@ -1,5 +1,11 @@
 """`dipir study report`: preferences per pair type and condition (Wilson intervals, two-sided
-binomial tests against 50 %), rater exclusion by catch trials, and agreement between raters."""
+binomial tests against 50 %), rater exclusion by catch trials, and agreement between raters.
+
+The metric columns beside the preferences come from the run as it is now. They are shown for a
+method only when the composites its raters judged are still that run's: the report is for the run
+the study was made from, and each item's source composite still has the SHA-256 recorded at make
+time. Otherwise they are left out with a note; the preferences are reported either way (they are
+what raters saw)."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from reports.document import Document, Section
 from reports.stats import fleiss_kappa, pairwise_agreement
 from reports.store import DIPIR, Store
 from reports.study.db import DB_NAME, StudyDB
-from reports.study.manifest import load_manifest
+from reports.study.manifest import file_sha256, load_manifest
 from reports.tables import (
     Cell,
     Table,
@@ -21,7 +27,9 @@ from reports.tables import (
     _slug,
     decimals_for,
     fmt,
+    is_reference,
     preference_table,
+    reference_labels,
 )
 
 CONDITION_ORDER = ("day", "twilight", "night")
@@ -38,7 +46,8 @@ class StudyResult:
     kappa: float = float("nan")
     agreement: float = float("nan")
     agreement_items: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the answers (analyze_study)
+    metric_notes: list[str] = field(default_factory=list)  # why metric columns are not shown (study_sections)
 
 
 def analyze_study(study: str | Path) -> StudyResult:
@@ -49,6 +58,12 @@ def analyze_study(study: str | Path) -> StudyResult:
                            "opponent": p["opponent"], "condition": p.get("condition")} for p in manifest["pairs"]])
     rows = StudyDB(study / DB_NAME).answers() if (study / DB_NAME).exists() else []
     ans = pd.DataFrame(rows, columns=["rater_id", "pair_id", "side", "chosen", "ms", "answered"])
+    notes = []
+    alien = ans[~ans["pair_id"].isin(set(pairs["pair_id"]))]
+    if len(alien):  # an answers file of another study copied in by hand (the server refuses to serve it)
+        notes.append(f"Ignored: {len(alien)} answer{'s' * (len(alien) != 1)} from {alien['rater_id'].nunique()} "
+                     f"rater{'s' * (alien['rater_id'].nunique() != 1)} to pairs this study's manifest does not "
+                     "list (answers of another study?).")
     ans = ans.merge(pairs, on="pair_id", how="inner")
     ans["chose_main"] = ans["chosen"] == "a"  # item a is always DiPIR's (or the intact) composite
 
@@ -80,7 +95,7 @@ def analyze_study(study: str | Path) -> StudyResult:
     mat = counts[["a", "b"]].to_numpy() if len(counts) else np.zeros((0, 2))
     items = int((mat.sum(axis=1) >= 2).sum()) if len(mat) else 0
     return StudyResult(study, manifest, ans, raters, prefs, fleiss_kappa(mat) if items else float("nan"),
-                       pairwise_agreement(mat) if items else float("nan"), items)
+                       pairwise_agreement(mat) if items else float("nan"), items, notes)
 
 
 def _conditions(prefs: pd.DataFrame) -> list[str]:
@@ -88,27 +103,102 @@ def _conditions(prefs: pd.DataFrame) -> list[str]:
     return ["all", *sorted(conds, key=lambda c: (CONDITION_ORDER.index(c) if c in CONDITION_ORDER else 99, c))]
 
 
-def _metric_extras(store: Store, dataset: str, labels: list[str]) -> tuple[list[str], dict[str, dict[str, Cell]]]:
-    """Table 2: the mean of each GT-referenced metric per method, best in bold."""
+@dataclass
+class MetricCheck:
+    """Whether the run's metrics may stand beside the preferences, and for which methods."""
+    shown: bool  # False: no metric column at all (another run, or the run cannot be read)
+    # (dataset, label) -> (composites raters judged that changed since the study was made, all of them)
+    changed: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the section text
+
+
+def _same_path(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (TypeError, OSError):
+        return False
+
+
+def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
+    """Compare the study with the run whose metrics would be shown: the study must come from that
+    run, and each test item's source composite must still be the file the raters saw (the task
+    still done, its composite's SHA-256 as recorded at make time)."""
+    made_from = manifest.get("run")
+    if store is None:
+        return MetricCheck(False, notes=[f"Metric columns not shown: the run this study was made from "
+                                         f"({made_from or 'not recorded'}) cannot be read."])
+    if not made_from or not _same_path(made_from, store.run):
+        return MetricCheck(False, notes=[
+            f"Metric columns not shown: this study was made from the run {made_from or '(not recorded)'}, not "
+            f"{store.run.resolve()}, whose metrics would be shown; they describe other images than the raters saw."])
+    items = {}  # (dataset, task_id) -> (label, sha256 or None)
+    for p in manifest["pairs"]:
+        if p["kind"] == "test":
+            for s in ("a", "b"):
+                it = p[s]
+                items[(p["dataset"], it.get("task_id"))] = (it.get("label"), it.get("sha256"))
+    if any(sha is None for _, sha in items.values()):
+        return MetricCheck(True, notes=[
+            "This study's manifest does not record the hashes of the composites raters judged (made by an "
+            "older version): the metric columns are the run's now and cannot be checked against those images "
+            "(if tasks were re-run since, they describe other images)."])
+    rows = {str(r["task_id"]): r for _, r in store.tasks.iterrows()}
+    counts: dict[tuple[str, str], list[int]] = {}
+    for (dataset, tid), (label, sha) in items.items():
+        c = counts.setdefault((dataset, label), [0, 0])
+        c[1] += 1
+        row = rows.get(str(tid))
+        path = store.artifact_path(row, "composite") if row is not None and row["status"] == "done" else None
+        try:
+            c[0] += not (path is not None and file_sha256(path) == sha)
+        except OSError:
+            c[0] += 1
+    return MetricCheck(True, {k: (n, of) for k, (n, of) in counts.items() if n})
+
+
+def _changed_note(check: MetricCheck, dataset: str, labels: list[str]) -> str | None:
+    labs = [lab for lab in labels if (dataset, lab) in check.changed]
+    if not labs:
+        return None
+    n = sum(check.changed[(dataset, lab)][0] for lab in labs)
+    of = sum(check.changed[(dataset, lab)][1] for lab in labs)
+    return (f"Metric columns not shown for {', '.join(labs)} on {dataset}: {n} of the {of} composites of "
+            f"{'this method' if len(labs) == 1 else 'these methods'} that raters judged changed in the run since "
+            "the study was made (re-run, failed or removed), so their metrics now describe other images. The "
+            "preferences are those the raters gave on the earlier images.")
+
+
+def _metric_extras(store: Store, dataset: str, labels: list[str], tcfg: TableConfig,
+                   hidden: set[str]) -> tuple[list[str], dict[str, dict[str, Cell]]]:
+    """Table 2: the mean of each GT-referenced metric per method, the best non-reference in bold;
+    a `hidden` label's cells say "not shown" (and then nothing is bold)."""
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
     names = [m for m in store.metrics if d[f"metric.{m}"].notna().any()
              and any(m == b or m.startswith(b + "_") and m[len(b) + 1:] in ("full", "region") for b in TABLE2_METRICS)]
     extras: dict[str, dict[str, Cell]] = {lab: {} for lab in labels}
+    shown = [lab for lab in labels if lab not in hidden]
+    # references (they use the ground truth) are shown, never bolded, as in the main report's tables
+    competing = [lab for lab in shown if not is_reference(lab, tcfg)]
     cols = []
     for m in names:
         col = f"{m} {'↓' if store.meta[m].lower_is_better else '↑'}"
         cols.append(col)
-        means = {lab: float(d.loc[d["label"] == lab, f"metric.{m}"].mean()) for lab in labels}
-        dec = decimals_for(list(means.values()))
-        vals = [round(v, dec) for v in means.values() if np.isfinite(v)]
+        means = {lab: float(d.loc[d["label"] == lab, f"metric.{m}"].mean()) for lab in shown}
+        dec = decimals_for([means[lab] for lab in competing] or list(means.values()))
+        # a column with a method left out has no known best: nothing bold
+        vals = [round(means[lab], dec) for lab in competing if np.isfinite(means[lab])] if len(shown) == len(labels) else []
         best = (min(vals) if store.meta[m].lower_is_better else max(vals)) if vals else None
         for lab, v in means.items():
-            extras[lab][col] = Cell(fmt(v, dec), bold=np.isfinite(v) and round(v, dec) == best, value=v)
+            extras[lab][col] = Cell(fmt(v, dec), bold=lab in competing and np.isfinite(v) and round(v, dec) == best,
+                                    value=v)
+        for lab in hidden & set(labels):
+            extras[lab][col] = Cell("–", "not shown: images changed")
     return cols, extras
 
 
 def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> list[Section]:
+    """`store`: the run whose metrics go beside the preferences (checked with `check_metrics`)."""
     cfg = res.manifest["config"]
     main = cfg.get("main", DIPIR)
     r = res.raters
@@ -122,7 +212,11 @@ def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> 
         (f"Agreement between kept raters over {res.agreement_items} pairs with ≥ 2 answers: Fleiss' κ = "
          f"{res.kappa:.3f}, mean pairwise agreement = {res.agreement:.3f}." if res.agreement_items
          else "Agreement: no pair has answers from two kept raters yet."),
+        *res.notes,
     ]
+    check = check_metrics(res.manifest, store)
+    res.metric_notes = list(check.notes)
+    text += check.notes
     tables: list[Table] = []
     if len(r):
         tables.append(Table("raters", "Raters and catch trials", ["rater", "answers", "test answers", "catch correct", "kept"],
@@ -139,13 +233,24 @@ def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> 
         if len(base):
             cols, extras = ([], None)
             labels = sorted(base["opponent"].unique())
-            if store is not None:
-                cols, extras = _metric_extras(store, dataset, [main, *labels])
+            hidden = {lab for lab in [main, *labels] if (dataset, lab) in check.changed}
+            changed_note = _changed_note(check, dataset, [main, *labels]) if check.shown else None
+            if changed_note:
+                res.metric_notes.append(changed_note)
+            if check.shown and not {main, *labels} <= hidden:
+                cols, extras = _metric_extras(store, dataset, [main, *labels], tcfg, hidden)
             t = preference_table(f"pref_baselines_{ds}", f"Preference for {main} over baselines — {dataset}",
                                  base, conds, "baseline", extras, cols, tcfg.confidence)
             if cols:  # Table 2 style: the main method's own metrics as the first row
                 t.rows.insert(0, [Cell(f"{main} (ours)"), *[Cell("–") for _ in conds], *[extras[main][c] for c in cols]])
-                t.notes.append("Metric columns: mean over done tasks of the run against the GT-lit reference.")
+                refs = reference_labels([main, *labels], tcfg)
+                t.notes.append("Metric columns: mean over done tasks of the run against the GT-lit reference; "
+                               + ("nothing bold, as a method's values are left out." if hidden else
+                                  "best value per column in bold"
+                                  + (f" ({', '.join(refs)} use{'s' * (len(refs) == 1)} the ground truth and "
+                                     f"{'is' if len(refs) == 1 else 'are'} never bolded)." if refs else ".")))
+            if changed_note:
+                t.notes.append(changed_note)
             tables.append(t)
         if len(abl):
             tables.append(preference_table(f"pref_ablations_{ds}", f"Preference for {main} over its ablations — {dataset}",

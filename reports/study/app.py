@@ -2,8 +2,12 @@
 
 Security model: a rater is identified by a random id plus a secret kept in an HttpOnly cookie
 (only its SHA-256 is stored). Every answer must carry the rater id that matches the cookie, for a
-pair assigned to that rater, answered once. Only the study's own images are served, looked up by
-exact name in the manifest (no file system path is ever built from the URL). Bodies over
+pair assigned to that rater, answered once. Images are served only to a rater, for the pairs
+assigned to them, under `/images/<token>` where the token is a keyed hash of (rater, pair, side):
+the same picture in two pairs, on two sides or for two raters has two addresses, so neither the
+URL nor the browser cache tells a rater which image (hence which method) they saw before. The
+token is looked up in a server-side map to a file named in the manifest (no file system path is
+ever built from the URL). Bodies over
 `ServerLimits.max_body_bytes` get 413 before parsing, malformed bodies (NaN included) 400 without
 echoing the input, new raters are rate-limited per client address and capped per study (429), and
 every response says `nosniff` and carries a CSP that forbids framing (`guard.py`).
@@ -15,6 +19,11 @@ answers file whose assignments name pairs the manifest lacks (answers left from 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import Cookie, FastAPI, HTTPException, Request, Response
@@ -34,6 +43,12 @@ from reports.study.manifest import IMAGES, MANIFEST, load_manifest
 from reports.study.page import MAX_MS, MIN_MS, PAGE
 
 COOKIE = "dipir_rater"
+TOKEN = re.compile(r"[0-9a-f]{32}")
+TOKEN_CACHE = 1024  # raters whose token maps are kept in memory (an assignment never changes)
+
+
+def image_token(key: bytes, rater_id: str, pair_id: str, side: str) -> str:
+    return hmac.new(key, f"{rater_id}|{pair_id}|{side}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Answer(BaseModel):
@@ -60,6 +75,9 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
         raise DipirError(f"{len(stale)} assigned pair(s) are not in {study / MANIFEST} (e.g. {stale[0]!r}): "
                          "these answers belong to another study; move the file away or serve the study it came from",
                          study / DB_NAME)
+    key = db.image_key()
+    token_maps: OrderedDict[str, dict[str, str]] = OrderedDict()
+    token_lock = threading.Lock()  # sync endpoints run in a thread pool
     app = FastAPI(title="DiPIR 2AFC study", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, headers={
         "X-Content-Type-Options": "nosniff", "Content-Security-Policy": content_security_policy(PAGE),
@@ -80,14 +98,32 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
             raise HTTPException(403, "unknown rater")
         return rater_id
 
+    def tokens(rater_id: str) -> dict[str, str]:
+        """token -> image name for every side of every pair assigned to the rater."""
+        with token_lock:
+            if rater_id in token_maps:
+                token_maps.move_to_end(rater_id)
+                return token_maps[rater_id]
+        out = {}
+        for pair_id, left in db.assignment(rater_id):
+            p = pairs.get(pair_id)
+            if p is not None:
+                right = "b" if left == "a" else "a"
+                out[image_token(key, rater_id, pair_id, "left")] = p[left]["image"]
+                out[image_token(key, rater_id, pair_id, "right")] = p[right]["image"]
+        with token_lock:
+            token_maps[rater_id] = out
+            if len(token_maps) > TOKEN_CACHE:
+                token_maps.popitem(last=False)
+        return out
+
     def state(rater_id: str) -> dict:
         done, total, trial = db.progress(rater_id)
         out = {"rater_id": rater_id, "done": done, "total": total, "trial": None}
         if trial:
-            p = pairs[trial.pair_id]
-            other = "b" if trial.left_item == "a" else "a"
-            out["trial"] = {"pair_id": trial.pair_id, "left": f"/images/{p[trial.left_item]['image']}",
-                            "right": f"/images/{p[other]['image']}"}
+            out["trial"] = {"pair_id": trial.pair_id,
+                            **{side: f"/images/{image_token(key, rater_id, trial.pair_id, side)}"
+                               for side in ("left", "right")}}
         return out
 
     @app.get("/", response_class=HTMLResponse)
@@ -141,9 +177,11 @@ def create_app(study: str | Path, limits: ServerLimits | None = None) -> FastAPI
             raise HTTPException(409, "this pair was already answered") from None
         return state(rater_id)
 
-    @app.get("/images/{name}")
-    def image(name: str) -> FileResponse:
-        if name not in images:
+    @app.get("/images/{token}")
+    def image(token: str, dipir_rater: str | None = Cookie(default=None)) -> FileResponse:
+        rater_id = rater_from_cookie(dipir_rater)
+        name = tokens(rater_id).get(token) if TOKEN.fullmatch(token) else None
+        if name is None or name not in images:
             raise HTTPException(404, "not found")
         path = (image_dir / name).resolve()
         if path.parent != image_dir or not path.is_file():

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS answers (
   rater_id TEXT NOT NULL REFERENCES raters(rater_id), pair_id TEXT NOT NULL,
   side TEXT NOT NULL CHECK (side IN ('left', 'right')), chosen TEXT NOT NULL CHECK (chosen IN ('a', 'b')),
   ms INTEGER, answered REAL NOT NULL, PRIMARY KEY (rater_id, pair_id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -137,6 +138,19 @@ class StudyDB:
                 c.execute("ROLLBACK")
                 raise
         return chosen
+
+    def image_key(self) -> bytes:
+        """The study's secret for image tokens, made once and kept with the answers (a restarted
+        server gives a page it already loaded the same image addresses)."""
+        with self._conn() as c:
+            c.execute("INSERT OR IGNORE INTO meta VALUES ('image_key', ?)", (secrets.token_hex(32),))
+            return bytes.fromhex(c.execute("SELECT value FROM meta WHERE key = 'image_key'").fetchone()[0])
+
+    def assignment(self, rater_id: str) -> list[tuple[str, str]]:
+        """(pair_id, left_item) of each pair assigned to the rater."""
+        with self._conn() as c:
+            return c.execute("SELECT pair_id, left_item FROM assignments WHERE rater_id = ? ORDER BY position",
+                             (rater_id,)).fetchall()
 
     def assigned_pair_ids(self) -> set[str]:
         with self._conn() as c:

@@ -1,9 +1,20 @@
-"""`dipir study make`: pairs of composites (DiPIR vs. each named method, same scene) and catch
-trials, copied into a self-contained study folder with `manifest.json`.
+"""`dipir study make`: pairs of composites (the main method vs. each named method, same scene) and
+catch trials, copied into a self-contained study folder with `manifest.json`.
 
-Images are stored under content-hash names, so neither the file name nor the URL tells a rater
-which method made an image. Left/right and order are randomized per rater when the rater joins
-(see `StudyDB.create_rater`), from the study seed and the rater id.
+What a rater can and cannot tell:
+- The main method's composite of a scene is in one pair per opponent, so a rater sees it several
+  times while each opponent's composite is shown once. The picture repeats; its address does not:
+  the server shows every image under a token of (rater, pair, side) (`reports/study/app.py`), so
+  neither the URL nor the browser cache marks the repeated image or names its method.
+- Catch trials never use the main method's composites (an intact main image as the right answer
+  would teach raters to pick it): each is a composite of another method, preferably one in no test
+  pair, against its broken copy (`catch.py`).
+- Files are stored under content-hash names (never sent to the rater). Left/right and order are
+  randomized per rater when the rater joins (see `StudyDB.create_rater`), from the study seed and
+  the rater id.
+
+Each item records the SHA-256 of its source composite (`sha256`), so the report can tell when the
+run's images changed after the study was made (their metrics then describe other images).
 """
 
 from __future__ import annotations
@@ -64,9 +75,14 @@ def exclusion_rule(cfg: StudyConfig) -> str:
             "excluded rater are dropped")
 
 
-def _copy_image(src: Path, images: Path) -> str:
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    name = f"{digest}.png"
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _copy_image(src: Path, images: Path) -> tuple[str, str]:
+    """(name in the study, SHA-256 of the source file)."""
+    digest = file_sha256(src)
+    name = f"{digest[:16]}.png"
     dst = images / name
     if not dst.exists():
         if src.suffix.lower() == ".png":
@@ -74,7 +90,7 @@ def _copy_image(src: Path, images: Path) -> str:
         else:
             with Image.open(src) as im:
                 im.convert("RGB").save(dst)
-    return name
+    return name, digest
 
 
 def _save_array(img, images: Path) -> str:
@@ -86,6 +102,25 @@ def _save_array(img, images: Path) -> str:
     name = f"{hashlib.sha256(data).hexdigest()[:16]}.png"
     (images / name).write_bytes(data)
     return name
+
+
+def _item(src: Path, images: Path, task_id: str, label: str) -> dict:
+    name, digest = _copy_image(src, images)
+    return {"image": name, "sha256": digest, "task_id": task_id, "label": label}
+
+
+def _catch_sources(df, pairs: list[dict], cfg: StudyConfig) -> list:
+    """The done tasks whose composites become catch trials: never the main method's (its images are
+    the ones that repeat across pairs; an intact one as the right answer would reward choosing
+    it). Other methods first, then the main method's ablations; within each, a composite in no test
+    pair before one raters also see in a test pair (each such showing is one more exposure)."""
+    main_method = cfg.main.split(":")[0]
+    in_pairs = {p[s]["task_id"] for p in pairs for s in ("a", "b")}
+    rows = [r for _, r in df.iterrows() if r["label"] != cfg.main]
+    rng = random.Random(cfg.seed)
+    rng.shuffle(rows)
+    rows.sort(key=lambda r: (r["label"].split(":")[0] == main_method, r["task_id"] in in_pairs))  # stable
+    return rows[: cfg.n_catch]
 
 
 def _pair_id(*parts: str) -> str:
@@ -142,27 +177,22 @@ def make_study(run: str | Path, out: str | Path, cfg: StudyConfig) -> dict:
             pairs.append({
                 "pair_id": _pair_id(a["task_id"], b["task_id"]), "kind": "test", "dataset": dataset,
                 "scene_id": scene, "condition": cond if isinstance(cond, str) and cond else None,
-                "opponent": opp,
-                "a": {"image": _copy_image(pa, images), "task_id": a["task_id"], "label": cfg.main},
-                "b": {"image": _copy_image(pb, images), "task_id": b["task_id"], "label": opp},
+                "opponent": opp, "a": _item(pa, images, a["task_id"], cfg.main), "b": _item(pb, images, b["task_id"], opp),
             })
     if not pairs:
         raise DipirError("no scene has both the main method and an opponent done", field="--against")
-    rng = random.Random(cfg.seed)
-    candidates = sorted(main_rows.items())
-    rng.shuffle(candidates)
-    for (dataset, scene), a in candidates[: cfg.n_catch]:
-        img, variant = broken_insert(store.artifact_path(a, "composite"), store.artifact_path(a, "background"))
+    for row in _catch_sources(df, pairs, cfg):
+        comp = store.artifact_path(row, "composite")
+        img, variant = broken_insert(comp, store.artifact_path(row, "background"))
         pairs.append({
-            "pair_id": _pair_id("catch", a["task_id"]), "kind": "catch", "dataset": dataset, "scene_id": scene,
-            "condition": None, "opponent": f"catch ({variant})",
-            "a": {"image": _copy_image(store.artifact_path(a, "composite"), images), "task_id": a["task_id"],
-                  "label": cfg.main},
-            "b": {"image": _save_array(img, images), "task_id": a["task_id"], "label": f"broken:{variant}"},
+            "pair_id": _pair_id("catch", row["task_id"]), "kind": "catch", "dataset": row["dataset"],
+            "scene_id": row["scene_id"], "condition": None, "opponent": f"catch ({variant})",
+            "a": _item(comp, images, row["task_id"], row["label"]),
+            "b": {"image": _save_array(img, images), "task_id": row["task_id"], "label": f"broken:{variant}"},
         })
     n_catch = sum(p["kind"] == "catch" for p in pairs)
     manifest = {
-        "version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "version": 2, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": str(store.run.resolve()), "config": {**asdict(cfg), "against": list(cfg.against), "n_catch": n_catch},
         "catch_rule": CATCH_RULE, "exclusion_rule": exclusion_rule(StudyConfig(**{**asdict(cfg), "n_catch": n_catch})),
         "question": "Which image looks more realistic?",
