@@ -50,7 +50,8 @@ class PriorTrainConfig:
     # E(c) − E(∅) (which its LDS follows at this scale) is shaped (docs/mini_world_runs.md).
     empty_caption_frac: float = 0.1
     # A share 1 − focus_frac of the timesteps is drawn uniformly from all of [0, T), the rest from the range
-    # DiPIR's guidance samples (t fraction 0.02–0.65), where the prior has to be good. Measured: 0.85 (with a
+    # t fraction 0.02–0.65, a little wider than the 0.02–0.6 DiPIR's guidance and the check sample, where the
+    # prior has to be good (kept as every shipped prior was trained with it). Measured: 0.85 (with a
     # fourth UNet level) gave 58.2 % on the check after a 90-minute run, against 53–57 % for 0.5 (docs/mini_world_runs.md).
     focus_frac: float = 0.5
     focus_range: tuple = (20, 650)
