@@ -195,7 +195,7 @@ def render_and_write(scene: Scene, result, render_cfg, seed: int, out_dir: Path,
         "method": method, "seconds_estimate": seconds_estimate, "seconds_estimator_reported": result.seconds,
         "seconds_render": seconds_render, "envmap_shape": list(env.shape), "seed": int(seed),
         "render": _render_settings(render_cfg), "native_grid": bool(result.native_grid),
-        "render_used": _render_settings(render_config_for(result, render_cfg)),
+        "render_used": _render_settings(render_config_for(result, render_cfg, scene)),
         "parts": sorted(artifacts), "extras": result.extras,
     })
     artifacts["estimate"] = "estimate.json"
@@ -282,9 +282,10 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     """{"metrics": {name: float | None}, "metrics_unavailable": {name: reason}} for the prediction
     in `pred_dir` (see the module docstring). Writes gt_composite.png when the scene has GT (and a
     re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
-    from dipir.evaluation.insertion import load_result, render_result
+    from dipir.estimators.base import InsertionResult
+    from dipir.evaluation.insertion import load_result, render_config_for, render_ground_truth, render_result
     from dipir.rendering.hdr import read_hdr
-    from dipir.rendering.renderer import InsertionRenderer, render_insertion
+    from dipir.rendering.renderer import InsertionRenderer
 
     pred_dir = Path(pred_dir)
     out_dir = Path(out_dir) if out_dir is not None else pred_dir
@@ -296,8 +297,10 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     pred = load_result(pred_dir)
     pred_env = pred.envmap
     gt_env = read_hdr(scene.envmap)
-    renderer = InsertionRenderer(scene, render_cfg)
-    gt = render_insertion(scene, gt_env, render_cfg, seed, renderer=renderer)
+    # The ground truth as every result is rendered (an emitter asset glows in it); a baseline's
+    # result on this scene needs the same renderer config, so it is reused.
+    renderer = InsertionRenderer(scene, render_config_for(InsertionResult(envmap=gt_env), render_cfg, scene))
+    gt = render_ground_truth(scene, render_cfg, seed, renderer=renderer)
     _write_png(out_dir / "gt_composite.png", gt["composite"])
     gt_img = read_rgb(out_dir / "gt_composite.png")
     pred_img = read_rgb(comp_path) if comp_path.is_file() else None

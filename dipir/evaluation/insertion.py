@@ -5,6 +5,9 @@ prediction folder, so the image that is scored is the image the method made.
 shadow ratio β from `envmap_shadow` when the result has one (else from `envmap`), the tone curves
 (identity when absent) and the material overrides, on the result's own env-map grid when it says so
 (`native_grid`, DiPIR's optimization grid) and on the render config's grid otherwise (baselines).
+An emitter asset (lamp, headlights) glows in every render of it (`asset_emission`): the ground truth
+(`render_ground_truth`, the oracle's result), every method's result, DiPIR's own renders; a result's
+own `emission` override (dipir-material) replaces the asset's.
 
 Prediction folder (all names fixed; the optional files only when the result has the part):
 
@@ -82,14 +85,45 @@ def check_result(result: InsertionResult, method: str | None) -> InsertionResult
     return result
 
 
-def render_config_for(result: InsertionResult, render_cfg):
+def asset_emission(scene) -> list[float] | None:
+    """The radiance the scene's object emits by itself, [r, g, b], or None when it does not glow.
+
+    An asset marks an emitter (lamp, headlights) with an `emission` colour (one number: grey) or with
+    `emitter: true` alone ([1, 1, 1]). The glow belongs to the object, not to a lighting estimate, so
+    it is rendered whatever the estimate: in the ground truth and in every method's result alike.
+    """
+    m = scene.object.material or {}
+    if not m.get("emitter") and m.get("emission") is None:
+        return None
+    value = m.get("emission", [1.0, 1.0, 1.0])
+    try:
+        e = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        e = np.array([np.nan])
+    if e.size == 1:
+        e = np.repeat(e, 3)
+    if e.size != 3 or not np.all(np.isfinite(e)) or e.min() < 0:
+        raise DipirError(f"expected 3 finite non-negative numbers, got {value!r}", scene.source,
+                         "object.material.emission")
+    return [float(x) for x in e]
+
+
+def render_material(scene, result: InsertionResult) -> dict:
+    """The material overrides `result` is rendered with: the asset's own emission (an emitter), then
+    the result's overrides on top (DiPIR's optimized material and emission replace the asset's)."""
+    emission = asset_emission(scene) if scene is not None else None
+    return {**({"emission": emission} if emission is not None else {}), **(result.material or {})}
+
+
+def render_config_for(result: InsertionResult, render_cfg, scene=None):
     """The render config this result is rendered with: its own env-map grid when `native_grid`,
-    an emissive object when its material overrides carry an emission."""
+    an emissive object when what it is rendered with carries an emission (its material overrides, or,
+    given the scene, an emitter asset)."""
     cfg = render_cfg
     if result.native_grid:
         h, w = np.asarray(result.envmap).shape[:2]
         cfg = dataclasses.replace(cfg, envmap_height=int(h), envmap_width=int(w))
-    if result.material and "emission" in result.material:
+    if "emission" in render_material(scene, result):
         cfg = dataclasses.replace(cfg, emissive=True)
     return cfg
 
@@ -105,7 +139,7 @@ def render_result(scene, result: InsertionResult, render_cfg, seed: int, rendere
     from dipir.rendering.renderer import InsertionRenderer, load_background
     from dipir.rendering.tonemap import ToneCurves
 
-    cfg = render_config_for(result, render_cfg)
+    cfg = render_config_for(result, render_cfg, scene)
     if renderer is None or renderer.cfg != cfg:
         renderer = InsertionRenderer(scene, cfg)
     he, we = cfg.envmap_height, cfg.envmap_width
@@ -114,7 +148,8 @@ def render_result(scene, result: InsertionResult, render_cfg, seed: int, rendere
     if result.envmap_shadow is not None:
         env_sh = torch.from_numpy(resample_equirect(np.asarray(result.envmap_shadow, np.float32), he, we))
     tone = ToneCurves.from_params(result.tone).to(renderer.device) if result.tone else None
-    material = {k: torch.as_tensor(np.asarray(v, np.float32).reshape(-1)) for k, v in (result.material or {}).items()}
+    material = {k: torch.as_tensor(np.asarray(v, np.float32).reshape(-1))
+                for k, v in render_material(scene, result).items()}
     bg = torch.from_numpy(load_background(scene, cfg.width, cfg.height)).to(renderer.device)
     with torch.no_grad():
         out = renderer.render(env_fg, env_sh, seed=seed, material=material or None)
@@ -122,6 +157,17 @@ def render_result(scene, result: InsertionResult, render_cfg, seed: int, rendere
     res = out.numpy()
     res["composite"] = comp.detach().cpu().numpy().astype(np.float32)
     return res
+
+
+def render_ground_truth(scene, render_cfg, seed: int, renderer=None) -> dict:
+    """The scene lit by its ground-truth env map (identity tone curves, the asset's own emission), as
+    `render_result` renders the oracle's result: the reference every method is scored against and
+    DiPIR's oracle-guidance target, rendered by this one path."""
+    from dipir.rendering.hdr import read_hdr
+
+    if scene.envmap is None:
+        raise DipirError("needs a ground-truth env map; the scene has none", scene.source, "envmap")
+    return render_result(scene, InsertionResult(envmap=read_hdr(scene.envmap)), render_cfg, seed, renderer=renderer)
 
 
 def write_result(out_dir: Path, result: InsertionResult) -> dict[str, str]:

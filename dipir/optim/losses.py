@@ -70,22 +70,47 @@ def energy(env: torch.Tensor) -> torch.Tensor:
     return (luminance(env) * _omega(env)).sum()
 
 
+# Where L_fg's luminance is below this fraction of its own peak its colour is noise (an SG lobe's
+# far tail, or nothing at all): the fused texel takes L_shadow's luminance in neutral grey there.
+NEGLIGIBLE_FG = 1e-6
+
+
+def fg_chroma(env_fg: torch.Tensor) -> torch.Tensor:
+    """L_fg's colour at unit luminance, (H, W, 3): (L_fg + f) / (lum(L_fg) + f), with the floor
+    f = NEGLIGIBLE_FG · max lum(L_fg) + EPS.
+
+    L_fg / lum(L_fg) where L_fg is not negligible, blending smoothly into grey (1, 1, 1) where it is;
+    lum() of it is 1 at every texel whatever f (the Rec. 709 weights sum to 1), and the denominator is
+    never below f, so values and gradients stay finite even where L_fg is exactly 0.
+    """
+    lum = luminance(env_fg)
+    # A threshold, not a signal: no gradient through the peak. EPS keeps an all-black L_fg grey, its
+    # gradient bounded by lum(L_shadow)/EPS.
+    floor = NEGLIGIBLE_FG * lum.detach().max() + EPS
+    return (env_fg + floor) / (lum + floor)[..., None]
+
+
 def fused_map(env_fg: torch.Tensor, env_shadow: torch.Tensor, keep: str = "shadow") -> torch.Tensor:
     """The one map both maps become: L_fg's colour, L_shadow's layout, one overall energy.
 
-        F = L_fg · lum(L_shadow) / lum(L_fg) · k,   texel by texel,
+        F = lum(L_shadow) · chroma(L_fg) · k,   texel by texel,
 
-    with k = 1 when `keep` is "shadow" (F's luminance is L_shadow's: the default) and
-    k = ∫lum(L_fg)dΩ / ∫lum(L_shadow)dΩ when it is "foreground" (F's energy is L_fg's). The shadow
-    pins down where the light comes from; β is blind to L_shadow's scale, but once fused the
-    object's shading measures it. dipir/optim/config.py has the measurement behind the default.
+    with chroma(L_fg) = L_fg / lum(L_fg) (`fg_chroma`: grey where L_fg is negligible, below
+    NEGLIGIBLE_FG of its peak), i.e. L_fg scaled by the relative luminance lum(L_shadow)/lum(L_fg)
+    wherever L_fg has light. k = 1 when `keep` is "shadow" (F's luminance is L_shadow's at every
+    texel, also where L_fg is dark: the default) and k = ∫lum(L_fg)dΩ / ∫lum(L_shadow)dΩ when it is
+    "foreground" (F's energy is L_fg's). The shadow pins down where the light comes from; β is blind
+    to L_shadow's scale, but once fused the object's shading measures it. dipir/optim/config.py has
+    the measurement behind the default.
     """
-    ratio = (luminance(env_shadow) + EPS) / (luminance(env_fg) + EPS)
-    if keep == "foreground":
-        ratio = ratio * (energy(env_fg) + EPS) / (energy(env_shadow) + EPS)
-    elif keep != "shadow":
+    if keep not in ("foreground", "shadow"):
         raise ValueError(f"keep must be 'foreground' or 'shadow', got {keep!r}")
-    return env_fg * ratio[..., None]
+    # Not L_fg · (lum_sh + ε)/(lum_fg + ε): where L_fg ≪ ε that gave L_fg · lum_sh/ε ≈ 0, and a sun
+    # the shadow map had found but L_fg had not was erased from the fused map.
+    lum_sh = luminance(env_shadow)
+    if keep == "foreground":
+        lum_sh = lum_sh * (energy(env_fg) + EPS) / (energy(env_shadow) + EPS)
+    return lum_sh[..., None] * fg_chroma(env_fg)
 
 
 def fuse(env_fg: torch.Tensor, env_shadow: torch.Tensor, alpha: float,

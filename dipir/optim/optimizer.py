@@ -18,8 +18,9 @@ run with `OptimizationError`; Ctrl-C stops it with status "interrupted". Either 
 the iterations done so far are written (see dipir/optim/outputs.py).
 
 What the run produced is `DipirOptimizer.insertion_result()`: the map(s) the final render used, on
-the grid they were optimized on, with the tone curves and the material overrides. Evaluation renders
-exactly that (dipir/evaluation/insertion.py), so a task is scored on the image the optimizer made.
+the grid they were optimized on, with the tone curves and the material values the renders used (an
+emitter asset's emission included). Evaluation renders exactly that (dipir/evaluation/insertion.py),
+so a task is scored on the image the optimizer made.
 
 Determinism: the config's seed fixes the initial lobes, every render's seed (seed·1000003 + step)
 and the guidance's timestep/noise generator. Runs agree up to float rounding: Dr.Jit sums the
@@ -41,7 +42,7 @@ import torch
 from dipir.errors import DipirError
 from dipir.guidance.registry import TINY as TINY_MODEL
 from dipir.optim.config import DipirConfig
-from dipir.optim.losses import consistency_loss, fuse, fusion_alpha, pixel_loss, reg_loss
+from dipir.optim.losses import NEGLIGIBLE_FG, consistency_loss, fuse, fusion_alpha, pixel_loss, reg_loss
 from dipir.optim.outputs import OutputWriter
 from dipir.scene.contract import Scene
 
@@ -77,12 +78,6 @@ def render_size(scene: Scene, cfg: DipirConfig) -> tuple[int, int]:
     return max(8, int(round(w * s / 8)) * 8), max(8, int(round(h * s / 8)) * 8)
 
 
-def _is_emitter(material: dict | None) -> bool:
-    """An asset marks an emitter (lamp, headlights) with `emitter: true` or an `emission` colour."""
-    m = material or {}
-    return bool(m.get("emitter")) or m.get("emission") is not None
-
-
 def t_max_at(step: int, total: int, cfg: DipirConfig) -> float:
     from dipir.guidance.schedules import linear
 
@@ -110,6 +105,7 @@ class DipirOptimizer:
     """
 
     def __init__(self, scene: Scene, cfg: DipirConfig, pipe=None, guidance=None):
+        from dipir.evaluation.insertion import asset_emission
         from dipir.rendering.lighting import SGLighting, grid_min_sharpness
         from dipir.rendering.renderer import InsertionRenderer, load_background
         from dipir.rendering.tonemap import ToneCurves
@@ -117,10 +113,11 @@ class DipirOptimizer:
         self.scene, self.cfg = scene, cfg.validate()
         torch.manual_seed(cfg.seed)
         self.width, self.height = render_size(scene, cfg)
+        # An emitter asset (lamp, headlights) glows in every preset, as evaluation renders it
+        # (dipir.evaluation.insertion.asset_emission); dipir-material optimizes the glow.
+        self.emission = asset_emission(scene)
         self.renderer = InsertionRenderer(scene, dataclasses.replace(
-            cfg.render, width=self.width, height=self.height,
-            # An emitter asset (lamp, headlights) glows in every preset; dipir-material optimizes it.
-            emissive=_is_emitter(scene.object.material)))
+            cfg.render, width=self.width, height=self.height, emissive=self.emission is not None))
         self.background = torch.from_numpy(load_background(scene, self.width, self.height)).to(self.renderer.device)
         # Both maps start from the same random lobes: consistent at step 0, they drift apart only as
         # far as the shading and the shadow disagree.
@@ -152,22 +149,15 @@ class DipirOptimizer:
         rough = float(np.clip(m.get("roughness", 0.5), 1e-3, 1 - 1e-3))
         params = {"base_color": torch.logit(torch.from_numpy(base)),
                   "roughness": torch.logit(torch.tensor([rough]))}
-        if _is_emitter(m):
-            em = np.asarray(m.get("emission", [1.0, 1.0, 1.0]), dtype=np.float32).reshape(-1)
+        if self.emission is not None:
+            em = np.asarray(self.emission, dtype=np.float32)
             params["emission"] = torch.log(torch.from_numpy(np.maximum(em, 1e-3)))
         return {k: v.clone().requires_grad_(True) for k, v in params.items()}
-
-    def _asset_emission(self) -> dict | None:
-        # An emissive renderer starts at radiance 0: give the GT render the asset's own emission.
-        if not self.renderer.cfg.emissive:
-            return None
-        m = self.scene.object.material or {}
-        return {"emission": torch.as_tensor(np.asarray(m.get("emission", [1.0, 1.0, 1.0]), np.float32).reshape(-1))}
 
     def material_values(self) -> dict[str, torch.Tensor] | None:
         """What the renders use: the optimized material, else the asset's own emission (emitters)."""
         if self.material is None:
-            return self._asset_emission()
+            return None if self.emission is None else {"emission": torch.tensor(self.emission, dtype=torch.float32)}
         out = {"base_color": torch.sigmoid(self.material["base_color"]),
                "roughness": torch.sigmoid(self.material["roughness"])}
         if "emission" in self.material:
@@ -190,20 +180,17 @@ class DipirOptimizer:
         return groups
 
     def ground_truth_composite(self) -> torch.Tensor:
-        """The scene lit by its ground-truth env map (identity tone curves), at 4x the spp."""
-        from dipir.rendering.composite import composite
-        from dipir.rendering.hdr import read_hdr, resample_equirect
-        from dipir.rendering.renderer import InsertionRenderer
+        """The scene lit by its ground-truth env map, at 4x the spp: evaluation's ground truth
+        (dipir.evaluation.insertion.render_ground_truth: identity tone curves, the asset's own
+        emission), so the oracle target is the image the oracle is scored as."""
+        from dipir.evaluation.insertion import render_ground_truth
 
         if self.scene.envmap is None:
             raise DipirError("oracle guidance needs a ground-truth env map; the scene has none",
                              self.scene.source, "envmap")
         r = self.renderer.cfg
-        env = resample_equirect(read_hdr(self.scene.envmap), r.envmap_height, r.envmap_width)
-        gt = InsertionRenderer(self.scene, dataclasses.replace(r, spp=4 * r.spp))
-        with torch.no_grad():
-            out = gt.render(torch.from_numpy(env), seed=2**20 + self.cfg.seed, material=self._asset_emission())
-            return composite(self.background, out, None).detach()
+        gt = render_ground_truth(self.scene, dataclasses.replace(r, spp=4 * r.spp), seed=2**20 + self.cfg.seed)
+        return torch.from_numpy(gt["composite"]).to(self.renderer.device)
 
     # -- maps ----------------------------------------------------------------------------------
     def maps(self, height: int, width: int, alpha: float):
@@ -309,16 +296,18 @@ class DipirOptimizer:
 
     def insertion_result(self, **extra):
         """What this optimization produced, as evaluation renders it: the map(s) of the final render
-        on their grid, the tone curves (when optimized) and the material overrides (when optimized)."""
+        on their grid, the tone curves (when optimized) and the material values every render used
+        (`material_values`: the optimized material, or an emitter asset's fixed emission)."""
         from dipir.estimators.base import InsertionResult
 
         r, cfg = self.cfg.render, self.cfg
         alpha = self.final_alpha()
         with torch.no_grad():
             _, _, e_fg, e_sh = self.maps(r.envmap_height, r.envmap_width, alpha)
-        material = None
-        if self.material is not None:
-            material = {k: v.detach().reshape(-1).cpu().tolist() for k, v in self.material_values().items()}
+        # Always what the renders used, so the scored image is this object even when nothing of the
+        # material was optimized (an emitter's glow).
+        mat = self.material_values()
+        material = None if mat is None else {k: v.detach().reshape(-1).cpu().tolist() for k, v in mat.items()}
         return InsertionResult(
             envmap=e_fg.cpu().numpy(), envmap_shadow=None if e_sh is e_fg else e_sh.cpu().numpy(),
             tone=self.tone.params() if cfg.tone.enabled else None, material=material,
@@ -328,7 +317,8 @@ class DipirOptimizer:
         rule = {"foreground": " x energy(fg)/energy(shadow)", "shadow": ""}[self.cfg.lighting.fusion.energy]
         return {"fg": self.light_fg.params(), "shadow": self.light_shadow.params(), "fusion_alpha": alpha,
                 "fusion_energy": self.cfg.lighting.fusion.energy, "min_sharpness": self.light_fg.min_sharpness,
-                "fused": f"fg colours x relative luminance lum(shadow)/lum(fg){rule}, texel by texel"}
+                "fused": f"lum(shadow){rule} x fg colour at unit luminance (grey where lum(fg) < "
+                         f"{NEGLIGIBLE_FG:g} x its peak), texel by texel"}
 
 
 def build_guidance(pipe, cfg: DipirConfig, scene: Scene, width: int, height: int):

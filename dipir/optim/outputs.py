@@ -4,14 +4,15 @@
     foreground.exr, shadow_ratio.exr, mask.png   its render layers (as `dipir insert` writes them)
     envmap.exr               the map the final render lit the object with, on the grid it was
                              optimized on (render.envmap_height x width): the fused map
-                             F = L_fg · lum(L_shadow)/lum(L_fg) (optim_losses.fused_map) once fusion is
+                             F = lum(L_shadow) · L_fg/lum(L_fg) (dipir.optim.losses.fused_map) once fusion is
                              complete, L_fg with fusion off (no-envmap-fusion), the partly fused L_fg
                              of a run stopped in between (sg_params.json has the progress reached)
     envmap_fg.exr            L_fg and L_shadow as optimized (same grid)
     envmap_shadow.exr
     sg_params.json           SG parameters of both maps + the fusion progress reached
     tone_curves.json/.png    tone-curve parameters and their plot
-    material.json            optimized material (dipir-material only)
+    material.json            the material values the renders used: the optimized material
+                             (dipir-material), or an emitter asset's own emission
     losses.csv               one row per iteration, written as it goes (survives Ctrl-C and crashes)
     intermediate/composite_NNNN.png   every `snapshot_every` iterations (and the last) ...
     intermediate/sg_NNNN.json         ... with the SG parameters of that iteration (as sg_params.json):
