@@ -109,6 +109,50 @@ def test_composites_are_keyed_by_the_scenes_content_not_its_folder(held_out_worl
     assert not np.allclose(first[0], second[0])
 
 
+def test_composites_are_keyed_by_every_setting_that_changes_them(held_out_world, tmp_path, monkeypatch):
+    """A rotation of 90.9° is not cached as 90°, and a renderer setting the key did not name (path
+    depth, env-map resolution, mask samples, Mitsuba variant) renders again instead of serving the
+    old images."""
+    import dataclasses
+
+    import dipir.prior.check as check
+    from dipir.prior.check import PriorCheckConfig, composites
+
+    folder = sorted(p for p in held_out_world.iterdir() if p.is_dir())[0]
+    cache = tmp_path / "cache"
+    for deg in (90.0, 90.9):
+        composites(folder, PriorCheckConfig(rotations_deg=(deg,), spp=4), 16, cache_dir=cache)
+    assert len(list((cache / "prior_check").glob("*.npz"))) == 2
+    cfg = PriorCheckConfig(rotations_deg=(90.0,), spp=4)
+    names = {check.composite_cache_name(folder, cfg, 16)}
+    plain = check.render_config
+    for change in ({"max_depth": 2}, {"envmap_height": 32, "envmap_width": 64}, {"mask_spp_sqrt": 4},
+                   {"variant": "cuda_ad_rgb"}):
+        monkeypatch.setattr(check, "render_config", lambda c, size, ch=change: dataclasses.replace(plain(c, size), **ch))
+        names.add(check.composite_cache_name(folder, cfg, 16))
+    assert len(names) == 5
+    monkeypatch.setattr(check, "render_config", lambda c, size: dataclasses.replace(plain(c, size), max_depth=2))
+    composites(folder, cfg, 16, cache_dir=cache)  # rendered with the depth it is keyed by
+    assert len(list((cache / "prior_check").glob("*.npz"))) == 3
+
+
+def test_check_records_the_image_size_and_render_settings(held_out_world, tiny_prior, tmp_path):
+    import mitsuba
+
+    from dipir.prior.check import PriorCheckConfig, check_prior
+    from dipir.rendering.config import RenderConfig
+
+    cfg = PriorCheckConfig(rotations_deg=(180.0,), n_noise=2, spp=4)
+    check_prior(tiny_prior, held_out_world, cfg, out_json=tmp_path / "c.json", log=lambda s: None)
+    res = json.loads((tmp_path / "c.json").read_text())
+    assert res["image_size"] == 16
+    r, d = res["render"], RenderConfig()
+    assert (r["spp"], r["seed"], r["max_depth"], r["envmap_height"], r["envmap_width"], r["mask_spp_sqrt"]) == \
+        (4, 0, d.max_depth, d.envmap_height, d.envmap_width, d.mask_spp_sqrt)
+    assert r["mitsuba_variant"] == mitsuba.variant() and r["mitsuba_version"] == mitsuba.__version__
+    assert all({"edges_truth", "edges_rotated"} <= set(row) for row in res["pairs_detail"])  # the fingerprints
+
+
 def test_check_refuses_a_folder_without_held_out_scenes(tiny_prior, monkeypatch):
     # Said before the model loads (seconds with a real prior, and transformers' loading bar).
     import dipir.prior.model
@@ -375,7 +419,11 @@ def test_compare_counts_the_pairs_gained_and_lost_and_refuses_other_checks(tmp_p
     out = _compare(capsys, a, b)
     # 10 gained, 2 lost: two-sided exact binomial p = 2 * P(X <= 2 | 12, 0.5) = 2 * 79 / 4096
     assert "A: m (abababababababab): 20/32 = 62.5%" in out and "B: n" in out and "28/32 = 87.5%" in out
-    assert f"10 gained, 2 lost (McNemar exact p = {2 * 79 / 4096:.2g})" in out
+    assert "on the same 32 pairs of 16 scenes: 10 gained, 2 lost" in out
+    assert f"pair-level McNemar exact p = {2 * 79 / 4096:.2g}" in out
+    # By scene: the 2 lost pairs are one scene's (net −2), the 10 gained five scenes' (net +2 each), so
+    # over scenes it is 5 against 1: p = 2 * 7 / 64, far from the pairs' 0.039.
+    assert f"scene-level exact sign-flip p = {2 * 7 / 64:.2g}" in out and "B the better on 5, A on 1" in out, out
 
     for other, words in ((_check_json(tmp_path / "c.json", [True] * 30), "not the same pairs"),
                          (_check_json(tmp_path / "d.json", [True] * 32, n_noise=8), "n_noise: not the same check")):
@@ -408,8 +456,8 @@ def test_compare_reads_one_form_of_two_forms_results(tmp_path, capsys):
     out = _compare(capsys, a, b, "--form", "lds-no-lora")
     # 8 gained (pairs 6-13), 2 lost (pairs 4, 5): p = 2 * P(X <= 2 | 10, 0.5) = 2 * 56 / 1024
     assert "A: m: 6/16 = 37.5%" in out and "B: n: 12/16 = 75.0%" in out, out
-    assert f"by lds-no-lora's energy: 8 gained, 2 lost (McNemar exact p = {2 * 56 / 1024:.2g})" in out
-    assert "16 pairs by prior ∅'s energy: 0 gained, 0 lost" in _compare(capsys, a, b, "--form", "prior ∅")
+    assert "by lds-no-lora's energy: 8 gained, 2 lost" in out and f"McNemar exact p = {2 * 56 / 1024:.2g}" in out
+    assert "16 pairs of 8 scenes by prior ∅'s energy: 0 gained, 0 lost" in _compare(capsys, a, b, "--form", "prior ∅")
     doc = json.loads(b.read_text())
     doc["scenes_detail"][3]["prior ∅"][1] = "0.02"  # a hand-edited energy is refused, not compared as text
     b.write_text(json.dumps(doc))

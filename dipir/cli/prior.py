@@ -161,6 +161,8 @@ def _pool_command(prior_app: typer.Typer) -> None:
             lo, hi = x["fraction_ci"] or (float("nan"), float("nan"))
             typer.echo(f"  {x['json']}: {x['truth_wins']}/{x['pairs']} = {x['fraction']:.1%} [{lo:.0%}–{hi:.0%}]")
         _print_check(res)
+        if res["unchecked"]:  # older sets: said, so that a pool of unlike renders is not taken for one sample
+            typer.echo("Not checked alike across the sets: " + "; ".join(res["unchecked"]))
         if out_json:
             out_json.write_text(json.dumps(res, indent=1))
 
@@ -174,21 +176,33 @@ def _compare_command(prior_app: typer.Typer) -> None:
                                  help="Compare two `dipir prior forms --json` results by this form's verdicts "
                                       "(e.g. lds-no-lora) instead of two checks."),
     ) -> None:
-        """B against A on the same pairs: pairs gained and lost, McNemar's exact p."""
+        """B against A on the same pairs: pairs gained and lost, McNemar's exact p over pairs and an exact
+        test over scenes."""
         from dipir.prior.compare import compare_checks
         from reports.stats import binom_test_two_sided
 
         res = compare_checks(check_a, check_b, form=form)
         for name, path in (("a", check_a), ("b", check_b)):
             s = res[name]
-            weights = f" ({s['weights']})" if s["weights"] else ""  # a forms result records no weights hash
+            weights = f" ({s['weights']})" if s["weights"] else ""  # older forms results record no weights hash
+            size = "" if s["image_size"] is None else (
+                f", {s['image_size']} px" + ("" if s["image_size_from"] == "recorded" else " (inferred from its weights)"))
             typer.echo(f"{name.upper()}: {s['model']}{weights}: {s['truth_wins']}/{s['pairs']} = "
-                       f"{s['truth_wins'] / s['pairs']:.1%}  [{path}]")
+                       f"{s['truth_wins'] / s['pairs']:.1%}{size}  [{path}]")
         g, lo = len(res["gained"]), len(res["lost"])
-        p = binom_test_two_sided(g, g + lo) if g + lo else 1.0
         by = f" by {form}'s energy" if form else ""
-        typer.echo(f"B against A on the same {res['a']['pairs']} pairs{by}: {g} gained, {lo} lost "
-                   f"(McNemar exact p = {p:.2g})")
+        sc = res["scene_test"]
+        typer.echo(f"B against A on the same {res['a']['pairs']} pairs of {sc['scenes']} scenes{by}: "
+                   f"{g} gained, {lo} lost")
+        typer.echo(f"  pair-level McNemar exact p = {res['mcnemar_p']:.2g} (counts each pair as independent)")
+        typer.echo(f"  scene-level exact sign-flip p = {sc['p']:.2g} (net gained − lost per scene: B the better on "
+                   f"{sc['b_better']}, A on {sc['a_better']} of {sc['scenes']} scenes; a scene's pairs share "
+                   "its composite and noise, and the check's CI resamples scenes)")
+        if res["same_composites"]:
+            unit = "scenes" if form else "pairs"
+            typer.echo(f"Same composites: their fingerprints (edge energies) agree in all {res['same_composites']} {unit}.")
+        if res["unchecked"]:  # older JSONs: compared on what both record, and said
+            typer.echo("Not checked: " + "; ".join(res["unchecked"]))
         sh = res.get("share")
         if form and sh is None:
             typer.echo("The prompt's share: not in both results (it needs their prior ∅ and sds-no-cfg energies).")

@@ -25,10 +25,16 @@ the object, which the fraction counts as knowing the lighting.
 `fraction_ci` is a 95 % percentile bootstrap over scenes (a scene's pairs share its true composite
 and its noise, so they are not independent): two priors whose intervals overlap widely are not told
 apart by the check.
+The JSON records what the composites depend on besides the scenes (`image_size`; `render`: spp,
+seed, the renderer's settings, the Mitsuba variant and version), and each pair's edge energies
+(`edges_truth`, `edges_rotated`) fingerprint the composites it scored: `prior compare` and `prior
+pool` refuse checks whose settings or fingerprints differ.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -87,23 +93,56 @@ def sun_backness(scene, cfg: PriorCheckConfig) -> list[float | None]:
     return [backness(dominant_direction(m), scene.camera.to_world) for m in maps]
 
 
+def render_config(cfg: PriorCheckConfig, size: int):
+    """The renderer's config for the check's composites: `RenderConfig`'s defaults at `size` px with
+    the check's spp, and the Mitsuba variant this process renders with made explicit (a CUDA and an
+    LLVM render of one scene differ)."""
+    from dipir.rendering.config import RenderConfig
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+
+    return RenderConfig(width=size, height=size, spp=cfg.spp, variant=load_mitsuba().variant())
+
+
+def render_settings(cfg: PriorCheckConfig, size: int) -> dict:
+    """What the composites depend on besides the scene folder and the rotations, as a check records it
+    (`render` in its JSON; the image size is its own field): the spp and render seed, every other
+    `RenderConfig` field (path depth, env-map resolution, mask samples, ...), the Mitsuba variant and
+    version. The composite cache is keyed by it, so a changed default renders again."""
+    from dipir.rendering.mitsuba_setup import load_mitsuba
+
+    # width/height are the image size (its own field); the plane's albedo cancels in the shadow ratio.
+    skip = ("width", "height", "plane_albedo")
+    rc = {k: v for k, v in dataclasses.asdict(render_config(cfg, size)).items() if k not in skip}
+    variant = rc.pop("variant")
+    return {**rc, "seed": cfg.seed, "mitsuba_variant": variant, "mitsuba_version": load_mitsuba().__version__}
+
+
+def composite_cache_name(folder: Path, cfg: PriorCheckConfig, size: int) -> str:
+    """The cache file of a scene's composites: the folder's content hash, the size, and a digest of
+    the render settings and the exact rotations (90.9° is not 90°)."""
+    from dipir.scene.contract import scene_folder_hash
+
+    key = {"image_size": size, "render": render_settings(cfg, size),
+           "rotations_deg": [repr(float(d)) for d in cfg.rotations_deg]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{scene_folder_hash(folder)[:20]}_{size}px_{cfg.spp}spp_{digest}.npz"
+
+
 def composites(folder: Path, cfg: PriorCheckConfig, size: int, scene=None,
                cache_dir: str | Path | None = None) -> tuple[list[np.ndarray], str]:
     """sRGB composites (truth first, then each rotation) at `size` px and the scene's caption.
-    Cached by the scene folder's content and the render settings in CACHE/prior_check/ (default
-    $DIPIR_CACHE_DIR or ~/.cache/dipir), never in the scene folder, which may be read-only or a
-    suite's input: checking several checkpoints renders once, and a scene written again renders
-    again. `scene`: the folder's scene when the caller has loaded it already."""
+    Cached by the scene folder's content and the render settings (`composite_cache_name`) in
+    CACHE/prior_check/ (default $DIPIR_CACHE_DIR or ~/.cache/dipir), never in the scene folder, which
+    may be read-only or a suite's input: checking several checkpoints renders once, and a scene
+    written again renders again. `scene`: the folder's scene when the caller has loaded it already."""
     from dipir.guidance.lora import default_cache_dir
     from dipir.rendering.hdr import read_hdr
-    from dipir.rendering.renderer import InsertionRenderer, RenderConfig, render_insertion
-    from dipir.scene.contract import load_scene, scene_folder_hash
+    from dipir.rendering.renderer import InsertionRenderer, render_insertion
+    from dipir.scene.contract import load_scene
 
     scene = scene or load_scene(folder)
     caption = str(scene.provenance.get("caption", ""))
-    rot = "-".join(str(int(d)) for d in cfg.rotations_deg)
-    cache = (Path(cache_dir or default_cache_dir()) / "prior_check"
-             / f"{scene_folder_hash(folder)[:20]}_{size}px_{cfg.spp}spp_{rot}_s{cfg.seed}.npz")
+    cache = Path(cache_dir or default_cache_dir()) / "prior_check" / composite_cache_name(folder, cfg, size)
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
@@ -111,7 +150,7 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int, scene=None,
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache (a killed writer, a foreign file) is a miss: render again, replace it
     env = read_hdr(scene.envmap)
-    r = InsertionRenderer(scene, RenderConfig(width=size, height=size, spp=cfg.spp))
+    r = InsertionRenderer(scene, render_config(cfg, size))
     out = [render_insertion(scene, env, renderer=r, seed=cfg.seed)["composite"]]
     for deg in cfg.rotations_deg:
         out.append(render_insertion(scene, rotate_envmap(env, deg), renderer=r, seed=cfg.seed)["composite"])
@@ -293,9 +332,10 @@ def check_prior(model: str | Path, data: str | Path, cfg: PriorCheckConfig | Non
             + " ".join(f"{v:.5f}" for v in losses[1:]) + f"  (wins so far {wins}/{len(rows)})")
     wins = sum(r["truth_wins"] for r in rows)
     elevation = elevation_bands(rows)
-    per_rot = {str(int(d)): float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
-               for d in cfg.rotations_deg}
-    res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "seeds": seeds, "pairs": len(rows), "truth_wins": wins,
+    per_rot = {f"{d:g}": float(np.mean([r["truth_wins"] for r in rows if r["rotation_deg"] == d]))
+               for d in cfg.rotations_deg}  # "90" as before for whole degrees; 90.9 is not 90
+    res = {"model": str(model), "weights": weights, "data": str(data), "scenes": len(held), "seeds": seeds,
+           "image_size": size, "render": render_settings(cfg, size), "pairs": len(rows), "truth_wins": wins,
            "fraction": wins / max(len(rows), 1),
            "fraction_ci": list(scene_bootstrap_ci(np.array([r["truth_wins"] for r in rows]).reshape(
                len(held), len(cfg.rotations_deg)))),

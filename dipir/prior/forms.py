@@ -101,12 +101,15 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
     from dipir.guidance.adapters import release_adapters
     from dipir.guidance.guidance import Guidance
     from dipir.guidance.prompts import scene_fields
+    from dipir.guidance.registry import local_model_digest, resolve_model
     from dipir.optim.optimizer import load_model, personalize_scene
     from dipir.prior.check import (
         PriorCheckConfig,
         composites,
+        edge_energy,
         held_out_folders,
         noise_seed,
+        render_settings,
         scene_bootstrap_ci,
         sun_backness,
         t_band_fractions,
@@ -120,6 +123,7 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
         raise DipirError(f"preset {preset!r} uses no diffusion model", field="--preset")
     lora = cfg.uses_lora()  # without one, only the forms on the base model (no personalization)
     held = held_out_folders(data, max_scenes)  # a bad --data is refused before seconds of loading the model
+    weights = local_model_digest(resolve_model(str(model)))  # None for a hub id: its revision names it
     pipe = load_model(str(model), cache_dir=cache_dir)
     size = int(pipe.unet.config.sample_size)
     seeds = [read_truth(f, "seed")["seed"] for f in held]  # which scenes, as the check records them
@@ -145,7 +149,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
             energies[name].append(v)
             draw_pairs[name] += [(per_draw[name][0], per_draw[name][k]) for k in range(1, len(v))]
         row = {"scene": folder.name, "lora": facts.get("lora_path"), "lora_cache_hit": facts.get("personalization_cache_hit"),
-               "sun_backness": sun_backness(scene, ccfg)}
+               "sun_backness": sun_backness(scene, ccfg),
+               "edges": [edge_energy(im) for im in images]}  # the composites' fingerprint, as the check's
         for name, v in e.items():
             row[name] = [float(x) for x in v]
         rows.append(row)
@@ -159,7 +164,8 @@ def check_forms(model: str, data: str | Path, preset: str = "dipir", options: di
                        "fraction_ci": list(scene_bootstrap_ci(wins)),
                        "fraction_by_t_band": t_band_fractions(draw_pairs[name], t.numpy() / T, ccfg),
                        **side_summary([p for r, ws in zip(rows, wins) for p in scene_pairs(ws, r["sun_backness"])])}
-    res = {"model": str(model), "data": str(data), "preset": preset, "options": options or {},
+    res = {"model": str(model), "weights": weights, "data": str(data), "preset": preset, "options": options or {},
+           "image_size": size, "render": render_settings(ccfg, size),
            "caption_share": caption_share(energies[UNCOND], energies[COND]),
            "prompt": guidance.template,  # the last scene's; every scene's is the same
            "guidance_scale": cfg.guidance.guidance_scale, "weighting": cfg.guidance.weighting,

@@ -2,9 +2,12 @@
 
 A set of 128 scenes moves a prior's fraction by about ±5 points, so which side of the bar one set
 lands on is partly chance; the pairs of several sets scored the same way (same weights, noise count,
-t range and rotations) are one larger sample. The pooled result has the fields of a check (the card
-and `dipir prior compare` read it as one) plus `sets`, one summary per input. Sets that share a scene
-are refused: a scene counted twice would narrow the interval falsely.
+t range and rotations, and the same recorded image size and render settings: `compare.same_settings`)
+are one larger sample. The pooled result has the fields of a check (the card and `dipir prior compare`
+read it as one) plus `sets`, one summary per input, and `unchecked`, the settings some set did not
+record (older JSONs). Sets that share a scene are refused: a scene counted twice would narrow the
+interval falsely. The sets' composites cannot be fingerprinted against each other: they are of
+other scenes.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
     the detail diagnostics, the verdict, and `sets` (each input's own numbers)."""
     from dipir.prior.card import validate_check
     from dipir.prior.check import complexity_correlation, detail_adjusted, elevation_bands, passes, scene_bootstrap_ci
-    from dipir.prior.compare import check_pairs
+    from dipir.prior.compare import check_pairs, same_settings
 
     if len(checks) < 2:
         raise DipirError("pooling needs two or more checks", checks[0][0] if checks else None, "checks")
@@ -63,6 +66,7 @@ def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
                              "the sets must not overlap", path, "pairs_detail")
         seen.update(dict.fromkeys(scenes, path))
         rows += check["pairs_detail"]
+    unchecked = same_settings(checks)  # other composites (size, spp, renderer) are not one sample either
     rotations = sorted({float(r["rotation_deg"]) for r in rows})
     by_scene: dict[str, dict[float, bool]] = {}
     for r in rows:
@@ -76,7 +80,10 @@ def pool_checks(checks: list[tuple[Path, dict]]) -> dict:
            "fraction_ci": list(scene_bootstrap_ci(wins)),
            "fraction_by_rotation": {f"{d:g}": float(wins[:, i].mean()) for i, d in enumerate(rotations)},
            "t_range": first["t_range"], "n_noise": first["n_noise"], "bar": first.get("bar"),
-           "sets": [_set_summary(p, c) for p, c in checks], "pairs_detail": rows}
+           "sets": [_set_summary(p, c) for p, c in checks], "unchecked": unchecked, "pairs_detail": rows}
+    for key in ("image_size", "render"):  # recorded by every set (and equal): the pooled check records it too
+        if all(c.get(key) is not None for _, c in checks):
+            res[key] = first[key]
     if all("sun_elevation_deg" in r for r in rows):
         bands = elevation_bands(rows)
         res["fraction_by_sun_elevation"] = {k: float(np.mean(w)) for k, w in bands.items()}
