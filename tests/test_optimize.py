@@ -107,9 +107,11 @@ def test_cli_tiny_model_end_to_end(scene, tmp_path, monkeypatch):
     assert rows[0]["t_max"] == pytest.approx(0.6) and rows[-1]["t_max"] == pytest.approx(0.3)
     assert sorted(p.name for p in (out / "intermediate").iterdir()) == [
         "composite_0000.png", "composite_0019.png", "sg_0000.json", "sg_0019.json"]
-    # The last snapshot's lighting is the lighting the outputs were written from.
+    # A snapshot's lighting is what its composite was rendered with: before that iteration's update, so
+    # the last one is one update short of the lighting the outputs were written from.
     last, final = (json.loads(p.read_text()) for p in (out / "intermediate" / "sg_0019.json", out / "sg_params.json"))
-    assert np.allclose(last["fg"]["axes"], final["fg"]["axes"]) and last["fusion_alpha"] == final["fusion_alpha"]
+    assert not np.allclose(last["fg"]["axes"], final["fg"]["axes"])
+    assert np.allclose(last["fg"]["axes"], final["fg"]["axes"], atol=0.1) and last["fusion_alpha"] == final["fusion_alpha"]
     assert final["fusion_energy"] == "shadow"  # the rule lit_envmap fuses by
     from PIL import Image
 
@@ -385,3 +387,17 @@ def test_emitter_asset_glows_in_every_preset(tmp_path):
     assert float(lamp.target[mask].mean()) > float(plain.target[mask].mean()) + 0.1  # GT composite glows
     assert float(torch.as_tensor(lamp.render_composite(spp=4))[mask].mean()) > \
         float(torch.as_tensor(plain.render_composite(spp=4))[mask].mean())
+
+
+def test_a_snapshot_holds_the_lighting_its_composite_was_rendered_with(scene, tmp_path):
+    """sg_0000 is the initial lighting (composite_0000 was rendered before the first update); each
+    later snapshot is one update behind the next, and sg_params.json one behind the last."""
+    from dipir.optim.optimizer import DipirOptimizer, run_dipir
+
+    cfg = small(get_preset("oracle-guidance"), iterations=3, snapshot_every=1)
+    start = DipirOptimizer(scene, cfg).sg_params(0.0)
+    res = run_dipir(scene, cfg, tmp_path / "out")
+    snaps = [json.loads((tmp_path / "out" / "intermediate" / f"sg_{i:04d}.json").read_text()) for i in range(3)]
+    assert np.allclose(snaps[0]["fg"]["axes"], start["fg"]["axes"])
+    assert np.allclose(snaps[0]["shadow"]["colors"], start["shadow"]["colors"])
+    assert not np.allclose(snaps[2]["fg"]["axes"], res.sg["fg"]["axes"])

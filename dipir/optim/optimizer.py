@@ -139,6 +139,7 @@ class DipirOptimizer:
             self.guidance = build_guidance(pipe, cfg, scene, self.width, self.height)
         self.step_index = 0
         self.last_composite: torch.Tensor | None = None
+        self.last_sg: dict | None = None  # the SG parameters last_composite was rendered with (step(keep_sg=True))
         self.last_losses: dict = {}
 
     # -- set-up --------------------------------------------------------------------------------
@@ -200,8 +201,10 @@ class DipirOptimizer:
         return fg, sh, e_fg, e_sh
 
     # -- one iteration -------------------------------------------------------------------------
-    def step(self, i: int) -> dict:
-        """One optimization step; returns the logged floats (one row of losses.csv)."""
+    def step(self, i: int, keep_sg: bool = False) -> dict:
+        """One optimization step; returns the logged floats (one row of losses.csv). `keep_sg`: also
+        keep the SG parameters this step rendered with (`last_sg`, before the update), the lighting of
+        `last_composite`."""
         from dipir.rendering.composite import composite
 
         cfg, n = self.cfg, self.cfg.iterations
@@ -227,6 +230,8 @@ class DipirOptimizer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        if keep_sg:  # before the update: a snapshot pairs the composite with the lighting that made it
+            self.last_sg = self.sg_params(alpha)
         self.optimizer.step()
         tm.lap("step")
         self.last_composite = image.detach()
@@ -407,10 +412,11 @@ def run_dipir(scene: Scene, cfg: DipirConfig, out_dir: str | Path, pipe=None, gu
             for i in range(cfg.iterations):
                 if stop.requested:
                     raise KeyboardInterrupt
-                row = opt.step(i)
+                snap = bool(cfg.snapshot_every) and (i % cfg.snapshot_every == 0 or i == cfg.iterations - 1)
+                row = opt.step(i, keep_sg=snap)
                 writer.losses.write(row)
-                if cfg.snapshot_every and (i % cfg.snapshot_every == 0 or i == cfg.iterations - 1):
-                    writer.snapshot(i, opt.last_composite.cpu().numpy(), opt.sg_params(row["fusion_alpha"]))
+                if snap:
+                    writer.snapshot(i, opt.last_composite.cpu().numpy(), opt.last_sg)
                 bar.update(row)
                 if on_iteration is not None:
                     on_iteration(i, row)

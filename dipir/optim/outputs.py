@@ -15,7 +15,9 @@
                              (dipir-material), or an emitter asset's own emission
     losses.csv               one row per iteration, written as it goes (survives Ctrl-C and crashes)
     intermediate/composite_NNNN.png   every `snapshot_every` iterations (and the last) ...
-    intermediate/sg_NNNN.json         ... with the SG parameters of that iteration (as sg_params.json):
+    intermediate/sg_NNNN.json         ... with the SG parameters that composite was rendered with (as
+                             sg_params.json; before that iteration's update, so sg_0000 is the initial
+                             lighting and sg_params.json is one update after the last snapshot):
                              how the lighting moved, e.g. the sun error along the run
     timings.json             personalization and optimization seconds
     config.json              the resolved DipirConfig (plain data)
