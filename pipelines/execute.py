@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from dipir.errors import DipirError
+from dipir.evaluation.version import EVALUATION_VERSION
 from dipir.rendering.config import RenderConfig
 from pipelines import schema, store
 from pipelines.scenes import build_scene
@@ -199,6 +200,7 @@ class TaskContext:
                 ev = evaluate(scene, stage, cfg, task.seed)
                 result["metrics"] = {k: (None if v is None or v != v else float(v)) for k, v in ev["metrics"].items()}
                 result["metrics_unavailable"] = dict(ev.get("metrics_unavailable") or {})
+                result["evaluation"] = EVALUATION_VERSION
                 for k, v in ev["metrics"].items():
                     if v is not None and v != v:  # a NaN the evaluation gave no reason for: say it was one
                         result["metrics_unavailable"].setdefault(k, "undefined for this task (NaN)")

@@ -40,6 +40,7 @@ class RunSummary:
     final: Counter = field(default_factory=Counter)  # status -> tasks of the suite after this run
     stale: int = 0  # task folders of tasks no longer in the suite, moved to RUN/stale/
     relabelled: int = 0  # finished tasks whose dataset or scene_id the suite now names differently
+    outdated: int = 0  # done tasks scored by an older evaluation version: they run again
     took_over: dict = field(default_factory=dict)  # the dead holder of the run folder's lock, if any
     workers: int = 0
     nodes: int = 0  # Ray nodes that ran actors
@@ -75,6 +76,8 @@ def prepare(suite: Suite, run_dir: Path, retry_failed: bool, summary: RunSummary
     if summary is not None:
         summary.stale, summary.relabelled = len(aside), relabelled
     todo = set(store.pending([t.task_id for t in tasks], run_dir, retry_failed, found))
+    if summary is not None:
+        summary.outdated = len(todo & set(store.outdated(run_dir, found)))
     return tasks, [t for t in tasks if t.task_id in todo]
 
 

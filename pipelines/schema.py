@@ -194,6 +194,8 @@ class TaskResult:
     node: str | None = None  # the cluster node that ran it (multi-node runs)
     actor: str | None = None  # the actor that ran it
     git: str | None = None  # the code version that ran it (pipelines.store.code_version); None: not recorded
+    # The scoring protocol that computed `metrics` (dipir.evaluation.version); None: not recorded (1).
+    evaluation: int | None = None
 
     @classmethod
     def start(cls, task, attempts: int = 1) -> TaskResult:
@@ -232,7 +234,7 @@ def read_result(path: str | Path) -> TaskResult:
 
 
 ROW_COLUMNS = ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status", "error", "seconds",
-               "condition", "node", "actor", "git")
+               "condition", "node", "actor", "git", "evaluation")
 # The columns a results table cannot do without: TaskResult's fields without a default.
 REQUIRED_COLUMNS = tuple(f.name for f in dataclasses.fields(TaskResult)
                          if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
@@ -266,6 +268,7 @@ def results_frame(results: list[TaskResult]):
     for c in metric_cols + ["seconds"]:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
+    df["evaluation"] = pd.to_numeric(df["evaluation"], errors="coerce").astype("Int64")
     for c in ("task_id", "dataset", "scene_id", "method", "preset", "status", "error", "condition", "node", "actor",
               "git", *artifact_cols):
         df[c] = df[c].astype("string")

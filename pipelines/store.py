@@ -291,8 +291,21 @@ def finished(run: Path, found: dict[str, TaskResult | None] | None = None) -> di
 
 def pending(task_ids: list[str], run: Path, retry_failed: bool,
             found: dict[str, TaskResult | None] | None = None) -> list[str]:
+    """Tasks to run: no result yet, failed (with `retry_failed`), or done but scored by an older
+    evaluation version (`outdated`)."""
     fin = finished(run, found)
-    return [t for t in task_ids if t not in fin or (retry_failed and fin[t] == "failed")]
+    old = set(outdated(run, found))
+    return [t for t in task_ids if t not in fin or t in old or (retry_failed and fin[t] == "failed")]
+
+
+def outdated(run: Path, found: dict[str, TaskResult | None] | None = None) -> list[str]:
+    """Done tasks whose metrics an older scoring protocol computed (dipir.evaluation.version): their
+    numbers would sit under metric descriptions they do not follow."""
+    from dipir.evaluation.version import EVALUATION_VERSION
+
+    found = results(run) if found is None else found
+    return [tid for tid, r in found.items()
+            if r is not None and r.status == "done" and (r.evaluation or 1) < EVALUATION_VERSION]
 
 
 # ---------------------------------------------------------------------------------------------

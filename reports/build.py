@@ -59,6 +59,23 @@ def code_versions(df, last_run: str | None) -> str:
     return ", ".join(parts) + (": results from more than one code version" if len(counts) > 1 else "")
 
 
+def evaluation_versions(df) -> str | None:
+    """Which scoring protocol computed the done rows (dipir/evaluation/version.py), when not all the
+    current one: a run not yet resumed shows numbers an older definition of a metric gave."""
+    import pandas as pd
+
+    from dipir.evaluation.version import EVALUATION_VERSION
+
+    done = df[df["status"] == "done"]
+    v = pd.to_numeric(done["evaluation"], errors="coerce").fillna(1).astype(int) if len(done) else None
+    if v is None or (v == EVALUATION_VERSION).all():
+        return None
+    counts = v.value_counts().sort_index()
+    return (", ".join(f"{k} ({n} task{'s' if n != 1 else ''})" for k, n in counts.items())
+            + f": metrics of an older evaluation than {EVALUATION_VERSION} (dipir/evaluation/version.py says "
+              "what changed); `dipir run` with the suite scores them again")
+
+
 def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | Path | None = None,
                  out: str | Path | None = None) -> ReportOutput:
     cfg = cfg or ReportConfig()
@@ -78,7 +95,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
             ("methods", ", ".join(sorted(df["label"].unique())))]
     ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
-    info += [("git", code_versions(df, ri.git)), ("host", str(ri.host.get("hostname") or "unknown")),
+    old_eval = evaluation_versions(df)
+    info += [*([("evaluation", old_eval)] if old_eval else []),
+             ("git", code_versions(df, ri.git)), ("host", str(ri.host.get("hostname") or "unknown")),
              ("GPUs", ri.gpu_summary())]
 
     sections = []

@@ -184,7 +184,7 @@ def load_store(run: str | Path) -> Store:
     if df["task_id"].duplicated().any():
         dup = df.loc[df["task_id"].duplicated(), "task_id"].iloc[0]
         raise DipirError(f"duplicate task_id {dup!r}", parquet, "task_id")
-    for col in ("error", "seconds", "condition", "git"):
+    for col in ("error", "seconds", "condition", "git", "evaluation"):
         if col not in df.columns:
             df[col] = None
     metrics = [c[len("metric."):] for c in df.columns if c.startswith("metric.")]

@@ -20,6 +20,7 @@ import yaml
 from helpers.pipeline import TINY_RENDER, count_lines
 
 from dipir.errors import DipirError
+from dipir.evaluation.version import EVALUATION_VERSION
 from dipir.scene.synthetic import tiny_scenes
 from pipelines import schema, store
 from pipelines.suite import load_suite
@@ -30,7 +31,8 @@ EST = "helpers.pipeline:CountingEstimator"
 
 def _result(tid: str, status: str = "done", **kw) -> dict:
     return {"task_id": tid, "dataset": "d", "scene_id": f"s-{tid}", "method": "m", "preset": None, "seed": 0,
-            "status": status, "metrics": {"rmse_full": 0.5 if status == "done" else None}, **kw}
+            "status": status, "metrics": {"rmse_full": 0.5 if status == "done" else None},
+            "evaluation": EVALUATION_VERSION if status == "done" else None, **kw}
 
 
 def _commit(run: Path, tid: str, status: str = "done") -> Path:

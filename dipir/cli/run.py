@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         if summary.stale:
             typer.echo(f"{summary.stale} task folder(s) of tasks no longer in the suite moved to "
                        f"{Path(out) / 'stale'}", err=True)
+        if summary.outdated:
+            typer.echo(f"{summary.outdated} done task(s) scored by an older evaluation version "
+                       "(dipir/evaluation/version.py) run again", err=True)
         if summary.relabelled:
             typer.echo(f"{summary.relabelled} finished task(s) given the dataset / scene id the suite names them "
                        "by now", err=True)

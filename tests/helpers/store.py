@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from dipir.evaluation.version import EVALUATION_VERSION
 from pipelines.local_cluster import free_port  # noqa: F401 - the study tests' ports; one owner
 from pipelines.schema import RunInfo
 from reports.images import write_exr
@@ -133,13 +134,14 @@ def write_fixture_store(run: Path, parquet: bool = True, meta: bool = True, list
             res = {"task_id": tid, "dataset": dataset, "scene_id": scene, "method": method, "preset": preset,
                    "seed": 0, "status": status, "error": error, "traceback": traceback, "seconds": 1.5 + mi,
                    "metrics": metrics, "metrics_unavailable": unavailable, "artifacts": artifacts,
+                   "evaluation": EVALUATION_VERSION if status == "done" else None,
                    "condition": cond, "scene_key": scene_key}
             if not list_all:
                 artifacts = {k: v for k, v in artifacts.items() if k in ("composite", "envmap")}
                 res["artifacts"] = artifacts
             (tdir / "result.json").write_text(json.dumps(res, indent=1))
             row = {k: res[k] for k in ("task_id", "dataset", "scene_id", "method", "preset", "seed", "status",
-                                       "error", "seconds", "condition")}
+                                       "error", "seconds", "condition", "evaluation")}
             for m in META:
                 row[f"metric.{m}"] = np.nan if metrics[m] is None else metrics[m]
             for a in ("composite", "envmap", "gt_composite", "background", "losses"):
