@@ -243,6 +243,8 @@ def test_mini_world_validation_scenes_are_used_by_no_suite_and_no_check():
 
 
 def test_store_finished_and_parquet(tmp_path):
+    from dipir.evaluation.version import EVALUATION_VERSION
+
     run = tmp_path / "run"
     store.init_run(run, {"name": "x"}, {"rmse": {"lower_is_better": True, "description": "d"}})
     assert json.loads((run / "run.json").read_text())["ray"]
@@ -252,7 +254,8 @@ def test_store_finished_and_parquet(tmp_path):
         res = {"task_id": f"t{i}", "dataset": "d", "scene_id": f"s{i}", "method": "m", "preset": None, "seed": 0,
                "status": st, "error": None if st == "done" else "why", "seconds": 1.5, "condition": None,
                "metrics": {"rmse": 0.5 if st == "done" else None}, "metrics_unavailable": {},
-               "artifacts": {"composite": "composite.png"} if st == "done" else {}}
+               "artifacts": {"composite": "composite.png"} if st == "done" else {},
+               "evaluation": EVALUATION_VERSION if st == "done" else None}
         store.commit_task(run, stage, res)
     assert store.finished(run) == {"t0": "done", "t1": "failed", "t2": "skipped"}
     assert store.pending(["t0", "t1", "t2", "t3"], run, retry_failed=False) == ["t3"]
