@@ -97,7 +97,11 @@ def model_identity(model: str | None, hashes: FileHashCache | None = None) -> st
     file_hash = (hashes or FileHashCache(None)).file
     digest = local_model_digest(model, file_hash)
     if digest is None:
-        return model if model == TINY else pin_hub_model(model)
+        if model == TINY:
+            return model
+        if Path(resolve_model(model)).expanduser().exists():  # a folder, but not a diffusers one
+            raise DipirError(f"{model!r} is not a diffusers pipeline folder (no model_index.json)", field="model")
+        return pin_hub_model(model)
     prompts = prompts_file(resolve_model(model))
     return f"{model}@{digest[:16]}" + ("" if prompts is None else f"+prompts@{file_hash(prompts)[:12]}")
 

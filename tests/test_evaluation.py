@@ -329,3 +329,22 @@ def test_evaluate_rerenders_a_composite_made_with_other_settings(scene, cfg, sph
     estimate_and_render(scene, build_estimator("oracle", {"height": 32}), other, 5, tmp_path)
     m = evaluate(scene, tmp_path, cfg, 3, sphere_cfg=sphere_cfg)["metrics"]
     assert m["rmse_full"] == pytest.approx(0, abs=1e-6)
+
+
+def test_evaluate_rerenders_a_composite_of_an_older_scoring_protocol(scene, cfg, sphere_cfg, tmp_path):
+    """A prediction folder written before the evaluation version it is scored by (e.g. an emitter
+    rendered without its glow) has its composite rendered again, not scored as it was."""
+    import json
+
+    from dipir.evaluation.evaluate import estimate_and_render, evaluate
+
+    estimate_and_render(scene, build_estimator("oracle", {"height": 32}), cfg, 3, tmp_path)
+    info = json.loads((tmp_path / "estimate.json").read_text())
+    del info["evaluation"]  # as written by an older version
+    (tmp_path / "estimate.json").write_text(json.dumps(info))
+    from PIL import Image
+
+    size = Image.open(tmp_path / "composite.png").size
+    Image.new("RGB", size).save(tmp_path / "composite.png")  # what the older protocol rendered (here: black)
+    m = evaluate(scene, tmp_path, cfg, 3, sphere_cfg=sphere_cfg)["metrics"]
+    assert m["rmse_full"] == pytest.approx(0, abs=1e-6)

@@ -54,3 +54,17 @@ def test_uncached_hub_model_is_refused_at_planning(hub_cache, tmp_path):
     with pytest.raises(DipirError, match="not in the local hub cache"):
         model_identity("acme/tiny")
     assert model_identity("tiny") == "tiny"  # the fixed-config test model is not a hub id
+
+
+def test_a_local_folder_that_is_not_a_diffusers_one_is_not_taken_for_a_hub_id(hub_cache, tmp_path, monkeypatch):
+    """An existing folder without model_index.json was sent to the hub (a download online) and the
+    error called it a hub model; it is refused as the folder it is."""
+    from dipir.errors import DipirError
+    from pipelines.tasks import model_identity
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notdiffusers").mkdir()
+    for name in ("./notdiffusers", "notdiffusers", str(tmp_path / "notdiffusers")):
+        with pytest.raises(DipirError, match="not a diffusers pipeline folder") as err:
+            model_identity(name)
+        assert err.value.field == "model" and "hub" not in str(err.value)

@@ -88,16 +88,31 @@ def test_a_failed_rerun_hides_that_methods_metrics_too(tmp_path):
     assert "not shown for khan06 on polyhaven: 1 of the 3 composites" in md
 
 
-def test_the_report_of_another_run_shows_no_study_metrics(tmp_path):
-    """`dipir report RUN2 --study S` with S made from RUN: RUN2's metrics were put beside S's answers."""
+def test_the_report_of_another_run_shows_only_what_its_composites_verify(tmp_path):
+    """`dipir report RUN2 --study S` with S made from RUN: RUN2's metrics were put beside S's answers.
+    RUN2's composites are checked by their SHA-256: a copy of RUN (a moved run) shows its metrics, with
+    a note; where RUN2's images differ, that method's columns are not shown."""
     run, study = _study(tmp_path)
     other = tmp_path / "run2"
     shutil.copytree(run, other)
     out = build_report(other, ReportConfig(formats=("md",)), study=study, out=tmp_path / "rep")
     md = (out.report_dir / "report.md").read_text()
-    header = md_row(md, PH, "baseline")
-    assert not any("rmse" in h for h in header)
+    assert md_row(md, PH, "dipir (ours)")[2] == "**0.115**"
+    assert f"This study was made from the run {run.resolve()}; the composites raters judged were checked" in md
+    _rerun_dipir_on_polyhaven(other)
+    out = build_report(other, ReportConfig(formats=("md",)), study=study, out=tmp_path / "rep2")
+    md = (out.report_dir / "report.md").read_text()
+    assert md_row(md, PH, "dipir (ours)")[2].startswith("– <sub>not shown")  # run2's own tables show 9.99
     assert md_row(md, PH, "khan06")[1].startswith("100.0%")
+    # without recorded hashes nothing tells another run's images from the judged ones: no columns
+    m = json.loads((study / "manifest.json").read_text())
+    for p in m["pairs"]:
+        for side in "ab":
+            p[side].pop("sha256", None)
+    (study / "manifest.json").write_text(json.dumps(m))
+    out = build_report(other, ReportConfig(formats=("md",)), study=study, out=tmp_path / "rep3")
+    md = (out.report_dir / "report.md").read_text()
+    assert not any("rmse" in h for h in md_row(md, PH, "baseline"))
     assert f"this study was made from the run {run.resolve()}, not {other.resolve()}" in md
     # its own run: the columns are there, no note
     out = build_report(run, ReportConfig(formats=("md",)), study=study, out=tmp_path / "own")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dipir.evaluation.version import EVALUATION_VERSION
 from dipir.io import read_rgb
 from dipir.scene.contract import Scene
 
@@ -135,8 +136,9 @@ def _render_settings(render_cfg) -> dict:
 
 
 def _composite_is_current(pred_dir: Path, render_cfg, seed: int) -> bool:
-    """composite.png was rendered with these settings and seed (per estimate.json), or nothing
-    says otherwise (a folder written by hand)."""
+    """composite.png was rendered with these settings and seed by this scoring protocol (per
+    estimate.json; one rendered by an older one, e.g. an emitter without its glow, is rendered again),
+    or nothing says otherwise (a folder written by hand)."""
     path = pred_dir / "estimate.json"
     if not path.is_file():
         return True
@@ -145,7 +147,8 @@ def _composite_is_current(pred_dir: Path, render_cfg, seed: int) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     same_render = "render" not in info or info["render"] == _render_settings(render_cfg)
-    return same_render and int(info.get("seed", seed)) == int(seed)
+    same_protocol = "render" not in info or info.get("evaluation", 1) == EVALUATION_VERSION
+    return same_render and same_protocol and int(info.get("seed", seed)) == int(seed)
 
 
 def estimate_and_render(scene: Scene, estimator, render_cfg, seed: int, out_dir: Path, layers: bool = False) -> dict:
@@ -196,6 +199,7 @@ def render_and_write(scene: Scene, result, render_cfg, seed: int, out_dir: Path,
         "seconds_render": seconds_render, "envmap_shape": list(env.shape), "seed": int(seed),
         "render": _render_settings(render_cfg), "native_grid": bool(result.native_grid),
         "render_used": _render_settings(render_config_for(result, render_cfg, scene)),
+        "evaluation": EVALUATION_VERSION,
         "parts": sorted(artifacts), "extras": result.extras,
     })
     artifacts["estimate"] = "estimate.json"

@@ -127,17 +127,19 @@ def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
     if store is None:
         return MetricCheck(False, notes=[f"Metric columns not shown: the run this study was made from "
                                          f"({made_from or 'not recorded'}) cannot be read."])
-    if not made_from or not _same_path(made_from, store.run):
-        return MetricCheck(False, notes=[
-            f"Metric columns not shown: this study was made from the run {made_from or '(not recorded)'}, not "
-            f"{store.run.resolve()}, whose metrics would be shown; they describe other images than the raters saw."])
     items = {}  # (dataset, task_id) -> (label, sha256 or None)
     for p in manifest["pairs"]:
         if p["kind"] == "test":
             for s in ("a", "b"):
                 it = p[s]
                 items[(p["dataset"], it.get("task_id"))] = (it.get("label"), it.get("sha256"))
-    if any(sha is None for _, sha in items.values()):
+    hashed = not any(sha is None for _, sha in items.values())
+    moved = not made_from or not _same_path(made_from, store.run)
+    if moved and not hashed:  # nothing else can tell this run's images from the ones raters saw
+        return MetricCheck(False, notes=[
+            f"Metric columns not shown: this study was made from the run {made_from or '(not recorded)'}, not "
+            f"{store.run.resolve()}, whose metrics would be shown; they describe other images than the raters saw."])
+    if not hashed:
         return MetricCheck(True, notes=[
             "This study's manifest does not record the hashes of the composites raters judged (made by an "
             "older version): the metric columns are the run's now and cannot be checked against those images "
@@ -153,7 +155,9 @@ def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
             c[0] += not (path is not None and file_sha256(path) == sha)
         except OSError:
             c[0] += 1
-    return MetricCheck(True, {k: (n, of) for k, (n, of) in counts.items() if n})
+    notes = [f"This study was made from the run {made_from or '(not recorded)'}; the composites raters judged "
+             f"were checked by their SHA-256 in {store.run.resolve()}."] if moved else []
+    return MetricCheck(True, {k: (n, of) for k, (n, of) in counts.items() if n}, notes=notes)
 
 
 def _changed_note(check: MetricCheck, dataset: str, labels: list[str]) -> str | None:
