@@ -34,6 +34,7 @@ RUN_INFO = "run.json"
 METRICS_META = "metrics_meta.json"
 TASKS = "tasks"
 STALE = "stale"
+REPLACED = "replaced"  # a done task's folder a failed or skipped rerun replaced (kept, not reported)
 STAGING = ".staging"
 SCENES = "scenes"
 RESULTS = "results.parquet"

@@ -336,8 +336,25 @@ def commit_task(run: Path, stage: Path, result: dict | TaskResult, token: str | 
         os.rename(final, old)
     os.rename(stage, final)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if res.status != "done" and _was_done(old):
+            # A done task run again (its evaluation version was older) that failed this time: its
+            # result no longer stands, but its estimate and artifacts are not thrown away.
+            keep = run / schema.REPLACED / tid
+            shutil.rmtree(keep, ignore_errors=True)
+            keep.parent.mkdir(exist_ok=True)
+            os.rename(old, keep)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _was_done(folder: Path) -> bool:
+    """Whether a (renamed) task folder holds a done result."""
+    try:
+        data = json.loads((folder / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("status") == "done"
 
 
 # ---------------------------------------------------------------------------------------------

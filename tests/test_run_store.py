@@ -464,3 +464,21 @@ def test_finished_tasks_take_the_labels_the_suite_gives_them_now(tmp_path):
     assert (res.dataset, res.scene_id) == (again.dataset, again.scene_id) == ("polyhaven-outdoor",
                                                                               f"sky_az000_{task.scene_key[:8]}")
     assert res.metrics == {"rmse_full": 0.5}  # nothing else in it changed
+
+
+def test_a_done_task_whose_rerun_fails_keeps_its_folder_aside(tmp_path):
+    """A done task scored by an older evaluation runs again; if the rerun fails, the failure is its
+    result now, and the done folder (its estimate, its artifacts) is kept under RUN/replaced/."""
+    run = tmp_path / "run"
+    store.init_run(run, {"name": "x"}, {})
+    stage = store.staging_dir(run, "t0")
+    (stage / "envmap.exr").write_bytes(b"exr")
+    store.commit_task(run, stage, _result("t0", evaluation=None))
+    assert store.pending(["t0"], run, retry_failed=False) == ["t0"]  # an older evaluation: runs again
+    store.commit_task(run, store.staging_dir(run, "t0"), _result("t0", "failed"))
+    assert store.finished(run) == {"t0": "failed"}
+    kept = run / "replaced" / "t0"
+    assert (kept / "envmap.exr").read_bytes() == b"exr"
+    assert json.loads((kept / "result.json").read_text())["status"] == "done"
+    store.commit_task(run, store.staging_dir(run, "t0"), _result("t0"))  # a later rerun that works
+    assert store.finished(run) == {"t0": "done"} and (kept / "envmap.exr").exists()
