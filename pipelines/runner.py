@@ -87,6 +87,7 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
     t0 = time.perf_counter()
     run_dir = Path(run_dir).resolve()
     address = _check_address(address)  # before the run folder is touched: a bad address fails in seconds
+    suite = _pin_suite_model(suite)  # once: task ids and workers name the same commit of a hub model
     summary = RunSummary()
     # One writer per run folder: nothing in it is written or deleted before the lock is held.
     with store.run_lock(run_dir) as summary.took_over:
@@ -137,13 +138,21 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _pinned(model: str | None) -> str | None:
-    """The suite's model as its workers load it: a hub id pinned to the commit its task ids carry (each
-    node's hub cache could hold another); anything else as written. Planning has already refused a hub
-    id it could not pin."""
+def _pin_suite_model(suite: Suite) -> Suite:
+    """The suite with a hub model id pinned to the commit of the local hub cache (registry.pin_hub_model),
+    read once, before planning: task ids and workers (whose nodes' caches could hold another commit)
+    then name the same one. A suite whose methods use no model is left as it is."""
+    import dataclasses
+
     from dipir.guidance.registry import is_hub_id, pin_hub_model
 
-    return pin_hub_model(model) if model is not None and is_hub_id(model) else model
+    if suite.model is None or not is_hub_id(suite.model) or \
+            not any(execute.uses_model(m) is True for m in suite.methods):
+        return suite
+    try:
+        return dataclasses.replace(suite, model=pin_hub_model(suite.model))
+    except DipirError as err:
+        raise DipirError(err.message, suite.source, "model") from None
 
 
 def actor_plan(resources: dict, workers: int | None, n_tasks: int, gpus: int | None = None) -> tuple[bool, int]:
@@ -265,7 +274,7 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
         use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
         summary.workers = n
         Actor = make_actor_class(use_gpu)
-        args = (str(run_dir), suite.to_dict()["render"], _pinned(suite.model), suite.options, os.environ.get(CRASH_ENV),
+        args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
                 None if use_gpu else 1, probe, store.lock_token(run_dir))
 
         def new_actor(slot: int):

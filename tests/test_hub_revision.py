@@ -68,3 +68,26 @@ def test_a_local_folder_that_is_not_a_diffusers_one_is_not_taken_for_a_hub_id(hu
         with pytest.raises(DipirError, match="not a diffusers pipeline folder") as err:
             model_identity(name)
         assert err.value.field == "model" and "hub" not in str(err.value)
+
+
+def test_a_run_pins_the_suites_hub_model_once(hub_cache, tmp_path):
+    """The runner pins the suite's hub id before planning, so task ids and workers name one commit;
+    a suite whose methods use no model keeps what it says; an uncached id names the suite file."""
+    import yaml
+
+    from dipir.errors import DipirError
+    from pipelines.runner import _pin_suite_model
+    from pipelines.suite import load_suite
+
+    def suite(model, methods):
+        p = tmp_path / f"s{len(methods)}{model[-3:]}.yaml"
+        p.write_text(yaml.safe_dump({"name": "h", "model": model, "methods": methods,
+                                     "datasets": [{"kind": "synthetic", "generator": "world", "count": 1}]}))
+        return load_suite(p)
+
+    assert _pin_suite_model(suite("acme/tiny", ["dipir"])).model == f"acme/tiny@{C1}"
+    assert _pin_suite_model(suite("acme/tiny", ["constant"])).model == "acme/tiny"
+    s = suite("acme/gone", ["dipir"])
+    with pytest.raises(DipirError) as err:
+        _pin_suite_model(s)
+    assert err.value.field == "model" and str(s.source) in str(err.value)
