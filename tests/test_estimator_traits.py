@@ -209,7 +209,13 @@ def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
     # The config is what the estimator is built with: the suite's options are resolved into it.
     cfg = execute.method_config("dipir", "no-tone-curves", {"iterations": 3})
     assert cfg["iterations"] == 3 and cfg["tone"]["enabled"] is False and cfg["snapshot_every"] == 7
-    assert execute.method_config("dipir", None, {}) == dataclasses.asdict(presets.PRESETS["dipir"])
+    # ... with the version of what the method's code makes of it: a change to DiPIR's output (e.g. the
+    # fused map's rule) makes its old results stale instead of current.
+    from dipir.optim.version import OUTPUT_VERSION
+
+    assert execute.method_config("dipir", None, {}) == {**dataclasses.asdict(presets.PRESETS["dipir"]),
+                                                        "output_version": OUTPUT_VERSION}
+    assert OUTPUT_VERSION >= 2
     # Estimators that declare no config keep the ids they always had.
     assert execute.method_config("sunsky", None, {}) is None
     old = hash_json({"schema": TASK_SCHEMA, "scene": "k", "method": "sunsky", "preset": None, "seed": 0,

@@ -96,9 +96,12 @@ class DipirEstimator:
     @classmethod
     def config_identity(cls, options: dict) -> dict:
         """The optimizer config these options resolve to (the preset's definition, the defaults, the
-        overrides) as plain data: task ids hold it, so editing a preset or a default in code makes
-        the results it produced stale instead of current. Builds nothing heavy (no model)."""
-        return dataclasses.asdict(cls.from_options(options).cfg)
+        overrides) as plain data, with the method's output version (dipir/optim/version.py): task ids
+        hold it, so editing a preset, a default or what the code makes of them makes the results
+        it produced stale instead of current. Builds nothing heavy (no model)."""
+        from dipir.optim.version import OUTPUT_VERSION
+
+        return {**dataclasses.asdict(cls.from_options(options).cfg), "output_version": OUTPUT_VERSION}
 
     def _pipeline(self):
         """The process's one pipeline for this model (shared by every preset and seed), with the
