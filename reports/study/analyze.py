@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dipir.hashing import file_sha256
 from reports.document import Document, Section
 from reports.stats import fleiss_kappa, pairwise_agreement
 from reports.store import DIPIR, Store
 from reports.study.db import DB_NAME, StudyDB
-from reports.study.manifest import file_sha256, load_manifest
+from reports.study.manifest import load_manifest
 from reports.tables import (
     Cell,
     Table,

@@ -30,6 +30,7 @@ from pathlib import Path
 from PIL import Image
 
 from dipir.errors import DipirError
+from dipir.hashing import file_sha256
 from dipir.io import write_text_atomic
 from reports.store import load_store
 from reports.study.catch import RULE as CATCH_RULE
@@ -73,10 +74,6 @@ def exclusion_rule(cfg: StudyConfig) -> str:
     return (f"a rater is kept only if they answered at least one catch trial and chose the intact insert "
             f"in >= {cfg.min_catch_accuracy:.0%} of the catch trials they answered; all answers of an "
             "excluded rater are dropped")
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _copy_image(src: Path, images: Path) -> tuple[str, str]:
