@@ -25,6 +25,13 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def file_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What says a file is unchanged since it was last read (its size, modification time, inode and
+    change time): what caches of a file's hash or contents compare (see FileHashCache for why the
+    change time is in it)."""
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
 def hash_json(data) -> str:
     """sha256 of canonical JSON (sorted keys, no whitespace); the caller passes plain data only."""
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
@@ -56,7 +63,7 @@ class FileHashCache:
         except OSError:
             return hash_json({"missing": path.name})
         key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        stamp = list(file_stamp(st))
         hit = self.entries.get(key)
         if isinstance(hit, list) and hit[:-1] == stamp:
             return hit[-1]

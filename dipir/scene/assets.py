@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from dipir.errors import DipirError
+from dipir.hashing import file_stamp, hash_json
 from dipir.scene.contract import ObjectSpec, Plane
 from dipir.scene.mesh import DEFAULT_MATERIAL, Mesh
 
@@ -121,8 +122,6 @@ def mesh_sidecars(path: str | Path) -> list[Path]:
 def mesh_sidecar_hashes(path: str | Path, hashes) -> list[list[str]]:
     """[name, content hash] of each reference `mesh_references` lists (a missing file by its name).
     `hashes`: a `FileHashCache`."""
-    from dipir.hashing import hash_json
-
     return [[name, hashes.file(p) if p.is_file() else hash_json({"missing": name})]
             for name, p in mesh_references(path)]
 
@@ -133,7 +132,7 @@ def _referenced_names(path: Path) -> tuple[str, ...]:
         st = path.stat()
     except OSError:
         return ()
-    key, stamp = str(path.absolute()), (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    key, stamp = str(path.absolute()), file_stamp(st)
     hit = _REFERENCED.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
