@@ -293,6 +293,7 @@ def pending(task_ids: list[str], run: Path, retry_failed: bool,
             found: dict[str, TaskResult | None] | None = None) -> list[str]:
     """Tasks to run: no result yet, failed (with `retry_failed`), or done but scored by an older
     evaluation version (`outdated`)."""
+    found = results(run) if found is None else found  # read once for both
     fin = finished(run, found)
     old = set(outdated(run, found))
     return [t for t in task_ids if t not in fin or t in old or (retry_failed and fin[t] == "failed")]

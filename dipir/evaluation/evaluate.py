@@ -304,7 +304,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     # The ground truth as every result is rendered (an emitter asset glows in it); a baseline's
     # result on this scene needs the same renderer config, so it is reused.
     renderer = InsertionRenderer(scene, render_config_for(InsertionResult(envmap=gt_env), render_cfg, scene))
-    gt = render_ground_truth(scene, render_cfg, seed, renderer=renderer)
+    gt = render_ground_truth(scene, render_cfg, seed, renderer=renderer, envmap=gt_env)
     _write_png(out_dir / "gt_composite.png", gt["composite"])
     gt_img = read_rgb(out_dir / "gt_composite.png")
     pred_img = read_rgb(comp_path) if comp_path.is_file() else None

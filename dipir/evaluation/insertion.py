@@ -159,15 +159,18 @@ def render_result(scene, result: InsertionResult, render_cfg, seed: int, rendere
     return res
 
 
-def render_ground_truth(scene, render_cfg, seed: int, renderer=None) -> dict:
+def render_ground_truth(scene, render_cfg, seed: int, renderer=None, envmap=None) -> dict:
     """The scene lit by its ground-truth env map (identity tone curves, the asset's own emission), as
     `render_result` renders the oracle's result: the reference every method is scored against and
-    DiPIR's oracle-guidance target, rendered by this one path."""
+    DiPIR's oracle-guidance target, rendered by this one path. `envmap`: the scene's map when the
+    caller has read it already (a Poly Haven scene's can be the full-size HDRI)."""
     from dipir.rendering.hdr import read_hdr
 
-    if scene.envmap is None:
-        raise DipirError("needs a ground-truth env map; the scene has none", scene.source, "envmap")
-    return render_result(scene, InsertionResult(envmap=read_hdr(scene.envmap)), render_cfg, seed, renderer=renderer)
+    if envmap is None:
+        if scene.envmap is None:
+            raise DipirError("needs a ground-truth env map; the scene has none", scene.source, "envmap")
+        envmap = read_hdr(scene.envmap)
+    return render_result(scene, InsertionResult(envmap=envmap), render_cfg, seed, renderer=renderer)
 
 
 def write_result(out_dir: Path, result: InsertionResult) -> dict[str, str]:
