@@ -8,9 +8,8 @@ import shutil
 import sqlite3
 
 import pytest
-from helpers.store import CHROMIUM, free_port, launch_chromium, start_server, stop_server, write_fixture_store
+from helpers.store import CHROMIUM, free_port, launch_chromium, start_server, stop_server, write_fixture_study
 
-from reports.study.manifest import StudyConfig, make_study
 from reports.study.page import MIN_MS
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
@@ -18,10 +17,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not i
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("input")
-    run = write_fixture_store(tmp / "run")
-    make_study(run, tmp / "study", StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=6))
-    return tmp / "study"
+    return write_fixture_study(tmp_path_factory.mktemp("input"), per_rater=6)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +57,12 @@ def _shown(page, previous: str | None) -> str:
     return page.evaluate("document.body.dataset.pair")
 
 
+def _open(page, url: str) -> tuple[str, str]:
+    """Open the study as a new rater: (the first pair once it counts as seen, the rater id)."""
+    page.goto(url)
+    return _shown(page, None), page.inner_text("#rater")
+
+
 def _answers(study, rater: str) -> list[tuple[str, int]]:
     con = sqlite3.connect(study / "answers.sqlite")
     try:
@@ -73,9 +75,7 @@ def test_a_held_arrow_key_answers_one_pair(served, browser):
     """Holding ArrowLeft answered 6/6 pairs in 1.5 s (auto-repeat keydowns, 7-96 ms each)."""
     study, url = served
     page = browser
-    page.goto(url)
-    first = _shown(page, None)
-    rater = page.inner_text("#rater")
+    first, rater = _open(page, url)
     page.keyboard.down("ArrowLeft")
     for _ in range(40):  # Playwright marks each further down of a held key repeat=true, like auto-repeat
         page.keyboard.down("ArrowLeft")
@@ -96,9 +96,7 @@ def test_enter_or_space_on_the_clicked_button_do_not_answer(served, browser):
     """After a click, focus stayed on the button: Enter/Space answered the next pair unseen (ms=20)."""
     study, url = served
     page = browser
-    page.goto(url)
-    first = _shown(page, None)
-    rater = page.inner_text("#rater")
+    first, rater = _open(page, url)
     page.click("#left")
     second = _shown(page, first)
     for key in ("Enter", " ", "Enter"):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers.store import free_port, write_fixture_store
+from helpers.store import free_port, write_fixture_study
 
 from dipir.cli.main import main
 from dipir.errors import DipirError
@@ -24,16 +24,14 @@ from reports.study.manifest import StudyConfig, make_study
 def old_study(tmp_path_factory):
     """A study with two raters who joined (assignments) and one answer."""
     tmp = tmp_path_factory.mktemp("rebuild")
-    run = write_fixture_store(tmp / "run")
-    study = tmp / "study"
-    make_study(run, study, StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=4))
+    study = write_fixture_study(tmp, per_rater=4)
     for _ in range(2):
         c = TestClient(create_app(study))
         c.post("/api/rater")
         s = c.get("/api/next").json()
         c.post("/api/answer", json={"rater_id": s["rater_id"], "pair_id": s["trial"]["pair_id"], "side": "left",
                                     "ms": 900})
-    return run, study
+    return tmp / "run", study
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,19 +9,15 @@ import sqlite3
 import psutil
 import pytest
 from fastapi.testclient import TestClient
-from helpers.store import free_port, start_server, stop_server, write_fixture_store
+from helpers.store import free_port, start_server, stop_server, write_fixture_study
 
 from reports.study.app import create_app
 from reports.study.db import StudyDB
-from reports.study.manifest import StudyConfig, make_study
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("study")
-    run = write_fixture_store(tmp / "run")
-    make_study(run, tmp / "study", StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=4))
-    return tmp / "study"
+    return write_fixture_study(tmp_path_factory.mktemp("study"), per_rater=4)
 
 
 def _client(study) -> TestClient:

@@ -221,3 +221,13 @@ def launch_chromium(playwright, user_data_dir: Path):
     user_data_dir.mkdir(parents=True, exist_ok=True)
     return playwright.chromium.launch_persistent_context(
         str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def write_fixture_study(root: Path, per_rater: int = 4) -> Path:
+    """A study of the fixture store (root/run): DiPIR against khan06 and sunsky, 2 catch trials, at
+    root/study; the study server and page tests share it."""
+    from reports.study.manifest import StudyConfig, make_study
+
+    make_study(write_fixture_store(root / "run"), root / "study",
+               StudyConfig(against=("khan06", "sunsky"), n_catch=2, per_rater=per_rater))
+    return root / "study"
