@@ -635,3 +635,33 @@ def test_a_suite_mesh_that_is_not_there_is_the_suites_error(tmp_path):
             tmp_path / "bench" / "s.yaml")
     assert err.value.field == "datasets[0].object.mesh"
     assert f"{tmp_path / 'bench' / 'assets' / 'car.obj'} (a relative path is relative to the suite file)" in str(err.value)
+
+
+def test_a_methods_output_version_from_2_on_makes_its_old_results_stale(tmp_path, scenes, monkeypatch):
+    """A baseline whose code changed its results bumps its `output_version`: its task ids change (the
+    resumed run computes them again), no other method's do. At version 1 its ids are those it had
+    before versions existed (no `config` part)."""
+    import dataclasses
+
+    from dipir.estimators.khan06 import Khan06Estimator
+    from pipelines.execute import IDENTITY
+    from pipelines.tasks import render_identity, task_id
+
+    suite = load_suite(_suite(tmp_path, scenes, methods=["khan06", "constant"], presets={}, seeds=[0]))
+    ids = lambda run: {(t.method, t.scene_id): t.task_id for t in plan(suite, tmp_path / run, IDENTITY)}  # noqa: E731
+    base = ids("r1")
+    t = next(t for t in plan(suite, tmp_path / "r1", IDENTITY) if t.method == "khan06")
+    options = IDENTITY.options("khan06", {}, suite.render)
+    assert t.task_id == task_id(t.scene_key, "khan06", None, 0, render_identity(suite.render), options, None)
+    monkeypatch.setattr(Khan06Estimator, "traits", dataclasses.replace(Khan06Estimator.traits, output_version=2))
+    bumped = ids("r2")
+    for k, v in bumped.items():
+        assert (v == base[k]) == (k[0] == "constant"), k
+
+
+def test_an_output_version_must_be_a_positive_integer():
+    from dipir.estimators.base import EstimatorTraits
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(DipirError, match="traits.output_version"):
+            EstimatorTraits(output_version=bad)

@@ -74,19 +74,24 @@ def estimator_traits(name: str, field: str = "method") -> EstimatorTraits:
 
 def config_identity(name: str, options: dict, field: str = "method") -> dict | None:
     """The configuration `options` resolve to for estimator `name`, as plain data, when its class
-    declares one (a `config_identity(options)` classmethod); None otherwise. Part of task ids. A
-    built-in baseline declares none but checks its options here (its `from_options` builds nothing
+    declares one (a `config_identity(options)` classmethod), with the class's output version from 2
+    on (`EstimatorTraits.output_version`); None when it has neither. Part of task ids. A built-in
+    baseline declares no config but checks its options here (its `from_options` builds nothing
     heavy), so a suite's bad option or preset fails before any task runs, not in every task."""
     cls = estimator_class(name, field)
     fn = getattr(cls, "config_identity", None)
+    config = None
     if fn is not None:
-        return fn(dict(options))
-    if name in ESTIMATORS and hasattr(cls, "from_options"):
+        config = fn(dict(options))
+    elif name in ESTIMATORS and hasattr(cls, "from_options"):
         try:
             cls.from_options(dict(options))
         except (TypeError, ValueError) as err:  # e.g. float("bright"): the option of the wrong type
             raise DipirError(f"an option of {name!r} has the wrong type ({err})") from None
-    return None
+    version = estimator_traits(name, field).output_version
+    if version > 1:  # version 1 adds nothing: ids from before versions existed stay valid
+        config = {**(config or {}), "output_version": version}
+    return config
 
 
 def render_options(traits: EstimatorTraits, render, options: dict | None = None) -> dict:

@@ -94,6 +94,12 @@ class EstimatorTraits:
               suites, `dipir insert` and `dipir estimate` give it the depth they score with
               (`render_options`; options that set one win), so the image it optimizes is formed
               as the image that is scored.
+    output_version: the version of what the class's code makes of a scene and its options. Bump it
+              with any change that changes its results (the shared `common.py` and `sun_detect.py`
+              included) and say what changed where the class is defined; tests/test_output_versions.py
+              fails until you do. Task ids hold it from 2 on (a class at 1 keeps the ids it had before
+              versions existed), so a resumed run computes the method's tasks again instead of
+              keeping the older code's results as current.
     """
 
     seeded: bool = False
@@ -103,6 +109,12 @@ class EstimatorTraits:
     render_size: bool = False
     own_model: str | None = None
     render_depth: bool = False
+    output_version: int = 1
+
+    def __post_init__(self):
+        v = self.output_version
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise DipirError(f"expected a positive integer, got {v!r}", field="traits.output_version")
 
 
 class LightingEstimator(Protocol):

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size
 from dipir.scene.contract import Scene
 
@@ -18,6 +18,9 @@ from dipir.scene.contract import Scene
 class ConstantEstimator:
     name = "constant"
     requires = Requirements()
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, height: int, intensity: float = 1.0):
         self.height, self.width, self.intensity = height, 2 * height, float(intensity)

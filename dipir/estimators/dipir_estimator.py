@@ -29,6 +29,7 @@ from pathlib import Path
 
 from dipir.errors import DipirError
 from dipir.estimators.base import EstimateInterrupted, EstimatorTraits, InsertionResult, Requirements
+from dipir.optim.version import OUTPUT_VERSION
 from dipir.scene.contract import Scene
 
 OPTIONS = {"preset", "model", "iterations", "resolution", "spp", "max_depth", "seed", "height", "out_dir",
@@ -41,7 +42,7 @@ class DipirEstimator:
     name = "dipir"
     traits = EstimatorTraits(seeded=True, model=True, outputs="optimizer",
                              output_artifacts=(("losses", "losses.csv"),), render_size=True,
-                             render_depth=True)
+                             render_depth=True, output_version=OUTPUT_VERSION)
 
     def __init__(self, preset: str = "dipir", model: str | None = None, iterations: int | None = None,
                  resolution: tuple[int, int] | None = None, spp: int | None = None, max_depth: int | None = None,
@@ -96,12 +97,10 @@ class DipirEstimator:
     @classmethod
     def config_identity(cls, options: dict) -> dict:
         """The optimizer config these options resolve to (the preset's definition, the defaults, the
-        overrides) as plain data, with the method's output version (dipir/optim/version.py): task ids
-        hold it, so editing a preset, a default or what the code makes of them makes the results
-        it produced stale instead of current. Builds nothing heavy (no model)."""
-        from dipir.optim.version import OUTPUT_VERSION
-
-        return {**dataclasses.asdict(cls.from_options(options).cfg), "output_version": OUTPUT_VERSION}
+        overrides) as plain data: task ids hold it (with the output version its traits declare), so
+        editing a preset, a default or what the code makes of them makes the results it produced
+        stale instead of current. Builds nothing heavy (no model)."""
+        return dataclasses.asdict(cls.from_options(options).cfg)
 
     def _pipeline(self):
         """The process's one pipeline for this model (shared by every preset and seed), with the

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from dipir.errors import DipirError
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, load_background_linear, map_size, pixel_directions
 from dipir.rendering.hdr import equirect_directions, equirect_map, read_hdr, resample_equirect
 from dipir.scene.contract import Camera, Scene
@@ -119,6 +119,9 @@ def find_map(folder: Path, scene_id: str) -> Path:
 class FileEstimator:
     name = "file"
     requires = Requirements()
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, folder: str | Path, height: int | None = None, convention: str = "mitsuba",
                  exposure: str | float = "none", frame: str = "world"):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import (
     area_resize,
     bilinear,
@@ -46,6 +46,9 @@ def wrap_image_on_sphere(img: np.ndarray, left: np.ndarray, up: np.ndarray, forw
 class Khan06Estimator:
     name = "khan06"
     requires = Requirements()
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, height: int, intensity: float = 1.0):
         self.height, self.width, self.intensity = height, 2 * height, float(intensity)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from dipir.errors import DipirError
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, map_size
 from dipir.rendering.hdr import read_hdr, resample_equirect
 from dipir.scene.contract import Scene
@@ -17,6 +17,9 @@ class OracleEstimator:
 
     name = "oracle"
     requires = Requirements(ground_truth=True)
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, height: int | None = None):
         self.height = height  # None: the ground truth's own resolution

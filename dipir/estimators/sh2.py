@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import (
     area_resize,
     camera_for_image,
@@ -61,6 +61,9 @@ def pixel_solid_angle_weights(camera, width: int, height: int) -> np.ndarray:
 class SH2Estimator:
     name = "sh2"
     requires = Requirements()
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, height: int, ridge: float = 0.05, fit_pixels: int = 64):
         self.height, self.width = height, 2 * height

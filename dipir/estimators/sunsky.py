@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from dipir.estimators.base import Lighting, Requirements
+from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import (
     area_resize,
     check_options,
@@ -114,6 +114,9 @@ def _scale_fit(model: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, float]:
 class SunSkyEstimator:
     name = "sunsky"
     requires = Requirements()
+    # 1: what it has made since before versions existed. Bump with a change to its results and
+    # say what changed here (base.EstimatorTraits.output_version).
+    traits = EstimatorTraits(output_version=1)
 
     def __init__(self, height: int, min_elevation_deg: float = 2.0, sky_quantile: float = 0.5,
                  saturation: float = 0.98, peak_ratio: float = 8.0, sun_to_sky: float = 4.0, fit_pixels: int = 160,
