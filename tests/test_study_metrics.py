@@ -157,3 +157,24 @@ def test_answers_to_pairs_not_in_the_manifest_are_ignored_with_a_note(tmp_path):
                          "(answers of another study?)."]
     out, _ = write_study_report(narrow, tmp_path / "rep")
     assert res.notes[0] in (out / "study.md").read_text()
+
+
+def test_metric_columns_are_those_of_the_composites_raters_judged(tmp_path):
+    """Raters judge one composite per scene and method (the first seed's); the metric beside their
+    preference is the mean over those composites, not over every seed the run holds."""
+    run = write_fixture_store(tmp_path / "run")
+    for src in (run / "tasks").glob("polyhaven-*-khan06-khan06-s0"):
+        dst = run / "tasks" / src.name.replace("-s0", "-s1")
+        shutil.copytree(src, dst)
+        r = json.loads((dst / "result.json").read_text())
+        r.update(task_id=dst.name, seed=1)
+        r["metrics"]["rmse_full"] = 9.99
+        (dst / "result.json").write_text(json.dumps(r))
+    (run / "results.parquet").unlink()
+    study = tmp_path / "study"
+    make_study(run, study, StudyConfig(against=("khan06", "sunsky"), n_catch=0))
+    _answer_all(study)
+    out, _ = write_study_report(study, tmp_path / "report")
+    md = (out / "study.md").read_text()
+    assert md_row(md, PH, "khan06")[2] == "0.210"  # seed 0's composites were judged; seed 1's 9.99 is not
+    assert "mean over the composites raters judged" in md

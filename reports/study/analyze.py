@@ -1,7 +1,8 @@
 """`dipir study report`: preferences per pair type and condition (Wilson intervals, two-sided
 binomial tests against 50 %), rater exclusion by catch trials, and agreement between raters.
 
-The metric columns beside the preferences come from the run as it is now. They are shown for a
+The metric columns beside the preferences are means over the composites raters judged (one per
+scene and method, while the run may hold more seeds), read from the run as it is now. They are shown for a
 method only when the composites its raters judged are still that run's: the report is for the run
 the study was made from, and each item's source composite still has the SHA-256 recorded at make
 time. Otherwise they are left out with a note; the preferences are reported either way (they are
@@ -110,6 +111,8 @@ class MetricCheck:
     shown: bool  # False: no metric column at all (another run, or the run cannot be read)
     # (dataset, label) -> (composites raters judged that changed since the study was made, all of them)
     changed: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    # (dataset, label) -> the task ids of the composites raters judged: the metric columns' rows
+    judged: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # for the section text
 
 
@@ -134,6 +137,9 @@ def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
             for s in ("a", "b"):
                 it = p[s]
                 items[(p["dataset"], it.get("task_id"))] = (it.get("label"), it.get("sha256"))
+    judged: dict[tuple[str, str], set[str]] = {}
+    for (dataset, tid), (label, _) in items.items():
+        judged.setdefault((dataset, label), set()).add(str(tid))
     hashed = not any(sha is None for _, sha in items.values())
     moved = not made_from or not _same_path(made_from, store.run)
     if moved and not hashed:  # nothing else can tell this run's images from the ones raters saw
@@ -141,7 +147,7 @@ def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
             f"Metric columns not shown: this study was made from the run {made_from or '(not recorded)'}, not "
             f"{store.run.resolve()}, whose metrics would be shown; they describe other images than the raters saw."])
     if not hashed:
-        return MetricCheck(True, notes=[
+        return MetricCheck(True, judged=judged, notes=[
             "This study's manifest does not record the hashes of the composites raters judged (made by an "
             "older version): the metric columns are the run's now and cannot be checked against those images "
             "(if tasks were re-run since, they describe other images)."])
@@ -158,7 +164,7 @@ def check_metrics(manifest: dict, store: Store | None) -> MetricCheck:
             c[0] += 1
     notes = [f"This study was made from the run {made_from or '(not recorded)'}; the composites raters judged "
              f"were checked by their SHA-256 in {store.run.resolve()}."] if moved else []
-    return MetricCheck(True, {k: (n, of) for k, (n, of) in counts.items() if n}, notes=notes)
+    return MetricCheck(True, {k: (n, of) for k, (n, of) in counts.items() if n}, judged, notes=notes)
 
 
 def _changed_note(check: MetricCheck, dataset: str, labels: list[str]) -> str | None:
@@ -173,12 +179,14 @@ def _changed_note(check: MetricCheck, dataset: str, labels: list[str]) -> str | 
             "preferences are those the raters gave on the earlier images.")
 
 
-def _metric_extras(store: Store, dataset: str, labels: list[str], tcfg: TableConfig,
-                   hidden: set[str]) -> tuple[list[str], dict[str, dict[str, Cell]]]:
-    """Table 2: the mean of each GT-referenced metric per method, the best non-reference in bold;
-    a `hidden` label's cells say "not shown" (and then nothing is bold)."""
+def _metric_extras(store: Store, dataset: str, labels: list[str], tcfg: TableConfig, hidden: set[str],
+                   judged: dict[tuple[str, str], set[str]]) -> tuple[list[str], dict[str, dict[str, Cell]]]:
+    """Table 2: the mean of each GT-referenced metric per method over the composites raters judged
+    (`judged`: one per scene, while the run may hold more seeds), the best non-reference in bold; a
+    `hidden` label's cells say "not shown" (and then nothing is bold)."""
     d = store.tasks
     d = d[(d["dataset"] == dataset) & (d["status"] == "done")]
+    d = d[[str(tid) in judged.get((dataset, lab), ()) for tid, lab in zip(d["task_id"], d["label"])]]
     names = [m for m in store.metrics if d[f"metric.{m}"].notna().any()
              and any(m == b or m.startswith(b + "_") and m[len(b) + 1:] in ("full", "region") for b in TABLE2_METRICS)]
     extras: dict[str, dict[str, Cell]] = {lab: {} for lab in labels}
@@ -243,13 +251,13 @@ def study_sections(res: StudyResult, store: Store | None, tcfg: TableConfig) -> 
             if changed_note:
                 res.metric_notes.append(changed_note)
             if check.shown and not {main, *labels} <= hidden:
-                cols, extras = _metric_extras(store, dataset, [main, *labels], tcfg, hidden)
+                cols, extras = _metric_extras(store, dataset, [main, *labels], tcfg, hidden, check.judged)
             t = preference_table(f"pref_baselines_{ds}", f"Preference for {main} over baselines — {dataset}",
                                  base, conds, "baseline", extras, cols, tcfg.confidence)
             if cols:  # Table 2 style: the main method's own metrics as the first row
                 t.rows.insert(0, [Cell(f"{main} (ours)"), *[Cell("–") for _ in conds], *[extras[main][c] for c in cols]])
                 refs = reference_labels([main, *labels], tcfg)
-                t.notes.append("Metric columns: mean over done tasks of the run against the GT-lit reference; "
+                t.notes.append("Metric columns: mean over the composites raters judged, against the GT-lit reference; "
                                + ("nothing bold, as a method's values are left out." if hidden else
                                   "best value per column in bold"
                                   + (f" ({', '.join(refs)} use{'s' * (len(refs) == 1)} the ground truth and "
