@@ -110,6 +110,27 @@ def test_enter_or_space_on_the_clicked_button_do_not_answer(served, browser):
     assert page.errors == []  # no 404 for /favicon.ico either
 
 
+def test_tab_then_enter_or_space_answers_one_pair_each(served, browser):
+    """A keyboard user reaches a button with Tab and presses Enter or Space: one answer each time (this
+    path had been shut with the clicked-button fix), a held Enter still answers once."""
+    study, url = served
+    page = browser
+    first, rater = _open(page, url)
+    page.keyboard.press("Tab")
+    page.keyboard.down("Enter")
+    for _ in range(20):  # held: repeat keydowns land on the body once the button has answered
+        page.keyboard.down("Enter")
+        page.wait_for_timeout(30)
+    page.keyboard.up("Enter")
+    second = _shown(page, first)
+    page.keyboard.press("Tab")
+    page.keyboard.press(" ")
+    _shown(page, second)
+    got = _answers(study, rater)
+    assert [p for p, _ in got] == [first, second] and all(ms >= MIN_MS for _, ms in got)
+    assert page.errors == []
+
+
 # Fires a pointer-like click and an arrow key in the same task that puts the first pair on screen.
 EARLY = """
 new MutationObserver((_, obs) => {

@@ -1,7 +1,8 @@
 """The rater's page: one static HTML file, no external assets. Click an image or press ←/→.
 
 One deliberate act answers one pair: a held key (auto-repeat) or a key never released answers at
-most once, Enter/Space on the button last clicked do nothing, and nothing counts before the pair
+most once, Enter/Space on the button last clicked do nothing (a keyboard user's Tab + Enter/Space
+answers once: every click unfocuses its button), and nothing counts before the pair
 has been on screen MIN_MS (the server refuses shorter times too). An image that fails to load is
 retried a few times with a message; until the pair is on screen nothing can be answered.
 """
@@ -99,8 +100,10 @@ async function answer(side) {
 }
 for (const side of ["left", "right"]) {
   $(side).onclick = (e) => {
-    e.currentTarget.blur();  // a focused button would answer again on Enter/Space, and its border marks a side
-    if (e.detail === 0) return;  // a click made by Enter/Space, not by a pointer: arrow keys are the keyboard path
+    // Unfocused after every click, by pointer or by Enter/Space: a focused button would answer again on
+    // a held or repeated key, and its border marks a side. Tab + Enter/Space (a keyboard user's way to
+    // a button) answers once; the next pair needs a new Tab.
+    e.currentTarget.blur();
     answer(side);
   };
 }
