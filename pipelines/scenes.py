@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from dipir.data.polyhaven import truth_sidecar
 from dipir.errors import DipirError
 from dipir.hashing import FileHashCache, hash_json
 from dipir.io import publish_dir
@@ -118,12 +119,15 @@ def plan_scenes(suite: Suite, run_dir: Path, hashes: FileHashCache) -> list[Scen
             except DipirError as err:
                 raise DipirError(err.message, suite.source, f"{where}.path") from None
             for hdri in hdris:
-                content = hashes.file(hdri)
+                # the truth sidecar counts too: its scene type picks DiPIR's concepts (only when present,
+                # so keys of HDRIs without one stay as they were)
+                sidecar = truth_sidecar(hdri)
+                content = [hashes.file(hdri), *([hashes.file(sidecar)] if sidecar.is_file() else [])]
                 for az in entry.azimuths_deg:
                     recipe = dict(base, hdri=str(hdri), azimuth_deg=az, elevation_deg=entry.elevation_deg,
                                   fov_deg=entry.fov_deg, width=entry.width, height=entry.height,
                                   camera_height=entry.camera_height)
-                    key = _key(recipe, [content, *mesh_content], drop=("hdri",))
+                    key = _key(recipe, [*content, *mesh_content], drop=("hdri",))
                     stem = hdri.name.split(".")[0]
                     entry_refs.append(SceneRef(entry.name, f"{stem}_az{az:03.0f}", key, recipe))
         elif kind == "waymo":

@@ -272,3 +272,16 @@ def test_negative_texels_are_clipped_and_counted(tmp_path):
     s = load_scene(make_scene(write_hdr(tmp_path / "neg.exr", img), tmp_path / "s", width=32, height=24))
     assert s.provenance["negative_texels"] == 3 * 64
     assert read_hdr(s.envmap).min() >= 0 and 0.01 < s.provenance["exposure_scale"] < 100
+
+
+def test_another_tools_json_beside_an_hdri_is_not_its_truth(tmp_path):
+    """A JSON object with none of the truth's keys (e.g. a downloader's metadata) was copied into the
+    scene's `provenance.truth`; it is not read as truth."""
+    from dipir.rendering.hdr import write_hdr
+    from dipir.scene.contract import load_scene
+
+    hdri = tmp_path / "real.exr"
+    write_hdr(hdri, _sky())
+    hdri.with_suffix(".json").write_text(json.dumps({"name": "Real", "authors": {"someone": "All"}}))
+    s = load_scene(make_scene(hdri, tmp_path / "scene", width=48, height=32))
+    assert "truth" not in s.provenance

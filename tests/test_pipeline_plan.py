@@ -665,3 +665,21 @@ def test_an_output_version_must_be_a_positive_integer():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(DipirError, match="traits.output_version"):
             EstimatorTraits(output_version=bad)
+
+
+def test_a_synthetic_hdris_truth_sidecar_is_part_of_its_scene_key(tmp_path):
+    """The sidecar's `kind` sets the scene type, which picks DiPIR's concept images: editing it made
+    other results while the scene key, hence the task ids, stayed (stale results kept as current)."""
+    from dipir.data.synth_polyhaven import SynthHDRIConfig, write_hdris
+
+    hdris = tmp_path / "hdris"
+    write_hdris(hdris, count=1, seed=0, config=SynthHDRIConfig(width=64, height=32))
+    sidecar = next(hdris.glob("*.json"))
+    data = {"name": "t", "datasets": [{"kind": "polyhaven", "path": str(hdris), "azimuths_deg": [0]}],
+            "methods": [EST], "seeds": [0], "render": TINY_RENDER}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(data))
+    key = lambda run: plan(load_suite(tmp_path / "suite.yaml"), tmp_path / run, _IDENTITY)[0].scene_key  # noqa: E731
+    before = key("r1")
+    truth = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(dict(truth, kind="indoor")))
+    assert key("r2") != before

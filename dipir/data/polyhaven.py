@@ -170,11 +170,22 @@ def refuse_own_output(hdri_path: Path, out: Path) -> None:
                              "write it to another folder", hdri_path)
 
 
+TRUTH_KEYS = ("sun_direction", "lights", "kind")  # what makes a `<name>.json` beside an HDRI its truth
+
+
+def truth_sidecar(hdri_path: Path) -> Path:
+    """Where a synthetic HDRI's truth lies (`synth_polyhaven.py` writes it); scene keys hash it too."""
+    return Path(hdri_path).with_suffix(".json")
+
+
 def _read_truth(sidecar: Path) -> dict | None:
-    """A synthetic HDRI's `<name>.json` (`synth_polyhaven.py`), its directions checked; None without one."""
+    """A synthetic HDRI's `<name>.json` (`synth_polyhaven.py`), its directions checked; None without one,
+    or when the JSON object holds none of TRUTH_KEYS (another tool's metadata beside a real HDRI)."""
     if not sidecar.is_file():
         return None
     truth = read_json_object(sidecar, "a JSON object (the HDRI's truth: sun_direction or lights)")
+    if not any(k in truth for k in TRUTH_KEYS):
+        return None
     vectors = [("sun_direction", truth.get("sun_direction"))] if "sun_direction" in truth else []
     lights = truth.get("lights", [])
     if not isinstance(lights, list) or not all(isinstance(x, dict) for x in lights):
@@ -224,7 +235,7 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
             raise
         raise DipirError(f"{err.message} (crop of {hdri_path.name}: elevation_deg={elevation_deg:g}, "
                          f"camera_height={camera_height:g}, fov_deg={fov_deg:g})", err.path, err.field) from None
-    truth = _read_truth(hdri_path.with_suffix(".json"))
+    truth = _read_truth(truth_sidecar(hdri_path))
     crop = sample_equirect(env, pixel_directions(cam))
     ambient = ambient_luminance(env)
     scale = exposure_scale(crop, exposure, ambient=ambient)
