@@ -163,7 +163,7 @@ def make_scene(path: str | Path, out_dir: str | Path, frame_index: int = 0, came
         from dipir.scene.assets import object_from_dict
 
         (out / "points.ply").unlink(missing_ok=True)  # a stale one from an earlier LiDAR scene
-        obj = object_from_dict({**DEFAULT_OBJECT, **(object or {})}, cam, plane, {})
+        obj = object_from_dict(object, cam, plane, DEFAULT_OBJECT)  # merge_object's rule, as with LiDAR
 
     prov = {"dataset": "waymo", "format": fmt, "source": str(Path(path).resolve()), "segment": frame.segment,
             "frame_index": int(frame_index), "timestamp_micros": int(frame.timestamp_micros), "camera": camera,

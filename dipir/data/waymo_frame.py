@@ -53,11 +53,19 @@ class WaymoFrame:
 
     def check(self, fields: dict[str, str]) -> "WaymoFrame":
         """Refuse what the scene would be built wrong from: a calibration without a positive focal length
-        or a whole image, a transform that is not rigid, a range image without its intensity channel.
-        `fields` names the format's own fields ("intrinsic", "extrinsic", "pose", "laser_extrinsic",
-        "range_image"), so the one-line error points where the file holds the value."""
+        or a whole image, a transform that is not rigid, a range image without its intensity channel,
+        a NaN or infinite beam inclination, or a NaN / infinite pixel pose or intensity where the range
+        image has a return (it would become a NaN point in points.ply). `fields` names the format's own
+        fields ("intrinsic", "extrinsic", "pose", "laser_extrinsic", "range_image", "inclinations",
+        "pixel_pose", "intensity"), so the one-line error points where the file holds the value."""
         def fail(msg: str, key: str):
             raise DipirError(msg, self.source, f"{self.where}: {fields[key]}" if self.where else fields[key])
+
+        def fail_where(laser: int, bad: np.ndarray, what: str, key: str):
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                fail(f"laser {laser}: {what} is NaN or infinite at {np.count_nonzero(bad)} pixel(s) with a return "
+                     f"(first: row {row}, column {col})", key)
 
         c = self.camera
         k = np.asarray(c.intrinsic, dtype=np.float64)
@@ -76,6 +84,14 @@ class WaymoFrame:
             if scan.range_image.ndim != 3 or scan.range_image.shape[2] < 2:
                 fail(f"laser {scan.name}: range image has shape {list(scan.range_image.shape)}, expected [H, W, 4] "
                      "(range and intensity at least)", "range_image")
+            rows = np.flatnonzero(~np.isfinite(scan.inclinations))
+            if rows.size:
+                fail(f"laser {scan.name}: beam inclination is NaN or infinite for {rows.size} range-image row(s) "
+                     f"(first: row {rows[0]})", "inclinations")
+            hit = returns(scan.range_image)  # pixels without a return make no point: their values are unused
+            if scan.pixel_pose is not None:
+                fail_where(scan.name, hit & ~np.isfinite(scan.pixel_pose).all(axis=-1), "pose", "pixel_pose")
+            fail_where(scan.name, hit & ~np.isfinite(scan.range_image[..., 1]), "intensity", "intensity")
         return self
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:

@@ -69,7 +69,10 @@ def parse_frame(data: bytes, camera: str | int = "FRONT", path: str | Path = "",
             except ValueError as err:
                 raise DipirError(str(err), path, field) from None
             pose = None
-            if laser.name == TOP and laser.ri_return1.range_image_pose_compressed:
+            if laser.name == TOP:  # required: without its per-pixel pose the sweep is not motion-compensated
+                if not laser.ri_return1.range_image_pose_compressed:
+                    raise DipirError("TOP laser has no per-pixel pose (ri_return1.range_image_pose_compressed)",
+                                     path, field)
                 pose = decode_matrix_float(laser.ri_return1.range_image_pose_compressed, path, field)
                 if pose.shape != ri.shape[:2] + (6,):
                     raise DipirError(f"range image pose has shape {list(pose.shape)}, expected "
@@ -87,7 +90,10 @@ def _fields(camera) -> dict[str, str]:
     cal = f"context.camera_calibrations[{camera}]"
     return {"intrinsic": f"{cal}.intrinsic", "size": f"{cal}.width/height", "extrinsic": f"{cal}.extrinsic.transform",
             "pose": "pose.transform", "laser_extrinsic": "context.laser_calibrations.extrinsic.transform",
-            "range_image": "lasers.ri_return1.range_image_compressed"}
+            "range_image": "lasers.ri_return1.range_image_compressed",
+            "inclinations": "context.laser_calibrations.beam_inclinations/beam_inclination_min/max",
+            "pixel_pose": "lasers.ri_return1.range_image_pose_compressed",
+            "intensity": "lasers.ri_return1.range_image_compressed"}
 
 
 def iter_frames(path: str | Path, camera: str | int = "FRONT", with_lidar: bool = True) -> Iterator[WaymoFrame]:

@@ -4,7 +4,9 @@ Layout `{root}/{tag}/{segment_context_name}.parquet`. Reads are column-projected
 segment, timestamp, camera and laser. Numeric lists may be float32 or float64, `list` or
 `fixed_size_list`: both are accepted. `key.camera_name` / `key.laser_name` may be the enum's number
 (the released dataset: int8) or its name ("FRONT", as in Waymo's own v2 test data): both are accepted.
-The LiDAR components are optional: without them the frame has no range images.
+The LiDAR components are optional: without them the frame has no range images; with them, the TOP
+laser's per-pixel pose (lidar_pose) is required. A key (segment, frame, camera / laser) with more than
+one row is refused, never resolved by taking one of the rows.
 """
 
 from __future__ import annotations
@@ -94,6 +96,15 @@ def _enum_ids(path: Path, table, column: str) -> list[int]:
     return out
 
 
+def _laser_ids(path: Path, table, what: str) -> list[int]:
+    """The key.laser_name column as enum numbers, each at most once: a second row would double the
+    laser's points or silently replace its calibration."""
+    ids = _enum_ids(path, table, LASER)
+    if (twice := _twice(ids)) is not None:
+        raise DipirError(f"more than one row for {what}, {LASER}={twice}", path)
+    return ids
+
+
 def _floats(table, column: str, row: int = 0) -> np.ndarray:
     """A list / fixed-size-list cell of float32 or float64 as a float64 array."""
     cell = table.column(column)[row]
@@ -132,17 +143,29 @@ def _scalar(path: Path, table, column: str, row: int = 0, kind=float):
 
 
 def _one(path, table, what: str):
+    """`table` if it holds exactly one row: a second one would be silently ignored."""
     if table.num_rows == 0:
         raise DipirError(f"no row for {what}", path)
+    if table.num_rows > 1:
+        raise DipirError(f"more than one row for {what}", path)
     return table
+
+
+def _twice(values):
+    """The first value that occurs more than once in `values`, else None."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            return v
+        seen.add(v)
+    return None
 
 
 def frame_timestamps(root: str | Path, segment: str, camera: str | int = "FRONT") -> list[int]:
     root = Path(root)
     path, t = _read(root, "camera_image", segment, [TS], [(SEG, "=", segment), (CAM, "=", camera_id(camera))])
     stamps = sorted(int(x) for x in t.column(TS).to_pylist())
-    twice = next((a for a, b in zip(stamps, stamps[1:]) if a == b), None)
-    if twice is not None:  # e.g. shards concatenated twice: frame i would be another frame's image
+    if (twice := _twice(stamps)) is not None:  # e.g. shards concatenated twice: frame i would be another frame's image
         raise DipirError(f"segment {segment} has more than one image from camera {camera_name(camera)} at "
                          f"timestamp {twice}",
                          path, TS)
@@ -175,7 +198,7 @@ def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segmen
     cols = [f"{CCAL}.intrinsic.{k}" for k in INTRINSIC] + [f"{CCAL}.extrinsic.transform", f"{CCAL}.width",
                                                            f"{CCAL}.height"]
     path, t = _read(root, "camera_calibration", segment, cols, [(SEG, "=", segment), (CAM, "=", cam)])
-    _one(path, t, f"camera {cam}")
+    _one(path, t, f"{SEG}={segment}, {CAM}={cam}")
     calib = CameraCalibration(
         name=cam, intrinsic=np.array([_scalar(path, t, f"{CCAL}.intrinsic.{k}") for k in INTRINSIC]),
         extrinsic=_matrix4(path, t, f"{CCAL}.extrinsic.transform"),
@@ -185,14 +208,18 @@ def read_frame(root: str | Path, index: int, camera: str | int = "FRONT", segmen
     pose = _matrix4(path, _one(path, t, where), f"{VPOSE}.world_from_vehicle.transform")
 
     frame = WaymoFrame(segment=segment, timestamp_micros=int(timestamp), pose=pose, camera=calib, image=image,
-                       lasers=_read_lasers(root, segment, frame_f), source=str(root), where=where,
+                       lasers=_read_lasers(root, segment, frame_f, where), source=str(root), where=where,
                        time_of_day=read_time_of_day(root, segment, timestamp))
     return frame.check({"intrinsic": f"camera_calibration: {CCAL}.intrinsic",
                         "size": f"camera_calibration: {CCAL}.width/height",
                         "extrinsic": f"camera_calibration: {CCAL}.extrinsic.transform",
                         "pose": f"vehicle_pose: {VPOSE}.world_from_vehicle.transform",
                         "laser_extrinsic": f"lidar_calibration: {LCAL}.extrinsic.transform",
-                        "range_image": f"lidar: {LID}.range_image_return1.shape"})
+                        "range_image": f"lidar: {LID}.range_image_return1.shape",
+                        # min/max are refused by _scalar already: only the values can be NaN here
+                        "inclinations": f"lidar_calibration: {LCAL}.beam_inclination.values",
+                        "pixel_pose": f"lidar_pose: {LPOSE}.range_image_return1.values",
+                        "intensity": f"lidar: {LID}.range_image_return1.values"})
 
 
 def read_time_of_day(root: str | Path, segment: str, timestamp: int | None = None) -> str:
@@ -202,14 +229,16 @@ def read_time_of_day(root: str | Path, segment: str, timestamp: int | None = Non
     root = Path(root)
     if not (root / "stats" / f"{segment}.parquet").is_file():
         return ""
-    _, t = _read(root, "stats", segment, [TS, f"{STATS}.time_of_day"], [(SEG, "=", segment)])
+    path, t = _read(root, "stats", segment, [TS, f"{STATS}.time_of_day"], [(SEG, "=", segment)])
     stamps, values = t.column(TS).to_pylist(), t.column(f"{STATS}.time_of_day").to_pylist()
     rows = [(int(ts), str(v or "")) for ts, v in zip(stamps, values)]
+    if timestamp is not None and stamps.count(timestamp) > 1:  # which of them is the frame's?
+        raise DipirError(f"more than one row for {SEG}={segment}, {TS}={timestamp}", path)
     own = [v for ts, v in rows if ts == timestamp and v]
     return own[0] if own else next((v for _, v in rows if v), "")
 
 
-def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
+def _read_lasers(root: Path, segment: str, frame_f, where: str) -> list[LaserScan]:
     if not (root / "lidar" / f"{segment}.parquet").is_file():
         return []  # camera-only download: no range images (the ground then comes from calibration)
     lpath, lid = _read(root, "lidar", segment, [LASER, f"{LID}.range_image_return1.values",
@@ -218,10 +247,9 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
                                                              f"{LCAL}.beam_inclination.min",
                                                              f"{LCAL}.beam_inclination.max",
                                                              f"{LCAL}.beam_inclination.values"], [(SEG, "=", segment)])
-    cal_rows = {n: i for i, n in enumerate(_enum_ids(cpath, cal, LASER))}
-    pose_table = None
+    cal_rows = {n: i for i, n in enumerate(_laser_ids(cpath, cal, f"{SEG}={segment}"))}
     lasers = []
-    for i, name in enumerate(_enum_ids(lpath, lid, LASER)):
+    for i, name in enumerate(_laser_ids(lpath, lid, where)):
         shape = _shape(lpath, lid, f"{LID}.range_image_return1.shape", i)
         values = _floats(lid, f"{LID}.range_image_return1.values", i).astype(np.float32)
         if len(shape) != 3 or int(np.prod(shape)) != values.size:
@@ -238,17 +266,17 @@ def _read_lasers(root: Path, segment: str, frame_f) -> list[LaserScan]:
             raise DipirError(str(err), cpath, f"{LCAL}.beam_inclination.values") from None
         pixel_pose = None
         if name == TOP:
-            if pose_table is None:
-                ppath, pose_table = _read(root, "lidar_pose", segment, [LASER, f"{LPOSE}.range_image_return1.values",
-                                                                       f"{LPOSE}.range_image_return1.shape"], frame_f)
-            rows = [k for k, n in enumerate(_enum_ids(ppath, pose_table, LASER)) if n == TOP]
-            if rows:
-                pshape = _shape(ppath, pose_table, f"{LPOSE}.range_image_return1.shape", rows[0])
-                pv = _floats(pose_table, f"{LPOSE}.range_image_return1.values", rows[0])
-                if pshape != shape[:2] + (6,) or pv.size != int(np.prod(pshape)):
-                    raise DipirError(f"range image pose has shape {list(pshape)}, expected {list(shape[:2]) + [6]}",
-                                     ppath, f"{LPOSE}.range_image_return1.shape")
-                pixel_pose = pv.reshape(pshape)
+            # Required: without its per-pixel pose the TOP sweep would not be motion-compensated.
+            ppath, pose = _read(root, "lidar_pose", segment, [f"{LPOSE}.range_image_return1.values",
+                                                              f"{LPOSE}.range_image_return1.shape"],
+                                frame_f + [(LASER, "=", TOP)])
+            _one(ppath, pose, f"{where}, {LASER}={TOP}")
+            pshape = _shape(ppath, pose, f"{LPOSE}.range_image_return1.shape", 0)
+            pv = _floats(pose, f"{LPOSE}.range_image_return1.values")
+            if pshape != shape[:2] + (6,) or pv.size != int(np.prod(pshape)):
+                raise DipirError(f"range image pose has shape {list(pshape)}, expected {list(shape[:2]) + [6]}",
+                                 ppath, f"{LPOSE}.range_image_return1.shape")
+            pixel_pose = pv.reshape(pshape)
         lasers.append(LaserScan(name=name, range_image=values.reshape(shape),
                                 extrinsic=_matrix4(cpath, cal, f"{LCAL}.extrinsic.transform", j),
                                 inclinations=incl, pixel_pose=pixel_pose))
