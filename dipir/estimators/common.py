@@ -7,6 +7,8 @@ Camera convention (dipir/scene/contract.py): the camera looks along its local +Z
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +125,29 @@ def check_options(name: str, options: dict, allowed: set[str]) -> None:
     if extra:
         raise DipirError(f"unknown option for estimator {name!r} (allowed: {', '.join(sorted(allowed)) or 'none'})",
                          field=f"options.{extra[0]}")
+
+
+def check_number(value, field: str, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, integer: bool = False):
+    """`value` unchanged when it is a finite number (an integer when `integer`) in [lo, hi] (lo < value
+    when `lo_open`); otherwise a DipirError naming `field` (options.X), so a bad option stops here with
+    its name instead of crashing deep in an estimate or silently blacking out the map."""
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        if lo is not None and hi is not None:
+            what += f" in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        elif lo is not None:
+            what += f" {'>' if lo_open else '>='} {lo:g}"
+        elif hi is not None:
+            what += f" <= {hi:g}"
+        raise DipirError(f"expected {what}, got {value!r}", field=field)
+    return value
 
 
 def finalize(envmap: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
-from dipir.estimators.common import check_options, finalize, load_background_linear, map_size
+from dipir.estimators.common import check_number, check_options, finalize, load_background_linear, map_size
 from dipir.scene.contract import Scene
 
 
@@ -28,7 +28,9 @@ class ConstantEstimator:
     @classmethod
     def from_options(cls, options: dict) -> "ConstantEstimator":
         check_options(cls.name, options, {"height", "intensity"})
-        return cls(map_size(options).height, float(options.get("intensity", 1.0)))
+        # > 0: a zero, negative (zeroed by finalize) or NaN intensity would make the map black or broken
+        intensity = check_number(options.get("intensity", 1.0), "options.intensity", 0, lo_open=True)
+        return cls(map_size(options).height, float(intensity))
 
     def estimate(self, scene: Scene) -> Lighting:
         t0 = time.perf_counter()

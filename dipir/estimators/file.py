@@ -29,8 +29,8 @@ Frame (`frame` option):
 Exposure (`exposure` option): external estimators disagree on absolute scale. `none` (default)
 keeps the file's values; `background` rescales the map so its mean radiance over the directions the
 camera sees equals the mean of the linearized background (a white diffuse card then looks as bright
-as the photo); a number multiplies the map by 2**number (stops). The applied factor is recorded in
-`Lighting.extras["exposure_scale"]`.
+as the photo); a number in [-60, 60] multiplies the map by 2**number (stops). The applied factor is
+recorded in `Lighting.extras["exposure_scale"]`.
 
 Errors name the file: a missing scene id, a width that is not twice the height, NaN or infinite
 values. Negative values (ringing of some decoders) are clamped to 0 and counted in extras.
@@ -45,13 +45,21 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
-from dipir.estimators.common import check_options, finalize, load_background_linear, map_size, pixel_directions
+from dipir.estimators.common import (
+    check_number,
+    check_options,
+    finalize,
+    load_background_linear,
+    map_size,
+    pixel_directions,
+)
 from dipir.rendering.hdr import equirect_directions, equirect_map, read_hdr, resample_equirect
 from dipir.scene.contract import Camera, Scene
 
 CONVENTIONS = ("mitsuba", "blender")
 FRAMES = ("world", "camera")
 EXTENSIONS = (".exr", ".hdr")
+MAX_STOPS = 60  # the `exposure` option's range, in stops either way
 
 
 def blender_to_mitsuba(img: np.ndarray) -> np.ndarray:
@@ -132,10 +140,12 @@ class FileEstimator:
         if frame not in FRAMES:
             raise DipirError(f"unknown frame {frame!r} (use {' or '.join(FRAMES)})", field="options.frame")
         self.frame = frame
-        if not (isinstance(exposure, (int, float)) and not isinstance(exposure, bool)) and exposure not in (
-                "none", "background"):
-            raise DipirError(f"expected 'none', 'background' or a number of stops, got {exposure!r}",
-                             field="options.exposure")
+        if exposure not in ("none", "background"):
+            if not (isinstance(exposure, (int, float)) and not isinstance(exposure, bool)):
+                raise DipirError(f"expected 'none', 'background' or a number of stops, got {exposure!r}",
+                                 field="options.exposure")
+            # ±60 stops (x1e18) is far beyond any real exposure gap; 2.0 ** 2000 overflowed in estimate
+            check_number(exposure, "options.exposure", -MAX_STOPS, MAX_STOPS)
         self.height, self.convention, self.exposure = height, convention, exposure
 
     @classmethod

@@ -20,6 +20,7 @@ from dipir.estimators.common import (
     area_resize,
     bilinear,
     camera_frame,
+    check_number,
     check_options,
     finalize,
     load_background_linear,
@@ -56,7 +57,9 @@ class Khan06Estimator:
     @classmethod
     def from_options(cls, options: dict) -> "Khan06Estimator":
         check_options(cls.name, options, {"height", "intensity"})
-        return cls(map_size(options).height, float(options.get("intensity", 1.0)))
+        # > 0: a zero, negative (zeroed by finalize) or NaN intensity would make the map black or broken
+        intensity = check_number(options.get("intensity", 1.0), "options.intensity", 0, lo_open=True)
+        return cls(map_size(options).height, float(intensity))
 
     def estimate(self, scene: Scene) -> Lighting:
         t0 = time.perf_counter()

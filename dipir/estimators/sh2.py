@@ -19,6 +19,7 @@ from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import (
     area_resize,
     camera_for_image,
+    check_number,
     check_options,
     finalize,
     load_background_linear,
@@ -72,7 +73,9 @@ class SH2Estimator:
     @classmethod
     def from_options(cls, options: dict) -> "SH2Estimator":
         check_options(cls.name, options, {"height", "ridge", "fit_pixels"})
-        return cls(map_size(options).height, float(options.get("ridge", 0.05)), int(options.get("fit_pixels", 64)))
+        ridge = check_number(options.get("ridge", 0.05), "options.ridge", 0)  # 0: plain least squares
+        fit_pixels = check_number(options.get("fit_pixels", 64), "options.fit_pixels", 1, integer=True)
+        return cls(map_size(options).height, float(ridge), int(fit_pixels))
 
     def estimate(self, scene: Scene) -> Lighting:
         t0 = time.perf_counter()

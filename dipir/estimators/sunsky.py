@@ -19,9 +19,10 @@ Estimate:
    brighter than the ground; the checks and the reason go to `extras["sun_check"]`). Then its
    direction is the blob's mean direction. Otherwise the sun direction is the one whose Preetham sky
    best explains the visible sky's brightness gradient (a grid search over the upper hemisphere;
-   `extras["sun_source"]` says "sky-only fit"); with no sky visible it falls back to 45° elevation
-   behind the camera. A scene whose sky is not brighter than its ground (indoors, night) gets no
-   sun lobe at all.
+   `extras["sun_source"]` says "sky-only fit"); with no usable sky it falls back to 45° elevation
+   behind the camera and a default clear sky (`sun_source` "fallback: no usable sky ...", the reason
+   in `extras["sky_fallback"]`). A scene whose sky is not brighter than its ground (indoors, night)
+   gets no sun lobe at all.
 4. The sky: turbidity T from a small grid and a per-channel scale (closed-form least squares) fitted to
    the sky pixels away from the sun (clipped pixels excluded).
 5. The sun's intensity cannot be read from clipped LDR pixels; it is set from the fitted sky with a
@@ -38,9 +39,11 @@ import time
 
 import numpy as np
 
+from dipir.errors import DipirError
 from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import (
     area_resize,
+    check_number,
     check_options,
     finalize,
     load_background_srgb,
@@ -111,6 +114,21 @@ def _scale_fit(model: np.ndarray, obs: np.ndarray) -> tuple[np.ndarray, float]:
     return s, float(res)
 
 
+# Turbidities the Preetham fits hold for (the default grid's span): below 2 or above ~10 parts of the
+# model's sky come out black.
+TURBIDITY_RANGE = (2.0, 10.0)
+# Bounds of the numeric options (check_number's keywords).
+_NUMBER_OPTIONS = {
+    "min_elevation_deg": dict(lo=-90.0, hi=90.0),
+    "sky_quantile": dict(lo=0.0, hi=1.0),
+    "saturation": dict(lo=0.0, hi=1.0, lo_open=True),  # an sRGB value; 0 would count every pixel as clipped
+    "peak_ratio": dict(lo=0.0, lo_open=True),
+    "sun_to_sky": dict(lo=0.0),  # 0: no sun lobe; finalize would zero a negative lobe into a black hole
+    "fit_pixels": dict(lo=1, integer=True),
+    "sun_candidates": dict(lo=1, integer=True),
+}
+
+
 class SunSkyEstimator:
     name = "sunsky"
     requires = Requirements()
@@ -132,9 +150,14 @@ class SunSkyEstimator:
         keys = {"height", "min_elevation_deg", "sky_quantile", "saturation", "peak_ratio", "sun_to_sky", "fit_pixels",
                 "turbidities", "sun_candidates"}
         check_options(cls.name, options, keys)
-        kw = {k: options[k] for k in keys - {"height"} if k in options}
-        if "turbidities" in kw:
-            kw["turbidities"] = tuple(float(t) for t in kw["turbidities"])
+        kw = {k: check_number(options[k], f"options.{k}", **bounds) for k, bounds in _NUMBER_OPTIONS.items()
+              if k in options}
+        if "turbidities" in options:
+            ts = options["turbidities"]
+            if not isinstance(ts, (list, tuple)) or not ts:
+                raise DipirError(f"expected a non-empty list of turbidities, got {ts!r}", field="options.turbidities")
+            kw["turbidities"] = tuple(float(check_number(t, f"options.turbidities[{i}]", *TURBIDITY_RANGE))
+                                      for i, t in enumerate(ts))
         return cls(map_size(options).height, **kw)
 
     def estimate(self, scene: Scene) -> Lighting:
@@ -165,8 +188,6 @@ class SunSkyEstimator:
             extras["sun_check"] = check
             if sun is not None:
                 extras.update(sun_visible=True, sun_blob_pixels=check["pixels"])
-        extras["sun_source"] = "visible blob" if sun is not None else (
-            "sky-only fit" if daylight else "none: not a daylight sky (sky-only fit, no sun lobe)")
 
         # Sky pixels for the fit: above the horizon, bright, not clipped.
         sky = above & ((srgb_s < self.saturation).any(axis=-1))
@@ -180,7 +201,7 @@ class SunSkyEstimator:
         if len(obs) > 2000:  # the grid search needs few samples; a fixed stride keeps it deterministic
             idx = np.linspace(0, len(obs) - 1, 2000).astype(int)
             obs, sky_dirs = obs[idx], sky_dirs[idx]
-        best = None
+        best, fallback = None, None
         if len(obs) >= 8:
             cands = [sun] if sun is not None else list(_fibonacci_hemisphere(self.sun_candidates, up, self.min_elev))
             for s_dir in cands:
@@ -191,6 +212,8 @@ class SunSkyEstimator:
                         best = (res, s_dir, T, s)
         if best is None:
             # No usable sky: a clear sky with the sun 45° up, behind the camera, scaled to the image.
+            fallback = ("no background pixel above the horizon" if not above.any() else
+                        f"{len(obs)} usable sky pixels (above the horizon, bright, not clipped; 8 needed)")
             fwd = scene.camera.to_world[:3, 2]
             back = -(fwd - (fwd @ up) * up)
             back = back / np.linalg.norm(back) if np.linalg.norm(back) > 1e-6 else np.array([1.0, 0, 0])
@@ -199,6 +222,15 @@ class SunSkyEstimator:
             ref = preetham_sky(up[None], up, s_dir, T)[0]
             s = np.full(3, float(lin.mean()) / max(float(ref.mean()), 1e-12))
             best = (float("nan"), s_dir, T, s)
+        # Labelled once the fit is known: with no usable sky nothing was fitted, and the record says so.
+        if sun is not None:
+            extras["sun_source"] = "visible blob"
+        elif fallback:
+            extras["sun_source"] = ("fallback: no usable sky (default clear sky, sun 45° up)" if daylight
+                                    else "none: not a daylight sky (no usable sky, no sun lobe)")
+        else:
+            extras["sun_source"] = "sky-only fit" if daylight else "none: not a daylight sky (sky-only fit, no sun lobe)"
+        extras["sky_fallback"] = fallback  # why the sky is the fallback clear sky; None when it was fitted
         res, sun_dir, T, chan_scale = best
         sun_dir = sun_dir / np.linalg.norm(sun_dir)
         extras.update(sun_direction=sun_dir.tolist(), turbidity=T,

@@ -191,9 +191,8 @@ def write_result(out_dir: Path, result: InsertionResult) -> dict[str, str]:
 
 
 def load_result(pred_dir: Path) -> InsertionResult:
-    """The result a prediction folder holds (a folder written by hand may hold only envmap.exr)."""
-    from dipir.rendering.hdr import read_hdr
-
+    """The result a prediction folder holds (a folder written by hand may hold only envmap.exr); its
+    maps are checked as a live estimate's are (`check_result`)."""
     pred_dir = Path(pred_dir)
     env_path = pred_dir / FILES["envmap"]
     if not env_path.is_file():
@@ -210,9 +209,27 @@ def load_result(pred_dir: Path) -> InsertionResult:
     tone, material = read_json("tone"), read_json("material")
     _check_tone(tone, pred_dir / FILES["tone"])
     _check_material(material, pred_dir / FILES["material"])
-    return InsertionResult(envmap=read_hdr(env_path), envmap_shadow=read_hdr(sh_path) if sh_path.is_file() else None,
-                           tone=tone, material=material, sg=read_json("sg"),
-                           native_grid=bool(info.get("native_grid", False)), extras=info.get("extras") or {})
+    envmap = _read_map(env_path, "envmap")
+    envmap_shadow = _read_map(sh_path, "envmap_shadow") if sh_path.is_file() else None
+    if envmap_shadow is not None and envmap_shadow.shape != envmap.shape:
+        raise DipirError(f"map of shape {envmap_shadow.shape}; expected envmap.exr's {envmap.shape}", sh_path)
+    return InsertionResult(envmap=envmap, envmap_shadow=envmap_shadow, tone=tone, material=material,
+                           sg=read_json("sg"), native_grid=bool(info.get("native_grid", False)),
+                           extras=info.get("extras") or {})
+
+
+def _read_map(path: Path, name: str) -> np.ndarray:
+    """A prediction folder's map held to the contract of a live estimate (`check_result`), with errors
+    naming the file: a hand-written or damaged map is refused here, not scored as light."""
+    from dipir.rendering.hdr import equirect_map, read_hdr
+
+    env = read_hdr(path)  # unreadable, NaN or infinite: an error naming the file
+    equirect_map(env, path, name)  # only for its 2:1 check; negatives are refused below, not clipped
+    try:
+        check_result(InsertionResult(envmap=env), None)
+    except DipirError as err:
+        raise DipirError(err.message, path) from None
+    return env
 
 
 def _check_tone(tone: dict | None, path: Path) -> None:
