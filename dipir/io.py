@@ -274,6 +274,10 @@ def _opened_image(path: str | Path, named: str | Path | None, field: str | None)
 
     try:
         with Image.open(path) as im:
+            if im.mode in ("I", "F"):  # convert("RGB") clips them at 255: a 32-bit image has no known white
+                kind = "32-bit integer" if im.mode == "I" else "floating-point"
+                raise DipirError(f"a {kind} image (PIL mode {im.mode}) has no defined white to read as sRGB; "
+                                 "save it as an 8- or 16-bit PNG or a JPEG", named or path, field)
             yield im
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         # UnidentifiedImageError and "image file is truncated" are OSErrors; decoding happens
@@ -281,21 +285,49 @@ def _opened_image(path: str | Path, named: str | Path | None, field: str | None)
         raise DipirError(f"unreadable image ({err.__class__.__name__})", named or path, field) from None
 
 
+# EXIF orientation -> the transpose that shows the stored pixels as viewers do (ImageOps.exif_transpose's
+# table); 5 to 8 turn the picture a quarter, swapping width and height.
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _orientation(im) -> int:
+    """The EXIF Orientation tag of a JPEG, PNG or WebP (1: as stored), from the header alone: the base
+    Image.getexif, since PngImageFile's decodes the whole image to look for a late eXIf chunk.
+    `image_size` and `read_rgb_image` both read it so, so they agree. Other formats: 1, as PIL turns
+    a TIFF itself (its size and pixels) where it reads the tag at all."""
+    from PIL import ExifTags, Image
+
+    if im.format not in ("JPEG", "MPO", "PNG", "WEBP"):
+        return 1
+    return Image.Image.getexif(im).get(ExifTags.Base.Orientation, 1)
+
+
 def image_size(path: str | Path, *, named: str | Path | None = None, field: str | None = None) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels."""
+    """(width, height) as `read_rgb_image` reads it (EXIF orientation applied), from the header,
+    without decoding the pixels."""
     with _opened_image(path, named, field) as im:
-        return im.size
+        w, h = im.size
+        return (h, w) if _orientation(im) in (5, 6, 7, 8) else (w, h)
 
 
 def read_rgb_image(path: str | Path, *, size: tuple[int, int] | None = None, named: str | Path | None = None,
                    field: str | None = None):
-    """The image as a decoded RGB PIL image, resized (Lanczos) to `size` = (width, height) if given.
-    A missing, damaged or non-image file is a DipirError naming `named` (default: the file) and
-    `field` (what pointed at it, e.g. a scene's `background`)."""
+    """The image as a decoded 8-bit RGB PIL image, turned as its EXIF orientation says (as viewers show
+    it), resized (Lanczos) to `size` = (width, height) if given. 16-bit images are scaled to 8 bits (PIL
+    does so for 16-bit RGB; 16-bit grey it would clip). A missing, damaged, 32-bit or non-image file is a
+    DipirError naming `named` (default: the file) and `field` (what pointed at it, e.g. a scene's
+    `background`)."""
+    import numpy as np
     from PIL import Image
 
     with _opened_image(path, named, field) as im:
+        turn = _UPRIGHT.get(_orientation(im))
+        if im.mode.startswith("I;16"):  # 16-bit grey: 65535 is white
+            im = Image.fromarray(np.round(np.asarray(im, dtype=np.float32) / 257).astype(np.uint8))
         rgb = im.convert("RGB")
+        if turn is not None:
+            rgb = rgb.transpose(Image.Transpose[turn])
         if size is not None and rgb.size != tuple(size):
             rgb = rgb.resize(tuple(size), Image.LANCZOS)
         return rgb

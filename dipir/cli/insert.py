@@ -88,11 +88,12 @@ def run_insert(args: InsertArgs, method: str | None = None, options: dict | None
         run_estimator(args.scene, method, opts, cfg, args.seed, args.out, layers=True)
     else:
         from dipir.evaluation.evaluate import render_and_write
-        from dipir.rendering.hdr import read_hdr
+        from dipir.rendering.hdr import read_equirect
         from dipir.scene.contract import load_scene
 
         scene = load_scene(args.scene)
-        render_and_write(scene, InsertionResult(envmap=read_hdr(args.envmap)), cfg, args.seed, args.out, layers=True)
+        env, _ = read_equirect(args.envmap, "--envmap")
+        render_and_write(scene, InsertionResult(envmap=env), cfg, args.seed, args.out, layers=True)
     out = args.out
     return {"composite": out / "composite.png", "foreground": out / "foreground.exr",
             "shadow_ratio": out / "shadow_ratio.exr", "mask": out / "mask.png"}

@@ -34,7 +34,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.io import is_numbers, read_json_object
-from dipir.rendering.hdr import LUMA, direction_to_pixel, equirect_map
+from dipir.rendering.hdr import LUMA, direction_to_pixel
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
     ground around it is out of the crop."""
     from PIL import Image
 
-    from dipir.rendering.hdr import read_hdr, write_hdr
+    from dipir.rendering.hdr import read_equirect, write_hdr
     from dipir.scene.assets import object_from_dict
     from dipir.scene.contract import Plane, Scene
 
@@ -224,7 +224,7 @@ def make_scene(hdri_path: str | Path, out_dir: str | Path, azimuth_deg: float = 
         raise DipirError(f"width and height must be in [1, 8192], got {width}x{height}", field="width")
     out = Path(out_dir)
     refuse_own_output(hdri_path, out)
-    env, negative = equirect_map(read_hdr(hdri_path), hdri_path)
+    env, negative = read_equirect(hdri_path)
     env = rotate_equirect(env, azimuth_deg, out=env if env.flags.writeable and env.dtype == np.float32 else None)
     cam = crop_camera(int(width), int(height), fov_deg, elevation_deg, camera_height)
     plane = Plane(point=np.zeros(3), normal=np.array([0.0, 1.0, 0.0]), size=40.0)

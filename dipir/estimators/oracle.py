@@ -7,7 +7,7 @@ import time
 from dipir.errors import DipirError
 from dipir.estimators.base import EstimatorTraits, Lighting, Requirements
 from dipir.estimators.common import check_options, finalize, map_size
-from dipir.rendering.hdr import read_hdr, resample_equirect
+from dipir.rendering.hdr import read_equirect, resample_equirect
 from dipir.scene.contract import Scene
 
 
@@ -33,8 +33,8 @@ class OracleEstimator:
         t0 = time.perf_counter()
         if scene.envmap is None:
             raise DipirError("the oracle needs a ground-truth env map; the scene has none", scene.source, "envmap")
-        env = read_hdr(scene.envmap)
+        env, negative = read_equirect(scene.envmap)
         if self.height is not None:
             env = resample_equirect(env, self.height, 2 * self.height)
         return Lighting(envmap=finalize(env), seconds=time.perf_counter() - t0,
-                        extras={"source": str(scene.envmap)})
+                        extras={"source": str(scene.envmap), "negative_texels": negative})

@@ -288,7 +288,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     re-rendered composite.png, sphere renders) into `out_dir` (default: `pred_dir`)."""
     from dipir.estimators.base import InsertionResult
     from dipir.evaluation.insertion import load_result, render_config_for, render_ground_truth, render_result
-    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.hdr import read_equirect
     from dipir.rendering.renderer import InsertionRenderer
 
     pred_dir = Path(pred_dir)
@@ -300,7 +300,7 @@ def evaluate(scene: Scene, pred_dir: Path, render_cfg, seed: int, *, sphere_cfg=
     comp_path = pred_dir / "composite.png"
     pred = load_result(pred_dir)
     pred_env = pred.envmap
-    gt_env = read_hdr(scene.envmap)
+    gt_env, _ = read_equirect(scene.envmap)  # as the oracle reads it
     # The ground truth as every result is rendered (an emitter asset glows in it); a baseline's
     # result on this scene needs the same renderer config, so it is reused.
     renderer = InsertionRenderer(scene, render_config_for(InsertionResult(envmap=gt_env), render_cfg, scene))

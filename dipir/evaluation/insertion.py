@@ -164,12 +164,12 @@ def render_ground_truth(scene, render_cfg, seed: int, renderer=None, envmap=None
     `render_result` renders the oracle's result: the reference every method is scored against and
     DiPIR's oracle-guidance target, rendered by this one path. `envmap`: the scene's map when the
     caller has read it already (a Poly Haven scene's can be the full-size HDRI)."""
-    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.hdr import read_equirect
 
     if envmap is None:
         if scene.envmap is None:
             raise DipirError("needs a ground-truth env map; the scene has none", scene.source, "envmap")
-        envmap = read_hdr(scene.envmap)
+        envmap, _ = read_equirect(scene.envmap)
     return render_result(scene, InsertionResult(envmap=envmap), render_cfg, seed, renderer=renderer)
 
 

@@ -85,10 +85,10 @@ def sun_backness(scene, cfg: PriorCheckConfig) -> list[float | None]:
     """How far behind the camera each composite's sun stands (`camera_side.backness`), truth first,
     then each rotation: the dominant direction of the map each composite is lit by. `scene` is the
     loaded scene (`load_scene`), which its callers already hold."""
-    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.hdr import read_equirect
     from dipir.rendering.lighting import dominant_direction
 
-    env = read_hdr(scene.envmap)
+    env, _ = read_equirect(scene.envmap)
     maps = [env] + [rotate_envmap(env, deg) for deg in cfg.rotations_deg]
     return [backness(dominant_direction(m), scene.camera.to_world) for m in maps]
 
@@ -136,7 +136,7 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int, scene=None,
     may be read-only or a suite's input: checking several checkpoints renders once, and a scene
     written again renders again. `scene`: the folder's scene when the caller has loaded it already."""
     from dipir.guidance.lora import default_cache_dir
-    from dipir.rendering.hdr import read_hdr
+    from dipir.rendering.hdr import read_equirect
     from dipir.rendering.renderer import InsertionRenderer, render_insertion
     from dipir.scene.contract import load_scene
 
@@ -149,7 +149,7 @@ def composites(folder: Path, cfg: PriorCheckConfig, size: int, scene=None,
                 return list(z["images"]), caption
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # a damaged cache (a killed writer, a foreign file) is a miss: render again, replace it
-    env = read_hdr(scene.envmap)
+    env, _ = read_equirect(scene.envmap)
     r = InsertionRenderer(scene, render_config(cfg, size))
     out = [render_insertion(scene, env, renderer=r, seed=cfg.seed)["composite"]]
     for deg in cfg.rotations_deg:

@@ -119,9 +119,9 @@ def read_hdr(path: str | Path) -> np.ndarray:
 
     .exr goes through OpenEXR, Radiance .hdr (new-style RLE or flat, any orientation) and .pfm through
     small numpy decoders, so reading a map needs neither Mitsuba nor a GPU probe (a `dipir scene
-    polyhaven` in well under a second); anything else (old-style RLE, XYZE, EXR channel layouts
-    without RGB/Y) is read with Mitsuba's Bitmap. Mitsuba reads only the standard -Y H +X W
-    orientation, so the other seven are decoded here."""
+    polyhaven` in well under a second); old-style RLE, XYZE and luminance/chroma EXR are read with
+    Mitsuba's Bitmap. Mitsuba reads only the standard -Y H +X W orientation, so the other seven are
+    decoded here."""
     path = Path(path)
     if path.is_dir():
         raise DipirError("a folder, not an HDR file", path)
@@ -157,6 +157,12 @@ def equirect_map(env: np.ndarray, path: str | Path, field: str = "envmap") -> tu
         raise DipirError(f"an equirect env map must be twice as wide as high, got {w}x{h}", path, field)
     negative = int((env < 0).any(axis=-1).sum())
     return (np.clip(env, 0, None) if negative else env), negative
+
+
+def read_equirect(path: str | Path, field: str = "envmap") -> tuple[np.ndarray, int]:
+    """An env map file read and held to the equirect contract (`equirect_map`): the one reader of every
+    map that lights a scene (ground truth, `--envmap`, a Poly Haven HDRI), so none is used unchecked."""
+    return equirect_map(read_hdr(path), path, field)
 
 
 def _read_pfm(path: Path) -> np.ndarray:
@@ -211,9 +217,10 @@ def _read_mitsuba(path: Path) -> np.ndarray:
 
 
 def _read_exr(path: Path) -> np.ndarray | None:
-    """RGB (or Y) channels of an EXR as float32, over its display window (pixels outside the data
+    """R, G, B (or Y) channels of an EXR as float32, over its display window (pixels outside the data
     window are 0, as the format defines: an autocropped map is whole again); None if OpenEXR is
-    missing or the channels differ (Mitsuba reads those, luminance/chroma Y, RY, BY among them)."""
+    missing or the channels are luminance/chroma Y, RY, BY (Mitsuba reads those); other channel
+    layouts are refused, naming their channels."""
     try:
         import OpenEXR
     except ImportError:  # pragma: no cover - a declared dependency
@@ -227,16 +234,27 @@ def _read_exr(path: Path) -> np.ndarray | None:
     px, error, windows, names = None, None, None, []
     with captured_output_fds() as printed:  # a damaged file also makes OpenEXR print (fds 1 and 2)
         try:
-            with OpenEXR.File(str(path)) as f:
+            try:  # R, G, B grouped into one interleaved array: no copy for a float map, the least memory
+                f = OpenEXR.File(str(path))
+            except Exception as err:  # R, G and B of different types (HALF and FLOAT): channel by channel
+                if "separate_channels" not in str(err):
+                    raise
+                f = OpenEXR.File(str(path), separate_channels=True)
+            with f:
                 ch = f.channels()
-                names = sorted(ch)  # the binding empties `ch` when the file closes
-                chroma = "RY" in ch or "BY" in ch  # Y alone is grey; with chroma it is a colour image
-                name = next((n for n in ("RGB", "RGBA", "Y") if n in ch and not (n == "Y" and chroma)), None)
                 h = f.header()
+                # the file's own channel names (grouping shows env.R, env.G, env.B as "env.RGB")
+                names = sorted(getattr(c, "name", str(c)) for c in h.get("channels", [])) or sorted(ch)
+                chroma = "RY" in ch or "BY" in ch  # Y alone is grey; with chroma it is a colour image
                 windows = [np.asarray(h[k], dtype=np.int64).reshape(2, 2) for k in ("dataWindow", "displayWindow")
                            if k in h]
+                name = next((n for n in ("RGB", "RGBA") if n in ch), None)
                 if name is not None:
                     px = np.asarray(ch[name].pixels, dtype=np.float32)
+                elif all(c in ch for c in "RGB"):
+                    px = np.stack([ch[c].pixels for c in "RGB"], axis=-1, dtype=np.float32)
+                elif "Y" in ch and not chroma:
+                    px = np.asarray(ch["Y"].pixels, dtype=np.float32)
         except Exception as err:  # OpenEXR raises RuntimeError / OSError with its own message
             error = err
     if error is not None:
@@ -257,8 +275,10 @@ def _read_exr(path: Path) -> np.ndarray | None:
             raise DipirError(f"an EXR whose data window {data_window.tolist()} is not its display window "
                              f"{display.tolist()} is read here only with RGB or Y channels, without chroma "
                              f"(channels: {', '.join(names)[:80]})", path)
-        return None  # other channel layouts: let Mitsuba pick RGB
-    px = np.ascontiguousarray(px[..., :3]) if px.ndim == 3 else px
+        if not chroma:  # layers (env.R), lower-case r g b, depth only: no colour to guess at
+            raise DipirError(f"not an RGB or luminance image: expected channels R, G, B or Y (channels: "
+                             f"{', '.join(names)[:80]})", path)
+        return None  # luminance/chroma (Y, RY, BY): Mitsuba makes RGB of it
     return _in_display_window(px, data_window, display, path) if cropped else px
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.hashing import file_stamp, hash_json
-from dipir.scene.contract import ObjectSpec, Plane
+from dipir.scene.contract import ON_PLANE_M, ObjectSpec, Plane
 from dipir.scene.mesh import DEFAULT_MATERIAL, Mesh
 
 
@@ -283,7 +283,7 @@ def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = 
     from dipir.scene.geometry import in_view, project
 
     off = float((np.asarray(spec.position) - plane.point) @ plane.normal)
-    if abs(off) > 1e-3:
+    if abs(off) > ON_PLANE_M:
         raise DipirError(f"object is {off:.3f} m off the plane", field="object.position")
     mesh = mesh or load_object_mesh(spec)
     lo, hi = mesh.bounds()

@@ -51,6 +51,7 @@ SCENE_FILE = "scene.yaml"
 # composites in the scene folder until it moved them to the cache. A scene folder's content hash
 # leaves them out, so a check run on a suite's scenes does not make every task of the suite stale.
 NOT_SCENE_CONTENT = ("prior_check_*.npz",)
+ON_PLANE_M = 1e-3  # how far off the plane an object's position may be (assets.check_placement's tolerance)
 
 
 @dataclass
@@ -300,13 +301,19 @@ class FieldReader:
             self.fail(extra[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _read_camera(r: FieldReader, image_size: tuple[int, int]) -> Camera:
+def _read_camera(r: FieldReader, image_size: tuple[int, int], background: Path) -> Camera:
     r.unknown_keys({"fov_y_deg", "intrinsics", "origin", "target", "up", "to_world", "width", "height"})
     width = int(r.number("width", image_size[0], positive=True))
     height = int(r.number("height", image_size[1], positive=True))
     for key, v in (("width", width), ("height", height)):
         if not 1 <= v <= 16384:
             r.fail(key, f"must be in [1, 16384] pixels, got {v}")
+    # The camera is the background's (intrinsics are in its pixels): another aspect would stretch the
+    # photo. A size scaled evenly is the same picture; a pixel of rounding on each side is allowed.
+    bw, bh = image_size
+    if abs(width / bw - height / bh) > 1 / bw + 1 / bh:
+        r.fail("width", f"camera.width x camera.height {width}x{height} is not the shape of the background "
+                        f"{background.name} ({bw}x{bh}); give its size, or one scaled evenly")
     fov = intr = None
     if r.has("intrinsics"):
         intr = tuple(float(x) for x in r.vector("intrinsics", 4))
@@ -362,7 +369,11 @@ def load_scene(path: str | Path) -> Scene:
     r = FieldReader(data, path)
     r.unknown_keys({"id", "background", "camera", "plane", "object", "envmap", "points", "provenance"})
     bg = r.file("background")
-    camera = _read_camera(r.section("camera"), image_size(bg, field="background"))
+    camera = _read_camera(r.section("camera"), image_size(bg, field="background"), bg)
+    plane, obj = _read_plane(r.section("plane")), _read_object(r.section("object"))
+    off = float((obj.position - plane.point) @ plane.normal)
+    if abs(off) > ON_PLANE_M:  # the base stands on the plane: off it, the object floats or sinks
+        raise DipirError(f"object is {off:.3f} m off the plane", path, "object.position")
     provenance = r.data.get("provenance") or {}
     if not isinstance(provenance, dict):
         r.fail("provenance", "expected a mapping")
@@ -370,8 +381,8 @@ def load_scene(path: str | Path) -> Scene:
         id=r.string("id", path.parent.name),
         background=bg,
         camera=camera,
-        plane=_read_plane(r.section("plane")),
-        object=_read_object(r.section("object")),
+        plane=plane,
+        object=obj,
         envmap=r.file("envmap", required=False),
         points=r.file("points", required=False),
         provenance=dict(provenance),
