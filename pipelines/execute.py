@@ -59,7 +59,7 @@ def method_config(method: str, preset: str | None, options: dict) -> dict | None
 
 
 # How the runner plans ids: from what each estimator class declares.
-IDENTITY = MethodIdentity(uses_model, method_options, method_config)
+IDENTITY = MethodIdentity(uses_model, method_options, method_config, lambda method: traits(method).input_paths)
 
 
 def build(method: str, options: dict):

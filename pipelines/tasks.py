@@ -58,15 +58,32 @@ class MethodIdentity:
     # (method, preset, those options) -> the configuration they resolve to, or None for an estimator
     # that declares none (its ids then hold no config part, as before)
     config: Callable[[str, str | None, dict], dict | None] | None = None
+    # method -> the options that name files or folders it reads (EstimatorTraits.input_paths)
+    inputs: Callable[[str], tuple[str, ...]] | None = None
 
 
 def task_id(scene_key: str, method: str, preset: str | None, seed: int, render: dict, options: dict,
-            model: str | None, config: dict | None = None) -> str:
+            model: str | None, config: dict | None = None, inputs: dict | None = None) -> str:
     parts = {"schema": TASK_SCHEMA, "scene": scene_key, "method": method, "preset": preset,
              "seed": seed, "render": render, "options": options, "model": model}
     if config is not None:  # absent, not null: ids of estimators without one stay as they were
         parts["config"] = config
+    if inputs:  # likewise: only for a method that reads files its options name
+        parts["inputs"] = inputs
     return hash_json(parts)[:16]
+
+
+def input_contents(paths: tuple[str, ...], options: dict, hashes: FileHashCache | None) -> dict:
+    """{option: content hash} of the files or folders a method's options name (`paths`, its declared
+    EstimatorTraits.input_paths): a folder by every file in it, a file by its bytes, a missing one by
+    its name (the task then fails with the estimator's own error)."""
+    hashes = hashes or FileHashCache(None)
+    out = {}
+    for key in paths:
+        if isinstance(options.get(key), str) and options[key]:
+            p = Path(options[key]).expanduser()
+            out[key] = hashes.tree(p) if p.is_dir() else hashes.file(p)
+    return out
 
 
 def render_identity(render) -> dict:
@@ -145,12 +162,13 @@ def expand(suite: Suite, scenes: list[SceneRef], identity: MethodIdentity, model
         model = model_identity(u, hashes) if isinstance(u, str) else model_id if u else None
         options = identity.options(m, suite.options.get(m, {}), suite.render)
         configs = {p: _config(identity, suite, m, p, options) for p in suite.presets.get(m, (None,))}
-        per_method.append((m, configs, options, model))
+        inputs = input_contents(identity.inputs(m), options, hashes) if identity.inputs else None
+        per_method.append((m, configs, options, model, inputs))
     for ref in scenes:
-        for method, configs, options, model in per_method:
+        for method, configs, options, model, inputs in per_method:
             for preset, config in configs.items():
                 for seed in suite.seeds:
-                    tid = task_id(ref.key, method, preset, seed, render, options, model, config)
+                    tid = task_id(ref.key, method, preset, seed, render, options, model, config, inputs)
                     if tid in seen:  # the same scene listed twice is one task
                         continue
                     seen.add(tid)

@@ -683,3 +683,25 @@ def test_a_synthetic_hdris_truth_sidecar_is_part_of_its_scene_key(tmp_path):
     truth = json.loads(sidecar.read_text())
     sidecar.write_text(json.dumps(dict(truth, kind="indoor")))
     assert key("r2") != before
+
+
+def test_a_file_methods_maps_count_by_their_contents(tmp_path, scenes):
+    """`file` reads `<folder>/<scene id>.exr`: its ids held the folder's path only, so maps replaced in
+    place (25x brighter in the audit's run) kept their old results current."""
+    import numpy as np
+
+    from dipir.rendering.hdr import write_hdr
+    from pipelines.execute import IDENTITY
+
+    maps = tmp_path / "maps"
+    for i in range(3):
+        write_hdr(maps / f"scene{i}.exr", np.full((8, 16, 3), 0.2, np.float32))
+    suite = load_suite(_suite(tmp_path, scenes, methods=["file", "constant"], presets={}, seeds=[0],
+                              options={"file": {"folder": str(maps)}}))
+    ids = lambda run: {(t.method, t.scene_id): t.task_id for t in plan(suite, tmp_path / run, IDENTITY)}  # noqa: E731
+    base = ids("r1")
+    assert ids("r2") == base
+    write_hdr(maps / "scene1.exr", np.full((8, 16, 3), 5.0, np.float32))
+    replaced = ids("r3")
+    for k, v in replaced.items():
+        assert (v == base[k]) == (k[0] == "constant"), k

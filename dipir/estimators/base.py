@@ -100,6 +100,9 @@ class EstimatorTraits:
               fails until you do. Task ids hold it from 2 on (a class at 1 keeps the ids it had before
               versions existed), so a resumed run computes the method's tasks again instead of
               keeping the older code's results as current.
+    input_paths: the options that name files or folders the estimate reads (the `file` method's folder
+              of maps): task ids hold their contents (a folder's: every file in it), not only the path,
+              so a map replaced in place makes the results it gave stale instead of current.
     """
 
     seeded: bool = False
@@ -110,6 +113,7 @@ class EstimatorTraits:
     own_model: str | None = None
     render_depth: bool = False
     output_version: int = 1
+    input_paths: tuple[str, ...] = ()
 
     def __post_init__(self):
         v = self.output_version

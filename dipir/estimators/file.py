@@ -129,7 +129,7 @@ class FileEstimator:
     requires = Requirements()
     # 1: what it has made since before versions existed. Bump with a change to its results and
     # say what changed here (base.EstimatorTraits.output_version).
-    traits = EstimatorTraits(output_version=1)
+    traits = EstimatorTraits(output_version=1, input_paths=("folder",))
 
     def __init__(self, folder: str | Path, height: int | None = None, convention: str = "mitsuba",
                  exposure: str | float = "none", frame: str = "world"):
