@@ -3,6 +3,7 @@ tables/*.tex, figures/*.png}."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,14 @@ from reports.render_html import render_html
 from reports.render_md import render_md
 from reports.render_tex import render_tex
 from reports.store import load_store
-from reports.tables import TableConfig, failure_table, median_tables, metric_tables, pairwise_tables
+from reports.tables import (
+    TableConfig,
+    failure_table,
+    median_tables,
+    metric_tables,
+    pairwise_tables,
+    unique_keys,
+)
 
 FORMATS = ("md", "html", "tex")
 
@@ -27,6 +35,9 @@ class ReportConfig:
     tables: TableConfig = field(default_factory=TableConfig)
     figures: FigureConfig = field(default_factory=FigureConfig)
     embed_images: bool = True  # report.html carries its figures as data URIs
+    # The main label was asked for (--main): a run without it is an error, not a report whose
+    # pairwise section is silently missing.
+    require_main: bool = False
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -43,6 +54,26 @@ class ReportOutput:
     report_dir: Path
     files: dict[str, list[Path]]  # by kind: md, html, tex, figures
     seconds: float
+
+
+# What the report stage writes into its folder; anything else there is left alone.
+OUTPUTS = ("report.md", "report.html", "tables/*.tex", "figures/*.png")
+
+
+def remove_stale_outputs(report_dir: Path, res: ReportOutput) -> list[Path]:
+    """Remove the report outputs in `report_dir` that the build `res` did not write (a format not asked
+    for this time, a table or figure that no longer exists): an older report.html beside a new
+    report.md would present old numbers as current. Returns the removed files."""
+    written = {p.relative_to(res.report_dir).as_posix() for paths in res.files.values() for p in paths}
+    removed = []
+    for pattern in OUTPUTS:
+        for path in sorted(report_dir.glob(pattern)):
+            if path.is_file() and path.relative_to(report_dir).as_posix() not in written:
+                path.unlink()
+                removed.append(path)
+    with contextlib.suppress(OSError):  # only when empty: a folder of ours, but not every file in it
+        (report_dir / "tables").rmdir()
+    return removed
 
 
 def code_versions(df, last_run: str | None) -> str:
@@ -85,15 +116,22 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     report_dir.mkdir(parents=True, exist_ok=True)
 
     df = store.tasks
+    labels = sorted(df["label"].unique())
+    if cfg.require_main and cfg.tables.main_label not in labels:
+        raise DipirError(f"no method labelled {cfg.tables.main_label!r} in {store.run} (its labels: "
+                         f"{', '.join(labels)})", field="--main")
     counts = df["status"].value_counts()
     info = [("run", str(store.run.resolve())),
+            *([("run in progress", f"held by {store.writer}: these are the {len(df)} tasks finished so far, "
+                                   "not the run's results")] if store.writer else []),
+            *([("results", f"rebuilt from tasks/*/result.json: {store.rebuilt}")] if store.rebuilt else []),
             ("tasks", f"{len(df)} ({int(counts.get('done', 0))} done, {int(counts.get('failed', 0))} failed, "
                       f"{int(counts.get('skipped', 0))} skipped)"),
             *([("not read", f"{len(store.unreadable)} task folders whose result.json does not read back "
                             f"(their tasks run again on resume; see 'Failed, skipped and unavailable')")]
               if store.unreadable else []),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
-            ("methods", ", ".join(sorted(df["label"].unique())))]
+            ("methods", ", ".join(labels))]
     ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
     old_eval = evaluation_versions(df)
     info += [*([("evaluation", old_eval)] if old_eval else []),
@@ -143,6 +181,7 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         sections.append(Section("Appendix: detail metrics", tables=[*mt_detail, *pw_detail], text=[
             "The breakdown behind the headline tables' aggregates (e.g. each probe sphere of the "
             "lighting metrics); same statistics as above."]))
+    unique_keys([t for sec in sections for t in sec.tables])  # before a key names a file or an anchor
     doc = Document(title=f"DiPIR bench report — {store.run.name}", info=info, sections=sections)
 
     written: dict[str, list[Path]] = {"figures": [report_dir / f.path for fl in figs.values() for f in fl]}
@@ -159,4 +198,6 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
         for t in [*mt, *md, *pw, *mt_detail, *pw_detail, *pref_tables]:
             write_text_atomic(tdir / f"{t.key}.tex", render_tex(t))
             written["tex"].append(tdir / f"{t.key}.tex")
-    return ReportOutput(report_dir, written, time.perf_counter() - t0)
+    res = ReportOutput(report_dir, written, time.perf_counter() - t0)
+    remove_stale_outputs(report_dir, res)  # `dipir report` builds in an empty folder and removes after publishing
+    return res

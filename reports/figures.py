@@ -3,6 +3,7 @@ method, and per-iteration loss curves of DiPIR tasks."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,6 +227,8 @@ def make_figures(store: Store, report_dir: Path, cfg: FigureConfig, tcfg: TableC
         ds = _slug(dataset)
         for scene in pick_scenes(store, dataset, cfg, tcfg):
             name = f"figures/grid_{ds}_{_slug(scene)}.png"
+            if any(f.path == name for f in out["grids"]):  # dataset `a` scene `b_c` and dataset `a_b` scene `c`
+                name = name.replace(".png", f"_{hashlib.sha1(f'{dataset}/{scene}'.encode()).hexdigest()[:6]}.png")
             bad = comparison_grid(store, dataset, scene, report_dir / name, cfg, tcfg)
             if bad is not None:
                 note = (f" Unreadable, shown as blank panels: {', '.join(_rel(p, store.run) for p in bad)}."

@@ -7,13 +7,22 @@ from reports.tables import Cell, Table
 
 # Every string from a run (dataset, scene and method names, error messages) is text, never markup:
 # HTML specials as entities (no raw <script> in a renderer that passes HTML through), Markdown's
-# code/link/table specials backslash-escaped, line breaks and control characters as spaces.
-_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "|": "\\|", "[": "\\[", "]": "\\]"}
+# code/link/table/emphasis specials backslash-escaped, line breaks and control characters as spaces.
+_MD = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "|": "\\|", "[": "\\[", "]": "\\]",
+       "*": "\\*", "_": "\\_", "~": "\\~"}
 
 
 def _esc(s: str, brackets: bool = True) -> str:
     table = _MD if brackets else {k: v for k, v in _MD.items() if k not in "[]"}
-    return "".join(table.get(ch, " " if ch.isspace() or ord(ch) < 32 or ord(ch) == 127 else ch) for ch in str(s))
+    s = str(s)
+
+    def one(i: int, ch: str) -> str:
+        if ch == "_" and 0 < i < len(s) - 1 and s[i - 1].isalnum() and s[i + 1].isalnum():
+            return ch  # inside a word `_` is no emphasis: rmse_full stays as it is
+        return table.get(ch, " " if ch.isspace() or ord(ch) < 32 or ord(ch) == 127 else ch)
+
+    text = "".join(one(i, ch) for i, ch in enumerate(s))
+    return "\\" + text if text.startswith("#") else text  # not a heading where it starts a line
 
 
 def cell_md(c: Cell) -> str:

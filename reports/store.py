@@ -5,13 +5,17 @@ and `results.parquet` (one row per task; `metric.<name>` float columns, NaN when
 `artifact.<name>` paths relative to the run). When the parquet is missing or stale (a run still
 going or interrupted: a `result.json` newer than the table, or task folders the table does not
 list) the table is rebuilt from the per-task `result.json`, so the report never shows an old
-table as current.
+table as current (`Store.rebuilt` says why), and a run whose writer still holds RUN/.lock is named
+in progress (`Store.writer`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +61,10 @@ class Store:
     # "tasks/<id>/result.json: why" for each task folder whose result does not read back: the pipeline
     # runs those tasks again, so they have no row here, and the report says so.
     unreadable: list[str] = field(default_factory=list)
+    # Why the table was rebuilt from tasks/*/result.json (None: read from results.parquet).
+    rebuilt: str | None = None
+    # Who holds RUN/.lock (a `dipir run` still writing into the folder), None when nobody does.
+    writer: str | None = None
 
     def task_dir(self, task_id: str) -> Path:
         return self.run / "tasks" / task_id
@@ -159,12 +167,50 @@ def _table_is_current(run: Path, parquet: Path, df: pd.DataFrame) -> bool:
     return max(done.values()) <= parquet.stat().st_mtime_ns
 
 
+def running_writer(run: Path) -> str | None:
+    """Who is writing the run now (`dipir run` holds RUN/.lock, pipelines/store.py run_lock), or None.
+    A writer that let go cleanly leaves the file empty, so only a non-empty one is probed: a shared,
+    non-blocking flock, let go at once. The report never waits for a run nor holds one off (a run
+    starting in that instant would find the folder in use)."""
+    from pipelines.store import _holder, describe_holder
+
+    path = run / schema.LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size == 0:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            held = err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            return describe_holder(_holder(path)) if held else None
+        fcntl.flock(fd, fcntl.LOCK_UN)  # free: the last writer died holding it
+        return None
+    finally:
+        os.close(fd)
+
+
+def _check_identities(df: pd.DataFrame, where: Path) -> None:
+    """A null dataset, scene, method or task id would crash the sorting or merge tasks into a scene
+    named "None" (a null scene_id's metrics were dropped from every table)."""
+    for col in ("task_id", "dataset", "scene_id", "method"):
+        null = df[col].map(_missing)
+        if null.any():
+            first = df.index[null][0]
+            tid = df.at[first, "task_id"]
+            which = f"task_id {tid!r}" if col != "task_id" and not _missing(tid) else f"row {first}"
+            raise DipirError(f"null in {int(null.sum())} row(s), the first: {which}", where, col)
+
+
 def load_store(run: str | Path) -> Store:
     run = Path(run)
     if not run.is_dir():
         raise DipirError("run folder not found", run)
     parquet = run / schema.RESULTS
-    df, unreadable, stale = None, [], None
+    df, unreadable, stale, rebuilt = None, [], None, None
     if parquet.exists():
         try:
             df = pd.read_parquet(parquet)
@@ -174,10 +220,13 @@ def load_store(run: str | Path) -> Store:
             stale, df = df, None
     if df is None:
         df, unreadable = _rows_from_task_folders(run, stale)
+        rebuilt = ("results.parquet is out of date (older than a result, or not listing the same tasks)"
+                   if stale is not None else "there is no results.parquet")
         parquet = run / "tasks"
     for col in REQUIRED:
         if col not in df.columns:
             raise DipirError("missing column", parquet, col)
+    _check_identities(df, parquet)
     bad = sorted(set(df["status"].dropna().astype(str)) - set(STATUSES))
     if bad or df["status"].isna().any():
         raise DipirError(f"status must be one of {', '.join(STATUSES)}, got {bad or ['null']}", parquet, "status")
@@ -211,4 +260,4 @@ def load_store(run: str | Path) -> Store:
             raise DipirError(err.message, run / schema.RUN_INFO, err.field) from None
     return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
                  artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info,
-                 unreadable=unreadable)
+                 unreadable=unreadable, rebuilt=rebuilt, writer=running_writer(run))

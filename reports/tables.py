@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,15 +43,20 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
 
+# Methods that read the ground-truth lighting: references in every report, whatever --reference adds.
+REFERENCE_METHODS = ("oracle",)
+
+
 @dataclass(frozen=True)
 class TableConfig:
     n_boot: int = 2000
     seed: int = 0
     confidence: float = 0.95
     main_label: str = DIPIR  # the DiPIR preset the pairwise tables compare against everyone
-    # Shown, never bolded: they use the ground truth. A method name or a "method:preset" label; DiPIR's
-    # presets that use it (dipir.optim.presets.GROUND_TRUTH_PRESETS) always count.
-    reference_methods: tuple[str, ...] = ("oracle",)
+    # Shown, never bolded: they use the ground truth. A method name or a "method:preset" label, besides
+    # those that always count: REFERENCE_METHODS and DiPIR's presets that use it
+    # (dipir.optim.presets.GROUND_TRUTH_PRESETS).
+    reference_methods: tuple[str, ...] = ()
     # Metrics also summarised by their median (heavy-tailed: a sun found on the wrong side is off by
     # ~180°, so a mean mixes "how often" with "how far").
     median_metrics: tuple[str, ...] = ("light_dir_err_deg", "light_azimuth_err_deg", "light_elevation_err_deg",
@@ -59,13 +65,25 @@ class TableConfig:
 
 def decimals_for(values) -> int:
     """Decimals that give every nonzero |value| of a column at least 3 significant digits (at most 6
-    decimals). From the largest value alone, 10.6 and 11.4 beside a 108 both showed as 11 and both
-    were bolded, while the sign test said one won every scene."""
-    v = np.abs(np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float))
-    v = v[v > 0]
-    if len(v) == 0:
+    decimals), and more where two values that differ would print alike: the best is bolded at digits
+    that tell every value apart (10.6055 and 10.6355 both showed as a bold 10.6). Values equal to 6
+    significant digits count as equal. From the largest value alone, 10.6 and 11.4 beside a 108 both
+    showed as 11 and both were bolded, while the sign test said one won every scene."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    nonzero = np.abs(v[v != 0])
+    if len(nonzero) == 0:
         return 3
-    return int(min(6, max(0, 2 - math.floor(math.log10(v.min())))))
+    dec = int(min(6, max(0, 2 - math.floor(math.log10(nonzero.min())))))
+    six = [float(f"{x:.6g}") for x in v]
+
+    def apart(d: int) -> bool:  # no printed value stands for two values that differ at 6 digits
+        shown = [round(float(x), d) for x in v]
+        return len(set(zip(shown, six))) == len(set(shown))
+
+    most = max(dec, 5 - math.floor(math.log10(nonzero.max())))  # 6 significant digits of the largest
+    while dec < most and not apart(dec):
+        dec += 1
+    return dec
 
 
 def fmt(v: float | None, d: int) -> str:
@@ -87,7 +105,7 @@ def is_reference(label: str, cfg: TableConfig) -> bool:
     from dipir.optim.presets import GROUND_TRUTH_PRESETS
 
     method, _, preset = label.partition(":")
-    return (method in cfg.reference_methods or label in cfg.reference_methods
+    return (method in (*REFERENCE_METHODS, *cfg.reference_methods) or label in cfg.reference_methods
             or method == DIPIR and preset in GROUND_TRUTH_PRESETS)
 
 
@@ -440,6 +458,20 @@ def preference_cell(k: int, n: int, confidence: float = 0.95) -> Cell:
     lo, hi = wilson_interval(k, n, confidence)
     p = binom_test_two_sided(k, n)
     return Cell(f"{100 * k / n:.1f}%", f"[{100 * lo:.1f}, {100 * hi:.1f}] n={n}, {fmt_p(p)}", bold=p < 0.05, value=k / n)
+
+
+def unique_keys(tables: list[Table]) -> list[Table]:
+    """Give tables that share a key (a file stem and an HTML anchor) keys of their own: slugs hold `_`, so
+    dataset `ds`'s lighting table and dataset `ds_lighting`'s first table were both
+    `metrics_ds_lighting` and one .tex overwrote the other. Each shared key gets a short hash of its
+    table's title (which names the dataset and the group); keys no other table has stay as they are."""
+    shared = Counter(t.key for t in tables)
+    for t in tables:
+        if shared[t.key] > 1:
+            t.key = f"{t.key}_{hashlib.sha1(t.title.encode()).hexdigest()[:6]}"
+    keys = [t.key for t in tables]
+    assert len(keys) == len(set(keys)), f"table keys not unique: {sorted(k for k in keys if keys.count(k) > 1)}"
+    return tables
 
 
 def _slug(s: str) -> str:

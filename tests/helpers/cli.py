@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parents[1]  # `helpers.…` estimators that suites name
+REPO = TESTS.parent  # the checkout under test, imported before any installed copy
 BLOCKED = ("torch", "mitsuba", "drjit", "ray", "diffusers", "open3d", "transformers")
 
 BLOCKER = f"""
@@ -25,11 +26,13 @@ sys.meta_path.insert(0, _Block())
 
 def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ)
+    paths = [str(REPO), str(TESTS)]
     if block:
         site = tmp_path / "blocker"
         site.mkdir(exist_ok=True)
         (site / "sitecustomize.py").write_text(BLOCKER)
-        env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+        paths.insert(0, str(site))
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["MPLBACKEND"] = "Agg"
     return subprocess.run([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
