@@ -8,6 +8,7 @@ import struct
 import numpy as np
 import pytest
 from helpers import varint
+from helpers.cli import main_in_process
 
 from dipir.data.synth_waymo import SynthWaymoConfig, camera_calibration, write_segments
 from dipir.data.tfrecord import TFRecordWriter
@@ -31,17 +32,6 @@ def data(tmp_path_factory):
     }
 
 
-def _main(argv, capsys) -> tuple[int, str]:
-    from dipir.cli.main import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err.strip()
-
-
 def _height(scene) -> float:
     o = scene.camera.to_world[:3, 3]
     return float((o - scene.plane.point) @ scene.plane.normal)
@@ -51,7 +41,7 @@ def _height(scene) -> float:
 def test_frame_without_lidar_gets_the_calibration_ground(data, kind, tmp_path, capsys):
     for ground in ("calibration", "auto"):
         out = tmp_path / ground
-        code, err = _main(["scene", "waymo", str(data[kind]), "--ground", ground, "--out", str(out)], capsys)
+        code, err = main_in_process(["scene", "waymo", str(data[kind]), "--ground", ground, "--out", str(out)], capsys)
         assert code == 0, err
         s = load_scene(out / "scene.yaml")
         assert _height(s) == pytest.approx(CAM_Z, abs=1e-6)  # the calibration's camera height
@@ -62,7 +52,7 @@ def test_frame_without_lidar_gets_the_calibration_ground(data, kind, tmp_path, c
         assert g["range_images"] is False
         assert abs(float((s.object.position - s.plane.point) @ s.plane.normal)) < 1e-6
     # asking for the LiDAR plane on such a frame: one line naming the file
-    code, err = _main(["scene", "waymo", str(data[kind]), "--ground", "lidar", "--out", str(tmp_path / "l")], capsys)
+    code, err = main_in_process(["scene", "waymo", str(data[kind]), "--ground", "lidar", "--out", str(tmp_path / "l")], capsys)
     assert code == 2 and "no LiDAR" in err and str(data[kind]) in err and "\n" not in err
 
 
@@ -73,7 +63,7 @@ def test_v2_with_string_keys_reads_lidar_too(data, tmp_path, capsys):
 
     named = read_frame(data["v2_names"], 0)
     assert [s.name for s in named.lasers] == [1, 2] and named.lasers[0].pixel_pose is not None
-    code, err = _main(["scene", "waymo", str(data["v2_names"]), "--out", str(tmp_path / "s")], capsys)
+    code, err = main_in_process(["scene", "waymo", str(data["v2_names"]), "--out", str(tmp_path / "s")], capsys)
     assert code == 0, err
     s = load_scene(tmp_path / "s" / "scene.yaml")
     assert s.provenance["ground"]["source"] == "lidar" and s.points.is_file()
@@ -84,7 +74,7 @@ def test_v2_with_string_keys_reads_lidar_too(data, tmp_path, capsys):
 def test_lidar_and_calibration_grounds_agree_on_a_lidar_frame(data, tmp_path, capsys):
     heights = {}
     for ground in ("lidar", "calibration"):
-        code, err = _main(["scene", "waymo", str(data["v1"]), "--ground", ground, "--out", str(tmp_path / ground)],
+        code, err = main_in_process(["scene", "waymo", str(data["v1"]), "--ground", ground, "--out", str(tmp_path / ground)],
                           capsys)
         assert code == 0, err
         s = load_scene(tmp_path / ground / "scene.yaml")
@@ -93,7 +83,7 @@ def test_lidar_and_calibration_grounds_agree_on_a_lidar_frame(data, tmp_path, ca
         heights[ground] = _height(s)
     assert heights["calibration"] == pytest.approx(CAM_Z)
     assert abs(heights["lidar"] - heights["calibration"]) < 0.15
-    code, err = _main(["scene", "waymo", str(data["v1"]), "--ground", "radar", "--out", str(tmp_path / "x")], capsys)
+    code, err = main_in_process(["scene", "waymo", str(data["v1"]), "--ground", "radar", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "--ground" in err
 
 
@@ -115,13 +105,13 @@ def test_a_motion_record_is_not_a_frame(tmp_path, capsys):
     bad = tmp_path / "motion.tfrecord"
     with TFRecordWriter(bad) as w:
         w.write(motion_example())
-    code, err = _main(["scene", "waymo", str(bad), "--out", str(tmp_path / "o")], capsys)
+    code, err = main_in_process(["scene", "waymo", str(bad), "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "not a Waymo Frame" in err and str(bad) in err and "record at byte 0" in err
     assert "calibration for camera" not in err
 
 
 def test_missing_camera_lists_the_cameras_the_frame_has(data, tmp_path, capsys):
-    code, err = _main(["scene", "waymo", str(data["v1"]), "--camera", "SIDE_LEFT", "--out", str(tmp_path / "o")],
+    code, err = main_in_process(["scene", "waymo", str(data["v1"]), "--camera", "SIDE_LEFT", "--out", str(tmp_path / "o")],
                       capsys)
     assert code == 2 and "no calibration for camera SIDE_LEFT (has: FRONT)" in err
 

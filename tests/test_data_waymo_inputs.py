@@ -9,6 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
+from helpers.cli import main_in_process
 
 from dipir.data.range_image import decode_matrix_float, encode_matrix_float
 from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
@@ -31,19 +32,8 @@ def data(tmp_path_factory):
                                          config=SynthWaymoConfig.small(render=False, lidar=False))[0]}
 
 
-def _main(argv, capsys) -> tuple[int, str]:
-    from dipir.cli.main import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err.strip()
-
-
 def _refused(argv, capsys) -> str:
-    code, err = _main(argv, capsys)
+    code, err = main_in_process(argv, capsys)
     assert code == 2 and "\n" not in err and "Traceback" not in err, err
     return err
 
@@ -59,7 +49,7 @@ def test_own_mesh_needs_its_class_with_or_without_lidar(data, tmp_path, capsys, 
     argv = ["scene", "waymo", str(data[kind]), "--object", str(mesh)]
     err = _refused(argv + ["--out", str(tmp_path / "o")], capsys)
     assert "object.class: missing: what box.obj is" in err, err
-    code, err = _main(argv + ["--class", "crate", "--out", str(tmp_path / "ok")], capsys)
+    code, err = main_in_process(argv + ["--class", "crate", "--out", str(tmp_path / "ok")], capsys)
     assert code == 0, err
     assert load_scene(tmp_path / "ok" / "scene.yaml").object.cls == "crate"
 
@@ -143,7 +133,7 @@ def test_nonfinite_values_without_a_return_are_no_point_and_fine(data, tmp_path,
         _edit_top(lambda p: p[:4].__setitem__(Ellipsis, np.nan), pose=True)(frame)
 
     path = _v1_edited(data, tmp_path, edit)
-    code, err = _main(["scene", "waymo", str(path), "--out", str(tmp_path / "o")], capsys)
+    code, err = main_in_process(["scene", "waymo", str(path), "--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
     from dipir.data.waymo_v1 import read_frame
 

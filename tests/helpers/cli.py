@@ -38,6 +38,18 @@ def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
+def main_in_process(argv: list[str], capsys) -> tuple[int, str]:
+    """`dipir ARGV` run in this process (the code pytest imported): (exit code, stderr stripped)."""
+    from dipir.cli.main import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.strip()
+
+
 def md_row(md: str, title: str, label: str) -> list[str]:
     section = md.split(f"### {title}")[1].split("###")[0]
     for line in section.splitlines():
