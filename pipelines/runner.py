@@ -1,6 +1,8 @@
 """The driver: plan a suite, skip finished tasks, feed the pending ones to Ray actors with
 backpressure, retry tasks whose worker died (a bounded number of times), show progress, and
-rebuild results.parquet. Ctrl-C stops cleanly; running the same suite again resumes.
+rebuild results.parquet. Ctrl-C or SIGTERM stops cleanly (results.parquet is written before Ray is let
+go: a signal to the whole process group kills the local Ray too); running the same suite again resumes.
+A worker that cannot set itself up stops the run (its error is the same for every task).
 
 On a cluster (`address`), the driver first checks in seconds that it can join (pipelines.connect),
 places one actor per GPU of the whole cluster (spread over nodes), stops the run when a node
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import threading
 import time
@@ -95,19 +98,22 @@ def run_suite(suite: Suite, run_dir: str | Path, address: str | None = None, wor
         summary.total, summary.already = len(tasks), len(tasks) - len(todo)
         summary.seconds_plan = time.perf_counter() - t0
         try:
-            with _sigterm_as_interrupt():
-                if todo:
-                    execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
-                    _execute(suite, run_dir, todo, address, workers, progress, summary, gpus)
+            # Ray is let go last (leaving `ray_exit`), after results.parquet is written: a SIGTERM sent to
+            # the whole process group also kills the local Ray, and Ray calls can then hang.
+            with _sigterm_as_interrupt(), contextlib.ExitStack() as ray_exit:
+                try:
+                    if todo:
+                        execute.prepare_model(suite.model, {t.method for t in todo}, run_dir)
+                        _execute(suite, run_dir, todo, address, workers, progress, summary, gpus, ray_exit)
+                finally:
+                    store.revoke_workers(run_dir)  # an actor not yet gone cannot commit while its folder is swept
+                    store.clear_staging(run_dir)  # what a dead attempt or a killed run's outliving worker left
+                    found = store.results(run_dir)
+                    store.rebuild_results(run_dir, found)
+                    summary.final = Counter(r.status for r in found.values() if r is not None)
         except KeyboardInterrupt:
             summary.interrupted = True
-        finally:
-            store.revoke_workers(run_dir)  # an actor not yet gone cannot commit while its folder is swept
-            store.clear_staging(run_dir)  # what a dead attempt or a killed run's outliving worker left
-            found = store.results(run_dir)
-            store.rebuild_results(run_dir, found)
-            summary.final = Counter(r.status for r in found.values() if r is not None)
-            summary.seconds_total = time.perf_counter() - t0
+        summary.seconds_total = time.perf_counter() - t0
     return summary
 
 
@@ -211,13 +217,62 @@ def _connect(address: str | None, workers: int | None) -> bool:
     return True
 
 
-def _storage_probe(run_dir: Path) -> tuple[Path, tuple[str, str]]:
-    """A file only the run folder the driver writes holds: each actor must read it back."""
+def _storage_probe(run_dir: Path) -> tuple[str, str]:
+    """A file only the run folder the driver writes holds: each actor must read it back (in
+    RUN/.staging, swept at the end of the run)."""
     name = f".staging/.probe-{uuid.uuid4().hex[:12]}"
     token = uuid.uuid4().hex
-    path = run_dir / name
-    path.write_text(token)
-    return path, (name, token)
+    (run_dir / name).write_text(token)
+    return name, token
+
+
+def _where(info: dict) -> str:
+    """The node an actor's `hello` came from, for an error message."""
+    return f"node {info['host']} ({info['ip']}, Ray node {info['node'][:12]})"
+
+
+def _death(err: Exception) -> str:
+    """The last line of Ray's report on a dead actor, without colour codes: the exception its constructor
+    raised, or why its process died (the first line only says that it died)."""
+    lines = [ln.strip() for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines()
+             if ln.strip() and not ln.startswith("The actor never ran")]  # a note after the reason
+    last = lines[-1] if lines else ""
+    return f"{type(err).__name__}: {last if len(last) <= 300 else last[:297] + '...'}"
+
+
+def _within(seconds: float, fn):
+    """fn()'s value, or None when it raised or has not returned within `seconds` (it is left running in
+    a daemon thread): a Ray call that needs the cluster's GCS waits for minutes when the GCS is gone."""
+    out = []
+
+    def call():
+        with contextlib.suppress(Exception):  # bookkeeping must not hide the run's own error
+            out.append(fn())
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return out[0] if out else None
+
+
+NODES_TIMEOUT_S = 10.0  # for asking a live GCS for its nodes at the end of a run
+
+
+def _leave_ray(ray, run_dir: Path, summary: RunSummary, actors: list, seen: dict, started: bool,
+               interrupted: bool) -> None:
+    """Record the nodes in run.json, stop this run's actors, and stop the Ray this run started. A SIGTERM
+    sent to the whole process group (`timeout`, Slurm's scancel) also kills the local Ray: then only calls
+    that do not wait on it are made (run.json keeps no nodes)."""
+    if not interrupted:
+        nodes = _within(NODES_TIMEOUT_S, lambda: _nodes_info(ray, seen))
+        if nodes is not None:
+            summary.nodes = sum(1 for nd in nodes if nd["actors"])
+            store.record_nodes(run_dir, nodes)
+    for a in actors:
+        with contextlib.suppress(Exception):  # already gone
+            ray.kill(a, no_restart=True)
+    if started:
+        ray.shutdown()  # seconds, also when the local Ray is already dead
 
 
 def _nodes_info(ray, hellos: dict) -> list[dict]:
@@ -252,8 +307,12 @@ def _committed_by(run_dir: Path, task: Task, actor: str | None, attempt: int) ->
     return None
 
 
+MAX_FRESH = 3  # fresh actors in a row that may die before their first `hello` in one slot
+
+
 def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None, workers: int | None,
-             progress: bool, summary: RunSummary, gpus: int | None = None) -> None:
+             progress: bool, summary: RunSummary, gpus: int | None, ray_exit: contextlib.ExitStack) -> None:
+    """Run `todo` on Ray actors. Ray is let go when `ray_exit` closes (run_suite writes the results first)."""
     import ray
     from ray.exceptions import ActorUnavailableError, RayError, RayTaskError
 
@@ -264,121 +323,113 @@ def _execute(suite: Suite, run_dir: Path, todo: list[Task], address: str | None,
     actors: list = []
     hellos: dict[int, dict] = {}  # slot -> the actor's last `hello` (node, actor id, pid, GPUs)
     seen: dict[tuple, dict] = {}  # (actor, node) -> hello: every placement of the run, restarts included
-    probe_path, probe = _storage_probe(run_dir)
-    try:
-        resources = ray.cluster_resources()
-        if started and not address and gpus and gpus > resources.get("GPU", 0):
-            # Nothing would ever start the missing GPUs: the actors would wait forever.
-            raise DipirError(f"this machine has {int(resources.get('GPU', 0))} GPU(s); --gpus is for a cluster that "
-                             "starts GPU nodes on demand (--address)", field="--gpus")
-        use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
-        summary.workers = n
-        Actor = make_actor_class(use_gpu)
-        args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
-                None if use_gpu else 1, probe, store.lock_token(run_dir))
+    ray_exit.push(lambda kind, *_: _leave_ray(ray, run_dir, summary, actors, seen, started,
+                                              interrupted=kind is KeyboardInterrupt))
+    probe = _storage_probe(run_dir)
+    resources = ray.cluster_resources()
+    if started and not address and gpus and gpus > resources.get("GPU", 0):
+        # Nothing would ever start the missing GPUs: the actors would wait forever.
+        raise DipirError(f"this machine has {int(resources.get('GPU', 0))} GPU(s); --gpus is for a cluster that "
+                         "starts GPU nodes on demand (--address)", field="--gpus")
+    use_gpu, n = actor_plan(resources, workers, len(todo), gpus)
+    summary.workers = n
+    Actor = make_actor_class(use_gpu)
+    args = (str(run_dir), suite.to_dict()["render"], suite.model, suite.options, os.environ.get(CRASH_ENV),
+            None if use_gpu else 1, probe, store.lock_token(run_dir))
 
-        def new_actor(slot: int):
-            return Actor.remote(*args)
+    def new_actor(slot: int):
+        return Actor.remote(*args)
 
-        actors = [new_actor(i) for i in range(n)]
-        queue = deque(todo)
-        attempts: Counter = Counter()
-        inflight: dict = {}  # ObjectRef -> (slot, task)
-        pings: dict = {}  # ObjectRef -> slot: an actor not yet known to be up (new, or lost a task)
-        idle: list[int] = []
+    actors.extend(new_actor(i) for i in range(n))
+    queue = deque(todo)
+    attempts: Counter = Counter()
+    fresh: Counter = Counter()  # slot -> fresh actors started since its last `hello`
+    inflight: dict = {}  # ObjectRef -> (slot, task)
+    pings: dict = {}  # ObjectRef -> slot: an actor not yet known to be up (new, or lost a task)
+    idle: list[int] = []
 
-        def recover(slot: int) -> None:
-            pings[actors[slot].hello.remote()] = slot
+    def recover(slot: int) -> None:
+        pings[actors[slot].hello.remote()] = slot
 
-        for slot in range(n):
-            recover(slot)
+    for slot in range(n):
+        recover(slot)
 
-        bar = _Progress(len(todo), enabled=progress)
-        with bar:
-            while queue or inflight:
-                # Backpressure: one task per actor in flight; the rest wait in the driver's queue.
-                while idle and queue:
-                    slot, task = idle.pop(), next_task(queue, {t.scene_key for _, t in inflight.values()})
-                    attempts[task.task_id] += 1
-                    ref = actors[slot].run.remote(task.to_dict(), attempts[task.task_id])
-                    inflight[ref] = (slot, task)
-                ready, _ = ray.wait([*inflight, *pings], num_returns=1, timeout=0.5)
-                for ref in ready:
-                    if ref in pings:
-                        slot = pings.pop(ref)
-                        try:
-                            info = ray.get(ref)
-                        except ActorUnavailableError:  # still restarting
-                            time.sleep(0.2)
-                            recover(slot)
-                            continue
-                        except RayError:  # Ray gave up restarting it: start a fresh one
-                            ray.kill(actors[slot], no_restart=True)
-                            actors[slot] = new_actor(slot)
-                            recover(slot)
-                            continue
-                        if info.get("storage_error"):
-                            raise DipirError(
-                                f"node {info['host']} ({info['ip']}, Ray node {info['node'][:12]}) "
-                                f"{info['storage_error']}: every node must mount the run folder's shared "
-                                "storage at the same path", run_dir)
-                        hellos[slot] = seen[info["actor"], info["node"]] = info
-                        idle.append(slot)  # up (or restarted by Ray): to work
-                        continue
-                    slot, task = inflight.pop(ref)
-                    placement = {k: hellos.get(slot, {}).get(k) for k in ("node", "actor")}
+    bar = _Progress(len(todo), enabled=progress)
+    with bar:
+        while queue or inflight:
+            # Backpressure: one task per actor in flight; the rest wait in the driver's queue.
+            while idle and queue:
+                slot, task = idle.pop(), next_task(queue, {t.scene_key for _, t in inflight.values()})
+                attempts[task.task_id] += 1
+                ref = actors[slot].run.remote(task.to_dict(), attempts[task.task_id])
+                inflight[ref] = (slot, task)
+            ready, _ = ray.wait([*inflight, *pings], num_returns=1, timeout=0.5)
+            for ref in ready:
+                if ref in pings:
+                    slot = pings.pop(ref)
                     try:
-                        out = ray.get(ref)
-                    except RayTaskError as err:
-                        # A Python error outside the task's own handler (e.g. writing its folder):
-                        # the worker is alive and a retry would fail the same way.
-                        cause = getattr(err, "cause", None) or err
-                        res = execute.failed_result(task, execute.error_message(cause), attempts[task.task_id],
-                                                    placement)
-                        res["traceback"] = str(err)
-                        store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
-                        idle.append(slot)
-                        out = {"status": "failed"}
-                    except RayError as err:
-                        # The worker process (or its whole node) died under this task (the task
-                        # itself catches every Python error and returns a failed result).
-                        summary.worker_errors.append((task.task_id, type(err).__name__))
+                        info = ray.get(ref)
+                    except ActorUnavailableError:  # still restarting
+                        time.sleep(0.2)
                         recover(slot)
-                        out = _committed_by(run_dir, task, placement["actor"], attempts[task.task_id])
-                        if out is not None:
-                            summary.executed += 1
-                        elif attempts[task.task_id] < suite.max_attempts:
-                            summary.retried += 1
-                            queue.appendleft(task)
-                            continue
-                        else:
-                            msg = (f"worker died on each of {attempts[task.task_id]} attempts "
-                                   f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
-                            res = execute.failed_result(task, msg, attempts[task.task_id], placement)
-                            res["traceback"] = str(err)  # no Python traceback from a dead process: Ray's report
-                            store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
-                            out = {"status": "failed"}
-                    else:
-                        idle.append(slot)
+                        continue
+                    except RayError as err:  # Ray gave up restarting it: start a fresh one
+                        fresh[slot] += 1
+                        if fresh[slot] > MAX_FRESH:  # it dies in start-up: it would never run a task
+                            raise DipirError(f"{MAX_FRESH + 1} workers in a row died while starting "
+                                             f"(last: {_death(err)})") from None
+                        ray.kill(actors[slot], no_restart=True)
+                        actors[slot] = new_actor(slot)
+                        recover(slot)
+                        continue
+                    if info.get("storage_error"):
+                        raise DipirError(f"{_where(info)} {info['storage_error']}: every node must mount "
+                                         "the run folder's shared storage at the same path", run_dir)
+                    if info.get("setup_error"):  # the same for every task: no task could run
+                        raise DipirError(f"{_where(info)} cannot set up a worker: {info['setup_error']}")
+                    fresh[slot] = 0
+                    hellos[slot] = seen[info["actor"], info["node"]] = info
+                    idle.append(slot)  # up (or restarted by Ray): to work
+                    continue
+                slot, task = inflight.pop(ref)
+                placement = {k: hellos.get(slot, {}).get(k) for k in ("node", "actor")}
+                try:
+                    out = ray.get(ref)
+                except RayTaskError as err:
+                    # A Python error outside the task's own handler (e.g. writing its folder):
+                    # the worker is alive and a retry would fail the same way.
+                    cause = getattr(err, "cause", None) or err
+                    res = execute.failed_result(task, execute.error_message(cause), attempts[task.task_id],
+                                                placement)
+                    res["traceback"] = str(err)
+                    store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
+                    idle.append(slot)
+                    out = {"status": "failed"}
+                except RayError as err:
+                    # The worker process (or its whole node) died under this task (the task
+                    # itself catches every Python error and returns a failed result).
+                    summary.worker_errors.append((task.task_id, type(err).__name__))
+                    recover(slot)
+                    out = _committed_by(run_dir, task, placement["actor"], attempts[task.task_id])
+                    if out is not None:
                         summary.executed += 1
-                    summary.counts[out["status"]] += 1
-                    bar.advance(out["status"])
-                bar.running(len(inflight))
-    finally:
-        try:
-            nodes = _nodes_info(ray, seen)
-            summary.nodes = sum(1 for nd in nodes if nd["actors"])
-            store.record_nodes(run_dir, nodes)
-        except Exception:  # noqa: BLE001 - bookkeeping must not hide the run's own error
-            pass
-        probe_path.unlink(missing_ok=True)
-        for a in actors:
-            try:
-                ray.kill(a, no_restart=True)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
-        if started:
-            ray.shutdown()
+                    elif attempts[task.task_id] < suite.max_attempts:
+                        summary.retried += 1
+                        queue.appendleft(task)
+                        continue
+                    else:
+                        msg = (f"worker died on each of {attempts[task.task_id]} attempts "
+                               f"(last: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+                        res = execute.failed_result(task, msg, attempts[task.task_id], placement)
+                        res["traceback"] = str(err)  # no Python traceback from a dead process: Ray's report
+                        store.commit_task(run_dir, store.staging_dir(run_dir, task.task_id), res)
+                        out = {"status": "failed"}
+                else:
+                    idle.append(slot)
+                    summary.executed += 1
+                summary.counts[out["status"]] += 1
+                bar.advance(out["status"])
+            bar.running(len(inflight))
 
 
 class _Progress:

@@ -213,13 +213,19 @@ def init_run(run: Path, spec: dict, metrics_meta: dict, cluster: dict | None = N
     clear_staging(run)
 
 
+OLD = "old-"  # RUN/.staging/old-<task id>-<suffix>: a task folder being replaced by commit_task
+
+
 def clear_staging(run: Path) -> None:
     """Empty RUN/.staging: what an interrupted run, a dead worker or a killed run's outliving worker
-    left there (and storage probes) holds no finished work. Call with the lock held and none of this
-    run's workers writing."""
+    left there (and storage probes) holds no finished work, except a task folder a commit had moved
+    aside and did not get to settle (`_settle_old`: put back, kept in RUN/replaced/ or removed).
+    Call with the lock held and none of this run's workers writing."""
     staging = run / schema.STAGING
     for p in list(staging.iterdir()) if staging.is_dir() else []:
-        if p.is_dir() and not p.is_symlink():
+        if p.name.startswith(OLD) and p.is_dir() and not p.is_symlink():
+            _settle_old(run, p.name[len(OLD):].rsplit("-", 1)[0], p)
+        elif p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
@@ -333,20 +339,31 @@ def commit_task(run: Path, stage: Path, result: dict | TaskResult, token: str | 
     final = run / schema.TASKS / tid
     old = None
     if final.exists():  # a retried failure (or an unreadable result) replaces its previous folder
-        old = run / schema.STAGING / f"old-{tid}-{uuid.uuid4().hex[:8]}"
+        # A process that dies before the next rename leaves it in .staging: clear_staging puts it back.
+        old = run / schema.STAGING / f"{OLD}{tid}-{uuid.uuid4().hex[:8]}"
         os.rename(final, old)
     os.rename(stage, final)
     if old is not None:
-        if res.status != "done" and _was_done(old):
-            # A done task run again (its evaluation version was older) that failed this time: its
-            # result no longer stands, but its estimate and artifacts are not thrown away.
-            keep = run / schema.REPLACED / tid
-            shutil.rmtree(keep, ignore_errors=True)
-            keep.parent.mkdir(exist_ok=True)
-            os.rename(old, keep)
-        else:
-            shutil.rmtree(old, ignore_errors=True)
+        _settle_old(run, tid, old)
     return final
+
+
+def _settle_old(run: Path, tid: str, old: Path) -> None:
+    """The previous folder of task `tid`, moved aside by commit_task: back into RUN/tasks/ when no new
+    folder took its place (the commit died between its renames), else removed, except a done one whose
+    replacement is not done."""
+    final = run / schema.TASKS / tid
+    if not final.exists():
+        os.rename(old, final)
+    elif _was_done(old) and not _was_done(final):
+        # A done task run again (its evaluation version was older) that failed this time: its
+        # result no longer stands, but its estimate and artifacts are not thrown away.
+        keep = run / schema.REPLACED / tid
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.parent.mkdir(exist_ok=True)
+        os.rename(old, keep)
+    else:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _was_done(folder: Path) -> bool:

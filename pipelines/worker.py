@@ -3,9 +3,10 @@
 Its `__init__` checks that this node sees the run folder the driver writes (shared storage),
 then loads the expensive state once (Mitsuba variant; estimators, with the diffusion model, are
 built on first use and kept); `run` executes one task and writes its folder itself, so finished
-work survives the driver. `hello` tells the driver where the actor runs and whether its storage
-check passed. Ray restarts a dead actor (`max_restarts`), possibly on another node; the driver
-decides whether the task it was running is tried again.
+work survives the driver. `hello` tells the driver where the actor runs, whether its storage
+check passed and why its set-up failed, if it did (the driver then stops the run). Ray restarts a
+dead actor (`max_restarts`), possibly on another node; the driver decides whether the task it was
+running is tried again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from pipelines.execute import TaskContext
+from dipir.errors import first_line
+from pipelines.execute import TaskContext, error_message
 from pipelines.tasks import Task
 
 MAX_RESTARTS = 4
@@ -54,9 +56,19 @@ class TaskWorker:
                      "ip": ray.util.get_node_ip_address(),
                      "gpus": [str(g) for g in ctx.get_accelerator_ids().get("GPU", [])]}
         self.storage_error = check_storage(run_dir, probe)
+        self.setup_error = None
         self.ctx = None
         if self.storage_error:
             return  # the driver stops the run on this actor's `hello`
+        try:
+            self._setup(run_dir, render, model, options, crash_marker, threads, token)
+        except Exception as err:  # noqa: BLE001 - reported by `hello`
+            # Ray does not restart an actor whose constructor raised: the driver would only start
+            # fresh ones that fail the same way. The same error would fail every task: it stops the run.
+            self.setup_error = first_line(error_message(err))
+
+    def _setup(self, run_dir: str, render: dict, model: str | None, options: dict, crash_marker: str | None,
+               threads: int | None, token: str | None) -> None:
         if threads:
             # CPU actors share a machine: each keeps to the cores Ray gave it.
             os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -74,8 +86,8 @@ class TaskWorker:
                                token=token)
 
     def hello(self) -> dict:
-        """Where this actor runs (node, actor id, pid, host, GPUs) and its storage check."""
-        return {**self.info, "storage_error": self.storage_error}
+        """Where this actor runs (node, actor id, pid, host, GPUs), its storage check and its set-up."""
+        return {**self.info, "storage_error": self.storage_error, "setup_error": self.setup_error}
 
     def run(self, task: dict, attempt: int) -> dict:
         res = self.ctx.run(Task.from_dict(task), attempt)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from helpers.cli import dipir_env, start_dipir
 from helpers.pipeline import TINY_RENDER, count_lines
 
 from dipir.errors import DipirError
@@ -226,7 +227,7 @@ def test_os_system_refused_before_any_task_runs(tmp_path):
     suite.write_text(yaml.safe_dump({"name": "evil", "datasets": [{"kind": "scenes", "path": str(scenes)}],
                                      "methods": ["os:system"], "options": {"os:system": {"command": f"touch {marker}"}},
                                      "render": TINY_RENDER}))
-    proc = _dipir(["run", str(suite), "--out", str(tmp_path / "run"), "--no-progress"], _env())
+    proc = start_dipir(["run", str(suite), "--out", str(tmp_path / "run"), "--no-progress"], dipir_env())
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, (out, err)
     assert "methods[0]" in err and "not an estimator class" in err and "Traceback" not in err
@@ -330,19 +331,6 @@ def test_fixed_input_leaves_one_row_per_task_and_the_report_shows_gpus_and_git(r
 # Real `dipir run` processes on one folder
 
 
-def _env() -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), str(TESTS.parent),
-                                                                     os.environ.get("PYTHONPATH")])))
-    env.pop("DIPIR_TEST_CRASH_ONCE", None)
-    return env
-
-
-def _dipir(args: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
-                            cwd=TESTS.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
 def _wait_for(cond, proc, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline and proc.poll() is None and not cond():
@@ -370,7 +358,7 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
     other.write_text(yaml.safe_dump({**data, "name": "other", "methods": ["constant"], "presets": {},
                                      "options": {}}))
     run = tmp_path / "run"
-    env = _env()
+    env = dipir_env()
     lock = run / ".lock"
 
     def holder() -> dict:
@@ -379,11 +367,11 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
         except (OSError, ValueError):
             return {}
 
-    a = _dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
+    a = start_dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
     try:
         _wait_for(lambda: holder().get("pid") == a.pid and (run / "spec.yaml").is_file(), a)
         spec = (run / "spec.yaml").read_text()
-        b = _dipir(["run", str(other), "--out", str(run), "--no-progress"], env)
+        b = start_dipir(["run", str(other), "--out", str(run), "--no-progress"], env)
         out, err = b.communicate(timeout=120)
         assert b.returncode == 2, (out, err)
         assert f"in use by pid {a.pid} on host {socket.gethostname()}" in err and "Traceback" not in err
@@ -399,7 +387,7 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
     # kill -9 a run mid-way: the next one takes the stale lock over and completes the suite.
     data["seeds"] = [1]
     first.write_text(yaml.safe_dump(data))
-    c = _dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
+    c = start_dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
     d = None
     try:
         _wait_for(lambda: count_lines(counter) >= 7, c)
@@ -408,7 +396,7 @@ def test_concurrent_runs_one_writer_and_killed_writer_taken_over(tmp_path):
         assert holder().get("pid") == c.pid  # the dead run's lock file still names it
         dead_token = holder()["token"]
         probes = {p.name for p in (run / ".staging").iterdir()}  # the dead run's own storage probe
-        d = _dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
+        d = start_dipir(["run", str(first), "--out", str(run), "--workers", "2", "--no-progress"], env)
         # The dead run's Ray workers outlive it by a second or more. Play one of them once the new
         # run is at work (its storage probe is up): it can leave a staging folder, not commit.
         _wait_for(lambda: holder().get("pid") == d.pid and any(

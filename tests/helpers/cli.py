@@ -38,6 +38,23 @@ def run_dipir(args: list[str], tmp_path: Path, block: bool = True) -> subprocess
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
+def dipir_env(**extra) -> dict:
+    """The environment for a `dipir` subprocess: the checkout under test and tests/ (for `helpers.…`
+    estimators) first on PYTHONPATH; no crash injection left over from the caller."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), str(REPO),
+                                                                     os.environ.get("PYTHONPATH")])), **extra)
+    env.pop("DIPIR_TEST_CRASH_ONCE", None)
+    return env
+
+
+def start_dipir(args: list[str], env: dict) -> subprocess.Popen:
+    """`dipir ARGS` started in its own session: a test can signal (or, on a timeout, kill) it and the
+    local Ray it starts together."""
+    return subprocess.Popen([sys.executable, "-c", "from dipir.cli.main import main; main()", *args],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
 def main_in_process(argv: list[str], capsys) -> tuple[int, str]:
     """`dipir ARGV` run in this process (the code pytest imported): (exit code, stderr stripped)."""
     from dipir.cli.main import main
