@@ -275,7 +275,7 @@ def _opened_image(path: str | Path, named: str | Path | None, field: str | None)
     try:
         with Image.open(path) as im:
             if im.mode in ("I", "F"):  # convert("RGB") clips them at 255: a 32-bit image has no known white
-                kind = "32-bit integer" if im.mode == "I" else "floating-point"
+                kind = "integer (32-bit, or a 16-bit PGM)" if im.mode == "I" else "floating-point"
                 raise DipirError(f"a {kind} image (PIL mode {im.mode}) has no defined white to read as sRGB; "
                                  "save it as an 8- or 16-bit PNG or a JPEG", named or path, field)
             yield im

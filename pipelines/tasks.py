@@ -81,7 +81,7 @@ def input_contents(paths: tuple[str, ...], options: dict, hashes: FileHashCache 
     out = {}
     for key in paths:
         if isinstance(options.get(key), str) and options[key]:
-            p = Path(options[key]).expanduser()
+            p = Path(options[key])  # as the estimator reads it
             out[key] = hashes.tree(p) if p.is_dir() else hashes.file(p)
     return out
 

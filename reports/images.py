@@ -56,15 +56,15 @@ def tonemap(env: np.ndarray, key: float = 0.25) -> np.ndarray:
 
 
 def load_thumb(path: Path, max_side: int) -> np.ndarray:
-    """Any LDR image or EXR env map as uint8 RGB, resized so the longer side is max_side."""
+    """Any LDR image or EXR env map as uint8 RGB, resized so the longer side is max_side. An LDR image is
+    read as the methods read it (dipir.io: EXIF orientation, 16-bit grey), so a background panel stands
+    as the composites beside it do."""
     if path.suffix.lower() == ".exr":
         img = Image.fromarray(tonemap(read_exr(path)))
     else:
-        try:
-            with Image.open(path) as im:
-                img = im.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated/garbage files
-            raise DipirError(f"cannot read image: {err}", path) from err
+        from dipir.io import read_rgb_image
+
+        img = read_rgb_image(path)  # a truncated or garbage file: a DipirError naming it
     # Exactly max_side on the longer side: shrink large images, enlarge tiny ones (nearest, so
     # pixels stay visible) so every grid panel has the same width.
     scale = max_side / max(img.size)

@@ -65,7 +65,8 @@ class TableConfig:
 
 def decimals_for(values) -> int:
     """Decimals that give every nonzero |value| of a column at least 3 significant digits (at most 6
-    decimals), and more where two values that differ would print alike: the best is bolded at digits
+    decimals for that), and more where two values that differ would print alike (up to 6 significant
+    digits of the largest): the best is bolded at digits
     that tell every value apart (10.6055 and 10.6355 both showed as a bold 10.6). Values equal to 6
     significant digits count as equal. From the largest value alone, 10.6 and 11.4 beside a 108 both
     showed as 11 and both were bolded, while the sign test said one won every scene."""

@@ -138,9 +138,9 @@ def _shadow_size(d):
 
 @pytest.mark.parametrize("damage,file,what", [
     (_negative, "envmap.exr", "negative radiance"),
-    (_square, "envmap.exr", "twice as wide as high"),
+    (_square, "envmap.exr", "expected (H, 2H, 3)"),
     (_shadow_negative, "envmap_shadow.exr", "negative radiance"),
-    (_shadow_square, "envmap_shadow.exr", "twice as wide as high"),
+    (_shadow_square, "envmap_shadow.exr", "expected (H, 2H, 3)"),
     (_shadow_size, "envmap_shadow.exr", "expected envmap.exr's"),
 ], ids=["negative", "square", "shadow_negative", "shadow_square", "shadow_size"])
 def test_a_prediction_map_that_breaks_the_contract_is_named(damage, file, what, tmp_path):
@@ -166,3 +166,18 @@ def test_evaluate_refuses_a_bad_prediction_map_instead_of_scoring_it(damage, tmp
     cfg = RenderConfig(width=32, height=24, spp=2, envmap_height=16, envmap_width=32, mask_spp_sqrt=1)
     with pytest.raises(DipirError, match="envmap.exr"):
         evaluate(scene, pred, cfg, 0, sphere_cfg=SphereConfig(resolution=16, spp=2, envmap_height=16))
+
+
+def test_numbers_as_yaml_writes_them_are_numbers():
+    """YAML 1.1 (suites, --option) reads 1e-3 as a string; a whole float is an integer count. Both had
+    worked through float()/int() and must not be refused by the option checks."""
+    import yaml
+
+    from dipir.estimators import build_estimator
+
+    opts = yaml.safe_load("ridge: 1e-3\nfit_pixels: 64.0\nintensity: 2e0\nexposure: -1e0")
+    assert opts["ridge"] == "1e-3"  # what the loader gives
+    sh2 = build_estimator("sh2", {k: opts[k] for k in ("ridge", "fit_pixels")})
+    assert (sh2.ridge, sh2.fit_pixels) == (0.001, 64) and isinstance(sh2.fit_pixels, int)
+    assert build_estimator("constant", {"intensity": opts["intensity"]}).intensity == 2.0
+    assert build_estimator("file", {"folder": "maps", "exposure": opts["exposure"]}).exposure == -1.0

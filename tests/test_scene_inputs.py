@@ -171,3 +171,20 @@ def test_an_exr_without_rgb_or_y_channels_names_its_channels(names, tmp_path):
         read_hdr(p)
     msg = str(exc.value)
     assert "other.exr" in msg and f"channels: {', '.join(sorted(names))}" in msg, msg
+
+
+def test_a_camera_over_a_downscaled_background_loads(tmp_path):
+    """A 4000x2667 camera over its 8x downscale (500x333: 333.4 rounded) is the same picture; the shape
+    check had allowed a pixel of rounding at the background's scale only."""
+    import yaml
+    from PIL import Image
+
+    from dipir.scene.contract import load_scene
+
+    Image.new("RGB", (500, 333), (90, 120, 150)).save(tmp_path / "bg.png")
+    (tmp_path / "scene.yaml").write_text(yaml.safe_dump({
+        "background": "bg.png",
+        "camera": {"width": 4000, "height": 2667, "fov_y_deg": 50, "origin": [0, 1.5, 0], "target": [0, 1.4, 5]},
+        "plane": {"point": [0, 0, 0], "normal": [0, 1, 0]},
+        "object": {"mesh": "builtin:box", "position": [0, 0, 5]}}))
+    assert load_scene(tmp_path / "scene.yaml").camera.width == 4000

@@ -129,9 +129,18 @@ def check_options(name: str, options: dict, allowed: set[str]) -> None:
 
 def check_number(value, field: str, lo: float | None = None, hi: float | None = None, *,
                  lo_open: bool = False, integer: bool = False):
-    """`value` unchanged when it is a finite number (an integer when `integer`) in [lo, hi] (lo < value
+    """`value` as a number when it is a finite one (an integer when `integer`) in [lo, hi] (lo < value
     when `lo_open`); otherwise a DipirError naming `field` (options.X), so a bad option stops here with
-    its name instead of crashing deep in an estimate or silently blacking out the map."""
+    its name instead of crashing deep in an estimate or silently blacking out the map. A numeric string
+    counts (YAML 1.1, hence suites and --option, reads 1e-3 as a string), as does a whole float for an
+    integer (64.0)."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass  # refused below, as it is written
+    if integer and isinstance(value, float) and value.is_integer():
+        value = int(value)
     kind = numbers.Integral if integer else numbers.Real
     ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
     if ok and lo is not None:

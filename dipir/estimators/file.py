@@ -141,11 +141,13 @@ class FileEstimator:
             raise DipirError(f"unknown frame {frame!r} (use {' or '.join(FRAMES)})", field="options.frame")
         self.frame = frame
         if exposure not in ("none", "background"):
-            if not (isinstance(exposure, (int, float)) and not isinstance(exposure, bool)):
+            try:  # ±60 stops (x1e18) is far beyond any real exposure gap; 2.0 ** 2000 overflowed in estimate
+                exposure = check_number(exposure, "options.exposure", -MAX_STOPS, MAX_STOPS)
+            except DipirError:
+                if isinstance(exposure, (int, float)) and not isinstance(exposure, bool):
+                    raise  # a number, out of range
                 raise DipirError(f"expected 'none', 'background' or a number of stops, got {exposure!r}",
-                                 field="options.exposure")
-            # ±60 stops (x1e18) is far beyond any real exposure gap; 2.0 ** 2000 overflowed in estimate
-            check_number(exposure, "options.exposure", -MAX_STOPS, MAX_STOPS)
+                                 field="options.exposure") from None
         self.height, self.convention, self.exposure = height, convention, exposure
 
     @classmethod

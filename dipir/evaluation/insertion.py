@@ -68,16 +68,15 @@ def check_result(result: InsertionResult, method: str | None) -> InsertionResult
         env = np.asarray(env, dtype=np.float32)
         field = f"{where}, {name}"
         if env.ndim != 3 or env.shape[2] != 3 or env.shape[1] != 2 * env.shape[0]:
-            raise DipirError(f"estimator returned a map of shape {env.shape}; expected (H, 2H, 3)", field=field)
+            raise DipirError(f"a map of shape {env.shape}; expected (H, 2H, 3)", field=field)
         if env.shape[0] < 2:
             # rows sit on θ = iπ/(H-1), one at each pole (dipir.rendering.hdr): one row has no spacing
-            raise DipirError(f"estimator returned a map of shape {env.shape}; expected H >= 2 rows", field=field)
+            raise DipirError(f"a map of shape {env.shape}; expected H >= 2 rows", field=field)
         bad = int(np.count_nonzero(~np.isfinite(env)))
         if bad:
-            raise DipirError(f"estimator returned {bad} non-finite (NaN or infinite) values of {env.size}",
-                             field=field)
+            raise DipirError(f"{bad} non-finite (NaN or infinite) values of {env.size}", field=field)
         if env.min() < 0:
-            raise DipirError(f"estimator returned negative radiance (min {float(env.min()):.3g})", field=field)
+            raise DipirError(f"negative radiance (min {float(env.min()):.3g})", field=field)
         setattr(result, name, env)
     if result.envmap_shadow is not None and result.envmap_shadow.shape != result.envmap.shape:
         raise DipirError(f"envmap_shadow {result.envmap_shadow.shape} and envmap {result.envmap.shape} differ",
@@ -221,14 +220,13 @@ def load_result(pred_dir: Path) -> InsertionResult:
 def _read_map(path: Path, name: str) -> np.ndarray:
     """A prediction folder's map held to the contract of a live estimate (`check_result`), with errors
     naming the file: a hand-written or damaged map is refused here, not scored as light."""
-    from dipir.rendering.hdr import equirect_map, read_hdr
+    from dipir.rendering.hdr import read_hdr
 
     env = read_hdr(path)  # unreadable, NaN or infinite: an error naming the file
-    equirect_map(env, path, name)  # only for its 2:1 check; negatives are refused below, not clipped
-    try:
+    try:  # not 2:1, or negative: refused, not clipped (a prediction is scored as it was written)
         check_result(InsertionResult(envmap=env), None)
     except DipirError as err:
-        raise DipirError(err.message, path) from None
+        raise DipirError(err.message, path, name) from None
     return env
 
 

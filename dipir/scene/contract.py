@@ -309,9 +309,10 @@ def _read_camera(r: FieldReader, image_size: tuple[int, int], background: Path) 
         if not 1 <= v <= 16384:
             r.fail(key, f"must be in [1, 16384] pixels, got {v}")
     # The camera is the background's (intrinsics are in its pixels): another aspect would stretch the
-    # photo. A size scaled evenly is the same picture; a pixel of rounding on each side is allowed.
+    # photo. A size scaled evenly is the same picture; a pixel of rounding on each side of the larger
+    # of the two is allowed (a 4000x2667 camera over its 500x333 downscale: 333.4 rounded).
     bw, bh = image_size
-    if abs(width / bw - height / bh) > 1 / bw + 1 / bh:
+    if abs(width * bh - height * bw) > max(width, bw) + max(height, bh):
         r.fail("width", f"camera.width x camera.height {width}x{height} is not the shape of the background "
                         f"{background.name} ({bw}x{bh}); give its size, or one scaled evenly")
     fov = intr = None
