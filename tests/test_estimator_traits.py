@@ -86,12 +86,15 @@ def _suite(tmp_path: Path, scenes: Path) -> Path:
 
 
 def test_traits_are_read_from_the_class():
+    from dipir.optim.version import OUTPUT_VERSION
+
     assert estimator_traits("dipir") == EstimatorTraits(seeded=True, model=True, outputs="optimizer",
                                                         output_artifacts=(("losses", "losses.csv"),), render_size=True,
-                                                        render_depth=True)
+                                                        render_depth=True, output_version=OUTPUT_VERSION)
     # the same optimizer, its own model
     assert estimator_traits("dipir-tiny") == dataclasses.replace(estimator_traits("dipir"), own_model="tiny")
-    for name in set(ESTIMATORS) - {"dipir", "dipir-tiny"}:
+    assert estimator_traits("file") == EstimatorTraits(input_paths=("folder",))  # the maps it reads
+    for name in set(ESTIMATORS) - {"dipir", "dipir-tiny", "file"}:
         assert estimator_traits(name) == EstimatorTraits(), name
     assert estimator_traits("test_estimator_traits:SeededToy").outputs == "toy_outputs"
     assert estimator_traits("test_estimator_traits:PlainToy") == EstimatorTraits()
@@ -235,8 +238,10 @@ def test_an_edited_preset_makes_its_tasks_stale(tmp_path, monkeypatch):
     # So for a baseline's: each of its tasks would fail the same way.
     for presets_, options, words in (({"sunsky": ["bright"]}, {}, "presets.sunsky: sunsky takes no presets"),
                                      ({}, {"sunsky": {"colour": 1}}, "options.sunsky.colour: unknown option"),
-                                     ({}, {"sunsky": {"turbidities": 3}}, "options.sunsky: an option of 'sunsky' "
-                                                                          "has the wrong type")):
+                                     ({}, {"sunsky": {"turbidities": 3}}, "options.sunsky.turbidities: expected a "
+                                                                          "non-empty list of turbidities"),
+                                     ({}, {"sunsky": {"sky_quantile": 1.5}}, "options.sunsky.sky_quantile: expected a "
+                                                                             "finite number in [0, 1]")):
         data["presets"], data["options"] = presets_, options
         path.write_text(yaml.safe_dump(data))
         with pytest.raises(DipirError) as err:

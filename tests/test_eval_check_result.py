@@ -36,14 +36,15 @@ def test_a_non_finite_map_names_the_map():
 
 def test_an_estimate_that_overflows_is_an_error_not_a_black_map(tmp_path):
     """`finalize` turned inf / NaN into 0, so `check_result` never saw them and an estimate that
-    overflowed (here the file map pushed up 200 stops) was rendered and scored as black light."""
+    overflowed (here a 1e30 file map pushed up 60 stops, the most the option allows) was rendered and
+    scored as black light."""
     from dipir.evaluation.evaluate import estimate_and_render
     from dipir.rendering.config import RenderConfig
 
     scene = crop_scene(tmp_path / "scene")
     maps = tmp_path / "maps"
-    write_hdr(maps / f"{scene.id}.exr", sky_envmap(16))
-    est = build_estimator("file", {"folder": str(maps), "exposure": 200})
+    write_hdr(maps / f"{scene.id}.exr", sky_envmap(16) * np.float32(1e30))
+    est = build_estimator("file", {"folder": str(maps), "exposure": 60})
     cfg = RenderConfig(width=24, height=16, spp=1, envmap_height=16, envmap_width=32, mask_spp_sqrt=1)
     with np.errstate(over="ignore"), pytest.raises(DipirError) as e:
         estimate_and_render(scene, est, cfg, 0, tmp_path / "out")
