@@ -36,7 +36,7 @@ demo: setup
 	$(VENV)/bin/dipir run benchmarks/demo.yaml --out runs/demo
 	$(VENV)/bin/dipir report runs/demo
 	$(VENV)/bin/dipir run benchmarks/mini_world_demo.yaml --out runs/mini-world-demo
-	$(VENV)/bin/dipir report runs/mini-world-demo --main sds-no-lora
+	$(VENV)/bin/dipir report runs/mini-world-demo --main dipir:sds-no-lora
 
 bench: setup
 	@for f in benchmarks/perf/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

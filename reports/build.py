@@ -118,8 +118,9 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
     df = store.tasks
     labels = sorted(df["label"].unique())
     if cfg.require_main and cfg.tables.main_label not in labels:
+        near = [lab for lab in labels if lab.endswith(f":{cfg.tables.main_label}")]  # a preset named bare
         raise DipirError(f"no method labelled {cfg.tables.main_label!r} in {store.run} (its labels: "
-                         f"{', '.join(labels)})", field="--main")
+                         f"{', '.join(labels)}{'; did you mean ' + near[0] + '?' if near else ''})", field="--main")
     counts = df["status"].value_counts()
     info = [("run", str(store.run.resolve())),
             *([("run in progress", f"held by {store.writer}: these are the {len(df)} tasks finished so far, "

@@ -82,3 +82,22 @@ def test_the_split_script_names_the_file_and_field_of_a_bad_result(tmp_path, cap
     assert err == [f"error: {no_scenes}: scenes_detail: not a prior check or forms result: no such field",
                    f"error: {not_json}: not valid JSON (Expecting property name enclosed "
                    "in double quotes, line 1)"]
+
+
+def test_the_makefiles_report_commands_name_labels_their_suites_make():
+    """`make demo` reported the mini-world demo with `--main sds-no-lora`, a label no task has (DiPIR's
+    presets are `dipir:<preset>`): its pairwise section was silently left out."""
+    import re
+
+    from pipelines.suite import load_suite
+    from reports.store import method_label
+
+    repo = Path(__file__).resolve().parents[1]
+    make = (repo / "Makefile").read_text()
+    suites = {"runs/demo": "benchmarks/demo.yaml", "runs/mini-world-demo": "benchmarks/mini_world_demo.yaml"}
+    found = re.findall(r"dipir report (\S+) --main (\S+)", make)
+    assert found
+    for run, main in found:
+        suite = load_suite(repo / suites[run])
+        labels = {method_label(m, p) for m in suite.methods for p in suite.presets.get(m, (None,))}
+        assert main in labels, (run, main, sorted(labels))
