@@ -132,7 +132,11 @@ def build_report(run: str | Path, cfg: ReportConfig | None = None, study: str | 
                             f"(their tasks run again on resume; see 'Failed, skipped and unavailable')")]
               if store.unreadable else []),
             ("datasets", ", ".join(sorted(df["dataset"].unique()))),
-            ("methods", ", ".join(labels))]
+            ("methods", ", ".join(labels)),
+            # the default main label absent (a baselines-only run): say why there is no pairwise section
+            *([("pairwise", f"none: no method labelled {cfg.tables.main_label!r} (give --main LABEL to compare "
+                            "one method against each other)")]
+              if cfg.tables.main_label not in labels and len(labels) > 1 else [])]
     ri = store.run_info  # RUN/run.json (pipelines/schema.py RunInfo)
     old_eval = evaluation_versions(df)
     info += [*([("evaluation", old_eval)] if old_eval else []),

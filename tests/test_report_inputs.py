@@ -210,3 +210,19 @@ def test_markdown_emphasis_in_names_is_text(tmp_path):
     assert "\\_fail\\_ \\~\\~gone\\~\\~ \\*x\\*" in md
     assert "*em*" not in md.replace("\\*em\\*", "")
     assert _esc("# title") == "\\# title" and _esc("rmse_full") == "rmse_full"
+
+
+def test_a_run_without_the_main_label_says_why_it_has_no_pairwise_section(tmp_path, capsys):
+    """A baselines-only run reported with the default --main (dipir): the pairwise section was left out
+    without a word."""
+    from helpers.cli import main_in_process
+
+    run = write_fixture_store(tmp_path / "run")
+    for d in (run / "tasks").glob("*-dipir-*"):
+        shutil.rmtree(d)
+    (run / "results.parquet").unlink()
+    code, err = main_in_process(["report", str(run), "--out", str(tmp_path / "r"), "--format", "md",
+                                 "--bootstrap", "100", "--grid-scenes", "0"], capsys)
+    assert code == 0, err
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "Pairwise" not in md and "none: no method labelled 'dipir'" in md
