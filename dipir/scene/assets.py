@@ -18,7 +18,7 @@ import numpy as np
 
 from dipir.errors import DipirError
 from dipir.hashing import file_stamp, hash_json
-from dipir.scene.contract import ON_PLANE_M, ObjectSpec, Plane
+from dipir.scene.contract import ObjectSpec, Plane, check_on_plane
 from dipir.scene.mesh import DEFAULT_MATERIAL, Mesh
 
 
@@ -282,9 +282,7 @@ def check_placement(spec: ObjectSpec, camera, plane: Plane, mesh: Mesh | None = 
     judge, must be in the picture. `moved_by` names the field that places the object (errors say it)."""
     from dipir.scene.geometry import in_view, project
 
-    off = float((np.asarray(spec.position) - plane.point) @ plane.normal)
-    if abs(off) > ON_PLANE_M:
-        raise DipirError(f"object is {off:.3f} m off the plane", field="object.position")
+    check_on_plane(spec.position, plane)
     mesh = mesh or load_object_mesh(spec)
     lo, hi = mesh.bounds()
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])

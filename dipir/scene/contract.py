@@ -51,7 +51,7 @@ SCENE_FILE = "scene.yaml"
 # composites in the scene folder until it moved them to the cache. A scene folder's content hash
 # leaves them out, so a check run on a suite's scenes does not make every task of the suite stale.
 NOT_SCENE_CONTENT = ("prior_check_*.npz",)
-ON_PLANE_M = 1e-3  # how far off the plane an object's position may be (assets.check_placement's tolerance)
+ON_PLANE_M = 1e-3  # how far off the plane an object's position may be
 
 
 @dataclass
@@ -301,6 +301,15 @@ class FieldReader:
             self.fail(extra[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
+def check_on_plane(position, plane: Plane, path: Path | None = None) -> None:
+    """The object's base stands on the plane (within ON_PLANE_M): off it, the object floats or sinks.
+    A DipirError naming object.position (and `path`, the scene file, when given) otherwise; a loaded
+    scene and every placement (`assets.check_placement`) are held to it."""
+    off = float((np.asarray(position) - plane.point) @ plane.normal)
+    if abs(off) > ON_PLANE_M:
+        raise DipirError(f"object is {off:.3f} m off the plane", path, "object.position")
+
+
 def _read_camera(r: FieldReader, image_size: tuple[int, int], background: Path) -> Camera:
     r.unknown_keys({"fov_y_deg", "intrinsics", "origin", "target", "up", "to_world", "width", "height"})
     width = int(r.number("width", image_size[0], positive=True))
@@ -372,9 +381,7 @@ def load_scene(path: str | Path) -> Scene:
     bg = r.file("background")
     camera = _read_camera(r.section("camera"), image_size(bg, field="background"), bg)
     plane, obj = _read_plane(r.section("plane")), _read_object(r.section("object"))
-    off = float((obj.position - plane.point) @ plane.normal)
-    if abs(off) > ON_PLANE_M:  # the base stands on the plane: off it, the object floats or sinks
-        raise DipirError(f"object is {off:.3f} m off the plane", path, "object.position")
+    check_on_plane(obj.position, plane, path)
     provenance = r.data.get("provenance") or {}
     if not isinstance(provenance, dict):
         r.fail("provenance", "expected a mapping")
