@@ -53,7 +53,7 @@ from dipir.estimators.common import (
     map_size,
     pixel_directions,
 )
-from dipir.rendering.hdr import equirect_directions, equirect_map, read_hdr, resample_equirect
+from dipir.rendering.hdr import equirect_directions, read_equirect, resample_equirect
 from dipir.scene.contract import Camera, Scene
 
 CONVENTIONS = ("mitsuba", "blender")
@@ -163,8 +163,7 @@ class FileEstimator:
         """The scene's map in Mitsuba's convention and the scene's world (`camera` rotates a
         camera-frame map; required when frame is `camera`)."""
         path = find_map(self.folder, scene_id)
-        env = read_hdr(path)  # raises a DipirError naming the file on NaN / inf / unreadable files
-        env, negative = equirect_map(env, path)
+        env, negative = read_equirect(path)  # unreadable, NaN / inf, not 2:1: a DipirError naming the file
         extras = {"source": str(path), "negative_texels": negative}
         if self.convention == "blender":
             env = blender_to_mitsuba(env)
