@@ -137,6 +137,32 @@ def describe_holder(holder: dict) -> str:
     return f"pid {holder.get('pid')} on host {holder.get('host')} (since {holder.get('started')})"
 
 
+_BUSY = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)  # flock's "another process holds it"
+
+
+def lock_holder(run: Path) -> str | None:
+    """Who is writing the run now (a `dipir run` holding RUN/.lock, `run_lock`), described; None when
+    nobody is. A writer that let go cleanly leaves the file empty, so only a non-empty one is probed:
+    a shared, non-blocking flock, let go at once. A reader never waits for a run nor holds one off
+    (a run starting in that instant would find the folder in use)."""
+    path = run / schema.LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size == 0:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return describe_holder(_holder(path)) if err.errno in _BUSY else None
+        fcntl.flock(fd, fcntl.LOCK_UN)  # free: the last writer died holding it
+        return None
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def run_lock(run: Path):
     """Hold RUN/.lock (fcntl.flock, exclusive) for the block; yields the holder the lock was taken
@@ -153,7 +179,7 @@ def run_lock(run: Path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as err:
         os.close(fd)
-        if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        if err.errno not in _BUSY:
             raise DipirError(f"cannot lock the run folder ({err.strerror})", path) from None
         raise DipirError(f"run folder is in use by {describe_holder(_holder(path))}; one `dipir run` per run "
                          "folder at a time", run) from None

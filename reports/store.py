@@ -12,10 +12,7 @@ in progress (`Store.writer`).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from dipir.io import read_json_object, read_yaml
 from pipelines import schema
 from pipelines.schema import REQUIRED_COLUMNS as REQUIRED
 from pipelines.schema import STATUSES
+from pipelines.store import lock_holder
 from reports.metrics_meta import MetricInfo, load_metrics_meta
 
 DIPIR = "dipir"
@@ -167,32 +165,6 @@ def _table_is_current(run: Path, parquet: Path, df: pd.DataFrame) -> bool:
     return max(done.values()) <= parquet.stat().st_mtime_ns
 
 
-def running_writer(run: Path) -> str | None:
-    """Who is writing the run now (`dipir run` holds RUN/.lock, pipelines/store.py run_lock), or None.
-    A writer that let go cleanly leaves the file empty, so only a non-empty one is probed: a shared,
-    non-blocking flock, let go at once. The report never waits for a run nor holds one off (a run
-    starting in that instant would find the folder in use)."""
-    from pipelines.store import _holder, describe_holder
-
-    path = run / schema.LOCK
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size == 0:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as err:
-            held = err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-            return describe_holder(_holder(path)) if held else None
-        fcntl.flock(fd, fcntl.LOCK_UN)  # free: the last writer died holding it
-        return None
-    finally:
-        os.close(fd)
-
-
 def _check_identities(df: pd.DataFrame, where: Path) -> None:
     """A null dataset, scene, method or task id would crash the sorting or merge tasks into a scene
     named "None" (a null scene_id's metrics were dropped from every table)."""
@@ -260,4 +232,4 @@ def load_store(run: str | Path) -> Store:
             raise DipirError(err.message, run / schema.RUN_INFO, err.field) from None
     return Store(run=run, tasks=df.reset_index(drop=True), metrics=metrics, meta=meta,
                  artifacts=artifacts, spec=spec if isinstance(spec, dict) else {}, run_info=run_info,
-                 unreadable=unreadable, rebuilt=rebuilt, writer=running_writer(run))
+                 unreadable=unreadable, rebuilt=rebuilt, writer=lock_holder(run))
