@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import edited_v2_component
+from helpers.cli import refused_in_process
 
 from dipir.data import waymo_v1, waymo_v2
 from dipir.data.range_image import (
@@ -179,16 +181,6 @@ def _read_ply(path):
 
 # --- Bad input: one line naming the file and the record offset / column, exit code 2 ---------
 
-def _cli(argv, capsys):
-    from dipir.cli.main import main
-
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err.strip()
-    assert exc.value.code == 2 and "\n" not in err and "Traceback" not in err
-    return err
-
-
 def _frames_file(segs):
     return segs["v1"]
 
@@ -198,7 +190,7 @@ def test_truncated_tfrecord(segs, tmp_path, capsys):
     first = struct.unpack("<Q", raw[:8])[0] + 16
     bad = tmp_path / "trunc.tfrecord"
     bad.write_bytes(raw[: first + 100])
-    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(bad), "--frame", "1", "--out", str(tmp_path / "o")], capsys)
     assert str(bad) in err and f"record at byte {first}" in err and "truncated" in err
     with pytest.raises(DipirError):  # --debug lets the exception through (traceback)
         from dipir.cli.main import main
@@ -211,7 +203,7 @@ def test_crc_mismatch(segs, tmp_path, capsys):
     raw[40] ^= 0xFF  # inside the first record's data
     bad = tmp_path / "crc.tfrecord"
     bad.write_bytes(bytes(raw))
-    err = _cli(["scene", "waymo", str(bad), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(bad), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
     assert str(bad) in err and "record at byte 0" in err and "CRC mismatch" in err
 
 
@@ -227,7 +219,7 @@ def test_frame_without_lidar(segs, tmp_path, capsys):
         w.write(f.SerializeToString())
     second = 16 + len(data)
     # --ground lidar insists on range images (auto would take the calibration's ground instead)
-    err = _cli(["scene", "waymo", str(bad), "--frame", "1", "--ground", "lidar", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(bad), "--frame", "1", "--ground", "lidar", "--out", str(tmp_path / "o")], capsys)
     assert str(bad) in err and f"record at byte {second}" in err and "no LiDAR" in err
 
 
@@ -242,7 +234,7 @@ def test_parquet_missing_column(segs, tmp_path, capsys):
     t = pq.read_table(f)
     col = "[LiDARCalibrationComponent].extrinsic.transform"
     pq.write_table(t.drop_columns([col]), f)
-    err = _cli(["scene", "waymo", str(root), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(root), "--frame", "0", "--out", str(tmp_path / "o")], capsys)
     assert str(f) in err and col in err and "missing" in err
 
 
@@ -407,12 +399,12 @@ def test_v2_files_match_the_official_component_schemas(segs):
 
 
 def test_frame_and_camera_errors(segs, tmp_path, capsys):
-    err = _cli(["scene", "waymo", str(segs["v1"]), "--frame", "7", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(segs["v1"]), "--frame", "7", "--out", str(tmp_path / "o")], capsys)
     assert str(segs["v1"]) in err and "has 2 frames" in err
-    err = _cli(["scene", "waymo", str(segs["v2"]), "--frame", "0", "--camera", "SIDE_LEFT", "--out",
+    err = refused_in_process(["scene", "waymo", str(segs["v2"]), "--frame", "0", "--camera", "SIDE_LEFT", "--out",
                 str(tmp_path / "o")], capsys)
     assert "camera_image" in err and "no images from camera SIDE_LEFT" in err
-    err = _cli(["scene", "waymo", str(segs["v1"]), "--camera", "BACK", "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(segs["v1"]), "--camera", "BACK", "--out", str(tmp_path / "o")], capsys)
     assert "unknown camera 'BACK'" in err
 
 
@@ -464,7 +456,7 @@ def test_a_v1_frame_with_bad_calibration_or_lidar_is_one_line(segs, tmp_path, ca
     bad = tmp_path / "bad.tfrecord"
     with TFRecordWriter(bad) as w:
         w.write(f.SerializeToString())
-    err = _cli(["scene", "waymo", str(bad), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
+    err = refused_in_process(["scene", "waymo", str(bad), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
                capsys)
     assert f"{bad}: record at byte 0: " in err and words in err, err
     assert not (tmp_path / "o").exists()
@@ -541,16 +533,10 @@ V2_BAD = {
 
 @pytest.mark.parametrize("case", sorted(V2_BAD))
 def test_a_v2_component_with_a_bad_cell_is_one_line(segs, tmp_path, capsys, case):
-    import shutil
-
-    import pyarrow.parquet as pq
-
     tag, edit, words = V2_BAD[case]
     root = tmp_path / "v2"
-    shutil.copytree(segs["v2"], root)
-    f = next((root / tag).glob("*.parquet"))
-    pq.write_table(edit(pq.read_table(f)), f)
-    err = _cli(["scene", "waymo", str(root), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
+    edited_v2_component(segs["v2"], root, tag, edit)
+    err = refused_in_process(["scene", "waymo", str(root), "--frame", "0", "--ground", "lidar", "--out", str(tmp_path / "o")],
                capsys)
     assert str(root) in err and words in err, err
     assert not (tmp_path / "o").exists()
@@ -568,6 +554,6 @@ def test_a_damaged_truth_sidecar_is_one_line(segs, tmp_path, capsys, text, words
     truth = tmp_path / "truth" / (src.parent / "truth").glob("*.json").__next__().name
     truth.parent.mkdir()
     truth.write_text(text)
-    err = _cli(["scene", "waymo", str(tmp_path / src.name), "--ground", "calibration", "--out", str(tmp_path / "o")],
+    err = refused_in_process(["scene", "waymo", str(tmp_path / src.name), "--ground", "calibration", "--out", str(tmp_path / "o")],
                capsys)
     assert f"{truth}: {words}" in err, err

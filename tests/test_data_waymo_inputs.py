@@ -5,11 +5,10 @@ duplicate v2 rows (first or last one taken, points doubled), and a TOP sweep wit
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-from helpers.cli import main_in_process
+from helpers import edited_v2_component
+from helpers.cli import main_in_process, refused_in_process
 
 from dipir.data.range_image import decode_matrix_float, encode_matrix_float
 from dipir.data.synth_waymo import SynthWaymoConfig, write_segments
@@ -32,12 +31,6 @@ def data(tmp_path_factory):
                                          config=SynthWaymoConfig.small(render=False, lidar=False))[0]}
 
 
-def _refused(argv, capsys) -> str:
-    code, err = main_in_process(argv, capsys)
-    assert code == 2 and "\n" not in err and "Traceback" not in err, err
-    return err
-
-
 # --- 1. A user's mesh on a camera-only frame: the same object rule as with LiDAR --------------
 
 @pytest.mark.parametrize("kind", ["v2_nolidar", "v2"])
@@ -47,7 +40,7 @@ def test_own_mesh_needs_its_class_with_or_without_lidar(data, tmp_path, capsys, 
     mesh = tmp_path / "box.obj"
     mesh.write_text(BOX)
     argv = ["scene", "waymo", str(data[kind]), "--object", str(mesh)]
-    err = _refused(argv + ["--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(argv + ["--out", str(tmp_path / "o")], capsys)
     assert "object.class: missing: what box.obj is" in err, err
     code, err = main_in_process(argv + ["--class", "crate", "--out", str(tmp_path / "ok")], capsys)
     assert code == 0, err
@@ -117,7 +110,7 @@ def _v1_edited(data, tmp_path, edit):
 def test_a_v1_frame_with_nonfinite_lidar_values_is_one_line(data, tmp_path, capsys, case):
     edit, words = V1_BAD[case]
     bad = _v1_edited(data, tmp_path, edit)
-    err = _refused(["scene", "waymo", str(bad), "--out", str(tmp_path / "o")], capsys)
+    err = refused_in_process(["scene", "waymo", str(bad), "--out", str(tmp_path / "o")], capsys)
     assert f"{bad}: record at byte 0: " in err and words in err, err
     assert not (tmp_path / "o").exists()
 
@@ -190,14 +183,10 @@ V2_BAD = {
 
 @pytest.mark.parametrize("case", sorted(V2_BAD))
 def test_a_v2_component_with_nonfinite_values_or_duplicate_rows_is_one_line(data, tmp_path, capsys, case):
-    import pyarrow.parquet as pq
-
     tag, edit, words = V2_BAD[case]
     root = tmp_path / "v2"
-    shutil.copytree(data["v2"], root)
-    f = root / tag / "synth0000_000.parquet"
-    pq.write_table(edit(pq.read_table(f)), f)
-    err = _refused(["scene", "waymo", str(root), "--out", str(tmp_path / "o")], capsys)
+    f = edited_v2_component(data["v2"], root, tag, edit)
+    err = refused_in_process(["scene", "waymo", str(root), "--out", str(tmp_path / "o")], capsys)
     # a missing or doubled row names the component's file; a bad value the root, frame and column
     assert (f"{f}: " if "row for" in words else f"{root}: {SEG}=") in err and words in err, err
     assert not (tmp_path / "o").exists()

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
 def angle_deg(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
+
+
+def edited_v2_component(src: Path, dst: Path, tag: str, edit) -> Path:
+    """A copy at `dst` of the Waymo v2 dataset `src` whose component `tag` (its one Parquet file) is
+    `edit(table)`; returns that file."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    shutil.copytree(src, dst)
+    f = next((dst / tag).glob("*.parquet"))
+    pq.write_table(edit(pq.read_table(f)), f)
+    return f
 
 
 def varint(n: int) -> bytes:

@@ -67,6 +67,13 @@ def main_in_process(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err.strip()
 
 
+def refused_in_process(argv: list[str], capsys) -> str:
+    """`dipir ARGV` in this process, refused as bad input must be: exit 2, one line, no traceback. The line."""
+    code, err = main_in_process(argv, capsys)
+    assert code == 2 and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
 def md_row(md: str, title: str, label: str) -> list[str]:
     section = md.split(f"### {title}")[1].split("###")[0]
     for line in section.splitlines():
